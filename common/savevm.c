@@ -1,0 +1,400 @@
+/*
+ * savevm.c: full save and load of a guest's sections (see savevm.h).
+ */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "savevm.h"
+
+int colo_savevm_init(struct colo_savevm *sv, const char *machine, struct colo_err *err)
+{
+	memset(sv, 0, sizeof(*sv));
+	return colo_stream_config_init(&sv->config, machine, err);
+}
+
+void colo_savevm_free(struct colo_savevm *sv)
+{
+	free(sv->devs);
+	free(sv->blocks);
+	memset(sv, 0, sizeof(*sv));
+}
+
+struct colo_savevm_block *colo_savevm_find_block(struct colo_savevm *sv,
+						 const char *name)
+{
+	for (size_t i = 0; i < sv->nblocks; i++)
+		if (strcmp(sv->blocks[i].info.name, name) == 0)
+			return &sv->blocks[i];
+	return NULL;
+}
+
+int colo_savevm_add_ram(struct colo_savevm *sv, const char *name, void *host,
+			uint64_t length, struct colo_err *err)
+{
+	struct colo_savevm_block *b;
+	size_t len = strlen(name);
+
+	if (len == 0 || len > COLO_IDSTR_MAX)
+		return colo_err_set(err, EINVAL, "RAM block name must be 1 to %d bytes",
+				    COLO_IDSTR_MAX);
+	if (length == 0 || length % COLO_PAGE_SIZE)
+		return colo_err_set(err, EINVAL, "RAM block '%s': length %" PRIu64
+				    " is not a positive multiple of %u", name, length,
+				    COLO_PAGE_SIZE);
+	if (colo_savevm_find_block(sv, name))
+		return colo_err_set(err, EEXIST, "RAM block '%s' is registered twice", name);
+	if (sv->nblocks >= COLO_RAM_BLOCKS_MAX)
+		return colo_err_set(err, E2BIG, "more than %d RAM blocks", COLO_RAM_BLOCKS_MAX);
+	b = realloc(sv->blocks, (sv->nblocks + 1) * sizeof(*b));
+	if (!b)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	sv->blocks = b;
+	b = &sv->blocks[sv->nblocks++];
+	memset(b, 0, sizeof(*b));
+	memcpy(b->info.name, name, len + 1);
+	b->info.length = length;
+	b->host = host;
+	if (sv->nblocks == 1)
+		sv->ram_section_id = sv->next_section_id++;
+	return 0;
+}
+
+int colo_savevm_add_device(struct colo_savevm *sv, const char *idstr,
+			   uint32_t instance_id, const struct colo_vmstate_desc *vmsd,
+			   void *opaque, struct colo_err *err)
+{
+	struct colo_savevm_device *d;
+	size_t len = strlen(idstr);
+
+	if (len == 0 || len > COLO_IDSTR_MAX)
+		return colo_err_set(err, EINVAL, "device name must be 1 to %d bytes",
+				    COLO_IDSTR_MAX);
+	for (size_t i = 0; i < sv->ndevs; i++)
+		if (sv->devs[i].instance_id == instance_id &&
+		    strcmp(sv->devs[i].idstr, idstr) == 0)
+			return colo_err_set(err, EEXIST, "device '%s' instance %" PRIu32
+					    " is registered twice", idstr, instance_id);
+	d = realloc(sv->devs, (sv->ndevs + 1) * sizeof(*d));
+	if (!d)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	sv->devs = d;
+	d = &sv->devs[sv->ndevs++];
+	memset(d, 0, sizeof(*d));
+	memcpy(d->idstr, idstr, len + 1);
+	d->instance_id = instance_id;
+	d->section_id = sv->next_section_id++;
+	d->vmsd = vmsd;
+	d->opaque = opaque;
+	return 0;
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	return p[0] == 0 && memcmp(p, p + 1, COLO_PAGE_SIZE - 1) == 0;
+}
+
+static int save_ram(struct colo_savevm *sv, struct colo_stream_writer *w,
+		    struct colo_err *err)
+{
+	struct colo_ram_block_info *infos;
+	struct colo_ram_writer rw;
+	uint32_t in_part = 0;
+	int r;
+
+	infos = calloc(sv->nblocks, sizeof(*infos));
+	if (!infos)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < sv->nblocks; i++)
+		infos[i] = sv->blocks[i].info;
+	colo_ram_writer_init(&rw, w->out);
+	r = colo_sw_section_begin(w, COLO_SEC_START, sv->ram_section_id, COLO_RAM_IDSTR,
+				  0, COLO_RAM_SECTION_VERSION, err);
+	if (r) {
+		free(infos);
+		return r;
+	}
+	colo_ram_put_mem_size(&rw, infos, sv->nblocks, false);
+	free(infos);
+	colo_ram_put_eos(&rw);
+	colo_sw_section_end(w);
+
+	for (size_t i = 0; i < sv->nblocks; i++) {
+		const struct colo_savevm_block *b = &sv->blocks[i];
+
+		for (uint64_t off = 0; off < b->info.length; off += COLO_PAGE_SIZE) {
+			const uint8_t *page = b->host + off;
+
+			if (in_part == 0) {
+				colo_sw_section_begin(w, COLO_SEC_PART, sv->ram_section_id,
+						      NULL, 0, 0, err);
+				colo_ram_writer_section(&rw);
+			}
+			if (page_is_zero(page))
+				colo_ram_put_zero(&rw, b->info.name, off, 0);
+			else
+				colo_ram_put_raw(&rw, b->info.name, off, page);
+			if (++in_part == COLO_SAVEVM_PART_PAGES) {
+				colo_ram_put_eos(&rw);
+				colo_sw_section_end(w);
+				in_part = 0;
+			}
+		}
+	}
+	if (in_part) {
+		colo_ram_put_eos(&rw);
+		colo_sw_section_end(w);
+	}
+	colo_sw_section_begin(w, COLO_SEC_END, sv->ram_section_id, NULL, 0, 0, err);
+	colo_ram_put_eos(&rw);
+	colo_sw_section_end(w);
+	return 0;
+}
+
+int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flags,
+		     struct colo_err *err)
+{
+	struct colo_stream_writer w;
+	int r;
+
+	colo_sw_init(&w, out, !(flags & COLO_SAVEVM_NO_VMDESC));
+	colo_sw_header(&w);
+	r = colo_sw_configuration(&w, &sv->config, err);
+	if (r)
+		goto out;
+	if (flags & COLO_SAVEVM_ENABLE_COLO)
+		colo_sw_enable_colo(&w);
+	if (sv->nblocks && (r = save_ram(sv, &w, err)))
+		goto out;
+	for (size_t i = 0; i < sv->ndevs; i++) {
+		const struct colo_savevm_device *d = &sv->devs[i];
+
+		r = colo_sw_device(&w, d->section_id, d->idstr, d->instance_id,
+				   d->vmsd, d->opaque, err);
+		if (r)
+			goto out;
+	}
+	colo_sw_eof(&w);
+	if (!(flags & COLO_SAVEVM_NO_VMDESC))
+		r = colo_sw_vmdesc(&w, err);
+	if (r == 0 && !colo_buf_ok(out))
+		r = colo_err_set(err, ENOMEM, "out of memory writing the stream");
+out:
+	colo_sw_free(&w);
+	return r;
+}
+
+/* ---- loader ---- */
+
+struct colo_savevm_loader {
+	struct colo_savevm *sv;
+	const struct colo_page_codec *const *codecs;
+	struct colo_stream_reader *reader;
+	struct colo_ram_reader rr;
+	struct colo_savevm_block **map;     /* MEM_SIZE index -> local block */
+	size_t nmap;
+	struct colo_savevm_device *cur;
+	struct colo_savevm_load_info info;
+};
+
+static int on_configuration(void *ud, const struct colo_stream_config *c,
+			    uint64_t offset, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ud;
+
+	if (strcmp(c->name, l->sv->config.name) != 0)
+		return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
+				    ": machine type received is '%s' and local is '%s'",
+				    offset, c->name, l->sv->config.name);
+	if (c->has_page_bits && c->target_page_bits != 12)
+		return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
+				    ": target page bits %" PRIu32 ", colo uses 12",
+				    offset, c->target_page_bits);
+	for (uint32_t i = 0; i < c->caps_count; i++) {
+		if (strcmp(c->caps[i].str, "x-ignore-shared") == 0)
+			l->rr.ignore_shared = true;
+		else
+			return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
+					    ": unknown capability '%s'", offset,
+					    c->caps[i].str);
+	}
+	return 0;
+}
+
+static int device_payload(void *ctx, const struct colo_section_info *s,
+			  struct colo_in *in, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ctx;
+	int r;
+
+	if (s->version_id > INT32_MAX)
+		return colo_err_set(err, EPROTO, "device '%s': version %" PRIu32
+				    " out of range", s->idstr, s->version_id);
+	r = colo_vmstate_load(in, l->cur->vmsd, l->cur->opaque, (int)s->version_id, err);
+	if (r && r != -EAGAIN)
+		colo_err_prefix(err, "device '%s' instance %" PRIu32 " (section %"
+				PRIu32 " at offset %" PRIu64 ")", s->idstr,
+				s->instance_id, s->section_id, s->offset);
+	if (r == 0)
+		l->info.devices++;
+	return r;
+}
+
+static int on_section(void *ud, const struct colo_section_info *s,
+		      struct colo_section_handler *h, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ud;
+
+	(void)err;
+	if (s->type != COLO_SEC_FULL) {
+		if (strcmp(s->idstr, COLO_RAM_IDSTR) == 0 && s->instance_id == 0) {
+			h->payload = colo_ram_reader_payload;
+			h->ctx = &l->rr;
+		}
+		return 0;
+	}
+	for (size_t i = 0; i < l->sv->ndevs; i++) {
+		struct colo_savevm_device *d = &l->sv->devs[i];
+
+		if (d->instance_id == s->instance_id && strcmp(d->idstr, s->idstr) == 0) {
+			l->cur = d;
+			h->payload = device_payload;
+			h->ctx = l;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int on_command(void *ud, const struct colo_command_info *c, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ud;
+
+	(void)err;
+	if (c->cmd == COLO_CMD_ENABLE_COLO)
+		l->info.enable_colo = true;
+	else if (c->cmd == COLO_CMD_OPEN_RETURN_PATH)
+		l->info.open_return_path = true;
+	else if (c->cmd == COLO_CMD_PING) {
+		l->info.pings++;
+		l->info.last_ping = c->value;
+	}
+	return 0;
+}
+
+static int on_vmdesc(void *ud, const uint8_t *json, size_t len, uint64_t offset,
+		     struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ud;
+
+	(void)json; (void)len; (void)offset; (void)err;
+	l->info.vmdesc = true;
+	return 0;
+}
+
+static int on_mem_size(void *ud, const struct colo_ram_block_info *blocks, size_t n,
+		       uint64_t total, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ud;
+	struct colo_savevm_block **map;
+
+	(void)total;
+	map = calloc(n ? n : 1, sizeof(*map));
+	if (!map)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		struct colo_savevm_block *b = colo_savevm_find_block(l->sv, blocks[i].name);
+
+		if (!b) {
+			free(map);
+			return colo_err_set(err, EINVAL, "RAM block '%s' of the stream "
+					    "does not exist here", blocks[i].name);
+		}
+		if (b->info.length != blocks[i].length) {
+			free(map);
+			return colo_err_set(err, EINVAL, "RAM block '%s' has %" PRIu64
+					    " bytes in the stream and %" PRIu64 " here",
+					    blocks[i].name, blocks[i].length,
+					    b->info.length);
+		}
+		map[i] = b;
+	}
+	free(l->map);
+	l->map = map;
+	l->nmap = n;
+	return 0;
+}
+
+static int on_page(void *ud, const struct colo_ram_page *p, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ud;
+	int r;
+
+	/* Block index and offset were checked against the MEM_SIZE entry,
+	 * whose length equals the local block's. */
+	r = colo_ram_page_apply(p, l->map[p->block_index]->host, l->codecs, err);
+	if (r == 0)
+		l->info.pages[p->kind]++;
+	return r;
+}
+
+static const struct colo_stream_ops loader_ops = {
+	.configuration = on_configuration,
+	.section = on_section,
+	.command = on_command,
+	.vmdesc = on_vmdesc,
+};
+
+struct colo_savevm_loader *colo_savevm_loader_new(struct colo_savevm *sv,
+						  const struct colo_page_codec *const *codecs,
+						  uint32_t allowed_page_kinds)
+{
+	struct colo_savevm_loader *l = calloc(1, sizeof(*l));
+	struct colo_ram_sink sink = { on_mem_size, on_page, NULL };
+
+	if (!l)
+		return NULL;
+	l->sv = sv;
+	l->codecs = codecs;
+	sink.ud = l;
+	colo_ram_reader_init(&l->rr, &sink, allowed_page_kinds);
+	l->reader = colo_stream_reader_new(&loader_ops, l, 0);
+	if (!l->reader) {
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+void colo_savevm_loader_free(struct colo_savevm_loader *l)
+{
+	if (!l)
+		return;
+	colo_stream_reader_free(l->reader);
+	colo_ram_reader_free(&l->rr);
+	free(l->map);
+	free(l);
+}
+
+ssize_t colo_savevm_loader_feed(struct colo_savevm_loader *l, const void *data,
+				size_t len)
+{
+	return colo_stream_reader_feed(l->reader, data, len);
+}
+
+int colo_savevm_loader_finish(struct colo_savevm_loader *l)
+{
+	return colo_stream_reader_finish(l->reader);
+}
+
+const char *colo_savevm_loader_error(const struct colo_savevm_loader *l)
+{
+	return colo_stream_reader_error(l->reader);
+}
+
+const struct colo_savevm_load_info *colo_savevm_loader_info(const struct colo_savevm_loader *l)
+{
+	return &l->info;
+}

@@ -1,0 +1,103 @@
+/*
+ * savevm.h: a guest's sections (RAM blocks and devices) as one savevm
+ * stream: the full save QEMU calls a migration, and the loader for it.
+ *
+ * A struct colo_savevm is the registry of what a guest exposes: the machine
+ * name that goes into the configuration section, RAM blocks (memory the
+ * caller owns, addressed on the wire by name + offset, never by pointer)
+ * and devices (vmstate description + opaque struct, with an idstr and an
+ * instance id).  Section ids are given in registration order.
+ *
+ * colo_savevm_save() writes what QEMU writes for a precopy migration:
+ * header, configuration, [ENABLE_COLO], RAM START (MEM_SIZE) / PART (pages)
+ * / END, one FULL section per device, EOF and the vmdesc.
+ *
+ * The loader reads such a stream, in any pieces, into the registered
+ * blocks and devices with QEMU's checks: machine name, known capabilities,
+ * RAM block names and sizes, device idstr/instance and versions.  Device
+ * fields are stored as they are read; a stream that fails half way leaves
+ * the guest half loaded, as with QEMU, so load into a guest that is not
+ * running.  One thread.
+ */
+#ifndef COLO_SAVEVM_H
+#define COLO_SAVEVM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "err.h"
+#include "ramfmt.h"
+#include "stream.h"
+#include "vmstate.h"
+
+struct colo_savevm_device {
+	char idstr[COLO_IDSTR_MAX + 1];
+	uint32_t instance_id;
+	uint32_t section_id;
+	const struct colo_vmstate_desc *vmsd;
+	void *opaque;
+};
+
+struct colo_savevm_block {
+	struct colo_ram_block_info info;
+	uint8_t *host;
+};
+
+struct colo_savevm {
+	struct colo_stream_config config;
+	uint32_t next_section_id;
+	uint32_t ram_section_id;
+	struct colo_savevm_device *devs;
+	size_t ndevs;
+	struct colo_savevm_block *blocks;
+	size_t nblocks;
+};
+
+int colo_savevm_init(struct colo_savevm *sv, const char *machine, struct colo_err *err);
+void colo_savevm_free(struct colo_savevm *sv);
+int colo_savevm_add_ram(struct colo_savevm *sv, const char *name, void *host,
+			uint64_t length, struct colo_err *err);
+int colo_savevm_add_device(struct colo_savevm *sv, const char *idstr,
+			   uint32_t instance_id, const struct colo_vmstate_desc *vmsd,
+			   void *opaque, struct colo_err *err);
+struct colo_savevm_block *colo_savevm_find_block(struct colo_savevm *sv,
+						 const char *name);
+
+enum {
+	COLO_SAVEVM_ENABLE_COLO = 1u << 0,   /* COMMAND ENABLE_COLO after config */
+	COLO_SAVEVM_NO_VMDESC = 1u << 1,
+};
+
+/* Pages per RAM PART section in a full save. */
+#define COLO_SAVEVM_PART_PAGES 4096
+
+int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flags,
+		     struct colo_err *err);
+
+struct colo_savevm_loader;
+
+/* codecs: decoders for encoded pages (NULL-terminated, may be NULL). */
+struct colo_savevm_loader *colo_savevm_loader_new(struct colo_savevm *sv,
+						  const struct colo_page_codec *const *codecs,
+						  uint32_t allowed_page_kinds);
+void colo_savevm_loader_free(struct colo_savevm_loader *l);
+ssize_t colo_savevm_loader_feed(struct colo_savevm_loader *l, const void *data,
+				size_t len);
+int colo_savevm_loader_finish(struct colo_savevm_loader *l);
+const char *colo_savevm_loader_error(const struct colo_savevm_loader *l);
+
+/* What the loaded stream said besides state. */
+struct colo_savevm_load_info {
+	bool enable_colo;
+	bool open_return_path;
+	uint32_t pings;
+	uint32_t last_ping;
+	uint64_t pages[COLO_PAGE_KINDS];
+	uint32_t devices;
+	bool vmdesc;
+};
+const struct colo_savevm_load_info *colo_savevm_loader_info(const struct colo_savevm_loader *l);
+
+#endif

@@ -611,10 +611,11 @@ void colo_stream_reader_restart(struct colo_stream_reader *r, unsigned flags)
 	r->need = 0;
 }
 
-static ssize_t trailing(struct colo_stream_reader *r, size_t n)
+/* How many bytes trail depends on how they arrived: only say where. */
+static ssize_t trailing(struct colo_stream_reader *r)
 {
-	colo_err_set(&r->err, EPROTO, "%zu bytes of trailing data at offset %" PRIu64
-		     " after the end of the stream", n, r->offset);
+	colo_err_set(&r->err, EPROTO, "trailing data at offset %" PRIu64
+		     " after the end of the stream", r->offset);
 	r->failed = true;
 	return -r->err.code;
 }
@@ -631,7 +632,7 @@ ssize_t colo_stream_reader_feed(struct colo_stream_reader *r, const void *data,
 		return -r->err.code;
 	if (r->ps[0].st == ST_DONE) {
 		if (len && !(r->flags & COLO_SR_TRAILING_OK))
-			return trailing(r, len);
+			return trailing(r);
 		return 0;
 	}
 	/* Finish the unit waiting in ibuf, topping it up to what it needs. */
@@ -660,7 +661,7 @@ ssize_t colo_stream_reader_feed(struct colo_stream_reader *r, const void *data,
 
 			colo_buf_reset(&r->ibuf);
 			if (left && !(r->flags & COLO_SR_TRAILING_OK))
-				return trailing(r, left + (len - used));
+				return trailing(r);
 			return (ssize_t)(used - left);
 		}
 		memmove(r->ibuf.data, r->ibuf.data + in.pos, in.len - in.pos);
@@ -678,7 +679,7 @@ ssize_t colo_stream_reader_feed(struct colo_stream_reader *r, const void *data,
 	used += in.pos;
 	if (rc == 1) {
 		if (used < len && !(r->flags & COLO_SR_TRAILING_OK))
-			return trailing(r, len - used);
+			return trailing(r);
 		return (ssize_t)used;
 	}
 	colo_buf_put(&r->ibuf, src + used, len - used);
@@ -711,7 +712,7 @@ int colo_stream_reader_finish(struct colo_stream_reader *r)
 	if (rc == 1) {
 		colo_buf_reset(&r->ibuf);
 		if (in.pos < in.len && !(r->flags & COLO_SR_TRAILING_OK))
-			return (int)trailing(r, in.len - in.pos);
+			return (int)trailing(r);
 		return 0;
 	}
 	if (ps->st == ST_HEADER && end == 0)

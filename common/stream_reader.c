@@ -721,10 +721,14 @@ int colo_stream_reader_finish(struct colo_stream_reader *r)
 		colo_err_set(&r->err, EPROTO, "stream ends at offset %" PRIu64
 			     " without an EOF marker", end);
 	else
+	{
+		/* need says what the next read wanted, not the whole unit. */
+		size_t more = in.need > in.len - in.pos ? in.need - (in.len - in.pos) : 1;
+
 		colo_err_set(&r->err, EPROTO, "truncated: stream ends at offset %" PRIu64
-			     " inside %s (%zu more bytes needed)", end,
-			     describe(ps, what, sizeof(what)),
-			     in.need > in.len - in.pos ? in.need - (in.len - in.pos) : 1);
+			     " inside %s (at least %zu more byte%s needed)", end,
+			     describe(ps, what, sizeof(what)), more, more == 1 ? "" : "s");
+	}
 	r->failed = true;
 	return -r->err.code;
 }

@@ -287,17 +287,31 @@ const struct colo_vmdesc_device *colo_vmdesc_find(const struct colo_vmdesc *vd,
 
 int colo_vmdesc_locate(const uint8_t *data, size_t len, size_t *at)
 {
-	size_t lo = len > COLO_VMDESC_MAX + 5 ? len - COLO_VMDESC_MAX - 5 : 0;
+	size_t lo = len > COLO_VMDESC_MAX + 4096 ? len - COLO_VMDESC_MAX - 4096 : 0;
 
-	/* JSON text holds no 0x06 byte, so the last candidate is the real one. */
-	for (size_t p = len >= 6 ? len - 6 : 0; len >= 6 && p + 1 > lo; p--) {
-		if (data[p] == COLO_SEC_VMDESC && data[p + 5] == '{' &&
-		    colo_load_be32(data + p + 1) == len - p - 5) {
-			*at = p;
-			return 0;
+	if (len < 7)
+		return -ENOENT;
+	/*
+	 * JSON text holds no 0x06 byte, so scanning from the end, the first
+	 * record whose length reaches exactly to the end is the real one.
+	 * Failing that (bytes after it), the last record that ends in '}'
+	 * inside the file: the stream reader then reports what follows it.
+	 */
+	for (int exact = 1; exact >= 0; exact--) {
+		for (size_t p = len - 6; p + 1 > lo; p--) {
+			if (data[p] == COLO_SEC_VMDESC && data[p + 5] == '{') {
+				uint64_t n = colo_load_be32(data + p + 1);
+
+				if (exact ? n == len - p - 5
+					  : (n >= 2 && n <= len - p - 5 &&
+					     data[p + 5 + n - 1] == '}')) {
+					*at = p;
+					return 0;
+				}
+			}
+			if (p == 0)
+				break;
 		}
-		if (p == 0)
-			break;
 	}
 	return -ENOENT;
 }

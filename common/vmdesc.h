@@ -74,8 +74,10 @@ const struct colo_vmdesc_device *colo_vmdesc_find(const struct colo_vmdesc *vd,
 
 /*
  * Find the VMDESCRIPTION record at the end of a whole stream: the one
- * `0x06 be32 len '{'...` whose length reaches exactly to the end.  Sets
- * *at to the offset of the 0x06 byte; -ENOENT if there is none.
+ * `0x06 be32 len '{'...` whose length reaches exactly to the end or, when
+ * bytes follow it, the last one ending in '}'.  Sets *at to the offset of
+ * the 0x06 byte; -ENOENT if there is none.  The stream reader still checks
+ * that it sits where the stream says.
  */
 int colo_vmdesc_locate(const uint8_t *data, size_t len, size_t *at);
 

@@ -194,8 +194,8 @@ START_TEST(header_errors)
 	expect(&b, "unsupported stream version 4 at offset 4 (expected 3)");
 	colo_buf_reset(&b);
 	colo_buf_put(&b, "QEVM\0\0", 6);
-	expect(&b, "truncated: stream ends at offset 6 inside the stream header (2 more "
-	       "bytes needed)");
+	expect(&b, "truncated: stream ends at offset 6 inside the stream header (at "
+	       "least 2 more bytes needed)");
 	colo_buf_free(&b);
 }
 END_TEST
@@ -284,7 +284,7 @@ START_TEST(section_header_errors)
 	colo_buf_put_u8(&b, 200);          /* idstr length past the end */
 	colo_buf_put(&b, "ram", 3);
 	expect(&b, "truncated: stream ends at offset 33 inside the header of a START "
-	       "section (197 more bytes needed)");
+	       "section (at least 197 more bytes needed)");
 
 	prefix(&b);
 	colo_buf_put_u8(&b, 0x02);

@@ -287,7 +287,12 @@ START_TEST(locate_at_the_end)
 	colo_buf_put(&b, "{}", 2);
 	ck_assert_int_eq(colo_vmdesc_locate(b.data, b.len, &at), 0);
 	ck_assert_uint_eq(at, 9);
-	/* A length that does not reach the end is no vmdesc. */
+	/* Bytes after it: still found, the reader then reports them. */
+	colo_buf_put(&b, "junk", 4);
+	at = 0;
+	ck_assert_int_eq(colo_vmdesc_locate(b.data, b.len, &at), 0);
+	ck_assert_uint_eq(at, 9);
+	/* A length that does not end in '}' inside the file is no vmdesc. */
 	colo_store_be32(b.data + 10, 3);
 	ck_assert_int_eq(colo_vmdesc_locate(b.data, b.len, &at), -ENOENT);
 	ck_assert_int_eq(colo_vmdesc_locate(b.data, 3, &at), -ENOENT);

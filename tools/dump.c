@@ -335,7 +335,9 @@ int colo_dump_buffer(const uint8_t *data, size_t len, size_t (*piece)(void *ctx)
 	sink.ud = &d;
 	colo_ram_reader_init(&d.rr, &sink, COLO_PAGE_KINDS_ALL);
 	if (colo_vmdesc_locate(data, len, &vat) == 0) {
-		rc = colo_vmdesc_parse((const char *)data + vat + 5, len - vat - 5, &d.vd, err);
+		/* colo_vmdesc_locate() checked that the length fits the file. */
+		rc = colo_vmdesc_parse((const char *)data + vat + 5,
+				       colo_load_be32(data + vat + 1), &d.vd, err);
 		if (rc) {
 			colo_err_prefix(err, "VMDESCRIPTION at offset %zu", vat);
 			colo_ram_reader_free(&d.rr);

@@ -160,7 +160,7 @@ extern const struct colo_vmstate_info colo_vmstate_info_bitmap;
  * Declaration macros.  Each checks at compile time that the struct member
  * has the C type the wire type needs: a mismatch does not compile.
  */
-#define COLO__TYPECHECK(ctype, st, f) (0 * sizeof((ctype *)0 - &((st *)0)->f))
+#define COLO__TYPECHECK(ctype, st, f) (0 * sizeof(_Generic(((st *)0)->f, ctype: 0)))
 #define COLO__OFFSET(st, f, ctype) (offsetof(st, f) + COLO__TYPECHECK(ctype, st, f))
 #define COLO__ARRAY_LEN(st, f) (sizeof(((st *)0)->f) / sizeof(((st *)0)->f[0]))
 #define COLO__ELEM_OFFSET(st, f, ctype) \

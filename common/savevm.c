@@ -171,6 +171,9 @@ int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flag
 	for (size_t i = 0; i < sv->ndevs; i++) {
 		const struct colo_savevm_device *d = &sv->devs[i];
 
+		/* QEMU sends no section for a device whose needed() says no. */
+		if (!colo_vmstate_needed(d->vmsd, d->opaque))
+			continue;
 		r = colo_sw_device(&w, d->section_id, d->idstr, d->instance_id,
 				   d->vmsd, d->opaque, err);
 		if (r)

@@ -12,6 +12,12 @@
 int colo_savevm_init(struct colo_savevm *sv, const char *machine, struct colo_err *err)
 {
 	memset(sv, 0, sizeof(*sv));
+	/*
+	 * QEMU finds the owner of a PART/END section by the id its START
+	 * carried, and every entry whose START it has not read yet still has
+	 * id 0: a RAM section with id 0 would be taken for the first device.
+	 */
+	sv->next_section_id = 1;
 	return colo_stream_config_init(&sv->config, machine, err);
 }
 

@@ -6,7 +6,8 @@
  * name that goes into the configuration section, RAM blocks (memory the
  * caller owns, addressed on the wire by name + offset, never by pointer)
  * and devices (vmstate description + opaque struct, with an idstr and an
- * instance id).  Section ids are given in registration order.
+ * instance id).  Section ids are given in registration order from 1: QEMU
+ * cannot load a PART/END section with id 0 (see savevm.c).
  *
  * colo_savevm_save() writes what QEMU writes for a precopy migration:
  * header, configuration, [ENABLE_COLO], RAM START (MEM_SIZE) / PART (pages)

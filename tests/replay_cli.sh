@@ -73,7 +73,7 @@ fi
 
 head -c 100 "$tmp/s.colo" >"$tmp/cut.colo"
 expect_run "truncated file: one line with the offset" 1 \
-	"cut.colo: truncated: stream ends at offset 100 inside the payload of section 0 'ram'" \
+	"cut.colo: truncated: stream ends at offset 100 inside the payload of section 1 'ram'" \
 	"$bin" dump "$tmp/cut.colo"
 
 printf 'QEVM\000\000\000\002' >"$tmp/v2.colo"

@@ -369,7 +369,7 @@ START_TEST(footer_errors)
 	demo_stream(&b, 0);
 	ck_assert_uint_eq(b.data[74], 0x7e);
 	colo_store_be32(b.data + 75, 5);
-	expect(&b, "section 0 'ram': footer at offset 74 names section 5");
+	expect(&b, "section 1 'ram': footer at offset 74 names section 5");
 
 	/* The PART's footer byte replaced: footers were seen, so it is missing. */
 	demo_stream(&b, 0);
@@ -380,7 +380,7 @@ START_TEST(footer_errors)
 	{
 		char want[128];
 
-		snprintf(want, sizeof(want), "section 0 'ram': expected a footer at offset "
+		snprintf(want, sizeof(want), "section 1 'ram': expected a footer at offset "
 			 "%zu, found 0x04", bounds[5]);
 		expect(&b, want);
 	}
@@ -720,7 +720,7 @@ START_TEST(dump_vmdesc_errors)
 	colo_err_clear(&err);
 	ck_assert_int_ne(colo_dump_buffer(b.data, b.len, NULL, NULL, &doc, &err), 0);
 	ck_assert_ptr_null(doc);
-	ck_assert_msg(strstr(err.msg, "device section 1 'demo' at offset ") &&
+	ck_assert_msg(strstr(err.msg, "device section 2 'demo' at offset ") &&
 		      strstr(err.msg, " cannot be decoded: the stream has no vmdesc"),
 		      "%s", err.msg);
 
@@ -747,7 +747,7 @@ START_TEST(dump_vmdesc_errors)
 	}
 	colo_err_clear(&err);
 	ck_assert_int_ne(colo_dump_buffer(b.data, b.len, NULL, NULL, &doc, &err), 0);
-	ck_assert_msg(strstr(err.msg, "device section 1 'demo' instance 0 at offset ") &&
+	ck_assert_msg(strstr(err.msg, "device section 2 'demo' instance 0 at offset ") &&
 		      strstr(err.msg, " has no entry in the vmdesc"), "%s", err.msg);
 	colo_buf_free(&b);
 }

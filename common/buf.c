@@ -69,6 +69,8 @@ uint8_t *colo_buf_append(struct colo_buf *b, size_t n)
 
 	if (!colo_buf_reserve(b, n))
 		return NULL;
+	if (!b->data)
+		return NULL;            /* n == 0 on an empty buffer */
 	p = b->data + b->len;
 	b->len += n;
 	return p;
@@ -76,9 +78,12 @@ uint8_t *colo_buf_append(struct colo_buf *b, size_t n)
 
 void colo_buf_put(struct colo_buf *b, const void *src, size_t n)
 {
-	uint8_t *p = colo_buf_append(b, n);
+	uint8_t *p;
 
-	if (p && n)
+	if (n == 0)
+		return;
+	p = colo_buf_append(b, n);
+	if (p)
 		memcpy(p, src, n);
 }
 

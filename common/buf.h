@@ -30,7 +30,8 @@ void colo_buf_reset(struct colo_buf *b);          /* len = 0, keeps memory */
 bool colo_buf_reserve(struct colo_buf *b, size_t extra);
 uint8_t *colo_buf_steal(struct colo_buf *b, size_t *len);
 
-/* Room for n more bytes, returned for the caller to fill; NULL on failure. */
+/* Room for n more bytes, returned for the caller to fill; NULL on failure
+ * (and for n == 0 on a buffer that has no memory yet). */
 uint8_t *colo_buf_append(struct colo_buf *b, size_t n);
 
 void colo_buf_put(struct colo_buf *b, const void *p, size_t n);

@@ -84,7 +84,8 @@ static inline int colo_in_bytes(struct colo_in *in, const uint8_t **p, size_t n)
 {
 	if (colo_in_avail(in) < n)
 		return colo_in_short(in, n);
-	*p = in->p + in->pos;
+	/* An empty window may have no buffer: no arithmetic on NULL. */
+	*p = in->len ? in->p + in->pos : in->p;
 	in->pos += n;
 	return 0;
 }

@@ -660,7 +660,7 @@ ssize_t colo_stream_reader_feed(struct colo_stream_reader *r, const void *data,
 			size_t left = in.len - in.pos;
 
 			colo_buf_reset(&r->ibuf);
-			if (left && !(r->flags & COLO_SR_TRAILING_OK))
+			if ((left || used < len) && !(r->flags & COLO_SR_TRAILING_OK))
 				return trailing(r);
 			return (ssize_t)(used - left);
 		}
@@ -682,7 +682,8 @@ ssize_t colo_stream_reader_feed(struct colo_stream_reader *r, const void *data,
 			return trailing(r);
 		return (ssize_t)used;
 	}
-	colo_buf_put(&r->ibuf, src + used, len - used);
+	if (used < len)
+		colo_buf_put(&r->ibuf, src + used, len - used);
 	if (!colo_buf_ok(&r->ibuf)) {
 		colo_err_set(&r->err, ENOMEM, "out of memory buffering %zu bytes", len - used);
 		return fail(r, -ENOMEM);

@@ -8,6 +8,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -330,6 +331,8 @@ static json_t *value_of(const char *type, const uint8_t *p, uint64_t size)
 		double d;
 
 		memcpy(&d, &bits, sizeof(d));
+		if (!isfinite(d))      /* JSON has no NaN or infinity */
+			return json_string(isnan(d) ? "nan" : d > 0 ? "inf" : "-inf");
 		return json_real(d);
 	}
 	if ((is_signed || is_unsigned) &&

@@ -186,7 +186,8 @@ static int save_field(struct colo_buf *out, const struct colo_vmstate_field *f,
 					    "with %" PRIu64 " elements", f->name, n);
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		uint8_t *elem = base + size * i;
+		/* base is NULL only for an empty ALLOC array (size or n 0). */
+		uint8_t *elem = base ? base + size * i : NULL;
 		size_t start = out->len;
 		json_t *jf = NULL, *js = NULL;
 
@@ -417,7 +418,8 @@ static int load_field(struct colo_in *in, const struct colo_vmstate_field *f,
 					    "%" PRIu64 " elements", f->name, n);
 	}
 	for (uint64_t i = 0; i < n; i++) {
-		uint8_t *elem = base + size * i;
+		/* base is NULL only for an empty ALLOC array (size or n 0). */
+		uint8_t *elem = base ? base + size * i : NULL;
 
 		if (f->flags & COLO_VMS_STRUCT)
 			r = load_state(in, f->vmsd, elem, f->vmsd->version_id, err);

@@ -9,7 +9,6 @@
  */
 #include "config.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -33,6 +32,10 @@ struct dump_block {
 
 struct dump {
 	struct colo_vmdesc *vd;
+	uint64_t vmdesc_at;                  /* where it was found from the end */
+	bool vmdesc_found;                   /* something vmdesc-like is there */
+	struct colo_err vd_err;              /* why it did not parse */
+	bool vmdesc_seen;                    /* the stream reached it */
 	struct colo_ram_reader rr;
 	json_t *doc;
 	json_t *items;
@@ -47,6 +50,39 @@ struct dump {
 	unsigned devices;
 	unsigned commands;
 };
+
+/*
+ * Names from the stream as JSON strings.  They are bytes, not necessarily
+ * UTF-8: a byte that is not valid UTF-8 is shown as the text \xNN, so the
+ * name is never dropped.
+ */
+static json_t *jtext(const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+	json_t *j = json_string(s);
+	char *esc, *o;
+
+	if (j)
+		return j;
+	esc = malloc(strlen(s) * 4 + 1);
+	if (!esc)
+		return NULL;
+	o = esc;
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x80) {
+			*o++ = (char)*p;
+		} else {
+			*o++ = '\\';
+			*o++ = 'x';
+			*o++ = hex[*p >> 4];
+			*o++ = hex[*p & 15];
+		}
+	}
+	*o = '\0';
+	j = json_string(esc);
+	free(esc);
+	return j;
+}
 
 static json_t *pages_json(const uint64_t *pages)
 {
@@ -91,9 +127,9 @@ static int on_configuration(void *ud, const struct colo_stream_config *c,
 
 	(void)err;
 	json_object_set_new(o, "offset", json_integer((json_int_t)offset));
-	json_object_set_new(o, "name", json_string(c->name));
+	json_object_set_new(o, "name", jtext(c->name));
 	for (uint32_t i = 0; i < c->caps_count; i++)
-		json_array_append_new(caps, json_string(c->caps[i].str));
+		json_array_append_new(caps, jtext(c->caps[i].str));
 	json_object_set_new(o, "capabilities", caps);
 	if (c->has_page_bits)
 		json_object_set_new(o, "target_page_bits", json_integer(c->target_page_bits));
@@ -149,7 +185,7 @@ static int on_section(void *ud, const struct colo_section_info *s,
 	d->cur = it;
 	json_object_set_new(it, "type", json_string(colo_stream_section_type_name(s->type)));
 	json_object_set_new(it, "section_id", json_integer(s->section_id));
-	json_object_set_new(it, "idstr", json_string(s->idstr));
+	json_object_set_new(it, "idstr", jtext(s->idstr));
 	json_object_set_new(it, "instance_id", json_integer(s->instance_id));
 	json_object_set_new(it, "version_id", json_integer(s->version_id));
 	json_object_set_new(it, "payload_offset", json_integer((json_int_t)s->payload_offset));
@@ -161,6 +197,11 @@ static int on_section(void *ud, const struct colo_section_info *s,
 		}
 		return 0;
 	}
+	if (!d->vd && d->vmdesc_found)
+		return colo_err_set(err, EPROTO, "device section %" PRIu32 " '%s' at "
+				    "offset %" PRIu64 " cannot be decoded: the vmdesc at "
+				    "offset %" PRIu64 " is invalid: %s", s->section_id,
+				    s->idstr, s->offset, d->vmdesc_at, d->vd_err.msg);
 	if (!d->vd)
 		return colo_err_set(err, EPROTO, "device section %" PRIu32 " '%s' at "
 				    "offset %" PRIu64 " cannot be decoded: the stream "
@@ -217,9 +258,32 @@ static int on_vmdesc(void *ud, const uint8_t *json, size_t len, uint64_t offset,
 		     struct colo_err *err)
 {
 	struct dump *d = ud;
-	json_t *it = new_item(d, "vmdesc", offset, 0);
+	json_t *it;
 
-	(void)json; (void)err;
+	if (d->vmdesc_found && offset == d->vmdesc_at && !d->vd)
+		return colo_err_set(err, EPROTO, "VMDESCRIPTION at offset %" PRIu64
+				    ": %s", offset, d->vd_err.msg);
+	if (!d->vd || offset != d->vmdesc_at) {
+		/*
+		 * Not what was found from the end (bytes follow it, or it is
+		 * no JSON object): fine as long as no device was decoded with
+		 * something else.
+		 */
+		if (d->devices)
+			return colo_err_set(err, EPROTO, "devices were decoded with "
+					    "bytes at offset %" PRIu64 " that look like a "
+					    "vmdesc, but the stream's VMDESCRIPTION is at "
+					    "offset %" PRIu64, d->vmdesc_at, offset);
+		colo_vmdesc_free(d->vd);
+		d->vd = NULL;
+		if (colo_vmdesc_parse((const char *)json, len, &d->vd, err)) {
+			colo_err_prefix(err, "VMDESCRIPTION at offset %" PRIu64, offset);
+			return -err->code;
+		}
+		d->vmdesc_at = offset;
+	}
+	d->vmdesc_seen = true;
+	it = new_item(d, "vmdesc", offset, 0);
 	json_object_set_new(it, "length", json_integer((json_int_t)len));
 	json_object_set_new(it, "devices", json_integer(d->vd ? (json_int_t)d->vd->ndevs : 0));
 	return 0;
@@ -258,7 +322,7 @@ static int on_mem_size(void *ud, const struct colo_ram_block_info *blocks, size_
 		}
 		d->blocks[k].length = blocks[i].length;
 		map[i] = k;
-		json_object_set_new(b, "name", json_string(blocks[i].name));
+		json_object_set_new(b, "name", jtext(blocks[i].name));
 		json_object_set_new(b, "length", json_integer((json_int_t)blocks[i].length));
 		if (d->rr.ignore_shared)
 			json_object_set_new(b, "addr", json_integer((json_int_t)blocks[i].addr));
@@ -303,7 +367,7 @@ static void finish_doc(struct dump *d, uint64_t consumed)
 	for (size_t i = 0; i < d->nblocks; i++) {
 		json_t *b = json_object();
 
-		json_object_set_new(b, "name", json_string(d->blocks[i].name));
+		json_object_set_new(b, "name", jtext(d->blocks[i].name));
 		json_object_set_new(b, "length", json_integer((json_int_t)d->blocks[i].length));
 		json_object_set_new(b, "pages", pages_json(d->blocks[i].pages));
 		json_array_append_new(blocks, b);
@@ -334,15 +398,15 @@ int colo_dump_buffer(const uint8_t *data, size_t len, size_t (*piece)(void *ctx)
 	memset(&d, 0, sizeof(d));
 	sink.ud = &d;
 	colo_ram_reader_init(&d.rr, &sink, COLO_PAGE_KINDS_ALL);
+	/* Errors of the vmdesc count only where the stream needs it. */
+	colo_err_clear(&d.vd_err);
 	if (colo_vmdesc_locate(data, len, &vat) == 0) {
+		d.vmdesc_found = true;
+		d.vmdesc_at = vat;
 		/* colo_vmdesc_locate() checked that the length fits the file. */
-		rc = colo_vmdesc_parse((const char *)data + vat + 5,
-				       colo_load_be32(data + vat + 1), &d.vd, err);
-		if (rc) {
-			colo_err_prefix(err, "VMDESCRIPTION at offset %zu", vat);
-			colo_ram_reader_free(&d.rr);
-			return rc;
-		}
+		if (colo_vmdesc_parse((const char *)data + vat + 5,
+				      colo_load_be32(data + vat + 1), &d.vd, &d.vd_err))
+			d.vd = NULL;
 	}
 	d.doc = json_object();
 	d.items = json_array();
@@ -362,13 +426,17 @@ int colo_dump_buffer(const uint8_t *data, size_t len, size_t (*piece)(void *ctx)
 			n = len - off;
 		ssize_t got = colo_stream_reader_feed(r, data + off, n);
 
-		if (got < 0)
-			break;
+		if (got < 0 || (size_t)got != n)
+			break;    /* without TRAILING_OK, feed takes all or fails */
 		off += n;
 	}
 	if (colo_stream_reader_finish(r) < 0)
 		rc = colo_err_set(err, colo_stream_reader_errcode(r), "%s",
 				  colo_stream_reader_error(r));
+	else if (d.devices && !d.vmdesc_seen)
+		rc = colo_err_set(err, EPROTO, "the stream has no VMDESCRIPTION, but its "
+				  "devices were decoded with bytes at offset %" PRIu64
+				  " that look like one: the file is damaged", d.vmdesc_at);
 	else
 		json_object_set_new(d.doc, "footers",
 				    json_boolean(colo_stream_reader_footers(r) == 1));
@@ -453,39 +521,49 @@ static void print_pages(const json_t *pages, FILE *out)
 		fputc(')', out);
 }
 
-/* Hex strings that hold text (and NUL padding) print as text. */
+static int hexbyte(const char *p)
+{
+	static const char digits[] = "0123456789abcdef";
+	const char *hi = strchr(digits, p[0]), *lo = strchr(digits, p[1]);
+
+	return (int)((hi - digits) << 4 | (lo - digits));
+}
+
+/*
+ * Values the dump could not turn into numbers are hex strings; those that
+ * hold text (and NUL padding) print as text.  Other strings ("nan", a uint64
+ * above INT64_MAX) print as they are.
+ */
 static void print_hex_value(const char *hex, FILE *out)
 {
-	size_t n = strlen(hex) / 2, text = 0, pad;
+	size_t len = strlen(hex), n = len / 2, text = 0;
 	bool is_text = n > 0;
 
+	if (len % 2 || strspn(hex, "0123456789abcdef") != len) {
+		fputs(hex, out);
+		return;
+	}
 	for (size_t i = 0; i < n; i++) {
-		unsigned b;
+		int b = hexbyte(hex + 2 * i);
 
-		sscanf(hex + 2 * i, "%2x", &b);
 		if (b == 0)
 			break;
-		if (!isprint((int)b)) {
+		if (b < 0x20 || b > 0x7e) {
 			is_text = false;
 			break;
 		}
 		text++;
 	}
-	pad = n - text;
 	for (size_t i = text; is_text && i < n; i++)
-		if (hex[2 * i] != '0' || hex[2 * i + 1] != '0')
+		if (hexbyte(hex + 2 * i) != 0)
 			is_text = false;
 	if (is_text && text > 0) {
 		fputc('"', out);
-		for (size_t i = 0; i < text; i++) {
-			unsigned b;
-
-			sscanf(hex + 2 * i, "%2x", &b);
-			fputc((int)b, out);
-		}
+		for (size_t i = 0; i < text; i++)
+			fputc(hexbyte(hex + 2 * i), out);
 		fputc('"', out);
-		if (pad)
-			fprintf(out, " + %zu NUL", pad);
+		if (n > text)
+			fprintf(out, " + %zu NUL", n - text);
 		return;
 	}
 	if (n > 32)

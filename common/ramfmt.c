@@ -24,6 +24,7 @@ static const struct {
 	[COLO_PAGE_COMPRESS] = { "compress", COLO_RAM_COMPRESS },
 	[COLO_PAGE_LZ4] = { "lz4", COLO_RAM_LZ4 },
 	[COLO_PAGE_DELTA] = { "delta", COLO_RAM_DELTA },
+	[COLO_PAGE_DELTA_LZ4] = { "delta-lz4", COLO_RAM_DELTA | COLO_RAM_LZ4 },
 };
 
 const char *colo_page_kind_name(enum colo_page_kind k)
@@ -234,7 +235,8 @@ static int read_page(struct colo_ram_reader *rr, struct colo_in *in,
 		break;
 	}
 	case COLO_PAGE_LZ4:
-	case COLO_PAGE_DELTA: {
+	case COLO_PAGE_DELTA:
+	case COLO_PAGE_DELTA_LZ4: {
 		uint16_t len;
 
 		TRY_R(colo_in_be16(in, &len));
@@ -407,6 +409,7 @@ int colo_ram_put_encoded(struct colo_ram_writer *w, const char *block,
 		break;
 	case COLO_PAGE_LZ4:
 	case COLO_PAGE_DELTA:
+	case COLO_PAGE_DELTA_LZ4:
 		max = COLO_RAM_ENCODED_MAX;
 		break;
 	default:

@@ -8,10 +8,11 @@
  *   page      unless CONTINUE (same block as the previous page):
  *             `u8 len, idstr`; then by kind:
  *             ZERO u8 fill | PAGE 4096 bytes | XBZRLE u8 0x01 be16 len data |
- *             COMPRESS be32 len zlib-data | LZ4 be16 len | DELTA be16 len
+ *             COMPRESS be32 len zlib-data | LZ4, DELTA, DELTA|LZ4: be16 len
  *   EOS       ends the payload of every RAM section.
  * LZ4 and DELTA are colo's own and appear only when both sides agreed on
- * them; a reader is told which page kinds it accepts.
+ * them; both flags together (0xc00) are a DELTA whose bytes are LZ4'd
+ * (docs/delta.md).  A reader is told which page kinds it accepts.
  *
  * Page codecs plug in through struct colo_page_codec: the record layer only
  * frames pages (kind + bytes); encoding and decoding are the codec's.
@@ -67,6 +68,7 @@ enum colo_page_kind {
 	COLO_PAGE_COMPRESS,
 	COLO_PAGE_LZ4,
 	COLO_PAGE_DELTA,
+	COLO_PAGE_DELTA_LZ4,            /* DELTA|LZ4: runs with LZ4'd bytes */
 	COLO_PAGE_KINDS
 };
 

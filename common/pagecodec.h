@@ -85,4 +85,13 @@ int colo_lz4_decode(const uint8_t *in, size_t len, uint8_t *page, struct colo_er
 /* Is the page all zero bytes? (word at a time, stops at the first one) */
 int colo_page_is_zero(const uint8_t *page);
 
+/*
+ * Tests and benchmarks: choose the vector width of the delta scan (0
+ * portable, 1 AVX2, 2 AVX-512BW; -1 or more than the CPU has: the best it
+ * has).  Returns the level in use.  The encodings are the same at every
+ * level.  Not thread-safe: call before encoding starts.
+ */
+int colo_page_codec_simd(int level);
+const char *colo_page_codec_simd_name(void);
+
 #endif

@@ -365,6 +365,30 @@ START_TEST(zero_detection)
 }
 END_TEST
 
+/* The vector widths of the delta scan find the same runs. */
+START_TEST(simd_levels_agree)
+{
+	static uint8_t base[PAGE], page[PAGE], ref[PAGE], enc[PAGE];
+	int best = colo_page_codec_simd(-1);
+
+	for (int w = 0; w < W_COUNT; w++)
+		for (uint64_t seed = 1; seed <= 40; seed++) {
+			size_t nref, n;
+
+			make_pair((enum workload)w, seed * 31 + (uint64_t)w, base, page);
+			colo_page_codec_simd(0);
+			nref = colo_delta_encode(page, base, ref, sizeof(ref));
+			for (int level = 1; level <= best; level++) {
+				ck_assert_int_eq(colo_page_codec_simd(level), level);
+				n = colo_delta_encode(page, base, enc, sizeof(enc));
+				ck_assert_uint_eq(n, nref);
+				ck_assert_mem_eq(enc, ref, n);
+			}
+		}
+	colo_page_codec_simd(-1);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("pagecodec");
@@ -380,6 +404,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, decoders_refuse_malformed);
 	tcase_add_test(tc, decoders_survive_noise);
 	tcase_add_test(tc, zero_detection);
+	tcase_add_test(tc, simd_levels_agree);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -511,23 +511,23 @@ const struct colo_page_codec *const colo_page_codecs[] = {
 /* ---- the choice ---- */
 
 /*
- * Would LZ4 find anything in these bytes?  Up to 128 samples spread over
- * them: random data shows ~100 distinct values in 128, text and structured
- * data far fewer.  Errs on the side of trying.
+ * Would LZ4 find anything in these bytes?  32 samples spread over them:
+ * random data shows 30 distinct values on average (very rarely under 26),
+ * text around 15.  Cheap enough to run before every LZ4 attempt, which
+ * costs ten times a delta scan.
  */
 static int looks_compressible(const uint8_t *buf, size_t len)
 {
 	uint64_t seen[4] = { 0, 0, 0, 0 };
-	size_t step = len / 128 ? len / 128 : 1;
+	size_t step = len / 32 ? len / 32 : 1;
 	unsigned distinct = 0, samples = 0;
 
-	for (size_t i = 0; i < len && samples < 128; i += step, samples++) {
+	for (size_t i = 0; i < len && samples < 32; i += step, samples++) {
 		uint8_t v = buf[i];
+		uint64_t bit = 1ull << (v & 63);
 
-		if (!(seen[v >> 6] >> (v & 63) & 1)) {
-			seen[v >> 6] |= 1ull << (v & 63);
-			distinct++;
-		}
+		distinct += !(seen[v >> 6] & bit);
+		seen[v >> 6] |= bit;
 	}
 	return distinct * 4 < samples * 3;
 }

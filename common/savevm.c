@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ramenc.h"
 #include "savevm.h"
 
 int colo_savevm_init(struct colo_savevm *sv, const char *machine, struct colo_err *err)
@@ -199,11 +200,9 @@ out:
 
 struct colo_savevm_loader {
 	struct colo_savevm *sv;
-	const struct colo_page_codec *const *codecs;
 	struct colo_stream_reader *reader;
-	struct colo_ram_reader rr;
-	struct colo_savevm_block **map;     /* MEM_SIZE index -> local block */
-	size_t nmap;
+	struct colo_ram_target *targets;    /* the registered blocks */
+	struct colo_ram_applier applier;
 	struct colo_savevm_device *cur;
 	struct colo_savevm_load_info info;
 };
@@ -223,7 +222,7 @@ static int on_configuration(void *ud, const struct colo_stream_config *c,
 				    offset, c->target_page_bits);
 	for (uint32_t i = 0; i < c->caps_count; i++) {
 		if (strcmp(c->caps[i].str, "x-ignore-shared") == 0)
-			l->rr.ignore_shared = true;
+			l->applier.rr.ignore_shared = true;
 		else
 			return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
 					    ": unknown capability '%s'", offset,
@@ -259,8 +258,8 @@ static int on_section(void *ud, const struct colo_section_info *s,
 	(void)err;
 	if (s->type != COLO_SEC_FULL) {
 		if (strcmp(s->idstr, COLO_RAM_IDSTR) == 0 && s->instance_id == 0) {
-			h->payload = colo_ram_reader_payload;
-			h->ctx = &l->rr;
+			h->payload = colo_ram_applier_handler;
+			h->ctx = &l->applier;
 		}
 		return 0;
 	}
@@ -303,52 +302,6 @@ static int on_vmdesc(void *ud, const uint8_t *json, size_t len, uint64_t offset,
 	return 0;
 }
 
-static int on_mem_size(void *ud, const struct colo_ram_block_info *blocks, size_t n,
-		       uint64_t total, struct colo_err *err)
-{
-	struct colo_savevm_loader *l = ud;
-	struct colo_savevm_block **map;
-
-	(void)total;
-	map = calloc(n ? n : 1, sizeof(*map));
-	if (!map)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		struct colo_savevm_block *b = colo_savevm_find_block(l->sv, blocks[i].name);
-
-		if (!b) {
-			free(map);
-			return colo_err_set(err, EINVAL, "RAM block '%s' of the stream "
-					    "does not exist here", blocks[i].name);
-		}
-		if (b->info.length != blocks[i].length) {
-			free(map);
-			return colo_err_set(err, EINVAL, "RAM block '%s' has %" PRIu64
-					    " bytes in the stream and %" PRIu64 " here",
-					    blocks[i].name, blocks[i].length,
-					    b->info.length);
-		}
-		map[i] = b;
-	}
-	free(l->map);
-	l->map = map;
-	l->nmap = n;
-	return 0;
-}
-
-static int on_page(void *ud, const struct colo_ram_page *p, struct colo_err *err)
-{
-	struct colo_savevm_loader *l = ud;
-	int r;
-
-	/* Block index and offset were checked against the MEM_SIZE entry,
-	 * whose length equals the local block's. */
-	r = colo_ram_page_apply(p, l->map[p->block_index]->host, l->codecs, err);
-	if (r == 0)
-		l->info.pages[p->kind]++;
-	return r;
-}
-
 static const struct colo_stream_ops loader_ops = {
 	.configuration = on_configuration,
 	.section = on_section,
@@ -361,19 +314,23 @@ struct colo_savevm_loader *colo_savevm_loader_new(struct colo_savevm *sv,
 						  uint32_t allowed_page_kinds)
 {
 	struct colo_savevm_loader *l = calloc(1, sizeof(*l));
-	struct colo_ram_sink sink = { on_mem_size, on_page, NULL };
 
 	if (!l)
 		return NULL;
 	l->sv = sv;
-	l->codecs = codecs;
-	sink.ud = l;
-	colo_ram_reader_init(&l->rr, &sink, allowed_page_kinds);
+	l->targets = calloc(sv->nblocks ? sv->nblocks : 1, sizeof(*l->targets));
 	l->reader = colo_stream_reader_new(&loader_ops, l, 0);
-	if (!l->reader) {
-		free(l);
+	if (!l->targets || !l->reader) {
+		colo_savevm_loader_free(l);
 		return NULL;
 	}
+	for (size_t i = 0; i < sv->nblocks; i++) {
+		memcpy(l->targets[i].name, sv->blocks[i].info.name, sizeof(l->targets[i].name));
+		l->targets[i].mem = sv->blocks[i].host;
+		l->targets[i].length = sv->blocks[i].info.length;
+	}
+	colo_ram_applier_init(&l->applier, l->targets, sv->nblocks, allowed_page_kinds);
+	l->applier.codecs = codecs;
 	return l;
 }
 
@@ -382,8 +339,8 @@ void colo_savevm_loader_free(struct colo_savevm_loader *l)
 	if (!l)
 		return;
 	colo_stream_reader_free(l->reader);
-	colo_ram_reader_free(&l->rr);
-	free(l->map);
+	colo_ram_applier_free(&l->applier);
+	free(l->targets);
 	free(l);
 }
 
@@ -403,7 +360,10 @@ const char *colo_savevm_loader_error(const struct colo_savevm_loader *l)
 	return colo_stream_reader_error(l->reader);
 }
 
-const struct colo_savevm_load_info *colo_savevm_loader_info(const struct colo_savevm_loader *l)
+struct colo_savevm_load_info colo_savevm_loader_info(const struct colo_savevm_loader *l)
 {
-	return &l->info;
+	struct colo_savevm_load_info info = l->info;
+
+	memcpy(info.pages, l->applier.pages, sizeof(info.pages));
+	return info;
 }

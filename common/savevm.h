@@ -99,6 +99,6 @@ struct colo_savevm_load_info {
 	uint32_t devices;
 	bool vmdesc;
 };
-const struct colo_savevm_load_info *colo_savevm_loader_info(const struct colo_savevm_loader *l);
+struct colo_savevm_load_info colo_savevm_loader_info(const struct colo_savevm_loader *l);
 
 #endif

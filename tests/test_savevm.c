@@ -58,7 +58,7 @@ static int load_demo(struct colo_demo *d, const struct colo_buf *buf,
 	if (msg)
 		snprintf(msg, msglen, "%s", rc ? colo_savevm_loader_error(l) : "");
 	if (info)
-		*info = *colo_savevm_loader_info(l);
+		*info = colo_savevm_loader_info(l);
 	colo_savevm_loader_free(l);
 	return rc;
 }

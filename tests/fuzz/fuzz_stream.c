@@ -379,7 +379,7 @@ static void load(struct colo_demo *d, const uint8_t *p, size_t n, struct pieces 
 		memcpy(e.msg, res->msg, sizeof(e.msg));
 		check_error(rc, &e, who);
 	}
-	res->info = *colo_savevm_loader_info(l);
+	res->info = colo_savevm_loader_info(l);
 	note(who, rc, res->msg);
 	colo_savevm_loader_free(l);
 }

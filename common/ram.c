@@ -1,0 +1,490 @@
+/*
+ * ram.c: guest RAM blocks and the backend-independent half of dirty-page
+ * tracking (see ram.h): mode names, the probe order, block set-up, the
+ * bitmaps, and the dispatch of start and harvest to ram_uffd.c and
+ * ram_mprotect.c (what they share: ram_int.h).
+ *
+ * Every block has two bitmaps: `dirty` (public, owned by the control
+ * thread) and `written` (private, atomic words).  `written` collects what
+ * was noticed between harvests (colo_ram_mark_dirty in every mode; the
+ * SIGSEGV handler in mprotect mode); a harvest exchanges each word with 0
+ * and ORs it into `dirty`.  In uffd-wp mode the kernel keeps the rest of the
+ * record in the page tables and PAGEMAP_SCAN hands it over.
+ *
+ * Why each backend never misses a write is argued next to its harvest:
+ * colo__ram_uffd_harvest() in ram_uffd.c, colo__ram_mprotect_harvest()
+ * (with ram_segv_fault()) in ram_mprotect.c.
+ *
+ * Threads: colo_ram_mark_dirty() only ORs into `written`, from any thread;
+ * the rest is called from the control thread.  The only process-wide state
+ * here is what colo_ram_probe_fail() set (atomic).
+ */
+#include "config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "ram.h"
+#include "ram_int.h"
+
+/* Largest block: 64 TiB keeps every page count and offset far from overflow. */
+#define RAM_BLOCK_MAX ((uint64_t)1 << 46)
+
+static atomic_bool ram_fail_forced[4];  /* colo_ram_probe_fail() */
+
+/* ---- names ---- */
+
+static const char *const mode_names[] = {
+	[COLO_DIRTY_AUTO] = "auto",
+	[COLO_DIRTY_UFFD_WP] = "uffd-wp",
+	[COLO_DIRTY_MPROTECT] = "mprotect",
+	[COLO_DIRTY_MANUAL] = "manual",
+};
+
+const char *colo_dirty_mode_name(enum colo_dirty_mode m)
+{
+	if ((unsigned)m < sizeof(mode_names) / sizeof(mode_names[0]))
+		return mode_names[m];
+	return "?";
+}
+
+int colo_dirty_mode_parse(const char *s, enum colo_dirty_mode *m)
+{
+	for (unsigned i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {
+		if (s && strcmp(s, mode_names[i]) == 0) {
+			*m = (enum colo_dirty_mode)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+void colo_ram_probe_fail(enum colo_dirty_mode m, bool fail)
+{
+	if ((unsigned)m < 4)
+		atomic_store(&ram_fail_forced[m], fail);
+}
+
+/* Is backend `m` forced to fail?  Says by whom in `why`. */
+bool colo__ram_probe_forced(enum colo_dirty_mode m, char *why, size_t whylen)
+{
+	const char *env = getenv("COLO_DIRTY_PROBE_FAIL");
+	const char *name = colo_dirty_mode_name(m);
+	size_t n = strlen(name);
+
+	if (atomic_load(&ram_fail_forced[m])) {
+		snprintf(why, whylen, "forced to fail by colo_ram_probe_fail()");
+		return true;
+	}
+	/* A comma-separated list of backend names. */
+	for (const char *p = env; p && *p;) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (len == n && memcmp(p, name, n) == 0) {
+			snprintf(why, whylen, "forced to fail by COLO_DIRTY_PROBE_FAIL");
+			return true;
+		}
+		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* ---- bitmaps ---- */
+
+static size_t words_for(uint64_t npages)
+{
+	return (size_t)((npages + 63) / 64);
+}
+
+/* Mask of the valid bits of word `w` (the last word may be partial). */
+uint64_t colo__ram_word_mask(uint64_t npages, size_t w)
+{
+	uint64_t left = npages - (uint64_t)w * 64;
+
+	return left >= 64 ? ~0ull : (1ull << left) - 1;
+}
+
+/* OR pages [first, first + n) into `bm`; returns how many were not set. */
+uint64_t colo__ram_bitmap_set_range(uint64_t *bm, uint64_t first, uint64_t n)
+{
+	uint64_t added = 0;
+
+	while (n) {
+		size_t w = (size_t)(first / 64);
+		unsigned bit = (unsigned)(first % 64);
+		unsigned take = n < 64 - bit ? (unsigned)n : 64 - bit;
+		uint64_t m = (take == 64 ? ~0ull : ((1ull << take) - 1)) << bit;
+
+		added += (uint64_t)__builtin_popcountll(m & ~bm[w]);
+		bm[w] |= m;
+		first += take;
+		n -= take;
+	}
+	return added;
+}
+
+/* "<what>: <strerror(errno)>" into `why`; returns -errno. */
+int colo__ram_why_errno(char *why, size_t whylen, const char *what)
+{
+	int e = errno;
+
+	snprintf(why, whylen, "%s: %s", what, strerror(e));
+	return -e;
+}
+
+/* ---- colo_ram ---- */
+
+int colo_ram_new(enum colo_dirty_mode mode, struct colo_ram **out, struct colo_err *err)
+{
+	char why_uffd[200] = "", why_mp[200] = "";
+	struct colo_ram *ram;
+	int ret = 0;
+
+	*out = NULL;
+	if ((unsigned)mode > COLO_DIRTY_MANUAL)
+		return colo_err_set(err, EINVAL, "dirty tracking: unknown mode %d", (int)mode);
+	ram = calloc(1, sizeof(*ram));
+	if (!ram)
+		return colo_err_set(err, ENOMEM, "dirty tracking: out of memory");
+	ram->uffd = ram->pagemap = -1;
+
+	switch (mode) {
+	case COLO_DIRTY_AUTO:
+		if (colo__ram_uffd_probe(ram, why_uffd, sizeof(why_uffd)) == 0) {
+			ram->mode = COLO_DIRTY_UFFD_WP;
+			snprintf(ram->reason, sizeof(ram->reason),
+				 "uffd-wp: userfaultfd async write-protect with PAGEMAP_SCAN works");
+		} else if (colo__ram_mprotect_probe(ram, why_mp, sizeof(why_mp)) == 0) {
+			ram->mode = COLO_DIRTY_MPROTECT;
+			snprintf(ram->reason, sizeof(ram->reason),
+				 "mprotect: uffd-wp unavailable (%s)", why_uffd);
+		} else {
+			ram->mode = COLO_DIRTY_MANUAL;
+			snprintf(ram->reason, sizeof(ram->reason),
+				 "manual: uffd-wp unavailable (%s); mprotect unavailable (%s)",
+				 why_uffd, why_mp);
+		}
+		break;
+	case COLO_DIRTY_UFFD_WP:
+		ret = colo__ram_uffd_probe(ram, why_uffd, sizeof(why_uffd));
+		if (ret < 0)
+			colo_err_set(err, -ret, "dirty tracking uffd-wp unavailable: %s "
+				     "(needs Linux >= 6.7; try dirty-tracking=auto)", why_uffd);
+		break;
+	case COLO_DIRTY_MPROTECT:
+		ret = colo__ram_mprotect_probe(ram, why_mp, sizeof(why_mp));
+		if (ret < 0)
+			colo_err_set(err, -ret, "dirty tracking mprotect unavailable: %s", why_mp);
+		break;
+	case COLO_DIRTY_MANUAL:
+		break;
+	}
+	if (ret < 0) {
+		colo_ram_free(ram);
+		return ret;
+	}
+	if (mode != COLO_DIRTY_AUTO) {
+		ram->mode = mode;
+		snprintf(ram->reason, sizeof(ram->reason), "%s: requested",
+			 colo_dirty_mode_name(mode));
+	}
+	if (ram->mode == COLO_DIRTY_UFFD_WP) {
+		ram->vec = colo__ram_uffd_vec_new();
+		if (!ram->vec) {
+			colo_ram_free(ram);
+			return colo_err_set(err, ENOMEM, "dirty tracking: out of memory");
+		}
+	}
+	*out = ram;
+	return 0;
+}
+
+static void block_free(struct ram_block *b)
+{
+	colo__ram_slot_del(b);
+	if (b->map)
+		munmap(b->map, b->maplen);
+	free(b->written);
+	free(b->pub.dirty);
+	free(b);
+}
+
+void colo_ram_free(struct colo_ram *ram)
+{
+	if (!ram)
+		return;
+	for (size_t i = 0; i < ram->nblocks; i++)
+		block_free(ram->blocks[i]);
+	free(ram->blocks);
+	if (ram->uffd >= 0)
+		close(ram->uffd);
+	if (ram->pagemap >= 0)
+		close(ram->pagemap);
+	free(ram->vec);
+	if (ram->segv_user)
+		colo__ram_segv_unref();
+	free(ram);
+}
+
+enum colo_dirty_mode colo_ram_tracking(const struct colo_ram *ram)
+{
+	return ram->mode;
+}
+
+const char *colo_ram_tracking_reason(const struct colo_ram *ram)
+{
+	return ram->reason;
+}
+
+size_t colo_ram_nblocks(const struct colo_ram *ram)
+{
+	return ram->nblocks;
+}
+
+struct colo_ram_block *colo_ram_block_at(struct colo_ram *ram, size_t i)
+{
+	return i < ram->nblocks ? &ram->blocks[i]->pub : NULL;
+}
+
+struct colo_ram_block *colo_ram_find(struct colo_ram *ram, const char *name)
+{
+	for (size_t i = 0; i < ram->nblocks; i++)
+		if (strcmp(ram->blocks[i]->pub.name, name) == 0)
+			return &ram->blocks[i]->pub;
+	return NULL;
+}
+
+int colo_ram_add_block(struct colo_ram *ram, const char *name, uint64_t size,
+		       struct colo_ram_block **out, struct colo_err *err)
+{
+	char why[200];
+	struct ram_block *b;
+	size_t namelen;
+	uint64_t len;
+	int ret;
+
+	if (out)
+		*out = NULL;
+	namelen = name ? strnlen(name, sizeof(b->pub.name)) : 0;
+	if (namelen == 0)
+		return colo_err_set(err, EINVAL, "RAM block: empty name");
+	if (namelen >= sizeof(b->pub.name))
+		return colo_err_set(err, ENAMETOOLONG,
+				    "RAM block \"%.32s...\": name longer than 255 bytes", name);
+	if (ram->started)
+		return colo_err_set(err, EBUSY,
+				    "RAM block \"%s\": blocks are added before tracking starts", name);
+	if (colo_ram_find(ram, name))
+		return colo_err_set(err, EEXIST, "RAM block \"%s\": name already used", name);
+	if (size == 0 || size > RAM_BLOCK_MAX)
+		return colo_err_set(err, EINVAL, "RAM block \"%s\": size %llu out of range "
+				    "(1 byte to %llu GiB)", name, (unsigned long long)size,
+				    (unsigned long long)(RAM_BLOCK_MAX >> 30));
+	len = (size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+
+	if (ram->nblocks == ram->cap) {
+		size_t cap = ram->cap ? ram->cap * 2 : 4;
+		struct ram_block **v = realloc(ram->blocks, cap * sizeof(*v));
+
+		if (!v)
+			return colo_err_set(err, ENOMEM, "RAM block \"%s\": out of memory", name);
+		ram->blocks = v;
+		ram->cap = cap;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return colo_err_set(err, ENOMEM, "RAM block \"%s\": out of memory", name);
+	b->slot = -1;
+	b->sync = &ram->sync;
+	memcpy(b->pub.name, name, namelen + 1);
+	b->pub.length = len;
+	b->pub.npages = len >> SHIFT;
+	b->pub.ram = ram;
+	b->nwords = words_for(b->pub.npages);
+	b->pub.dirty = calloc(b->nwords, sizeof(uint64_t));
+	b->written = calloc(b->nwords, sizeof(*b->written));
+	if (!b->pub.dirty || !b->written) {
+		block_free(b);
+		return colo_err_set(err, ENOMEM, "RAM block \"%s\": out of memory "
+				    "for its bitmaps", name);
+	}
+	/*
+	 * An inaccessible guard page on each side: an overrun faults instead
+	 * of landing in a neighbour, and the block's VMAs never merge with a
+	 * neighbour's, so whole-block mprotect never has to split one.
+	 */
+	b->maplen = (size_t)len + 2 * PAGE;
+	b->map = mmap(NULL, b->maplen, PROT_NONE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b->map == MAP_FAILED) {
+		ret = errno;
+		b->map = NULL;
+		block_free(b);
+		return colo_err_set(err, ret, "RAM block \"%s\": mmap of %llu bytes: %s",
+				    name, (unsigned long long)len, strerror(ret));
+	}
+	b->pub.host = b->map + PAGE;
+	if (mprotect(b->pub.host, len, PROT_READ | PROT_WRITE) != 0) {
+		ret = errno;
+		block_free(b);
+		return colo_err_set(err, ret, "RAM block \"%s\": mprotect: %s",
+				    name, strerror(ret));
+	}
+	if (ram->mode == COLO_DIRTY_UFFD_WP || ram->mode == COLO_DIRTY_MPROTECT) {
+		/* Track 4 KiB pages, not 2 MiB ones: every dirty page
+		 * is sent.  Advisory: failure only costs precision. */
+		(void)madvise(b->pub.host, len, MADV_NOHUGEPAGE);
+	}
+	if (ram->mode == COLO_DIRTY_UFFD_WP) {
+		ret = colo__ram_uffd_register(ram->uffd, b->pub.host, len, why, sizeof(why));
+		if (ret < 0) {
+			block_free(b);
+			return colo_err_set(err, -ret, "RAM block \"%s\": %s", name, why);
+		}
+	}
+	if (ram->mode == COLO_DIRTY_MPROTECT && colo__ram_slot_add(b) < 0) {
+		block_free(b);
+		return colo_err_set(err, ENOSPC, "RAM block \"%s\": more than %d blocks "
+				    "tracked by mprotect in this process", name, RAM_MAX_SLOTS);
+	}
+	ram->blocks[ram->nblocks++] = b;
+	if (out)
+		*out = &b->pub;
+	return 0;
+}
+
+/* ---- start ---- */
+
+static void block_dirty_all(struct ram_block *b)
+{
+	for (size_t w = 0; w < b->nwords; w++)
+		b->pub.dirty[w] = colo__ram_word_mask(b->pub.npages, w);
+}
+
+int colo_ram_start(struct colo_ram *ram, struct colo_err *err)
+{
+	int ret = 0;
+
+	if (ram->mode == COLO_DIRTY_MPROTECT)
+		colo__ram_harvest_enter(&ram->sync);
+	for (size_t i = 0; i < ram->nblocks && ret == 0; i++) {
+		struct ram_block *b = ram->blocks[i];
+
+		/* Before protecting: what was noted so far is moot, every
+		 * page is dirty below anyway. */
+		for (size_t w = 0; w < b->nwords; w++)
+			atomic_store(&b->written[w], 0);
+		if (ram->mode == COLO_DIRTY_UFFD_WP) {
+			ret = colo__ram_uffd_start(ram, b, err);
+		} else if (ram->mode == COLO_DIRTY_MPROTECT &&
+			   mprotect(b->pub.host, b->pub.length, PROT_READ) != 0) {
+			int e = errno;
+
+			ret = colo_err_set(err, e, "RAM block \"%s\": start tracking: "
+					   "mprotect: %s", b->pub.name, strerror(e));
+		}
+		block_dirty_all(b);
+	}
+	if (ram->mode == COLO_DIRTY_MPROTECT)
+		colo__ram_harvest_leave(&ram->sync);
+	if (ret == 0)
+		ram->started = true;
+	return ret;
+}
+
+/* ---- harvest ---- */
+
+/* Move `written` into `dirty`; returns the pages new to `dirty`. */
+uint64_t colo__ram_take_written(struct ram_block *b)
+{
+	uint64_t added = 0;
+
+	for (size_t w = 0; w < b->nwords; w++) {
+		uint64_t bits;
+
+		if (!atomic_load_explicit(&b->written[w], memory_order_relaxed))
+			continue;
+		bits = atomic_exchange(&b->written[w], 0);
+		added += (uint64_t)__builtin_popcountll(bits & ~b->pub.dirty[w]);
+		b->pub.dirty[w] |= bits;
+	}
+	return added;
+}
+
+int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *err)
+{
+	uint64_t added = 0;
+	int ret = 0;
+
+	if (ndirty)
+		*ndirty = 0;
+	if (!ram->started)
+		return colo_err_set(err, EINVAL, "harvest: dirty tracking not started");
+	if (ram->mode == COLO_DIRTY_MPROTECT)
+		colo__ram_harvest_enter(&ram->sync);
+	for (size_t i = 0; i < ram->nblocks && ret == 0; i++) {
+		struct ram_block *b = ram->blocks[i];
+
+		switch (ram->mode) {
+		case COLO_DIRTY_UFFD_WP:
+			ret = colo__ram_uffd_harvest(ram, b, &added, err);
+			break;
+		case COLO_DIRTY_MPROTECT:
+			ret = colo__ram_mprotect_harvest(b, &added, err);
+			break;
+		default:
+			added += colo__ram_take_written(b);
+			break;
+		}
+	}
+	if (ram->mode == COLO_DIRTY_MPROTECT)
+		colo__ram_harvest_leave(&ram->sync);
+	if (ndirty)
+		*ndirty = added;
+	return ret;
+}
+
+/* ---- bitmaps, public ---- */
+
+void colo_ram_mark_dirty(struct colo_ram_block *pub, uint64_t offset, uint64_t len)
+{
+	struct ram_block *b = (struct ram_block *)pub;
+	uint64_t first, n;
+
+	assert(offset <= pub->length && len <= pub->length - offset);
+	if (len == 0)
+		return;
+	first = offset >> SHIFT;
+	n = ((offset + len - 1) >> SHIFT) - first + 1;
+	while (n) {
+		size_t w = (size_t)(first / 64);
+		unsigned bit = (unsigned)(first % 64);
+		unsigned take = n < 64 - bit ? (unsigned)n : 64 - bit;
+		uint64_t m = (take == 64 ? ~0ull : ((1ull << take) - 1)) << bit;
+
+		atomic_fetch_or(&b->written[w], m);
+		first += take;
+		n -= take;
+	}
+}
+
+void colo_ram_block_clear_dirty(struct colo_ram_block *b)
+{
+	memset(b->dirty, 0, words_for(b->npages) * sizeof(uint64_t));
+}
+
+uint64_t colo_ram_block_count_dirty(const struct colo_ram_block *b)
+{
+	uint64_t n = 0;
+
+	for (size_t w = 0; w < words_for(b->npages); w++)
+		n += (uint64_t)__builtin_popcountll(b->dirty[w]);
+	return n;
+}

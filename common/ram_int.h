@@ -1,0 +1,112 @@
+/*
+ * ram_int.h: what the RAM modules of common/ share, not public API.
+ *
+ * ram.c holds the public API and what every backend uses (bitmaps, the
+ * probe forcing, block set-up); ram_uffd.c the uffd-wp backend;
+ * ram_mprotect.c the mprotect backend and its SIGSEGV handler.
+ *
+ * Ownership: a struct colo_ram owns its blocks (struct ram_block: the
+ * mapping, `written` and `pub.dirty`), its userfaultfd and pagemap
+ * descriptors, the PAGEMAP_SCAN output vector and, when `segv_user` is
+ * set, one reference on the SIGSEGV handler.  Each block's `sync` points
+ * at its colo_ram's.
+ *
+ * Threads: `written` words and `sync` are atomics that guest threads (via
+ * colo_ram_mark_dirty) and the SIGSEGV handler change at any time;
+ * everything else belongs to the control thread.  The process-wide state
+ * of the mprotect backend stays inside ram_mprotect.c.
+ */
+#ifndef COLO_RAM_INT_H
+#define COLO_RAM_INT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "ram.h"
+
+#define PAGE COLO_RAM_PAGE_SIZE
+#define SHIFT COLO_RAM_PAGE_SHIFT
+
+/* Blocks the SIGSEGV handler can know at once, over all colo_ram. */
+#define RAM_MAX_SLOTS 1024
+
+/* PAGEMAP_SCAN's output region: <linux/fs.h>, or ram_uffd.c on old headers. */
+struct page_region;
+
+/*
+ * Harvest/handler exclusion (mprotect mode).  The handler's "note the page,
+ * then make it writable" and the harvest's "take the notes, then protect
+ * again" must not interleave (see colo__ram_mprotect_harvest()), so each is
+ * a critical section: Dekker-style on two sequentially consistent atomics,
+ * because a signal handler cannot take a mutex.
+ */
+struct ram_sync {
+	atomic_int harvesting;
+	atomic_int in_handler;
+};
+
+struct ram_block {
+	struct colo_ram_block pub;
+	_Atomic uint64_t *written;  /* noticed since the last harvest */
+	size_t nwords;
+	uint8_t *map;               /* the mapping: guard page, block, guard page */
+	size_t maplen;
+	struct ram_sync *sync;
+	int slot;                   /* index in ram_slots, -1 if none */
+};
+
+struct colo_ram {
+	enum colo_dirty_mode mode;
+	char reason[512];
+	struct ram_block **blocks;
+	size_t nblocks;
+	size_t cap;
+	bool started;
+	bool segv_user;             /* holds a reference on the handler */
+	int uffd;
+	int pagemap;
+	bool wp_unpopulated;
+	struct page_region *vec;
+	struct ram_sync sync;
+};
+
+/* ---- ram.c ---- */
+
+/* Is backend `m` forced to fail (colo_ram_probe_fail)?  Says by whom in `why`. */
+bool colo__ram_probe_forced(enum colo_dirty_mode m, char *why, size_t whylen);
+/* "<what>: <strerror(errno)>" into `why`; returns -errno. */
+int colo__ram_why_errno(char *why, size_t whylen, const char *what);
+/* Mask of the valid bits of word `w` (the last word may be partial). */
+uint64_t colo__ram_word_mask(uint64_t npages, size_t w);
+/* OR pages [first, first + n) into `bm`; returns how many were not set. */
+uint64_t colo__ram_bitmap_set_range(uint64_t *bm, uint64_t first, uint64_t n);
+/* Move `written` into `dirty`; returns the pages new to `dirty`. */
+uint64_t colo__ram_take_written(struct ram_block *b);
+
+/* ---- ram_uffd.c ---- */
+
+int colo__ram_uffd_probe(struct colo_ram *ram, char *why, size_t whylen);
+/* The PAGEMAP_SCAN output vector for ram->vec; NULL when out of memory. */
+struct page_region *colo__ram_uffd_vec_new(void);
+int colo__ram_uffd_register(int uffd, void *addr, uint64_t len, char *why, size_t whylen);
+int colo__ram_uffd_start(struct colo_ram *ram, struct ram_block *b, struct colo_err *err);
+int colo__ram_uffd_harvest(struct colo_ram *ram, struct ram_block *b, uint64_t *added,
+			   struct colo_err *err);
+
+/* ---- ram_mprotect.c ---- */
+
+int colo__ram_mprotect_probe(struct colo_ram *ram, char *why, size_t whylen);
+/* Drop the reference colo__ram_mprotect_probe() took on the handler. */
+void colo__ram_segv_unref(void);
+/* Make a block known to the SIGSEGV handler (-ENOSPC: table full), or not. */
+int colo__ram_slot_add(struct ram_block *b);
+void colo__ram_slot_del(struct ram_block *b);
+/* The harvest side of struct ram_sync's critical section. */
+void colo__ram_harvest_enter(struct ram_sync *s);
+void colo__ram_harvest_leave(struct ram_sync *s);
+int colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added, struct colo_err *err);
+
+#endif

@@ -1,0 +1,421 @@
+/*
+ * ram_mprotect.c: the mprotect dirty-page backend (see ram.h): block pages
+ * are read-only after a harvest, the first write faults, and a SIGSEGV
+ * handler notes the page in the block's `written` bitmap and makes it
+ * writable; a harvest takes the notes and protects those pages again.
+ *
+ * Process-wide state: a fixed table of registered blocks that the handler
+ * reads without locks, the handler's user count and the action it
+ * replaced.  Registration and the user count are serialised by ram_lock;
+ * the handler never takes it.  Each colo_ram in this mode holds one
+ * reference on the handler (taken by the probe, dropped by colo_ram_free),
+ * and each of its blocks one slot while it exists.
+ *
+ * Threads: the handler runs on whichever guest thread faulted; harvests
+ * and start exclude it through struct ram_sync (the argument is at
+ * colo__ram_mprotect_harvest()).  The rest is called from the control
+ * thread.
+ */
+#include "config.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include "ram.h"
+#include "ram_int.h"
+
+/* The handler reads these from signal context: they must be lock-free
+ * (64-bit words are checked at run time by the mprotect probe). */
+_Static_assert(ATOMIC_POINTER_LOCK_FREE == 2, "atomic pointers must be lock-free");
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "atomic ints must be lock-free");
+
+/* More runs than this to re-protect, and one mprotect of the whole block
+ * is cheaper than one call per run (and merges the block's VMAs back). */
+#define RAM_MPROTECT_RUNS_MAX 256
+
+/* ---- process-wide state ---- */
+
+static pthread_mutex_t ram_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic(struct ram_block *) ram_slots[RAM_MAX_SLOTS];
+static atomic_size_t ram_nslots;        /* high-water mark of used slots */
+static unsigned ram_segv_users;         /* under ram_lock */
+static struct sigaction ram_segv_prev;  /* written before ours is installed */
+
+/* ---- the SIGSEGV handler ---- */
+
+void colo__ram_harvest_enter(struct ram_sync *s)
+{
+	atomic_store(&s->harvesting, 1);
+	while (atomic_load(&s->in_handler))
+		sched_yield();
+}
+
+void colo__ram_harvest_leave(struct ram_sync *s)
+{
+	atomic_store(&s->harvesting, 0);
+}
+
+/* The block holding `addr`, from the lock-free table. */
+static struct ram_block *slot_lookup(uintptr_t addr)
+{
+	size_t n = atomic_load_explicit(&ram_nslots, memory_order_acquire);
+
+	for (size_t i = 0; i < n; i++) {
+		struct ram_block *b = atomic_load_explicit(&ram_slots[i],
+							   memory_order_acquire);
+		uintptr_t host;
+
+		if (!b)
+			continue;
+		host = (uintptr_t)b->pub.host;
+		if (addr >= host && addr - host < b->pub.length)
+			return b;
+	}
+	return NULL;
+}
+
+/*
+ * A write to a read-only page of a block: note the page, then let the write
+ * through.  Both steps inside the handler's critical section, so no harvest
+ * can take the note between them (see colo__ram_mprotect_harvest()).
+ * Returns false if the page could not be made writable: the fault is then
+ * not ours to fix, and retrying it forever would hang the thread.
+ */
+static bool ram_segv_fault(struct ram_block *b, uintptr_t addr)
+{
+	struct ram_sync *s = b->sync;
+	uint64_t page = (addr - (uintptr_t)b->pub.host) >> SHIFT;
+	bool ok = true;
+
+	for (;;) {
+		while (atomic_load(&s->harvesting))
+			sched_yield();
+		atomic_fetch_add(&s->in_handler, 1);
+		if (!atomic_load(&s->harvesting))
+			break;
+		atomic_fetch_sub(&s->in_handler, 1);
+	}
+	atomic_fetch_or(&b->written[page / 64], 1ull << (page % 64));
+	if (mprotect(b->pub.host + (page << SHIFT), PAGE, PROT_READ | PROT_WRITE) != 0) {
+		/*
+		 * Out of VMAs (vm.max_map_count: every isolated writable
+		 * page splits the block's mapping in three).  Give the whole
+		 * block write access, which merges its VMAs, after noting
+		 * every page: this round reports the whole block.
+		 */
+		for (size_t w = 0; w < b->nwords; w++)
+			atomic_fetch_or(&b->written[w], colo__ram_word_mask(b->pub.npages, w));
+		if (mprotect(b->pub.host, b->pub.length, PROT_READ | PROT_WRITE) != 0)
+			ok = false;
+	}
+	atomic_fetch_sub(&s->in_handler, 1);
+	return ok;
+}
+
+/*
+ * Not ours: do what would have happened without us.  A previous handler is
+ * called; a default action is restored and the fault re-executes (or, for
+ * a SIGSEGV that was sent rather than caused, the signal is raised again:
+ * it stays pending until this handler returns).
+ */
+static void ram_segv_chain(int sig, siginfo_t *si, void *uctx)
+{
+	const struct sigaction *prev = &ram_segv_prev;
+	struct sigaction dfl;
+
+	if (prev->sa_flags & SA_SIGINFO) {
+		prev->sa_sigaction(sig, si, uctx);
+		return;
+	}
+	if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN) {
+		prev->sa_handler(sig);
+		return;
+	}
+	if (prev->sa_handler == SIG_IGN && si->si_code <= 0)
+		return;         /* a sent SIGSEGV that was being ignored */
+	/* A fault with SIGSEGV ignored kills too (the kernel forces it). */
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGSEGV, &dfl, NULL);
+	if (si->si_code <= 0)
+		raise(sig);
+}
+
+/*
+ * Can this access fault be a write?  Block pages are always readable, so on
+ * a block an access fault is a write to a page we protected, unless it is an
+ * instruction fetch (which opening the page for writing would not cure: the
+ * thread would fault forever).  x86-64 tells us in the page-fault error
+ * code; without one (other CPUs; err without the user-mode bit, as a
+ * debugger or emulator may leave it) the fault is taken to be a write.
+ */
+static bool fault_is_write(const void *uctx)
+{
+#if defined(__x86_64__)
+	const ucontext_t *uc = uctx;
+	greg_t e = uc->uc_mcontext.gregs[REG_ERR];
+
+	if (e & 0x4)            /* X86_PF_USER: a real error code */
+		return (e & 0x2) && !(e & 0x10);   /* PF_WRITE, not PF_INSTR */
+#else
+	(void)uctx;
+#endif
+	return true;
+}
+
+static void ram_segv(int sig, siginfo_t *si, void *uctx)
+{
+	int saved = errno;
+
+	if (si->si_code == SEGV_ACCERR && fault_is_write(uctx)) {
+		struct ram_block *b = slot_lookup((uintptr_t)si->si_addr);
+
+		if (b && ram_segv_fault(b, (uintptr_t)si->si_addr)) {
+			errno = saved;
+			return;
+		}
+	}
+	errno = saved;
+	ram_segv_chain(sig, si, uctx);
+}
+
+static int segv_ref(char *why, size_t whylen)
+{
+	struct sigaction sa, cur;
+	int ret = 0;
+
+	pthread_mutex_lock(&ram_lock);
+	if (ram_segv_users == 0) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = ram_segv;
+		/* SA_ONSTACK: chained handlers (ASan's) expect their
+		 * alternate stack, and a stack overflow needs one. */
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		if (sigaction(SIGSEGV, NULL, &ram_segv_prev) != 0 ||
+		    sigaction(SIGSEGV, &sa, NULL) != 0) {
+			ret = -errno;
+			snprintf(why, whylen, "sigaction(SIGSEGV): %s", strerror(errno));
+		} else if (sigaction(SIGSEGV, NULL, &cur) != 0 ||
+			   !(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != ram_segv) {
+			/* A sanitizer that keeps SIGSEGV to itself. */
+			sigaction(SIGSEGV, &ram_segv_prev, NULL);
+			ret = -EPERM;
+			snprintf(why, whylen, "sigaction(SIGSEGV) did not install the handler");
+		}
+	}
+	if (ret == 0)
+		ram_segv_users++;
+	pthread_mutex_unlock(&ram_lock);
+	return ret;
+}
+
+void colo__ram_segv_unref(void)
+{
+	struct sigaction cur;
+
+	pthread_mutex_lock(&ram_lock);
+	assert(ram_segv_users > 0);
+	if (--ram_segv_users == 0) {
+		/* Put the previous action back, unless someone replaced ours. */
+		if (sigaction(SIGSEGV, NULL, &cur) == 0 && (cur.sa_flags & SA_SIGINFO) &&
+		    cur.sa_sigaction == ram_segv)
+			sigaction(SIGSEGV, &ram_segv_prev, NULL);
+	}
+	pthread_mutex_unlock(&ram_lock);
+}
+
+int colo__ram_slot_add(struct ram_block *b)
+{
+	int ret = -ENOSPC;
+
+	pthread_mutex_lock(&ram_lock);
+	for (size_t i = 0; i < RAM_MAX_SLOTS; i++) {
+		if (atomic_load(&ram_slots[i]))
+			continue;
+		/* Release: the handler sees the block's fields filled in. */
+		atomic_store_explicit(&ram_slots[i], b, memory_order_release);
+		if (i >= atomic_load(&ram_nslots))
+			atomic_store_explicit(&ram_nslots, i + 1, memory_order_release);
+		b->slot = (int)i;
+		ret = 0;
+		break;
+	}
+	pthread_mutex_unlock(&ram_lock);
+	return ret;
+}
+
+void colo__ram_slot_del(struct ram_block *b)
+{
+	if (b->slot < 0)
+		return;
+	pthread_mutex_lock(&ram_lock);
+	atomic_store_explicit(&ram_slots[b->slot], NULL, memory_order_release);
+	pthread_mutex_unlock(&ram_lock);
+	b->slot = -1;
+}
+
+/* ---- probe ---- */
+
+/*
+ * mprotect: install the handler (kept on success) and take one real fault
+ * on a registered page through it.
+ */
+int colo__ram_mprotect_probe(struct colo_ram *ram, char *why, size_t whylen)
+{
+	_Atomic uint64_t word = 0;
+	struct ram_block b;
+	uint8_t *p;
+	int ret;
+
+	if (colo__ram_probe_forced(COLO_DIRTY_MPROTECT, why, whylen))
+		return -ENOTSUP;
+	if (!atomic_is_lock_free(&word)) {
+		snprintf(why, whylen, "64-bit atomics are not lock-free on this CPU");
+		return -ENOTSUP;
+	}
+	p = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return colo__ram_why_errno(why, whylen, "mmap");
+	memset(&b, 0, sizeof(b));
+	b.pub.host = p;
+	b.pub.length = PAGE;
+	b.pub.npages = 1;
+	b.written = &word;
+	b.nwords = 1;
+	b.sync = &ram->sync;
+	b.slot = -1;
+	ret = segv_ref(why, whylen);
+	if (ret == 0) {
+		ret = colo__ram_slot_add(&b);
+		if (ret < 0) {
+			snprintf(why, whylen, "more than %d blocks registered", RAM_MAX_SLOTS);
+		} else {
+			*(volatile uint8_t *)(p + 9) = 1;
+			if (atomic_load(&word) != 1 || p[9] != 1) {
+				ret = -ENOTSUP;
+				snprintf(why, whylen, "a write fault was not noticed");
+			}
+			colo__ram_slot_del(&b);
+		}
+		if (ret < 0)
+			colo__ram_segv_unref();
+		else
+			ram->segv_user = true;
+	}
+	munmap(p, PAGE);
+	return ret;
+}
+
+/* ---- harvest ---- */
+
+/*
+ * mprotect.  Invariant, outside the critical sections of harvests and
+ * handlers: a writable page of a started block has its `written` bit set.
+ *   - start (colo_ram_start() in ram.c) protects every page, inside a
+ *     harvest-side section;
+ *   - the handler sets the bit, THEN makes the page writable, both inside
+ *     its section;
+ *   - the harvest exchanges each word with 0 FIRST, ORs it into dirty,
+ *     THEN protects those pages again, all inside its section.
+ * So a write W to page p either lands outside any harvest: p's bit is set
+ * and stays set until a harvest takes it, which is the first harvest to
+ * start after W, and it reports p.  Or W lands during harvest H: p was
+ * writable when H began (no handler runs during H), so its bit was set,
+ * and H takes it, reports p and protects p again; W landed before that
+ * protection, i.e. before H returned.  Either way W is reported by the
+ * first harvest that returns after W completes.
+ *
+ * Exchange first, protect after: a write between the two lands on a page
+ * this harvest reports, before it returns.  The other order loses writes:
+ * protect p, a write faults and the handler notes p and opens it, the
+ * exchange takes that note, and p stays writable with no bit set, so no
+ * later write to it would ever be seen.
+ *
+ * The sections are needed because the handler's two steps are not atomic
+ * either: without them a harvest could take the bit between the handler's
+ * OR and its mprotect(READ|WRITE), protect the (still read-only) page and
+ * return; the handler would then open the page with no bit set, and again
+ * every later write to it would be lost.  Handlers wait (sched_yield)
+ * while a harvest runs; a harvest waits only for handlers already inside,
+ * whose section is one atomic OR and one mprotect, so neither blocks the
+ * other for long and neither waits on anything else.  (The guest is meant
+ * to be paused during a harvest anyway; the wait only matters when it is
+ * not.)
+ */
+struct prot_runs {
+	struct ram_block *b;
+	uint64_t start, len;        /* the run being extended */
+	uint64_t n;                 /* runs protected so far */
+	bool whole;                 /* give up on runs: protect the block */
+};
+
+static void runs_flush(struct prot_runs *r)
+{
+	if (r->len == 0 || r->whole)
+		return;
+	if (++r->n > RAM_MPROTECT_RUNS_MAX ||
+	    mprotect(r->b->pub.host + (r->start << SHIFT), r->len << SHIFT, PROT_READ) != 0)
+		r->whole = true;
+	r->len = 0;
+}
+
+static void runs_add(struct prot_runs *r, uint64_t page, uint64_t len)
+{
+	if (r->len && r->start + r->len == page) {
+		r->len += len;
+		return;
+	}
+	runs_flush(r);
+	r->start = page;
+	r->len = len;
+}
+
+int colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added, struct colo_err *err)
+{
+	struct prot_runs r = { .b = b };
+
+	for (size_t w = 0; w < b->nwords; w++) {
+		uint64_t bits;
+
+		if (!atomic_load_explicit(&b->written[w], memory_order_relaxed))
+			continue;
+		bits = atomic_exchange(&b->written[w], 0);
+		*added += (uint64_t)__builtin_popcountll(bits & ~b->pub.dirty[w]);
+		b->pub.dirty[w] |= bits;
+		/* Each run of ones in the word extends or starts a run. */
+		while (bits) {
+			unsigned bit = (unsigned)__builtin_ctzll(bits);
+			uint64_t rest = ~(bits >> bit);
+			unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - bit;
+
+			runs_add(&r, (uint64_t)w * 64 + bit, len);
+			bits = bit + len >= 64 ? 0 : bits & ~0ull << (bit + len);
+		}
+	}
+	runs_flush(&r);
+	/*
+	 * Many runs (or a failed mprotect, e.g. out of VMAs): protect the
+	 * whole block in one call.  Correct because every writable page was
+	 * harvested above (the invariant); it also merges the block's VMAs.
+	 */
+	if (r.whole && mprotect(b->pub.host, b->pub.length, PROT_READ) != 0) {
+		int e = errno;
+
+		/* Report every page again next time rather than lose one. */
+		for (size_t w = 0; w < b->nwords; w++)
+			atomic_fetch_or(&b->written[w], colo__ram_word_mask(b->pub.npages, w));
+		return colo_err_set(err, e, "RAM block \"%s\": harvest: mprotect: %s",
+				    b->pub.name, strerror(e));
+	}
+	return 0;
+}

@@ -44,6 +44,7 @@
 
 #include "demo.h"
 #include "dump.h"
+#include "pagecodec.h"
 #include "fuzz_stream.h"
 #include "ramfmt.h"
 #include "savevm.h"
@@ -342,7 +343,8 @@ static void load(struct colo_demo *d, const uint8_t *p, size_t n, struct pieces 
 	struct colo_err e;
 	int rc = 0;
 
-	l = colo_savevm_loader_new(&d->sv, NULL, COLO_PAGE_KINDS_ALL);
+	/* Every page decoder is fed what the fuzzer makes of page bytes. */
+	l = colo_savevm_loader_new(&d->sv, colo_page_codecs, COLO_PAGE_KINDS_ALL);
 	CHECK(l != NULL, "%s: cannot make a loader", who);
 	for (size_t off = 0; off < n;) {
 		size_t k = pc ? pieces_next(pc) : n - off;

@@ -28,6 +28,7 @@
 
 #include "demo.h"
 #include "fuzz_stream.h"
+#include "pagecodec.h"
 #include "ramfmt.h"
 #include "savevm.h"
 #include "stream.h"
@@ -413,6 +414,74 @@ static void channel_seed(bool footers, const char *name, uint8_t piece_seed)
 	colo_buf_free(&b);
 }
 
+/*
+ * The demo guest with its RAM pages in the encodings colo picks against the
+ * zero pages a fresh guest holds (DELTA, DELTA|LZ4, LZ4, ZERO, PAGE), plus
+ * XBZRLE: real encodings for the page decoders to chew on.
+ */
+static void encoded_seed(void)
+{
+	static const uint8_t zero[COLO_PAGE_SIZE];
+	struct colo_buf b = COLO_BUF_INIT;
+	struct colo_stream_writer w;
+	struct colo_ram_writer rw;
+	struct colo_ram_block_info info;
+	struct colo_demo d;
+	struct colo_err e;
+	uint8_t out[COLO_PAGE_ENC_MAX];
+
+	colo_err_clear(&e);
+	if (colo_demo_init(&d, FUZZ_DEMO_RAM, 5, &e))
+		die("demo guest", &e);
+	memset(d.ram, 0, COLO_PAGE_SIZE);
+	memcpy(d.ram + 100, "a few bytes", 11);        /* page 0: DELTA */
+	colo_sw_init(&w, &b, false);
+	colo_ram_writer_init(&rw, &b);
+	colo_sw_header(&w);
+	check(colo_sw_configuration(&w, &d.sv.config, &e), "configuration", &e);
+	memset(&info, 0, sizeof(info));
+	snprintf(info.name, sizeof(info.name), "%s", COLO_DEMO_RAM);
+	info.length = FUZZ_DEMO_RAM;
+	ram_begin(&w, &rw, COLO_SEC_START, 1);
+	colo_ram_put_mem_size(&rw, &info, 1, false);
+	ram_end(&w, &rw);
+	ram_begin(&w, &rw, COLO_SEC_PART, 1);
+	for (uint64_t off = 0; off < FUZZ_DEMO_RAM; off += COLO_PAGE_SIZE) {
+		const uint8_t *page = d.ram + off;
+		struct colo_page_enc pe;
+
+		if (off == 5 * COLO_PAGE_SIZE) {        /* one XBZRLE page */
+			size_t n = colo_xbzrle_encode(page, zero, out, COLO_RAM_XBZRLE_MAX);
+
+			if (n) {
+				check(colo_ram_put_encoded(&rw, COLO_DEMO_RAM, off,
+							   COLO_PAGE_XBZRLE, out, n, &e),
+				      "xbzrle page", &e);
+				continue;
+			}
+		}
+		if (colo_page_encode(page, (uint8_t *)zero, COLO_PAGE_KINDS_ALL, 0, out, &pe))
+			continue;                      /* already zero here */
+		if (pe.kind == COLO_PAGE_ZERO)
+			colo_ram_put_zero(&rw, COLO_DEMO_RAM, off, pe.fill);
+		else if (pe.kind == COLO_PAGE_RAW)
+			colo_ram_put_raw(&rw, COLO_DEMO_RAM, off, page);
+		else
+			check(colo_ram_put_encoded(&rw, COLO_DEMO_RAM, off, pe.kind, out,
+						   pe.len, &e), "encoded page", &e);
+	}
+	ram_end(&w, &rw);
+	for (size_t i = 0; i < d.sv.ndevs; i++)
+		check(colo_sw_device(&w, d.sv.devs[i].section_id, d.sv.devs[i].idstr,
+				     d.sv.devs[i].instance_id, d.sv.devs[i].vmsd,
+				     d.sv.devs[i].opaque, &e), "device", &e);
+	colo_sw_eof(&w);
+	write_seed("loader-demo64k-encoded", FUZZ_MODE_LOADER, 0x21, &b);
+	colo_sw_free(&w);
+	colo_buf_free(&b);
+	colo_demo_free(&d);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc != 2) {
@@ -427,6 +496,7 @@ int main(int argc, char **argv)
 	config_seeds();
 	no_footer_seed();
 	vmdesc_seed();
+	encoded_seed();
 	channel_seed(true, "raw-channel-checkpoints", 0x00);
 	channel_seed(false, "raw-channel-no-footers", 0x2f);
 	printf("gen_seeds: %d seeds in %s\n", written, out_dir);

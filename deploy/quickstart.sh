@@ -23,7 +23,7 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 
 # What the build, the tests and the demonstration need (Debian 12 names).
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev libprotobuf-c-dev
-protobuf-c-compiler liblz4-dev check libjansson-dev"
+protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev"
 # The interop tests run real QEMU (it is only a test dependency).
 TEST_PKGS="qemu-system-x86"
 FUZZ_PKGS="clang libclang-rt-14-dev"

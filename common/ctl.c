@@ -1,0 +1,891 @@
+/* ctl.c: see ctl.h. */
+#include "config.h"
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1            /* struct ucred, SOCK_CLOEXEC */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+#define CTL_BACKLOG 16
+#define CTL_READ_CHUNK 65536
+
+struct ctl_conn {
+	uv_pipe_t pipe;                 /* first: the handle points at us */
+	struct colo_ctl_server *srv;
+	struct ctl_conn *prev, *next;
+	unsigned long id;               /* for log lines */
+	uint8_t *rbuf;                  /* received, not yet consumed: [rpos, rlen) */
+	size_t rpos, rlen, rcap;
+	struct colo_ctl_pending *busy;  /* request handed out, not replied */
+	bool reading;
+	bool dispatching;               /* inside ctl_conn_process() */
+	bool doomed;                    /* bad frame: close once the error is written */
+	bool closing;
+};
+
+struct colo_ctl_server {
+	uv_loop_t *loop;
+	uv_pipe_t listener;
+	char *path;
+	dev_t dev;                      /* of the socket file we bound */
+	ino_t ino;
+	colo_ctl_handler_fn fn;
+	void *ud;
+	colo_ctl_log_fn log;
+	void *log_ud;
+	struct ctl_conn *conns;
+	unsigned long next_id;
+	unsigned handles;               /* open uv handles: listener + conns */
+	bool stopping;
+};
+
+struct colo_ctl_pending {
+	struct ctl_conn *conn;          /* NULL once the client is gone */
+	Colo__ControlRequest *req;
+};
+
+struct ctl_write {
+	uv_write_t req;
+	struct ctl_conn *conn;
+	bool close_after;
+	size_t len;
+	uint8_t data[];
+};
+
+/* ---- helpers ---- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static void ctl_log(struct colo_ctl_server *s, const char *fmt, ...)
+	COLO_PRINTF(2, 3);
+
+static void ctl_log(struct colo_ctl_server *s, const char *fmt, ...)
+{
+	char line[COLO_ERR_MAX + 128];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (s->log)
+		s->log(s->log_ud, line);
+	else
+		fprintf(stderr, "colo: control: %s\n", line);
+}
+
+static int fill_sockaddr(struct sockaddr_un *sa, const char *path,
+			 struct colo_err *err)
+{
+	size_t n = strlen(path);
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (n == 0)
+		return colo_err_set(err, EINVAL, "control socket path is empty");
+	/* libuv and the kernel would cut it short: say so instead. */
+	if (n >= sizeof(sa->sun_path))
+		return colo_err_set(err, ENAMETOOLONG,
+				    "control socket path %s is too long (%zu bytes, at most %zu)",
+				    path, n, sizeof(sa->sun_path) - 1);
+	memcpy(sa->sun_path, path, n + 1);
+	return 0;
+}
+
+/* mkdir -p of the directory holding `path`; what we create is 0700. */
+static int make_parent_dirs(const char *path, struct colo_err *err)
+{
+	char *dir = strdup(path);
+	char *slash;
+	int rc = 0;
+
+	if (!dir)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir) {
+		free(dir);
+		return 0;
+	}
+	*slash = '\0';
+	for (char *p = dir + 1; ; p++) {
+		bool last = *p == '\0';
+
+		if (*p != '/' && !last)
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+			rc = colo_err_set(err, errno, "cannot create directory %s: %s",
+					  dir, strerror(errno));
+			break;
+		}
+		if (last)
+			break;
+		*p = '/';
+	}
+	free(dir);
+	return rc;
+}
+
+/*
+ * Is someone serving `path`?  0: nothing there (or a stale socket, now
+ * removed); otherwise refuse with the reason.
+ */
+static int check_existing(const struct sockaddr_un *sa, struct colo_err *err)
+{
+	const char *path = sa->sun_path;
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(path, &st) != 0) {
+		if (errno == ENOENT)
+			return 0;
+		return colo_err_set(err, errno, "cannot check control socket %s: %s",
+				    path, strerror(errno));
+	}
+	if (!S_ISSOCK(st.st_mode))
+		return colo_err_set(err, EEXIST, "%s exists and is not a socket", path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return colo_err_set(err, errno, "socket: %s", strerror(errno));
+	rc = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	/* EAGAIN: a live listener whose backlog is full. */
+	if (rc == 0 || errno == EAGAIN || errno == EINPROGRESS) {
+		close(fd);
+		return colo_err_set(err, EADDRINUSE,
+				    "control socket %s is in use by another process", path);
+	}
+	rc = errno;
+	close(fd);
+	if (rc != ECONNREFUSED)
+		return colo_err_set(err, rc, "cannot check control socket %s: %s",
+				    path, strerror(rc));
+	if (unlink(path) != 0 && errno != ENOENT)
+		return colo_err_set(err, errno, "cannot remove stale control socket %s: %s",
+				    path, strerror(errno));
+	return 0;
+}
+
+/* ---- connections ---- */
+
+static void ctl_server_maybe_free(struct colo_ctl_server *s)
+{
+	if (s->stopping && s->handles == 0) {
+		free(s->path);
+		free(s);
+	}
+}
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct ctl_conn *c = (struct ctl_conn *)h;
+	struct colo_ctl_server *s = c->srv;
+
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c->rbuf);
+	free(c);
+	s->handles--;
+	ctl_server_maybe_free(s);
+}
+
+static void ctl_conn_close(struct ctl_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->busy) {
+		/* The token outlives us: colo_ctl_reply() will just free it. */
+		c->busy->conn = NULL;
+		c->busy = NULL;
+	}
+	uv_close((uv_handle_t *)&c->pipe, on_conn_closed);
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct ctl_write *w = (struct ctl_write *)req;
+	struct ctl_conn *c = w->conn;
+
+	/* Write callbacks run before the handle's close callback: c is alive. */
+	if (status < 0 && status != UV_ECANCELED && !c->closing) {
+		/* A client that hung up before its reply is routine. */
+		if (status != UV_EPIPE && status != UV_ECONNRESET)
+			ctl_log(c->srv, "connection %lu: writing a reply: %s", c->id,
+				uv_strerror(status));
+		ctl_conn_close(c);
+	} else if (w->close_after) {
+		ctl_conn_close(c);
+	}
+	free(w);
+}
+
+/* Frame and queue one response; the caller keeps `resp`. */
+static void ctl_conn_send(struct ctl_conn *c, Colo__ControlResponse *resp,
+			  bool close_after)
+{
+	Colo__ControlResponse r = *resp, big = COLO__CONTROL_RESPONSE__INIT;
+	char msg[160];
+	struct ctl_write *w;
+	uv_buf_t buf;
+	size_t len;
+	int rc;
+
+	r.version = COLO_CTL_VERSION;
+	len = colo__control_response__get_packed_size(&r);
+	if (len > COLO_CTL_MAX_FRAME) {
+		snprintf(msg, sizeof(msg),
+			 "the response of %zu bytes exceeds the control protocol's limit of %u bytes",
+			 len, COLO_CTL_MAX_FRAME);
+		big.version = COLO_CTL_VERSION;
+		big.error = msg;
+		r = big;
+		len = colo__control_response__get_packed_size(&r);
+	}
+	w = malloc(sizeof(*w) + 4 + len);
+	if (!w) {
+		ctl_log(c->srv, "connection %lu: out of memory for a reply", c->id);
+		ctl_conn_close(c);
+		return;
+	}
+	w->conn = c;
+	w->close_after = close_after;
+	w->len = 4 + len;
+	put_be32(w->data, (uint32_t)len);
+	colo__control_response__pack(&r, w->data + 4);
+	buf = uv_buf_init((char *)w->data, (unsigned)w->len);
+	rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
+	if (rc < 0) {
+		free(w);
+		ctl_log(c->srv, "connection %lu: writing a reply: %s", c->id,
+			uv_strerror(rc));
+		ctl_conn_close(c);
+	}
+}
+
+static void ctl_conn_send_error(struct ctl_conn *c, bool close_after,
+				const char *fmt, ...) COLO_PRINTF(3, 4);
+
+static void ctl_conn_send_error(struct ctl_conn *c, bool close_after,
+				const char *fmt, ...)
+{
+	Colo__ControlResponse r = COLO__CONTROL_RESPONSE__INIT;
+	char msg[COLO_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r.ok = false;
+	r.error = msg;
+	if (close_after) {
+		ctl_log(c->srv, "connection %lu: %s; closing it", c->id, msg);
+		c->doomed = true;
+	}
+	ctl_conn_send(c, &r, close_after);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct ctl_conn *c = (struct ctl_conn *)h;
+
+	(void)suggested;
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	if (c->rcap - c->rlen < CTL_READ_CHUNK) {
+		size_t cap = c->rlen + CTL_READ_CHUNK;
+		uint8_t *p = realloc(c->rbuf, cap);
+
+		if (!p) {
+			*buf = uv_buf_init(NULL, 0);    /* read_cb gets UV_ENOBUFS */
+			return;
+		}
+		c->rbuf = p;
+		c->rcap = cap;
+	}
+	*buf = uv_buf_init((char *)c->rbuf + c->rlen, (unsigned)(c->rcap - c->rlen));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf);
+
+/*
+ * Read while there is room: a connection holds at most one frame beyond
+ * the request being served, so a client cannot make us buffer without end.
+ */
+static void ctl_conn_update_reading(struct ctl_conn *c)
+{
+	bool want = !c->closing && !c->doomed &&
+		    !(c->busy && c->rlen - c->rpos >= 4 + (size_t)COLO_CTL_MAX_FRAME);
+
+	if (want && !c->reading) {
+		int rc = uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+
+		if (rc < 0) {
+			ctl_log(c->srv, "connection %lu: %s", c->id, uv_strerror(rc));
+			ctl_conn_close(c);
+			return;
+		}
+		c->reading = true;
+	} else if (!want && c->reading) {
+		if (!c->closing)
+			uv_read_stop((uv_stream_t *)&c->pipe);
+		c->reading = false;
+	}
+}
+
+/* Hand out the complete frames received, one request at a time. */
+static void ctl_conn_process(struct ctl_conn *c)
+{
+	struct colo_ctl_server *s = c->srv;
+
+	c->dispatching = true;
+	while (!c->busy && !c->closing && !c->doomed && !s->stopping) {
+		size_t avail = c->rlen - c->rpos;
+		const uint8_t *f = c->rbuf + c->rpos;
+		Colo__ControlRequest *req;
+		struct colo_ctl_pending *p;
+		uint32_t len;
+
+		if (avail < 4)
+			break;
+		len = get_be32(f);
+		if (len == 0 || len > COLO_CTL_MAX_FRAME) {
+			ctl_conn_send_error(c, true,
+					    "control frame of %" PRIu32 " bytes: a ControlRequest is 1 to %u bytes",
+					    len, COLO_CTL_MAX_FRAME);
+			break;
+		}
+		if (avail - 4 < len)
+			break;
+		req = colo__control_request__unpack(NULL, len, f + 4);
+		c->rpos += 4 + (size_t)len;
+		if (!req) {
+			ctl_conn_send_error(c, true,
+					    "control frame of %" PRIu32 " bytes is not a ControlRequest",
+					    len);
+			break;
+		}
+		if (req->version != COLO_CTL_VERSION) {
+			ctl_conn_send_error(c, false,
+					    "control protocol version %" PRIu32 ", this node speaks %d",
+					    req->version, COLO_CTL_VERSION);
+			colo__control_request__free_unpacked(req, NULL);
+			continue;
+		}
+		if (req->cmd_case == COLO__CONTROL_REQUEST__CMD__NOT_SET) {
+			/* Empty, or a command added without a version bump. */
+			ctl_conn_send_error(c, false, "the request names no command");
+			colo__control_request__free_unpacked(req, NULL);
+			continue;
+		}
+		p = malloc(sizeof(*p));
+		if (!p) {
+			colo__control_request__free_unpacked(req, NULL);
+			ctl_conn_send_error(c, true, "out of memory");
+			break;
+		}
+		p->conn = c;
+		p->req = req;
+		c->busy = p;
+		s->fn(p, req, s->ud);
+	}
+	c->dispatching = false;
+	ctl_conn_update_reading(c);
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct ctl_conn *c = (struct ctl_conn *)st;
+
+	(void)buf;
+	if (nread == 0)
+		return;                 /* EAGAIN */
+	if (nread < 0) {
+		/*
+		 * EOF: the client is gone (clients keep their end open until
+		 * they have read their replies).  A request being served keeps
+		 * its token; its reply goes nowhere.
+		 */
+		if (nread != UV_EOF)
+			ctl_log(c->srv, "connection %lu: %s", c->id, uv_strerror((int)nread));
+		ctl_conn_close(c);
+		return;
+	}
+	c->rlen += (size_t)nread;
+	ctl_conn_process(c);
+}
+
+int colo_ctl_check_peer(uid_t peer_uid, pid_t peer_pid, uid_t euid,
+			struct colo_err *err)
+{
+	if (peer_uid == euid || peer_uid == 0)
+		return 0;
+	return colo_err_set(err, EPERM,
+			    "peer uid %lu (pid %ld) is neither the node's uid %lu nor root",
+			    (unsigned long)peer_uid, (long)peer_pid, (unsigned long)euid);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+	struct colo_ctl_server *s = ls->data;
+	struct colo_err err;
+	struct ucred cred;
+	socklen_t clen = sizeof(cred);
+	struct ctl_conn *c;
+	uv_os_fd_t fd;
+	int rc;
+
+	if (status < 0) {
+		ctl_log(s, "accepting a connection: %s", uv_strerror(status));
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		ctl_log(s, "out of memory for a connection");
+		return;     /* it stays in the backlog; next time, maybe */
+	}
+	c->srv = s;
+	c->id = ++s->next_id;
+	uv_pipe_init(s->loop, &c->pipe, 0);
+	c->next = s->conns;
+	if (s->conns)
+		s->conns->prev = c;
+	s->conns = c;
+	s->handles++;
+	rc = uv_accept(ls, (uv_stream_t *)&c->pipe);
+	if (rc < 0) {
+		ctl_log(s, "accepting a connection: %s", uv_strerror(rc));
+		ctl_conn_close(c);
+		return;
+	}
+	colo_err_clear(&err);
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) != 0) {
+		ctl_log(s, "connection %lu refused: cannot read its credentials: %s",
+			c->id, strerror(errno));
+		ctl_conn_close(c);
+		return;
+	}
+	if (colo_ctl_check_peer(cred.uid, cred.pid, geteuid(), &err) != 0) {
+		ctl_log(s, "connection %lu refused: %s", c->id, err.msg);
+		ctl_conn_close(c);
+		return;
+	}
+	ctl_conn_update_reading(c);
+}
+
+/* ---- server ---- */
+
+int colo_ctl_server_start(uv_loop_t *loop, const char *path,
+			  colo_ctl_handler_fn fn, void *ud,
+			  struct colo_ctl_server **out, struct colo_err *err)
+{
+	struct colo_ctl_server *s;
+	struct sigaction sa_pipe;
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd = -1, rc;
+
+	*out = NULL;
+	rc = fill_sockaddr(&sa, path, err);
+	if (rc)
+		return rc;
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->path = strdup(path))) {
+		free(s);
+		return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	s->loop = loop;
+	s->fn = fn;
+	s->ud = ud;
+	rc = make_parent_dirs(path, err);
+	if (rc == 0)
+		rc = check_existing(&sa, err);
+	if (rc)
+		goto fail;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		rc = colo_err_set(err, errno, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		rc = colo_err_set(err, errno, "cannot bind control socket %s: %s",
+				  path, strerror(errno));
+		goto fail;
+	}
+	/* Owner-only before anyone can connect: listen() comes after. */
+	if (chmod(path, 0600) != 0 || lstat(path, &st) != 0) {
+		rc = colo_err_set(err, errno, "control socket %s: %s", path,
+				  strerror(errno));
+		unlink(path);
+		goto fail;
+	}
+	s->dev = st.st_dev;
+	s->ino = st.st_ino;
+	if (listen(fd, CTL_BACKLOG) != 0) {
+		rc = colo_err_set(err, errno, "cannot listen on control socket %s: %s",
+				  path, strerror(errno));
+		unlink(path);
+		goto fail;
+	}
+	uv_pipe_init(loop, &s->listener, 0);
+	s->listener.data = s;
+	s->handles = 1;
+	rc = uv_pipe_open(&s->listener, fd);
+	if (rc < 0)
+		close(fd);
+	else
+		rc = uv_listen((uv_stream_t *)&s->listener, CTL_BACKLOG, on_connection);
+	if (rc < 0) {
+		colo_err_set(err, -rc, "cannot listen on control socket %s: %s",
+			     path, uv_strerror(rc));
+		/* Closing the handle frees s on the next loop turn. */
+		colo_ctl_server_stop(s);
+		return rc;
+	}
+	if (sigaction(SIGPIPE, NULL, &sa_pipe) == 0 && sa_pipe.sa_handler == SIG_DFL)
+		signal(SIGPIPE, SIG_IGN);
+	*out = s;
+	return 0;
+
+fail:
+	if (fd >= 0)
+		close(fd);
+	free(s->path);
+	free(s);
+	return rc;
+}
+
+void colo_ctl_server_set_log(struct colo_ctl_server *srv, colo_ctl_log_fn fn,
+			     void *ud)
+{
+	srv->log = fn;
+	srv->log_ud = ud;
+}
+
+const char *colo_ctl_server_path(const struct colo_ctl_server *srv)
+{
+	return srv->path;
+}
+
+static void on_listener_closed(uv_handle_t *h)
+{
+	struct colo_ctl_server *s = h->data;
+
+	s->handles--;
+	ctl_server_maybe_free(s);
+}
+
+void colo_ctl_server_stop(struct colo_ctl_server *s)
+{
+	struct stat st;
+
+	if (!s || s->stopping)
+		return;
+	s->stopping = true;
+	/* Remove the file only if it is still ours, not a successor's. */
+	if (lstat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
+		unlink(s->path);
+	uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+	for (struct ctl_conn *c = s->conns; c; c = c->next)
+		ctl_conn_close(c);
+}
+
+/* ---- replies ---- */
+
+void colo_ctl_reply(struct colo_ctl_pending *p, Colo__ControlResponse *resp)
+{
+	struct ctl_conn *c = p->conn;
+
+	colo__control_request__free_unpacked(p->req, NULL);
+	free(p);
+	if (!c)
+		return;                 /* client gone or server stopped */
+	c->busy = NULL;
+	ctl_conn_send(c, resp, false);
+	/* The next request waits in rbuf; the dispatch loop takes it itself. */
+	if (!c->dispatching && !c->closing)
+		ctl_conn_process(c);
+}
+
+void colo_ctl_reply_error(struct colo_ctl_pending *p, const char *fmt, ...)
+{
+	Colo__ControlResponse r = COLO__CONTROL_RESPONSE__INIT;
+	char msg[COLO_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r.ok = false;
+	r.error = msg;
+	colo_ctl_reply(p, &r);
+}
+
+void colo_ctl_reply_message(struct colo_ctl_pending *p, const char *fmt, ...)
+{
+	Colo__ControlResponse r = COLO__CONTROL_RESPONSE__INIT;
+	char msg[COLO_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r.ok = true;
+	r.result_case = COLO__CONTROL_RESPONSE__RESULT_MESSAGE;
+	r.message = msg;
+	colo_ctl_reply(p, &r);
+}
+
+bool colo_ctl_pending_connected(const struct colo_ctl_pending *p)
+{
+	return p->conn != NULL;
+}
+
+/* ---- default path ---- */
+
+int colo_ctl_default_path(const char *name, char *buf, size_t size)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	uid_t uid = geteuid();
+	int n;
+
+	if (uid == 0)
+		n = snprintf(buf, size, "/run/colo/%s.sock", name);
+	else if (xdg && *xdg)
+		n = snprintf(buf, size, "%s/colo/%s.sock", xdg, name);
+	else
+		n = snprintf(buf, size, "/tmp/colo-%lu/%s.sock", (unsigned long)uid, name);
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* ---- blocking client ---- */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds left for poll(): -1 no limit, 0 expired. */
+static int left_ms(int64_t deadline)
+{
+	int64_t d;
+
+	if (deadline < 0)
+		return -1;
+	d = deadline - now_ms();
+	return d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
+}
+
+/* Wait for `ev` on fd: 1 ready, 0 timed out, -errno. */
+static int wait_fd(int fd, short ev, int64_t deadline)
+{
+	struct pollfd pfd = { .fd = fd, .events = ev };
+	int rc;
+
+	for (;;) {
+		int t = left_ms(deadline);
+
+		if (t == 0)
+			return 0;
+		rc = poll(&pfd, 1, t);
+		if (rc > 0)
+			return 1;
+		if (rc == 0)
+			continue;       /* loop re-checks the deadline */
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+static int client_connect(int fd, const struct sockaddr_un *sa, int64_t deadline,
+			  int timeout_ms, struct colo_err *err)
+{
+	const char *path = sa->sun_path;
+
+	for (;;) {
+		if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			/* Backlog full: unix sockets cannot be polled for it; retry. */
+			if (left_ms(deadline) == 0)
+				return colo_err_set(err, ETIMEDOUT,
+						    "cannot connect to %s: no room in its backlog within %d ms",
+						    path, timeout_ms);
+			poll(NULL, 0, 10);
+			continue;
+		}
+		if (errno == ENOENT || errno == ECONNREFUSED)
+			return colo_err_set(err, errno,
+					    "cannot connect to %s: %s (is the node running?)",
+					    path, strerror(errno));
+		return colo_err_set(err, errno, "cannot connect to %s: %s", path,
+				    strerror(errno));
+	}
+}
+
+static int client_send(int fd, const char *path, const uint8_t *p, size_t n,
+		       int64_t deadline, int timeout_ms, struct colo_err *err)
+{
+	while (n > 0) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+		int rc;
+
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EPIPE)
+			return colo_err_set(err, ECONNRESET,
+					    "%s closed the connection before replying", path);
+		if (w < 0 && errno != EAGAIN)
+			return colo_err_set(err, errno, "sending to %s: %s", path,
+					    strerror(errno));
+		rc = wait_fd(fd, POLLOUT, deadline);
+		if (rc == 0)
+			return colo_err_set(err, ETIMEDOUT,
+					    "no reply from %s within %d ms", path, timeout_ms);
+		if (rc < 0)
+			return colo_err_set(err, -rc, "sending to %s: %s", path,
+					    strerror(-rc));
+	}
+	return 0;
+}
+
+static int client_recv(int fd, const char *path, uint8_t *p, size_t n,
+		       int64_t deadline, int timeout_ms, struct colo_err *err)
+{
+	while (n > 0) {
+		ssize_t r = recv(fd, p, n, 0);
+		int rc;
+
+		if (r > 0) {
+			p += r;
+			n -= (size_t)r;
+			continue;
+		}
+		if (r == 0 || (r < 0 && errno == ECONNRESET))
+			return colo_err_set(err, ECONNRESET,
+					    "%s closed the connection before replying", path);
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN)
+			return colo_err_set(err, errno, "reading from %s: %s", path,
+					    strerror(errno));
+		rc = wait_fd(fd, POLLIN, deadline);
+		if (rc == 0)
+			return colo_err_set(err, ETIMEDOUT,
+					    "no reply from %s within %d ms", path, timeout_ms);
+		if (rc < 0)
+			return colo_err_set(err, -rc, "reading from %s: %s", path,
+					    strerror(-rc));
+	}
+	return 0;
+}
+
+int colo_ctl_call(const char *path, const Colo__ControlRequest *req,
+		  Colo__ControlResponse **resp, int timeout_ms,
+		  struct colo_err *err)
+{
+	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+	struct sockaddr_un sa;
+	uint8_t *buf = NULL, hdr[4];
+	size_t len;
+	uint32_t rlen;
+	int fd = -1, rc;
+
+	*resp = NULL;
+	rc = fill_sockaddr(&sa, path, err);
+	if (rc)
+		return rc;
+	len = colo__control_request__get_packed_size(req);
+	if (len > COLO_CTL_MAX_FRAME)
+		return colo_err_set(err, EMSGSIZE,
+				    "request of %zu bytes exceeds the limit of %u bytes",
+				    len, COLO_CTL_MAX_FRAME);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return colo_err_set(err, errno, "socket: %s", strerror(errno));
+	rc = client_connect(fd, &sa, deadline, timeout_ms, err);
+	if (rc)
+		goto out;
+	buf = malloc(4 + len);
+	if (!buf) {
+		rc = colo_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	put_be32(buf, (uint32_t)len);
+	colo__control_request__pack(req, buf + 4);
+	rc = client_send(fd, path, buf, 4 + len, deadline, timeout_ms, err);
+	free(buf);
+	buf = NULL;
+	if (rc)
+		goto out;
+	rc = client_recv(fd, path, hdr, 4, deadline, timeout_ms, err);
+	if (rc)
+		goto out;
+	rlen = get_be32(hdr);
+	if (rlen == 0 || rlen > COLO_CTL_MAX_FRAME) {
+		rc = colo_err_set(err, EBADMSG,
+				  "bad reply from %s: a frame of %" PRIu32 " bytes (expected 1 to %u)",
+				  path, rlen, COLO_CTL_MAX_FRAME);
+		goto out;
+	}
+	buf = malloc(rlen);
+	if (!buf) {
+		rc = colo_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = client_recv(fd, path, buf, rlen, deadline, timeout_ms, err);
+	if (rc)
+		goto out;
+	*resp = colo__control_response__unpack(NULL, rlen, buf);
+	if (!*resp)
+		rc = colo_err_set(err, EBADMSG,
+				  "bad reply from %s: %" PRIu32 " bytes that are not a ControlResponse",
+				  path, rlen);
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,76 @@
+/*
+ * guest.h: what a guest is to the engines (DESIGN.md §1, §5).
+ *
+ * A guest's whole state is RAM blocks (added to a struct colo_ram, so they
+ * are dirty-tracked) and devices (vmstate descriptions registered in a
+ * struct colo_savevm, which also lists the blocks for streams).  The engine
+ * drives its life: attach (register state), start (run), pause / resume
+ * around each checkpoint (while paused nothing of the guest's state may
+ * change), stop.  On the secondary a guest is attached but not started
+ * until a promotion; its state is overwritten by checkpoints meanwhile.
+ *
+ * verify() recomputes what the guest's RAM must hold from its device state
+ * (guests that can: memtouch) and reports mismatching pages; it is called
+ * with the guest paused or not started.
+ *
+ * Threads: ops are called from the engine's loop thread; a guest runs its
+ * own threads between start and stop, and pause() returns only once they
+ * are all parked.
+ */
+#ifndef COLO_GUEST_H
+#define COLO_GUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct colo_config;
+struct colo_ram;
+struct colo_savevm;
+struct colo_guest;
+
+/* What verify() found. */
+#define COLO_VERIFY_LIST_MAX 16
+
+struct colo_verify_report {
+	bool supported;               /* false: this guest cannot verify itself */
+	uint64_t pages_checked;
+	uint64_t pages_bad;
+	struct {
+		char block[256];
+		uint64_t offset;
+	} bad[COLO_VERIFY_LIST_MAX];  /* the first mismatching pages */
+	char summary[256];            /* one line, e.g. "memtouch: 1234567 writes" */
+};
+
+struct colo_guest_ops {
+	const char *kind;             /* "memtouch", "kv" */
+	uint32_t version;             /* of its state layout: part of the
+					 configuration name on the wire */
+	/* Make a guest from the configuration ([guest] keys). */
+	int (*create)(const struct colo_config *cfg, struct colo_guest **out,
+		      struct colo_err *err);
+	/* Add RAM blocks to ram and register blocks + devices in sv. */
+	int (*attach)(struct colo_guest *g, struct colo_ram *ram,
+		      struct colo_savevm *sv, struct colo_err *err);
+	int (*start)(struct colo_guest *g, struct colo_err *err);
+	void (*pause)(struct colo_guest *g);
+	void (*resume)(struct colo_guest *g);
+	void (*stop)(struct colo_guest *g);
+	void (*verify)(struct colo_guest *g, struct colo_verify_report *r);
+	/* One line of what it is doing, for status (e.g. writes/s). */
+	void (*describe)(struct colo_guest *g, char *buf, size_t len);
+	void (*destroy)(struct colo_guest *g);
+};
+
+/* A guest is its ops plus whatever the implementation keeps after this. */
+struct colo_guest {
+	const struct colo_guest_ops *ops;
+};
+
+/* The configuration name on the wire: "colo-<kind>-<version>". */
+void colo_guest_machine_name(const struct colo_guest_ops *ops, char *buf, size_t len);
+
+#endif

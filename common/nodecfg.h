@@ -1,0 +1,132 @@
+/*
+ * nodecfg.h: a node's configuration (DESIGN.md §6).
+ *
+ * Every setting is an INI key `[section] key` in the file given with -c and
+ * also the command-line flag `--key`; flags win over the file, the file over
+ * the built-in defaults.  The defaults work on loopback with no file: a
+ * primary and a secondary started with no options find each other on
+ * 127.0.0.1:7070.  A bad value is refused with the key, the value and why,
+ * e.g. "checkpoint-interval-ms: 'fast' is not an integer from 1 to 60000".
+ *
+ * One option table drives parsing of both sources, --help (every option
+ * with its default) and validation.  colo_config_load() builds a config
+ * from defaults + file + argv; colo_config_reload() re-reads the file of a
+ * running node (SIGHUP) keeping the flags it was started with, and leaves
+ * the running config untouched when the new one is bad.
+ *
+ * A struct colo_config owns its strings; colo_config_free() releases them.
+ * Not thread-safe (the loop thread owns the running config).
+ */
+#ifndef COLO_NODECFG_H
+#define COLO_NODECFG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "ram.h"
+
+enum colo_role {
+	COLO_ROLE_PRIMARY,
+	COLO_ROLE_SECONDARY,
+};
+
+enum colo_output_mode {
+	COLO_OUTPUT_BUFFER,
+	COLO_OUTPUT_NONE,
+};
+
+enum colo_log_level {
+	COLO_LOG_ERROR,
+	COLO_LOG_WARN,
+	COLO_LOG_INFO,
+	COLO_LOG_DEBUG,
+};
+
+enum colo_memtouch_pattern {
+	COLO_MEMTOUCH_SEQUENTIAL,
+	COLO_MEMTOUCH_RANDOM,
+	COLO_MEMTOUCH_HOTSET,
+};
+
+/* host:port, resolved to numbers at load time (no DNS: IPv4 or [IPv6]). */
+struct colo_addr {
+	char host[64];              /* as written, numeric; IPv6 without the
+				       brackets ("::1") */
+	uint16_t port;
+};
+
+struct colo_config {
+	/* [node] */
+	char *name;                 /* default: "primary" / "secondary" */
+	char *control;              /* default: /run/colo/<name>.sock, or
+				       $XDG_RUNTIME_DIR/colo/<name>.sock when not root */
+	char *state_dir;            /* default: /var/lib/colo, or
+				       ~/.local/state/colo when not root */
+	enum colo_log_level log_level;          /* log-level: error|warn|info|debug */
+	/* [replication] */
+	struct colo_addr listen;                /* 127.0.0.1:7070 */
+	struct colo_addr peer;                  /* 127.0.0.1:7070 */
+	uint32_t checkpoint_interval_ms;        /* 100, 1..60000 */
+	uint32_t min_interval_ms;               /* 1, 0..60000 */
+	enum colo_output_mode output_mode;      /* buffer */
+	uint32_t encodings;                     /* COLO_PAGE_KIND_BIT set; names
+						   zero,raw,lz4,delta,delta-lz4,xbzrle;
+						   default all but xbzrle */
+	uint32_t encode_threads;                /* 0 = number of CPUs; 1..64 */
+	enum colo_dirty_mode dirty_tracking;    /* auto */
+	/* [heartbeat] */
+	uint32_t heartbeat_interval_ms;         /* 50, 1..10000 */
+	uint32_t heartbeat_timeout_ms;          /* 300, > interval, ..60000 */
+	char *fence_command;                    /* "" = none; run by sh -c */
+	char *promote_command;                  /* "" = none; run by sh -c */
+	/* [guest] */
+	char *guest;                            /* memtouch (kv once it exists) */
+	struct colo_addr guest_listen;          /* 127.0.0.1:6379 */
+	uint32_t ram_mb;                        /* 64, 1..65536 */
+	uint32_t memtouch_rate;                 /* writes/s per thread, 0 = no limit;
+						   default 20000 */
+	enum colo_memtouch_pattern memtouch_pattern;  /* random */
+	uint32_t memtouch_bytes;                /* bytes per write, 1..4096; 64 */
+	uint32_t memtouch_threads;              /* 1..64; 1 */
+	uint64_t memtouch_seed;                 /* 1 */
+	/* tests only, not in --help: abort() at a named phase */
+	char *fault;                            /* "" = none */
+
+	/* where it came from */
+	char *file;                             /* -c FILE or NULL */
+	enum colo_role role;
+
+	/* private (config.c): the flags, re-applied by colo_config_reload() */
+	int priv_argc;
+	char **priv_argv;
+};
+
+/*
+ * Build the configuration of a node of `role` from defaults, the file of
+ * -c (if any) and the flags in argv.  Returns 0; 1 when --help or --version
+ * was handled (print to out, then exit 0); or a negative errno with err set
+ * for a bad flag, file or value.  --check-config is reported through
+ * *check_only (validate and exit).
+ */
+int colo_config_load(struct colo_config *cfg, enum colo_role role, int argc,
+		     char **argv, FILE *out, bool *check_only, struct colo_err *err);
+
+/* Re-read cfg->file with the original flags on top; cfg is kept on error. */
+int colo_config_reload(struct colo_config *cfg, struct colo_err *err);
+
+void colo_config_free(struct colo_config *cfg);
+
+/* Print --help for a role (every key, its section, default and meaning). */
+void colo_config_usage(enum colo_role role, FILE *out);
+
+const char *colo_role_name(enum colo_role r);
+const char *colo_output_mode_name(enum colo_output_mode m);
+
+/* "zero,raw,lz4" from a COLO_PAGE_KIND_BIT set, and back. */
+void colo_encodings_format(uint32_t kinds, char *buf, size_t len);
+int colo_encodings_parse(const char *s, uint32_t *kinds, struct colo_err *err);
+
+#endif

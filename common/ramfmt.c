@@ -306,7 +306,13 @@ int colo_ram_page_apply(const struct colo_ram_page *p, uint8_t *host,
 			const struct colo_page_codec *const *codecs,
 			struct colo_err *err)
 {
-	uint8_t *page = host + p->offset;
+	return colo_ram_page_apply_to(p, host + p->offset, codecs, err);
+}
+
+int colo_ram_page_apply_to(const struct colo_ram_page *p, uint8_t *page,
+			   const struct colo_page_codec *const *codecs,
+			   struct colo_err *err)
+{
 
 	switch (p->kind) {
 	case COLO_PAGE_ZERO:

@@ -149,6 +149,10 @@ int colo_ram_reader_payload(void *rr, const struct colo_section_info *s,
 int colo_ram_page_apply(const struct colo_ram_page *p, uint8_t *host,
 			const struct colo_page_codec *const *codecs,
 			struct colo_err *err);
+/* The same into one page of memory (which holds the page's base). */
+int colo_ram_page_apply_to(const struct colo_ram_page *p, uint8_t *page,
+			   const struct colo_page_codec *const *codecs,
+			   struct colo_err *err);
 
 /* ---- writer ---- */
 

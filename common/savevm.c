@@ -207,22 +207,22 @@ struct colo_savevm_loader {
 	struct colo_savevm_load_info info;
 };
 
-static int on_configuration(void *ud, const struct colo_stream_config *c,
-			    uint64_t offset, struct colo_err *err)
+int colo_savevm_check_config(const struct colo_savevm *sv,
+			     const struct colo_stream_config *c, uint64_t offset,
+			     bool *ignore_shared, struct colo_err *err)
 {
-	struct colo_savevm_loader *l = ud;
-
-	if (strcmp(c->name, l->sv->config.name) != 0)
+	*ignore_shared = false;
+	if (strcmp(c->name, sv->config.name) != 0)
 		return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
 				    ": machine type received is '%s' and local is '%s'",
-				    offset, c->name, l->sv->config.name);
+				    offset, c->name, sv->config.name);
 	if (c->has_page_bits && c->target_page_bits != 12)
 		return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
 				    ": target page bits %" PRIu32 ", colo uses 12",
 				    offset, c->target_page_bits);
 	for (uint32_t i = 0; i < c->caps_count; i++) {
 		if (strcmp(c->caps[i].str, "x-ignore-shared") == 0)
-			l->applier.rr.ignore_shared = true;
+			*ignore_shared = true;
 		else
 			return colo_err_set(err, EINVAL, "configuration at offset %" PRIu64
 					    ": unknown capability '%s'", offset,
@@ -231,20 +231,47 @@ static int on_configuration(void *ud, const struct colo_stream_config *c,
 	return 0;
 }
 
-static int device_payload(void *ctx, const struct colo_section_info *s,
-			  struct colo_in *in, struct colo_err *err)
+static int on_configuration(void *ud, const struct colo_stream_config *c,
+			    uint64_t offset, struct colo_err *err)
 {
-	struct colo_savevm_loader *l = ctx;
+	struct colo_savevm_loader *l = ud;
+
+	return colo_savevm_check_config(l->sv, c, offset, &l->applier.rr.ignore_shared, err);
+}
+
+struct colo_savevm_device *colo_savevm_find_device(struct colo_savevm *sv,
+						   const char *idstr, uint32_t instance_id)
+{
+	for (size_t i = 0; i < sv->ndevs; i++)
+		if (sv->devs[i].instance_id == instance_id &&
+		    strcmp(sv->devs[i].idstr, idstr) == 0)
+			return &sv->devs[i];
+	return NULL;
+}
+
+int colo_savevm_device_payload(void *device, const struct colo_section_info *s,
+			       struct colo_in *in, struct colo_err *err)
+{
+	struct colo_savevm_device *d = device;
 	int r;
 
 	if (s->version_id > INT32_MAX)
 		return colo_err_set(err, EPROTO, "device '%s': version %" PRIu32
 				    " out of range", s->idstr, s->version_id);
-	r = colo_vmstate_load(in, l->cur->vmsd, l->cur->opaque, (int)s->version_id, err);
+	r = colo_vmstate_load(in, d->vmsd, d->opaque, (int)s->version_id, err);
 	if (r && r != -EAGAIN)
 		colo_err_prefix(err, "device '%s' instance %" PRIu32 " (section %"
 				PRIu32 " at offset %" PRIu64 ")", s->idstr,
 				s->instance_id, s->section_id, s->offset);
+	return r;
+}
+
+static int device_payload(void *ctx, const struct colo_section_info *s,
+			  struct colo_in *in, struct colo_err *err)
+{
+	struct colo_savevm_loader *l = ctx;
+	int r = colo_savevm_device_payload(l->cur, s, in, err);
+
 	if (r == 0)
 		l->info.devices++;
 	return r;
@@ -263,15 +290,10 @@ static int on_section(void *ud, const struct colo_section_info *s,
 		}
 		return 0;
 	}
-	for (size_t i = 0; i < l->sv->ndevs; i++) {
-		struct colo_savevm_device *d = &l->sv->devs[i];
-
-		if (d->instance_id == s->instance_id && strcmp(d->idstr, s->idstr) == 0) {
-			l->cur = d;
-			h->payload = device_payload;
-			h->ctx = l;
-			break;
-		}
+	l->cur = colo_savevm_find_device(l->sv, s->idstr, s->instance_id);
+	if (l->cur) {
+		h->payload = device_payload;
+		h->ctx = l;
 	}
 	return 0;
 }

@@ -77,6 +77,20 @@ enum {
 int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flags,
 		     struct colo_err *err);
 
+/*
+ * Pieces of the loader for engines that read streams themselves: the
+ * configuration check (machine name, page bits, capabilities; *ignore_shared
+ * says whether MEM_SIZE carries addresses), the device of a FULL section,
+ * and its payload handler (struct colo_section_handler with ctx = device).
+ */
+int colo_savevm_check_config(const struct colo_savevm *sv,
+			     const struct colo_stream_config *c, uint64_t offset,
+			     bool *ignore_shared, struct colo_err *err);
+struct colo_savevm_device *colo_savevm_find_device(struct colo_savevm *sv,
+						   const char *idstr, uint32_t instance_id);
+int colo_savevm_device_payload(void *device, const struct colo_section_info *s,
+			       struct colo_in *in, struct colo_err *err);
+
 struct colo_savevm_loader;
 
 /* codecs: decoders for encoded pages (NULL-terminated, may be NULL). */

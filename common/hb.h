@@ -1,0 +1,64 @@
+/*
+ * hb.h: UDP heartbeats between the two nodes (DESIGN.md §4).
+ *
+ * Every heartbeat-interval-ms each node sends its peer a protobuf Heartbeat
+ * {node_id, role, generation, seq, committed_checkpoint, sent_ns}.  A node
+ * watching its peer arms a timer for heartbeat-timeout-ms that every valid
+ * heartbeat re-arms; when it fires the peer is dead.  Separate from the TCP
+ * stream, so a large checkpoint cannot delay it.
+ *
+ * Split-brain guard: a heartbeat from an older generation is refused (and
+ * said so in the log, at most once a second per sender); one from a newer
+ * generation is reported to the engine, which decides (a primary that sees
+ * one has been replaced and must stop).  Heartbeats that do not unpack, or
+ * come from another node than the expected peer, are counted and dropped.
+ *
+ * Runs on the loop thread; callbacks are called there.
+ */
+#ifndef COLO_HB_H
+#define COLO_HB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "nodecfg.h"
+#include "err.h"
+#include "stats.h"
+
+struct colo_hb;
+
+struct colo_hb_cb {
+	void (*peer_dead)(void *ud);                 /* timeout passed */
+	void (*newer_generation)(void *ud, const char *node, uint64_t generation);
+	void *ud;
+};
+
+/* Resolve a numeric host:port. */
+int colo_addr_sockaddr(const struct colo_addr *a, struct sockaddr_storage *ss,
+		       struct colo_err *err);
+
+/* Bind a UDP socket on bind (port 0: any free port). */
+int colo_hb_start(uv_loop_t *loop, const struct colo_addr *bind,
+		  const struct colo_hb_cb *cb, struct colo_stats *stats,
+		  struct colo_hb **out, struct colo_err *err);
+/* Close the socket and timers; the struct goes once libuv is done with it. */
+void colo_hb_stop(struct colo_hb *hb);
+uint16_t colo_hb_port(const struct colo_hb *hb);
+
+void colo_hb_set_identity(struct colo_hb *hb, const char *node, int role,
+			  uint64_t generation);
+void colo_hb_set_committed(struct colo_hb *hb, uint64_t seq);
+/* Send to peer every interval_ms (peer NULL: stop sending). */
+void colo_hb_send_to(struct colo_hb *hb, const struct sockaddr *peer,
+		     uint32_t interval_ms);
+/*
+ * Watch for heartbeats from node `peer_node` (NULL: any node): peer_dead
+ * fires timeout_ms after the last valid one (or after this call).  0 stops.
+ */
+void colo_hb_watch(struct colo_hb *hb, const char *peer_node, uint32_t timeout_ms);
+/* ns since the last valid heartbeat (UINT64_MAX: none yet). */
+uint64_t colo_hb_since_last(const struct colo_hb *hb);
+
+#endif

@@ -1,0 +1,131 @@
+/*
+ * node.h: what a running node is made of, whatever its role (DESIGN.md §1,
+ * §5, §6): the configuration, the guest with its RAM and devices, the
+ * generation persisted in state-dir, statistics, the control socket, the
+ * signals, and the role engine that currently drives it.
+ *
+ * The mains (primary/, secondary/) build a node, start an engine on it and
+ * run the loop.  A promoted secondary starts the primary engine on the same
+ * node: the guest, its RAM and the control socket carry over.  Engines plug
+ * in through struct colo_engine_ops so that the control socket and signals
+ * are handled here once.
+ *
+ * Everything runs on the node's loop thread.
+ */
+#ifndef COLO_NODE_H
+#define COLO_NODE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "nodecfg.h"
+#include "err.h"
+#include "guest.h"
+#include "ram.h"
+#include "savevm.h"
+#include "stats.h"
+
+/* Exit statuses of the daemons (documented in --help and docs/operations.md). */
+enum {
+	COLO_EXIT_OK = 0,
+	COLO_EXIT_RUNTIME = 1,        /* a failure while running */
+	COLO_EXIT_USAGE = 2,          /* bad flag or configuration */
+	COLO_EXIT_SETUP = 3,          /* cannot listen, bind or start the guest */
+	COLO_EXIT_STATE = 4,          /* state-dir unusable */
+	COLO_EXIT_SUPERSEDED = 5,     /* a newer generation took over: fenced */
+	COLO_EXIT_FENCE = 6,          /* fence-command failed: not taking over */
+};
+
+struct colo_node;
+struct colo_ctl_pending;
+
+/* A role engine, as the control socket and signals see it. */
+struct colo_engine_ops {
+	enum colo_role role;
+	/* Role-specific status: state, peer, peer state, last committed, encodings. */
+	void (*status)(void *eng, char *state, size_t slen, char *peer, size_t plen,
+		       char *peer_state, size_t pslen, uint64_t *last_committed,
+		       char *encodings, size_t elen);
+	/* Requests; a refusal fills err ("not a secondary", ...). */
+	int (*failover)(void *eng, char *msg, size_t len, struct colo_err *err);
+	int (*set_interval)(void *eng, uint32_t ms, char *msg, size_t len,
+			    struct colo_err *err);
+	/* Take a checkpoint now; the reply is deferred until it committed. */
+	int (*checkpoint)(void *eng, struct colo_ctl_pending *p, struct colo_err *err);
+	/* The configuration was reloaded (SIGHUP). */
+	void (*reloaded)(void *eng);
+	/* SIGTERM: close connections, stop timers; the loop then ends. */
+	void (*stop)(void *eng);
+};
+
+struct colo_node {
+	uv_loop_t *loop;
+	const char *prog;
+	struct colo_config cfg;
+	const struct colo_guest_ops *gops;
+	struct colo_guest *guest;
+	bool guest_running;
+	struct colo_ram *ram;
+	struct colo_savevm sv;
+	char machine[64];              /* configuration name on the wire */
+	uint64_t generation;
+	char generation_file[4096];
+	struct colo_stats stats;
+	uint64_t started_ns;
+	struct colo_ctl_server *ctl;
+	const struct colo_engine_ops *eops;
+	void *engine;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	bool signals_on;
+	enum colo_role role;           /* of the engine running now */
+	int exit_status;
+	bool stopping;
+	struct {
+		void (*fn)(void *ud);
+		void *ud;
+	} stop_hooks[4];
+	int nstop_hooks;
+};
+
+typedef const struct colo_guest_ops *(*colo_guest_lookup_fn)(const char *kind);
+
+/*
+ * Configure (argv), start logging, open state-dir and read the generation,
+ * make and attach the guest, open the control socket and install signal
+ * handlers.  Returns 0, or an exit status (COLO_EXIT_*, with the reason
+ * printed) when the node must not run; *done is set when --help, --version
+ * or --check-config was all there was to do.
+ */
+int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
+		   int argc, char **argv, colo_guest_lookup_fn lookup, bool *done);
+void colo_node_fini(struct colo_node *n);
+
+void colo_node_set_engine(struct colo_node *n, const struct colo_engine_ops *ops,
+			  void *eng);
+/* Also call fn(ud) when the node stops (handles an old engine still holds). */
+void colo_node_add_stop_hook(struct colo_node *n, void (*fn)(void *ud), void *ud);
+
+/* Persist and adopt a new generation (logs it). */
+int colo_node_set_generation(struct colo_node *n, uint64_t gen, struct colo_err *err);
+
+/* Pause / resume the guest if it runs (checkpoints, verify). */
+void colo_node_pause_guest(struct colo_node *n);
+void colo_node_resume_guest(struct colo_node *n);
+int colo_node_start_guest(struct colo_node *n, struct colo_err *err);
+
+/* Stop the node: engine, control socket, signals; the loop ends. */
+void colo_node_exit(struct colo_node *n, int status);
+
+/*
+ * Run `sh -c cmd` with COLO_NODE, COLO_ROLE, COLO_GENERATION and COLO_EVENT
+ * in its environment; done(ud, exit status or -1) is called on the loop.
+ */
+int colo_node_run_hook(struct colo_node *n, const char *event, const char *cmd,
+		       void (*done)(void *ud, int status), void *ud,
+		       struct colo_err *err);
+
+/* Answer a deferred control request (a checkpoint committed, or failed). */
+void colo_node_reply_checkpoint(struct colo_ctl_pending *p, bool ok, const char *msg);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * stats.h: checkpoint phase timings and rates for status (DESIGN.md §5).
+ *
+ * Each phase keeps its last 1000 samples in a ring; percentiles are
+ * computed on demand (status is rare, checkpoints are not).  Rates (dirty
+ * pages/s, bytes/s) are taken over the checkpoints of the last few seconds.
+ * One thread (the loop) records and reads.
+ */
+#ifndef COLO_STATS_H
+#define COLO_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum colo_phase {
+	COLO_PHASE_PAUSE,        /* stopping the guest */
+	COLO_PHASE_SYNC,         /* harvesting the dirty bitmap */
+	COLO_PHASE_COPY,         /* staging dirty pages and device state */
+	COLO_PHASE_RESUME,       /* letting the guest go */
+	COLO_PHASE_ENCODE,       /* encoding the staged pages */
+	COLO_PHASE_SEND,         /* writing the checkpoint to the socket */
+	COLO_PHASE_ACK,          /* sent to VMSTATE_RECEIVED */
+	COLO_PHASE_ROUND_TRIP,   /* pause start to VMSTATE_LOADED */
+	COLO_PHASES
+};
+
+#define COLO_STATS_SAMPLES 1000
+#define COLO_STATS_RATE_WINDOW 64
+
+const char *colo_phase_name(enum colo_phase p);
+
+struct colo_phase_ring {
+	uint32_t us[COLO_STATS_SAMPLES];
+	uint32_t n;                 /* samples held (<= COLO_STATS_SAMPLES) */
+	uint32_t next;
+	uint64_t total;             /* samples ever recorded */
+};
+
+struct colo_stats {
+	struct colo_phase_ring phases[COLO_PHASES];
+	struct {
+		uint64_t t_ns, pages, bytes;
+	} recent[COLO_STATS_RATE_WINDOW];
+	uint32_t recent_next, recent_n;
+	/* counters */
+	uint64_t checkpoints, checkpoints_failed;
+	uint64_t pages_sent, pages_unchanged, pages_by_kind[16];
+	uint64_t bytes_sent, bytes_received;
+	uint64_t full_syncs, failovers;
+	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
+};
+
+void colo_stats_init(struct colo_stats *s);
+void colo_stats_phase(struct colo_stats *s, enum colo_phase p, uint64_t ns);
+/* p50 and p99 in microseconds; count = samples they come from. */
+void colo_stats_percentiles(const struct colo_stats *s, enum colo_phase p,
+			    double *p50, double *p99, uint64_t *count);
+/* A checkpoint finished at now_ns with this many dirty pages and bytes. */
+void colo_stats_checkpoint(struct colo_stats *s, uint64_t now_ns, uint64_t pages,
+			   uint64_t bytes);
+/* Rates over the recent checkpoints, as of now_ns (0 when idle > 5 s). */
+void colo_stats_rates(const struct colo_stats *s, uint64_t now_ns, double *pages_per_s,
+		      double *bytes_per_s);
+
+uint64_t colo_now_ns(void);     /* CLOCK_MONOTONIC */
+
+#endif

@@ -1,0 +1,341 @@
+/* pair.c: see pair.h. */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "pair.h"
+#include "testutil.h"
+
+static char *dir;
+
+static void rm_dir(void)
+{
+	char cmd[512];
+
+	/* Scratch dirs hold sockets and subdirectories: rm -r is simplest. */
+	if (dir && !getenv("COLO_TEST_KEEP")) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "# could not remove %s\n", dir);
+	}
+}
+
+const char *pair_dir(void)
+{
+	if (!dir) {
+		dir = colo_test_tmpdir();
+		ck_assert_ptr_nonnull(dir);
+		atexit(rm_dir);
+	}
+	return dir;
+}
+
+uint16_t pair_free_port(void)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in a;
+		socklen_t len = sizeof(a);
+		int t = socket(AF_INET, SOCK_STREAM, 0), u;
+		uint16_t port;
+
+		memset(&a, 0, sizeof(a));
+		a.sin_family = AF_INET;
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (t < 0 || bind(t, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+		    getsockname(t, (struct sockaddr *)&a, &len) != 0) {
+			if (t >= 0)
+				close(t);
+			continue;
+		}
+		port = ntohs(a.sin_port);
+		/* The secondary binds UDP on the same number: check it too. */
+		u = socket(AF_INET, SOCK_DGRAM, 0);
+		if (u >= 0 && bind(u, (struct sockaddr *)&a, sizeof(a)) == 0) {
+			close(u);
+			close(t);
+			return port;
+		}
+		if (u >= 0)
+			close(u);
+		close(t);
+	}
+	ck_abort_msg("no free port");
+	return 0;
+}
+
+const char *pair_bin(const char *name)
+{
+	static char buf[4][512];
+	static int k;
+	const char *top = getenv("top_builddir");
+
+	k = (k + 1) % 4;
+	snprintf(buf[k], sizeof(buf[k]), "%s/%s", top && *top ? top : ".", name);
+	return buf[k];
+}
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void proc_start(struct proc *p, const char *bin, const char *name, ...)
+{
+	const char *argv[64];
+	int argc = 0;
+	va_list ap;
+	pid_t parent = getpid();
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	snprintf(p->sock, sizeof(p->sock), "%s/%s.sock", pair_dir(), name);
+	snprintf(p->log, sizeof(p->log), "%s/%s.log", pair_dir(), name);
+	snprintf(p->state_dir, sizeof(p->state_dir), "%s/%s.state", pair_dir(), name);
+	argv[argc++] = bin;
+	argv[argc++] = "--name";
+	argv[argc++] = name;
+	argv[argc++] = "--control";
+	argv[argc++] = p->sock;
+	argv[argc++] = "--state-dir";
+	argv[argc++] = p->state_dir;
+	va_start(ap, name);
+	for (const char *a; (a = va_arg(ap, const char *)) && argc < 62;)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	p->pid = fork();
+	ck_assert_int_ge(p->pid, 0);
+	if (p->pid == 0) {
+		int fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		/* Dies with the test, whatever happens to the test. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execv(bin, (char *const *)argv);
+		fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+}
+
+void proc_signal(struct proc *p, int sig)
+{
+	if (p->pid > 0 && !p->exited)
+		kill(p->pid, sig);
+}
+
+bool proc_wait(struct proc *p, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+	int st;
+
+	if (p->exited)
+		return true;
+	if (p->pid <= 0)
+		return false;
+	for (;;) {
+		pid_t r = waitpid(p->pid, &st, WNOHANG);
+
+		if (r == p->pid) {
+			p->exited = true;
+			p->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+			return true;
+		}
+		if (now_ms() >= end)
+			return false;
+		usleep(2000);
+	}
+}
+
+int proc_stop(struct proc *p)
+{
+	if (p->pid <= 0)
+		return -1;
+	if (!p->exited) {
+		proc_signal(p, SIGTERM);
+		if (!proc_wait(p, 10000)) {
+			proc_signal(p, SIGKILL);
+			proc_wait(p, 10000);
+		}
+	}
+	return p->exit_status;
+}
+
+bool proc_log_has(const struct proc *p, const char *text)
+{
+	size_t len;
+	uint8_t *data = colo_test_read_file(p->log, &len);
+	bool found;
+
+	if (!data)
+		return false;
+	data[len] = '\0';
+	found = strstr((char *)data, text) != NULL;
+	free(data);
+	return found;
+}
+
+void proc_dump_log(const struct proc *p)
+{
+	size_t len;
+	uint8_t *data = colo_test_read_file(p->log, &len);
+
+	fprintf(stderr, "# ---- log of %s ----\n", p->name);
+	if (data) {
+		fwrite(data, 1, len, stderr);
+		free(data);
+	}
+}
+
+Colo__ControlResponse *ctl(const struct proc *p, Colo__ControlRequest__CmdCase cmd,
+			   uint32_t arg, char *errbuf, size_t errlen)
+{
+	Colo__ControlRequest req = COLO__CONTROL_REQUEST__INIT;
+	Colo__StatusRequest st = COLO__STATUS_REQUEST__INIT;
+	Colo__FailoverRequest fo = COLO__FAILOVER_REQUEST__INIT;
+	Colo__SetIntervalRequest si = COLO__SET_INTERVAL_REQUEST__INIT;
+	Colo__CheckpointRequest cp = COLO__CHECKPOINT_REQUEST__INIT;
+	Colo__StatsRequest ss = COLO__STATS_REQUEST__INIT;
+	Colo__VerifyRequest vr = COLO__VERIFY_REQUEST__INIT;
+	Colo__ControlResponse *resp = NULL;
+	struct colo_err err;
+
+	req.version = COLO_CTL_VERSION;
+	req.cmd_case = cmd;
+	switch (cmd) {
+	case COLO__CONTROL_REQUEST__CMD_STATUS: req.status = &st; break;
+	case COLO__CONTROL_REQUEST__CMD_FAILOVER: req.failover = &fo; break;
+	case COLO__CONTROL_REQUEST__CMD_SET_INTERVAL: si.ms = arg; req.set_interval = &si; break;
+	case COLO__CONTROL_REQUEST__CMD_CHECKPOINT: req.checkpoint = &cp; break;
+	case COLO__CONTROL_REQUEST__CMD_STATS: req.stats = &ss; break;
+	case COLO__CONTROL_REQUEST__CMD_VERIFY: req.verify = &vr; break;
+	default: break;
+	}
+	colo_err_clear(&err);
+	if (colo_ctl_call(p->sock, &req, &resp, 5000, &err) != 0) {
+		if (errbuf)
+			snprintf(errbuf, errlen, "%s", err.msg);
+		return NULL;
+	}
+	return resp;
+}
+
+bool ctl_status(const struct proc *p, Colo__Role *role, char *state, size_t slen,
+		uint64_t *last, uint64_t *gen)
+{
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_STATUS, 0, NULL, 0);
+	bool ok = r && r->ok && r->result_case == COLO__CONTROL_RESPONSE__RESULT_STATUS;
+
+	if (ok) {
+		if (role)
+			*role = r->status->role;
+		if (state)
+			snprintf(state, slen, "%s", r->status->state);
+		if (last)
+			*last = r->status->last_committed;
+		if (gen)
+			*gen = r->status->generation;
+	}
+	if (r)
+		colo__control_response__free_unpacked(r, NULL);
+	return ok;
+}
+
+bool ctl_verify_clean(const struct proc *p, uint64_t *checked, char *why, size_t len)
+{
+	char err[256] = "";
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_VERIFY, 0, err,
+				       sizeof(err));
+	bool ok = false;
+
+	if (!r) {
+		snprintf(why, len, "%s", err);
+		return false;
+	}
+	if (!r->ok || r->result_case != COLO__CONTROL_RESPONSE__RESULT_VERIFY) {
+		snprintf(why, len, "%s", r->error ? r->error : "no verify result");
+	} else {
+		if (checked)
+			*checked = r->verify->pages_checked;
+		ok = r->verify->supported && r->verify->pages_bad == 0 &&
+		     r->verify->pages_checked > 0;
+		snprintf(why, len, "%" PRIu64 " of %" PRIu64 " pages bad (%s)%s%s",
+			 r->verify->pages_bad, r->verify->pages_checked,
+			 r->verify->summary ? r->verify->summary : "",
+			 r->verify->n_bad_pages ? ", first: " : "",
+			 r->verify->n_bad_pages ? r->verify->bad_pages[0] : "");
+	}
+	colo__control_response__free_unpacked(r, NULL);
+	return ok;
+}
+
+bool wait_for(bool (*cond)(void *ud), void *ud, int ms)
+{
+	uint64_t end = now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		if (cond(ud))
+			return true;
+		if (now_ms() >= end)
+			return false;
+		usleep(5000);
+	}
+}
+
+bool cond_protected(void *ud)
+{
+	char state[64];
+
+	return ctl_status(ud, NULL, state, sizeof(state), NULL, NULL) &&
+	       strcmp(state, "protected") == 0;
+}
+
+bool cond_primary(void *ud)
+{
+	Colo__Role role;
+
+	return ctl_status(ud, &role, NULL, 0, NULL, NULL) && role == COLO__ROLE__ROLE_PRIMARY;
+}
+
+bool cond_committed(void *ud)
+{
+	struct wait_arg *w = ud;
+	uint64_t last;
+
+	return ctl_status(w->p, NULL, NULL, 0, &last, NULL) && last >= w->n;
+}
+
+bool cond_log(void *ud)
+{
+	struct wait_arg *w = ud;
+
+	return proc_log_has(w->p, w->text);
+}
+
+bool cond_exited(void *ud)
+{
+	return proc_wait(ud, 0);
+}

@@ -637,8 +637,13 @@ static char *file_reader(char *str, int num, void *stream)
 				len = sizeof(name) - 1;
 			memcpy(name, p + 1, len);
 			name[len] = '\0';
-			file_fail(c, "unknown section [%s] (sections: [node] [replication] "
-				  "[heartbeat] [guest])", shown(name, q, sizeof(q)));
+			if (strcmp(name, "record") == 0 || strcmp(name, "security") == 0)
+				file_fail(c, "section [%s] is not supported by this version "
+					  "(recording and peer authentication are not built yet)",
+					  name);
+			else
+				file_fail(c, "unknown section [%s] (sections: [node] [replication] "
+					  "[heartbeat] [guest])", shown(name, q, sizeof(q)));
 			return NULL;
 		}
 	}

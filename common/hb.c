@@ -2,9 +2,14 @@
 #include "config.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "colo.pb-c.h"
 #include "hb.h"
@@ -14,10 +19,23 @@
 
 struct colo_hb {
 	uv_udp_t udp;
-	uv_timer_t send_timer;
+	uv_timer_t alive_timer;      /* stamps loop_alive_ns */
 	uv_timer_t dead_timer;
 	struct colo_hb_cb cb;
 	struct colo_stats *stats;
+	/*
+	 * The sender thread and what it sends, under mu.  Heartbeats leave from
+	 * their own thread so a long callback on the loop (a big checkpoint's
+	 * copy or apply) does not hold them back; they stop when the loop has
+	 * made no progress for stall_ms, so a hung node still looks dead.
+	 */
+	pthread_t tx;
+	bool tx_started, tx_stop, tx_kick;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int fd;
+	_Atomic uint64_t loop_alive_ns;
+	uint32_t interval_ms, stall_ms;
 	char node[256];
 	int role;
 	uint64_t generation;
@@ -29,6 +47,7 @@ struct colo_hb {
 	bool watch_any;
 	uint32_t timeout_ms;
 	uint64_t last_valid_ns;
+	uint64_t alive_ns;           /* last valid heartbeat, or the watch's start */
 	uint64_t last_refusal_log_ns;
 	bool closing;
 	int open_handles;
@@ -62,23 +81,13 @@ static void fmt_addr(const struct sockaddr *sa, char *buf, size_t len)
 	snprintf(buf, len, "%s:%d", host, port);
 }
 
-static void on_send_done(uv_udp_send_t *req, int status)
+/* One heartbeat to the peer; called with mu held. */
+static void send_locked(struct colo_hb *hb)
 {
-	(void)status;     /* a lost heartbeat is what heartbeats are for */
-	free(req);
-}
-
-static void send_one(uv_timer_t *t)
-{
-	struct colo_hb *hb = t->data;
 	Colo__Heartbeat msg = COLO__HEARTBEAT__INIT;
-	uv_udp_send_t *req;
-	uint8_t *p;
-	uv_buf_t b;
+	uint8_t buf[HB_MAX];
 	size_t len;
 
-	if (!hb->have_peer || hb->closing)
-		return;
 	msg.node_id = hb->node;
 	msg.role = hb->role;
 	msg.generation = hb->generation;
@@ -86,28 +95,55 @@ static void send_one(uv_timer_t *t)
 	msg.committed_checkpoint = hb->committed;
 	msg.sent_ns = colo_now_ns();
 	len = colo__heartbeat__get_packed_size(&msg);
-	req = malloc(sizeof(*req) + len);
-	if (!req)
+	if (len > sizeof(buf))
 		return;
-	p = (uint8_t *)(req + 1);
-	colo__heartbeat__pack(&msg, p);
-	b = uv_buf_init((char *)p, (unsigned)len);
-	if (uv_udp_send(req, &hb->udp, &b, 1, (const struct sockaddr *)&hb->peer,
-			on_send_done) != 0) {
-		free(req);
-		return;
-	}
-	if (hb->stats)
-		hb->stats->heartbeats_sent++;
+	colo__heartbeat__pack(&msg, buf);
+	/* A lost heartbeat is what heartbeats are for: errors are not retried. */
+	if (sendto(hb->fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&hb->peer,
+		   hb->peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+		   sizeof(struct sockaddr_in)) == (ssize_t)len && hb->stats)
+		__atomic_fetch_add(&hb->stats->heartbeats_sent, 1, __ATOMIC_RELAXED);
 }
 
-static void on_dead(uv_timer_t *t)
+static void *tx_main(void *arg)
+{
+	struct colo_hb *hb = arg;
+	struct timespec next;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&hb->mu);
+	while (!hb->tx_stop) {
+		struct timespec now;
+		uint64_t alive;
+		int r = 0;
+
+		while (!hb->tx_stop && !hb->tx_kick && r != ETIMEDOUT)
+			r = pthread_cond_timedwait(&hb->cv, &hb->mu, &next);
+		if (hb->tx_stop)
+			break;
+		hb->tx_kick = false;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		alive = atomic_load(&hb->loop_alive_ns);
+		if (hb->have_peer &&
+		    colo_now_ns() - alive < (uint64_t)hb->stall_ms * 1000000ull)
+			send_locked(hb);
+		next = now;
+		next.tv_nsec += (long)(hb->interval_ms % 1000) * 1000000L;
+		next.tv_sec += hb->interval_ms / 1000 + next.tv_nsec / 1000000000L;
+		next.tv_nsec %= 1000000000L;
+	}
+	pthread_mutex_unlock(&hb->mu);
+	return NULL;
+}
+
+static void on_alive(uv_timer_t *t)
 {
 	struct colo_hb *hb = t->data;
 
-	if (hb->cb.peer_dead && !hb->closing)
-		hb->cb.peer_dead(hb->cb.ud);
+	atomic_store(&hb->loop_alive_ns, colo_now_ns());
 }
+
+static void on_dead(uv_timer_t *t);
 
 static void alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
@@ -168,11 +204,58 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
 	}
 	if (hb->stats)
 		hb->stats->heartbeats_received++;
-	hb->last_valid_ns = colo_now_ns();
-	if (hb->timeout_ms)
+	hb->last_valid_ns = hb->alive_ns = colo_now_ns();
+	if (hb->timeout_ms) {
+		/* the loop's clock may be stale after a long callback */
+		uv_update_time(h->loop);
 		uv_timer_start(&hb->dead_timer, on_dead, hb->timeout_ms, 0);
+	}
 out:
 	colo__heartbeat__free_unpacked(msg, NULL);
+}
+
+/*
+ * Heartbeats waiting in the socket: when this node's own loop was held up,
+ * they are there although no callback has seen them yet.  Read them before
+ * calling the peer dead, so a stall here is never taken for a death there.
+ */
+static void drain(struct colo_hb *hb)
+{
+	int fd;
+
+	if (uv_fileno((const uv_handle_t *)&hb->udp, &fd) != 0)
+		return;
+	for (int i = 0; i < 256 && !hb->closing; i++) {
+		struct sockaddr_storage from;
+		socklen_t len = sizeof(from);
+		ssize_t n = recvfrom(fd, hb->rxbuf, sizeof(hb->rxbuf), MSG_DONTWAIT,
+				     (struct sockaddr *)&from, &len);
+		uv_buf_t b = uv_buf_init((char *)hb->rxbuf, sizeof(hb->rxbuf));
+
+		if (n < 0)
+			break;
+		on_recv(&hb->udp, n, &b, (const struct sockaddr *)&from, 0);
+	}
+}
+
+static void on_dead(uv_timer_t *t)
+{
+	struct colo_hb *hb = t->data;
+	uint64_t now, timeout_ns = (uint64_t)hb->timeout_ms * 1000000ull;
+
+	if (hb->closing || !hb->timeout_ms)
+		return;
+	drain(hb);
+	now = colo_now_ns();
+	if (!hb->closing && hb->timeout_ms && now - hb->alive_ns < timeout_ns) {
+		/* A heartbeat came after all (or the timer ran on a stale clock). */
+		uv_update_time(t->loop);
+		uv_timer_start(&hb->dead_timer, on_dead,
+			       (timeout_ns - (now - hb->alive_ns) + 999999) / 1000000, 0);
+		return;
+	}
+	if (hb->cb.peer_dead && !hb->closing && hb->timeout_ms)
+		hb->cb.peer_dead(hb->cb.ud);
 }
 
 int colo_hb_start(uv_loop_t *loop, const struct colo_addr *bind,
@@ -194,13 +277,42 @@ int colo_hb_start(uv_loop_t *loop, const struct colo_addr *bind,
 	hb->stats = stats;
 	hb->last_valid_ns = UINT64_MAX;
 	hb->watch_any = true;
+	hb->interval_ms = 50;
+	hb->stall_ms = 300;
+	hb->fd = -1;
+	atomic_store(&hb->loop_alive_ns, colo_now_ns());
+	pthread_mutex_init(&hb->mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&hb->cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	uv_udp_init(loop, &hb->udp);
-	uv_timer_init(loop, &hb->send_timer);
+	uv_timer_init(loop, &hb->alive_timer);
 	uv_timer_init(loop, &hb->dead_timer);
-	hb->udp.data = hb->send_timer.data = hb->dead_timer.data = hb;
+	hb->udp.data = hb->alive_timer.data = hb->dead_timer.data = hb;
 	r = uv_udp_bind(&hb->udp, (const struct sockaddr *)&ss, 0);
 	if (r == 0)
 		r = uv_udp_recv_start(&hb->udp, alloc_rx, on_recv);
+	if (r == 0)
+		r = uv_fileno((const uv_handle_t *)&hb->udp, &hb->fd);
+	if (r == 0) {
+		sigset_t all, old;
+
+		/* the daemon's signals are for its loop thread */
+		sigfillset(&all);
+		sigdelset(&all, SIGSEGV);
+		sigdelset(&all, SIGBUS);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		r = -pthread_create(&hb->tx, NULL, tx_main, hb);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		hb->tx_started = r == 0;
+	}
+	if (r == 0)
+		uv_timer_start(&hb->alive_timer, on_alive, 10, 10);
 	if (r) {
 		colo_err_set(err, -r, "cannot listen on %s:%u/udp for heartbeats: %s", bind->host,
 			     bind->port, uv_strerror(r));
@@ -215,8 +327,11 @@ static void on_closed(uv_handle_t *h)
 {
 	struct colo_hb *hb = h->data;
 
-	if (--hb->open_handles == 0)
+	if (--hb->open_handles == 0) {
+		pthread_mutex_destroy(&hb->mu);
+		pthread_cond_destroy(&hb->cv);
 		free(hb);
+	}
 }
 
 void colo_hb_stop(struct colo_hb *hb)
@@ -224,9 +339,17 @@ void colo_hb_stop(struct colo_hb *hb)
 	if (!hb || hb->closing)
 		return;
 	hb->closing = true;
+	if (hb->tx_started) {
+		pthread_mutex_lock(&hb->mu);
+		hb->tx_stop = true;
+		pthread_cond_signal(&hb->cv);
+		pthread_mutex_unlock(&hb->mu);
+		pthread_join(hb->tx, NULL);
+		hb->tx_started = false;
+	}
 	hb->open_handles = 3;
 	uv_close((uv_handle_t *)&hb->udp, on_closed);
-	uv_close((uv_handle_t *)&hb->send_timer, on_closed);
+	uv_close((uv_handle_t *)&hb->alive_timer, on_closed);
 	uv_close((uv_handle_t *)&hb->dead_timer, on_closed);
 }
 
@@ -245,28 +368,37 @@ uint16_t colo_hb_port(const struct colo_hb *hb)
 void colo_hb_set_identity(struct colo_hb *hb, const char *node, int role,
 			  uint64_t generation)
 {
+	pthread_mutex_lock(&hb->mu);
 	snprintf(hb->node, sizeof(hb->node), "%s", node);
 	hb->role = role;
 	hb->generation = generation;
+	pthread_mutex_unlock(&hb->mu);
 }
 
 void colo_hb_set_committed(struct colo_hb *hb, uint64_t seq)
 {
+	pthread_mutex_lock(&hb->mu);
 	hb->committed = seq;
+	pthread_mutex_unlock(&hb->mu);
 }
 
-void colo_hb_send_to(struct colo_hb *hb, const struct sockaddr *peer, uint32_t interval_ms)
+void colo_hb_send_to(struct colo_hb *hb, const struct sockaddr *peer, uint32_t interval_ms,
+		     uint32_t stall_ms)
 {
+	pthread_mutex_lock(&hb->mu);
 	if (!peer) {
 		hb->have_peer = false;
-		uv_timer_stop(&hb->send_timer);
-		return;
+	} else {
+		memcpy(&hb->peer, peer, peer->sa_family == AF_INET6 ?
+		       sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+		hb->have_peer = true;
+		hb->interval_ms = interval_ms ? interval_ms : 50;
+		hb->stall_ms = stall_ms ? stall_ms : 300;
+		/* The first one goes at once: the peer starts its watch now. */
+		hb->tx_kick = true;
+		pthread_cond_signal(&hb->cv);
 	}
-	memcpy(&hb->peer, peer, peer->sa_family == AF_INET6 ?
-	       sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
-	hb->have_peer = true;
-	/* The first one goes at once: the peer starts its watch now. */
-	uv_timer_start(&hb->send_timer, send_one, 0, interval_ms ? interval_ms : 50);
+	pthread_mutex_unlock(&hb->mu);
 }
 
 void colo_hb_watch(struct colo_hb *hb, const char *peer_node, uint32_t timeout_ms)
@@ -274,8 +406,11 @@ void colo_hb_watch(struct colo_hb *hb, const char *peer_node, uint32_t timeout_m
 	hb->watch_any = peer_node == NULL;
 	snprintf(hb->watch_node, sizeof(hb->watch_node), "%s", peer_node ? peer_node : "");
 	hb->timeout_ms = timeout_ms;
-	if (timeout_ms)
+	hb->alive_ns = colo_now_ns();
+	if (timeout_ms) {
+		uv_update_time(hb->udp.loop);
 		uv_timer_start(&hb->dead_timer, on_dead, timeout_ms, 0);
+	}
 	else
 		uv_timer_stop(&hb->dead_timer);
 }

@@ -13,7 +13,12 @@
  * one has been replaced and must stop).  Heartbeats that do not unpack, or
  * come from another node than the expected peer, are counted and dropped.
  *
- * Runs on the loop thread; callbacks are called there.
+ * Heartbeats are sent by a thread of their own, so a long callback on the
+ * loop does not delay them, but only while the loop keeps making progress
+ * (a timer on it fires within stall_ms): a hung node goes silent.  Receiving
+ * runs on the loop; before calling the peer dead the socket is drained, so
+ * heartbeats that arrived while this node's loop was busy still count.
+ * Callbacks are called on the loop thread.
  */
 #ifndef COLO_HB_H
 #define COLO_HB_H
@@ -50,9 +55,10 @@ uint16_t colo_hb_port(const struct colo_hb *hb);
 void colo_hb_set_identity(struct colo_hb *hb, const char *node, int role,
 			  uint64_t generation);
 void colo_hb_set_committed(struct colo_hb *hb, uint64_t seq);
-/* Send to peer every interval_ms (peer NULL: stop sending). */
+/* Send to peer every interval_ms while this node's loop has been seen
+ * running within stall_ms (peer NULL: stop sending). */
 void colo_hb_send_to(struct colo_hb *hb, const struct sockaddr *peer,
-		     uint32_t interval_ms);
+		     uint32_t interval_ms, uint32_t stall_ms);
 /*
  * Watch for heartbeats from node `peer_node` (NULL: any node): peer_dead
  * fires timeout_ms after the last valid one (or after this call).  0 stops.

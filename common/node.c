@@ -64,6 +64,29 @@ static int write_generation(const char *file, uint64_t gen, struct colo_err *err
 	if (rename(tmp, file) != 0)
 		return colo_err_set(err, errno, "cannot rename %s to %s: %s", tmp, file,
 				    strerror(errno));
+	/* ... and the rename itself survives a crash once the directory is synced. */
+	{
+		char dir[4200], *slash;
+
+		snprintf(dir, sizeof(dir), "%s", file);
+		slash = strrchr(dir, '/');
+		if (slash == dir)
+			slash[1] = '\0';
+		else if (slash)
+			*slash = '\0';
+		else
+			snprintf(dir, sizeof(dir), ".");
+		fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0 || fsync(fd) != 0) {
+			int e = errno;
+
+			if (fd >= 0)
+				close(fd);
+			return colo_err_set(err, e, "cannot sync directory %s: %s", dir,
+					    strerror(e));
+		}
+		close(fd);
+	}
 	return 0;
 }
 
@@ -365,6 +388,36 @@ static void on_hup(uv_signal_t *h, int sig)
 
 /* ---- life ---- */
 
+/*
+ * The loop watchdog.  The control socket and the checkpoint protocol live
+ * on this loop (heartbeats have their own thread, but stop when the loop
+ * stalls for a heartbeat timeout): say so when one iteration's callbacks
+ * ran for longer than a heartbeat interval.  uv_prepare runs once per
+ * iteration, just before the poll; the iteration's busy time is the time
+ * since the last one minus what the loop spent idle in the poll.
+ */
+static void on_stall_prepare(uv_prepare_t *h)
+{
+	struct colo_node *n = h->data;
+	uint64_t now = colo_now_ns(), idle = uv_metrics_idle_time(n->loop), busy;
+
+	if (n->stall_from_ns) {
+		busy = now - n->stall_from_ns;
+		busy = idle - n->stall_idle_ns < busy ? busy - (idle - n->stall_idle_ns) : 0;
+		if (busy > (uint64_t)n->cfg.heartbeat_interval_ms * 1000000ull) {
+			n->stats.loop_stalls++;
+			if (now - n->stall_logged_ns > 1000000000ull) {
+				n->stall_logged_ns = now;
+				colo_log_warn("the event loop was busy for %.1f ms in one go "
+					      "(heartbeat interval %u ms)", (double)busy / 1e6,
+					      n->cfg.heartbeat_interval_ms);
+			}
+		}
+	}
+	n->stall_from_ns = now;
+	n->stall_idle_ns = idle;
+}
+
 int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		   int argc, char **argv, colo_guest_lookup_fn lookup, bool *done)
 {
@@ -426,10 +479,18 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	uv_signal_start(&n->sig_int, on_term, SIGINT);
 	uv_signal_start(&n->sig_hup, on_hup, SIGHUP);
 	n->signals_on = true;
+	uv_loop_configure(n->loop, UV_METRICS_IDLE_TIME);
+	uv_prepare_init(n->loop, &n->stall_prepare);
+	n->stall_prepare.data = n;
+	uv_prepare_start(&n->stall_prepare, on_stall_prepare);
 	n->role = role;
 	colo_log_info("%s %s: guest %s, %u MiB, dirty tracking: %s, control %s",
 		      prog, PACKAGE_VERSION, n->machine, n->cfg.ram_mb,
 		      colo_ram_tracking_reason(n->ram), n->cfg.control);
+	/* DESIGN.md §8: until peer authentication exists, say so at start. */
+	colo_log_warn("running without peer authentication (not built yet): anyone who "
+		      "can reach this node's replication and heartbeat ports is believed; "
+		      "use loopback or a trusted network");
 	return 0;
 }
 
@@ -472,6 +533,7 @@ void colo_node_exit(struct colo_node *n, int status)
 		uv_close((uv_handle_t *)&n->sig_term, NULL);
 		uv_close((uv_handle_t *)&n->sig_int, NULL);
 		uv_close((uv_handle_t *)&n->sig_hup, NULL);
+		uv_close((uv_handle_t *)&n->stall_prepare, NULL);
 	}
 }
 

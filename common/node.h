@@ -78,6 +78,9 @@ struct colo_node {
 	void *engine;
 	uv_signal_t sig_term, sig_int, sig_hup;
 	bool signals_on;
+	/* Loop watchdog: time spent in callbacks per loop iteration. */
+	uv_prepare_t stall_prepare;
+	uint64_t stall_from_ns, stall_idle_ns, stall_logged_ns;
 	enum colo_role role;           /* of the engine running now */
 	int exit_status;
 	bool stopping;
@@ -89,6 +92,16 @@ struct colo_node {
 };
 
 typedef const struct colo_guest_ops *(*colo_guest_lookup_fn)(const char *kind);
+
+/*
+ * How long this node's loop may go without turning before its heartbeats
+ * stop (hb.h): a loop busy with one large checkpoint is not hung, one stuck
+ * for a second (or the heartbeat timeout, if longer) is.
+ */
+static inline uint32_t colo_node_stall_ms(const struct colo_node *n)
+{
+	return n->cfg.heartbeat_timeout_ms > 1000 ? n->cfg.heartbeat_timeout_ms : 1000;
+}
 
 /*
  * Configure (argv), start logging, open state-dir and read the generation,

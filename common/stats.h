@@ -46,6 +46,7 @@ struct colo_stats {
 	uint64_t checkpoints, checkpoints_failed;
 	uint64_t pages_sent, pages_unchanged, pages_by_kind[16];
 	uint64_t bytes_sent, bytes_received;
+	uint64_t loop_stalls;            /* callbacks longer than a heartbeat interval */
 	uint64_t full_syncs, failovers;
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
 };

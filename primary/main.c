@@ -24,7 +24,7 @@ int main(int argc, char **argv)
 			   colo_guest_find, &done);
 	if (r == 0 && !done) {
 		colo_err_clear(&err);
-		if (colo_primary_start(&n, &p, &err) != 0) {
+		if (colo_primary_start(&n, 0, &p, &err) != 0) {
 			colo_log_error("%s", err.msg);
 			colo_node_exit(&n, COLO_EXIT_SETUP);
 		}

@@ -535,7 +535,9 @@ static void start_checkpoint(struct colo_primary *p, bool full)
 	c->eng = p;
 	c->full = full;
 	c->allowed = p->encodings;
-	c->seq = full ? 0 : p->next_seq++;
+	/* One sequence for syncs and checkpoints: numbers never go back while
+	 * this engine runs, even across resyncs. */
+	c->seq = p->next_seq++;
 	colo_err_clear(&err);
 	colo_ram_stage_reset(&p->stage);
 
@@ -698,7 +700,8 @@ static void hello_reply(struct colo_primary *p, const uint8_t *data, size_t len)
 			((struct sockaddr_in *)&hb)->sin_port = htons((uint16_t)h->heartbeat_port);
 		else
 			((struct sockaddr_in6 *)&hb)->sin6_port = htons((uint16_t)h->heartbeat_port);
-		colo_hb_send_to(p->hb, (struct sockaddr *)&hb, n->cfg.heartbeat_interval_ms);
+		colo_hb_send_to(p->hb, (struct sockaddr *)&hb, n->cfg.heartbeat_interval_ms,
+				colo_node_stall_ms(n));
 	}
 	/* Its heartbeats start once the sync is loaded: watch from READY. */
 	colo__hello__free_unpacked(h, NULL);
@@ -747,6 +750,8 @@ static bool parse_rx(struct colo_primary *p)
 				protocol_error(p, "unexpected CHECKPOINT_READY (%u)", m);
 				return false;
 			}
+			p->last_committed = p->cur->seq;
+			colo_hb_set_committed(p->hb, p->last_committed);
 			ckpt_drop(p);               /* the sync is loaded */
 			p->state = P_PROTECTED;
 			colo_hb_watch(p->hb, p->peer_node, p->n->cfg.heartbeat_timeout_ms);
@@ -849,6 +854,8 @@ static void send_hello(struct colo_primary *p)
 	h.encodings = list;
 	h.guest = n->machine;
 	h.heartbeat_port = colo_hb_port(p->hb);
+	/* Nothing else is numbered between this Hello and the sync. */
+	h.sync_seq = p->next_seq;
 	len = colo__hello__get_packed_size(&h);
 	w = malloc(sizeof(*w) + 4 + len);
 	if (!w) {
@@ -1082,7 +1089,7 @@ bool colo_primary_protected(const struct colo_primary *p)
 	return p->state == P_PROTECTED;
 }
 
-int colo_primary_start(struct colo_node *n, struct colo_primary **out,
+int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_primary **out,
 		       struct colo_err *err)
 {
 	struct colo_hb_cb cb = { on_peer_dead, on_newer_generation, NULL };
@@ -1097,7 +1104,8 @@ int colo_primary_start(struct colo_node *n, struct colo_primary **out,
 		return colo_err_set(err, ENOMEM, "out of memory");
 	p->n = n;
 	p->state = P_DEGRADED;
-	p->next_seq = 1;
+	p->next_seq = first_seq;    /* the first full sync */
+	p->last_committed = first_seq ? first_seq - 1 : 0;
 	cb.ud = p;
 	r = parse_fault(p, n->cfg.fault, err);
 	if (r) {
@@ -1135,6 +1143,7 @@ int colo_primary_start(struct colo_node *n, struct colo_primary **out,
 	if (r)
 		goto fail;
 	colo_hb_set_identity(p->hb, n->cfg.name, COLO__ROLE__ROLE_PRIMARY, n->generation);
+	colo_hb_set_committed(p->hb, p->last_committed);
 	uv_timer_init(n->loop, &p->reconnect);
 	uv_timer_init(n->loop, &p->tick);
 	p->reconnect.data = p->tick.data = p;

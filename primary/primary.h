@@ -26,7 +26,13 @@
 
 struct colo_primary;
 
-int colo_primary_start(struct colo_node *n, struct colo_primary **out,
+/*
+ * Start the primary engine on node n (guest started if it is not running).
+ * Checkpoints are numbered from first_seq: 0 for a fresh primary; a promoted
+ * secondary goes on from the checkpoint it took over from, so numbers never
+ * go back across a failover.
+ */
+int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_primary **out,
 		       struct colo_err *err);
 void colo_primary_free(struct colo_primary *p);
 

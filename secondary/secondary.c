@@ -59,6 +59,8 @@ struct cache {
 
 struct colo_secondary {
 	struct colo_node *n;
+	uint64_t promote_from_ns;        /* last heartbeat (or the request) */
+	bool promote_on_timeout;
 	uv_tcp_t listener;
 	struct sconn *conn;
 	enum sstate state;
@@ -82,6 +84,7 @@ struct colo_secondary {
 	/* what we hold */
 	bool have_committed;
 	uint64_t last_committed;
+	uint64_t sync_seq;               /* the number the primary's Hello gave the sync */
 	uint64_t sync_pages;
 	/* the primary */
 	char primary_node[256];
@@ -96,7 +99,7 @@ struct colo_secondary {
 };
 
 static void drop_primary(struct colo_secondary *s, const char *why);
-static void promote(struct colo_secondary *s, const char *why);
+static void promote(struct colo_secondary *s, const char *why, bool timeout);
 
 /* ---- cache ---- */
 
@@ -491,6 +494,7 @@ static void hello(struct colo_secondary *s, struct sconn *c, const uint8_t *data
 	s->encodings = (offered & n->cfg.encodings) | COLO_PAGE_KIND_BIT(COLO_PAGE_RAW);
 	snprintf(s->primary_node, sizeof(s->primary_node), "%s", h->node_id);
 	s->primary_gen = h->generation;
+	s->sync_seq = h->sync_seq;
 	/* Heartbeats go to the primary's address, on the port its Hello names,
 	 * once the sync made its generation ours (sync_done). */
 	s->have_hb_peer = false;
@@ -687,9 +691,9 @@ static void sync_done(struct colo_secondary *s)
 	colo_hb_set_identity(s->hb, n->cfg.name, COLO__ROLE__ROLE_SECONDARY, n->generation);
 	if (s->have_hb_peer)
 		colo_hb_send_to(s->hb, (struct sockaddr *)&s->hb_peer,
-				n->cfg.heartbeat_interval_ms);
+				n->cfg.heartbeat_interval_ms, colo_node_stall_ms(n));
 	s->have_committed = true;
-	s->last_committed = 0;
+	s->last_committed = s->sync_seq;
 	s->state = S_PROTECTED;
 	s->phase = RX_MSG;
 	colo_hb_watch(s->hb, s->primary_node, n->cfg.heartbeat_timeout_ms);
@@ -939,13 +943,24 @@ static void take_over(struct colo_secondary *s)
 	s->state = S_PROMOTED;
 	n->stats.failovers++;
 	colo_hb_set_identity(s->hb, n->cfg.name, COLO__ROLE__ROLE_PRIMARY, n->generation);
-	colo_hb_send_to(s->hb, NULL, 0);
+	colo_hb_send_to(s->hb, NULL, 0, 0);
 	colo_log_info("taking over as primary, generation %" PRIu64 ", from checkpoint %"
 		      PRIu64, n->generation, s->last_committed);
-	if (colo_primary_start(n, &s->primary, &err) != 0) {
+	if (colo_primary_start(n, s->last_committed + 1, &s->primary, &err) != 0) {
 		colo_log_error("cannot start the primary engine: %s", err.msg);
 		colo_node_exit(n, COLO_EXIT_SETUP);
 		return;
+	}
+	{
+		double ms = (double)(colo_now_ns() - s->promote_from_ns) / 1e6;
+
+		if (s->promote_on_timeout)
+			colo_log_info("serving as primary %.1f ms after the last heartbeat "
+				      "(timeout %u ms, overhead %.1f ms)", ms,
+				      n->cfg.heartbeat_timeout_ms,
+				      ms - n->cfg.heartbeat_timeout_ms);
+		else
+			colo_log_info("serving as primary %.1f ms after the request", ms);
 	}
 	if (n->cfg.promote_command && n->cfg.promote_command[0])
 		colo_node_run_hook(n, "promote", n->cfg.promote_command, on_promote_hook, s,
@@ -965,7 +980,7 @@ static void on_fence_done(void *ud, int status)
 	take_over(s);
 }
 
-static void promote(struct colo_secondary *s, const char *why)
+static void promote(struct colo_secondary *s, const char *why, bool timeout)
 {
 	struct colo_node *n = s->n;
 	struct colo_err err;
@@ -974,6 +989,13 @@ static void promote(struct colo_secondary *s, const char *why)
 		return;
 	colo_log_warn("%s: taking over from %s (last committed checkpoint %" PRIu64 ")",
 		      why, s->primary_node, s->last_committed);
+	/* What failover costs is measured from the last sign of life. */
+	{
+		uint64_t now = colo_now_ns(), since = colo_hb_since_last(s->hb);
+
+		s->promote_on_timeout = timeout && since != UINT64_MAX && since <= now;
+		s->promote_from_ns = s->promote_on_timeout ? now - since : now;
+	}
 	/* A checkpoint in flight is discarded whole. */
 	drop_primary(s, NULL);
 	s->state = S_PROMOTING;
@@ -1008,7 +1030,7 @@ static void on_peer_dead(void *ud)
 	}
 	snprintf(why, sizeof(why), "no heartbeat from %s for %u ms", s->primary_node,
 		 s->n->cfg.heartbeat_timeout_ms);
-	promote(s, why);
+	promote(s, why, true);
 }
 
 static void on_newer_generation(void *ud, const char *node, uint64_t gen)
@@ -1054,7 +1076,7 @@ static int eng_failover(void *eng, char *msg, size_t len, struct colo_err *err)
 				    "take over from");
 	snprintf(msg, len, "taking over from checkpoint %" PRIu64 ", generation %" PRIu64
 		 " -> %" PRIu64, s->last_committed, s->n->generation, s->n->generation + 1);
-	promote(s, "failover requested");
+	promote(s, "failover requested", false);
 	return 0;
 }
 

@@ -276,16 +276,124 @@ START_TEST(set_interval_changes_the_rate)
 }
 END_TEST
 
+/* A request to a node that may still be starting: retry until it answers. */
+static Colo__ControlResponse *ctl_retry(struct proc *p, Colo__ControlRequest__CmdCase cmd)
+{
+	Colo__ControlResponse *r = NULL;
+
+	for (int i = 0; i < 1000 && !r; i++) {
+		r = ctl(p, cmd, 0, NULL, 0);
+		if (!r) {
+			check_alive(p);
+			usleep(10000);
+		}
+	}
+	return r;
+}
+
+/* colo-ctl checkpoint: one checkpoint now, never closer than min-interval-ms
+ * to the one before; refused with no secondary. */
+START_TEST(checkpoint_on_demand)
+{
+	struct proc a, b;
+	char listen[32];
+	Colo__ControlResponse *r;
+	uint64_t t0, t2, last = 0, seq1 = 0, seq2 = 0;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
+	proc_start(&a, pair_bin("colo-primary"), "a", "--peer", listen, "--ram-mb", "16",
+		   "--checkpoint-interval-ms", "60000", "--min-interval-ms", "300", NULL);
+	r = ctl_retry(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT);
+	ck_assert(r && !r->ok);
+	ck_assert_msg(strstr(r->error, "not protected: no secondary to checkpoint to"), "%s",
+		      r->error);
+	colo__control_response__free_unpacked(r, NULL);
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--listen", listen, "--ram-mb", "16",
+		   NULL);
+	ck_assert(wait_for(cond_protected, &a, 20000));
+	t0 = now_ms();
+	r = ctl(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0, NULL, 0);
+	ck_assert(r && r->ok);
+	ck_assert_int_eq(sscanf(r->message, "checkpoint %" SCNu64 " committed", &seq1), 1);
+	colo__control_response__free_unpacked(r, NULL);
+	r = ctl(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0, NULL, 0);
+	ck_assert(r && r->ok);
+	ck_assert_int_eq(sscanf(r->message, "checkpoint %" SCNu64 " committed", &seq2), 1);
+	colo__control_response__free_unpacked(r, NULL);
+	t2 = now_ms();
+	fprintf(stderr, "# two checkpoints on demand in %" PRIu64 " ms\n", t2 - t0);
+	/* The interval (60 s) never fired: these are the only checkpoints. */
+	ck_assert_uint_eq(seq1, 1);
+	ck_assert_uint_eq(seq2, 2);
+	/* The second waited for min-interval-ms after the first (a lower bound:
+	 * nothing about the machine's speed can make it fail). */
+	ck_assert_uint_ge(t2 - t0, 300);
+	ck_assert(ctl_status(&b, NULL, NULL, 0, &last, NULL));
+	ck_assert_uint_eq(last, 2);
+	assert_clean(&b);
+	ck_assert_int_eq(proc_stop(&a), 0);
+	ck_assert_int_eq(proc_stop(&b), 0);
+}
+END_TEST
+
+/* The secondary dies and a new one comes: the primary runs on unprotected,
+ * resyncs it, and checkpoint numbers go on from where they were. */
+START_TEST(secondary_restart_resyncs)
+{
+	struct pair pr;
+	struct wait_arg w;
+	char state[64];
+	uint64_t before, after, b_last;
+
+	pair_start(&pr, NULL);
+	proc_signal(&pr.b, SIGKILL);
+	ck_assert(proc_wait(&pr.b, 5000));
+	ck_assert(ctl_status(&pr.a, NULL, NULL, 0, &before, NULL));
+	/* no secondary: degraded, within the heartbeat timeout and some */
+	for (int i = 0; i < 200; i++) {
+		ck_assert(ctl_status(&pr.a, NULL, state, sizeof(state), NULL, NULL));
+		if (strcmp(state, "protected") != 0)
+			break;
+		usleep(10000);
+	}
+	ck_assert_str_ne(state, "protected");
+	proc_start(&pr.b, pair_bin("colo-secondary"), "b2", "--listen", pr.b_listen,
+		   "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
+	ck_assert_msg(wait_for(cond_protected, &pr.a, 20000), "no resync");
+	w.p = &pr.b;
+	w.n = before + 10;
+	if (!wait_for(cond_committed, &w, 20000)) {
+		proc_dump_log(&pr.a);
+		proc_dump_log(&pr.b);
+		ck_abort_msg("no checkpoints after the resync");
+	}
+	ck_assert(ctl_status(&pr.a, NULL, NULL, 0, &after, NULL));
+	ck_assert(ctl_status(&pr.b, NULL, NULL, 0, &b_last, NULL));
+	ck_assert_uint_gt(after, before);
+	ck_assert_uint_gt(b_last, before);
+	ck_assert(proc_log_has(&pr.a, "full sync"));
+	ck_assert(!proc_log_has(&pr.b, "refused"));
+	assert_clean(&pr.b);
+	check_alive(&pr.a);
+	ck_assert_int_eq(proc_stop(&pr.a), 0);
+	ck_assert_int_eq(proc_stop(&pr.b), 0);
+}
+END_TEST
+
 /* A primary, B secondary -> B promoted -> A rejoins as secondary -> B protected. */
 START_TEST(reprotect_cycle)
 {
 	struct pair pr;
 	struct proc a2;
 	struct wait_arg w;
-	uint64_t gen_a, gen_b, last;
+	uint64_t gen_a, gen_b, last, took_from;
 
 	pair_start(&pr, NULL);
 	time_takeover(&pr, true);
+	/* Numbers go on from the checkpoint b took over from (pair_start saw
+	 * at least 5 committed), they do not start again at 0. */
+	ck_assert(ctl_status(&pr.b, NULL, NULL, 0, &took_from, NULL));
+	ck_assert_uint_ge(took_from, 5);
 	proc_start(&a2, pair_bin("colo-secondary"), "a", "--listen", pr.a_listen,
 		   "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
 	if (!wait_for(cond_protected, &pr.b, 20000) || !wait_for(cond_protected, &a2, 5000)) {
@@ -294,6 +402,7 @@ START_TEST(reprotect_cycle)
 		ck_abort_msg("no reprotection");
 	}
 	ck_assert(ctl_status(&pr.b, NULL, NULL, 0, &last, &gen_b));
+	ck_assert_uint_gt(last, took_from);
 	w.p = &a2;
 	w.n = last + 10;
 	ck_assert_msg(wait_for(cond_committed, &w, 20000), "no checkpoints after reprotect");
@@ -471,6 +580,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, kill_primary_mid_sync);
 	tcase_add_test(tc, manual_failover_and_stale_primary);
 	tcase_add_test(tc, set_interval_changes_the_rate);
+	tcase_add_test(tc, checkpoint_on_demand);
+	tcase_add_test(tc, secondary_restart_resyncs);
 	tcase_add_test(tc, reprotect_cycle);
 	tcase_add_test(tc, sighup_rereads_the_file);
 	tcase_add_test(tc, bad_configuration_is_refused);

@@ -1,0 +1,852 @@
+/*
+ * pair-bench.c: colo-pair-bench, the replication figures of a real pair.
+ *
+ * Starts colo-primary and colo-secondary as processes on loopback (the
+ * binaries next to this one's directory, or $COLO_BIN_DIR) and measures,
+ * each against a baseline taken in the same run:
+ *
+ *   round trip   checkpoint round trip p50/p99 (pause to LOADED) and
+ *                sustained checkpoints/s at ~1k and ~10k dirty pages per
+ *                checkpoint.  Baseline: memcpy of those pages plus a
+ *                loopback TCP send of the checkpoint's bytes and a 4-byte
+ *                answer, timed in this process: what one checkpoint costs
+ *                with no colo code at all.
+ *   throughput   memtouch writes/s with the primary alone (unprotected)
+ *                and then protected, same process, same guest.
+ *   failover     kill -9 of the primary; the secondary logs how long after
+ *                the last heartbeat it served as primary; the overhead is
+ *                that minus heartbeat-timeout-ms.  Baseline: the timeout.
+ *
+ * The guest for the round-trip runs: memtouch writing whole pages in
+ * sequence over a RAM of exactly N pages, paced so that every page is
+ * dirty by the next checkpoint; the dirty pages actually sent per
+ * checkpoint are read back from the primary's stats and printed.
+ *
+ * Every daemon is started and stopped by this process, by pid, and dies
+ * with it (PR_SET_PDEATHSIG).  Nothing is asserted: figures are printed.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "colo.pb-c.h"
+#include "ctl.h"
+
+#define PAGE 4096u
+
+static struct {
+	bool quick, json;
+	const char *only;
+	char bin_dir[PATH_MAX];
+	char tmp[64];
+} opt;
+
+static json_t *out;
+
+/* ---- small helpers ---- */
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s)
+{
+	struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
+
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
+}
+
+/* The daemons of the running case: their logs are shown when it fails. */
+struct daemon;
+static struct daemon *live[2];
+static void d_dump_log(const struct daemon *d);
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	for (int i = 0; i < 2; i++)
+		if (live[i])
+			d_dump_log(live[i]);
+
+	fputs("colo-pair-bench: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double percentile(double *v, size_t n, double p)
+{
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	i = (size_t)(p * (double)(n - 1) + 0.5);
+	return v[i];
+}
+
+/* A TCP port free for both TCP and UDP (the secondary binds both). */
+static uint16_t free_port(void)
+{
+	for (int tries = 0; tries < 50; tries++) {
+		struct sockaddr_in a = { .sin_family = AF_INET };
+		socklen_t len = sizeof(a);
+		int t = socket(AF_INET, SOCK_STREAM, 0), u = -1;
+		uint16_t port = 0;
+
+		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		if (t >= 0 && bind(t, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		    getsockname(t, (struct sockaddr *)&a, &len) == 0) {
+			u = socket(AF_INET, SOCK_DGRAM, 0);
+			if (u >= 0 && bind(u, (struct sockaddr *)&a, sizeof(a)) == 0)
+				port = ntohs(a.sin_port);
+		}
+		if (u >= 0)
+			close(u);
+		if (t >= 0)
+			close(t);
+		if (port)
+			return port;
+	}
+	die("no free loopback port");
+	return 0;
+}
+
+/* ---- daemons ---- */
+
+struct daemon {
+	pid_t pid;
+	bool exited;
+	char name[32];
+	char sock[128];
+	char log[128];
+};
+
+#define MAX_ARGS 48
+
+static void d_start(struct daemon *d, const char *prog, const char *name, ...)
+{
+	const char *argv[MAX_ARGS + 8];
+	char bin[PATH_MAX + 32], state[128];
+	int argc = 0;
+	va_list ap;
+	pid_t parent = getpid();
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	snprintf(d->sock, sizeof(d->sock), "%s/%s.sock", opt.tmp, name);
+	snprintf(d->log, sizeof(d->log), "%s/%s.log", opt.tmp, name);
+	/* a fresh state dir per daemon: a generation must not carry over */
+	static unsigned runs;
+
+	snprintf(state, sizeof(state), "%s/%s.%u.state", opt.tmp, name, ++runs);
+	snprintf(bin, sizeof(bin), "%s/%s", opt.bin_dir, prog);
+	unlink(d->log);
+	live[name[0] == 'a' ? 0 : 1] = d;
+	argv[argc++] = bin;
+	argv[argc++] = "--name";
+	argv[argc++] = name;
+	argv[argc++] = "--control";
+	argv[argc++] = d->sock;
+	argv[argc++] = "--state-dir";
+	argv[argc++] = state;
+	va_start(ap, name);
+	for (const char *a; (a = va_arg(ap, const char *)) && argc < MAX_ARGS;)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	d->pid = fork();
+	if (d->pid < 0)
+		die("fork: %s", strerror(errno));
+	if (d->pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execv(bin, (char *const *)argv);
+		fprintf(stderr, "cannot run %s: %s\n", bin, strerror(errno));
+		_exit(127);
+	}
+}
+
+static bool d_wait(struct daemon *d, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+	int st;
+
+	while (!d->exited) {
+		pid_t r = waitpid(d->pid, &st, WNOHANG);
+
+		if (r == d->pid) {
+			d->exited = true;
+			break;
+		}
+		if (now_s() >= end)
+			return false;
+		sleep_s(0.002);
+	}
+	return true;
+}
+
+static void d_stop(struct daemon *d)
+{
+	for (int i = 0; i < 2; i++)
+		if (live[i] == d)
+			live[i] = NULL;
+	if (d->pid <= 0 || d->exited)
+		return;
+	kill(d->pid, SIGTERM);
+	if (!d_wait(d, 10)) {
+		kill(d->pid, SIGKILL);
+		d_wait(d, 10);
+	}
+}
+
+static void d_dump_log(const struct daemon *d)
+{
+	char line[1024];
+	FILE *f = fopen(d->log, "r");
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- log of %s ----\n", d->name);
+	while (fgets(line, sizeof(line), f))
+		fputs(line, stderr);
+	fclose(f);
+}
+
+/* A request; NULL (and the reason in err) if the node does not answer. */
+static Colo__ControlResponse *d_ctl(const struct daemon *d, Colo__ControlRequest__CmdCase cmd,
+				    struct colo_err *err)
+{
+	Colo__ControlRequest req = COLO__CONTROL_REQUEST__INIT;
+	Colo__StatusRequest st = COLO__STATUS_REQUEST__INIT;
+	Colo__StatsRequest ss = COLO__STATS_REQUEST__INIT;
+	Colo__ControlResponse *resp = NULL;
+
+	req.version = COLO_CTL_VERSION;
+	req.cmd_case = cmd;
+	if (cmd == COLO__CONTROL_REQUEST__CMD_STATUS)
+		req.status = &st;
+	else
+		req.stats = &ss;
+	colo_err_clear(err);
+	if (colo_ctl_call(d->sock, &req, &resp, 5000, err) != 0)
+		return NULL;
+	if (!resp->ok) {
+		colo_err_set(err, EINVAL, "%s", resp->error ? resp->error : "refused");
+		colo__control_response__free_unpacked(resp, NULL);
+		return NULL;
+	}
+	return resp;
+}
+
+static Colo__ControlResponse *d_status(const struct daemon *d)
+{
+	struct colo_err err;
+
+	return d_ctl(d, COLO__CONTROL_REQUEST__CMD_STATUS, &err);
+}
+
+/* Wait until the node reports `state` (and `role` unless < 0). */
+static bool d_wait_state(struct daemon *d, const char *state, int role, double timeout_s)
+{
+	double end = now_s() + timeout_s;
+
+	do {
+		Colo__ControlResponse *r = d_status(d);
+		bool ok = r && r->status && (!state || strcmp(r->status->state, state) == 0) &&
+			  (role < 0 || (int)r->status->role == role);
+
+		if (r)
+			colo__control_response__free_unpacked(r, NULL);
+		if (ok)
+			return true;
+		if (d_wait(d, 0))
+			return false;
+		sleep_s(0.005);
+	} while (now_s() < end);
+	return false;
+}
+
+static uint64_t d_last_committed(struct daemon *d)
+{
+	Colo__ControlResponse *r = d_status(d);
+	uint64_t v = 0;
+
+	if (!r)
+		die("%s does not answer", d->name);
+	v = r->status->last_committed;
+	colo__control_response__free_unpacked(r, NULL);
+	return v;
+}
+
+/* Total writes of a memtouch guest, from "memtouch: R writes/s, N writes". */
+static uint64_t d_guest_writes(struct daemon *d)
+{
+	Colo__ControlResponse *r = d_status(d);
+	const char *p;
+	uint64_t v = 0;
+
+	if (!r)
+		die("%s does not answer", d->name);
+	p = strstr(r->status->guest, "writes/s, ");
+	if (!p || sscanf(p + 10, "%" SCNu64, &v) != 1)
+		die("%s: cannot read the guest's writes from '%s'", d->name, r->status->guest);
+	colo__control_response__free_unpacked(r, NULL);
+	return v;
+}
+
+/* ---- baseline: memcpy of the pages + loopback TCP of the bytes ---- */
+
+struct echo {
+	int lfd;
+	size_t bytes;
+	int reps;
+};
+
+static void *echo_main(void *arg)
+{
+	struct echo *e = arg;
+	int fd = accept(e->lfd, NULL, NULL);
+	char *buf = malloc(1 << 16);
+	uint32_t ack = 0;
+
+	for (int i = 0; fd >= 0 && buf && i < e->reps; i++) {
+		size_t got = 0;
+
+		while (got < e->bytes) {
+			size_t want = e->bytes - got;
+			ssize_t n = read(fd, buf, want < (1u << 16) ? want : 1u << 16);
+
+			if (n <= 0)
+				goto out;
+			got += (size_t)n;
+		}
+		if (write(fd, &ack, sizeof(ack)) != (ssize_t)sizeof(ack))
+			break;
+	}
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
+/* Median µs of: copy `pages` pages, send `bytes` over loopback TCP, read
+ * a 4-byte answer. */
+static double baseline_us(uint64_t pages, uint64_t bytes)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	socklen_t len = sizeof(a);
+	struct echo e = { .bytes = bytes ? bytes : 1, .reps = opt.quick ? 30 : 100 };
+	pthread_t th;
+	int fd, one = 1;
+	size_t ram = (size_t)(pages ? pages : 1) * PAGE;
+	char *src = malloc(ram), *dst = malloc(ram), *buf = malloc(e.bytes);
+	double *t = calloc((size_t)e.reps, sizeof(double)), med;
+
+	if (!src || !dst || !buf || !t)
+		die("out of memory");
+	memset(src, 1, ram);
+	memset(dst, 2, ram);
+	memset(buf, 3, e.bytes);
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	e.lfd = socket(AF_INET, SOCK_STREAM, 0);
+	if (e.lfd < 0 || bind(e.lfd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+	    getsockname(e.lfd, (struct sockaddr *)&a, &len) != 0 || listen(e.lfd, 1) != 0)
+		die("baseline socket: %s", strerror(errno));
+	pthread_create(&th, NULL, echo_main, &e);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+		die("baseline connect: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	for (int i = 0; i < e.reps; i++) {
+		double t0 = now_s();
+		size_t sent = 0;
+		uint32_t ack;
+
+		memcpy(dst, src, ram);
+		src[(size_t)i % ram]++;
+		while (sent < e.bytes) {
+			ssize_t n = write(fd, buf + sent, e.bytes - sent);
+
+			if (n <= 0)
+				die("baseline write: %s", strerror(errno));
+			sent += (size_t)n;
+		}
+		if (read(fd, &ack, sizeof(ack)) != (ssize_t)sizeof(ack))
+			die("baseline read failed");
+		t[i] = (now_s() - t0) * 1e6;
+	}
+	close(fd);
+	pthread_join(th, NULL);
+	close(e.lfd);
+	med = percentile(t, (size_t)e.reps, 0.5);
+	free(src);
+	free(dst);
+	free(buf);
+	free(t);
+	return med;
+}
+
+/* ---- round trip and sustained rate ---- */
+
+struct rt_result {
+	double cps, p50_us, p99_us, pages, bytes, base_us;
+	char phases[160];
+};
+
+static const Colo__PhaseTiming *phase(const Colo__ControlResponse *r, const char *name)
+{
+	for (size_t i = 0; i < r->stats->n_phases; i++)
+		if (strcmp(r->stats->phases[i]->phase, name) == 0)
+			return r->stats->phases[i];
+	return NULL;
+}
+
+/*
+ * One round-trip case: the guest's workload and the checkpoint interval.
+ * "sparse": random 64-byte writes over a RAM much larger than the target,
+ * at `rate` writes/s, so each checkpoint sees about that many pages with a
+ * few bytes changed (what delta encoding is for).  "full": whole pages
+ * rewritten in sequence over a RAM of exactly the target, so every page is
+ * new in every checkpoint (delta's worst case; LZ4 does the work).
+ */
+struct rt_case {
+	const char *workload;
+	uint64_t pages;                 /* dirty pages per checkpoint wanted */
+	unsigned interval_ms;           /* 1: as fast as it goes */
+	unsigned ram_mb;
+	const char *pattern, *bytes;
+	uint64_t rate;                  /* writes/s */
+};
+
+static const struct rt_case rt_cases[] = {
+	{ "sparse", 1024, 10, 64, "random", "64", 1024 * 100 },
+	{ "sparse", 1024, 1, 64, "random", "64", 1024 * 600 },
+	{ "full", 1024, 10, 4, "sequential", "4096", 1024 * 150 },
+	{ "full", 1024, 1, 4, "sequential", "4096", 1024 * 1000 },
+	{ "sparse", 10240, 50, 256, "random", "64", 10240 * 20 },
+	{ "sparse", 10240, 1, 256, "random", "64", 10240 * 60 },
+	{ "full", 10240, 50, 40, "sequential", "4096", 10240 * 30 },
+	{ "full", 10240, 1, 40, "sequential", "4096", 10240 * 100 },
+};
+
+/* Run one case for `secs` after a warm-up. */
+static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
+{
+	struct daemon a, b;
+	char listen[32], ram[16], rate[24], interval[16];
+	uint64_t c0, c1, ck0, ck1, pg0, pg1, by0, by1;
+	Colo__ControlResponse *r;
+	const Colo__PhaseTiming *rt;
+	struct colo_err err;
+	double t0, t1;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+	snprintf(ram, sizeof(ram), "%u", c->ram_mb);
+	snprintf(rate, sizeof(rate), "%" PRIu64, c->rate);
+	snprintf(interval, sizeof(interval), "%u", c->interval_ms);
+	d_start(&b, "colo-secondary", "b", "--listen", listen, "--ram-mb", ram, NULL);
+	d_start(&a, "colo-primary", "a", "--peer", listen, "--ram-mb", ram,
+		"--memtouch-pattern", c->pattern, "--memtouch-bytes", c->bytes,
+		"--memtouch-rate", rate, "--checkpoint-interval-ms", interval,
+		"--min-interval-ms", "0", NULL);
+	if (!d_wait_state(&a, "protected", -1, 60)) {
+		die("the pair did not get protected");
+	}
+	sleep_s(opt.quick ? 0.5 : 1.0);
+	r = d_ctl(&a, COLO__CONTROL_REQUEST__CMD_STATS, &err);
+	if (!r)
+		die("stats: %s", err.msg);
+	ck0 = r->stats->checkpoints;
+	pg0 = r->stats->pages_sent;
+	by0 = r->stats->bytes_sent;
+	colo__control_response__free_unpacked(r, NULL);
+	c0 = d_last_committed(&a);
+	t0 = now_s();
+	sleep_s(secs);
+	c1 = d_last_committed(&a);
+	t1 = now_s();
+	r = d_ctl(&a, COLO__CONTROL_REQUEST__CMD_STATS, &err);
+	if (!r)
+		die("stats: %s", err.msg);
+	ck1 = r->stats->checkpoints;
+	pg1 = r->stats->pages_sent;
+	by1 = r->stats->bytes_sent;
+	rt = phase(r, "round-trip");
+	res->p50_us = rt ? rt->p50_us : 0;
+	res->p99_us = rt ? rt->p99_us : 0;
+	{
+		static const char *const names[] = { "pause", "copy", "encode", "send", "ack" };
+		size_t off = 0;
+
+		res->phases[0] = '\0';
+		for (size_t i = 0; i < 5; i++) {
+			const Colo__PhaseTiming *ph = phase(r, names[i]);
+
+			if (ph && off < sizeof(res->phases))
+				off += (size_t)snprintf(res->phases + off, sizeof(res->phases) - off,
+							"%s%s %.2f", i ? ", " : "", names[i],
+							ph->p50_us / 1000);
+		}
+	}
+	colo__control_response__free_unpacked(r, NULL);
+	res->cps = (double)(c1 - c0) / (t1 - t0);
+	res->pages = ck1 > ck0 ? (double)(pg1 - pg0) / (double)(ck1 - ck0) : 0;
+	res->bytes = ck1 > ck0 ? (double)(by1 - by0) / (double)(ck1 - ck0) : 0;
+	d_stop(&a);
+	d_stop(&b);
+	res->base_us = baseline_us((uint64_t)res->pages, (uint64_t)res->bytes);
+}
+
+static void bench_roundtrip(void)
+{
+	double secs = opt.quick ? 2 : 5;
+	json_t *arr = json_array();
+
+	if (!opt.json) {
+		printf("\nCheckpoint round trip (pause to LOADED) and sustained rate; baseline:\n"
+		       "memcpy of the pages + loopback TCP of the checkpoint's bytes and an answer\n\n");
+		printf("%-7s %6s %-9s %8s %7s %7s %7s %8s %9s %6s %9s\n", "guest", "target",
+		       "interval", "pages/ck", "KiB/ck", "p50 ms", "p99 ms", "base ms",
+		       "p50/base", "ck/s", "ck/s*base");
+	}
+	for (size_t i = 0; i < sizeof(rt_cases) / sizeof(rt_cases[0]); i++) {
+		const struct rt_case *c = &rt_cases[i];
+		struct rt_result res;
+		double ratio, use;
+		char iv[16];
+		json_t *o;
+
+		run_rt(c, secs, &res);
+		ratio = res.base_us > 0 ? res.p50_us / res.base_us : 0;
+		use = res.cps * res.base_us / 1e6;
+		if (c->interval_ms == 1)
+			snprintf(iv, sizeof(iv), "max");
+		else
+			snprintf(iv, sizeof(iv), "%u ms", c->interval_ms);
+		if (!opt.json) {
+			printf("%-7s %6" PRIu64 " %-9s %8.0f %7.0f %7.2f %7.2f %8.3f %8.1fx %6.0f %9.2f\n",
+			       c->workload, c->pages, iv, res.pages, res.bytes / 1024,
+			       res.p50_us / 1000, res.p99_us / 1000, res.base_us / 1000, ratio,
+			       res.cps, use);
+			printf("        p50 ms by phase: %s\n", res.phases);
+		}
+		o = json_pack("{s:s, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
+			      "workload", c->workload, "target_pages", (json_int_t)c->pages,
+			      "interval_ms", c->interval_ms, "pages_per_checkpoint", res.pages,
+			      "bytes_per_checkpoint", res.bytes, "rtt_p50_us", res.p50_us,
+			      "rtt_p99_us", res.p99_us, "baseline_us", res.base_us,
+			      "checkpoints_per_s", res.cps, "rtt_p50_vs_baseline", ratio,
+			      "phases_p50_ms", res.phases);
+		json_array_append_new(arr, o);
+	}
+	json_object_set_new(out, "roundtrip", arr);
+	if (!opt.json)
+		printf("(interval max: checkpoint-interval-ms 1, i.e. back to back.  ck/s*base:\n"
+		       " the share of each second the baseline alone would take at that rate.)\n");
+}
+
+/* ---- guest throughput, unprotected vs protected ---- */
+
+static double writes_per_s(struct daemon *a, double secs)
+{
+	uint64_t w0 = d_guest_writes(a), w1;
+	double t0 = now_s(), t1;
+
+	sleep_s(secs);
+	w1 = d_guest_writes(a);
+	t1 = now_s();
+	return (double)(w1 - w0) / (t1 - t0);
+}
+
+static void bench_throughput(void)
+{
+	static const unsigned intervals[] = { 100, 20 };
+	double secs = opt.quick ? 2 : 5;
+	json_t *arr = json_array();
+
+	if (!opt.json) {
+		printf("\nGuest throughput: memtouch, 1 thread, random 64 B writes, no rate limit,\n"
+		       "64 MiB; the primary alone (unprotected) then with its secondary\n\n");
+		printf("%-10s %14s %14s %8s %9s\n", "interval", "alone w/s", "protected w/s",
+		       "ratio", "ck/s");
+	}
+	for (size_t i = 0; i < sizeof(intervals) / sizeof(intervals[0]); i++) {
+		struct daemon a, b;
+		char listen[32], interval[16];
+		double alone, prot, cps;
+		uint64_t c0;
+
+		snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+		snprintf(interval, sizeof(interval), "%u", intervals[i]);
+		d_start(&a, "colo-primary", "a", "--peer", listen, "--memtouch-rate", "0",
+			"--checkpoint-interval-ms", interval, NULL);
+		if (!d_wait_state(&a, "degraded", -1, 30)) {
+			die("the primary did not start");
+		}
+		sleep_s(0.5);
+		alone = writes_per_s(&a, secs);
+		d_start(&b, "colo-secondary", "b", "--listen", listen, NULL);
+		if (!d_wait_state(&a, "protected", -1, 30)) {
+			die("the pair did not get protected");
+		}
+		sleep_s(0.5);
+		c0 = d_last_committed(&a);
+		{
+			double t0 = now_s();
+
+			prot = writes_per_s(&a, secs);
+			cps = (double)(d_last_committed(&a) - c0) / (now_s() - t0);
+		}
+		d_stop(&a);
+		d_stop(&b);
+		if (!opt.json)
+			printf("%-10s %14.0f %14.0f %7.2fx %9.1f\n", interval, alone, prot,
+			       alone > 0 ? prot / alone : 0, cps);
+		json_array_append_new(arr, json_pack("{s:i, s:f, s:f, s:f, s:f}",
+			"interval_ms", intervals[i], "unprotected_writes_per_s", alone,
+			"protected_writes_per_s", prot, "ratio", alone > 0 ? prot / alone : 0,
+			"checkpoints_per_s", cps));
+	}
+	json_object_set_new(out, "throughput", arr);
+}
+
+/* ---- failover ---- */
+
+/* "serving as primary X ms after the last heartbeat (timeout T ms, overhead Y ms)" */
+static bool read_takeover(const struct daemon *d, double *since_hb, double *overhead)
+{
+	char line[1024];
+	FILE *f = fopen(d->log, "r");
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (!found && fgets(line, sizeof(line), f)) {
+		const char *p = strstr(line, "serving as primary ");
+		const char *o = p ? strstr(p, "overhead ") : NULL;
+
+		found = p && o && sscanf(p, "serving as primary %lf", since_hb) == 1 &&
+			sscanf(o, "overhead %lf", overhead) == 1;
+	}
+	fclose(f);
+	return found;
+}
+
+static void bench_failover(void)
+{
+	int runs = opt.quick ? 3 : 10;
+	const unsigned timeout = 300;
+	double *over = calloc((size_t)runs, sizeof(double));
+	double *kill_to_role = calloc((size_t)runs, sizeof(double));
+	double maxo = 0;
+	json_t *o = json_object();
+
+	if (!over || !kill_to_role)
+		die("out of memory");
+	for (int i = 0; i < runs; i++) {
+		struct daemon a, b;
+		char listen[32];
+		double t0, since;
+
+		snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+		d_start(&b, "colo-secondary", "b", "--listen", listen, "--heartbeat-timeout-ms",
+			"300", NULL);
+		d_start(&a, "colo-primary", "a", "--peer", listen, "--heartbeat-timeout-ms", "300",
+			"--checkpoint-interval-ms", "20", NULL);
+		if (!d_wait_state(&b, "protected", -1, 30)) {
+			die("the pair did not get protected");
+		}
+		/* a random point in the checkpoint cycle */
+		sleep_s(0.3 + 0.05 * (double)(rand() % 20) / 20.0);
+		kill(a.pid, SIGKILL);
+		t0 = now_s();
+		d_wait(&a, 10);
+		if (!d_wait_state(&b, NULL, COLO__ROLE__ROLE_PRIMARY, 10)) {
+			die("the secondary did not take over");
+		}
+		kill_to_role[i] = (now_s() - t0) * 1000;
+		if (!read_takeover(&b, &since, &over[i])) {
+			die("no 'serving as primary' line in the secondary's log");
+		}
+		if (over[i] > maxo)
+			maxo = over[i];
+		d_stop(&b);
+	}
+	json_object_set_new(o, "heartbeat_timeout_ms", json_integer(timeout));
+	json_object_set_new(o, "runs", json_integer(runs));
+	json_object_set_new(o, "overhead_max_ms", json_real(maxo));
+	json_object_set_new(o, "overhead_p50_ms", json_real(percentile(over, (size_t)runs, 0.5)));
+	json_object_set_new(o, "kill_to_primary_p50_ms",
+			    json_real(percentile(kill_to_role, (size_t)runs, 0.5)));
+	json_object_set_new(out, "failover", o);
+	if (!opt.json) {
+		printf("\nFailover: kill -9 of the primary, heartbeat-timeout-ms %u, %d runs\n\n",
+		       timeout, runs);
+		printf("  last heartbeat -> serving as primary, minus the timeout: p50 %.2f ms, "
+		       "max %.2f ms\n", percentile(over, (size_t)runs, 0.5), maxo);
+		printf("  kill -> 'colo-ctl status' says primary (polled every 5 ms): p50 %.0f ms "
+		       "(%.2fx the timeout)\n", percentile(kill_to_role, (size_t)runs, 0.5),
+		       percentile(kill_to_role, (size_t)runs, 0.5) / timeout);
+	}
+	free(over);
+	free(kill_to_role);
+}
+
+/* ---- main ---- */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"Usage: colo-pair-bench [--quick] [--json] [--only roundtrip|throughput|failover]\n"
+"\n"
+"Runs colo-primary and colo-secondary on loopback and prints checkpoint round\n"
+"trip and rate at ~1k and ~10k dirty pages, guest throughput unprotected vs\n"
+"protected, and failover time beyond the heartbeat timeout, each next to a\n"
+"baseline measured in the same run.  The daemons are taken from the directory\n"
+"above this program's, or from $COLO_BIN_DIR.  ~2 minutes; --quick ~40 s.\n");
+}
+
+static void find_bin_dir(const char *argv0)
+{
+	const char *env = getenv("COLO_BIN_DIR");
+	char self[PATH_MAX], *slash;
+	ssize_t n;
+
+	if (env && *env) {
+		snprintf(opt.bin_dir, sizeof(opt.bin_dir), "%s", env);
+		return;
+	}
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		snprintf(self, sizeof(self), "%s", argv0);
+	else
+		self[n] = '\0';
+	/* .../bench/colo-pair-bench -> ... */
+	for (int up = 0; up < 2; up++) {
+		slash = strrchr(self, '/');
+		if (!slash)
+			die("cannot tell where colo-primary is: set COLO_BIN_DIR");
+		*slash = '\0';
+	}
+	snprintf(opt.bin_dir, sizeof(opt.bin_dir), "%s", self[0] ? self : "/");
+}
+
+static void rm_tmp(void)
+{
+	char cmd[96];
+
+	if (opt.tmp[0]) {
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", opt.tmp);
+		if (system(cmd) != 0)
+			fprintf(stderr, "colo-pair-bench: could not remove %s\n", opt.tmp);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "quick", no_argument, NULL, 'q' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "only", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char bin[PATH_MAX + 16];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'q': opt.quick = true; break;
+		case 'j': opt.json = true; break;
+		case 'o':
+			opt.only = optarg;
+			if (strcmp(optarg, "roundtrip") && strcmp(optarg, "throughput") &&
+			    strcmp(optarg, "failover")) {
+				fprintf(stderr, "colo-pair-bench: --only takes roundtrip, throughput "
+					"or failover, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "colo-pair-bench: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	find_bin_dir(argv[0]);
+	snprintf(bin, sizeof(bin), "%s/colo-primary", opt.bin_dir);
+	if (access(bin, X_OK) != 0)
+		die("%s: %s (build first, or set COLO_BIN_DIR)", bin, strerror(errno));
+	snprintf(opt.tmp, sizeof(opt.tmp), "/tmp/colo-pair-bench-XXXXXX");
+	if (!mkdtemp(opt.tmp))
+		die("mkdtemp: %s", strerror(errno));
+	atexit(rm_tmp);
+	signal(SIGPIPE, SIG_IGN);
+	srand((unsigned)getpid());
+	out = json_object();
+	if (!opt.json) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+		printf("colo-pair-bench: daemons from %s, %ld CPUs%s\n", opt.bin_dir, cpus,
+		       opt.quick ? ", quick" : "");
+	}
+	if (!opt.only || !strcmp(opt.only, "roundtrip"))
+		bench_roundtrip();
+	if (!opt.only || !strcmp(opt.only, "throughput"))
+		bench_throughput();
+	if (!opt.only || !strcmp(opt.only, "failover"))
+		bench_failover();
+	if (opt.json) {
+		char *s = json_dumps(out, JSON_INDENT(2));
+
+		puts(s);
+		free(s);
+	}
+	json_decref(out);
+	return 0;
+}

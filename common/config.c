@@ -70,7 +70,7 @@ static const char *const level_values[] = { "error", "warn", "info", "debug", NU
 static const char *const output_values[] = { "buffer", "none", NULL };
 static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", NULL };
 static const char *const pattern_values[] = { "sequential", "random", "hotset", NULL };
-static const char *const guest_values[] = { "memtouch", "kv", NULL };
+static const char *const guest_values[] = { "kv", "memtouch", NULL };
 
 /* The table writes enums through an int: they must be int-sized. */
 _Static_assert(sizeof(enum colo_log_level) == sizeof(int), "enum size");
@@ -110,8 +110,8 @@ static const struct opt opts[] = {
 	  F(checkpoint_interval_ms), 1, 60000, .def = "100", .meta = "MS",
 	  .help = "primary: checkpoints every MS ms, 1 to 60000" },
 	{ "min-interval-ms", SEC_REPLICATION, OPT_UINT, F(min_interval_ms), 0, 60000,
-	  .def = "1", .meta = "MS", .help = "primary: never two checkpoints closer "
-	  "than MS ms, 0 to checkpoint-interval-ms" },
+	  .def = "0", .meta = "MS", .help = "primary: never start two checkpoints "
+	  "less than MS ms apart, 0 to checkpoint-interval-ms" },
 	{ "output-mode", SEC_REPLICATION, OPT_ENUM, F(output_mode),
 	  .values = output_values, .def = "buffer", .meta = "MODE",
 	  .help = "primary: buffer holds the guest's output until its checkpoint "
@@ -140,7 +140,7 @@ static const struct opt opts[] = {
 	  .meta = "CMD", .help = "secondary: run by sh -c once it has taken over" },
 	/* [guest] */
 	{ "guest", SEC_GUEST, OPT_CHOICE, F(guest), .values = guest_values,
-	  .def = "memtouch", .meta = "KIND", .help = "the guest to run: memtouch or kv" },
+	  .def = "kv", .meta = "KIND", .help = "the guest to run: kv or memtouch" },
 	{ "guest-listen", SEC_GUEST, OPT_ADDR, F(guest_listen), .def = "127.0.0.1:6379",
 	  .meta = "ADDR", .help = "kv: the address of the guest's service" },
 	{ "ram-mb", SEC_GUEST, OPT_UINT, F(ram_mb), 1, 65536, .def = "64",

@@ -16,6 +16,19 @@
  * Threads: ops are called from the engine's loop thread; a guest runs its
  * own threads between start and stop, and pause() returns only once they
  * are all parked.
+ *
+ * Output commit (guests that answer clients; the ops are NULL for others).
+ * No client may see a reply the secondary could not reproduce, so each
+ * reply is tagged with the sequence number of the checkpoint that will hold
+ * its effect and is held until that checkpoint is acknowledged:
+ *   output_epoch(g, S)    replies made from now on carry S; 0 = send them
+ *                         at once (no secondary, or output-mode none).
+ *                         Called while the guest is paused (or not started).
+ *   output_release(g, S)  every held reply with a tag <= S may go out;
+ *                         UINT64_MAX releases everything.
+ *   output_notify(g, fn)  fn(ud) is called, from any thread, when a reply
+ *                         is held and waits for a checkpoint (group commit).
+ * output_release may be called from the loop thread at any time.
  */
 #ifndef COLO_GUEST_H
 #define COLO_GUEST_H
@@ -62,6 +75,10 @@ struct colo_guest_ops {
 	void (*verify)(struct colo_guest *g, struct colo_verify_report *r);
 	/* One line of what it is doing, for status (e.g. writes/s). */
 	void (*describe)(struct colo_guest *g, char *buf, size_t len);
+	/* Output commit (see above); NULL for guests without clients. */
+	void (*output_epoch)(struct colo_guest *g, uint64_t seq);
+	void (*output_release)(struct colo_guest *g, uint64_t seq);
+	void (*output_notify)(struct colo_guest *g, void (*fn)(void *ud), void *ud);
 	void (*destroy)(struct colo_guest *g);
 };
 

@@ -15,10 +15,12 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -40,6 +42,7 @@ static const char *const state_names[] = {
 
 #define RECONNECT_MS 500
 #define RECONNECT_LOG_NS (10ull * 1000000000ull)
+#define INLINE_ENCODE_PAGES 32  /* fewer dirty pages: encode on the loop */
 
 struct conn {
 	uv_tcp_t tcp;
@@ -80,7 +83,9 @@ struct colo_primary {
 	struct conn *conn;
 	uv_connect_t connect_req;
 	uv_timer_t reconnect;
-	uv_timer_t tick;
+	int tick_fd;                 /* timerfd: the next checkpoint's start */
+	uv_poll_t tick;
+	bool tick_on;
 	struct sockaddr_storage peer;
 	uint64_t last_unreachable_log_ns;
 	/* agreed with the secondary */
@@ -101,8 +106,8 @@ struct colo_primary {
 	uint64_t last_start_ns, last_done_ns;
 	bool want_now;
 	struct pending *waiting;     /* colo-ctl checkpoint requests */
-	colo_primary_ack_fn ack_fn;
-	void *ack_ud;
+	uv_async_t want_async;       /* the guest's output waits (any thread) */
+	bool want_async_on;
 	/* tests: --fault abort-at=PHASE[,after=N] */
 	int fault;
 	uint64_t fault_after;
@@ -161,6 +166,42 @@ static void fault_point(struct colo_primary *p, int where, uint64_t seq)
 static void go_degraded(struct colo_primary *p, const char *why);
 static void schedule_next(struct colo_primary *p);
 static void start_checkpoint(struct colo_primary *p, bool full);
+
+/* ---- output commit (guest.h) ---- */
+
+static bool buffering(const struct colo_primary *p)
+{
+	return p->n->cfg.output_mode == COLO_OUTPUT_BUFFER && p->n->gops->output_epoch;
+}
+
+static void out_epoch(struct colo_primary *p, uint64_t seq)
+{
+	if (p->n->gops->output_epoch && p->n->guest)
+		p->n->gops->output_epoch(p->n->guest, seq);
+}
+
+static void out_release(struct colo_primary *p, uint64_t seq)
+{
+	if (p->n->gops->output_release && p->n->guest)
+		p->n->gops->output_release(p->n->guest, seq);
+}
+
+/* Group commit: held output asks for a checkpoint now (min-interval-ms
+ * still applies). */
+static void on_want_async(uv_async_t *a)
+{
+	struct colo_primary *p = a->data;
+
+	if (p->state == P_PROTECTED)
+		colo_primary_want_checkpoint(p);
+}
+
+static void want_from_guest(void *ud)
+{
+	struct colo_primary *p = ud;
+
+	uv_async_send(&p->want_async);
+}
 
 /* ---- ckpt ---- */
 
@@ -546,6 +587,9 @@ static void start_checkpoint(struct colo_primary *p, bool full)
 	clock_gettime(CLOCK_REALTIME, &wall);
 	c->wall_ns = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
 	colo_node_pause_guest(n);
+	/* What the guest answers from here on is in the next checkpoint. */
+	if (buffering(p))
+		out_epoch(p, c->seq + 1);
 	if (!full)
 		fault_point(p, F_PAUSED, c->seq);
 	t1 = colo_now_ns();
@@ -589,6 +633,14 @@ static void start_checkpoint(struct colo_primary *p, bool full)
 	c->work.data = c;
 	c->refs++;
 	p->encoding = true;
+	if (!full && p->stage.n <= INLINE_ENCODE_PAGES) {
+		/* A few pages encode faster here than the two thread hops take
+		 * (worker, then back to this loop): this is the latency a client
+		 * waits for under output-mode buffer. */
+		encode_work(&c->work);
+		encode_done(&c->work, 0);
+		return;
+	}
 	if (uv_queue_work(n->loop, &c->work, encode_work, encode_done) != 0) {
 		c->refs--;
 		p->encoding = false;
@@ -621,10 +673,42 @@ static void checkpoint_committed(struct colo_primary *p)
 
 /* ---- timers ---- */
 
-static void on_tick(uv_timer_t *t)
+/*
+ * The checkpoint clock is a timerfd, not a libuv timer: libuv counts whole
+ * milliseconds and rounds up, which added 1-2 ms to every group commit
+ * (the wait for min-interval-ms), the latency a client sees under
+ * output-mode buffer.
+ */
+static void tick_at(struct colo_primary *p, uint64_t when_ns)
 {
-	struct colo_primary *p = t->data;
+	struct itimerspec its;
 
+	memset(&its, 0, sizeof(its));
+	/* Absolute, and never 0 (0 disarms): a moment passed fires at once. */
+	when_ns = when_ns ? when_ns : 1;
+	its.it_value.tv_sec = (time_t)(when_ns / 1000000000ull);
+	its.it_value.tv_nsec = (long)(when_ns % 1000000000ull);
+	timerfd_settime(p->tick_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void tick_stop(struct colo_primary *p)
+{
+	struct itimerspec its;
+
+	memset(&its, 0, sizeof(its));
+	if (p->tick_fd >= 0)
+		timerfd_settime(p->tick_fd, 0, &its, NULL);
+}
+
+static void on_tick(uv_poll_t *h, int status, int events)
+{
+	struct colo_primary *p = h->data;
+	uint64_t fired;
+
+	(void)status;
+	(void)events;
+	if (read(p->tick_fd, &fired, sizeof(fired)) != (ssize_t)sizeof(fired))
+		return;                /* re-armed or stopped since: not due */
 	if (p->state == P_PROTECTED && !p->cur && !p->encoding)
 		start_checkpoint(p, false);
 }
@@ -636,12 +720,13 @@ static void schedule_next(struct colo_primary *p)
 
 	if (p->state != P_PROTECTED || p->cur)
 		return;
-	earliest = p->last_done_ns + (uint64_t)cfg->min_interval_ms * 1000000ull;
+	/* min-interval-ms spaces starts (DESIGN.md, group commit). */
+	earliest = p->last_start_ns + (uint64_t)cfg->min_interval_ms * 1000000ull;
 	next = p->want_now ? earliest :
 	       p->last_start_ns + (uint64_t)cfg->checkpoint_interval_ms * 1000000ull;
 	if (next < earliest)
 		next = earliest;
-	uv_timer_start(&p->tick, on_tick, next > now ? (next - now + 999999) / 1000000 : 0, 0);
+	tick_at(p, next > now ? next : now);
 }
 
 /* ---- receiving ---- */
@@ -752,6 +837,7 @@ static bool parse_rx(struct colo_primary *p)
 			}
 			p->last_committed = p->cur->seq;
 			colo_hb_set_committed(p->hb, p->last_committed);
+			out_release(p, p->cur->seq);
 			ckpt_drop(p);               /* the sync is loaded */
 			p->state = P_PROTECTED;
 			colo_hb_watch(p->hb, p->peer_node, p->n->cfg.heartbeat_timeout_ms);
@@ -776,8 +862,9 @@ static bool parse_rx(struct colo_primary *p)
 			p->cur->received = true;
 			colo_stats_phase(&p->n->stats, COLO_PHASE_ACK, colo_now_ns() -
 					 (p->cur->t_sent ? p->cur->t_sent : p->cur->t_ready));
-			if (p->ack_fn)
-				p->ack_fn(p->ack_ud, p->cur->seq);
+			/* The secondary will commit it before any promotion: the
+			 * replies that waited for it may go. */
+			out_release(p, p->cur->seq);
 			fault_point(p, F_RECEIVED, p->cur->seq);
 			break;
 		case COLO_MSG_VMSTATE_LOADED:
@@ -936,15 +1023,15 @@ static void go_degraded(struct colo_primary *p, const char *why)
 	p->state = P_DEGRADED;
 	conn_drop(p);
 	ckpt_drop(p);
-	uv_timer_stop(&p->tick);
+	tick_stop(p);
 	/* Keep sending heartbeats: a secondary that still hears us must not
 	 * take over while we serve.  Only stop listening for its. */
 	colo_hb_watch(p->hb, NULL, 0);
 	p->peer_node[0] = '\0';
 	answer_waiting(p, false, "not protected: the secondary was lost");
 	/* Held output must go: no client may hang on a lost secondary. */
-	if (p->ack_fn)
-		p->ack_fn(p->ack_ud, UINT64_MAX);
+	out_epoch(p, 0);
+	out_release(p, UINT64_MAX);
 	uv_timer_start(&p->reconnect, try_connect, why ? RECONNECT_MS : RECONNECT_MS, 0);
 }
 
@@ -1034,6 +1121,10 @@ static void eng_reloaded(void *eng)
 {
 	struct colo_primary *p = eng;
 
+	if (!buffering(p)) {         /* output-mode none from now on */
+		out_epoch(p, 0);
+		out_release(p, UINT64_MAX);
+	}
 	if (!p->cur)
 		schedule_next(p);
 }
@@ -1043,12 +1134,23 @@ static void eng_stop(void *eng)
 	struct colo_primary *p = eng;
 
 	p->state = P_STOPPED;
+	/* Held replies are dropped with the guest's connections: their
+	 * checkpoints were never acknowledged. */
+	if (p->n->gops->output_notify && p->n->guest)
+		p->n->gops->output_notify(p->n->guest, NULL, NULL);
+	if (p->want_async_on) {
+		p->want_async_on = false;
+		uv_close((uv_handle_t *)&p->want_async, NULL);
+	}
 	answer_waiting(p, false, "the node is stopping");
 	conn_drop(p);
 	ckpt_drop(p);
-	uv_timer_stop(&p->tick);
+	tick_stop(p);
 	uv_timer_stop(&p->reconnect);
-	uv_close((uv_handle_t *)&p->tick, NULL);
+	if (p->tick_on) {
+		p->tick_on = false;
+		uv_close((uv_handle_t *)&p->tick, NULL);
+	}
 	uv_close((uv_handle_t *)&p->reconnect, NULL);
 	colo_hb_stop(p->hb);
 	p->hb = NULL;
@@ -1073,11 +1175,6 @@ void colo_primary_want_checkpoint(struct colo_primary *p)
 		schedule_next(p);
 }
 
-void colo_primary_on_ack(struct colo_primary *p, colo_primary_ack_fn fn, void *ud)
-{
-	p->ack_fn = fn;
-	p->ack_ud = ud;
-}
 
 uint64_t colo_primary_next_seq(const struct colo_primary *p)
 {
@@ -1103,6 +1200,7 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	if (!p)
 		return colo_err_set(err, ENOMEM, "out of memory");
 	p->n = n;
+	p->tick_fd = -1;
 	p->state = P_DEGRADED;
 	p->next_seq = first_seq;    /* the first full sync */
 	p->last_committed = first_seq ? first_seq - 1 : 0;
@@ -1113,6 +1211,12 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 		return r;
 	}
 	colo_ram_stage_init(&p->stage);
+	p->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (p->tick_fd < 0) {
+		r = colo_err_set(err, errno, "cannot create the checkpoint timer: %s",
+				 strerror(errno));
+		goto fail;
+	}
 	r = colo_addr_sockaddr(&n->cfg.peer, &p->peer, err);
 	if (r)
 		goto fail;
@@ -1144,14 +1248,26 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 		goto fail;
 	colo_hb_set_identity(p->hb, n->cfg.name, COLO__ROLE__ROLE_PRIMARY, n->generation);
 	colo_hb_set_committed(p->hb, p->last_committed);
-	uv_timer_init(n->loop, &p->reconnect);
-	uv_timer_init(n->loop, &p->tick);
-	p->reconnect.data = p->tick.data = p;
+	/* No secondary yet: the guest answers at once. */
+	out_epoch(p, 0);
+	out_release(p, UINT64_MAX);
 	if (!n->guest_running) {
 		r = colo_node_start_guest(n, err);
 		if (r)
 			goto fail;
 	}
+	/* Nothing fails from here: the handles need the loop to close. */
+	uv_timer_init(n->loop, &p->reconnect);
+	p->reconnect.data = p;
+	uv_poll_init(n->loop, &p->tick, p->tick_fd);
+	p->tick.data = p;
+	p->tick_on = true;
+	uv_poll_start(&p->tick, UV_READABLE, on_tick);
+	uv_async_init(n->loop, &p->want_async, on_want_async);
+	p->want_async.data = p;
+	p->want_async_on = true;
+	if (n->gops->output_notify && n->guest)
+		n->gops->output_notify(n->guest, want_from_guest, p);
 	colo_node_set_engine(n, &primary_ops, p);
 	colo_log_info("primary engine started: peer %s:%u, interval %u ms, %u encode "
 		      "threads, dirty tracking %s", n->cfg.peer.host, n->cfg.peer.port,
@@ -1177,5 +1293,7 @@ void colo_primary_free(struct colo_primary *p)
 	colo_ram_encoder_free(p->enc);
 	if (p->hb)
 		colo_hb_stop(p->hb);
+	if (p->tick_fd >= 0)
+		close(p->tick_fd);      /* its poll handle was closed by eng_stop */
 	free(p);
 }

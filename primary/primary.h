@@ -39,12 +39,6 @@ void colo_primary_free(struct colo_primary *p);
 /* Output is waiting (group commit): take a checkpoint as soon as allowed. */
 void colo_primary_want_checkpoint(struct colo_primary *p);
 
-/*
- * Called when the secondary acknowledged (VMSTATE_RECEIVED) checkpoint seq,
- * and with seq UINT64_MAX when protection was lost (release everything).
- */
-typedef void (*colo_primary_ack_fn)(void *ud, uint64_t seq);
-void colo_primary_on_ack(struct colo_primary *p, colo_primary_ack_fn fn, void *ud);
 /* The sequence number the next checkpoint will carry. */
 uint64_t colo_primary_next_seq(const struct colo_primary *p);
 bool colo_primary_protected(const struct colo_primary *p);

@@ -139,7 +139,7 @@ static void check_defaults(const struct colo_config *c, enum colo_role role)
 	ck_assert_str_eq(c->peer.host, "127.0.0.1");
 	ck_assert_uint_eq(c->peer.port, 7070);
 	ck_assert_uint_eq(c->checkpoint_interval_ms, 100);
-	ck_assert_uint_eq(c->min_interval_ms, 1);
+	ck_assert_uint_eq(c->min_interval_ms, 0);
 	ck_assert_int_eq(c->output_mode, COLO_OUTPUT_BUFFER);
 	ck_assert_uint_eq(c->encodings, DEFAULT_ENCODINGS);
 	ck_assert_uint_eq(c->encode_threads, 0);
@@ -148,7 +148,7 @@ static void check_defaults(const struct colo_config *c, enum colo_role role)
 	ck_assert_uint_eq(c->heartbeat_timeout_ms, 300);
 	ck_assert_str_eq(c->fence_command, "");
 	ck_assert_str_eq(c->promote_command, "");
-	ck_assert_str_eq(c->guest, "memtouch");
+	ck_assert_str_eq(c->guest, "kv");
 	ck_assert_str_eq(c->guest_listen.host, "127.0.0.1");
 	ck_assert_uint_eq(c->guest_listen.port, 6379);
 	ck_assert_uint_eq(c->ram_mb, 64);
@@ -282,7 +282,7 @@ static const char all_ini[] =
 	"fence-command = ssh b poweroff; true\n"
 	"promote-command = ip addr add 10.0.0.9/24 dev eth0\n"
 	"[guest]\n"
-	"guest = kv\n"
+	"guest = memtouch\n"
 	"guest-listen = [::1]:16379\n"
 	"ram-mb = 65536\n"
 	"memtouch-rate = 0\n"
@@ -312,7 +312,7 @@ static void check_all(const struct colo_config *c)
 	ck_assert_uint_eq(c->heartbeat_timeout_ms, 11);
 	ck_assert_str_eq(c->fence_command, "ssh b poweroff; true");
 	ck_assert_str_eq(c->promote_command, "ip addr add 10.0.0.9/24 dev eth0");
-	ck_assert_str_eq(c->guest, "kv");
+	ck_assert_str_eq(c->guest, "memtouch");
 	ck_assert_str_eq(c->guest_listen.host, "::1");
 	ck_assert_uint_eq(c->guest_listen.port, 16379);
 	ck_assert_uint_eq(c->ram_mb, 65536);
@@ -353,7 +353,7 @@ START_TEST(every_key_from_flags)
 		"--heartbeat-interval-ms", "10", "--heartbeat-timeout-ms=11",
 		"--fence-command", "ssh b poweroff; true",
 		"--promote-command=ip addr add 10.0.0.9/24 dev eth0",
-		"--guest", "kv", "--guest-listen=[::1]:16379", "--ram-mb", "65536",
+		"--guest", "memtouch", "--guest-listen=[::1]:16379", "--ram-mb", "65536",
 		"--memtouch-rate=0", "--memtouch-pattern", "hotset",
 		"--memtouch-bytes=4096", "--memtouch-threads", "64",
 		"--memtouch-seed=18446744073709551615", NULL);
@@ -473,7 +473,7 @@ START_TEST(bad_enums)
 		 "--dirty-tracking", "uffd", NULL);
 	load_err("memtouch-pattern: 'zigzag' is not one of sequential, random, hotset", S,
 		 "--memtouch-pattern", "zigzag", NULL);
-	load_err("guest: 'qemu' is not one of memtouch, kv", S, "--guest", "qemu", NULL);
+	load_err("guest: 'qemu' is not one of kv, memtouch", S, "--guest", "qemu", NULL);
 	load_err("encodings: 'compress' is not one of zero, raw, lz4, delta, delta-lz4, "
 		 "xbzrle", S, "--encodings", "delta,compress", NULL);
 	load_err("encodings: 'delta,,lz4' has an empty name (names are zero, raw, lz4, "

@@ -487,8 +487,10 @@ static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
 	snprintf(ram, sizeof(ram), "%u", c->ram_mb);
 	snprintf(rate, sizeof(rate), "%" PRIu64, c->rate);
 	snprintf(interval, sizeof(interval), "%u", c->interval_ms);
-	d_start(&b, "colo-secondary", "b", "--listen", listen, "--ram-mb", ram, NULL);
-	d_start(&a, "colo-primary", "a", "--peer", listen, "--ram-mb", ram,
+	d_start(&b, "colo-secondary", "b", "--guest", "memtouch",
+		"--listen", listen, "--ram-mb", ram, NULL);
+	d_start(&a, "colo-primary", "a", "--guest", "memtouch",
+		"--peer", listen, "--ram-mb", ram,
 		"--memtouch-pattern", c->pattern, "--memtouch-bytes", c->bytes,
 		"--memtouch-rate", rate, "--checkpoint-interval-ms", interval,
 		"--min-interval-ms", "0", NULL);
@@ -621,14 +623,16 @@ static void bench_throughput(void)
 
 		snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
 		snprintf(interval, sizeof(interval), "%u", intervals[i]);
-		d_start(&a, "colo-primary", "a", "--peer", listen, "--memtouch-rate", "0",
+		d_start(&a, "colo-primary", "a", "--guest", "memtouch",
+			"--peer", listen, "--memtouch-rate", "0",
 			"--checkpoint-interval-ms", interval, NULL);
 		if (!d_wait_state(&a, "degraded", -1, 30)) {
 			die("the primary did not start");
 		}
 		sleep_s(0.5);
 		alone = writes_per_s(&a, secs);
-		d_start(&b, "colo-secondary", "b", "--listen", listen, NULL);
+		d_start(&b, "colo-secondary", "b", "--guest", "memtouch",
+			"--listen", listen, NULL);
 		if (!d_wait_state(&a, "protected", -1, 30)) {
 			die("the pair did not get protected");
 		}
@@ -692,9 +696,11 @@ static void bench_failover(void)
 		double t0, since;
 
 		snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
-		d_start(&b, "colo-secondary", "b", "--listen", listen, "--heartbeat-timeout-ms",
+		d_start(&b, "colo-secondary", "b", "--guest", "memtouch",
+			"--listen", listen, "--heartbeat-timeout-ms",
 			"300", NULL);
-		d_start(&a, "colo-primary", "a", "--peer", listen, "--heartbeat-timeout-ms", "300",
+		d_start(&a, "colo-primary", "a", "--guest", "memtouch",
+			"--peer", listen, "--heartbeat-timeout-ms", "300",
 			"--checkpoint-interval-ms", "20", NULL);
 		if (!d_wait_state(&b, "protected", -1, 30)) {
 			die("the pair did not get protected");

@@ -5,10 +5,12 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "kv.h"
 #include "memtouch.h"
 #include "registry.h"
 
 static const struct colo_guest_ops *const guests[] = {
+	&colo_kv_ops,
 	&colo_memtouch_ops,
 };
 

@@ -23,6 +23,7 @@
 
 #include "common/nodecfg.h"
 #include "guest.h"
+#include "kv.h"
 #include "memtouch.h"
 #include "ram.h"
 #include "registry.h"
@@ -741,7 +742,8 @@ START_TEST(registry_and_names)
 	ck_assert_ptr_null(colo_guest_find("x"));
 	ck_assert_ptr_null(colo_guest_find(""));
 	ck_assert_ptr_null(colo_guest_find(NULL));
-	ck_assert_str_eq(colo_guest_kinds(), "memtouch");
+	ck_assert_ptr_eq(colo_guest_find("kv"), &colo_kv_ops);
+	ck_assert_str_eq(colo_guest_kinds(), "kv, memtouch");
 	colo_guest_machine_name(&colo_memtouch_ops, name, sizeof(name));
 	ck_assert_str_eq(name, "colo-memtouch-1");
 	colo_guest_machine_name(&colo_memtouch_ops, name, 6);

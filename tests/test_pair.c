@@ -49,10 +49,12 @@ static void pair_start(struct pair *pr, const char *fault)
 
 	snprintf(pr->b_listen, sizeof(pr->b_listen), "127.0.0.1:%u", pair_free_port());
 	snprintf(pr->a_listen, sizeof(pr->a_listen), "127.0.0.1:%u", pair_free_port());
-	proc_start(&pr->b, pair_bin("colo-secondary"), "b", "--listen", pr->b_listen,
+	proc_start(&pr->b, pair_bin("colo-secondary"), "b", "--guest", "memtouch",
+		   "--listen", pr->b_listen,
 		   "--peer", pr->a_listen, "--ram-mb", "16", "--memtouch-rate", "20000",
 		   "--heartbeat-timeout-ms", "300", NULL);
-	proc_start(&pr->a, pair_bin("colo-primary"), "a", "--peer", pr->b_listen,
+	proc_start(&pr->a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
+		   "--peer", pr->b_listen,
 		   "--ram-mb", "16", "--memtouch-rate", "20000",
 		   "--checkpoint-interval-ms", "20", "--heartbeat-timeout-ms", "300",
 		   "--fault", fault ? fault : "", NULL);
@@ -177,9 +179,11 @@ START_TEST(kill_primary_mid_sync)
 	Colo__Role role;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
-	proc_start(&b, pair_bin("colo-secondary"), "b", "--listen", listen, "--ram-mb", "16",
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "memtouch",
+		   "--listen", listen, "--ram-mb", "16",
 		   NULL);
-	proc_start(&a, pair_bin("colo-primary"), "a", "--peer", listen, "--ram-mb", "16",
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
+		   "--peer", listen, "--ram-mb", "16",
 		   "--fault", "abort-at=mid-sync", NULL);
 	ck_assert(proc_wait(&a, 20000));
 	w.p = &b;
@@ -301,14 +305,16 @@ START_TEST(checkpoint_on_demand)
 	uint64_t t0, t2, last = 0, seq1 = 0, seq2 = 0;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
-	proc_start(&a, pair_bin("colo-primary"), "a", "--peer", listen, "--ram-mb", "16",
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
+		   "--peer", listen, "--ram-mb", "16",
 		   "--checkpoint-interval-ms", "60000", "--min-interval-ms", "300", NULL);
 	r = ctl_retry(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT);
 	ck_assert(r && !r->ok);
 	ck_assert_msg(strstr(r->error, "not protected: no secondary to checkpoint to"), "%s",
 		      r->error);
 	colo__control_response__free_unpacked(r, NULL);
-	proc_start(&b, pair_bin("colo-secondary"), "b", "--listen", listen, "--ram-mb", "16",
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "memtouch",
+		   "--listen", listen, "--ram-mb", "16",
 		   NULL);
 	ck_assert(wait_for(cond_protected, &a, 20000));
 	t0 = now_ms();
@@ -357,7 +363,8 @@ START_TEST(secondary_restart_resyncs)
 		usleep(10000);
 	}
 	ck_assert_str_ne(state, "protected");
-	proc_start(&pr.b, pair_bin("colo-secondary"), "b2", "--listen", pr.b_listen,
+	proc_start(&pr.b, pair_bin("colo-secondary"), "b2", "--guest", "memtouch",
+		   "--listen", pr.b_listen,
 		   "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
 	ck_assert_msg(wait_for(cond_protected, &pr.a, 20000), "no resync");
 	w.p = &pr.b;
@@ -394,7 +401,8 @@ START_TEST(reprotect_cycle)
 	 * at least 5 committed), they do not start again at 0. */
 	ck_assert(ctl_status(&pr.b, NULL, NULL, 0, &took_from, NULL));
 	ck_assert_uint_ge(took_from, 5);
-	proc_start(&a2, pair_bin("colo-secondary"), "a", "--listen", pr.a_listen,
+	proc_start(&a2, pair_bin("colo-secondary"), "a", "--guest", "memtouch",
+		   "--listen", pr.a_listen,
 		   "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
 	if (!wait_for(cond_protected, &pr.b, 20000) || !wait_for(cond_protected, &a2, 5000)) {
 		proc_dump_log(&pr.b);
@@ -435,9 +443,11 @@ START_TEST(sighup_rereads_the_file)
 	f = fopen(file, "w");
 	fprintf(f, "[replication]\npeer = %s\ncheckpoint-interval-ms = 100\n", listen);
 	fclose(f);
-	proc_start(&b, pair_bin("colo-secondary"), "b", "--listen", listen, "--ram-mb", "16",
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "memtouch",
+		   "--listen", listen, "--ram-mb", "16",
 		   NULL);
-	proc_start(&a, pair_bin("colo-primary"), "a", "-c", file, "--ram-mb", "16", NULL);
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
+		   "-c", file, "--ram-mb", "16", NULL);
 	ck_assert(wait_for(cond_protected, &a, 20000));
 	f = fopen(file, "w");
 	fprintf(f, "[replication]\npeer = %s\ncheckpoint-interval-ms = 30\n", listen);
@@ -472,25 +482,27 @@ START_TEST(bad_configuration_is_refused)
 	char file[300];
 	FILE *f;
 
-	proc_start(&p, pair_bin("colo-primary"), "bad", "--checkpoint-interval-ms", "fast",
-		   NULL);
+	proc_start(&p, pair_bin("colo-primary"), "bad", "--guest", "memtouch",
+		   "--checkpoint-interval-ms", "fast", NULL);
 	ck_assert(proc_wait(&p, 10000));
 	ck_assert_int_eq(p.exit_status, 2);
 	ck_assert_msg(proc_log_has(&p, "checkpoint-interval-ms: 'fast' is not an integer"),
 		      "no key/value/why in the message");
-	proc_start(&p, pair_bin("colo-secondary"), "bad", "--listen", "localhost:7070", NULL);
+	proc_start(&p, pair_bin("colo-secondary"), "bad", "--guest", "memtouch",
+		   "--listen", "localhost:7070", NULL);
 	ck_assert(proc_wait(&p, 10000));
 	ck_assert_int_eq(p.exit_status, 2);
 	ck_assert_msg(proc_log_has(&p, "listen"), "no key in the message");
 	proc_start(&p, pair_bin("colo-primary"), "bad", "--guest", "nosuch", NULL);
 	ck_assert(proc_wait(&p, 10000));
 	ck_assert_int_eq(p.exit_status, 2);
-	ck_assert(proc_log_has(&p, "guest: 'nosuch' is not one of memtouch, kv"));
+	ck_assert(proc_log_has(&p, "guest: 'nosuch' is not one of kv, memtouch"));
 	snprintf(file, sizeof(file), "%s/bad.ini", pair_dir());
 	f = fopen(file, "w");
 	fprintf(f, "[heartbeat]\nheartbeat-timeout-ms = 10\nheartbeat-interval-ms = 50\n");
 	fclose(f);
-	proc_start(&p, pair_bin("colo-primary"), "bad", "-c", file, NULL);
+	proc_start(&p, pair_bin("colo-primary"), "bad", "--guest", "memtouch",
+		   "-c", file, NULL);
 	ck_assert(proc_wait(&p, 10000));
 	ck_assert_int_eq(p.exit_status, 2);
 	ck_assert(proc_log_has(&p, "heartbeat-timeout-ms"));
@@ -501,11 +513,13 @@ START_TEST(bad_configuration_is_refused)
 		struct wait_arg w;
 
 		snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
-		proc_start(&b, pair_bin("colo-secondary"), "b1", "--listen", listen, NULL);
+		proc_start(&b, pair_bin("colo-secondary"), "b1", "--guest", "memtouch",
+			   "--listen", listen, NULL);
 		w.p = &b;
 		w.text = "listening on";
 		ck_assert(wait_for(cond_log, &w, 10000));
-		proc_start(&p, pair_bin("colo-secondary"), "b2", "--listen", listen, NULL);
+		proc_start(&p, pair_bin("colo-secondary"), "b2", "--guest", "memtouch",
+			   "--listen", listen, NULL);
 		ck_assert(proc_wait(&p, 10000));
 		ck_assert_int_eq(p.exit_status, 3);
 		ck_assert_msg(proc_log_has(&p, "cannot listen on"), "no reason logged");
@@ -525,7 +539,8 @@ START_TEST(garbage_from_a_peer)
 	int fd;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
-	proc_start(&b, pair_bin("colo-secondary"), "b", "--listen", listen, "--ram-mb", "16",
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "memtouch",
+		   "--listen", listen, "--ram-mb", "16",
 		   NULL);
 	{
 		struct wait_arg w = { &b, 0, "listening on" };
@@ -553,7 +568,8 @@ START_TEST(garbage_from_a_peer)
 					sizeof(sa)), sizeof(junk));
 	close(fd);
 	/* The secondary still protects a real primary. */
-	proc_start(&a, pair_bin("colo-primary"), "a", "--peer", listen, "--ram-mb", "16",
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
+		   "--peer", listen, "--ram-mb", "16",
 		   "--checkpoint-interval-ms", "20", NULL);
 	ck_assert(wait_for(cond_protected, &a, 20000));
 	{

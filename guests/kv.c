@@ -1,0 +1,783 @@
+/*
+ * kv.c: the kv guest (see kv.h).
+ *
+ * Threads.  The engine's loop thread calls the ops; the service runs on
+ * the kv thread (its own uv loop: listener, connections, a wake-up async).
+ * The two meet in three places:
+ *   - the run gate (mu, cv, paused, busy): the kv thread runs commands only
+ *     inside a section it enters when not paused; pause() waits for the
+ *     section in progress to end;
+ *   - epoch and released (atomics): the tag of new replies and how far
+ *     replies may go out; release() wakes the kv thread to write them;
+ *   - the want hook (hook_mu): the kv thread asks the engine for a
+ *     checkpoint when a reply is held.
+ * Everything else (connections, their queues) belongs to the kv thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/nodecfg.h"
+#include "kv.h"
+#include "kvcmd.h"
+#include "kvstore.h"
+#include "log.h"
+#include "ram.h"
+#include "resp.h"
+#include "savevm.h"
+
+#define HOLD_MAX (16u << 20)         /* stop reading above this much waiting */
+#define HOLD_RESUME (4u << 20)       /* ... and read again below this */
+#define READ_CHUNK (64u << 10)
+#define LISTEN_RETRY_MS 200
+
+/* One read's replies, waiting for their epoch to be released. */
+struct chunk {
+	struct chunk *next;
+	uint64_t tag;
+	size_t len;
+	uint8_t data[];
+};
+
+struct wreq {
+	uv_write_t req;
+	struct kv_conn *c;
+	struct chunk *chunks;
+	size_t bytes;
+};
+
+struct kv_conn {
+	uv_tcp_t tcp;
+	struct kv *kv;
+	struct kv_conn *prev, *next;
+	struct colo_resp_parser parser;
+	struct colo_kvcmd_client cli;    /* CLIENT ID, SETNAME */
+	struct colo_buf in;              /* input not yet consumed */
+	struct colo_buf out;             /* replies of the read being handled */
+	struct chunk *head, *tail;       /* held, in order */
+	size_t held;                     /* bytes in chunks + being written */
+	bool reading, closing, done;     /* done: close once the output is out */
+};
+
+struct kv {
+	struct colo_guest g;
+	uint64_t region_size;
+	uint64_t seed;
+	char listen_host[64];
+	uint16_t listen_port;
+	struct colo_ram_block *block;
+	struct colo_kv_meta meta;
+	struct colo_kvstore store;
+	bool started;
+
+	/* the kv thread */
+	pthread_t th;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	uv_async_t wake;
+	atomic_bool stop_req;
+	uv_timer_t retry;                /* guest-listen was in use */
+	struct sockaddr_storage addr;    /* guest-listen */
+	_Atomic uint16_t port;           /* bound; 0 before */
+	struct kv_conn *conns;
+	uint64_t nconns;
+	uint64_t start_ns;
+	_Atomic uint64_t commands;
+	_Atomic uint64_t clients;
+	uint64_t want_sent;              /* the epoch the engine was last asked for */
+
+	/* the run gate */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool paused, busy;
+
+	/* output commit */
+	_Atomic uint64_t epoch;
+	_Atomic uint64_t released;
+	pthread_mutex_t hook_mu;
+	void (*want)(void *ud);
+	void *want_ud;
+};
+
+static struct kv *to_kv(struct colo_guest *g)
+{
+	return (struct kv *)g;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the run gate ---- */
+
+static void section_enter(struct kv *kv)
+{
+	pthread_mutex_lock(&kv->mu);
+	while (kv->paused)
+		pthread_cond_wait(&kv->cv, &kv->mu);
+	kv->busy = true;
+	pthread_mutex_unlock(&kv->mu);
+}
+
+static void section_leave(struct kv *kv)
+{
+	pthread_mutex_lock(&kv->mu);
+	kv->busy = false;
+	pthread_cond_broadcast(&kv->cv);
+	pthread_mutex_unlock(&kv->mu);
+}
+
+/* ---- output ---- */
+
+static void conn_close(struct kv_conn *c);
+static void conn_read_again(struct kv_conn *c);
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct wreq *w = (struct wreq *)req;
+	struct kv_conn *c = w->c;
+
+	(void)status;
+	while (w->chunks) {
+		struct chunk *n = w->chunks->next;
+
+		free(w->chunks);
+		w->chunks = n;
+	}
+	c->held -= w->bytes;
+	free(w);
+	if (c->closing)
+		return;
+	if (c->done && !c->head && c->held == 0) {
+		conn_close(c);
+		return;
+	}
+	if (!c->reading && !c->done && c->held < HOLD_RESUME)
+		conn_read_again(c);
+}
+
+/* Write every chunk whose epoch is released, in one uv_write. */
+static void conn_flush(struct kv_conn *c, uint64_t released)
+{
+	struct chunk *first = c->head, *last = NULL, *ch;
+	uv_buf_t bufs[64];
+	unsigned n = 0;
+	size_t bytes = 0;
+	struct wreq *w;
+
+	if (c->closing)
+		return;
+	for (ch = c->head; ch && ch->tag <= released && n < 64; ch = ch->next) {
+		bufs[n++] = uv_buf_init((char *)ch->data, (unsigned)ch->len);
+		bytes += ch->len;
+		last = ch;
+	}
+	if (!last) {
+		if (c->done && !c->head && c->held == 0)
+			conn_close(c);
+		return;
+	}
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		conn_close(c);
+		return;
+	}
+	c->head = last->next;
+	if (!c->head)
+		c->tail = NULL;
+	last->next = NULL;
+	w->c = c;
+	w->chunks = first;
+	w->bytes = bytes;
+	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_written) != 0) {
+		while (w->chunks) {
+			struct chunk *nx = w->chunks->next;
+
+			free(w->chunks);
+			w->chunks = nx;
+		}
+		c->held -= bytes;
+		free(w);
+		conn_close(c);
+		return;
+	}
+	if (c->head && c->head->tag <= released)
+		conn_flush(c, released);    /* more than 64 chunks were ready */
+}
+
+static void ask_for_checkpoint(struct kv *kv, uint64_t tag)
+{
+	if (kv->want_sent == tag)
+		return;
+	kv->want_sent = tag;
+	pthread_mutex_lock(&kv->hook_mu);
+	if (kv->want)
+		kv->want(kv->want_ud);
+	pthread_mutex_unlock(&kv->hook_mu);
+}
+
+/* Queue this read's replies (c->out) under tag, and send what may go. */
+static void conn_queue(struct kv_conn *c, uint64_t tag)
+{
+	struct kv *kv = c->kv;
+	uint64_t released = atomic_load(&kv->released);
+	struct chunk *ch;
+
+	if (c->out.len) {
+		ch = malloc(sizeof(*ch) + c->out.len);
+		if (!ch) {
+			conn_close(c);
+			return;
+		}
+		ch->next = NULL;
+		ch->tag = tag;
+		ch->len = c->out.len;
+		memcpy(ch->data, c->out.data, c->out.len);
+		colo_buf_reset(&c->out);
+		if (c->tail)
+			c->tail->next = ch;
+		else
+			c->head = ch;
+		c->tail = ch;
+		c->held += ch->len;
+		if (tag > released)
+			ask_for_checkpoint(kv, tag);
+	}
+	conn_flush(c, released);
+}
+
+/* ---- connections ---- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+	struct kv_conn *c = h->data;
+
+	while (c->head) {
+		struct chunk *n = c->head->next;
+
+		free(c->head);
+		c->head = n;
+	}
+	colo_resp_parser_free(&c->parser);
+	colo_buf_free(&c->in);
+	colo_buf_free(&c->out);
+	free(c);
+}
+
+static void conn_close(struct kv_conn *c)
+{
+	struct kv *kv = c->kv;
+
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		kv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	atomic_fetch_sub(&kv->clients, 1);
+	uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct kv_conn *c = h->data;
+
+	(void)suggested;
+	if (!colo_buf_reserve(&c->in, READ_CHUNK)) {
+		*buf = uv_buf_init(NULL, 0);
+		return;
+	}
+	*buf = uv_buf_init((char *)c->in.data + c->in.len, READ_CHUNK);
+}
+
+/* Run every complete command in c->in; replies to c->out. */
+static void conn_run(struct kv_conn *c)
+{
+	struct kv *kv = c->kv;
+	struct colo_kvcmd_ctx ctx;
+	size_t off = 0;
+	uint64_t tag, n = 0;
+
+	memset(&ctx, 0, sizeof(ctx));
+	ctx.kv = &kv->store;
+	ctx.client = &c->cli;
+	ctx.total_connections = kv->nconns;
+	ctx.tcp_port = atomic_load(&kv->port);
+	ctx.uptime_s = (now_ns() - kv->start_ns) / 1000000000ull;
+	ctx.connected_clients = atomic_load(&kv->clients);
+	ctx.role = "master";
+	ctx.maxmemory = kv->store.size;
+	section_enter(kv);
+	tag = atomic_load(&kv->epoch);
+	while (off < c->in.len) {
+		size_t used = 0;
+		int r = colo_resp_parse(&c->parser, c->in.data + off, c->in.len - off, &used);
+		int flags;
+
+		if (r == 0)
+			break;
+		if (r < 0) {
+			/* Redis answers a protocol error and closes the connection. */
+			colo_resp_error(&c->out, "ERR %s", c->parser.error);
+			c->done = true;
+			off = c->in.len;
+			break;
+		}
+		ctx.commands_processed = atomic_load(&kv->commands) + n;
+		flags = colo_kvcmd_exec(&ctx, c->parser.argc, c->parser.argv, c->parser.argl,
+					&c->out);
+		off += used;
+		n++;
+		if (flags & COLO_KVCMD_QUIT) {
+			c->done = true;
+			off = c->in.len;
+			break;
+		}
+	}
+	section_leave(kv);
+	atomic_fetch_add(&kv->commands, n);
+	if (off) {
+		memmove(c->in.data, c->in.data + off, c->in.len - off);
+		c->in.len -= off;
+	}
+	conn_queue(c, tag);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct kv_conn *c = s->data;
+
+	(void)buf;
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		/* The client left: what it was owed goes nowhere. */
+		conn_close(c);
+		return;
+	}
+	if (nread == 0)
+		return;
+	c->in.len += (size_t)nread;
+	conn_run(c);
+	if (c->closing)
+		return;
+	if (c->done || c->held >= HOLD_MAX) {
+		uv_read_stop(s);
+		c->reading = false;
+	}
+}
+
+static void conn_read_again(struct kv_conn *c)
+{
+	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+		c->reading = true;
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct kv *kv = server->data;
+	struct kv_conn *c;
+
+	if (status < 0)
+		return;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return;
+	c->kv = kv;
+	colo_resp_parser_init(&c->parser);
+	colo_buf_init(&c->in);
+	colo_buf_init(&c->out);
+	uv_tcp_init(&kv->loop, &c->tcp);
+	c->tcp.data = c;
+	if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+		return;
+	}
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->next = kv->conns;
+	if (kv->conns)
+		kv->conns->prev = c;
+	kv->conns = c;
+	kv->nconns++;
+	c->cli.id = kv->nconns;
+	atomic_fetch_add(&kv->clients, 1);
+	conn_read_again(c);
+}
+
+static void on_wake(uv_async_t *a)
+{
+	struct kv *kv = a->data;
+	uint64_t released = atomic_load(&kv->released);
+
+	if (atomic_load(&kv->stop_req)) {
+		while (kv->conns)
+			conn_close(kv->conns);
+		uv_close((uv_handle_t *)&kv->listener, NULL);
+		uv_close((uv_handle_t *)&kv->wake, NULL);
+		uv_close((uv_handle_t *)&kv->retry, NULL);
+		return;
+	}
+	for (struct kv_conn *c = kv->conns, *n; c; c = n) {
+		n = c->next;
+		conn_flush(c, released);
+	}
+}
+
+/*
+ * Bind guest-listen with IP_FREEBIND, so the address need not be on this
+ * host yet: a promote-command that brings a service address up after the
+ * guest started is fine.  0 (listening, kv->port set) or -errno.
+ */
+static int kv_listen(struct kv *kv)
+{
+	struct sockaddr *sa = (struct sockaddr *)&kv->addr;
+	struct sockaddr_storage got;
+	socklen_t len = sizeof(got);
+	int one = 1, fd, r;
+
+	fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (sa->sa_family == AF_INET)
+		setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
+#ifdef IPV6_FREEBIND
+	else
+		setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+#endif
+	if (bind(fd, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+		 sizeof(struct sockaddr_in)) != 0 ||
+	    getsockname(fd, (struct sockaddr *)&got, &len) != 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	r = uv_tcp_open(&kv->listener, fd);
+	if (r) {
+		close(fd);
+		return r;
+	}
+	/* The handle owns fd from here: it is closed with it. */
+	r = uv_listen((uv_stream_t *)&kv->listener, 511, on_connection);
+	if (r)
+		return r;
+	atomic_store(&kv->port, ntohs(got.ss_family == AF_INET6 ?
+				      ((struct sockaddr_in6 *)&got)->sin6_port :
+				      ((struct sockaddr_in *)&got)->sin_port));
+	return 0;
+}
+
+static void on_retry(uv_timer_t *t)
+{
+	struct kv *kv = t->data;
+	int r = kv_listen(kv);
+
+	if (r == -EADDRINUSE)
+		return;
+	uv_timer_stop(t);
+	if (r)
+		colo_log_error("kv: cannot listen on %s:%u: %s; not serving", kv->listen_host,
+			       kv->listen_port, strerror(-r));
+	else
+		colo_log_info("kv: serving on %s:%u", kv->listen_host, kv->listen_port);
+}
+
+static void kv_loop_close(struct kv *kv)
+{
+	uv_close((uv_handle_t *)&kv->listener, NULL);
+	uv_close((uv_handle_t *)&kv->wake, NULL);
+	uv_close((uv_handle_t *)&kv->retry, NULL);
+	uv_run(&kv->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&kv->loop);
+}
+
+static void *kv_main(void *arg)
+{
+	struct kv *kv = arg;
+
+	uv_run(&kv->loop, UV_RUN_DEFAULT);
+	return NULL;
+}
+
+/* ---- ops ---- */
+
+static int kv_create(const struct colo_config *cfg, struct colo_guest **out,
+		     struct colo_err *err)
+{
+	struct kv *kv;
+
+	*out = NULL;
+	if (cfg->dirty_tracking == COLO_DIRTY_MANUAL)
+		return colo_err_set(err, EINVAL, "kv: dirty-tracking manual is not supported "
+				    "(the store writes anywhere in its RAM): use auto, uffd-wp "
+				    "or mprotect");
+	kv = calloc(1, sizeof(*kv));
+	if (!kv)
+		return colo_err_set(err, ENOMEM, "kv: out of memory");
+	kv->g.ops = &colo_kv_ops;
+	kv->region_size = (uint64_t)cfg->ram_mb << 20;
+	kv->seed = 0x636f6c6f2d6b7631ull;   /* fixed: the store moves, not the seed */
+	snprintf(kv->listen_host, sizeof(kv->listen_host), "%s", cfg->guest_listen.host);
+	kv->listen_port = cfg->guest_listen.port;
+	pthread_mutex_init(&kv->mu, NULL);
+	pthread_cond_init(&kv->cv, NULL);
+	pthread_mutex_init(&kv->hook_mu, NULL);
+	atomic_store(&kv->released, UINT64_MAX);
+	*out = &kv->g;
+	return 0;
+}
+
+static int kv_attach(struct colo_guest *g, struct colo_ram *ram, struct colo_savevm *sv,
+		     struct colo_err *err)
+{
+	struct kv *kv = to_kv(g);
+	struct colo_ram_block *b;
+	int r;
+
+	if (kv->block)
+		return colo_err_set(err, EBUSY, "kv: already attached");
+	if ((r = colo_ram_add_block(ram, COLO_KV_RAM, kv->region_size, &b, err)) ||
+	    (r = colo_savevm_add_ram(sv, COLO_KV_RAM, b->host, b->length, err)) ||
+	    (r = colo_savevm_add_device(sv, COLO_KV_DEVICE, 0, &colo_kv_meta_vmstate,
+					&kv->meta, err))) {
+		colo_err_prefix(err, "kv");
+		return r;
+	}
+	kv->block = b;
+	/* An empty database; on a secondary the sync replaces it. */
+	r = colo_kv_format(&kv->store, b->host, b->length, &kv->meta, kv->seed, err);
+	if (r)
+		colo_err_prefix(err, "kv");
+	return r;
+}
+
+static int kv_start(struct colo_guest *g, struct colo_err *err)
+{
+	struct kv *kv = to_kv(g);
+	sigset_t all, old;
+	int r;
+
+	if (!kv->block)
+		return colo_err_set(err, EINVAL, "kv: start before attach");
+	if (kv->started)
+		return colo_err_set(err, EBUSY, "kv: already started");
+	/* What is in RAM now may have come from the other node: check it. */
+	r = colo_kv_open(&kv->store, kv->block->host, kv->block->length, &kv->meta, err);
+	if (r) {
+		colo_err_prefix(err, "kv: the database in RAM");
+		return r;
+	}
+	memset(&kv->addr, 0, sizeof(kv->addr));
+	if (uv_ip4_addr(kv->listen_host, kv->listen_port, (struct sockaddr_in *)&kv->addr) != 0 &&
+	    uv_ip6_addr(kv->listen_host, kv->listen_port, (struct sockaddr_in6 *)&kv->addr) != 0)
+		return colo_err_set(err, EINVAL, "kv: guest-listen '%s' is not a numeric address",
+				    kv->listen_host);
+	r = uv_loop_init(&kv->loop);
+	if (r)
+		return colo_err_set(err, -r, "kv: %s", uv_strerror(r));
+	uv_tcp_init(&kv->loop, &kv->listener);
+	uv_async_init(&kv->loop, &kv->wake, on_wake);
+	uv_timer_init(&kv->loop, &kv->retry);
+	kv->listener.data = kv->wake.data = kv->retry.data = kv;
+	r = kv_listen(kv);
+	if (r == -EADDRINUSE) {
+		/* A promoted secondary whose old primary still holds the address
+		 * (same host, or a manual failover): it goes when it learns of the
+		 * new generation.  The state is here; serve as soon as we can. */
+		colo_log_warn("kv: %s:%u is in use; trying again every %d ms",
+			      kv->listen_host, kv->listen_port, LISTEN_RETRY_MS);
+		uv_timer_start(&kv->retry, on_retry, LISTEN_RETRY_MS, LISTEN_RETRY_MS);
+	} else if (r) {
+		colo_err_set(err, -r, "kv: cannot listen on %s:%u: %s", kv->listen_host,
+			     kv->listen_port, strerror(-r));
+		kv_loop_close(kv);
+		return -err->code;
+	}
+	atomic_store(&kv->stop_req, false);
+	kv->start_ns = now_ns();
+	kv->paused = kv->busy = false;
+	/* The daemon's signals are for its loop thread; SIGSEGV stays open for
+	 * the mprotect tracker. */
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&kv->th, NULL, kv_main, kv);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r) {
+		kv_loop_close(kv);
+		return colo_err_set(err, r, "kv: cannot start its thread: %s", strerror(r));
+	}
+	kv->started = true;
+	return 0;
+}
+
+static void kv_pause(struct colo_guest *g)
+{
+	struct kv *kv = to_kv(g);
+
+	pthread_mutex_lock(&kv->mu);
+	kv->paused = true;
+	while (kv->busy)
+		pthread_cond_wait(&kv->cv, &kv->mu);
+	pthread_mutex_unlock(&kv->mu);
+}
+
+static void kv_resume(struct colo_guest *g)
+{
+	struct kv *kv = to_kv(g);
+
+	pthread_mutex_lock(&kv->mu);
+	kv->paused = false;
+	pthread_cond_broadcast(&kv->cv);
+	pthread_mutex_unlock(&kv->mu);
+}
+
+static void kv_stop(struct colo_guest *g)
+{
+	struct kv *kv = to_kv(g);
+
+	if (!kv->started)
+		return;
+	kv_resume(g);
+	atomic_store(&kv->stop_req, true);
+	uv_async_send(&kv->wake);
+	pthread_join(kv->th, NULL);
+	uv_loop_close(&kv->loop);
+	kv->started = false;
+	atomic_store(&kv->port, 0);
+}
+
+static void kv_verify(struct colo_guest *g, struct colo_verify_report *r)
+{
+	struct kv *kv = to_kv(g);
+	struct colo_kvstore st;
+	struct colo_err err;
+
+	memset(r, 0, sizeof(*r));
+	r->supported = true;
+	if (!kv->block)
+		return;
+	r->pages_checked = kv->block->length / COLO_RAM_PAGE_SIZE;
+	colo_err_clear(&err);
+	if (colo_kv_open(&st, kv->block->host, kv->block->length, &kv->meta, &err) != 0 ||
+	    colo_kv_check(&st, &err) != 0) {
+		r->pages_bad = 1;
+		snprintf(r->bad[0].block, sizeof(r->bad[0].block), "%s", COLO_KV_RAM);
+		r->bad[0].offset = 0;
+		/* The report holds one line; the error's start names the fault. */
+		size_t n = strnlen(err.msg, sizeof(r->summary) - 1);
+
+		memcpy(r->summary, err.msg, n);
+		r->summary[n] = '\0';
+		return;
+	}
+	snprintf(r->summary, sizeof(r->summary), "kv: %" PRIu64 " keys, %" PRIu64
+		 " bytes used, store consistent", kv->meta.count, kv->meta.used);
+}
+
+static void kv_describe(struct colo_guest *g, char *buf, size_t len)
+{
+	struct kv *kv = to_kv(g);
+	uint64_t keys = __atomic_load_n(&kv->meta.count, __ATOMIC_RELAXED);
+
+	uint16_t port = atomic_load(&kv->port);
+
+	if (kv->started && port)
+		snprintf(buf, len, "kv: %" PRIu64 " keys, serving %s:%u, %" PRIu64 " clients, %"
+			 PRIu64 " commands", keys, kv->listen_host, port,
+			 atomic_load(&kv->clients), atomic_load(&kv->commands));
+	else if (kv->started)
+		snprintf(buf, len, "kv: %" PRIu64 " keys, waiting for %s:%u (in use)", keys,
+			 kv->listen_host, kv->listen_port);
+	else
+		snprintf(buf, len, "kv: %" PRIu64 " keys, not serving", keys);
+}
+
+static void kv_output_epoch(struct colo_guest *g, uint64_t seq)
+{
+	struct kv *kv = to_kv(g);
+	uint64_t rel = atomic_load(&kv->released);
+
+	atomic_store(&kv->epoch, seq);
+	/* Replies of epoch seq wait for it: nothing at or after it is out. */
+	if (seq && rel >= seq)
+		atomic_store(&kv->released, seq - 1);
+}
+
+static void kv_output_release(struct colo_guest *g, uint64_t seq)
+{
+	struct kv *kv = to_kv(g);
+	uint64_t rel = atomic_load(&kv->released);
+
+	while (rel < seq && !atomic_compare_exchange_weak(&kv->released, &rel, seq))
+		;
+	if (kv->started)
+		uv_async_send(&kv->wake);
+}
+
+static void kv_output_notify(struct colo_guest *g, void (*fn)(void *ud), void *ud)
+{
+	struct kv *kv = to_kv(g);
+
+	pthread_mutex_lock(&kv->hook_mu);
+	kv->want = fn;
+	kv->want_ud = ud;
+	pthread_mutex_unlock(&kv->hook_mu);
+}
+
+static void kv_destroy(struct colo_guest *g)
+{
+	struct kv *kv = to_kv(g);
+
+	if (!g)
+		return;
+	kv_stop(g);
+	pthread_mutex_destroy(&kv->hook_mu);
+	pthread_cond_destroy(&kv->cv);
+	pthread_mutex_destroy(&kv->mu);
+	free(kv);
+}
+
+uint16_t colo_kv_port(struct colo_guest *g)
+{
+	return atomic_load(&to_kv(g)->port);
+}
+
+const struct colo_guest_ops colo_kv_ops = {
+	.kind = "kv",
+	.version = 1,
+	.create = kv_create,
+	.attach = kv_attach,
+	.start = kv_start,
+	.pause = kv_pause,
+	.resume = kv_resume,
+	.stop = kv_stop,
+	.verify = kv_verify,
+	.describe = kv_describe,
+	.output_epoch = kv_output_epoch,
+	.output_release = kv_output_release,
+	.output_notify = kv_output_notify,
+	.destroy = kv_destroy,
+};

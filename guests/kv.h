@@ -1,0 +1,32 @@
+/*
+ * kv.h: the kv guest, a Redis-compatible key-value service (RESP2 on TCP)
+ * whose whole database lives in guest RAM (guests/kvstore.h), so that the
+ * secondary holds a copy it can serve from after a failover.
+ *
+ * RAM: one block "kv" of ram-mb MiB holding the store.  Device: "kv", the
+ * store's metadata (colo_kv_meta_vmstate).  Connections are not guest
+ * state: a promoted secondary starts with none, and the clients of the old
+ * primary reconnect.
+ *
+ * The service runs on a thread of its own with its own libuv loop, started
+ * by start() on guest-listen.  pause() waits until no command is running
+ * and keeps new ones from starting until resume(): a checkpoint sees the
+ * store between commands.  Replies follow output commit (guest.h): each
+ * read's replies are one chunk tagged with the epoch current when the
+ * commands ran, written once that epoch is released.  A connection with
+ * more than 16 MiB of replies waiting stops being read until they drain.
+ */
+#ifndef COLO_GUEST_KV_H
+#define COLO_GUEST_KV_H
+
+#include "guest.h"
+
+#define COLO_KV_RAM "kv"
+#define COLO_KV_DEVICE "kv"
+
+extern const struct colo_guest_ops colo_kv_ops;
+
+/* For tests: the port the service listens on (after start), 0 if none. */
+uint16_t colo_kv_port(struct colo_guest *g);
+
+#endif

@@ -1,0 +1,144 @@
+#!/bin/sh
+# kv_clients.sh: Debian's unmodified redis-cli and redis-benchmark against a
+# protected kv guest (output-mode buffer): replies as Redis words them, and a
+# benchmark run with no errors.  Skipped without redis-tools.
+set -u
+
+: "${top_builddir:=.}"
+command -v redis-cli >/dev/null && command -v redis-benchmark >/dev/null || {
+	echo "1..0 # SKIP redis-cli/redis-benchmark not installed (apt-get install redis-tools)"
+	exit 0
+}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/colo-kvcli-XXXXXX")
+pid_a=""
+pid_b=""
+fails=0
+n=0
+
+cleanup() {
+	for p in $pid_a $pid_b; do kill "$p" 2>/dev/null; done
+	for p in $pid_a $pid_b; do wait "$p" 2>/dev/null; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+taken=""
+free_port() {
+	while :; do
+		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))  # below the ephemeral range
+		case " $taken " in *" $p "*) continue ;; esac
+		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" && continue
+		taken="$taken $p"
+		echo "$p"
+		return
+	done
+}
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }
+
+# expect NAME WANT CMD...: redis-cli's output must be exactly WANT
+expect() {
+	name=$1 want=$2
+	shift 2
+	got=$(redis-cli -p "$kv" "$@" 2>&1)
+	if [ "$got" = "$want" ]; then ok "$name"; else
+		not_ok "$name"
+		printf '#   want: %s\n#   got:  %s\n' "$want" "$got"
+	fi
+}
+
+rep=$(free_port)
+kv=$(free_port)
+kvb=$(free_port)
+"$top_builddir/colo-secondary" --name b --guest kv --listen "127.0.0.1:$rep" \
+	--guest-listen "127.0.0.1:$kvb" --ram-mb 32 --control "$work/b.sock" \
+	--state-dir "$work/b" >"$work/b.log" 2>&1 &
+pid_b=$!
+"$top_builddir/colo-primary" --name a --guest kv --peer "127.0.0.1:$rep" \
+	--guest-listen "127.0.0.1:$kv" --ram-mb 32 --control "$work/a.sock" \
+	--state-dir "$work/a" >"$work/a.log" 2>&1 &
+pid_a=$!
+i=0
+until "$top_builddir/colo-ctl" -s "$work/a.sock" status --json 2>/dev/null |
+	grep -q '"state": "protected"'; do
+	i=$((i + 1))
+	if [ $i -gt 400 ]; then
+		echo "not ok 1 - the pair did not get protected"
+		cat "$work/a.log" "$work/b.log"
+		exit 1
+	fi
+	sleep 0.05
+done
+
+expect "PING" "PONG" PING
+expect "SET" "OK" SET greeting hello
+expect "GET" "hello" GET greeting
+expect "INCR" "1" INCR n
+expect "INCRBY" "11" INCRBY n 10
+expect "APPEND" "8" APPEND greeting ", w"
+expect "MSET" "OK" MSET a 1 b 2 c 3
+expect "MGET" "1
+2
+
+3" MGET a b missing c
+expect "EXISTS" "2" EXISTS a b missing
+expect "DBSIZE" "5" DBSIZE
+expect "KEYS" "a" KEYS a
+expect "TYPE" "string" TYPE a
+expect "SET NX refused" "" SET a x NX
+expect "DEL" "1" DEL a
+expect "unknown command" "ERR unknown command 'NOSUCH', with args beginning with: 'x' " NOSUCH x
+expect "wrong arity" "ERR wrong number of arguments for 'get' command" GET
+expect "not an integer" "ERR value is not an integer or out of range" INCR greeting
+expect "SELECT 1" "ERR DB index is out of range" SELECT 1
+expect "GETSET" "hello, w" GETSET greeting bye
+expect "STRLEN" "3" STRLEN greeting
+expect "DECR" "10" DECR n
+expect "DECRBY" "5" DECRBY n 5
+expect "KEYS with a pattern" "greeting" KEYS "gr*"
+expect "SCAN with a pattern" "0
+greeting" SCAN 0 MATCH "gr*" COUNT 1000000
+expect "CONFIG GET save" "save" CONFIG GET save
+if redis-cli -p "$kv" INFO | grep -q '^redis_version:'; then ok "INFO"; else not_ok "INFO"; fi
+
+# An interactive session on a terminal: redis-cli then asks COMMAND DOCS
+# first, and prints replies its own way.
+if command -v script >/dev/null; then
+	(printf 'SET tty yes\rGET tty\rGET nosuch\rquit\r'; sleep 2) |
+		TERM=dumb timeout 20 script -qfec "redis-cli -p $kv" /dev/null |
+		tr -d '\r' >"$work/tty.txt" 2>&1
+	if grep -q '> "yes"$' "$work/tty.txt" && grep -q '> (nil)$' "$work/tty.txt" &&
+	   ! grep -q 'error' "$work/tty.txt"; then
+		ok "interactive redis-cli"
+	else
+		not_ok "interactive redis-cli"
+		sed 's/^/#   /' "$work/tty.txt"
+	fi
+fi
+
+redis-benchmark -p "$kv" -n 2000 -c 10 -t ping,set,get,incr,mset -q >"$work/bench.txt" 2>&1
+tr '\r' '\n' <"$work/bench.txt" | grep -v '^ *$' | grep -v 'rps=' >"$work/bench2.txt"
+if grep -qi 'error' "$work/bench2.txt"; then
+	not_ok "redis-benchmark without errors"
+	sed 's/^/#   /' "$work/bench2.txt"
+else
+	ok "redis-benchmark without errors"
+fi
+for t in PING_INLINE PING_MBULK SET GET INCR 'MSET (10 keys)'; do
+	if grep -q "^$t: .* requests per second" "$work/bench2.txt"; then ok "redis-benchmark $t"
+	else not_ok "redis-benchmark $t"; sed 's/^/#   /' "$work/bench2.txt"; fi
+done
+
+kill "$pid_a" "$pid_b"
+st_a=0 st_b=0
+wait "$pid_a" || st_a=$?
+wait "$pid_b" || st_b=$?
+pid_a="" pid_b=""
+if [ $st_a -eq 0 ] && [ $st_b -eq 0 ]; then ok "both stop cleanly"; else
+	not_ok "both stop cleanly (a $st_a, b $st_b)"
+	cat "$work/a.log" "$work/b.log"
+fi
+echo "1..$n"
+[ $fails -eq 0 ]

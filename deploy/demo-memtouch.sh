@@ -1,5 +1,5 @@
 #!/bin/sh
-# demo.sh BUILD_DIR: the main job, on loopback.
+# demo-memtouch.sh BUILD_DIR: a pair with the memtouch guest, on loopback.
 #
 # A primary (a) runs the built-in memtouch guest and checkpoints it to a
 # secondary (b); both verify that their RAM is what the guest's own record
@@ -10,7 +10,7 @@
 # stopped here, by its pid.
 set -eu
 
-bdir=${1:?usage: demo.sh BUILD_DIR}
+bdir=${1:?usage: demo-memtouch.sh BUILD_DIR}
 port_b=${COLO_DEMO_PORT:-17070}
 port_a=$((port_b + 1))
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-demo-XXXXXX")
@@ -63,7 +63,7 @@ for p in colo-primary colo-secondary colo-ctl; do
 	[ -x "$bdir/$p" ] || die "$bdir/$p is not built"
 done
 
-common="--ram-mb 64 --memtouch-rate 20000 --memtouch-threads 2 --heartbeat-timeout-ms 300"
+common="--guest memtouch --ram-mb 64 --memtouch-rate 20000 --memtouch-threads 2 --heartbeat-timeout-ms 300"
 
 say "1. start the secondary b and the primary a (memtouch guest, 64 MiB, 2 writer threads)"
 # shellcheck disable=SC2086

@@ -2,8 +2,8 @@
 # quickstart.sh: build colo and show it working (Debian 12).
 #
 #   deploy/quickstart.sh          install what the build needs, build, and run
-#                                 the main job (deploy/demo.sh): a primary and a
-#                                 secondary on loopback, a workload, a failover
+#                                 the main job (deploy/demo.sh): a kv pair on
+#                                 loopback, redis clients, a failover
 #   deploy/quickstart.sh check    install what the build and tests need, build,
 #                                 run the test suite, `make distcheck`, then the
 #                                 suite again in an ASan+UBSan build (CI runs this)
@@ -25,8 +25,10 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 # What the build, the tests and the demonstration need (Debian 12 names).
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev libprotobuf-c-dev
 protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev"
-# The interop tests run real QEMU (it is only a test dependency).
-TEST_PKGS="qemu-system-x86"
+# The interop tests run real QEMU, the kv client tests Debian's redis-cli and
+# redis-benchmark (test dependencies only; the demonstration uses redis-tools).
+TEST_PKGS="qemu-system-x86 redis-tools iputils-arping"
+DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 
 install_pkgs() {
@@ -106,25 +108,25 @@ fuzz() {
 }
 
 demo() {
-	install_pkgs $BUILD_PKGS
+	install_pkgs $BUILD_PKGS $DEMO_PKGS
 	bootstrap
 	build build
-	say "the main job: a primary and a secondary on loopback, a failover"
+	say "the main job: a kv pair on loopback, clients, a failover"
 	cat <<EOF
-colo-primary (a) runs the built-in memtouch guest: 64 MiB of RAM, two threads
-writing 20000 times a second each, at places and with bytes that follow from
-the guest's own counters, so 'colo-ctl verify' can recompute what every page
-must hold.  a checkpoints it to colo-secondary (b) every 50 ms.
+colo-primary (a) runs the kv guest: a Redis-compatible service whose whole
+database lives in guest RAM.  a checkpoints it to colo-secondary (b); a reply
+leaves a only once the checkpoint holding its effect is safe on b.
 EOF
 	sh "$top/deploy/demo.sh" "$top/build"
 	say "done"
 	cat <<EOF
-What happened: b kept the last committed checkpoint of a's guest; when a was
-killed, b took over from it (its RAM verified page by page), then protected
-its guest with a as the new secondary.  Binaries are in build/: colo-primary,
+What happened: redis-benchmark and redis-cli talked to a, unmodified; a was
+killed; b took over from its last committed checkpoint and served every
+acknowledged key on its own address.  Binaries are in build/: colo-primary,
 colo-secondary, colo-ctl, colo-replay (--help on each); docs/operations.md
-says how to run a pair.  Tests: 'deploy/quickstart.sh check'.  Figures:
-'build/bench/colo-pair-bench' (docs/BENCHMARKS.md).
+says how to run a pair.  More: deploy/demo-memtouch.sh build (a guest that
+verifies its own RAM page by page), 'deploy/quickstart.sh check' (tests),
+build/bench/colo-pair-bench and bench/kv.sh (docs/BENCHMARKS.md).
 EOF
 }
 

@@ -1,0 +1,217 @@
+#!/bin/sh
+# kv.sh [BUILD_DIR]: the kv guest under redis-benchmark, in one run, against
+#   redis-server (Debian's, installed if missing), the kv guest alone
+#   (unprotected), kv protected with output-mode none, and kv protected with
+#   output-mode buffer (the default: no reply before its checkpoint is
+#   acknowledged).  Prints requests/s and p50/p99 latency of each test for
+#   each target, and the ratios to the kv guest alone and to redis-server.
+#
+# Environment: N (requests per test, default 100000), C (clients, 50),
+# P (pipeline, 1), TESTS (ping,set,get,incr,mset), KV_RAM_MB (64, the nodes' default),
+# ROUNDS (3: every figure is the median of this many runs),
+# PRIMARY_ARGS (more colo-primary options for the protected runs, e.g.
+# "--min-interval-ms 0").
+# Every process started here is stopped here, by its pid.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+bdir=${1:-$top/build}
+N=${N:-100000}
+C=${C:-50}
+P=${P:-1}
+TESTS=${TESTS:-ping,set,get,incr,mset}
+RAM=${KV_RAM_MB:-64}
+ROUNDS=${ROUNDS:-3}
+work=$(mktemp -d "${TMPDIR:-/tmp}/colo-kvbench-XXXXXX")
+pids=""
+
+die() { printf 'kv.sh: %s\n' "$*" >&2; exit 1; }
+
+cleanup() {
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in $pids; do
+		wait "$p" 2>/dev/null || true
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+for p in colo-primary colo-secondary colo-ctl; do
+	[ -x "$bdir/$p" ] || die "$bdir/$p is not built (run deploy/quickstart.sh first)"
+done
+if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/null; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	echo "installing redis-server and redis-tools (the baseline and the client)"
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends redis-server redis-tools >/dev/null
+fi
+
+# A free loopback port (nothing listens on it, TCP or UDP; not handed out
+# before in this run).
+taken=""
+free_port() {
+	while :; do
+		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))  # below the ephemeral range
+		case " $taken " in *" $p "*) continue ;; esac
+		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" && continue
+		taken="$taken $p"
+		echo "$p"
+		return
+	done
+}
+
+wait_port() {
+	i=0
+	while ! redis-cli -p "$1" ping >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || die "nothing answers on port $1"
+		sleep 0.05
+	done
+}
+
+wait_protected() {
+	i=0
+	until "$bdir/colo-ctl" -s "$1" status --json 2>/dev/null | grep -q '"state": "protected"'; do
+		i=$((i + 1))
+		[ $i -lt 600 ] || { tail -n 5 "$work"/a-*.log "$work"/b-*.log >&2; die "the pair did not get protected"; }
+		sleep 0.05
+	done
+}
+
+# bench NAME PORT: redis-benchmark CSV into $work/NAME.csv
+bench() {
+	redis-benchmark -h 127.0.0.1 -p "$2" -n "$N" -c "$C" -P "$P" -t "$TESTS" --csv \
+		>"$work/$1.csv" 2>"$work/$1.err" || {
+		cat "$work/$1.err" >&2
+		die "redis-benchmark against $1 failed"
+	}
+	if grep -qi 'error' "$work/$1.err"; then
+		cat "$work/$1.err" >&2
+		die "redis-benchmark reported errors against $1"
+	fi
+}
+
+stop_pids() {
+	for p in $pids; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in $pids; do
+		wait "$p" 2>/dev/null || true
+	done
+	pids=""
+}
+
+echo "kv.sh: redis-benchmark -n $N -c $C -P $P -t $TESTS; kv RAM $RAM MiB; $(nproc) CPUs; $ROUNDS rounds"
+[ -z "${PRIMARY_ARGS:-}" ] || echo "kv.sh: protected primaries run with: $PRIMARY_ARGS"
+
+# All four targets run at once (idle ones cost next to nothing: a protected
+# pair with no writes checkpoints nothing), and each round benchmarks them
+# one after another, so that the machine's drift hits them alike.
+# 1. redis-server (no persistence, like the kv guest)
+port_redis=$(free_port)
+redis-server --port "$port_redis" --bind 127.0.0.1 --save '' --appendonly no \
+	--daemonize no --logfile "$work/redis.log" &
+pids="$!"
+
+# 2. the kv guest alone: a primary with no secondary
+port_alone=$(free_port)
+speer=$(free_port)
+"$bdir/colo-primary" --name alone --guest kv --guest-listen "127.0.0.1:$port_alone" \
+	--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/alone.sock" \
+	--state-dir "$work/alone" >"$work/alone.log" 2>&1 &
+pids="$pids $!"
+
+# 3, 4. protected pairs, output-mode none and buffer
+for mode in none buffer; do
+	kvport=$(free_port)
+	kvport_b=$(free_port)
+	speer=$(free_port)
+	"$bdir/colo-secondary" --name "b-$mode" --guest kv --guest-listen "127.0.0.1:$kvport_b" \
+		--ram-mb "$RAM" --listen "127.0.0.1:$speer" --control "$work/b-$mode.sock" \
+		--state-dir "$work/b-$mode" >"$work/b-$mode.log" 2>&1 &
+	pids="$pids $!"
+	# shellcheck disable=SC2086
+	"$bdir/colo-primary" --name "a-$mode" --guest kv --guest-listen "127.0.0.1:$kvport" \
+		--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/a-$mode.sock" \
+		--state-dir "$work/a-$mode" --output-mode "$mode" ${PRIMARY_ARGS:-} \
+		>"$work/a-$mode.log" 2>&1 &
+	pids="$pids $!"
+	eval "port_$mode=$kvport"
+done
+wait_port "$port_redis"
+wait_port "$port_alone"
+wait_protected "$work/a-none.sock"
+wait_protected "$work/a-buffer.sock"
+wait_port "$port_none"
+wait_port "$port_buffer"
+
+r=1
+while [ $r -le "$ROUNDS" ]; do
+	printf 'round %d of %d: redis-server, kv alone, kv none, kv buffer\n' "$r" "$ROUNDS"
+	bench "redis.$r" "$port_redis"
+	bench "alone.$r" "$port_alone"
+	bench "none.$r" "$port_none"
+	bench "buffer.$r" "$port_buffer"
+	r=$((r + 1))
+done
+"$bdir/colo-ctl" -s "$work/a-buffer.sock" status >"$work/status-buffer.txt"
+for mode in none buffer; do
+	"$bdir/colo-ctl" -s "$work/a-$mode.sock" status --json | grep -q '"state": "protected"' ||
+		die "the $mode pair lost its protection during the run (see its logs)"
+done
+stop_pids
+
+# The table.  CSV: "test","rps","avg","min","p50","p95","p99","max"
+awk -F'"' -v work="$work" -v rounds="$ROUNDS" '
+function load(name, r, file,    line, f) {
+	while ((getline line < file) > 0) {
+		split(line, f, "\"")
+		if (f[2] == "test")
+			continue
+		test = f[2]
+		if (!(test in seen)) { seen[test] = 1; order[++ntests] = test }
+		rps[name, test, r] = f[4]; p50[name, test, r] = f[10]; p99[name, test, r] = f[14]
+	}
+	close(file)
+}
+# the median of a[k, 1..rounds]
+function med(a, k,    v, i, j, t, n) {
+	n = rounds
+	for (i = 1; i <= n; i++)
+		v[i] = a[k, i] + 0
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+BEGIN {
+	split("redis alone none buffer", names, " ")
+	for (i = 1; i <= 4; i++)
+		for (r = 1; r <= rounds; r++)
+			load(names[i], r, work "/" names[i] "." r ".csv")
+	label["redis"] = "redis-server"; label["alone"] = "kv alone"
+	label["none"] = "kv, none"; label["buffer"] = "kv, buffer"
+	printf "\nmedians of %d rounds\n", rounds
+	printf "%-22s %-13s %12s %9s %9s %9s %9s\n", "test", "target", "requests/s",
+	       "p50 ms", "p99 ms", "vs alone", "vs redis"
+	for (t = 1; t <= ntests; t++) {
+		test = order[t]
+		for (i = 1; i <= 4; i++) {
+			n = names[i]
+			R[n] = med(rps, n SUBSEP test)
+		}
+		for (i = 1; i <= 4; i++) {
+			n = names[i]
+			printf "%-22s %-13s %12.0f %9.3f %9.3f %8.2fx %8.2fx\n",
+			       (i == 1 ? test : ""), label[n], R[n], med(p50, n SUBSEP test),
+			       med(p99, n SUBSEP test), R[n] / R["alone"], R[n] / R["redis"]
+		}
+	}
+}' /dev/null
+echo
+echo "checkpoints under output-mode buffer (primary's colo-ctl status):"
+grep -E '^(phase|last committed|pause|sync|copy|resume|encode|send|ack|round-trip) ' "$work/status-buffer.txt" || true

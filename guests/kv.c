@@ -171,10 +171,29 @@ static void on_written(uv_write_t *req, int status)
 		conn_read_again(c);
 }
 
-/* Write every chunk whose epoch is released, in one uv_write. */
+/*
+ * Write what the socket takes now, without a request (uv_try_write refuses
+ * while earlier writes are queued, so order holds).  Returns how much of
+ * [data, len) went, or -1 after closing the connection.
+ */
+static ssize_t conn_try_write(struct kv_conn *c, const uint8_t *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+
+	if (r >= 0)
+		return r;
+	if (r == UV_EAGAIN)
+		return 0;
+	conn_close(c);                  /* the client went away */
+	return -1;
+}
+
+/* Write every chunk whose epoch is released: what the socket takes at
+ * once, the rest in one uv_write. */
 static void conn_flush(struct kv_conn *c, uint64_t released)
 {
-	struct chunk *first = c->head, *last = NULL, *ch;
+	struct chunk *first, *last = NULL, *ch;
 	uv_buf_t bufs[64];
 	unsigned n = 0;
 	size_t bytes = 0;
@@ -182,6 +201,23 @@ static void conn_flush(struct kv_conn *c, uint64_t released)
 
 	if (c->closing)
 		return;
+	while ((ch = c->head) && ch->tag <= released) {
+		ssize_t put = conn_try_write(c, ch->data, ch->len);
+
+		if (put < 0)
+			return;
+		c->held -= (size_t)put;
+		if ((size_t)put < ch->len) {
+			memmove(ch->data, ch->data + put, ch->len - (size_t)put);
+			ch->len -= (size_t)put;
+			break;
+		}
+		c->head = ch->next;
+		if (!c->head)
+			c->tail = NULL;
+		free(ch);
+	}
+	first = c->head;
 	for (ch = c->head; ch && ch->tag <= released && n < 64; ch = ch->next) {
 		bufs[n++] = uv_buf_init((char *)ch->data, (unsigned)ch->len);
 		bytes += ch->len;
@@ -238,6 +274,20 @@ static void conn_queue(struct kv_conn *c, uint64_t tag)
 	uint64_t released = atomic_load(&kv->released);
 	struct chunk *ch;
 
+	if (c->out.len && tag <= released && !c->head) {
+		/* Nothing held before it and its epoch is out: straight to the
+		 * socket, no copy. */
+		ssize_t put = conn_try_write(c, c->out.data, c->out.len);
+
+		if (put < 0)
+			return;
+		if ((size_t)put == c->out.len) {
+			colo_buf_reset(&c->out);
+		} else {
+			memmove(c->out.data, c->out.data + put, c->out.len - (size_t)put);
+			c->out.len -= (size_t)put;
+		}
+	}
 	if (c->out.len) {
 		ch = malloc(sizeof(*ch) + c->out.len);
 		if (!ch) {

@@ -13,7 +13,8 @@
  * `make check` runs 10 trials (COLO_LOSS_TRIALS to change it; `make
  * check-long` runs 100).  A last test shows the checker is not blind: with
  * output-mode none and checkpoints far apart, the same kill loses writes
- * and the checker says so.
+ * and the checker says so.  Another freezes the secondary: a reply is held
+ * until the primary declares it lost, then released (no client hangs).
  */
 #include "config.h"
 
@@ -304,6 +305,78 @@ START_TEST(checker_sees_loss_without_output_commit)
 }
 END_TEST
 
+/* Is the process stopped (state T in /proc/PID/stat)? */
+static bool is_stopped(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
+/*
+ * Output commit when the secondary goes away: with the secondary frozen
+ * (SIGSTOP), a write's reply is held, since no checkpoint can be
+ * acknowledged; the primary declares the secondary lost after the heartbeat
+ * timeout, and only then does the reply come, so no client hangs.  The
+ * order is checked, not a time: the primary logs the loss before it
+ * releases anything.
+ */
+START_TEST(held_output_is_released_when_the_secondary_is_lost)
+{
+	struct proc a, b;
+	struct kvc c;
+	struct kvr r;
+	char listen[32], a_kv[32], b_kv[32];
+	uint16_t a_port = pair_free_port();
+	int i;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
+	snprintf(a_kv, sizeof(a_kv), "127.0.0.1:%u", a_port);
+	snprintf(b_kv, sizeof(b_kv), "127.0.0.1:%u", pair_free_port());
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "kv", "--guest-listen", b_kv,
+		   "--listen", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "kv", "--guest-listen", a_kv,
+		   "--peer", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
+	ck_assert(wait_for(cond_protected, &a, 20000));
+	ck_assert_msg(kvc_connect(&c, a_port, 10000) == 0, "%s", c.err);
+	ck_assert_int_eq(kvc_call(&c, &r, "SET", "before", "1", NULL), 0);
+	ck_assert_str_eq(r.str, "OK");
+	kvr_free(&r);
+
+	proc_signal(&b, SIGSTOP);
+	for (i = 0; i < 1000 && !is_stopped(b.pid); i++)
+		usleep(1000);
+	ck_assert(is_stopped(b.pid));
+	ck_assert(!proc_log_has(&a, "lost secondary"));
+	ck_assert_int_eq(kvc_send(&c, "SET", "held", "2", NULL), 0);
+	ck_assert_msg(kvc_read(&c, &r) == 0, "no reply: %s", c.err);
+	/* The reply came, and it came after the primary gave up on b. */
+	ck_assert_msg(proc_log_has(&a, "lost secondary b"), "a reply before the secondary "
+		      "was declared lost: output commit did not hold it");
+	ck_assert_str_eq(r.str, "OK");
+	kvr_free(&r);
+	/* Degraded: replies are not held any more. */
+	ck_assert_int_eq(kvc_call(&c, &r, "GET", "held", NULL), 0);
+	ck_assert_str_eq(r.str, "2");
+	kvr_free(&r);
+	kvc_close(&c);
+
+	proc_signal(&b, SIGCONT);
+	proc_stop(&b);
+	ck_assert_int_eq(proc_stop(&a), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kv_loss");
@@ -314,6 +387,7 @@ int main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, no_acknowledged_write_is_lost, 0, trials);
 	tcase_add_test(tc, checker_sees_loss_without_output_commit);
+	tcase_add_test(tc, held_output_is_released_when_the_secondary_is_lost);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);
 }

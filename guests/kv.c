@@ -145,7 +145,7 @@ static void section_leave(struct kv *kv)
 /* ---- output ---- */
 
 static void conn_close(struct kv_conn *c);
-static void conn_read_again(struct kv_conn *c);
+static void conn_resume(struct kv_conn *c);
 
 static void on_written(uv_write_t *req, int status)
 {
@@ -167,8 +167,7 @@ static void on_written(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	if (!c->reading && !c->done && c->held < HOLD_RESUME)
-		conn_read_again(c);
+	conn_resume(c);
 }
 
 /*
@@ -359,12 +358,19 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* Run every complete command in c->in; replies to c->out. */
-static void conn_run(struct kv_conn *c)
+/*
+ * One batch: the commands in c->in, until the input runs out or the
+ * replies waiting on this connection reach HOLD_MAX (a pipeline of GETs of
+ * big values must not make the output unbounded).  true if it stopped for
+ * the latter with commands left.
+ */
+static bool conn_run_batch(struct kv_conn *c)
 {
 	struct kv *kv = c->kv;
 	struct colo_kvcmd_ctx ctx;
 	size_t off = 0;
 	uint64_t tag, n = 0;
+	bool capped = false;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kv = &kv->store;
@@ -379,9 +385,13 @@ static void conn_run(struct kv_conn *c)
 	tag = atomic_load(&kv->epoch);
 	while (off < c->in.len) {
 		size_t used = 0;
-		int r = colo_resp_parse(&c->parser, c->in.data + off, c->in.len - off, &used);
-		int flags;
+		int r, flags;
 
+		if (c->out.len + c->held >= HOLD_MAX) {
+			capped = true;
+			break;
+		}
+		r = colo_resp_parse(&c->parser, c->in.data + off, c->in.len - off, &used);
 		if (r == 0)
 			break;
 		if (r < 0) {
@@ -409,6 +419,14 @@ static void conn_run(struct kv_conn *c)
 		c->in.len -= off;
 	}
 	conn_queue(c, tag);
+	return capped;
+}
+
+/* Run what the input holds, batch after batch while the output drains. */
+static void conn_run(struct kv_conn *c)
+{
+	while (conn_run_batch(c) && !c->closing && !c->done && c->held < HOLD_MAX)
+		;
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -439,6 +457,20 @@ static void conn_read_again(struct kv_conn *c)
 {
 	if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
 		c->reading = true;
+}
+
+/* The output drained (a write finished, or held replies were released):
+ * run the commands left waiting, then read again. */
+static void conn_resume(struct kv_conn *c)
+{
+	if (c->closing || c->done || c->reading || c->held >= HOLD_RESUME)
+		return;
+	if (c->in.len) {
+		conn_run(c);
+		if (c->closing || c->done || c->held >= HOLD_MAX)
+			return;
+	}
+	conn_read_again(c);
 }
 
 static void on_connection(uv_stream_t *server, int status)
@@ -489,6 +521,8 @@ static void on_wake(uv_async_t *a)
 	for (struct kv_conn *c = kv->conns, *n; c; c = n) {
 		n = c->next;
 		conn_flush(c, released);
+		if (!c->closing)
+			conn_resume(c);
 	}
 }
 

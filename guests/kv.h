@@ -14,7 +14,8 @@
  * store between commands.  Replies follow output commit (guest.h): each
  * read's replies are one chunk tagged with the epoch current when the
  * commands ran, written once that epoch is released.  A connection with
- * more than 16 MiB of replies waiting stops being read until they drain.
+ * 16 MiB of replies waiting runs no more of its commands and is not read
+ * until they drain below 4 MiB.
  */
 #ifndef COLO_GUEST_KV_H
 #define COLO_GUEST_KV_H

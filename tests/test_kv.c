@@ -319,6 +319,80 @@ START_TEST(busy_address_is_waited_for)
 }
 END_TEST
 
+/* The commands the guest has run, from its describe line. */
+static unsigned long long commands_run(struct rig *r)
+{
+	char line[256];
+	const char *p;
+
+	r->g->ops->describe(r->g, line, sizeof(line));
+	p = strstr(line, " clients, ");
+	ck_assert_msg(p, "%s", line);
+	return strtoull(p + strlen(" clients, "), NULL, 10);
+}
+
+/*
+ * Held replies are bounded: a pipeline of GETs of a 1 MiB value, sent at
+ * once while output is held, runs only until 16 MiB of replies wait, and
+ * the rest runs once they are released and drain.
+ */
+START_TEST(held_output_is_bounded)
+{
+	enum { GETS = 40, BIG = 1 << 20 };
+	struct rig r;
+	struct kvc c;
+	struct kvr rep;
+	char *big = malloc(BIG + 1);
+	unsigned long long n, last;
+	int stable;
+
+	ck_assert_ptr_nonnull(big);
+	memset(big, 'x', BIG);
+	big[BIG] = '\0';
+	rig_init(&r, true);
+	ck_assert_int_eq(kvc_connect(&c, r.port, 10000), 0);
+	ck_assert_int_eq(kvc_call(&c, &rep, "SET", "big", big, NULL), 0);
+	ck_assert_str_eq(rep.str, "OK");
+	kvr_free(&rep);
+	r.g->ops->pause(r.g);
+	r.g->ops->output_epoch(r.g, 5);
+	r.g->ops->resume(r.g);
+	{
+		static const char get[] = "*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n";
+		char all[GETS * sizeof(get)];
+		size_t len = 0;
+
+		for (int i = 0; i < GETS; i++) {
+			memcpy(all + len, get, sizeof(get) - 1);
+			len += sizeof(get) - 1;
+		}
+		ck_assert_int_eq(kvc_send_raw(&c, all, len), 0);
+	}
+	/* wait until the guest stops running them */
+	last = commands_run(&r);
+	for (stable = 0; stable < 30; ) {
+		usleep(10000);
+		n = commands_run(&r);
+		stable = n == last ? stable + 1 : 0;
+		last = n;
+	}
+	/* SET, then as many GETs as fill 16 MiB of replies */
+	ck_assert_uint_eq(last, 1 + 16);
+	ck_assert(!readable(&c, 0));
+	r.g->ops->output_release(r.g, 5);
+	for (int i = 0; i < GETS; i++) {
+		ck_assert_msg(kvc_read(&c, &rep) == 0, "reply %d: %s", i, c.err);
+		ck_assert_int_eq(rep.type, '$');
+		ck_assert_uint_eq(rep.len, BIG);
+		kvr_free(&rep);
+	}
+	ck_assert_uint_eq(commands_run(&r), 1 + GETS);
+	kvc_close(&c);
+	rig_free(&r);
+	free(big);
+}
+END_TEST
+
 /* Garbage in the store's RAM: verify says so (and never reads outside it). */
 START_TEST(garbage_is_reported)
 {
@@ -366,6 +440,7 @@ int main(void)
 	tcase_add_test(tc, output_waits_for_its_checkpoint);
 	tcase_add_test(tc, pause_holds_commands);
 	tcase_add_test(tc, state_moves_to_another_guest);
+	tcase_add_test(tc, held_output_is_bounded);
 	tcase_add_test(tc, busy_address_is_waited_for);
 	tcase_add_test(tc, garbage_is_reported);
 	tcase_add_test(tc, manual_tracking_is_refused);

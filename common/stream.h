@@ -141,6 +141,16 @@ int colo_sw_packaged(struct colo_stream_writer *w, const void *pkg, size_t len,
 void colo_sw_eof(struct colo_stream_writer *w);
 /* VMDESCRIPTION with the collected JSON (after EOF). */
 int colo_sw_vmdesc(struct colo_stream_writer *w, struct colo_err *err);
+/*
+ * Bytes kept from another stream (common/image.c): a FULL section with a
+ * payload as it was on the wire (no vmdesc entry is collected for it), and
+ * a VMDESCRIPTION with the given JSON text.
+ */
+int colo_sw_device_raw(struct colo_stream_writer *w, uint32_t section_id,
+		       const char *idstr, uint32_t instance_id, uint32_t version_id,
+		       const void *payload, size_t len, struct colo_err *err);
+int colo_sw_vmdesc_raw(struct colo_stream_writer *w, const char *json, size_t len,
+		       struct colo_err *err);
 
 /* ---- reader ---- */
 

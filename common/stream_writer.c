@@ -178,3 +178,29 @@ int colo_sw_vmdesc(struct colo_stream_writer *w, struct colo_err *err)
 	free(json);
 	return 0;
 }
+
+int colo_sw_device_raw(struct colo_stream_writer *w, uint32_t section_id,
+		       const char *idstr, uint32_t instance_id, uint32_t version_id,
+		       const void *payload, size_t len, struct colo_err *err)
+{
+	int r = colo_sw_section_begin(w, COLO_SEC_FULL, section_id, idstr, instance_id,
+				      version_id, err);
+
+	if (r)
+		return r;
+	colo_buf_put(w->out, payload, len);
+	colo_sw_section_end(w);
+	return 0;
+}
+
+int colo_sw_vmdesc_raw(struct colo_stream_writer *w, const char *json, size_t len,
+		       struct colo_err *err)
+{
+	if (len > COLO_VMDESC_MAX)
+		return colo_err_set(err, E2BIG, "vmdesc of %zu bytes exceeds the "
+				    "%u-byte limit", len, COLO_VMDESC_MAX);
+	colo_buf_put_u8(w->out, COLO_SEC_VMDESC);
+	colo_buf_put_be32(w->out, (uint32_t)len);
+	colo_buf_put(w->out, json, len);
+	return 0;
+}

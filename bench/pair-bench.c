@@ -49,12 +49,15 @@
 
 #include "colo.pb-c.h"
 #include "ctl.h"
+#include "image.h"
+#include "record.h"
 
 #define PAGE 4096u
 
 static struct {
 	bool quick, json;
 	const char *only;
+	bool record_both;        /* --record on the primary too */
 	char bin_dir[PATH_MAX];
 	char tmp[64];
 } opt;
@@ -432,6 +435,7 @@ static double baseline_us(uint64_t pages, uint64_t bytes)
 /* ---- round trip and sustained rate ---- */
 
 struct rt_result {
+	bool rec_ok;
 	double cps, p50_us, p99_us, pages, bytes, base_us;
 	char phases[160];
 };
@@ -472,11 +476,12 @@ static const struct rt_case rt_cases[] = {
 	{ "full", 10240, 1, 40, "sequential", "4096", 10240 * 100 },
 };
 
-/* Run one case for `secs` after a warm-up. */
-static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
+/* Run one case for `secs` after a warm-up; rec: both nodes record there. */
+static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,
+		       struct rt_result *res)
 {
 	struct daemon a, b;
-	char listen[32], ram[16], rate[24], interval[16];
+	char listen[32], ram[16], rate[24], interval[16], rec_a[200], rec_b[200];
 	uint64_t c0, c1, ck0, ck1, pg0, pg1, by0, by1;
 	Colo__ControlResponse *r;
 	const Colo__PhaseTiming *rt;
@@ -487,13 +492,17 @@ static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
 	snprintf(ram, sizeof(ram), "%u", c->ram_mb);
 	snprintf(rate, sizeof(rate), "%" PRIu64, c->rate);
 	snprintf(interval, sizeof(interval), "%u", c->interval_ms);
+	if (rec) {
+		snprintf(rec_a, sizeof(rec_a), "%s/a", rec);
+		snprintf(rec_b, sizeof(rec_b), "%s/b", rec);
+	}
 	d_start(&b, "colo-secondary", "b", "--guest", "memtouch",
-		"--listen", listen, "--ram-mb", ram, NULL);
+		"--listen", listen, "--ram-mb", ram, "--record", rec ? rec_b : "", NULL);
 	d_start(&a, "colo-primary", "a", "--guest", "memtouch",
 		"--peer", listen, "--ram-mb", ram,
 		"--memtouch-pattern", c->pattern, "--memtouch-bytes", c->bytes,
 		"--memtouch-rate", rate, "--checkpoint-interval-ms", interval,
-		"--min-interval-ms", "0", NULL);
+		"--min-interval-ms", "0", "--record", rec && opt.record_both ? rec_a : "", NULL);
 	if (!d_wait_state(&a, "protected", -1, 60)) {
 		die("the pair did not get protected");
 	}
@@ -534,12 +543,168 @@ static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
 		}
 	}
 	colo__control_response__free_unpacked(r, NULL);
+	res->rec_ok = true;
+	if (rec) {
+		/* the recording must still be running on both nodes */
+		struct daemon *ds[2] = { &a, &b };
+
+		for (int i = 0; i < 2; i++) {
+			Colo__ControlResponse *st = d_status(ds[i]);
+
+			if (!st || strstr(st->status->recording, "stopped"))
+				res->rec_ok = false;
+			if (st)
+				colo__control_response__free_unpacked(st, NULL);
+		}
+	}
 	res->cps = (double)(c1 - c0) / (t1 - t0);
 	res->pages = ck1 > ck0 ? (double)(pg1 - pg0) / (double)(ck1 - ck0) : 0;
 	res->bytes = ck1 > ck0 ? (double)(by1 - by0) / (double)(ck1 - ck0) : 0;
 	d_stop(&a);
 	d_stop(&b);
 	res->base_us = baseline_us((uint64_t)res->pages, (uint64_t)res->bytes);
+}
+
+static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
+{
+	run_rt_rec(c, secs, NULL, res);
+}
+
+/* ---- the cost of recording ---- */
+
+/*
+ * Checkpoints per second back to back, without and with --record on both
+ * nodes, alternating, ROUNDS each; the medians and their ratio.  Then the
+ * cost of reaching a checkpoint in a recording of a 1 GiB guest: its
+ * keyframe plus keyframe-every - 1 checkpoints (the worst case).
+ */
+static int cmp_dbl(const void *x, const void *y)
+{
+	double a = *(const double *)x, b = *(const double *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Time to rebuild a checkpoint of a recorded 1 GiB guest. */
+static void bench_replay_cost(void)
+{
+	struct daemon a, b;
+	char listen[32], rec[128], rec_b[160];
+	struct colo_recording *r;
+	struct colo_err err;
+	struct colo_image img;
+	size_t worst = 0, key = 0;
+	double t0, t_worst, t_key, t_copy;
+	uint8_t *x, *y;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+	snprintf(rec, sizeof(rec), "%s/rec-1g", opt.tmp);
+	snprintf(rec_b, sizeof(rec_b), "%s", rec);
+	d_start(&b, "colo-secondary", "b", "--guest", "memtouch", "--listen", listen,
+		"--ram-mb", "1024", "--record", rec_b, "--keyframe-every", "100", NULL);
+	d_start(&a, "colo-primary", "a", "--guest", "memtouch", "--peer", listen,
+		"--ram-mb", "1024", "--memtouch-rate", "100000", "--checkpoint-interval-ms", "10",
+		NULL);
+	if (!d_wait_state(&a, "protected", -1, 120))
+		die("the 1 GiB pair did not get protected");
+	while (d_last_committed(&b) < 230)
+		sleep_s(0.1);
+	d_stop(&a);
+	d_stop(&b);
+	colo_err_clear(&err);
+	if (colo_recording_open(rec, &r, &err) != 0)
+		die("%s", err.msg);
+	for (size_t i = 0; i < r->n; i++) {
+		if (i - r->e[i].key > worst - r->e[worst].key)
+			worst = i;
+		if (r->e[i].keyframe && i > 0)
+			key = i;
+	}
+	t0 = now_s();
+	if (colo_recording_state(r, &r->e[worst], &img, &err) != 0)
+		die("%s", err.msg);
+	t_worst = now_s() - t0;
+	colo_image_free(&img);
+	t0 = now_s();
+	if (colo_recording_state(r, &r->e[key], &img, &err) != 0)
+		die("%s", err.msg);
+	t_key = now_s() - t0;
+	colo_image_free(&img);
+	/* baseline: copying 1 GiB once */
+	x = malloc(1u << 30);
+	y = malloc(1u << 30);
+	if (!x || !y)
+		die("out of memory");
+	memset(x, 1, 1u << 30);
+	memset(y, 2, 1u << 30);
+	t0 = now_s();
+	memcpy(y, x, 1u << 30);
+	t_copy = now_s() - t0;
+	if (y[(size_t)rand() % (1u << 30)] != 1)
+		die("memcpy baseline: wrong bytes");
+	free(x);
+	free(y);
+	if (!opt.json)
+		printf("\nReaching a checkpoint of a recorded 1 GiB guest (keyframe-every 100,\n"
+		       "memtouch, 100k random 64-byte writes/s, 10 ms interval):\n"
+		       "  a keyframe alone            %8.0f ms (%.1fx a 1 GiB memcpy, %.0f ms)\n"
+		       "  keyframe + %3zu checkpoints  %8.0f ms (%.1fx)\n",
+		       t_key * 1e3, t_key / t_copy, t_copy * 1e3, worst - r->e[worst].key,
+		       t_worst * 1e3, t_worst / t_copy);
+	json_object_set_new(out, "replay_1g", json_pack("{s:f, s:f, s:I, s:f}", "keyframe_ms",
+							t_key * 1e3, "worst_ms", t_worst * 1e3,
+							"worst_deltas",
+							(json_int_t)(worst - r->e[worst].key),
+							"memcpy_1g_ms", t_copy * 1e3));
+	colo_recording_close(r);
+}
+
+static void bench_record(void)
+{
+	static const struct rt_case cases[] = {
+		{ "sparse", 1024, 1, 64, "random", "64", 1024 * 600 },
+		{ "full", 1024, 1, 4, "sequential", "4096", 1024 * 1000 },
+	};
+	const int rounds = opt.quick ? 1 : 3;
+	double secs = opt.quick ? 2 : 4;
+	json_t *arr = json_array();
+	char rec[128];
+
+	if (!opt.json)
+		printf("\nRecording: checkpoints/s back to back, without and with --record on %s\n"
+		       "(%d rounds each, alternating; medians)\n\n%-7s %8s %12s %12s %8s\n",
+		       opt.record_both ? "both nodes" : "the secondary", rounds, "guest",
+		       "pages/ck", "ck/s plain", "ck/s record", "ratio");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		double plain[8], with[8], pages = 0;
+		bool ok = true;
+
+		for (int r = 0; r < rounds; r++) {
+			struct rt_result res;
+
+			run_rt_rec(&cases[i], secs, NULL, &res);
+			plain[r] = res.cps;
+			snprintf(rec, sizeof(rec), "%s/rec-%zu-%d", opt.tmp, i, r);
+			run_rt_rec(&cases[i], secs, rec, &res);
+			with[r] = res.cps;
+			pages = res.pages;
+			ok = ok && res.rec_ok;
+		}
+		qsort(plain, (size_t)rounds, sizeof(double), cmp_dbl);
+		qsort(with, (size_t)rounds, sizeof(double), cmp_dbl);
+		if (!opt.json)
+			printf("%-7s %8.0f %12.0f %12.0f %7.2fx%s\n", cases[i].workload, pages,
+			       plain[rounds / 2], with[rounds / 2],
+			       with[rounds / 2] / plain[rounds / 2],
+			       ok ? "" : "  (a recording stopped: see the logs)");
+		json_array_append_new(arr, json_pack("{s:s, s:f, s:f, s:f, s:b}", "workload",
+						     cases[i].workload, "pages_per_checkpoint",
+						     pages, "cps_plain", plain[rounds / 2],
+						     "cps_record", with[rounds / 2], "recording_ok",
+						     ok));
+	}
+	json_object_set_new(out, "record", arr);
+	bench_replay_cost();
 }
 
 static void bench_roundtrip(void)
@@ -746,13 +911,17 @@ static void bench_failover(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: colo-pair-bench [--quick] [--json] [--only roundtrip|throughput|failover]\n"
+"Usage: colo-pair-bench [--quick] [--json] [--only roundtrip|throughput|failover|record]\n"
+"                       [--record-both]\n"
 "\n"
 "Runs colo-primary and colo-secondary on loopback and prints checkpoint round\n"
 "trip and rate at ~1k and ~10k dirty pages, guest throughput unprotected vs\n"
 "protected, and failover time beyond the heartbeat timeout, each next to a\n"
 "baseline measured in the same run.  The daemons are taken from the directory\n"
-"above this program's, or from $COLO_BIN_DIR.  ~2 minutes; --quick ~40 s.\n");
+"above this program's, or from $COLO_BIN_DIR.  ~2 minutes; --quick ~40 s.\n"
+"record: checkpoints/s without and with --record on the secondary (both nodes\n"
+"with --record-both), and the time to rebuild a checkpoint of a recorded 1 GiB\n"
+"guest.\n");
 }
 
 static void find_bin_dir(const char *argv0)
@@ -797,6 +966,7 @@ int main(int argc, char **argv)
 		{ "quick", no_argument, NULL, 'q' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "only", required_argument, NULL, 'o' },
+		{ "record-both", no_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -807,12 +977,13 @@ int main(int argc, char **argv)
 		switch (c) {
 		case 'q': opt.quick = true; break;
 		case 'j': opt.json = true; break;
+		case 'r': opt.record_both = true; break;
 		case 'o':
 			opt.only = optarg;
 			if (strcmp(optarg, "roundtrip") && strcmp(optarg, "throughput") &&
-			    strcmp(optarg, "failover")) {
-				fprintf(stderr, "colo-pair-bench: --only takes roundtrip, throughput "
-					"or failover, not '%s'\n", optarg);
+			    strcmp(optarg, "failover") && strcmp(optarg, "record")) {
+				fprintf(stderr, "colo-pair-bench: --only takes roundtrip, throughput, "
+					"failover or record, not '%s'\n", optarg);
 				return 2;
 			}
 			break;
@@ -847,6 +1018,8 @@ int main(int argc, char **argv)
 		bench_throughput();
 	if (!opt.only || !strcmp(opt.only, "failover"))
 		bench_failover();
+	if (!opt.only || !strcmp(opt.only, "record"))
+		bench_record();
 	if (opt.json) {
 		char *s = json_dumps(out, JSON_INDENT(2));
 

@@ -42,10 +42,12 @@ enum opt_type {
 	OPT_ENCODINGS,   /* uint32_t COLO_PAGE_KIND_BIT set */
 };
 
-enum opt_section { SEC_NODE, SEC_REPLICATION, SEC_HEARTBEAT, SEC_GUEST, SEC_COUNT };
+enum opt_section {
+	SEC_NODE, SEC_REPLICATION, SEC_HEARTBEAT, SEC_GUEST, SEC_RECORD, SEC_COUNT
+};
 
 static const char *const section_names[SEC_COUNT] = {
-	"node", "replication", "heartbeat", "guest",
+	"node", "replication", "heartbeat", "guest", "record",
 };
 
 /* Role-dependent defaults, computed once the name is known. */
@@ -157,6 +159,18 @@ static const struct opt opts[] = {
 	  .def = "1", .meta = "N", .help = "memtouch: writer threads, 1 to 64" },
 	{ "memtouch-seed", SEC_GUEST, OPT_U64, F(memtouch_seed), .def = "1",
 	  .meta = "N", .help = "memtouch: seed of the write pattern" },
+	/* [record] */
+	{ "record", SEC_RECORD, OPT_STR, F(record), .def = "", .meta = "DIR",
+	  .help = "record every checkpoint into DIR for colo-replay; empty: no "
+	  "recording (colo-ctl record start|stop at run time)" },
+	{ "keyframe-every", SEC_RECORD, OPT_UINT, F(keyframe_every), 1, 1000000,
+	  .def = "100", .meta = "N", .help = "a full keyframe every N recorded "
+	  "checkpoints, 1 to 1000000" },
+	{ "record-max-bytes", SEC_RECORD, OPT_U64, F(record_max_bytes), .def = "0",
+	  .meta = "BYTES", .help = "delete the oldest segments above BYTES, 0 = no limit" },
+	{ "record-max-checkpoints", SEC_RECORD, OPT_U64, F(record_max_checkpoints),
+	  .def = "0", .meta = "N", .help = "delete the oldest segments above N "
+	  "checkpoints, 0 = no limit" },
 };
 
 #undef F
@@ -637,13 +651,12 @@ static char *file_reader(char *str, int num, void *stream)
 				len = sizeof(name) - 1;
 			memcpy(name, p + 1, len);
 			name[len] = '\0';
-			if (strcmp(name, "record") == 0 || strcmp(name, "security") == 0)
+			if (strcmp(name, "security") == 0)
 				file_fail(c, "section [%s] is not supported by this version "
-					  "(recording and peer authentication are not built yet)",
-					  name);
+					  "(peer authentication is not built yet)", name);
 			else
 				file_fail(c, "unknown section [%s] (sections: [node] [replication] "
-					  "[heartbeat] [guest])", shown(name, q, sizeof(q)));
+					  "[heartbeat] [guest] [record])", shown(name, q, sizeof(q)));
 			return NULL;
 		}
 	}

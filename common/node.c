@@ -13,10 +13,12 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <xxhash.h>
 
 #include "ctl.h"
 #include "log.h"
 #include "node.h"
+#include "record.h"
 #include "ramfmt.h"
 
 /* ---- state-dir: the generation ---- */
@@ -181,13 +183,15 @@ static void add_phases(struct colo_node *n, Colo__PhaseTiming *store,
 	}
 }
 
+static void recording_text(struct colo_node *n, char *buf, size_t len);
+
 static void ctl_status(struct colo_node *n, struct colo_ctl_pending *p)
 {
 	Colo__ControlResponse resp = COLO__CONTROL_RESPONSE__INIT;
 	Colo__Status st = COLO__STATUS__INIT;
 	Colo__PhaseTiming phases[COLO_PHASES], *pp[COLO_PHASES];
 	char state[64] = "", peer[320] = "", peer_state[64] = "", enc[128] = "";
-	char guest[256] = "";
+	char guest[256] = "", rec[4200];
 	uint64_t last = 0, now = colo_now_ns();
 	size_t np;
 
@@ -216,6 +220,8 @@ static void ctl_status(struct colo_node *n, struct colo_ctl_pending *p)
 	st.tracking = (char *)colo_ram_tracking_reason(n->ram);
 	st.uptime_ms = (now - n->started_ns) / 1000000;
 	st.encodings = enc;
+	recording_text(n, rec, sizeof(rec));
+	st.recording = rec;
 	resp.ok = true;
 	resp.result_case = COLO__CONTROL_RESPONSE__RESULT_STATUS;
 	resp.status = &st;
@@ -261,13 +267,17 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	colo_ctl_reply(p, &resp);
 }
 
+#define HASHES_MAX 16
+
 static void ctl_verify(struct colo_node *n, struct colo_ctl_pending *p)
 {
 	Colo__ControlResponse resp = COLO__CONTROL_RESPONSE__INIT;
 	Colo__VerifyResult vr = COLO__VERIFY_RESULT__INIT;
 	struct colo_verify_report rep;
 	char bad[COLO_VERIFY_LIST_MAX][300], *badp[COLO_VERIFY_LIST_MAX];
-	size_t nb = 0;
+	char hashes[HASHES_MAX][300], *hashp[HASHES_MAX];
+	char state[64], peer[320], pst[64], enc[128];
+	size_t nb = 0, nh;
 
 	memset(&rep, 0, sizeof(rep));
 	/* The guest holds still while its RAM is recomputed; on a secondary
@@ -275,7 +285,22 @@ static void ctl_verify(struct colo_node *n, struct colo_ctl_pending *p)
 	colo_node_pause_guest(n);
 	if (n->gops->verify)
 		n->gops->verify(n->guest, &rep);
+	nh = colo_ram_nblocks(n->ram);
+	if (nh > HASHES_MAX)
+		nh = HASHES_MAX;
+	for (size_t i = 0; i < nh; i++) {
+		const struct colo_ram_block *b = colo_ram_block_at(n->ram, i);
+
+		snprintf(hashes[i], sizeof(hashes[i]), "%s %016" PRIx64, b->name,
+			 (uint64_t)XXH3_64bits(b->host, b->length));
+		hashp[i] = hashes[i];
+	}
 	colo_node_resume_guest(n);
+	if (n->eops)
+		n->eops->status(n->engine, state, sizeof(state), peer, sizeof(peer), pst,
+				sizeof(pst), &vr.last_committed, enc, sizeof(enc));
+	vr.n_block_hashes = nh;
+	vr.block_hashes = hashp;
 	vr.supported = rep.supported;
 	vr.pages_checked = rep.pages_checked;
 	vr.pages_bad = rep.pages_bad;
@@ -292,6 +317,103 @@ static void ctl_verify(struct colo_node *n, struct colo_ctl_pending *p)
 	resp.result_case = COLO__CONTROL_RESPONSE__RESULT_VERIFY;
 	resp.verify = &vr;
 	colo_ctl_reply(p, &resp);
+}
+
+/* ---- recording ---- */
+
+int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err *err)
+{
+	struct colo_record_cfg rc;
+	uint64_t ram = (uint64_t)n->cfg.ram_mb << 20;
+	int r;
+
+	if (n->rec)
+		return colo_err_set(err, EBUSY, "already recording to %s",
+				    colo_recorder_dir(n->rec));
+	memset(&rc, 0, sizeof(rc));
+	rc.dir = dir;
+	rc.keyframe_every = n->cfg.keyframe_every;
+	rc.max_bytes = n->cfg.record_max_bytes;
+	rc.max_checkpoints = n->cfg.record_max_checkpoints;
+	/* A full sync must fit, with room for the checkpoints behind it. */
+	rc.queue_max = 2 * ram + (256ull << 20);
+	r = colo_recorder_start(&rc, &n->rec, err);
+	if (r)
+		return r;
+	colo_log_info("recording checkpoints to %s (a keyframe every %u, max %" PRIu64
+		      " bytes, max %" PRIu64 " checkpoints; 0 = no limit)", dir,
+		      rc.keyframe_every, rc.max_bytes, rc.max_checkpoints);
+	return 0;
+}
+
+void colo_node_record_stop(struct colo_node *n)
+{
+	char dir[4096];
+
+	if (!n->rec)
+		return;
+	snprintf(dir, sizeof(dir), "%s", colo_recorder_dir(n->rec));
+	colo_recorder_stop(n->rec);         /* writes what is queued */
+	n->rec = NULL;
+	colo_log_info("recording to %s stopped", dir);
+}
+
+int colo_node_snapshot(struct colo_node *n, struct colo_buf *out, struct colo_err *err)
+{
+	uint64_t t0 = colo_now_ns();
+	int r = colo_savevm_save(&n->sv, out, COLO_SAVEVM_ENABLE_COLO, err);
+
+	if (r == 0)
+		colo_log_info("recording: a keyframe of the whole state (%zu bytes) took %.1f ms",
+			      out->len, (double)(colo_now_ns() - t0) / 1e6);
+	return r;
+}
+
+static void recording_text(struct colo_node *n, char *buf, size_t len)
+{
+	struct colo_recorder_stats st;
+
+	buf[0] = '\0';
+	if (!n->rec)
+		return;
+	colo_recorder_stats(n->rec, &st);
+	if (!st.running)
+		snprintf(buf, len, "%s: stopped: %s", colo_recorder_dir(n->rec), st.error);
+	else if (!st.have_keyframe)
+		snprintf(buf, len, "%s: waiting for a full state to start from",
+			 colo_recorder_dir(n->rec));
+	else
+		snprintf(buf, len, "%s: %" PRIu64 " checkpoints (%" PRIu64 " keyframes), last %"
+			 PRIu64 ", %" PRIu64 " bytes", colo_recorder_dir(n->rec), st.checkpoints,
+			 st.keyframes, st.last_seq, st.bytes);
+}
+
+static void ctl_record(struct colo_node *n, struct colo_ctl_pending *p,
+		       const Colo__RecordRequest *rq)
+{
+	struct colo_err err;
+	char text[4200];
+
+	colo_err_clear(&err);
+	if (rq->start) {
+		if (!rq->dir || !rq->dir[0]) {
+			colo_ctl_reply_error(p, "record start needs a directory");
+			return;
+		}
+		if (colo_node_record_start(n, rq->dir, &err) != 0) {
+			colo_ctl_reply_error(p, "%s", err.msg);
+			return;
+		}
+		colo_ctl_reply_message(p, "recording to %s", rq->dir);
+		return;
+	}
+	if (!n->rec) {
+		colo_ctl_reply_error(p, "not recording");
+		return;
+	}
+	recording_text(n, text, sizeof(text));
+	colo_node_record_stop(n);
+	colo_ctl_reply_message(p, "stopped recording %s", text);
 }
 
 static void ctl_handler(struct colo_ctl_pending *p, const Colo__ControlRequest *req,
@@ -334,6 +456,12 @@ static void ctl_handler(struct colo_ctl_pending *p, const Colo__ControlRequest *
 		if (n->eops->checkpoint(n->engine, p, &err))
 			colo_ctl_reply_error(p, "%s", err.msg);
 		return;      /* otherwise the engine replies when it committed */
+	case COLO__CONTROL_REQUEST__CMD_RECORD:
+		if (!req->record)
+			colo_ctl_reply_error(p, "no record request");
+		else
+			ctl_record(n, p, req->record);
+		return;
 	default:
 		colo_ctl_reply_error(p, "unknown request");
 		return;
@@ -471,6 +599,11 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		return COLO_EXIT_SETUP;
 	}
 	colo_ctl_server_set_log(n->ctl, ctl_log, n);
+	if (n->cfg.record && n->cfg.record[0] &&
+	    colo_node_record_start(n, n->cfg.record, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		return COLO_EXIT_SETUP;
+	}
 	uv_signal_init(n->loop, &n->sig_term);
 	uv_signal_init(n->loop, &n->sig_int);
 	uv_signal_init(n->loop, &n->sig_hup);
@@ -528,6 +661,7 @@ void colo_node_exit(struct colo_node *n, int status)
 	}
 	colo_ctl_server_stop(n->ctl);
 	n->ctl = NULL;
+	colo_node_record_stop(n);
 	if (n->signals_on) {
 		n->signals_on = false;
 		uv_close((uv_handle_t *)&n->sig_term, NULL);
@@ -539,6 +673,7 @@ void colo_node_exit(struct colo_node *n, int status)
 
 void colo_node_fini(struct colo_node *n)
 {
+	colo_node_record_stop(n);
 	if (n->guest)
 		n->gops->destroy(n->guest);
 	n->guest = NULL;

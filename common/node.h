@@ -74,6 +74,7 @@ struct colo_node {
 	struct colo_stats stats;
 	uint64_t started_ns;
 	struct colo_ctl_server *ctl;
+	struct colo_recorder *rec;     /* NULL: not recording */
 	const struct colo_engine_ops *eops;
 	void *engine;
 	uv_signal_t sig_term, sig_int, sig_hup;
@@ -121,6 +122,21 @@ void colo_node_add_stop_hook(struct colo_node *n, void (*fn)(void *ud), void *ud
 
 /* Persist and adopt a new generation (logs it). */
 int colo_node_set_generation(struct colo_node *n, uint64_t gen, struct colo_err *err);
+
+/*
+ * Recording (DESIGN.md §7, common/record.h): start into dir with the
+ * node's [record] settings, or stop (writing what is queued).  The engines
+ * hand n->rec their checkpoints; colo_recorder_* take NULL.
+ */
+int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err *err);
+void colo_node_record_stop(struct colo_node *n);
+/*
+ * A full stream of the guest's state as it is now, for a recording's first
+ * keyframe (the caller makes sure it is a committed state: the guest
+ * paused at a checkpoint, or a secondary's committed RAM between
+ * checkpoints).  Logs how long it took.
+ */
+int colo_node_snapshot(struct colo_node *n, struct colo_buf *out, struct colo_err *err);
 
 /* Pause / resume the guest if it runs (checkpoints, verify). */
 void colo_node_pause_guest(struct colo_node *n);

@@ -70,7 +70,7 @@ struct colo_config {
 	struct colo_addr listen;                /* 127.0.0.1:7070 */
 	struct colo_addr peer;                  /* 127.0.0.1:7070 */
 	uint32_t checkpoint_interval_ms;        /* 100, 1..60000 */
-	uint32_t min_interval_ms;               /* 1, 0..60000 */
+	uint32_t min_interval_ms;               /* 0, 0..60000 */
 	enum colo_output_mode output_mode;      /* buffer */
 	uint32_t encodings;                     /* COLO_PAGE_KIND_BIT set; names
 						   zero,raw,lz4,delta,delta-lz4,xbzrle;
@@ -83,7 +83,7 @@ struct colo_config {
 	char *fence_command;                    /* "" = none; run by sh -c */
 	char *promote_command;                  /* "" = none; run by sh -c */
 	/* [guest] */
-	char *guest;                            /* memtouch (kv once it exists) */
+	char *guest;                            /* kv (default) or memtouch */
 	struct colo_addr guest_listen;          /* 127.0.0.1:6379 */
 	uint32_t ram_mb;                        /* 64, 1..65536 */
 	uint32_t memtouch_rate;                 /* writes/s per thread, 0 = no limit;
@@ -92,6 +92,11 @@ struct colo_config {
 	uint32_t memtouch_bytes;                /* bytes per write, 1..4096; 64 */
 	uint32_t memtouch_threads;              /* 1..64; 1 */
 	uint64_t memtouch_seed;                 /* 1 */
+	/* [record] */
+	char *record;                           /* "" = not recording */
+	uint32_t keyframe_every;                /* 100, 1..1000000 */
+	uint64_t record_max_bytes;              /* 0 = no limit */
+	uint64_t record_max_checkpoints;        /* 0 = no limit */
 	/* tests only, not in --help: abort() at a named phase */
 	char *fault;                            /* "" = none */
 

@@ -32,6 +32,7 @@
 #include "pagecodec.h"
 #include "primary.h"
 #include "ramenc.h"
+#include "record.h"
 #include "stream.h"
 
 enum pstate { P_DEGRADED, P_CONNECTING, P_HELLO, P_SYNC, P_PROTECTED, P_STOPPED };
@@ -63,6 +64,7 @@ struct ckpt {
 	struct colo_buf ram;         /* records */
 	struct colo_buf mid;         /* EOS, footer, EOF, VMSTATE_SIZE */
 	struct colo_buf dev;         /* device stream */
+	struct colo_buf snap;        /* a recording's first keyframe, taken paused */
 	struct colo_ram_enc_stats st;
 	uint32_t allowed;            /* encodings, fixed when it was staged */
 	int enc_rc;
@@ -213,6 +215,7 @@ static void ckpt_unref(struct ckpt *c)
 	colo_buf_free(&c->ram);
 	colo_buf_free(&c->mid);
 	colo_buf_free(&c->dev);
+	colo_buf_free(&c->snap);
 	free(c);
 }
 
@@ -601,6 +604,14 @@ static void start_checkpoint(struct colo_primary *p, bool full)
 		r = colo_ram_stage_collect(&p->stage, p->blocks, p->nblocks, &err);
 	if (r == 0)
 		r = save_devices(p, &c->dev, full, &err);
+	/* A recording started on a running pair needs a first keyframe: the
+	 * whole state, now, while the guest is paused at this checkpoint. */
+	if (r == 0 && !full && colo_recorder_wants_keyframe(n->rec) &&
+	    colo_node_snapshot(n, &c->snap, &err) != 0) {
+		colo_log_error("recording: %s", err.msg);
+		colo_buf_reset(&c->snap);
+		colo_err_clear(&err);
+	}
 	t3 = colo_now_ns();
 	if (!full)
 		fault_point(p, F_STAGED, c->seq);
@@ -648,6 +659,40 @@ static void start_checkpoint(struct colo_primary *p, bool full)
 	}
 }
 
+/*
+ * Hand a committed checkpoint to the recording: a sync or a snapshot as a
+ * keyframe, otherwise the bytes the secondary received (the RAM stream
+ * after VMSTATE_SEND, up to VMSTATE_SIZE; then the device stream).
+ */
+static void record_committed(struct colo_primary *p, struct ckpt *c)
+{
+	struct colo_node *n = p->n;
+
+	if (!n->rec)
+		return;
+	if (c->full) {
+		struct iovec v[4] = {
+			{ c->head.data, c->head.len }, { c->ram.data, c->ram.len },
+			{ c->mid.data, c->mid.len }, { c->dev.data, c->dev.len },
+		};
+
+		colo_recorder_full(n->rec, c->seq, n->generation, c->wall_ns, v, 4);
+	} else if (c->snap.len) {
+		struct iovec v = { c->snap.data, c->snap.len };
+
+		colo_recorder_full(n->rec, c->seq, n->generation, c->wall_ns, &v, 1);
+	} else if (c->head.len >= 4 && c->mid.len >= 12) {
+		struct iovec ram[3] = {
+			{ c->head.data + 4, c->head.len - 4 }, { c->ram.data, c->ram.len },
+			{ c->mid.data, c->mid.len - 12 },
+		};
+		struct iovec dev = { c->dev.data, c->dev.len };
+
+		colo_recorder_checkpoint(n->rec, c->seq, n->generation, c->wall_ns, ram, 3,
+					 &dev, 1);
+	}
+}
+
 static void checkpoint_committed(struct colo_primary *p)
 {
 	struct ckpt *c = p->cur;
@@ -665,6 +710,7 @@ static void checkpoint_committed(struct colo_primary *p)
 	for (int k = 0; k < COLO_PAGE_KINDS; k++)
 		p->n->stats.pages_by_kind[k] += c->st.pages[k];
 	colo_hb_set_committed(p->hb, c->seq);
+	record_committed(p, c);
 	ckpt_drop(p);
 	snprintf(msg, sizeof(msg), "checkpoint %" PRIu64 " committed", p->last_committed);
 	answer_waiting(p, true, msg);
@@ -838,6 +884,7 @@ static bool parse_rx(struct colo_primary *p)
 			p->last_committed = p->cur->seq;
 			colo_hb_set_committed(p->hb, p->last_committed);
 			out_release(p, p->cur->seq);
+			record_committed(p, p->cur);
 			ckpt_drop(p);               /* the sync is loaded */
 			p->state = P_PROTECTED;
 			colo_hb_watch(p->hb, p->peer_node, p->n->cfg.heartbeat_timeout_ms);

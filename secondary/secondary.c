@@ -28,6 +28,7 @@
 #include "colomsg.h"
 #include "hb.h"
 #include "log.h"
+#include "record.h"
 #include "pagecodec.h"
 #include "primary.h"
 #include "secondary.h"
@@ -75,6 +76,9 @@ struct colo_secondary {
 	bool enable_colo;
 	bool in_checkpoint;              /* RAM pages go to the cache */
 	uint64_t ckpt_rx_start;          /* bytes_received when it began */
+	/* Recording: what arrived of the sync or checkpoint in progress. */
+	bool rec_tee;
+	struct colo_buf rec_in;
 	bool expect_send;                /* after REQUEST/REPLY */
 	struct cache cache;
 	XXH3_state_t *hash;
@@ -400,6 +404,8 @@ static void reset_stream(struct colo_secondary *s)
 	cache_discard(&s->cache);
 	s->in_checkpoint = false;
 	s->expect_send = false;
+	s->rec_tee = false;
+	colo_buf_reset(&s->rec_in);
 }
 
 /* Forget the primary's connection; what was committed stays. */
@@ -524,6 +530,8 @@ static void hello(struct colo_secondary *s, struct sconn *c, const uint8_t *data
 	s->have_committed = false;
 	s->state = S_SYNC;
 	s->phase = RX_SYNC;
+	s->rec_tee = n->rec != NULL;
+	colo_buf_reset(&s->rec_in);
 	n->stats.full_syncs++;
 	send_hello(s, c, true, NULL);
 	colo_log_info("primary %s (generation %" PRIu64 ") connected; loading its full "
@@ -614,6 +622,44 @@ static void restore_devices(struct colo_secondary *s)
  * The whole checkpoint is here: check it, load its devices, acknowledge,
  * commit, acknowledge again.  One step on the loop: nothing can come between.
  */
+/*
+ * Hand the checkpoint just committed to the recording: the bytes as they
+ * arrived, or, when the recording has no state to start from yet, the whole
+ * committed state as its first keyframe.
+ */
+static void record_committed(struct colo_secondary *s, const struct colo_ckpt_info *info)
+{
+	struct colo_node *n = s->n;
+	struct colo_err err;
+
+	if (!n->rec) {
+		s->rec_tee = false;
+		return;
+	}
+	if (colo_recorder_wants_keyframe(n->rec)) {
+		struct colo_buf full;
+
+		colo_buf_init(&full);
+		colo_err_clear(&err);
+		if (colo_node_snapshot(n, &full, &err) == 0) {
+			struct iovec v = { full.data, full.len };
+
+			colo_recorder_full(n->rec, info->seq, n->generation, info->time_ns, &v, 1);
+		} else {
+			colo_log_error("recording: %s", err.msg);
+		}
+		colo_buf_free(&full);
+	} else if (s->rec_tee && colo_buf_ok(&s->rec_in)) {
+		struct iovec ram = { s->rec_in.data, s->rec_in.len };
+		struct iovec dev = { s->dev.data, s->dev.len };
+
+		colo_recorder_checkpoint(n->rec, info->seq, n->generation, info->time_ns, &ram, 1,
+					 &dev, 1);
+	}
+	s->rec_tee = false;
+	colo_buf_reset(&s->rec_in);
+}
+
 static void finish_checkpoint(struct colo_secondary *s)
 {
 	struct colo_node *n = s->n;
@@ -661,6 +707,7 @@ static void finish_checkpoint(struct colo_secondary *s)
 	send_msg(s, COLO_MSG_VMSTATE_RECEIVED);
 	cache_commit(s);
 	s->last_committed = d.info.seq;
+	record_committed(s, &d.info);
 	colo_hb_set_committed(s->hb, s->last_committed);
 	n->stats.checkpoints++;
 	colo_stats_checkpoint(&n->stats, colo_now_ns(), d.info.pages,
@@ -694,6 +741,13 @@ static void sync_done(struct colo_secondary *s)
 				n->cfg.heartbeat_interval_ms, colo_node_stall_ms(n));
 	s->have_committed = true;
 	s->last_committed = s->sync_seq;
+	if (s->rec_tee && n->rec && colo_buf_ok(&s->rec_in)) {
+		struct iovec v = { s->rec_in.data, s->rec_in.len };
+
+		colo_recorder_full(n->rec, s->sync_seq, n->generation, 0, &v, 1);
+	}
+	s->rec_tee = false;
+	colo_buf_free(&s->rec_in);
 	s->state = S_PROTECTED;
 	s->phase = RX_MSG;
 	colo_hb_watch(s->hb, s->primary_node, n->cfg.heartbeat_timeout_ms);
@@ -716,6 +770,8 @@ static int feed_stream(struct colo_secondary *s, const uint8_t *p, size_t len,
 	}
 	if (hash)
 		XXH3_64bits_update(s->hash, p, (size_t)got);
+	if (s->rec_tee)
+		colo_buf_put(&s->rec_in, p, (size_t)got);
 	*used = (size_t)got;
 	return colo_stream_reader_done(s->reader) ? 1 : 0;
 }
@@ -796,6 +852,9 @@ static void parse_rx(struct colo_secondary *s)
 				s->expect_send = false;
 				s->in_checkpoint = true;
 				s->ckpt_rx_start = s->n->stats.bytes_received;
+				s->rec_tee = s->n->rec != NULL &&
+					     !colo_recorder_wants_keyframe(s->n->rec);
+				colo_buf_reset(&s->rec_in);
 				XXH3_64bits_reset(s->hash);
 				colo_stream_reader_restart(s->reader, COLO_SR_NO_HEADER |
 							   COLO_SR_NO_VMDESC |
@@ -1206,6 +1265,7 @@ void colo_secondary_free(struct colo_secondary *s)
 	colo_ram_reader_free(&s->rr);
 	free(s->map);
 	cache_free(s);
+	colo_buf_free(&s->rec_in);
 	for (size_t i = 0; s->backup && i < s->n->sv.ndevs; i++)
 		colo_buf_free(&s->backup[i]);
 	free(s->backup);

@@ -35,7 +35,7 @@ expect_run() {
 	fi
 }
 
-echo "1..18"
+echo "1..22"
 
 "$bin" --help >"$tmp/help" 2>&1
 if [ $? -eq 0 ] &&
@@ -56,7 +56,7 @@ fi
 	ok "--version names the control protocol" || not_ok "--version" "$(cat "$tmp/out")"
 
 expect_run "no verb is a usage error" 2 \
-	"colo-ctl: missing VERB (status, stats, failover, set-interval MS, checkpoint, verify)" "$bin"
+	"colo-ctl: missing VERB (status, stats, failover, set-interval MS, checkpoint, verify, record start DIR|stop)" "$bin"
 expect_run "unknown verb is a usage error" 2 "colo-ctl: unknown verb 'frobnicate'" \
 	"$bin" -s "$tmp/a.sock" frobnicate
 expect_run "unknown option is a usage error" 2 "colo-ctl: unknown option '--frob'" \
@@ -75,6 +75,14 @@ expect_run "set-interval -5" 2 "colo-ctl: set-interval needs an integer 1..60000
 	"$bin" -s "$tmp/a.sock" set-interval -5
 expect_run "status with an argument" 2 "colo-ctl: status takes no arguments, not 'now'" \
 	"$bin" -s "$tmp/a.sock" status now
+expect_run "record without a subverb" 2 "colo-ctl: record needs 'start DIR' or 'stop'" \
+	"$bin" -s "$tmp/a.sock" record
+expect_run "record start without DIR" 2 "colo-ctl: record start needs one DIR" \
+	"$bin" -s "$tmp/a.sock" record start
+expect_run "record with a bad subverb" 2 "colo-ctl: record needs 'start DIR' or 'stop', not 'pause'" \
+	"$bin" -s "$tmp/a.sock" record pause
+expect_run "record stop with an argument" 2 "colo-ctl: record needs 'start DIR' or 'stop', not 'stop'" \
+	"$bin" -s "$tmp/a.sock" record stop now
 expect_run "bad --timeout" 2 "colo-ctl: --timeout needs milliseconds 1..3600000, not '0'" \
 	"$bin" --timeout 0 -s "$tmp/a.sock" status
 

@@ -157,6 +157,10 @@ static void check_defaults(const struct colo_config *c, enum colo_role role)
 	ck_assert_uint_eq(c->memtouch_bytes, 64);
 	ck_assert_uint_eq(c->memtouch_threads, 1);
 	ck_assert_uint_eq(c->memtouch_seed, 1);
+	ck_assert_str_eq(c->record, "");
+	ck_assert_uint_eq(c->keyframe_every, 100);
+	ck_assert_uint_eq(c->record_max_bytes, 0);
+	ck_assert_uint_eq(c->record_max_checkpoints, 0);
 	ck_assert_str_eq(c->fault, "");
 	ck_assert_ptr_null(c->file);
 }
@@ -289,7 +293,12 @@ static const char all_ini[] =
 	"memtouch-pattern = hotset\n"
 	"memtouch-bytes = 4096\n"
 	"memtouch-threads = 64\n"
-	"memtouch-seed = 18446744073709551615\n";
+	"memtouch-seed = 18446744073709551615\n"
+	"[record]\n"
+	"record = /tmp/t/rec\n"
+	"keyframe-every = 7\n"
+	"record-max-bytes = 1099511627776\n"
+	"record-max-checkpoints = 5000\n";
 
 static void check_all(const struct colo_config *c)
 {
@@ -318,6 +327,10 @@ static void check_all(const struct colo_config *c)
 	ck_assert_uint_eq(c->ram_mb, 65536);
 	ck_assert_uint_eq(c->memtouch_rate, 0);
 	ck_assert_int_eq(c->memtouch_pattern, COLO_MEMTOUCH_HOTSET);
+	ck_assert_str_eq(c->record, "/tmp/t/rec");
+	ck_assert_uint_eq(c->keyframe_every, 7);
+	ck_assert_uint_eq(c->record_max_bytes, 1099511627776ull);
+	ck_assert_uint_eq(c->record_max_checkpoints, 5000);
 	ck_assert_uint_eq(c->memtouch_bytes, 4096);
 	ck_assert_uint_eq(c->memtouch_threads, 64);
 	ck_assert_uint_eq(c->memtouch_seed, UINT64_MAX);
@@ -356,7 +369,9 @@ START_TEST(every_key_from_flags)
 		"--guest", "memtouch", "--guest-listen=[::1]:16379", "--ram-mb", "65536",
 		"--memtouch-rate=0", "--memtouch-pattern", "hotset",
 		"--memtouch-bytes=4096", "--memtouch-threads", "64",
-		"--memtouch-seed=18446744073709551615", NULL);
+		"--memtouch-seed=18446744073709551615", "--record", "/tmp/t/rec",
+		"--keyframe-every=7", "--record-max-bytes", "1099511627776",
+		"--record-max-checkpoints=5000", NULL);
 	check_all(&c);
 	ck_assert_ptr_null(c.file);
 	colo_config_free(&c);
@@ -581,7 +596,7 @@ START_TEST(bad_flags)
 	load_err("unknown option '--check-c' (did you mean --check-config?)", P,
 		 "--check-c", NULL);
 	/* The file key "fault" is a flag too; "config" is not a file key. */
-	load_err("unknown option '--record' (see --help)", P, "--record", "/tmp", NULL);
+	load_err("unknown option '--psk-file' (see --help)", P, "--psk-file", "/tmp/k", NULL);
 }
 END_TEST
 
@@ -628,16 +643,15 @@ START_TEST(file_errors)
 	file_err("[node]\nconfig = x.ini\n", "2: [node] config: unknown key");
 	file_err("[node]\ncheckpoint-interval-ms = 5\n",
 		 "2: [node] checkpoint-interval-ms: belongs in [replication]");
-	file_err("[node]\nname = a\n[record]\nrecord = /tmp\n",
-		 "3: section [record] is not supported by this version (recording and "
-		 "peer authentication are not built yet)");
+	file_err("[record]\nkeyframe-every = 0\n",
+		 "2: [record] keyframe-every: '0' is not an integer from 1 to 1000000");
 	file_err("[security]\ninsecure = true\n",
-		 "1: section [security] is not supported by this version (recording and "
-		 "peer authentication are not built yet)");
+		 "1: section [security] is not supported by this version (peer "
+		 "authentication is not built yet)");
 	/* A section with no keys is still checked. */
 	file_err("[node]\nname = a\n[Guest]\n",
 		 "3: unknown section [Guest] (sections: [node] [replication] "
-		 "[heartbeat] [guest])");
+		 "[heartbeat] [guest] [record])");
 	file_err("name = a\n", "1: name: outside any section (before the first [section])");
 	file_err("[node]\nname\n", "2: syntax error (expected [section] or key = value)");
 	file_err("[node\nname = a\n", "1: syntax error (expected [section] or key = value)");
@@ -782,7 +796,8 @@ START_TEST(help_lists_every_key)
 		"encode-threads", "dirty-tracking", "heartbeat-interval-ms",
 		"heartbeat-timeout-ms", "fence-command", "promote-command", "guest",
 		"guest-listen", "ram-mb", "memtouch-rate", "memtouch-pattern",
-		"memtouch-bytes", "memtouch-threads", "memtouch-seed",
+		"memtouch-bytes", "memtouch-threads", "memtouch-seed", "record",
+		"keyframe-every", "record-max-bytes", "record-max-checkpoints",
 	};
 	char *got = NULL, want[64];
 	size_t len = 0;

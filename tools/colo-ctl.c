@@ -21,6 +21,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "colo.pb-c.h"
@@ -46,6 +47,8 @@ static const char usage_text[] =
 "  checkpoint        take a checkpoint now; answers once it has committed\n"
 "  verify            check this node's RAM (committed RAM on a secondary)\n"
 "                    against what the guest's own state says it must hold\n"
+"  record start DIR  record every checkpoint into DIR (for colo-replay)\n"
+"  record stop       stop recording (what is queued is written first)\n"
 "\n"
 "Options:\n"
 "  -s, --socket SOCK   control socket of the node\n"
@@ -143,6 +146,7 @@ static json_t *status_json(const Colo__Status *st)
 	json_object_set_new(o, "tracking", json_string(st->tracking));
 	json_object_set_new(o, "uptime_ms", json_u64(st->uptime_ms));
 	json_object_set_new(o, "encodings", json_string(st->encodings));
+	json_object_set_new(o, "recording", json_string(st->recording));
 	return o;
 }
 
@@ -180,6 +184,23 @@ static json_t *verify_json(const Colo__VerifyResult *v)
 	json_object_set_new(o, "pages_bad", json_u64(v->pages_bad));
 	json_object_set_new(o, "bad_pages", bad);
 	json_object_set_new(o, "summary", json_string(v->summary));
+	{
+		json_t *h = json_object();
+
+		/* "NAME HASH": the name may hold spaces, the hash never does */
+		for (size_t i = 0; i < v->n_block_hashes; i++) {
+			const char *sp = strrchr(v->block_hashes[i], ' ');
+			char name[300];
+
+			if (!sp)
+				continue;
+			snprintf(name, sizeof(name), "%.*s", (int)(sp - v->block_hashes[i]),
+				 v->block_hashes[i]);
+			json_object_set_new(h, name, json_string(sp + 1));
+		}
+		json_object_set_new(o, "block_xxh3", h);
+		json_object_set_new(o, "last_committed", json_u64(v->last_committed));
+	}
 	return o;
 }
 
@@ -277,6 +298,7 @@ static void print_status(const Colo__Status *st)
 	kv("tracking", "%s", or_dash(st->tracking));
 	kv("encodings", "%s", or_dash(st->encodings));
 	kv("guest", "%s", or_dash(st->guest));
+	kv("recording", "%s", *st->recording ? st->recording : "no");
 	print_uptime(st->uptime_ms);
 	print_phases(st->phases, st->n_phases);
 }
@@ -304,7 +326,7 @@ static void print_stats(const Colo__Stats *st)
 }
 
 /* Returns the exit status: differing pages are a failure. */
-static int print_verify(const Colo__VerifyResult *v)
+static int print_verdict(const Colo__VerifyResult *v)
 {
 	if (!v->supported) {
 		printf("verify: not supported%s%s\n", *v->summary ? ": " : "", v->summary);
@@ -327,6 +349,16 @@ static int print_verify(const Colo__VerifyResult *v)
 	return EXIT_REFUSED;
 }
 
+static int print_verify(const Colo__VerifyResult *v)
+{
+	int rc = print_verdict(v);
+
+	for (size_t i = 0; i < v->n_block_hashes; i++)
+		printf("RAM block %s (xxh3), checkpoint %" PRIu64 "\n", v->block_hashes[i],
+		       v->last_committed);
+	return rc;
+}
+
 /* ---- verbs ---- */
 
 struct verb {
@@ -342,6 +374,7 @@ static const struct verb verbs[] = {
 	{ "set-interval", COLO__CONTROL_REQUEST__CMD_SET_INTERVAL, COLO__CONTROL_RESPONSE__RESULT_MESSAGE },
 	{ "checkpoint", COLO__CONTROL_REQUEST__CMD_CHECKPOINT, COLO__CONTROL_RESPONSE__RESULT_MESSAGE },
 	{ "verify", COLO__CONTROL_REQUEST__CMD_VERIFY, COLO__CONTROL_RESPONSE__RESULT_VERIFY },
+	{ "record", COLO__CONTROL_REQUEST__CMD_RECORD, COLO__CONTROL_RESPONSE__RESULT_MESSAGE },
 };
 
 static const struct verb *find_verb(const char *name)
@@ -352,9 +385,10 @@ static const struct verb *find_verb(const char *name)
 	return NULL;
 }
 
-static int run(const char *sock, const struct verb *v, uint32_t ms, bool json,
-	       int timeout_ms)
+static int run(const char *sock, const struct verb *v, uint32_t ms, const char *rec_dir,
+	       bool json, int timeout_ms)
 {
+	Colo__RecordRequest record = COLO__RECORD_REQUEST__INIT;
 	Colo__ControlRequest req = COLO__CONTROL_REQUEST__INIT;
 	Colo__StatusRequest status = COLO__STATUS_REQUEST__INIT;
 	Colo__StatsRequest stats = COLO__STATS_REQUEST__INIT;
@@ -387,6 +421,11 @@ static int run(const char *sock, const struct verb *v, uint32_t ms, bool json,
 		break;
 	case COLO__CONTROL_REQUEST__CMD_VERIFY:
 		req.verify = &verify;
+		break;
+	case COLO__CONTROL_REQUEST__CMD_RECORD:
+		record.start = rec_dir != NULL;
+		record.dir = (char *)(rec_dir ? rec_dir : "");
+		req.record = &record;
 		break;
 	default:
 		return EXIT_USAGE;
@@ -456,6 +495,8 @@ int main(int argc, char **argv)
 	};
 	const char *sock = NULL, *name = "primary";
 	const char *args[2];
+	const char *rec_dir = NULL;
+	char rec_abs[PATH_MAX];
 	const struct verb *v;
 	char defpath[PATH_MAX];
 	unsigned long ms = 0, timeout = DEFAULT_TIMEOUT_MS;
@@ -495,7 +536,8 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind >= argc)
-		return usage_error("missing VERB (status, stats, failover, set-interval MS, checkpoint, verify)");
+		return usage_error("missing VERB (status, stats, failover, set-interval MS, checkpoint, "
+				   "verify, record start DIR|stop)");
 	v = find_verb(argv[optind]);
 	if (!v)
 		return usage_error("unknown verb '%s'", argv[optind]);
@@ -524,6 +566,25 @@ int main(int argc, char **argv)
 		if (parse_ms(args[0], 1, 60000, &ms) != 0)
 			return usage_error("set-interval needs an integer 1..60000, not '%s'",
 					   args[0]);
+	} else if (v->cmd == COLO__CONTROL_REQUEST__CMD_RECORD) {
+		if (nargs == 0)
+			return usage_error("record needs 'start DIR' or 'stop'");
+		if (strcmp(args[0], "start") == 0 && nargs == 2) {
+			if (!realpath(args[1], rec_abs)) {
+				/* The node resolves nothing: give it an absolute path. */
+				if (args[1][0] == '/')
+					snprintf(rec_abs, sizeof(rec_abs), "%s", args[1]);
+				else if (!getcwd(rec_abs, sizeof(rec_abs) - 256))
+					return usage_error("record start: cannot resolve '%s'", args[1]);
+				else
+					snprintf(rec_abs + strlen(rec_abs), 256, "/%s", args[1]);
+			}
+			rec_dir = rec_abs;
+		} else if (strcmp(args[0], "start") == 0) {
+			return usage_error("record start needs one DIR");
+		} else if (strcmp(args[0], "stop") != 0 || nargs > 1) {
+			return usage_error("record needs 'start DIR' or 'stop', not '%s'", args[0]);
+		}
 	} else if (nargs > 0) {
 		return usage_error("%s takes no arguments, not '%s'", v->name, args[0]);
 	}
@@ -535,5 +596,5 @@ int main(int argc, char **argv)
 			return usage_error("--name '%s' is too long", name);
 		sock = defpath;
 	}
-	return run(sock, v, (uint32_t)ms, json, (int)timeout);
+	return run(sock, v, (uint32_t)ms, rec_dir, json, (int)timeout);
 }

@@ -1,0 +1,161 @@
+/*
+ * record.h: recordings of checkpoints (DESIGN.md §7), written by a node and
+ * read by colo-replay.
+ *
+ * A recording is a directory:
+ *
+ *   index          be32 length + RecordIndexEntry (proto/colo.proto), one
+ *                  per recorded checkpoint, appended in the order written
+ *   seg-NNNNNN     segment files; each begins with a keyframe and holds the
+ *                  checkpoints after it, their bytes back to back
+ *
+ * A keyframe is a whole full stream (header .. EOF, vmdesc): the initial
+ * sync, a later sync, or the recorder's own image of the state written out
+ * every keyframe-every checkpoints (common/image.h).  Any other checkpoint
+ * is recorded as the secondary receives it: the RAM continuation stream
+ * that follows VMSTATE_SEND (ram_length bytes) and then the device stream
+ * of VMSTATE_SIZE.  So checkpoint N is reached from its segment's keyframe
+ * and at most keyframe-every - 1 checkpoints after it, and deleting whole
+ * segments (oldest first) never leaves a kept checkpoint unreachable.
+ *
+ * Crash safety: a record's bytes are written before its index entry, and
+ * an entry is believed only when its bytes are all in the segment (and, by
+ * verify and by every reader that uses them, when their XXH3-64 matches the
+ * entry's checksum).  A crash leaves at worst a torn last entry or a record
+ * with no entry: every checkpoint before the last one stays readable.  A
+ * recorder that opens a directory with a torn index tail cuts it off, and
+ * starts a new segment.
+ *
+ * Writer: the node calls colo_recorder_* from its loop; bytes are copied
+ * into a queue and written, decoded into the recorder's image and
+ * keyframed on the recorder's own thread, so recording is off the
+ * checkpoint's critical path.  A full disk, an I/O error, bytes that do not
+ * decode, or a queue over its limit stop the recording with one logged
+ * error; replication goes on untouched.
+ */
+#ifndef COLO_RECORD_H
+#define COLO_RECORD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "err.h"
+#include "image.h"
+#include "ramfmt.h"
+
+#define COLO_REC_INDEX "index"
+#define COLO_REC_SEG_FMT "seg-%06u"
+#define COLO_REC_ENTRY_MAX (1u << 20)       /* one index entry, encoded */
+
+struct colo_record_cfg {
+	const char *dir;
+	uint32_t keyframe_every;         /* >= 1 */
+	uint64_t max_bytes;              /* 0: no limit */
+	uint64_t max_checkpoints;        /* 0: no limit */
+	uint64_t queue_max;              /* bytes waiting before recording stops */
+};
+
+/* ---- writing (nodes) ---- */
+
+struct colo_recorder;
+
+/*
+ * Create dir if needed (mode 0700), check it is writable, cut a torn index
+ * tail, and start the recorder thread.  Nothing is written until the first
+ * keyframe arrives: checkpoints before it are skipped.
+ */
+int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder **out,
+			struct colo_err *err);
+
+/*
+ * A full stream (a sync, or a snapshot of the state at checkpoint seq): a
+ * keyframe that starts a new segment.  The stream is the concatenation of
+ * the n pieces; the bytes are copied.  r may be NULL (not recording).
+ */
+void colo_recorder_full(struct colo_recorder *r, uint64_t seq, uint64_t generation,
+			uint64_t wall_ns, const struct iovec *iov, int n);
+
+/*
+ * A committed checkpoint as the secondary received it: the RAM stream is
+ * the concatenation of ram[0..nram), the device stream of dev[0..ndev).
+ */
+void colo_recorder_checkpoint(struct colo_recorder *r, uint64_t seq, uint64_t generation,
+			      uint64_t wall_ns, const struct iovec *ram, int nram,
+			      const struct iovec *dev, int ndev);
+
+/*
+ * True while the recorder runs and has no keyframe, written or queued:
+ * the node should hand it a full stream of a committed state soon (the
+ * checkpoints it is given until then are skipped).
+ */
+bool colo_recorder_wants_keyframe(struct colo_recorder *r);
+
+struct colo_recorder_stats {
+	bool running;                    /* false once stopped by an error */
+	bool have_keyframe;
+	char error[COLO_ERR_MAX];        /* why it stopped */
+	uint64_t checkpoints;            /* recorded */
+	uint64_t keyframes;
+	uint64_t bytes;                  /* in the directory now */
+	uint64_t dropped;                /* checkpoints skipped: no keyframe yet */
+	uint64_t queued_bytes;
+	uint64_t last_seq;
+};
+void colo_recorder_stats(struct colo_recorder *r, struct colo_recorder_stats *st);
+const char *colo_recorder_dir(const struct colo_recorder *r);
+
+/* Write what is queued, then stop the thread and close.  NULL is fine. */
+void colo_recorder_stop(struct colo_recorder *r);
+
+/* ---- reading (colo-replay) ---- */
+
+struct colo_rec_entry {
+	uint64_t seq, generation, wall_ns;
+	uint32_t segment;                /* NNNNNN of seg-NNNNNN */
+	uint64_t offset, length, ram_length;
+	uint64_t checksum;
+	bool keyframe;
+	uint64_t pages[COLO_PAGE_KINDS]; /* page records by kind */
+	char **devices;                  /* "idstr/instance" */
+	size_t ndevices;
+	size_t key;                      /* index of its segment's keyframe entry */
+};
+
+struct colo_recording {
+	char *dir;
+	struct colo_rec_entry *e;        /* in index order */
+	size_t n;
+	/* What opening found and skipped (reported by list and verify). */
+	uint64_t torn_bytes;             /* a torn index tail */
+	size_t unreachable;              /* entries whose bytes are missing */
+	char note[COLO_ERR_MAX];
+};
+
+/*
+ * Read the index.  Entries whose segment is missing or too short, or that
+ * have no keyframe before them in their segment, are left out and counted
+ * (rec->unreachable, rec->note says which first).  -ENOENT when dir has no
+ * index.
+ */
+int colo_recording_open(const char *dir, struct colo_recording **out, struct colo_err *err);
+void colo_recording_close(struct colo_recording *rec);
+
+/* The newest entry with this sequence number, or NULL. */
+const struct colo_rec_entry *colo_recording_find(const struct colo_recording *rec,
+						 uint64_t seq);
+
+/* The record's bytes, checksum checked.  *data is malloc'd. */
+int colo_recording_read(const struct colo_recording *rec, const struct colo_rec_entry *e,
+			uint8_t **data, size_t *len, struct colo_err *err);
+
+/*
+ * The state at entry e: its segment's keyframe, then every checkpoint up
+ * to e applied.  img is initialised by the call.  Errors name the segment,
+ * offset and sequence of the record that failed.
+ */
+int colo_recording_state(const struct colo_recording *rec, const struct colo_rec_entry *e,
+			 struct colo_image *img, struct colo_err *err);
+
+#endif

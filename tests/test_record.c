@@ -1,0 +1,305 @@
+/*
+ * test_record.c: recordings made by real nodes (common/record.h).
+ *
+ * A memtouch pair runs with checkpoints only on demand (colo-ctl
+ * checkpoint), so the secondary's committed RAM holds still between them;
+ * its verify reports each RAM block's XXH3 at that checkpoint.  The state a
+ * recording rebuilds for checkpoint N (its keyframe, then the checkpoints
+ * after it) must hash the same, whichever node recorded it and however the
+ * recording started.  Retention must keep the newest checkpoints
+ * reachable, and a node killed while recording must leave every checkpoint
+ * before the last one readable.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "ctl.h"
+#include "image.h"
+#include "pair.h"
+#include "record.h"
+#include "testutil.h"
+
+#define MAXN 64
+
+struct pair {
+	struct proc a, b;
+	char rec_a[300], rec_b[300];
+};
+
+/* Hashes of the secondary's committed RAM, by checkpoint. */
+struct hashes {
+	uint64_t seq[MAXN];
+	char hash[MAXN][300];        /* "BLOCK HASH" of the one RAM block */
+	int n;
+};
+
+static void start_pair(struct pair *pr, const char *rec_a_flag, const char *rec_b_flag,
+		       const char *keyframe_every, const char *max_ckpt)
+{
+	char listen[32];
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
+	snprintf(pr->rec_a, sizeof(pr->rec_a), "%s/rec-a", pair_dir());
+	snprintf(pr->rec_b, sizeof(pr->rec_b), "%s/rec-b", pair_dir());
+	proc_start(&pr->b, pair_bin("colo-secondary"), "b", "--guest", "memtouch",
+		   "--listen", listen, "--ram-mb", "8", "--record", rec_b_flag ? pr->rec_b : "",
+		   "--keyframe-every", keyframe_every, "--record-max-checkpoints", max_ckpt, NULL);
+	proc_start(&pr->a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
+		   "--peer", listen, "--ram-mb", "8", "--memtouch-rate", "5000",
+		   "--checkpoint-interval-ms", "60000", "--record", rec_a_flag ? pr->rec_a : "",
+		   "--keyframe-every", keyframe_every, "--record-max-checkpoints", max_ckpt, NULL);
+	if (!wait_for(cond_protected, &pr->a, 20000)) {
+		proc_dump_log(&pr->a);
+		proc_dump_log(&pr->b);
+		ck_abort_msg("the pair did not get protected");
+	}
+}
+
+static void stop_pair(struct pair *pr)
+{
+	ck_assert_int_eq(proc_stop(&pr->a), 0);
+	ck_assert_int_eq(proc_stop(&pr->b), 0);
+}
+
+/* colo-ctl checkpoint on a; returns its sequence. */
+static uint64_t checkpoint(struct pair *pr)
+{
+	Colo__ControlResponse *r = ctl(&pr->a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0, NULL, 0);
+	uint64_t seq = 0;
+
+	ck_assert_msg(r && r->ok, "checkpoint refused: %s", r ? r->error : "no answer");
+	ck_assert_int_eq(sscanf(r->message, "checkpoint %" SCNu64 " committed", &seq), 1);
+	colo__control_response__free_unpacked(r, NULL);
+	return seq;
+}
+
+/* b's committed RAM: "NAME HASH" of its one block, at checkpoint *seq. */
+static void committed_hash(struct proc *b, uint64_t *seq, char *out, size_t len)
+{
+	Colo__ControlResponse *r = ctl(b, COLO__CONTROL_REQUEST__CMD_VERIFY, 0, NULL, 0);
+
+	ck_assert(r && r->ok && r->verify);
+	ck_assert_uint_eq(r->verify->n_block_hashes, 1);
+	snprintf(out, len, "%s", r->verify->block_hashes[0]);
+	*seq = r->verify->last_committed;
+	colo__control_response__free_unpacked(r, NULL);
+}
+
+static void take(struct pair *pr, struct hashes *h, int count)
+{
+	for (int i = 0; i < count && h->n < MAXN; i++) {
+		uint64_t seq = checkpoint(pr), at;
+
+		committed_hash(&pr->b, &at, h->hash[h->n], sizeof(h->hash[0]));
+		ck_assert_uint_eq(at, seq);
+		/* memtouch writes between checkpoints: every state is new, so a
+		 * rebuild that lands on the wrong checkpoint cannot match */
+		if (h->n > 0)
+			ck_assert_str_ne(h->hash[h->n], h->hash[h->n - 1]);
+		h->seq[h->n++] = seq;
+	}
+}
+
+static void record_ctl(struct proc *p, bool start, const char *dir, bool want_ok)
+{
+	Colo__ControlRequest req = COLO__CONTROL_REQUEST__INIT;
+	Colo__RecordRequest rr = COLO__RECORD_REQUEST__INIT;
+	Colo__ControlResponse *resp = NULL;
+	struct colo_err err;
+
+	req.version = COLO_CTL_VERSION;
+	req.cmd_case = COLO__CONTROL_REQUEST__CMD_RECORD;
+	rr.start = start;
+	rr.dir = (char *)(dir ? dir : "");
+	req.record = &rr;
+	colo_err_clear(&err);
+	ck_assert_msg(colo_ctl_call(p->sock, &req, &resp, 10000, &err) == 0, "%s", err.msg);
+	ck_assert_msg(resp->ok == want_ok, "record %s: %s", start ? "start" : "stop",
+		      resp->ok ? resp->message : resp->error);
+	colo__control_response__free_unpacked(resp, NULL);
+}
+
+/* Every checkpoint in h must rebuild from dir to the hash b reported. */
+static int check_recording(const char *dir, const struct hashes *h, size_t *entries,
+			   size_t *keyframes)
+{
+	struct colo_recording *rec;
+	struct colo_err err;
+	int found = 0;
+
+	colo_err_clear(&err);
+	ck_assert_msg(colo_recording_open(dir, &rec, &err) == 0, "%s", err.msg);
+	ck_assert_msg(rec->unreachable == 0 && rec->torn_bytes == 0, "%s", rec->note);
+	for (int i = 0; i < h->n; i++) {
+		const struct colo_rec_entry *e = colo_recording_find(rec, h->seq[i]);
+		struct colo_image img;
+		char got[300];
+
+		if (!e)
+			continue;
+		found++;
+		ck_assert_msg(colo_recording_state(rec, e, &img, &err) == 0, "%s", err.msg);
+		ck_assert_uint_eq(img.nblocks, 1);
+		snprintf(got, sizeof(got), "%s %016" PRIx64, img.blocks[0].name,
+			 colo_image_block_hash(&img.blocks[0]));
+		ck_assert_msg(strcmp(got, h->hash[i]) == 0, "%s: checkpoint %" PRIu64
+			      " rebuilds to %s, the secondary had %s", dir, h->seq[i], got,
+			      h->hash[i]);
+		colo_image_free(&img);
+	}
+	*entries = rec->n;
+	*keyframes = 0;
+	for (size_t i = 0; i < rec->n; i++)
+		*keyframes += rec->e[i].keyframe;
+	colo_recording_close(rec);
+	return found;
+}
+
+/* Both nodes record from the start; both recordings rebuild every checkpoint. */
+START_TEST(both_nodes_record_what_the_secondary_committed)
+{
+	struct pair pr;
+	struct hashes h = { 0 };
+	size_t n, keys;
+
+	start_pair(&pr, "a", "b", "3", "0");
+	take(&pr, &h, 8);
+	stop_pair(&pr);
+	ck_assert_int_eq(check_recording(pr.rec_b, &h, &n, &keys), 8);
+	/* the sync, then 8 checkpoints: a keyframe at the sync and every third */
+	ck_assert_uint_eq(n, 9);
+	ck_assert_uint_eq(keys, 3);
+	ck_assert_int_eq(check_recording(pr.rec_a, &h, &n, &keys), 8);
+	ck_assert_uint_eq(n, 9);
+	ck_assert_uint_eq(keys, 3);
+}
+END_TEST
+
+/* colo-ctl record start on running nodes: the first keyframe is a snapshot. */
+START_TEST(recording_starts_at_run_time)
+{
+	struct pair pr;
+	struct hashes h = { 0 };
+	size_t n, keys;
+
+	start_pair(&pr, NULL, NULL, "4", "0");
+	take(&pr, &h, 2);
+	record_ctl(&pr.b, true, pr.rec_b, true);
+	record_ctl(&pr.a, true, pr.rec_a, true);
+	record_ctl(&pr.b, true, pr.rec_b, false);     /* already recording */
+	take(&pr, &h, 6);
+	record_ctl(&pr.a, false, NULL, true);
+	record_ctl(&pr.b, false, NULL, true);
+	record_ctl(&pr.b, false, NULL, false);        /* not recording */
+	ck_assert(proc_log_has(&pr.b, "recording: a keyframe of the whole state"));
+	ck_assert(proc_log_has(&pr.a, "recording: a keyframe of the whole state"));
+	stop_pair(&pr);
+	/* the 6 checkpoints after the start, from a snapshot keyframe */
+	ck_assert_int_eq(check_recording(pr.rec_b, &h, &n, &keys), 6);
+	ck_assert_uint_eq(n, 6);
+	ck_assert_uint_eq(keys, 2);
+	ck_assert_int_eq(check_recording(pr.rec_a, &h, &n, &keys), 6);
+	ck_assert_uint_eq(n, 6);
+}
+END_TEST
+
+static int count_segments(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)))
+		n += strncmp(de->d_name, "seg-", 4) == 0;
+	closedir(d);
+	return n;
+}
+
+/* record-max-checkpoints: whole old segments go; what is kept rebuilds. */
+START_TEST(retention_keeps_the_newest_reachable)
+{
+	struct pair pr;
+	struct hashes h = { 0 };
+	size_t n, keys;
+	struct colo_recording *rec;
+	struct colo_err err;
+
+	start_pair(&pr, NULL, "b", "2", "5");
+	take(&pr, &h, 12);
+	stop_pair(&pr);
+	/* segments of 2 (a keyframe and one more): at most 5 kept, the newest */
+	ck_assert_int_ge(check_recording(pr.rec_b, &h, &n, &keys), 4);
+	ck_assert_uint_le(n, 5);
+	ck_assert_uint_ge(n, 4);
+	ck_assert_int_le(count_segments(pr.rec_b), 3);
+	colo_err_clear(&err);
+	ck_assert_msg(colo_recording_open(pr.rec_b, &rec, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(rec->e[rec->n - 1].seq, h.seq[h.n - 1]);
+	ck_assert(rec->e[0].keyframe);
+	colo_recording_close(rec);
+}
+END_TEST
+
+/* kill -9 while checkpoints stream in: all but the last stay readable. */
+START_TEST(a_killed_recorder_leaves_a_readable_recording)
+{
+	struct pair pr;
+	struct colo_recording *rec;
+	struct colo_err err;
+	struct colo_image img;
+	size_t bad = 0;
+
+	start_pair(&pr, NULL, "b", "10", "0");
+	{
+		Colo__ControlResponse *r = ctl(&pr.a, COLO__CONTROL_REQUEST__CMD_SET_INTERVAL, 5,
+					       NULL, 0);
+
+		ck_assert(r && r->ok);
+		colo__control_response__free_unpacked(r, NULL);
+	}
+	{
+		struct wait_arg w = { &pr.b, 60, NULL };
+
+		ck_assert(wait_for(cond_committed, &w, 20000));
+	}
+	proc_signal(&pr.b, SIGKILL);
+	ck_assert(proc_wait(&pr.b, 10000));
+	proc_stop(&pr.a);
+	colo_err_clear(&err);
+	ck_assert_msg(colo_recording_open(pr.rec_b, &rec, &err) == 0, "%s", err.msg);
+	ck_assert_uint_ge(rec->n, 10);
+	for (size_t i = 0; i + 1 < rec->n; i++) {
+		if (colo_recording_state(rec, &rec->e[i], &img, &err) != 0) {
+			fprintf(stderr, "# entry %zu: %s\n", i, err.msg);
+			bad++;
+		}
+		colo_image_free(&img);
+	}
+	ck_assert_uint_eq(bad, 0);
+	colo_recording_close(rec);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("record");
+	TCase *tc = tcase_create("record");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, both_nodes_record_what_the_secondary_committed);
+	tcase_add_test(tc, recording_starts_at_run_time);
+	tcase_add_test(tc, retention_keeps_the_newest_reachable);
+	tcase_add_test(tc, a_killed_recorder_leaves_a_readable_recording);
+	suite_add_tcase(s, tc);
+	return colo_test_main(s);
+}

@@ -7,8 +7,9 @@
  * recording rebuilds for checkpoint N (its keyframe, then the checkpoints
  * after it) must hash the same, whichever node recorded it and however the
  * recording started.  Retention must keep the newest checkpoints
- * reachable, and a node killed while recording must leave every checkpoint
- * before the last one readable.
+ * reachable, a node killed while recording must leave every checkpoint
+ * before the last one readable, and a full disk must stop only the
+ * recording.
  */
 #include "config.h"
 
@@ -18,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -290,6 +293,56 @@ START_TEST(a_killed_recorder_leaves_a_readable_recording)
 }
 END_TEST
 
+static char mounted[200];
+
+/* A failed assertion exits the test: the mount must not outlive it. */
+static void unmount_small(void)
+{
+	if (mounted[0])
+		umount2(mounted, MNT_DETACH);
+}
+
+/*
+ * A full disk (a 256 KiB tmpfs this test mounts; skipped where it cannot)
+ * stops the recording with one error, and replication goes on.
+ */
+START_TEST(a_full_disk_stops_recording_not_replication)
+{
+	struct pair pr;
+	struct hashes h = { 0 };
+	char small[200];
+	Colo__ControlResponse *r;
+
+	snprintf(small, sizeof(small), "%s/small", pair_dir());
+	ck_assert_int_eq(mkdir(small, 0700), 0);
+	if (mount("tmpfs", small, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700") != 0) {
+		fprintf(stderr, "# skipped: cannot mount a tmpfs here (%s)\n", strerror(errno));
+		return;
+	}
+	snprintf(mounted, sizeof(mounted), "%s", small);
+	atexit(unmount_small);
+	start_pair(&pr, NULL, NULL, "1", "0");
+	snprintf(pr.rec_b, sizeof(pr.rec_b), "%s/rec", small);
+	record_ctl(&pr.b, true, pr.rec_b, true);
+	take(&pr, &h, 12);
+	r = ctl(&pr.b, COLO__CONTROL_REQUEST__CMD_STATUS, 0, NULL, 0);
+	ck_assert(r && r->ok);
+	ck_assert_msg(strstr(r->status->recording, "stopped: ") &&
+		      strstr(r->status->recording, "No space left on device"), "%s",
+		      r->status->recording);
+	colo__control_response__free_unpacked(r, NULL);
+	ck_assert(proc_log_has(&pr.b, "stopped: "));
+	ck_assert(proc_log_has(&pr.b, "(replication goes on)"));
+	/* replication went on: every checkpoint committed on b */
+	ck_assert_uint_eq(h.n, 12);
+	ck_assert(wait_for(cond_protected, &pr.b, 1000));
+	record_ctl(&pr.b, false, NULL, true);
+	stop_pair(&pr);
+	ck_assert_int_eq(umount2(small, MNT_DETACH), 0);
+	mounted[0] = '\0';
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("record");
@@ -300,6 +353,7 @@ int main(void)
 	tcase_add_test(tc, recording_starts_at_run_time);
 	tcase_add_test(tc, retention_keeps_the_newest_reachable);
 	tcase_add_test(tc, a_killed_recorder_leaves_a_readable_recording);
+	tcase_add_test(tc, a_full_disk_stops_recording_not_replication);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);
 }

@@ -1146,11 +1146,9 @@ int colo_recording_state(const struct colo_recording *rec, const struct colo_rec
 					     data + x->ram_length, len - (size_t)x->ram_length, err);
 		free(data);
 		if (r) {
-			char why[COLO_ERR_MAX];
-
-			snprintf(why, sizeof(why), "%s", err->msg);
-			colo_err_set(err, -r, "checkpoint %" PRIu64 " (" COLO_REC_SEG_FMT " at %"
-				     PRIu64 "): %s", x->seq, x->segment, x->offset, why);
+			if (strncmp(err->msg, "checkpoint ", 11) != 0)   /* read says it */
+				colo_err_prefix(err, "checkpoint %" PRIu64 " (" COLO_REC_SEG_FMT
+						" at %" PRIu64 ")", x->seq, x->segment, x->offset);
 			return r;
 		}
 	}

@@ -1,7 +1,9 @@
 #!/bin/sh
 # replay_cli.sh: colo-replay as an operator meets it: --help, usage errors
-# (exit 2), malformed files (one line naming the offset, exit 1), and the
-# dump of a sample stream, compared with a golden transcript.  TAP output.
+# (exit 2), malformed files (one line naming the offset, exit 1), the dump
+# of a sample stream, compared with a golden transcript, and the recording
+# commands on directories that need no running node (missing, empty, torn).
+# Recordings made by real nodes are tested with the nodes.  TAP output.
 set -u
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 bin="$top_builddir/colo-replay"
@@ -31,11 +33,17 @@ expect_run() {
 	fi
 }
 
-echo "1..14"
+echo "1..44"
 
 "$bin" --help >"$tmp/help" 2>&1
 if [ $? -eq 0 ] && grep -q '^  dump \[--json\] FILE' "$tmp/help" &&
    grep -q '^  sample \[--ram-mb N\] \[--seed S\] FILE' "$tmp/help" &&
+   grep -q '^  list \[--json\] DIR' "$tmp/help" &&
+   grep -q '^  show \[--json\] DIR N' "$tmp/help" &&
+   grep -q '^  diff \[--json\] DIR N M' "$tmp/help" &&
+   grep -q '^  extract \[--json\] DIR N -o OUT' "$tmp/help" &&
+   grep -q '^  verify \[--json\] DIR' "$tmp/help" &&
+   grep -q '^  serve DIR N \[--listen ADDR\]' "$tmp/help" &&
    grep -q 'Exit status: 0 success; 1' "$tmp/help"; then
 	ok "--help lists the commands and exit statuses"
 else
@@ -86,5 +94,100 @@ expect_run "trailing junk" 1 "trailing data at offset 790569 after the end of th
 
 : >"$tmp/empty.colo"
 expect_run "empty file" 1 "empty stream: no header at offset 0" "$bin" dump "$tmp/empty.colo"
+
+# ---- recordings ----
+
+expect_run "list without DIR" 2 "list needs exactly one DIR" "$bin" list
+expect_run "list with two DIRs" 2 "list needs exactly one DIR" "$bin" list a b
+expect_run "verify without DIR" 2 "verify needs exactly one DIR" "$bin" verify
+expect_run "show without N" 2 "show needs DIR and N" "$bin" show "$tmp"
+expect_run "show with a bad N" 2 "show: N must be a checkpoint sequence number, not 'x1'" \
+	"$bin" show "$tmp" x1
+expect_run "show with a negative N" 2 "N must be a checkpoint sequence number, not '-1'" \
+	"$bin" show "$tmp" -- -1
+expect_run "show refuses -o" 2 "show: bad option" "$bin" show -o x "$tmp" 1
+expect_run "diff without M" 2 "diff needs DIR, N and M" "$bin" diff "$tmp" 1
+expect_run "diff with a bad M" 2 "diff: N must be a checkpoint sequence number, not '2x'" \
+	"$bin" diff "$tmp" 1 2x
+expect_run "extract without -o" 2 "extract needs -o OUT" "$bin" extract "$tmp" 1
+expect_run "extract without N" 2 "extract needs DIR and N" "$bin" extract -o "$tmp/x" "$tmp"
+expect_run "serve without N" 2 "serve needs DIR and N" "$bin" serve "$tmp"
+expect_run "serve with a bad --listen" 2 "serve: --listen: 'nowhere' has no port" \
+	"$bin" serve --listen nowhere "$tmp" 1
+expect_run "serve refuses --json" 2 "serve: bad option" "$bin" serve --json "$tmp" 1
+
+expect_run "list of a missing directory" 1 "colo-replay: $tmp/none: not a recording (no index)" \
+	"$bin" list "$tmp/none"
+mkdir "$tmp/noindex"
+expect_run "verify of a directory without index" 1 \
+	"colo-replay: $tmp/noindex: not a recording (no index)" "$bin" verify "$tmp/noindex"
+expect_run "show of a missing directory" 1 "$tmp/none: not a recording (no index)" \
+	"$bin" show "$tmp/none" 3
+
+# An empty recording: what a node leaves before its first keyframe.
+mkdir "$tmp/empty"
+: >"$tmp/empty/index"
+"$bin" list "$tmp/empty" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q '^ *SEQ  *GEN  TIME' "$tmp/out" &&
+   grep -q '^0 checkpoints (0 keyframes) in 0 segments, 0 bytes$' "$tmp/out"; then
+	ok "list of an empty recording"
+else
+	not_ok "list of an empty recording" "$(cat "$tmp/out" "$tmp/err")"
+fi
+"$bin" list --json "$tmp/empty" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q '"checkpoints": \[\]' "$tmp/out" && grep -q '"count": 0' "$tmp/out"; then
+	ok "list --json of an empty recording"
+else
+	not_ok "list --json of an empty recording" "$(cat "$tmp/out" "$tmp/err")"
+fi
+"$bin" verify "$tmp/empty" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && [ "$(cat "$tmp/out")" = "0 checkpoints in 0 segments verified, 0 bytes" ] &&
+   ! [ -s "$tmp/err" ]; then
+	ok "verify of an empty recording"
+else
+	not_ok "verify of an empty recording" "$(cat "$tmp/out" "$tmp/err")"
+fi
+expect_run "show of a checkpoint an empty recording lacks" 1 \
+	"$tmp/empty: no checkpoint 5: the recording holds none" "$bin" show "$tmp/empty" 5
+expect_run "diff in an empty recording" 1 "no checkpoint 1: the recording holds none" \
+	"$bin" diff "$tmp/empty" 1 2
+expect_run "extract from an empty recording" 1 "no checkpoint 0: the recording holds none" \
+	"$bin" extract "$tmp/empty" 0 -o "$tmp/out.d"
+[ ! -e "$tmp/out.d" ] && ok "a failed extract writes nothing" ||
+	not_ok "a failed extract writes nothing" "$(ls -l "$tmp/out.d")"
+expect_run "serve from an empty recording" 1 "no checkpoint 0: the recording holds none" \
+	"$bin" serve "$tmp/empty" 0 --listen 127.0.0.1:1
+
+# A segment no entry refers to (a keyframe whose entry was never written).
+printf 'QEVM' >"$tmp/empty/seg-000004"
+"$bin" verify "$tmp/empty" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q '^note: seg-000004 (4 bytes) is not referenced by any readable index entry$' "$tmp/out"; then
+	ok "verify mentions an unreferenced segment"
+else
+	not_ok "verify mentions an unreferenced segment" "$(cat "$tmp/out" "$tmp/err")"
+fi
+"$bin" verify --json "$tmp/empty" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q '"ok": true' "$tmp/out" && grep -q '"file": "seg-000004"' "$tmp/out"; then
+	ok "verify --json lists it"
+else
+	not_ok "verify --json lists it" "$(cat "$tmp/out" "$tmp/err")"
+fi
+
+# A torn index tail (a crash while writing an entry): list notes it, verify fails.
+mkdir "$tmp/torn"
+printf '\000\000\001' >"$tmp/torn/index"
+"$bin" list "$tmp/torn" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && grep -q '^note: index: 3 bytes after the last whole entry (at offset 0) ignored$' "$tmp/out"; then
+	ok "list notes a torn index"
+else
+	not_ok "list notes a torn index" "$(cat "$tmp/out" "$tmp/err")"
+fi
+expect_run "verify fails on a torn index" 1 \
+	"colo-replay: $tmp/torn: index: 3 bytes after the last whole entry (at offset 0) ignored" \
+	"$bin" verify "$tmp/torn"
+"$bin" verify --json "$tmp/torn" >"$tmp/out" 2>/dev/null
+grep -q '"ok": false' "$tmp/out" && grep -q '"problems": \[' "$tmp/out" &&
+	ok "verify --json reports the problem" ||
+	not_ok "verify --json reports the problem" "$(cat "$tmp/out")"
 
 [ "$fails" -eq 0 ]

@@ -1,0 +1,177 @@
+#!/bin/sh
+# replay_rec.sh: colo-replay on a real recording.  A kv pair runs with the
+# secondary recording; the test writes two batches of keys with a
+# checkpoint after each (NA, NB), then:
+#   - extract NA: the RAM image hashes as the secondary reported at NA;
+#   - serve NA: GET answers the values written before NA, not those after;
+#   - diff NA NB: pages of the kv block changed, and NA NA: none;
+#   - verify: clean; then a flipped byte, a truncated and a deleted segment
+#     each give one clear line from verify and from show.
+# TAP.  Skipped without redis-cli.
+set -u
+
+: "${top_builddir:=.}"
+command -v redis-cli >/dev/null || {
+	echo "1..0 # SKIP redis-cli not installed (apt-get install redis-tools)"
+	exit 0
+}
+bin=$top_builddir
+work=$(mktemp -d "${TMPDIR:-/tmp}/colo-replay-rec-XXXXXX")
+pid_a="" pid_b="" pid_s=""
+n=0 fails=0
+
+cleanup() {
+	for p in $pid_a $pid_b $pid_s; do kill "$p" 2>/dev/null; done
+	for p in $pid_a $pid_b $pid_s; do wait "$p" 2>/dev/null; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() {
+	n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"
+	[ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/#   /'
+}
+
+taken=""
+free_port() {
+	while :; do
+		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))
+		case " $taken " in *" $p "*) continue ;; esac
+		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" && continue
+		taken="$taken $p"
+		echo "$p"
+		return
+	done
+}
+
+rep=$(free_port) kva=$(free_port) kvb=$(free_port) kvs=$(free_port)
+"$bin/colo-secondary" --name b --listen "127.0.0.1:$rep" --guest-listen "127.0.0.1:$kvb" \
+	--ram-mb 16 --control "$work/b.sock" --state-dir "$work/b" --record "$work/rec" \
+	--keyframe-every 4 >"$work/b.log" 2>&1 &
+pid_b=$!
+"$bin/colo-primary" --name a --peer "127.0.0.1:$rep" --guest-listen "127.0.0.1:$kva" \
+	--ram-mb 16 --control "$work/a.sock" --state-dir "$work/a" \
+	--checkpoint-interval-ms 60000 >"$work/a.log" 2>&1 &
+pid_a=$!
+i=0
+until "$bin/colo-ctl" -s "$work/a.sock" status --json 2>/dev/null | grep -q '"state": "protected"'; do
+	i=$((i + 1))
+	[ $i -lt 400 ] || { echo "Bail out! the pair did not get protected"; cat "$work/a.log" "$work/b.log"; exit 1; }
+	sleep 0.05
+done
+
+# committed seq and kv block hash on b, after a checkpoint on a
+ckpt() {
+	"$bin/colo-ctl" -s "$work/a.sock" checkpoint >/dev/null || return 1
+	"$bin/colo-ctl" -s "$work/b.sock" verify --json >"$work/v.json" || return 1
+	seq=$(sed -n 's/.*"last_committed": \([0-9]*\).*/\1/p' "$work/v.json")
+	hash=$(sed -n 's/.*"kv": "\([0-9a-f]*\)".*/\1/p' "$work/v.json")
+	echo "$seq $hash"
+}
+
+i=1
+while [ $i -le 20 ]; do echo "SET a:$i old-$i"; i=$((i + 1)); done >"$work/a.txt"
+redis-cli -p "$kva" <"$work/a.txt" >/dev/null
+set -- $(ckpt)
+NA=$1 HA=$2
+i=1
+while [ $i -le 20 ]; do echo "SET b:$i new-$i"; echo "SET a:$i changed-$i"; i=$((i + 1)); done >"$work/b.txt"
+redis-cli -p "$kva" <"$work/b.txt" >/dev/null
+set -- $(ckpt)
+NB=$1 HB=$2
+for k in 1 2 3 4 5 6; do ckpt >/dev/null; done
+"$bin/colo-ctl" -s "$work/b.sock" record stop >/dev/null
+kill "$pid_a" "$pid_b"; wait "$pid_a" "$pid_b" 2>/dev/null; pid_a="" pid_b=""
+echo "# checkpoints: NA=$NA ($HA) NB=$NB ($HB)"
+
+if [ -n "$NA" ] && [ -n "$NB" ] && [ "$NB" -gt "$NA" ] && [ "$HA" != "$HB" ]; then
+	ok "two checkpoints with different committed states"
+else
+	not_ok "two checkpoints with different committed states" "NA=$NA NB=$NB HA=$HA HB=$HB"
+fi
+
+"$bin/colo-replay" list "$work/rec" >"$work/list.txt" 2>&1 &&
+	grep -q "^ *$NA " "$work/list.txt" && grep -q "^ *$NB " "$work/list.txt" &&
+	ok "list shows both checkpoints" || not_ok "list shows both checkpoints" "$(cat "$work/list.txt")"
+
+# extract NA: the image hashes as b reported
+if "$bin/colo-replay" extract "$work/rec" "$NA" -o "$work/x" --json >"$work/x.json" 2>&1 &&
+   [ "$(stat -c %s "$work/x/ram/kv.bin")" -eq $((16 << 20)) ] &&
+   grep -q "\"xxh3\": \"$HA\"" "$work/x/devices.json"; then
+	ok "extract $NA: ram/kv.bin is 16 MiB and hashes as the secondary's committed RAM"
+else
+	not_ok "extract $NA matches the secondary" "$(cat "$work/x.json" "$work/x/devices.json" 2>&1)"
+fi
+
+# serve NA: old values, no b: keys
+"$bin/colo-replay" serve "$work/rec" "$NA" --listen "127.0.0.1:$kvs" >"$work/serve.log" 2>&1 &
+pid_s=$!
+i=0
+until redis-cli -p "$kvs" PING 2>/dev/null | grep -q PONG; do
+	i=$((i + 1)); [ $i -lt 200 ] || break; sleep 0.05
+done
+got=$(redis-cli -p "$kvs" GET a:7)
+nb=$(redis-cli -p "$kvs" EXISTS b:7)
+dbsize=$(redis-cli -p "$kvs" DBSIZE)
+kill -INT "$pid_s"; wait "$pid_s"; st=$?; pid_s=""
+if [ "$got" = old-7 ] && [ "$nb" = 0 ] && [ "$dbsize" = 20 ] && [ $st -eq 0 ]; then
+	ok "serve $NA answers what was written before it and nothing after"
+else
+	not_ok "serve $NA" "a:7=$got b:7 exists=$nb dbsize=$dbsize exit=$st $(cat "$work/serve.log")"
+fi
+
+"$bin/colo-replay" diff "$work/rec" "$NA" "$NB" >"$work/diff.txt" 2>&1 &&
+	grep -q "kv" "$work/diff.txt" && grep -q "pages" "$work/diff.txt" &&
+	ok "diff $NA $NB lists changed kv pages" || not_ok "diff $NA $NB" "$(cat "$work/diff.txt")"
+"$bin/colo-replay" diff "$work/rec" "$NA" "$NA" >"$work/diff0.txt" 2>&1 &&
+	grep -q "no differences" "$work/diff0.txt" &&
+	ok "diff of a checkpoint with itself: no differences" ||
+	not_ok "diff $NA $NA" "$(cat "$work/diff0.txt")"
+
+"$bin/colo-replay" verify "$work/rec" >"$work/verify.txt" 2>&1 &&
+	grep -q "verified" "$work/verify.txt" && ok "verify: clean" ||
+	not_ok "verify clean" "$(cat "$work/verify.txt")"
+
+# damage: each in a fresh copy
+seg=$(sed -n "s/^ *$NB .*\(seg-[0-9]*\)@\([0-9]*\).*/\1 \2/p" "$work/list.txt" | head -1)
+set -- $seg
+segname=$1 segoff=$2
+damage() {
+	rm -rf "$work/bad"
+	cp -r "$work/rec" "$work/bad"
+}
+damage
+printf '\377' | dd of="$work/bad/$segname" bs=1 seek=$((segoff + 3)) conv=notrunc 2>/dev/null
+out=$("$bin/colo-replay" verify "$work/bad" 2>&1); st=$?
+out2=$("$bin/colo-replay" show "$work/bad" "$NB" 2>&1); st2=$?
+if [ $st -eq 1 ] && echo "$out" | grep -q "$segname" && echo "$out" | grep -q "checksum" &&
+   [ $st2 -eq 1 ] && echo "$out2" | grep -q "checksum"; then
+	ok "a flipped byte: verify and show name the segment and the checksum"
+else
+	not_ok "flipped byte" "verify($st): $out
+show($st2): $out2"
+fi
+damage
+truncate -s "$((segoff + 2))" "$work/bad/$segname"
+out=$("$bin/colo-replay" verify "$work/bad" 2>&1); st=$?
+out2=$("$bin/colo-replay" show "$work/bad" "$NB" 2>&1); st2=$?
+if [ $st -eq 1 ] && echo "$out" | grep -q "$segname" && [ $st2 -eq 1 ] && [ -n "$out2" ]; then
+	ok "a truncated segment: verify and show fail with one line"
+else
+	not_ok "truncated segment" "verify($st): $out
+show($st2): $out2"
+fi
+damage
+rm "$work/bad/$segname"
+out=$("$bin/colo-replay" verify "$work/bad" 2>&1); st=$?
+out2=$("$bin/colo-replay" show "$work/bad" "$NB" 2>&1); st2=$?
+if [ $st -eq 1 ] && echo "$out" | grep -q "$segname" && [ $st2 -eq 1 ] && [ -n "$out2" ]; then
+	ok "a deleted segment: verify and show fail with one line"
+else
+	not_ok "deleted segment" "verify($st): $out
+show($st2): $out2"
+fi
+
+echo "1..$n"
+[ $fails -eq 0 ]

@@ -675,8 +675,10 @@ static void bench_record(void)
 		       "(%d rounds each, alternating; medians)\n\n%-7s %8s %12s %12s %8s\n",
 		       opt.record_both ? "both nodes" : "the secondary", rounds, "guest",
 		       "pages/ck", "ck/s plain", "ck/s record", "ratio");
+	if (!opt.json)
+		printf("(pages/ck: plain / recording, in the last round)\n");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		double plain[8], with[8], pages = 0;
+		double plain[8], with[8], pages = 0, pages_plain = 0;
 		bool ok = true;
 
 		for (int r = 0; r < rounds; r++) {
@@ -684,6 +686,7 @@ static void bench_record(void)
 
 			run_rt_rec(&cases[i], secs, NULL, &res);
 			plain[r] = res.cps;
+			pages_plain = res.pages;
 			snprintf(rec, sizeof(rec), "%s/rec-%zu-%d", opt.tmp, i, r);
 			run_rt_rec(&cases[i], secs, rec, &res);
 			with[r] = res.cps;
@@ -693,7 +696,8 @@ static void bench_record(void)
 		qsort(plain, (size_t)rounds, sizeof(double), cmp_dbl);
 		qsort(with, (size_t)rounds, sizeof(double), cmp_dbl);
 		if (!opt.json)
-			printf("%-7s %8.0f %12.0f %12.0f %7.2fx%s\n", cases[i].workload, pages,
+			printf("%-7s %4.0f/%-4.0f %12.0f %12.0f %7.2fx%s\n", cases[i].workload,
+			       pages_plain, pages,
 			       plain[rounds / 2], with[rounds / 2],
 			       with[rounds / 2] / plain[rounds / 2],
 			       ok ? "" : "  (a recording stopped: see the logs)");

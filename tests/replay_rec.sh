@@ -124,6 +124,18 @@ fi
 "$bin/colo-replay" diff "$work/rec" "$NA" "$NB" >"$work/diff.txt" 2>&1 &&
 	grep -q "kv" "$work/diff.txt" && grep -q "pages" "$work/diff.txt" &&
 	ok "diff $NA $NB lists changed kv pages" || not_ok "diff $NA $NB" "$(cat "$work/diff.txt")"
+# diff's pages are exactly the pages whose bytes differ between the two
+# extracted states (each hashed as the secondary's committed RAM)
+"$bin/colo-replay" extract "$work/rec" "$NB" -o "$work/y" >/dev/null 2>&1
+"$bin/colo-replay" diff "$work/rec" "$NA" "$NB" --json >"$work/diff.json" 2>&1
+want=$(cmp -l "$work/x/ram/kv.bin" "$work/y/ram/kv.bin" | awk '{ print int(($1 - 1) / 4096) }' |
+	uniq | wc -l)
+got=$(sed -n 's/.*"pages_differ": \([0-9]*\).*/\1/p' "$work/diff.json" | head -1)
+if grep -q "\"xxh3\": \"$HB\"" "$work/y/devices.json" && [ "$want" -gt 0 ] && [ "$got" = "$want" ]; then
+	ok "diff $NA $NB: $got pages, exactly those whose bytes differ"
+else
+	not_ok "diff pages" "diff says '$got', the images differ in $want pages"
+fi
 "$bin/colo-replay" diff "$work/rec" "$NA" "$NA" >"$work/diff0.txt" 2>&1 &&
 	grep -q "no differences" "$work/diff0.txt" &&
 	ok "diff of a checkpoint with itself: no differences" ||

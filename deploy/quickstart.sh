@@ -9,7 +9,8 @@
 #                                 suite again in an ASan+UBSan build (CI runs this)
 #   deploy/quickstart.sh fuzz [SECONDS]
 #                                 build the libFuzzer targets with clang and fuzz
-#                                 the stream reader (default 600 s)
+#                                 the stream reader, then the kv guest, SECONDS
+#                                 each (default 600)
 #
 # Build trees: build/ (plain), build-asan/ (sanitizers), build-fuzz/.
 # Packages are installed with apt-get only when one is missing, so running it
@@ -105,6 +106,8 @@ fuzz() {
 	build build-fuzz --enable-fuzzing CC=clang
 	say "fuzzing the stream reader for $seconds s"
 	(cd "$top/build-fuzz" && make fuzz FUZZ_SECONDS="$seconds")
+	say "fuzzing the kv guest's client path for $seconds s"
+	(cd "$top/build-fuzz" && make fuzz-kv FUZZ_SECONDS="$seconds")
 }
 
 demo() {

@@ -51,19 +51,7 @@ if ! command -v redis-benchmark >/dev/null || ! command -v redis-server >/dev/nu
 		--no-install-recommends redis-server redis-tools >/dev/null
 fi
 
-# A free loopback port (nothing listens on it, TCP or UDP; not handed out
-# before in this run).
-taken=""
-free_port() {
-	while :; do
-		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))  # below the ephemeral range
-		case " $taken " in *" $p "*) continue ;; esac
-		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" && continue
-		taken="$taken $p"
-		echo "$p"
-		return
-	done
-}
+. "$top/tests/ports.sh"
 
 wait_port() {
 	i=0

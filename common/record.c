@@ -72,6 +72,23 @@ static char *seg_path(const char *dir, uint32_t seg)
 	return path_join(dir, name);
 }
 
+/* pread until len bytes or the end of the file; how many were read. */
+static size_t pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	return got;
+}
+
 /* Read a whole file; -errno. */
 static int read_file(const char *path, uint8_t **data, size_t *len)
 {
@@ -93,15 +110,7 @@ static int read_file(const char *path, uint8_t **data, size_t *len)
 		close(fd);
 		return -ENOMEM;
 	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	got = pread_all(fd, buf, (size_t)st.st_size, 0);
 	close(fd);
 	*data = buf;
 	*len = got;
@@ -1087,15 +1096,7 @@ int colo_recording_read(const struct colo_recording *rec, const struct colo_rec_
 			     strerror(errno));
 		goto fail;
 	}
-	while (got < e->length) {
-		ssize_t n = pread(fd, buf + got, (size_t)e->length - got, (off_t)(e->offset + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
+	got = pread_all(fd, buf, (size_t)e->length, e->offset);
 	close(fd);
 	if (got < e->length) {
 		colo_err_set(err, EIO, "checkpoint %" PRIu64 ": " COLO_REC_SEG_FMT " ends at "

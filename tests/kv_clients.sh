@@ -23,17 +23,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-taken=""
-free_port() {
-	while :; do
-		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))  # below the ephemeral range
-		case " $taken " in *" $p "*) continue ;; esac
-		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" && continue
-		taken="$taken $p"
-		echo "$p"
-		return
-	done
-}
+. "${top_srcdir:-.}/tests/ports.sh"
 
 ok() { n=$((n + 1)); echo "ok $n - $1"; }
 not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; }

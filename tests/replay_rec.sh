@@ -33,17 +33,7 @@ not_ok() {
 	[ $# -gt 1 ] && printf '%s\n' "$2" | sed 's/^/#   /'
 }
 
-taken=""
-free_port() {
-	while :; do
-		p=$(( 20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 12000 ))
-		case " $taken " in *" $p "*) continue ;; esac
-		ss -Htuln 2>/dev/null | awk '{print $5}' | grep -q ":$p\$" && continue
-		taken="$taken $p"
-		echo "$p"
-		return
-	done
-}
+. "${top_srcdir:-.}/tests/ports.sh"
 
 rep=$(free_port) kva=$(free_port) kvb=$(free_port) kvs=$(free_port)
 "$bin/colo-secondary" --name b --listen "127.0.0.1:$rep" --guest-listen "127.0.0.1:$kvb" \

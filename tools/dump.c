@@ -52,11 +52,10 @@ struct dump {
 };
 
 /*
- * Names from the stream as JSON strings.  They are bytes, not necessarily
- * UTF-8: a byte that is not valid UTF-8 is shown as the text \xNN, so the
- * name is never dropped.
+ * Names from the stream are bytes, not necessarily UTF-8: a byte that is
+ * not valid UTF-8 is shown as the text \xNN, so the name is never dropped.
  */
-static json_t *jtext(const char *s)
+json_t *colo_dump_name_json(const char *s)
 {
 	static const char hex[] = "0123456789abcdef";
 	json_t *j = json_string(s);
@@ -84,7 +83,7 @@ static json_t *jtext(const char *s)
 	return j;
 }
 
-static json_t *pages_json(const uint64_t *pages)
+json_t *colo_dump_pages_json(const uint64_t *pages)
 {
 	json_t *o = json_object();
 
@@ -127,9 +126,9 @@ static int on_configuration(void *ud, const struct colo_stream_config *c,
 
 	(void)err;
 	json_object_set_new(o, "offset", json_integer((json_int_t)offset));
-	json_object_set_new(o, "name", jtext(c->name));
+	json_object_set_new(o, "name", colo_dump_name_json(c->name));
 	for (uint32_t i = 0; i < c->caps_count; i++)
-		json_array_append_new(caps, jtext(c->caps[i].str));
+		json_array_append_new(caps, colo_dump_name_json(c->caps[i].str));
 	json_object_set_new(o, "capabilities", caps);
 	if (c->has_page_bits)
 		json_object_set_new(o, "target_page_bits", json_integer(c->target_page_bits));
@@ -185,7 +184,7 @@ static int on_section(void *ud, const struct colo_section_info *s,
 	d->cur = it;
 	json_object_set_new(it, "type", json_string(colo_stream_section_type_name(s->type)));
 	json_object_set_new(it, "section_id", json_integer(s->section_id));
-	json_object_set_new(it, "idstr", jtext(s->idstr));
+	json_object_set_new(it, "idstr", colo_dump_name_json(s->idstr));
 	json_object_set_new(it, "instance_id", json_integer(s->instance_id));
 	json_object_set_new(it, "version_id", json_integer(s->version_id));
 	json_object_set_new(it, "payload_offset", json_integer((json_int_t)s->payload_offset));
@@ -225,7 +224,7 @@ static int on_section_done(void *ud, const struct colo_section_info *s,
 	(void)err;
 	json_object_set_new(d->cur, "payload_size", json_integer((json_int_t)s->payload_len));
 	if (s->type != COLO_SEC_FULL)
-		json_object_set_new(d->cur, "pages", pages_json(d->sec_pages));
+		json_object_set_new(d->cur, "pages", colo_dump_pages_json(d->sec_pages));
 	if (s->type >= COLO_SEC_START && s->type <= COLO_SEC_FULL)
 		d->sections[s->type]++;
 	d->cur = NULL;
@@ -322,7 +321,7 @@ static int on_mem_size(void *ud, const struct colo_ram_block_info *blocks, size_
 		}
 		d->blocks[k].length = blocks[i].length;
 		map[i] = k;
-		json_object_set_new(b, "name", jtext(blocks[i].name));
+		json_object_set_new(b, "name", colo_dump_name_json(blocks[i].name));
 		json_object_set_new(b, "length", json_integer((json_int_t)blocks[i].length));
 		if (d->rr.ignore_shared)
 			json_object_set_new(b, "addr", json_integer((json_int_t)blocks[i].addr));
@@ -367,9 +366,9 @@ static void finish_doc(struct dump *d, uint64_t consumed)
 	for (size_t i = 0; i < d->nblocks; i++) {
 		json_t *b = json_object();
 
-		json_object_set_new(b, "name", jtext(d->blocks[i].name));
+		json_object_set_new(b, "name", colo_dump_name_json(d->blocks[i].name));
 		json_object_set_new(b, "length", json_integer((json_int_t)d->blocks[i].length));
-		json_object_set_new(b, "pages", pages_json(d->blocks[i].pages));
+		json_object_set_new(b, "pages", colo_dump_pages_json(d->blocks[i].pages));
 		json_array_append_new(blocks, b);
 	}
 	json_object_set_new(d->doc, "ram_blocks", blocks);
@@ -379,7 +378,7 @@ static void finish_doc(struct dump *d, uint64_t consumed)
 	json_object_set_new(sum, "sections", secs);
 	json_object_set_new(sum, "devices", json_integer(d->devices));
 	json_object_set_new(sum, "commands", json_integer(d->commands));
-	json_object_set_new(sum, "pages", pages_json(d->pages));
+	json_object_set_new(sum, "pages", colo_dump_pages_json(d->pages));
 	json_object_set_new(sum, "bytes_read", json_integer((json_int_t)consumed));
 	json_object_set_new(d->doc, "summary", sum);
 }
@@ -502,7 +501,7 @@ static const char *jstr(const json_t *o, const char *key)
 	return s ? s : "";
 }
 
-static void print_pages(const json_t *pages, FILE *out)
+void colo_dump_print_pages(const json_t *pages, const char *one, FILE *out)
 {
 	const char *k;
 	json_t *v;
@@ -511,7 +510,7 @@ static void print_pages(const json_t *pages, FILE *out)
 
 	json_object_foreach((json_t *)pages, k, v)
 		total += json_integer_value(v);
-	fprintf(out, "%" JSON_INTEGER_FORMAT " pages", total);
+	fprintf(out, "%" JSON_INTEGER_FORMAT " %s", total, total == 1 ? one : "pages");
 	json_object_foreach((json_t *)pages, k, v) {
 		fprintf(out, "%s%" JSON_INTEGER_FORMAT " %s", first ? " (" : ", ",
 			json_integer_value(v), k);
@@ -572,18 +571,31 @@ static void print_hex_value(const char *hex, FILE *out)
 		fputs(n ? hex : "(empty)", out);
 }
 
-static void print_scalar(const json_t *v, FILE *out)
+void colo_dump_print_value(const json_t *v, FILE *out)
 {
-	if (json_is_integer(v))
+	if (json_is_array(v)) {
+		size_t n = json_array_size(v);
+
+		fputc('[', out);
+		for (size_t i = 0; i < n && i < 8; i++) {
+			if (i)
+				fputs(", ", out);
+			colo_dump_print_value(json_array_get(v, i), out);
+		}
+		if (n > 8)
+			fprintf(out, ", ... %zu more", n - 8);
+		fputc(']', out);
+	} else if (json_is_integer(v)) {
 		fprintf(out, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-	else if (json_is_real(v))
+	} else if (json_is_real(v)) {
 		fprintf(out, "%.17g", json_real_value(v));
-	else if (json_is_true(v))
+	} else if (json_is_true(v)) {
 		fputs("true", out);
-	else if (json_is_false(v))
+	} else if (json_is_false(v)) {
 		fputs("false", out);
-	else if (json_is_string(v))
+	} else if (json_is_string(v)) {
 		print_hex_value(json_string_value(v), out);
+	}
 }
 
 static bool is_uint_string(const char *type)
@@ -620,15 +632,8 @@ static void print_field(const json_t *f, int indent, FILE *out)
 			}
 			return;
 		}
-		fputc('[', out);
-		for (size_t i = 0; i < n && i < 8; i++) {
-			if (i)
-				fputs(", ", out);
-			print_scalar(json_array_get(vals, i), out);
-		}
-		if (n > 8)
-			fprintf(out, ", ... %zu more", n - 8);
-		fputs("]\n", out);
+		colo_dump_print_value(vals, out);
+		fputc('\n', out);
 		return;
 	}
 	if (json_is_object(v)) {
@@ -639,7 +644,7 @@ static void print_field(const json_t *f, int indent, FILE *out)
 	if (json_is_string(v) && is_uint_string(type))
 		fputs(json_string_value(v), out);       /* uint64 above INT64_MAX */
 	else
-		print_scalar(v, out);
+		colo_dump_print_value(v, out);
 	fputc('\n', out);
 }
 
@@ -681,7 +686,7 @@ static void print_item(const json_t *it, FILE *out)
 		fprintf(out, ", payload %" JSON_INTEGER_FORMAT " bytes", jint(it, "payload_size"));
 		if (pages && json_object_size(pages)) {
 			fputs(", ", out);
-			print_pages(pages, out);
+			colo_dump_print_pages(pages, "pages", out);
 		}
 		fputc('\n', out);
 		if (ms) {
@@ -752,7 +757,7 @@ void colo_dump_print_text(const struct json_t *doc, FILE *out)
 
 		fprintf(out, "  %-32s %12" JSON_INTEGER_FORMAT " bytes  ", jstr(b, "name"),
 			jint(b, "length"));
-		print_pages(json_object_get(b, "pages"), out);
+		colo_dump_print_pages(json_object_get(b, "pages"), "pages", out);
 		fputc('\n', out);
 	}
 	fputs("summary        sections:", out);
@@ -760,7 +765,7 @@ void colo_dump_print_text(const struct json_t *doc, FILE *out)
 		fprintf(out, " %" JSON_INTEGER_FORMAT " %s", json_integer_value(v), k);
 	fprintf(out, "; %" JSON_INTEGER_FORMAT " devices decoded; %" JSON_INTEGER_FORMAT
 		" commands; ", jint(sum, "devices"), jint(sum, "commands"));
-	print_pages(json_object_get(sum, "pages"), out);
+	colo_dump_print_pages(json_object_get(sum, "pages"), "pages", out);
 	fprintf(out, "; read %" JSON_INTEGER_FORMAT " of %" JSON_INTEGER_FORMAT " bytes\n",
 		jint(sum, "bytes_read"), jint(doc, "size"));
 }

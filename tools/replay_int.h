@@ -1,0 +1,129 @@
+/*
+ * replay_int.h: what the files of `colo-replay` on recordings share among
+ * themselves (replay.h is the commands' side).
+ *
+ *   replay_state.c   rebuilding checkpoints record by record, page ranges
+ *   replay_fields.c  devices decoded through the vmdesc, fields flattened
+ *                    to paths, compared and printed
+ *   replay.c         list, show and diff, and the pieces of documents the
+ *                    commands share
+ *   replay_files.c   extract and verify
+ *
+ * Names, page counts and values print as dump prints them (dump.h).
+ * Documents are jansson values the caller owns; nothing here is
+ * thread-safe.
+ */
+#ifndef COLO_TOOLS_REPLAY_INT_H
+#define COLO_TOOLS_REPLAY_INT_H
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dump.h"
+#include "replay.h"
+
+/* ---- reading and writing documents ---- */
+
+static inline const char *plural(uint64_t n, const char *one, const char *many)
+{
+	return n == 1 ? one : many;
+}
+
+static inline json_t *jint(uint64_t v)
+{
+	return json_integer((json_int_t)v);
+}
+
+static inline json_t *jhex64(uint64_t v)
+{
+	char b[24];
+
+	snprintf(b, sizeof(b), "%016" PRIx64, v);
+	return json_string(b);
+}
+
+static inline json_int_t geti(const json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static inline const char *gets_(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+/* seq, generation and time of an entry, for documents. */
+void replay_put_entry_id(json_t *o, const struct colo_rec_entry *e);
+
+/* ---- reaching a checkpoint (replay_state.c) ---- */
+
+/* The index of the entry named seq; else an error naming what there is. */
+int replay_find_entry(const struct colo_recording *rec, uint64_t seq, size_t *at,
+		      struct colo_err *err);
+
+/*
+ * "checkpoint S (seg-N at offset O): why" for a failure of record x; O is
+ * the bad byte when the image said where it is (decoded), else the
+ * record's start.
+ */
+int replay_record_error(const struct colo_rec_entry *x, const struct colo_err *why,
+			bool decoded, struct colo_err *err);
+
+/* Move img by record i: a keyframe replaces it, a checkpoint is applied. */
+int replay_step(const struct colo_recording *rec, size_t i, struct colo_image *img,
+		struct colo_err *err);
+
+/* The state at record `at`: its segment's keyframe and what follows; img
+ * is initialised by the call. */
+int replay_state_at(const struct colo_recording *rec, size_t at, struct colo_image *img,
+		    struct colo_err *err);
+
+/*
+ * The states at records ia and ib (both initialised by the call, whatever
+ * happens).  In one segment the later one is the earlier one moved
+ * forward, which reads each record once.
+ */
+int replay_diff_states(const struct colo_recording *rec, size_t ia, size_t ib,
+		       struct colo_image *a, struct colo_image *b, struct colo_err *err);
+
+/* The pages set in bits as merged ranges {"start","end","pages"}, offsets
+ * in the block, end inclusive; *count gets how many pages. */
+json_t *replay_ranges_json(const uint64_t *bits, uint64_t npages, uint64_t *count);
+
+/* Pages whose bytes differ between a and b (the first npages of each), as
+ * a bitmap the caller frees; NULL when out of memory. */
+uint64_t *replay_differing_pages(const struct colo_image_block *a,
+				 const struct colo_image_block *b, uint64_t npages);
+
+/* ---- devices and their fields (replay_fields.c) ---- */
+
+const struct colo_image_device *replay_find_device(const struct colo_image *img,
+						   const char *idstr, uint32_t instance);
+
+/* A device's payload as the vmdesc's tree of named, typed values. */
+int replay_device_fields(const struct colo_image *img, const struct colo_image_device *d,
+			 json_t **out, struct colo_err *err);
+
+/* {"name","instance_id","version"} of a device. */
+json_t *replay_device_head(const struct colo_image_device *d);
+
+bool replay_same_payload(const struct colo_image_device *a,
+			 const struct colo_image_device *b);
+
+/* Append to changes the leaves of fa and fb that differ, arrays element
+ * by element, as {"path","type","from","to"}; -ENOMEM. */
+int replay_diff_fields(const json_t *fa, const json_t *fb, json_t *changes);
+
+/* A value as dump prints it; NULL is "(absent)". */
+void replay_print_value(const json_t *v, FILE *out);
+
+/* Every leaf of a decoded device, one line each. */
+void replay_print_fields(const json_t *tree, int indent, FILE *out);
+
+#endif

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -255,7 +256,7 @@ struct colo_recorder {
 	struct colo_recorder_stats st;   /* under mu */
 
 	/* the thread's own */
-	int idx_fd, seg_fd;
+	int idx_fd, seg_fd, lock_fd;
 	uint64_t idx_size;
 	struct seginfo *segs;
 	size_t nsegs;
@@ -738,6 +739,29 @@ bool colo_recorder_wants_keyframe(struct colo_recorder *r)
 	return w;
 }
 
+/*
+ * One recorder per directory: an flock on DIR/lock, held while recording
+ * (two nodes writing one index would interleave their entries).
+ */
+static int lock_dir(struct colo_recorder *r, struct colo_err *err)
+{
+	char *path = path_join(r->dir, "lock");
+
+	if (!path)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	r->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (r->lock_fd < 0) {
+		colo_err_set(err, errno, "record: %s: %s", path, strerror(errno));
+		free(path);
+		return -err->code;
+	}
+	free(path);
+	if (flock(r->lock_fd, LOCK_EX | LOCK_NB) != 0)
+		return colo_err_set(err, EBUSY, "record: %s is in use by another recorder",
+				    r->dir);
+	return 0;
+}
+
 /* What is in dir already: segments, the index (a torn tail cut off). */
 static int adopt_dir(struct colo_recorder *r, struct colo_err *err)
 {
@@ -886,14 +910,25 @@ int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder 
 	if (mkdir_p(cfg->dir) != 0)
 		return colo_err_set(err, errno, "record: cannot create %s: %s", cfg->dir,
 				    strerror(errno));
-	if (access(cfg->dir, W_OK | X_OK) != 0)
-		return colo_err_set(err, errno, "record: %s: %s", cfg->dir, strerror(errno));
+	{
+		struct stat st;
+
+		if (stat(cfg->dir, &st) != 0)
+			return colo_err_set(err, errno, "record: %s: %s", cfg->dir,
+					    strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return colo_err_set(err, ENOTDIR, "record: %s is not a directory",
+					    cfg->dir);
+		if (access(cfg->dir, W_OK | X_OK) != 0)
+			return colo_err_set(err, errno, "record: %s: %s", cfg->dir,
+					    strerror(errno));
+	}
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return colo_err_set(err, ENOMEM, "out of memory");
 	r->cfg = *cfg;
 	r->dir = strdup(cfg->dir);
-	r->idx_fd = r->seg_fd = -1;
+	r->idx_fd = r->seg_fd = r->lock_fd = -1;
 	colo_image_init(&r->img);
 	colo_buf_init(&r->kbuf);
 	pthread_mutex_init(&r->mu, NULL);
@@ -903,7 +938,7 @@ int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder 
 		colo_recorder_stop(r);
 		return colo_err_set(err, ENOMEM, "out of memory");
 	}
-	if (adopt_dir(r, err) != 0) {
+	if (lock_dir(r, err) != 0 || adopt_dir(r, err) != 0) {
 		colo_recorder_stop(r);
 		return -err->code;
 	}
@@ -954,6 +989,8 @@ void colo_recorder_stop(struct colo_recorder *r)
 		close(r->seg_fd);
 	if (r->idx_fd >= 0)
 		close(r->idx_fd);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);              /* releases the flock */
 	colo_image_free(&r->img);
 	colo_buf_free(&r->kbuf);
 	pthread_cond_destroy(&r->cv);

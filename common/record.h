@@ -8,6 +8,7 @@
  *                  per recorded checkpoint, appended in the order written
  *   seg-NNNNNN     segment files; each begins with a keyframe and holds the
  *                  checkpoints after it, their bytes back to back
+ *   lock           flock'ed by the recorder writing here: one at a time
  *
  * A keyframe is a whole full stream (header .. EOF, vmdesc): the initial
  * sync, a later sync, or the recorder's own image of the state written out

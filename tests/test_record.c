@@ -127,7 +127,8 @@ static void take(struct pair *pr, struct hashes *h, int count)
 	}
 }
 
-static void record_ctl(struct proc *p, bool start, const char *dir, bool want_ok)
+/* record start/stop; want_err: NULL for success, else text the refusal holds */
+static void record_ctl_err(struct proc *p, bool start, const char *dir, const char *want_err)
 {
 	Colo__ControlRequest req = COLO__CONTROL_REQUEST__INIT;
 	Colo__RecordRequest rr = COLO__RECORD_REQUEST__INIT;
@@ -141,9 +142,17 @@ static void record_ctl(struct proc *p, bool start, const char *dir, bool want_ok
 	req.record = &rr;
 	colo_err_clear(&err);
 	ck_assert_msg(colo_ctl_call(p->sock, &req, &resp, 10000, &err) == 0, "%s", err.msg);
-	ck_assert_msg(resp->ok == want_ok, "record %s: %s", start ? "start" : "stop",
+	ck_assert_msg(resp->ok == !want_err, "record %s: %s", start ? "start" : "stop",
 		      resp->ok ? resp->message : resp->error);
+	if (want_err)
+		ck_assert_msg(strstr(resp->error, want_err), "record %s: '%s' lacks '%s'",
+			      start ? "start" : "stop", resp->error, want_err);
 	colo__control_response__free_unpacked(resp, NULL);
+}
+
+static void record_ctl(struct proc *p, bool start, const char *dir, bool want_ok)
+{
+	record_ctl_err(p, start, dir, want_ok ? NULL : "");
 }
 
 /* Every checkpoint in h must rebuild from dir to the hash b reported. */
@@ -215,8 +224,20 @@ START_TEST(recording_starts_at_run_time)
 	start_pair(&pr, NULL, NULL, "4", "0");
 	take(&pr, &h, 2);
 	record_ctl(&pr.b, true, pr.rec_b, true);
+	/* one recorder per directory; a file is no directory */
+	record_ctl_err(&pr.a, true, pr.rec_b, "is in use by another recorder");
+	{
+		char file[400];
+		FILE *f;
+
+		snprintf(file, sizeof(file), "%s/lock", pr.rec_b);
+		f = fopen(file, "r");
+		ck_assert_ptr_nonnull(f);
+		fclose(f);
+		record_ctl_err(&pr.a, true, file, "is not a directory");
+	}
 	record_ctl(&pr.a, true, pr.rec_a, true);
-	record_ctl(&pr.b, true, pr.rec_b, false);     /* already recording */
+	record_ctl_err(&pr.b, true, pr.rec_b, "already recording to");
 	take(&pr, &h, 6);
 	record_ctl(&pr.a, false, NULL, true);
 	record_ctl(&pr.b, false, NULL, true);

@@ -763,68 +763,24 @@ out:
 static int save_ram(const struct colo_image *img, struct colo_stream_writer *w,
 		    uint32_t id, uint32_t kinds, struct colo_err *err)
 {
-	struct colo_ram_block_info *infos;
-	struct colo_ram_writer rw;
-	uint8_t enc[PAGE];
-	uint32_t in_part = 0;
+	struct colo_ram_block_info *infos = calloc(img->nblocks, sizeof(*infos));
+	const uint8_t **hosts = calloc(img->nblocks, sizeof(*hosts));
 	int r;
 
-	infos = calloc(img->nblocks, sizeof(*infos));
-	if (!infos)
+	if (!infos || !hosts) {
+		free(infos);
+		free(hosts);
 		return colo_err_set(err, ENOMEM, "out of memory");
+	}
 	for (size_t i = 0; i < img->nblocks; i++) {
 		snprintf(infos[i].name, sizeof(infos[i].name), "%s", img->blocks[i].name);
 		infos[i].length = img->blocks[i].length;
+		hosts[i] = img->blocks[i].data;
 	}
-	colo_ram_writer_init(&rw, w->out);
-	r = colo_sw_section_begin(w, COLO_SEC_START, id, COLO_RAM_IDSTR, 0,
-				  COLO_RAM_SECTION_VERSION, err);
-	if (r == 0) {
-		colo_ram_put_mem_size(&rw, infos, img->nblocks, false);
-		colo_ram_put_eos(&rw);
-		colo_sw_section_end(w);
-	}
+	r = colo_savevm_write_ram(w, id, infos, hosts, img->nblocks, kinds, err);
 	free(infos);
-	if (r)
-		return r;
-	/* PARTs of as many pages as colo_savevm_save() puts in one. */
-	for (size_t i = 0; i < img->nblocks; i++) {
-		const struct colo_image_block *b = &img->blocks[i];
-
-		for (uint64_t off = 0; off < b->length; off += PAGE) {
-			const uint8_t *page = b->data + off;
-			size_t n = 0;
-
-			if (in_part == 0) {
-				colo_sw_section_begin(w, COLO_SEC_PART, id, NULL, 0, 0, err);
-				colo_ram_writer_section(&rw);
-			}
-			if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO)) && colo_page_is_zero(page)) {
-				colo_ram_put_zero(&rw, b->name, off, 0);
-			} else if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_LZ4)) &&
-				   /* be16 length + data must beat 4096 bytes */
-				   (n = colo_lz4_encode(page, enc, PAGE - 3)) > 0) {
-				if ((r = colo_ram_put_encoded(&rw, b->name, off, COLO_PAGE_LZ4,
-							      enc, n, err)))
-					return r;
-			} else {
-				colo_ram_put_raw(&rw, b->name, off, page);
-			}
-			if (++in_part == COLO_SAVEVM_PART_PAGES) {
-				colo_ram_put_eos(&rw);
-				colo_sw_section_end(w);
-				in_part = 0;
-			}
-		}
-	}
-	if (in_part) {
-		colo_ram_put_eos(&rw);
-		colo_sw_section_end(w);
-	}
-	colo_sw_section_begin(w, COLO_SEC_END, id, NULL, 0, 0, err);
-	colo_ram_put_eos(&rw);
-	colo_sw_section_end(w);
-	return 0;
+	free(hosts);
+	return r;
 }
 
 int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *out,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pagecodec.h"
 #include "ramenc.h"
 #include "savevm.h"
 
@@ -98,51 +99,44 @@ int colo_savevm_add_device(struct colo_savevm *sv, const char *idstr,
 	return 0;
 }
 
-static bool page_is_zero(const uint8_t *p)
+int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
+			  const struct colo_ram_block_info *blocks, const uint8_t *const *hosts,
+			  size_t n, uint32_t kinds, struct colo_err *err)
 {
-	return p[0] == 0 && memcmp(p, p + 1, COLO_PAGE_SIZE - 1) == 0;
-}
-
-static int save_ram(struct colo_savevm *sv, struct colo_stream_writer *w,
-		    struct colo_err *err)
-{
-	struct colo_ram_block_info *infos;
 	struct colo_ram_writer rw;
+	uint8_t enc[COLO_PAGE_SIZE];
 	uint32_t in_part = 0;
 	int r;
 
-	infos = calloc(sv->nblocks, sizeof(*infos));
-	if (!infos)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < sv->nblocks; i++)
-		infos[i] = sv->blocks[i].info;
 	colo_ram_writer_init(&rw, w->out);
-	r = colo_sw_section_begin(w, COLO_SEC_START, sv->ram_section_id, COLO_RAM_IDSTR,
-				  0, COLO_RAM_SECTION_VERSION, err);
-	if (r) {
-		free(infos);
+	r = colo_sw_section_begin(w, COLO_SEC_START, section_id, COLO_RAM_IDSTR, 0,
+				  COLO_RAM_SECTION_VERSION, err);
+	if (r)
 		return r;
-	}
-	colo_ram_put_mem_size(&rw, infos, sv->nblocks, false);
-	free(infos);
+	colo_ram_put_mem_size(&rw, blocks, n, false);
 	colo_ram_put_eos(&rw);
 	colo_sw_section_end(w);
-
-	for (size_t i = 0; i < sv->nblocks; i++) {
-		const struct colo_savevm_block *b = &sv->blocks[i];
-
-		for (uint64_t off = 0; off < b->info.length; off += COLO_PAGE_SIZE) {
-			const uint8_t *page = b->host + off;
+	for (size_t i = 0; i < n; i++) {
+		for (uint64_t off = 0; off < blocks[i].length; off += COLO_PAGE_SIZE) {
+			const uint8_t *page = hosts[i] + off;
+			size_t len = 0;
 
 			if (in_part == 0) {
-				colo_sw_section_begin(w, COLO_SEC_PART, sv->ram_section_id,
-						      NULL, 0, 0, err);
+				colo_sw_section_begin(w, COLO_SEC_PART, section_id, NULL, 0, 0, err);
 				colo_ram_writer_section(&rw);
 			}
-			if (page_is_zero(page))
-				colo_ram_put_zero(&rw, b->info.name, off, 0);
-			else
-				colo_ram_put_raw(&rw, b->info.name, off, page);
+			if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO)) && colo_page_is_zero(page)) {
+				colo_ram_put_zero(&rw, blocks[i].name, off, 0);
+			} else if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_LZ4)) &&
+				   /* be16 length + data must beat 4096 bytes */
+				   (len = colo_lz4_encode(page, enc, COLO_PAGE_SIZE - 3)) > 0) {
+				r = colo_ram_put_encoded(&rw, blocks[i].name, off, COLO_PAGE_LZ4,
+							 enc, len, err);
+				if (r)
+					return r;
+			} else {
+				colo_ram_put_raw(&rw, blocks[i].name, off, page);
+			}
 			if (++in_part == COLO_SAVEVM_PART_PAGES) {
 				colo_ram_put_eos(&rw);
 				colo_sw_section_end(w);
@@ -154,10 +148,34 @@ static int save_ram(struct colo_savevm *sv, struct colo_stream_writer *w,
 		colo_ram_put_eos(&rw);
 		colo_sw_section_end(w);
 	}
-	colo_sw_section_begin(w, COLO_SEC_END, sv->ram_section_id, NULL, 0, 0, err);
+	colo_sw_section_begin(w, COLO_SEC_END, section_id, NULL, 0, 0, err);
 	colo_ram_put_eos(&rw);
 	colo_sw_section_end(w);
 	return 0;
+}
+
+static int save_ram(struct colo_savevm *sv, struct colo_stream_writer *w,
+		    struct colo_err *err)
+{
+	struct colo_ram_block_info *infos = calloc(sv->nblocks, sizeof(*infos));
+	const uint8_t **hosts = calloc(sv->nblocks, sizeof(*hosts));
+	int r;
+
+	if (!infos || !hosts) {
+		free(infos);
+		free(hosts);
+		return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < sv->nblocks; i++) {
+		infos[i] = sv->blocks[i].info;
+		hosts[i] = sv->blocks[i].host;
+	}
+	/* QEMU's own kinds: zero pages as ZERO records, the rest raw. */
+	r = colo_savevm_write_ram(w, sv->ram_section_id, infos, hosts, sv->nblocks,
+				  COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO), err);
+	free(infos);
+	free(hosts);
+	return r;
 }
 
 int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flags,

@@ -74,6 +74,16 @@ enum {
 /* Pages per RAM PART section in a full save. */
 #define COLO_SAVEVM_PART_PAGES 4096
 
+/*
+ * A whole RAM as a full save writes it: START (MEM_SIZE), PARTs of
+ * COLO_SAVEVM_PART_PAGES pages, END.  A page is a ZERO record when it is
+ * zero and kinds has ZERO, LZ4 when kinds has LZ4 and that is smaller, else
+ * raw.  hosts[i] holds blocks[i].length bytes.
+ */
+int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
+			  const struct colo_ram_block_info *blocks, const uint8_t *const *hosts,
+			  size_t n, uint32_t kinds, struct colo_err *err);
+
 int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flags,
 		     struct colo_err *err);
 

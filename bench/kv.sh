@@ -27,13 +27,18 @@ pids=""
 
 die() { printf 'kv.sh: %s\n' "$*" >&2; exit 1; }
 
-cleanup() {
+stop_pids() {
 	for p in $pids; do
 		kill "$p" 2>/dev/null || true
 	done
 	for p in $pids; do
 		wait "$p" 2>/dev/null || true
 	done
+	pids=""
+}
+
+cleanup() {
+	stop_pids
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -84,15 +89,6 @@ bench() {
 	fi
 }
 
-stop_pids() {
-	for p in $pids; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in $pids; do
-		wait "$p" 2>/dev/null || true
-	done
-	pids=""
-}
 
 echo "kv.sh: redis-benchmark -n $N -c $C -P $P -t $TESTS; kv RAM $RAM MiB; $(nproc) CPUs; $ROUNDS rounds"
 [ -z "${PRIMARY_ARGS:-}" ] || echo "kv.sh: protected primaries run with: $PRIMARY_ARGS"

@@ -14,54 +14,9 @@ bdir=${1:?usage: demo-memtouch.sh BUILD_DIR}
 port_b=${COLO_DEMO_PORT:-17070}
 port_a=$((port_b + 1))
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-demo-XXXXXX")
-pid_a=""
-pid_b=""
-
-say() { printf '\n== %s\n' "$*"; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
-
-stop_all() {
-	for p in $pid_a $pid_b; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in $pid_a $pid_b; do
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
+. "$(dirname "$0")/demo-lib.sh"
 
 ctl() { "$bdir/colo-ctl" -t 5000 -s "$work/$1.sock" "$2" ${3:+"$3"}; }
-
-# wait_for SECONDS NODE WORDS...: until `colo-ctl status --json` has them all
-wait_for() {
-	secs=$1 node=$2
-	shift 2
-	end=$(($(date +%s) + secs))
-	while [ "$(date +%s)" -le "$end" ]; do
-		js=$("$bdir/colo-ctl" -t 2000 -s "$work/$node.sock" status --json 2>/dev/null || true)
-		ok=1
-		for w in "$@"; do
-			printf '%s' "$js" | grep -q -- "$w" || ok=0
-		done
-		[ $ok -eq 1 ] && return 0
-		sleep 0.05
-	done
-	echo "--- log of a:"; cat "$work/a.log" 2>/dev/null || true
-	echo "--- log of b:"; cat "$work/b.log" 2>/dev/null || true
-	die "$node did not reach '$*' within $secs s"
-}
-
-# json_num NODE FIELD: a number from `colo-ctl status --json`
-json_num() {
-	"$bdir/colo-ctl" -s "$work/$1.sock" status --json |
-		sed -n "s/^ *\"$2\": \([0-9.]*\),*$/\1/p" | head -n 1
-}
-
-for p in colo-primary colo-secondary colo-ctl; do
-	[ -x "$bdir/$p" ] || die "$bdir/$p is not built"
-done
 
 common="--guest memtouch --ram-mb 64 --memtouch-rate 20000 --memtouch-threads 2 --heartbeat-timeout-ms 300"
 

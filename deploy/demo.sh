@@ -19,51 +19,8 @@ kv_a=${COLO_DEMO_KV_PORT:-16379}
 kv_b=$((kv_a + 1))
 keys=200
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-demo-XXXXXX")
-pid_a=""
-pid_b=""
+. "$(dirname "$0")/demo-lib.sh"
 
-say() { printf '\n== %s\n' "$*"; }
-die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
-
-stop_all() {
-	for p in $pid_a $pid_b; do
-		kill "$p" 2>/dev/null || true
-	done
-	for p in $pid_a $pid_b; do
-		wait "$p" 2>/dev/null || true
-	done
-	rm -rf "$work"
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
-
-# wait_for SECONDS NODE WORDS...: until `colo-ctl status --json` has them all
-wait_for() {
-	secs=$1 node=$2
-	shift 2
-	end=$(($(date +%s) + secs))
-	while [ "$(date +%s)" -le "$end" ]; do
-		js=$("$bdir/colo-ctl" -t 2000 -s "$work/$node.sock" status --json 2>/dev/null || true)
-		ok=1
-		for w in "$@"; do
-			printf '%s' "$js" | grep -q -- "$w" || ok=0
-		done
-		[ $ok -eq 1 ] && return 0
-		sleep 0.05
-	done
-	echo "--- log of a:"; cat "$work/a.log" 2>/dev/null || true
-	echo "--- log of b:"; cat "$work/b.log" 2>/dev/null || true
-	die "$node did not reach '$*' within $secs s"
-}
-
-json_num() {
-	"$bdir/colo-ctl" -s "$work/$1.sock" status --json |
-		sed -n "s/^ *\"$2\": \([0-9.]*\),*$/\1/p" | head -n 1
-}
-
-for p in colo-primary colo-secondary colo-ctl; do
-	[ -x "$bdir/$p" ] || die "$bdir/$p is not built"
-done
 for p in redis-cli redis-benchmark; do
 	command -v "$p" >/dev/null || die "$p is missing (apt-get install redis-tools)"
 done

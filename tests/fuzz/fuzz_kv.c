@@ -55,6 +55,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "fuzz_check.h"
 #include "kvcmd.h"
 #include "kvstore.h"
 #include "resp.h"
@@ -95,27 +96,6 @@ enum kv_mode {
 /* standalone.c calls this; its prototype lives in fuzz_stream.h too. */
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void fuzz_fail(const char *file, int line, const char *cond,
-		      const char *fmt, ...)
-	__attribute__((noreturn, format(printf, 4, 5)));
-
-static void fuzz_fail(const char *file, int line, const char *cond,
-		      const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s:%d: broken promise: %s\n  ", file, line, cond);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	abort();
-}
-
-#define CHECK(cond, ...) do {                                                 \
-	if (!(cond))                                                          \
-		fuzz_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);            \
-} while (0)
 
 /* FUZZ_VERBOSE in the environment: 1 a line per run, 2 also per command. */
 static int verbosity(void)

@@ -44,6 +44,7 @@
 
 #include "demo.h"
 #include "dump.h"
+#include "fuzz_check.h"
 #include "pagecodec.h"
 #include "fuzz_stream.h"
 #include "ramfmt.h"
@@ -55,27 +56,6 @@
 #define RAW_STREAMS_MAX 64
 #define RAW_FLAGS (COLO_SR_NO_HEADER | COLO_SR_TRAILING_OK)
 
-static void fuzz_fail(const char *file, int line, const char *cond,
-		      const char *fmt, ...)
-	__attribute__((noreturn, format(printf, 4, 5)));
-
-static void fuzz_fail(const char *file, int line, const char *cond,
-		      const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s:%d: broken promise: %s\n  ", file, line, cond);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	abort();
-}
-
-#define CHECK(cond, ...) do {                                                 \
-	if (!(cond))                                                          \
-		fuzz_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);            \
-} while (0)
 
 /* FUZZ_VERBOSE=1 in the environment: say what each run concluded (triage). */
 static void note(const char *who, int rc, const char *msg)

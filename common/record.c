@@ -55,7 +55,7 @@ static int write_all(int fd, const void *data, size_t len)
 	return 0;
 }
 
-static char *path_join(const char *dir, const char *name)
+char *colo_path_join(const char *dir, const char *name)
 {
 	size_t n = strlen(dir) + strlen(name) + 2;
 	char *p = malloc(n);
@@ -70,7 +70,7 @@ static char *seg_path(const char *dir, uint32_t seg)
 	char name[32];
 
 	snprintf(name, sizeof(name), COLO_REC_SEG_FMT, seg);
-	return path_join(dir, name);
+	return colo_path_join(dir, name);
 }
 
 /* pread until len bytes or the end of the file; how many were read. */
@@ -456,8 +456,8 @@ static int put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uint64
 static int drop_oldest(struct colo_recorder *r)
 {
 	struct seginfo *s = &r->segs[0];
-	char *idx = path_join(r->dir, COLO_REC_INDEX);
-	char *tmp = path_join(r->dir, COLO_REC_INDEX ".tmp");
+	char *idx = colo_path_join(r->dir, COLO_REC_INDEX);
+	char *tmp = colo_path_join(r->dir, COLO_REC_INDEX ".tmp");
 	char *seg = seg_path(r->dir, s->no);
 	uint8_t *data = NULL;
 	size_t len = 0;
@@ -745,7 +745,7 @@ bool colo_recorder_wants_keyframe(struct colo_recorder *r)
  */
 static int lock_dir(struct colo_recorder *r, struct colo_err *err)
 {
-	char *path = path_join(r->dir, "lock");
+	char *path = colo_path_join(r->dir, "lock");
 
 	if (!path)
 		return colo_err_set(err, ENOMEM, "out of memory");
@@ -765,7 +765,7 @@ static int lock_dir(struct colo_recorder *r, struct colo_err *err)
 /* What is in dir already: segments, the index (a torn tail cut off). */
 static int adopt_dir(struct colo_recorder *r, struct colo_err *err)
 {
-	char *idx = path_join(r->dir, COLO_REC_INDEX);
+	char *idx = colo_path_join(r->dir, COLO_REC_INDEX);
 	uint8_t *data = NULL;
 	size_t len = 0, n = 0, good = 0;
 	struct colo_rec_entry *v = NULL;
@@ -1005,7 +1005,7 @@ void colo_recorder_stop(struct colo_recorder *r)
 int colo_recording_open(const char *dir, struct colo_recording **out, struct colo_err *err)
 {
 	struct colo_recording *rec;
-	char *idx = path_join(dir, COLO_REC_INDEX);
+	char *idx = colo_path_join(dir, COLO_REC_INDEX);
 	uint8_t *data = NULL;
 	size_t len = 0, good = 0, n = 0, kept = 0;
 	struct colo_rec_entry *v = NULL;

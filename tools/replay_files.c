@@ -48,16 +48,6 @@ static void safe_name(const char *name, const json_t *taken, char *buf, size_t l
 		snprintf(buf, len, "ram/%s-%u.bin", base, k);
 }
 
-static char *join(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-
-	if (p)
-		snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
-
 static int make_dir(const char *path, struct colo_err *err)
 {
 	struct stat st;
@@ -154,7 +144,7 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 			json_object_set_new(o, "fields", fields);
 	}
 	if (rc == 0 && (rc = make_dir(outdir, err)) == 0) {
-		path = join(outdir, "ram");
+		path = colo_path_join(outdir, "ram");
 		rc = path ? make_dir(path, err) : colo_err_set(err, ENOMEM, "out of memory");
 		free(path);
 	}
@@ -173,12 +163,12 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 		json_object_set_new(o, "xxh3", jhex64(colo_image_block_hash(b)));
 		json_object_set_new(o, "file", json_string(file));
 		json_array_append_new(blocks, o);
-		path = join(outdir, file);
+		path = colo_path_join(outdir, file);
 		rc = path ? write_block(path, b, err) : colo_err_set(err, ENOMEM, "out of memory");
 		free(path);
 	}
 	if (rc == 0) {
-		path = join(outdir, "devices.json");
+		path = colo_path_join(outdir, "devices.json");
 		rc = path ? write_json(path, d, err) : colo_err_set(err, ENOMEM, "out of memory");
 		free(path);
 	}
@@ -264,7 +254,7 @@ static json_t *unreferenced(const struct colo_recording *rec)
 		qsort(names, n, sizeof(*names), cmp_str);
 	for (size_t i = 0; i < n; i++) {
 		json_t *o = json_object();
-		char *p = join(rec->dir, names[i]);
+		char *p = colo_path_join(rec->dir, names[i]);
 		struct stat st;
 
 		json_object_set_new(o, "file", json_string(names[i]));

@@ -216,6 +216,7 @@ static int parse_index(const uint8_t *data, size_t len, struct colo_rec_entry **
 			v = nv;
 			cap = nc;
 		}
+		e.entry_bytes = 4 + el;
 		v[n++] = e;
 		pos += 4 + el;
 	}
@@ -269,6 +270,23 @@ struct colo_recorder {
 
 static void rec_fail(struct colo_recorder *r, const char *fmt, ...) COLO_PRINTF(2, 3);
 
+/* The first reason to stop wins: logged once, kept for status.  Any thread. */
+static void mark_stopped(struct colo_recorder *r, const char *msg)
+{
+	bool first;
+
+	pthread_mutex_lock(&r->mu);
+	first = r->st.running;
+	if (first) {
+		r->st.running = false;
+		snprintf(r->st.error, sizeof(r->st.error), "%s", msg);
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (first)
+		colo_log_error("recording to %s stopped: %s (replication goes on)", r->dir, msg);
+}
+
+/* The recorder thread cannot go on writing. */
 static void rec_fail(struct colo_recorder *r, const char *fmt, ...)
 {
 	char msg[COLO_ERR_MAX];
@@ -280,11 +298,7 @@ static void rec_fail(struct colo_recorder *r, const char *fmt, ...)
 	if (r->failed)
 		return;
 	r->failed = true;
-	colo_log_error("recording to %s stopped: %s (replication goes on)", r->dir, msg);
-	pthread_mutex_lock(&r->mu);
-	r->st.running = false;
-	snprintf(r->st.error, sizeof(r->st.error), "%s", msg);
-	pthread_mutex_unlock(&r->mu);
+	mark_stopped(r, msg);
 	if (r->seg_fd >= 0)
 		close(r->seg_fd);
 	r->seg_fd = -1;
@@ -644,15 +658,6 @@ static size_t iov_len(const struct iovec *iov, int n)
 	return t;
 }
 
-static void stop_queueing(struct colo_recorder *r, const char *msg)
-{
-	colo_log_error("recording to %s stopped: %s (replication goes on)", r->dir, msg);
-	pthread_mutex_lock(&r->mu);
-	r->st.running = false;
-	snprintf(r->st.error, sizeof(r->st.error), "%s", msg);
-	pthread_mutex_unlock(&r->mu);
-}
-
 /* Copy the pieces (RAM ones first) into a job and queue it. */
 static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t gen,
 		    uint64_t wall, const struct iovec *a, int na, const struct iovec *b, int nb)
@@ -676,12 +681,12 @@ static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t ge
 		snprintf(msg, sizeof(msg), "the recorder fell behind: %" PRIu64 " MiB waiting, "
 			 "over the limit of %" PRIu64 " MiB (the disk is too slow?)",
 			 waiting >> 20, r->cfg.queue_max >> 20);
-		stop_queueing(r, msg);
+		mark_stopped(r, msg);
 		return;
 	}
 	j = malloc(sizeof(*j) + alen + blen);
 	if (!j) {
-		stop_queueing(r, "out of memory queueing a checkpoint");
+		mark_stopped(r, "out of memory queueing a checkpoint");
 		return;
 	}
 	j->next = NULL;
@@ -828,22 +833,7 @@ static int adopt_dir(struct colo_recorder *r, struct colo_err *err)
 			free(sp);
 		}
 		s->entries++;
-	}
-	/* each entry's index bytes, for retention: re-walk the lengths */
-	if (n) {
-		uint8_t *again = NULL;
-		size_t alen = 0, pos = 0;
-
-		if (read_file(idx, &again, &alen) == 0) {
-			for (size_t k = 0; k < r->nsegs; k++)
-				for (uint64_t m = 0; m < r->segs[k].entries && pos + 4 <= alen; m++) {
-					uint32_t el = colo_load_be32(again + pos);
-
-					r->segs[k].index_bytes += 4 + el;
-					pos += 4 + el;
-				}
-			free(again);
-		}
+		s->index_bytes += v[i].entry_bytes;    /* for retention */
 	}
 	/* New segments never reuse a number, named by the index or not. */
 	d = opendir(r->dir);

@@ -125,6 +125,7 @@ struct colo_rec_entry {
 	char **devices;                  /* "idstr/instance" */
 	size_t ndevices;
 	size_t key;                      /* index of its segment's keyframe entry */
+	uint32_t entry_bytes;            /* of its entry in the index */
 };
 
 struct colo_recording {

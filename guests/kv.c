@@ -28,7 +28,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "common/nodecfg.h"
+#include "nodecfg.h"
 #include "kv.h"
 #include "kvcmd.h"
 #include "kvstore.h"

@@ -43,7 +43,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#include "common/nodecfg.h"
+#include "nodecfg.h"
 #include "guest.h"
 #include "memtouch.h"
 #include "ram.h"

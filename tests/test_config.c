@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/nodecfg.h"
+#include "nodecfg.h"
 #include "log.h"
 #include "ramfmt.h"
 #include "testutil.h"

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "common/nodecfg.h"
+#include "nodecfg.h"
 #include "kv.h"
 #include "kvclient.h"
 #include "ram.h"

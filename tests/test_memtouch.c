@@ -21,7 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "common/nodecfg.h"
+#include "nodecfg.h"
 #include "guest.h"
 #include "kv.h"
 #include "memtouch.h"

@@ -56,6 +56,14 @@ struct colo_record_cfg {
 	uint64_t max_bytes;              /* 0: no limit */
 	uint64_t max_checkpoints;        /* 0: no limit */
 	uint64_t queue_max;              /* bytes waiting before recording stops */
+	/*
+	 * Where the recorder's own events go (its stop, a torn index cut), one
+	 * line each, from any thread; NULL: nowhere.  error is true for a stop.
+	 * rec/ sits below the node's log (common/node/log.h), so the node
+	 * passes one in.
+	 */
+	void (*log)(void *ud, bool error, const char *line);
+	void *log_ud;
 };
 
 /* ---- writing (nodes) ---- */

@@ -32,7 +32,6 @@
 
 #include "colo.pb-c.h"
 #include "in.h"
-#include "log.h"
 #include "record.h"
 
 /* ---- small file helpers ---- */
@@ -269,6 +268,21 @@ struct colo_recorder {
 };
 
 static void rec_fail(struct colo_recorder *r, const char *fmt, ...) COLO_PRINTF(2, 3);
+static void rec_log(struct colo_recorder *r, bool error, const char *fmt, ...)
+	COLO_PRINTF(3, 4);
+
+static void rec_log(struct colo_recorder *r, bool error, const char *fmt, ...)
+{
+	char line[COLO_ERR_MAX + 256];
+	va_list ap;
+
+	if (!r->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	r->cfg.log(r->cfg.log_ud, error, line);
+}
 
 /* The first reason to stop wins: logged once, kept for status.  Any thread. */
 static void mark_stopped(struct colo_recorder *r, const char *msg)
@@ -283,7 +297,8 @@ static void mark_stopped(struct colo_recorder *r, const char *msg)
 	}
 	pthread_mutex_unlock(&r->mu);
 	if (first)
-		colo_log_error("recording to %s stopped: %s (replication goes on)", r->dir, msg);
+		rec_log(r, true, "recording to %s stopped: %s (replication goes on)", r->dir,
+			msg);
 }
 
 /* The recorder thread cannot go on writing. */
@@ -798,8 +813,8 @@ static int adopt_dir(struct colo_recorder *r, struct colo_err *err)
 		goto fail;
 	}
 	if (good < len) {
-		colo_log_warn("recording %s: cutting a torn index tail of %zu bytes", r->dir,
-			      len - good);
+		rec_log(r, false, "recording %s: cutting a torn index tail of %zu bytes",
+			r->dir, len - good);
 		if (ftruncate(r->idx_fd, (off_t)good) != 0) {
 			colo_err_set(err, errno, "%s: %s", idx, strerror(errno));
 			goto fail;

@@ -321,6 +321,16 @@ static void ctl_verify(struct colo_node *n, struct colo_ctl_pending *p)
 
 /* ---- recording ---- */
 
+/* The recorder's own events (rec/ has no log of its own), from its thread. */
+static void record_log(void *ud, bool error, const char *line)
+{
+	(void)ud;
+	if (error)
+		colo_log_error("%s", line);
+	else
+		colo_log_warn("%s", line);
+}
+
 int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err *err)
 {
 	struct colo_record_cfg rc;
@@ -337,6 +347,7 @@ int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err
 	rc.max_checkpoints = n->cfg.record_max_checkpoints;
 	/* A full sync must fit, with room for the checkpoints behind it. */
 	rc.queue_max = 2 * ram + (256ull << 20);
+	rc.log = record_log;
 	r = colo_recorder_start(&rc, &n->rec, err);
 	if (r)
 		return r;

@@ -49,9 +49,6 @@ extern const struct colo_vmstate_desc colo_ckpt_info_vmstate;
 
 /* Largest device stream a checkpoint may announce. */
 #define COLO_DEVSTATE_MAX (64u << 20)
-/* Largest Hello. */
-#define COLO_HELLO_MAX (64u << 10)
-/* Replication protocol version carried in Hello. */
-#define COLO_REPL_VERSION 1
+/* The Hello's version and size: common/node/hello.h. */
 
 #endif

@@ -1,0 +1,301 @@
+/* repl.c: the replication connection (see repl.h). */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "repl.h"
+
+/* What one read may add to rx: a checkpoint arrives in pieces this big. */
+#define READ_CHUNK 65536
+
+static void on_closed(uv_handle_t *h)
+{
+	struct colo_repl_conn *c = h->data;
+
+	colo_buf_free(&c->rx);
+	free(c);
+}
+
+void colo_repl_close(struct colo_repl_conn *c)
+{
+	if (!c || !c->owner)
+		return;
+	c->owner = NULL;
+	uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void format_addr(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(in->sin_port));
+	} else if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, len, "?");
+	}
+}
+
+int colo_repl_peer_addr(const struct colo_repl_conn *c, struct sockaddr_storage *ss)
+{
+	int len = sizeof(*ss);
+
+	return uv_tcp_getpeername(&c->tcp, (struct sockaddr *)ss, &len);
+}
+
+void colo_repl_set_peer(struct colo_repl_conn *c, const char *node)
+{
+	snprintf(c->peer, sizeof(c->peer), "%s", node ? node : "");
+}
+
+const char *colo_repl_describe(const struct colo_repl_conn *c, char *buf, size_t len)
+{
+	if (c->peer[0])
+		snprintf(buf, len, "%s (%s)", c->peer, c->addr);
+	else
+		snprintf(buf, len, "%s", c->addr);
+	return buf;
+}
+
+static struct colo_repl_conn *conn_new(uv_loop_t *loop, const struct colo_repl_ops *ops,
+				       void *owner, struct colo_err *err)
+{
+	struct colo_repl_conn *c = calloc(1, sizeof(*c));
+
+	if (!c) {
+		colo_err_set(err, ENOMEM, "out of memory");
+		return NULL;
+	}
+	colo_buf_init(&c->rx);
+	c->ops = ops;
+	c->owner = owner;
+	snprintf(c->addr, sizeof(c->addr), "?");
+	uv_tcp_init(loop, &c->tcp);
+	c->tcp.data = c;
+	return c;
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct colo_repl_conn *c = h->data;
+
+	(void)suggested;
+	if (!colo_buf_reserve(&c->rx, READ_CHUNK)) {
+		*buf = uv_buf_init(NULL, 0);      /* libuv reports UV_ENOBUFS */
+		return;
+	}
+	*buf = uv_buf_init((char *)c->rx.data + c->rx.len, (unsigned)(c->rx.cap - c->rx.len));
+}
+
+static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
+{
+	struct colo_repl_conn *c = st->data;
+
+	(void)buf;
+	if (!c->owner || nread == 0)
+		return;
+	if (nread < 0) {
+		c->ops->lost(c, c->owner, COLO_REPL_CLOSED, nread == UV_EOF ?
+			     "closed by peer" : uv_strerror((int)nread));
+		return;
+	}
+	c->rx.len += (size_t)nread;
+	c->ops->read(c, c->owner, (size_t)nread);
+	/* Closed by the callback or not, the memory is still ours: compact. */
+	if (c->rx_pos) {
+		memmove(c->rx.data, c->rx.data + c->rx_pos, c->rx.len - c->rx_pos);
+		c->rx.len -= c->rx_pos;
+		c->rx_pos = 0;
+	}
+}
+
+static int start_reading(struct colo_repl_conn *c, struct colo_err *err)
+{
+	struct sockaddr_storage ss;
+	int r;
+
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (colo_repl_peer_addr(c, &ss) == 0)
+		format_addr(&ss, c->addr, sizeof(c->addr));
+	r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (r)
+		return colo_err_set(err, -r, "cannot read from %s: %s", c->addr,
+				    uv_strerror(r));
+	return 0;
+}
+
+void colo_repl_consume(struct colo_repl_conn *c, size_t n)
+{
+	c->rx_pos += n < colo_repl_rx_len(c) ? n : colo_repl_rx_len(c);
+}
+
+/* ---- making connections ---- */
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct colo_repl_conn *c = req->data;
+	struct colo_err err;
+
+	if (!c->owner)
+		return;
+	colo_err_clear(&err);
+	if (status == 0 && start_reading(c, &err) != 0)
+		status = -err.code;
+	c->ops->connected(c, c->owner, status);
+}
+
+int colo_repl_connect(uv_loop_t *loop, const struct sockaddr *to,
+		      const struct colo_repl_ops *ops, void *owner,
+		      struct colo_repl_conn **out, struct colo_err *err)
+{
+	struct colo_repl_conn *c = conn_new(loop, ops, owner, err);
+	struct sockaddr_storage ss;
+	int r;
+
+	*out = NULL;
+	if (!c)
+		return -err->code;
+	memset(&ss, 0, sizeof(ss));
+	memcpy(&ss, to, to->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
+	       sizeof(struct sockaddr_in));
+	format_addr(&ss, c->addr, sizeof(c->addr));
+	c->connect_req.data = c;
+	r = uv_tcp_connect(&c->connect_req, &c->tcp, to, on_connect);
+	if (r) {
+		colo_err_set(err, -r, "cannot connect to %s: %s", c->addr, uv_strerror(r));
+		colo_repl_close(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+int colo_repl_accept(uv_stream_t *server, const struct colo_repl_ops *ops, void *owner,
+		     struct colo_repl_conn **out, struct colo_err *err)
+{
+	struct colo_repl_conn *c = conn_new(server->loop, ops, owner, err);
+	int r;
+
+	*out = NULL;
+	if (!c)
+		return -err->code;
+	r = uv_accept(server, (uv_stream_t *)&c->tcp);
+	if (r) {
+		colo_err_set(err, -r, "cannot accept a connection: %s", uv_strerror(r));
+		colo_repl_close(c);
+		return r;
+	}
+	r = start_reading(c, err);
+	if (r) {
+		colo_repl_close(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+/* ---- writing ---- */
+
+struct write_req {
+	uv_write_t req;
+	void (*done)(void *ud, int status);
+	void *ud;
+	uint8_t data[];              /* the copy colo_repl_send() made */
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+
+	/* A failed write also fails the read: the owner hears of it there. */
+	if (w->done)
+		w->done(w->ud, status);
+	free(w);
+}
+
+int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
+		    void (*done)(void *ud, int status), void *ud)
+{
+	struct write_req *w;
+	int r;
+
+	if (!c || !c->owner)
+		return UV_ENOTCONN;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return UV_ENOMEM;
+	w->done = done;
+	w->ud = ud;
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_written);
+	if (r)
+		free(w);
+	return r;
+}
+
+int colo_repl_send(struct colo_repl_conn *c, const void *data, size_t len)
+{
+	struct write_req *w;
+	uv_buf_t b;
+	int r;
+
+	if (!c || !c->owner)
+		return UV_ENOTCONN;
+	w = calloc(1, sizeof(*w) + len);
+	if (!w)
+		return UV_ENOMEM;
+	memcpy(w->data, data, len);
+	b = uv_buf_init((char *)w->data, (unsigned)len);
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written);
+	if (r)
+		free(w);
+	return r;
+}
+
+int colo_repl_send_msg(struct colo_repl_conn *c, uint32_t msg)
+{
+	uint8_t b[4];
+
+	colo_store_be32(b, msg);
+	return colo_repl_send(c, b, sizeof(b));
+}
+
+int colo_repl_try_write(struct colo_repl_conn *c, const void *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+
+	if (!c || !c->owner)
+		return UV_ENOTCONN;
+	return uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+}
+
+/* ---- ending ---- */
+
+void colo_repl_protocol_error(struct colo_repl_conn *c, const char *fmt, ...)
+{
+	char why[384], who[160];
+	va_list ap;
+
+	if (!c || !c->owner)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	colo_log_error("protocol error from %s: %s", colo_repl_describe(c, who, sizeof(who)),
+		       why);
+	c->ops->lost(c, c->owner, COLO_REPL_PROTOCOL, why);
+}

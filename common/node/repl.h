@@ -1,0 +1,122 @@
+/*
+ * repl.h: the replication connection (DESIGN.md §4), one layer for both
+ * roles.
+ *
+ * One TCP connection, the secondary listening and the primary connecting,
+ * carries the stream primary->secondary and the return path back.  What
+ * travels on it, in both directions:
+ *   Hello         be32 length + protobuf Hello, once each way (hello.h)
+ *   COLO message  be32 (colomsg.h); VMSTATE_SIZE adds a be64 length
+ *   streams       savevm bytes: the full sync, a checkpoint's RAM part and
+ *                 its device stream (primary to secondary only)
+ * A struct colo_repl_conn is the libuv handle, the bytes received and not
+ * yet consumed, and the peer's address for log lines.  The engine that owns
+ * it parses what came itself (the roles read different things: colo_repl_rx()
+ * and colo_repl_rx_len()) and says what it consumed (colo_repl_consume(), a
+ * move of an offset: the unconsumed tail is moved to the front once, after
+ * the read callback); this layer frames and sends, and reports the end.
+ *
+ * Ends of a connection, as the owner hears them (struct colo_repl_ops):
+ *   lost(COLO_REPL_CLOSED)    the peer closed, or reading failed
+ *   lost(COLO_REPL_PROTOCOL)  the owner called colo_repl_protocol_error():
+ *                             the peer spoke out of turn or sent bytes that
+ *                             are not the protocol (logged here, one line
+ *                             naming the peer and its address)
+ * In both cases the owner must colo_repl_close() it, usually from inside
+ * the callback.
+ *
+ * Ownership.  colo_repl_connect() and colo_repl_accept() make a connection;
+ * colo_repl_close() detaches the owner at once (no callback after it) and
+ * the memory goes once libuv has closed the handle.  colo_repl_send*() copy
+ * what they send; colo_repl_write() borrows the caller's buffers until its
+ * done() callback, which is always called (with an error once the
+ * connection is closed).  Loop thread only.
+ */
+#ifndef COLO_REPL_H
+#define COLO_REPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "err.h"
+
+struct colo_repl_conn;
+
+enum colo_repl_end {
+	COLO_REPL_CLOSED,       /* the peer closed, or a read failed */
+	COLO_REPL_PROTOCOL,     /* what the peer sent is not the protocol */
+};
+
+struct colo_repl_ops {
+	/* Connected (colo_repl_connect only): status 0, or a libuv error. */
+	void (*connected)(struct colo_repl_conn *c, void *owner, int status);
+	/* nread new bytes came: colo_repl_rx(c) holds them at its end. */
+	void (*read)(struct colo_repl_conn *c, void *owner, size_t nread);
+	/* The connection is over (see above); why is one short phrase. */
+	void (*lost)(struct colo_repl_conn *c, void *owner, enum colo_repl_end end,
+		     const char *why);
+};
+
+struct colo_repl_conn {
+	uv_tcp_t tcp;
+	struct colo_buf rx;              /* received; consumed up to rx_pos */
+	size_t rx_pos;
+	const struct colo_repl_ops *ops;
+	void *owner;                     /* NULL once closed */
+	char addr[64];                   /* the peer, "a.b.c.d:port" or "[v6]:port" */
+	char peer[64];                   /* its node name once known, else "" */
+	uv_connect_t connect_req;
+};
+
+/* Connect to `to`; ops->connected() tells how it went. */
+int colo_repl_connect(uv_loop_t *loop, const struct sockaddr *to,
+		      const struct colo_repl_ops *ops, void *owner,
+		      struct colo_repl_conn **out, struct colo_err *err);
+/* Accept a connection that waits on server and start reading it. */
+int colo_repl_accept(uv_stream_t *server, const struct colo_repl_ops *ops, void *owner,
+		     struct colo_repl_conn **out, struct colo_err *err);
+/* Stop: no callback from now on; NULL is fine. */
+void colo_repl_close(struct colo_repl_conn *c);
+
+/* The peer's node name, for log lines (after its Hello). */
+void colo_repl_set_peer(struct colo_repl_conn *c, const char *node);
+/* "b (127.0.0.1:7070)", or the address alone before the Hello. */
+const char *colo_repl_describe(const struct colo_repl_conn *c, char *buf, size_t len);
+int colo_repl_peer_addr(const struct colo_repl_conn *c, struct sockaddr_storage *ss);
+
+/* Send a copy of data. */
+int colo_repl_send(struct colo_repl_conn *c, const void *data, size_t len);
+/* A COLO message (colomsg.h): one be32. */
+int colo_repl_send_msg(struct colo_repl_conn *c, uint32_t msg);
+/* Send bufs as they are; done(ud, 0 or a libuv error) once written. */
+int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
+		    void (*done)(void *ud, int status), void *ud);
+/* As much of data as the socket takes now (uv_try_write): for fault tests. */
+int colo_repl_try_write(struct colo_repl_conn *c, const void *data, size_t len);
+
+/* What came and was not consumed yet, valid until the read callback returns. */
+static inline const uint8_t *colo_repl_rx(const struct colo_repl_conn *c)
+{
+	return c->rx.data + c->rx_pos;
+}
+
+static inline size_t colo_repl_rx_len(const struct colo_repl_conn *c)
+{
+	return c->rx.len - c->rx_pos;
+}
+
+/* The owner parsed n bytes from the front of what came. */
+void colo_repl_consume(struct colo_repl_conn *c, size_t n);
+
+/*
+ * The peer broke the protocol: log one line naming it and why, then tell
+ * the owner, through ops->lost(COLO_REPL_PROTOCOL), which closes.
+ */
+void colo_repl_protocol_error(struct colo_repl_conn *c, const char *fmt, ...)
+	COLO_PRINTF(2, 3);
+
+#endif

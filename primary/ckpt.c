@@ -1,0 +1,555 @@
+/*
+ * ckpt.c: the primary's checkpoint pipeline (DESIGN.md §4, §5).
+ *
+ * A checkpoint (struct ckpt) is staged on the loop with the guest paused,
+ * encoded on a libuv worker thread (which drives the encoder's own
+ * threads), and written with one write of several buffers:
+ *   VMSTATE_SEND, RAM END section header, records, EOS + footer, EOF,
+ *   VMSTATE_SIZE n, device stream (device FULL sections, colo/checkpoint, EOF)
+ * The full sync goes the same way with a migration's framing instead.  A
+ * ckpt is reference-counted: the engine, the worker and the write each
+ * hold it, so a connection that drops mid-way frees nothing in use.  Which
+ * step it is at is the engine's checkpoint phase (primary_int.h).
+ *
+ * The checkpoint clock is here too: a timerfd, not a libuv timer, because
+ * libuv counts whole milliseconds and rounds up, which added 1-2 ms to
+ * every group commit (the wait for min-interval-ms), the latency a client
+ * sees under output-mode buffer.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "colomsg.h"
+#include "log.h"
+#include "primary_int.h"
+#include "record.h"
+#include "stream.h"
+
+#define INLINE_ENCODE_PAGES 32  /* fewer dirty pages: encode on the loop */
+
+static void ckpt_unref(struct ckpt *c)
+{
+	if (--c->refs > 0)
+		return;
+	colo_buf_free(&c->head);
+	colo_buf_free(&c->ram);
+	colo_buf_free(&c->mid);
+	colo_buf_free(&c->dev);
+	colo_buf_free(&c->snap);
+	free(c);
+}
+
+/* The engine lets go of the checkpoint in flight. */
+static void ckpt_release(struct colo_primary *p)
+{
+	struct ckpt *c = p->cur;
+
+	p->cur = NULL;
+	ckpt_unref(c);
+}
+
+void primary_ckpt_abandon(struct colo_primary *p)
+{
+	if (!p->cur)
+		return;
+	/* A worker that still encodes keeps the pipeline until it returns. */
+	primary_ckpt_to(p, p->phase == CK_ENCODING || p->phase == CK_REPLIED ?
+			CK_ABANDONED : CK_IDLE);
+	ckpt_release(p);
+}
+
+/* ---- staging (guest paused) ---- */
+
+static int save_devices(struct colo_primary *p, struct colo_buf *out, bool vmdesc,
+			struct colo_err *err)
+{
+	struct colo_savevm *sv = &p->n->sv;
+	struct colo_stream_writer w;
+	int r = 0;
+
+	colo_sw_init(&w, out, vmdesc);
+	for (size_t i = 0; i < sv->ndevs && r == 0; i++) {
+		const struct colo_savevm_device *d = &sv->devs[i];
+
+		if (!colo_vmstate_needed(d->vmsd, d->opaque))
+			continue;
+		r = colo_sw_device(&w, d->section_id, d->idstr, d->instance_id, d->vmsd,
+				   d->opaque, err);
+	}
+	if (r == 0 && vmdesc) {
+		/* The vmdesc goes after EOF: keep it in `mid` of the sync. */
+		colo_sw_eof(&w);
+		r = colo_sw_vmdesc(&w, err);
+	}
+	colo_sw_free(&w);
+	return r;
+}
+
+static void mark_all_dirty(struct colo_primary *p)
+{
+	for (size_t b = 0; b < p->nblocks; b++) {
+		struct colo_ram_block *blk = p->blocks[b];
+		size_t words = (blk->npages + 63) / 64;
+
+		memset(blk->dirty, 0xff, words * 8);
+		if (blk->npages % 64)
+			blk->dirty[words - 1] = (1ull << (blk->npages % 64)) - 1;
+	}
+}
+
+/* ---- encoding, on a worker thread ---- */
+
+static void encode_work(uv_work_t *w)
+{
+	struct ckpt *c = w->data;
+	struct colo_primary *p = c->p;
+
+	/* The loop leaves stage, shadows and encoder alone in this phase. */
+	colo_err_clear(&c->enc_err);
+	c->enc_rc = colo_ram_encode(p->enc, &p->stage, p->shadows, p->nblocks,
+				    c->allowed, &c->ram, &c->st, &c->enc_err);
+}
+
+static void encode_done(uv_work_t *w, int status)
+{
+	struct ckpt *c = w->data;
+	struct colo_primary *p = c->p;
+
+	(void)status;
+	if (c != p->cur) {
+		/* Abandoned while it ran: the pipeline is free again, and a
+		 * secondary that connected meanwhile waits for its sync. */
+		primary_ckpt_to(p, CK_IDLE);
+		if (p->state == P_SYNC)
+			primary_ckpt_start(p, true);
+	} else if (c->enc_rc) {
+		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, c->enc_err.msg);
+		primary_ckpt_to(p, CK_IDLE);
+		ckpt_release(p);
+		primary_go_degraded(p, "encoding failed");
+	} else {
+		colo_stats_phase(&p->n->stats, COLO_PHASE_ENCODE, colo_now_ns() - c->t_staged);
+		if (p->phase == CK_ENCODING && !c->full)
+			primary_ckpt_to(p, CK_ENCODED);     /* the REPLY is not here yet */
+		else
+			primary_ckpt_send(p);
+	}
+	ckpt_unref(c);
+}
+
+/* ---- sending ---- */
+
+static void on_ckpt_written(void *ud, int status)
+{
+	struct ckpt *c = ud;
+	struct colo_primary *p = c->p;
+
+	if (c == p->cur && status == 0) {
+		c->t_sent = colo_now_ns();
+		colo_stats_phase(&p->n->stats, COLO_PHASE_SEND, c->t_sent - c->t_ready);
+		if (!c->full)
+			primary_fault_at(&p->fault, F_SENT, c->seq);
+	}
+	ckpt_unref(c);
+}
+
+/* The RAM section framing: the section begins and ends around the records. */
+static void frame_ram(struct colo_primary *p, struct ckpt *c)
+{
+	struct colo_savevm *sv = &p->n->sv;
+	struct colo_stream_writer w;
+	struct colo_ram_writer rw;
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	colo_sw_init(&w, &c->head, false);
+	if (c->full) {
+		struct colo_ram_block_info *info = calloc(sv->nblocks, sizeof(*info));
+
+		colo_sw_header(&w);
+		colo_sw_configuration(&w, &sv->config, &err);
+		colo_sw_enable_colo(&w);
+		colo_ram_writer_init(&rw, &c->head);
+		colo_sw_section_begin(&w, COLO_SEC_START, sv->ram_section_id, COLO_RAM_IDSTR,
+				      0, COLO_RAM_SECTION_VERSION, &err);
+		for (size_t i = 0; info && i < sv->nblocks; i++)
+			info[i] = sv->blocks[i].info;
+		colo_ram_put_mem_size(&rw, info, info ? sv->nblocks : 0, false);
+		free(info);
+		colo_ram_put_eos(&rw);
+		colo_sw_section_end(&w);
+		colo_sw_section_begin(&w, COLO_SEC_PART, sv->ram_section_id, NULL, 0, 0, &err);
+	} else {
+		colo_buf_put_be32(&c->head, COLO_MSG_VMSTATE_SEND);
+		colo_sw_section_begin(&w, COLO_SEC_END, sv->ram_section_id, NULL, 0, 0, &err);
+	}
+	colo_sw_free(&w);
+	/* After the records: EOS and the footer; a sync adds an empty END. */
+	colo_sw_init(&w, &c->mid, false);
+	w.section_id = sv->ram_section_id;
+	w.in_section = true;
+	colo_buf_put_be64(&c->mid, COLO_RAM_EOS);
+	colo_sw_section_end(&w);
+	if (c->full) {
+		colo_sw_section_begin(&w, COLO_SEC_END, sv->ram_section_id, NULL, 0, 0, &err);
+		colo_buf_put_be64(&c->mid, COLO_RAM_EOS);
+		colo_sw_section_end(&w);
+	} else {
+		colo_sw_eof(&w);
+	}
+	colo_sw_free(&w);
+}
+
+/* Append colo/checkpoint (with the checksum) and EOF to a checkpoint's devices. */
+static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err *err)
+{
+	struct colo_stream_writer w;
+	struct colo_ckpt_info info;
+	XXH3_state_t *h = XXH3_createState();
+	size_t mid_hashed = c->mid.len;
+	int r;
+
+	if (!h)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	/* Everything from the RAM END section through its EOF, then devices. */
+	XXH3_64bits_reset(h);
+	XXH3_64bits_update(h, c->head.data + 4, c->head.len - 4);
+	XXH3_64bits_update(h, c->ram.data, c->ram.len);
+	XXH3_64bits_update(h, c->mid.data, mid_hashed);
+	XXH3_64bits_update(h, c->dev.data, c->dev.len);
+	memset(&info, 0, sizeof(info));
+	info.generation = p->n->generation;
+	info.seq = c->seq;
+	info.time_ns = c->wall_ns;
+	info.pages = c->pages;
+	info.checksum = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	colo_sw_init(&w, &c->dev, false);
+	r = colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate, &info, err);
+	colo_sw_eof(&w);
+	colo_sw_free(&w);
+	if (r)
+		return r;
+	/* VMSTATE_SIZE n goes after the RAM part's EOF. */
+	colo_buf_put_be32(&c->mid, COLO_MSG_VMSTATE_SIZE);
+	colo_buf_put_be64(&c->mid, c->dev.len);
+	return 0;
+}
+
+/* Encoded, and (unless the sync) REPLY in: put it on the wire. */
+void primary_ckpt_send(struct colo_primary *p)
+{
+	struct ckpt *c = p->cur;
+	struct colo_err err;
+	uv_buf_t bufs[4];
+	int r;
+
+	primary_ckpt_to(p, CK_SENT);
+	colo_err_clear(&err);
+	frame_ram(p, c);
+	if (!c->full && seal_devices(p, c, &err)) {
+		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, err.msg);
+		primary_go_degraded(p, "cannot build the checkpoint");
+		return;
+	}
+	if (!colo_buf_ok(&c->head) || !colo_buf_ok(&c->ram) || !colo_buf_ok(&c->mid) ||
+	    !colo_buf_ok(&c->dev)) {
+		primary_go_degraded(p, "out of memory building a checkpoint");
+		return;
+	}
+	c->t_ready = colo_now_ns();
+	if (!c->full)
+		primary_fault_at(&p->fault, F_ENCODED, c->seq);
+	/* A sync: prefix .. PART header, records, EOS .. END, devices, EOF,
+	 * vmdesc.  A checkpoint: VMSTATE_SEND + END header, records, EOS ..
+	 * EOF + VMSTATE_SIZE, devices + colo/checkpoint + EOF. */
+	bufs[0] = uv_buf_init((char *)c->head.data, (unsigned)c->head.len);
+	bufs[1] = uv_buf_init((char *)c->ram.data, (unsigned)c->ram.len);
+	bufs[2] = uv_buf_init((char *)c->mid.data, (unsigned)c->mid.len);
+	bufs[3] = uv_buf_init((char *)c->dev.data, (unsigned)c->dev.len);
+	if (primary_fault_mid_send(&p->fault, c->full, c->seq))
+		primary_fault_half_send(&p->fault, p->conn, bufs, 4, c->full, c->seq);
+	c->refs++;
+	r = colo_repl_write(p->conn, bufs, 4, on_ckpt_written, c);
+	if (r) {
+		c->refs--;
+		primary_go_degraded(p, uv_strerror(r));
+		return;
+	}
+	p->n->stats.bytes_sent += c->head.len + c->ram.len + c->mid.len + c->dev.len;
+}
+
+/* ---- taking a checkpoint ---- */
+
+void primary_ckpt_start(struct colo_primary *p, bool full)
+{
+	struct colo_node *n = p->n;
+	struct colo_err err;
+	struct ckpt *c;
+	struct timespec wall;
+	uint64_t t1, t2, t3;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		primary_go_degraded(p, "out of memory");
+		return;
+	}
+	c->refs = 1;
+	c->p = p;
+	c->full = full;
+	c->allowed = p->encodings;
+	/* One sequence for syncs and checkpoints: numbers never go back while
+	 * this engine runs, even across resyncs. */
+	c->seq = p->next_seq++;
+	colo_err_clear(&err);
+	colo_ram_stage_reset(&p->stage);
+
+	/* The guest waits from here ... */
+	c->t0 = colo_now_ns();
+	clock_gettime(CLOCK_REALTIME, &wall);
+	c->wall_ns = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
+	colo_node_pause_guest(n);
+	/* What the guest answers from here on is in the next checkpoint. */
+	if (primary_buffering(p))
+		primary_out_epoch(p, c->seq + 1);
+	if (!full)
+		primary_fault_at(&p->fault, F_PAUSED, c->seq);
+	t1 = colo_now_ns();
+	r = colo_ram_harvest(n->ram, NULL, &err);
+	if (r == 0 && full)
+		mark_all_dirty(p);
+	t2 = colo_now_ns();
+	if (r == 0)
+		r = colo_ram_stage_collect(&p->stage, p->blocks, p->nblocks, &err);
+	if (r == 0)
+		r = save_devices(p, &c->dev, full, &err);
+	/* A recording started on a running pair needs a first keyframe: the
+	 * whole state, now, while the guest is paused at this checkpoint. */
+	if (r == 0 && !full && colo_recorder_wants_keyframe(n->rec) &&
+	    colo_node_snapshot(n, &c->snap, &err) != 0) {
+		colo_log_error("recording: %s", err.msg);
+		colo_buf_reset(&c->snap);
+		colo_err_clear(&err);
+	}
+	t3 = colo_now_ns();
+	if (!full)
+		primary_fault_at(&p->fault, F_STAGED, c->seq);
+	colo_node_resume_guest(n);
+	/* ... to here. */
+	c->t_staged = colo_now_ns();
+	c->pages = p->stage.n;
+	colo_stats_phase(&n->stats, COLO_PHASE_PAUSE, t1 - c->t0);
+	colo_stats_phase(&n->stats, COLO_PHASE_SYNC, t2 - t1);
+	colo_stats_phase(&n->stats, COLO_PHASE_COPY, t3 - t2);
+	colo_stats_phase(&n->stats, COLO_PHASE_RESUME, c->t_staged - t3);
+	p->last_start_ns = c->t0;
+	p->want_now = false;
+	if (r) {
+		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, err.msg);
+		ckpt_unref(c);
+		primary_go_degraded(p, "staging failed");
+		return;
+	}
+	if (full) {
+		/* The secondary holds nothing yet: every page goes without a base. */
+		for (size_t b = 0; b < p->nblocks; b++)
+			p->shadows[b].valid = false;
+	} else if (colo_repl_send_msg(p->conn, COLO_MSG_CHECKPOINT_REQUEST) != 0) {
+		ckpt_unref(c);
+		primary_go_degraded(p, "cannot send CHECKPOINT_REQUEST");
+		return;
+	} else {
+		primary_fault_at(&p->fault, F_REQUEST, c->seq);
+	}
+	p->cur = c;
+	primary_ckpt_to(p, CK_ENCODING);
+	c->work.data = c;
+	c->refs++;
+	if (!full && p->stage.n <= INLINE_ENCODE_PAGES) {
+		/* A few pages encode faster here than the two thread hops take
+		 * (worker, then back to this loop): this is the latency a client
+		 * waits for under output-mode buffer. */
+		encode_work(&c->work);
+		encode_done(&c->work, 0);
+		return;
+	}
+	if (uv_queue_work(n->loop, &c->work, encode_work, encode_done) != 0) {
+		c->refs--;
+		primary_ckpt_to(p, CK_IDLE);
+		ckpt_release(p);
+		primary_go_degraded(p, "cannot queue the encoding");
+	}
+}
+
+/* ---- acknowledgements ---- */
+
+void primary_ckpt_received(struct colo_primary *p)
+{
+	struct ckpt *c = p->cur;
+
+	primary_ckpt_to(p, CK_RECEIVED);
+	/* From the last byte written, or from the write if the answer beat
+	 * the write's completion to this loop. */
+	colo_stats_phase(&p->n->stats, COLO_PHASE_ACK, colo_now_ns() -
+			 (c->t_sent > c->t_ready ? c->t_sent : c->t_ready));
+	/* The secondary will commit it before any promotion: the replies that
+	 * waited for it may go. */
+	primary_out_release(p, c->seq);
+	primary_fault_at(&p->fault, F_RECEIVED, c->seq);
+}
+
+/*
+ * Hand a committed checkpoint to the recording: a sync or a snapshot as a
+ * keyframe, otherwise the bytes the secondary received (the RAM stream
+ * after VMSTATE_SEND, up to VMSTATE_SIZE; then the device stream).
+ */
+static void record_committed(struct colo_primary *p, struct ckpt *c)
+{
+	struct colo_node *n = p->n;
+
+	if (!n->rec)
+		return;
+	if (c->full) {
+		struct iovec v[4] = {
+			{ c->head.data, c->head.len }, { c->ram.data, c->ram.len },
+			{ c->mid.data, c->mid.len }, { c->dev.data, c->dev.len },
+		};
+
+		colo_recorder_full(n->rec, c->seq, n->generation, c->wall_ns, v, 4);
+	} else if (c->snap.len) {
+		struct iovec v = { c->snap.data, c->snap.len };
+
+		colo_recorder_full(n->rec, c->seq, n->generation, c->wall_ns, &v, 1);
+	} else if (c->head.len >= 4 && c->mid.len >= 12) {
+		struct iovec ram[3] = {
+			{ c->head.data + 4, c->head.len - 4 }, { c->ram.data, c->ram.len },
+			{ c->mid.data, c->mid.len - 12 },
+		};
+		struct iovec dev = { c->dev.data, c->dev.len };
+
+		colo_recorder_checkpoint(n->rec, c->seq, n->generation, c->wall_ns, ram, 3,
+					 &dev, 1);
+	}
+}
+
+/* VMSTATE_LOADED (a checkpoint) or CHECKPOINT_READY (the sync). */
+void primary_ckpt_committed(struct colo_primary *p)
+{
+	struct ckpt *c = p->cur;
+	struct colo_stats *st = &p->n->stats;
+	uint64_t now = colo_now_ns();
+	char msg[64];
+	bool full = c->full;
+
+	p->last_committed = c->seq;
+	p->last_done_ns = now;
+	if (full) {
+		/* Nothing was held for the sync but what the guest said meanwhile. */
+		primary_out_release(p, c->seq);
+	} else {
+		colo_stats_phase(st, COLO_PHASE_ROUND_TRIP, now - c->t0);
+		colo_stats_checkpoint(st, now, c->pages,
+				      c->head.len + c->ram.len + c->mid.len + c->dev.len);
+		st->checkpoints++;
+		st->pages_sent += c->pages - c->st.unchanged;
+		st->pages_unchanged += c->st.unchanged;
+		for (int k = 0; k < COLO_PAGE_KINDS; k++)
+			st->pages_by_kind[k] += c->st.pages[k];
+	}
+	colo_hb_set_committed(p->hb, c->seq);
+	record_committed(p, c);
+	primary_ckpt_to(p, CK_IDLE);
+	ckpt_release(p);
+	if (!full) {
+		snprintf(msg, sizeof(msg), "checkpoint %" PRIu64 " committed", p->last_committed);
+		primary_answer_waiting(p, true, msg);
+	}
+}
+
+/* ---- the checkpoint clock ---- */
+
+static void tick_at(struct colo_primary *p, uint64_t when_ns)
+{
+	struct itimerspec its;
+
+	memset(&its, 0, sizeof(its));
+	/* Absolute, and never 0 (0 disarms): a moment passed fires at once. */
+	when_ns = when_ns ? when_ns : 1;
+	its.it_value.tv_sec = (time_t)(when_ns / 1000000000ull);
+	its.it_value.tv_nsec = (long)(when_ns % 1000000000ull);
+	timerfd_settime(p->tick_fd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+void primary_clock_stop(struct colo_primary *p)
+{
+	struct itimerspec its;
+
+	memset(&its, 0, sizeof(its));
+	if (p->tick_fd >= 0)
+		timerfd_settime(p->tick_fd, 0, &its, NULL);
+}
+
+static void on_tick(uv_poll_t *h, int status, int events)
+{
+	struct colo_primary *p = h->data;
+	uint64_t fired;
+
+	(void)status;
+	(void)events;
+	if (read(p->tick_fd, &fired, sizeof(fired)) != (ssize_t)sizeof(fired))
+		return;                /* re-armed or stopped since: not due */
+	if (p->state == P_PROTECTED && p->phase == CK_IDLE)
+		primary_ckpt_start(p, false);
+}
+
+int primary_clock_init(struct colo_primary *p, struct colo_err *err)
+{
+	p->tick_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (p->tick_fd < 0)
+		return colo_err_set(err, errno, "cannot create the checkpoint timer: %s",
+				    strerror(errno));
+	return 0;
+}
+
+void primary_clock_start(struct colo_primary *p)
+{
+	uv_poll_init(p->n->loop, &p->tick, p->tick_fd);
+	p->tick.data = p;
+	p->tick_on = true;
+	uv_poll_start(&p->tick, UV_READABLE, on_tick);
+}
+
+void primary_clock_close(struct colo_primary *p)
+{
+	primary_clock_stop(p);
+	if (p->tick_on) {
+		p->tick_on = false;
+		uv_close((uv_handle_t *)&p->tick, NULL);
+	}
+}
+
+/* Arm the clock for the next checkpoint, if one may start. */
+void primary_schedule(struct colo_primary *p)
+{
+	const struct colo_config *cfg = &p->n->cfg;
+	uint64_t now = colo_now_ns(), next, earliest;
+
+	if (p->state != P_PROTECTED || p->phase != CK_IDLE)
+		return;
+	/* min-interval-ms spaces starts (DESIGN.md, group commit). */
+	earliest = p->last_start_ns + (uint64_t)cfg->min_interval_ms * 1000000ull;
+	next = p->want_now ? earliest :
+	       p->last_start_ns + (uint64_t)cfg->checkpoint_interval_ms * 1000000ull;
+	if (next < earliest)
+		next = earliest;
+	tick_at(p, next > now ? next : now);
+}

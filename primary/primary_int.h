@@ -1,0 +1,201 @@
+/*
+ * primary_int.h: what the files of the primary engine share (not API; see
+ * primary.h for that).
+ *
+ *   primary.c  the engine: its state machine, the connection to the
+ *              secondary (Hello, COLO messages), heartbeats, output commit,
+ *              the control requests, start and stop
+ *   ckpt.c     the checkpoint pipeline: stage with the guest paused, encode
+ *              on a worker, frame, send, commit; the checkpoint clock
+ *   fault.c    fault injection for the tests (--fault)
+ *
+ * Two state enums drive it, each changed in one place only (primary_to(),
+ * primary_ckpt_to()), where an illegal transition is a programmer error
+ * and asserted.  A message from the secondary that its state does not
+ * expect is the peer's error: refused with a protocol error.
+ *
+ * Everything runs on the node's loop thread, except encode_work() (ckpt.c)
+ * on a libuv worker, which owns the stage, the shadows and the encoder
+ * while the checkpoint phase is CK_ENCODING, CK_REPLIED or CK_ABANDONED.
+ */
+#ifndef COLO_PRIMARY_INT_H
+#define COLO_PRIMARY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "ctl.h"
+#include "err.h"
+#include "hb.h"
+#include "node.h"
+#include "primary.h"
+#include "ramenc.h"
+#include "repl.h"
+
+/*
+ * The engine's state: where it stands with its secondary.
+ *
+ *   DEGRADED   -> CONNECTING          the reconnect timer fired
+ *   CONNECTING -> HELLO               connected; our Hello is sent
+ *   HELLO      -> SYNC                the secondary accepted us; the full
+ *                                     sync starts
+ *   SYNC       -> PROTECTED           CHECKPOINT_READY: the sync is loaded
+ *   CONNECTING, HELLO, SYNC, PROTECTED -> DEGRADED
+ *                                     cannot connect, refused, connection
+ *                                     lost, no heartbeat, protocol error
+ *   DEGRADED   -> DEGRADED            lost again (the timer is re-armed)
+ *   any        -> STOPPED             the node stops (SIGTERM, superseded)
+ */
+enum primary_state {
+	P_DEGRADED,      /* no secondary: the guest runs unprotected, output flows */
+	P_CONNECTING,    /* a connection to the secondary is being made */
+	P_HELLO,         /* connected, our Hello sent; waiting for the answer */
+	P_SYNC,          /* the full sync is being sent / loaded */
+	P_PROTECTED,     /* checkpoints flow; output waits for their acknowledgement */
+	P_STOPPED,       /* the node is stopping: nothing starts any more */
+	P_STATES
+};
+
+/*
+ * Where the checkpoint in flight is (DESIGN.md §4: at most one).  It is
+ * staged with the guest paused; then two things happen in either order:
+ * its pages are encoded (on a worker) and, unless it is the full sync, the
+ * secondary answers CHECKPOINT_REQUEST with CHECKPOINT_REPLY.  When both
+ * have happened it is sent.
+ *
+ *   IDLE      -> ENCODING     staged (REQUEST sent unless a sync)
+ *   ENCODING  -> REPLIED      CHECKPOINT_REPLY came first
+ *   ENCODING  -> ENCODED      the encoding finished first
+ *   ENCODING  -> SENT         a sync, encoded: no REPLY for a sync
+ *   REPLIED, ENCODED -> SENT  the other half came: it is written
+ *   SENT      -> RECEIVED     VMSTATE_RECEIVED: held output released
+ *   RECEIVED  -> IDLE         VMSTATE_LOADED: committed
+ *   SENT      -> IDLE         a sync: CHECKPOINT_READY
+ *   ENCODED, SENT, RECEIVED -> IDLE
+ *                             the secondary was lost: the checkpoint goes
+ *   ENCODING, REPLIED -> ABANDONED
+ *                             lost while a worker still encodes: nothing
+ *                             new starts until it returns
+ *   ABANDONED -> IDLE         the worker returned
+ */
+enum ckpt_phase {
+	CK_IDLE,         /* no checkpoint in flight */
+	CK_ENCODING,     /* staged; the encoder runs and the REPLY is awaited */
+	CK_REPLIED,      /* REPLY in; the encoder still runs */
+	CK_ENCODED,      /* encoded; the REPLY is awaited */
+	CK_SENT,         /* written; VMSTATE_RECEIVED (a sync: READY) awaited */
+	CK_RECEIVED,     /* will be committed; VMSTATE_LOADED awaited */
+	CK_ABANDONED,    /* dropped while a worker encodes it */
+	CK_PHASES
+};
+
+/* Test fault points (--fault abort-at=PHASE[,after=N]): fault.c. */
+enum primary_fault {
+	F_NONE, F_PAUSED, F_STAGED, F_REQUEST, F_ENCODED, F_MID_SEND, F_SENT,
+	F_RECEIVED, F_SYNC,
+};
+
+struct primary_fault_cfg {
+	enum primary_fault at;
+	uint64_t after;              /* from this checkpoint on */
+};
+
+/* One checkpoint, or the full sync (full). */
+struct ckpt {
+	int refs;                    /* the engine, the worker, the write */
+	struct colo_primary *p;      /* the engine outlives its work */
+	bool full;                   /* the full sync, not a checkpoint */
+	uint64_t seq;
+	uint64_t t0;                 /* the guest paused */
+	uint64_t t_staged;           /* the guest resumed */
+	uint64_t t_ready;            /* handed to the socket */
+	uint64_t t_sent;             /* the socket took the last byte (0: not yet) */
+	uint64_t wall_ns;
+	uint64_t pages;
+	struct colo_buf head;        /* VMSTATE_SEND + section header (or sync prefix) */
+	struct colo_buf ram;         /* records */
+	struct colo_buf mid;         /* EOS, footer, EOF, VMSTATE_SIZE */
+	struct colo_buf dev;         /* device stream */
+	struct colo_buf snap;        /* a recording's first keyframe, taken paused */
+	struct colo_ram_enc_stats st;
+	uint32_t allowed;            /* encodings, fixed when it was staged */
+	int enc_rc;
+	struct colo_err enc_err;
+	uv_work_t work;
+};
+
+/* A colo-ctl checkpoint request, answered once a checkpoint committed. */
+struct pending {
+	struct colo_ctl_pending *ctl;
+	struct pending *next;
+};
+
+struct colo_primary {
+	struct colo_node *n;
+	enum primary_state state;
+	enum ckpt_phase phase;
+	struct ckpt *cur;            /* in flight: set from ENCODING to RECEIVED */
+	struct colo_repl_conn *conn;
+	uv_timer_t reconnect;
+	int tick_fd;                 /* timerfd: the next checkpoint's start */
+	uv_poll_t tick;
+	bool tick_on;
+	struct sockaddr_storage peer;
+	uint64_t last_unreachable_log_ns;
+	/* agreed with the secondary */
+	uint32_t encodings;
+	char peer_node[256];
+	struct colo_hb *hb;
+	/* the pipeline (ckpt.c) */
+	struct colo_ram_block **blocks;
+	size_t nblocks;
+	struct colo_ram_shadow *shadows;
+	struct colo_ram_stage stage;
+	struct colo_ram_encoder *enc;
+	uint64_t next_seq;
+	uint64_t last_committed;
+	uint64_t last_start_ns, last_done_ns;
+	bool want_now;               /* a request: the next one as soon as allowed */
+	struct pending *waiting;     /* colo-ctl checkpoint requests */
+	uv_async_t want_async;       /* the guest's output waits (any thread) */
+	bool want_async_on;
+	struct primary_fault_cfg fault;
+};
+
+/* primary.c */
+void primary_to(struct colo_primary *p, enum primary_state to);
+void primary_ckpt_to(struct colo_primary *p, enum ckpt_phase to);
+void primary_go_degraded(struct colo_primary *p, const char *why);
+bool primary_buffering(const struct colo_primary *p);
+void primary_out_epoch(struct colo_primary *p, uint64_t seq);
+void primary_out_release(struct colo_primary *p, uint64_t seq);
+void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg);
+
+/* ckpt.c */
+void primary_ckpt_start(struct colo_primary *p, bool full);
+void primary_ckpt_send(struct colo_primary *p);
+void primary_ckpt_received(struct colo_primary *p);
+void primary_ckpt_committed(struct colo_primary *p);
+void primary_ckpt_abandon(struct colo_primary *p);
+int primary_clock_init(struct colo_primary *p, struct colo_err *err);
+void primary_clock_start(struct colo_primary *p);
+void primary_clock_stop(struct colo_primary *p);
+void primary_clock_close(struct colo_primary *p);
+void primary_schedule(struct colo_primary *p);
+
+/* fault.c */
+int primary_fault_parse(struct primary_fault_cfg *f, const char *spec,
+			struct colo_err *err);
+/* Die here, as kill -9 would, if armed for this point and checkpoint. */
+void primary_fault_at(const struct primary_fault_cfg *f, enum primary_fault where,
+		      uint64_t seq);
+/* Armed to die half way through sending this checkpoint (or the sync)? */
+bool primary_fault_mid_send(const struct primary_fault_cfg *f, bool full, uint64_t seq);
+/* Put half of bufs on the wire, then die. */
+void primary_fault_half_send(const struct primary_fault_cfg *f, struct colo_repl_conn *c,
+			     const uv_buf_t *bufs, int n, bool full, uint64_t seq);
+
+#endif

@@ -1,0 +1,108 @@
+/* cache.c: the secondary's RAM cache (see cache.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "cache.h"
+#include "ramfmt.h"
+
+#define PAGE COLO_PAGE_SIZE
+
+int ram_cache_init(struct ram_cache *c, struct colo_ram_block **blocks, size_t nblocks,
+		   struct colo_err *err)
+{
+	memset(c, 0, sizeof(*c));
+	c->blocks = blocks;
+	c->nblocks = nblocks;
+	c->index = calloc(nblocks ? nblocks : 1, sizeof(*c->index));
+	if (!c->index)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (size_t b = 0; b < nblocks; b++) {
+		c->index[b] = calloc(blocks[b]->npages ? blocks[b]->npages : 1,
+				     sizeof(uint32_t));
+		if (!c->index[b])
+			return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+void ram_cache_free(struct ram_cache *c)
+{
+	for (size_t b = 0; c->index && b < c->nblocks; b++)
+		free(c->index[b]);
+	free(c->index);
+	free(c->refs);
+	if (c->pages)
+		munmap(c->pages, c->cap * PAGE);
+	memset(c, 0, sizeof(*c));
+}
+
+uint32_t ram_cache_block_index(const struct ram_cache *c, const struct colo_ram_block *b)
+{
+	for (size_t i = 0; i < c->nblocks; i++)
+		if (c->blocks[i] == b)
+			return (uint32_t)i;
+	return 0;
+}
+
+/* Room for one more slot: double the mapping (slots move, so copy them). */
+static int grow(struct ram_cache *c, struct colo_err *err)
+{
+	size_t cap = c->cap ? c->cap * 2 : 1024;
+	uint8_t *np = mmap(NULL, cap * PAGE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *nr = realloc(c->refs, cap * sizeof(*c->refs));
+
+	if (nr)
+		c->refs = nr;
+	if (np == MAP_FAILED || !nr) {
+		if (np != MAP_FAILED)
+			munmap(np, cap * PAGE);
+		return colo_err_set(err, ENOMEM, "RAM cache: cannot hold %zu pages", cap);
+	}
+	if (c->pages) {
+		memcpy(np, c->pages, c->n * PAGE);
+		munmap(c->pages, c->cap * PAGE);
+	}
+	c->pages = np;
+	c->cap = cap;
+	return 0;
+}
+
+uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct colo_err *err)
+{
+	uint32_t k = c->index[b][pg];
+
+	if (k)
+		return c->pages + (size_t)(k - 1) * PAGE;
+	if (c->n == c->cap && grow(c, err) != 0)
+		return NULL;
+	k = (uint32_t)c->n + 1;
+	c->refs[c->n].block = b;
+	c->refs[c->n].page = pg;
+	memcpy(c->pages + c->n * PAGE, c->blocks[b]->host + (size_t)pg * PAGE, PAGE);
+	c->n++;
+	c->index[b][pg] = k;
+	return c->pages + (size_t)(k - 1) * PAGE;
+}
+
+void ram_cache_commit(struct ram_cache *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		struct colo_ram_block *b = c->blocks[c->refs[i].block];
+
+		memcpy(b->host + (size_t)c->refs[i].page * PAGE, c->pages + i * PAGE, PAGE);
+		c->index[c->refs[i].block][c->refs[i].page] = 0;
+	}
+	c->n = 0;
+}
+
+void ram_cache_discard(struct ram_cache *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		c->index[c->refs[i].block][c->refs[i].page] = 0;
+	c->n = 0;
+}

@@ -1,0 +1,162 @@
+/*
+ * secondary_int.h: what the files of the secondary engine share (not API;
+ * see secondary.h for that).
+ *
+ *   secondary.c  the engine: its state machine, the connection from the
+ *                primary (Hello, COLO messages, one reader per state),
+ *                engine ops, start and stop
+ *   load.c       what arrives is loaded: the full sync into the guest, a
+ *                checkpoint's pages into the RAM cache and its devices,
+ *                verified, then committed; recordings of both
+ *   cache.c      the RAM cache of the checkpoint in flight
+ *   promote.c    failover: heartbeats lost or colo-ctl failover, fencing,
+ *                the new generation, the primary engine started
+ *
+ * One state enum says where the engine is, connection and checkpoint
+ * alike; it changes in secondary_to() only, where an illegal transition is
+ * a programmer error and asserted.  Bytes or a message that the state does
+ * not expect are the primary's error: refused with a protocol error, and
+ * the checkpoint in flight discarded whole.
+ *
+ * Loop thread only.
+ */
+#ifndef COLO_SECONDARY_INT_H
+#define COLO_SECONDARY_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+#include <xxhash.h>
+
+#include "buf.h"
+#include "cache.h"
+#include "hb.h"
+#include "node.h"
+#include "primary.h"
+#include "ramfmt.h"
+#include "repl.h"
+#include "secondary.h"
+#include "stream.h"
+
+/*
+ * The engine's state: the connection from the primary and the checkpoint
+ * it is receiving, in one.  What the connection carries next follows
+ * from it.
+ *
+ *   WAITING    -> HELLO        a primary connected
+ *   HELLO      -> SYNC         its Hello accepted: our Hello sent
+ *   SYNC       -> PROTECTED    the full sync loaded: CHECKPOINT_READY sent
+ *   PROTECTED  -> REQUESTED    CHECKPOINT_REQUEST: CHECKPOINT_REPLY sent
+ *   REQUESTED  -> CKPT_RAM     VMSTATE_SEND
+ *   CKPT_RAM   -> CKPT_SIZE    the RAM part ended (its EOF)
+ *   CKPT_SIZE  -> CKPT_DEV     VMSTATE_SIZE n
+ *   CKPT_DEV   -> PROTECTED    n bytes in, verified, committed:
+ *                              VMSTATE_RECEIVED and VMSTATE_LOADED sent
+ *   HELLO .. CKPT_DEV -> WAITING
+ *                              refused, the connection went, or a protocol
+ *                              error: a checkpoint in flight is discarded,
+ *                              a half-loaded sync leaves nothing committed
+ *   WAITING    -> WAITING      dropped again (promotion drops first)
+ *   WAITING    -> PROMOTING    no heartbeat, or colo-ctl failover, with a
+ *                              committed checkpoint to take over from
+ *   PROMOTING  -> PROMOTED     fenced; generation bumped; primary started
+ */
+enum secondary_state {
+	S_WAITING,       /* no primary connected; what was committed is kept */
+	S_HELLO,         /* a primary connected; its Hello awaited */
+	S_SYNC,          /* its full sync loads into the guest */
+	S_PROTECTED,     /* a checkpoint committed; CHECKPOINT_REQUEST awaited */
+	S_REQUESTED,     /* REPLY sent; VMSTATE_SEND awaited */
+	S_CKPT_RAM,      /* the checkpoint's RAM part: pages into the cache */
+	S_CKPT_SIZE,     /* the RAM part whole; VMSTATE_SIZE awaited */
+	S_CKPT_DEV,      /* the device stream of VMSTATE_SIZE bytes */
+	S_PROMOTING,     /* taking over: fence-command runs */
+	S_PROMOTED,      /* primary now: the primary engine drives the node */
+	S_STATES
+};
+
+#define SECONDARY_REFUSING_MAX 8
+
+struct colo_secondary {
+	struct colo_node *n;
+	enum secondary_state state;
+	uv_tcp_t listener;
+	struct colo_repl_conn *conn;     /* the primary's */
+	/* Connections heard out and refused (busy, or promoted): a few at a
+	 * time, so that a flood of them costs nothing but closed sockets. */
+	struct colo_repl_conn *refusing[SECONDARY_REFUSING_MAX];
+	/* loading (load.c) */
+	struct colo_stream_reader *reader;
+	struct colo_ram_reader rr;
+	struct colo_ram_block **blocks;  /* colo_ram's, by index */
+	size_t nblocks;
+	struct colo_ram_block **map;     /* MEM_SIZE index -> block */
+	size_t nmap;
+	struct colo_savevm_device *cur_dev;
+	bool enable_colo;                /* the sync had COMMAND ENABLE_COLO */
+	uint64_t ckpt_rx_start;          /* bytes_received when it began */
+	bool rec_tee;                    /* keep what arrives for the recording */
+	struct colo_buf rec_in;
+	struct ram_cache cache;
+	XXH3_state_t *hash;
+	uint64_t dev_len;
+	struct colo_buf dev;
+	struct colo_buf *backup;         /* one per device */
+	/* what we hold */
+	bool have_committed;
+	uint64_t last_committed;
+	uint64_t sync_seq;               /* the number the primary's Hello gave the sync */
+	uint64_t sync_pages;
+	/* the primary */
+	char primary_node[256];
+	uint64_t primary_gen;
+	uint32_t encodings;
+	struct colo_hb *hb;
+	struct sockaddr_storage hb_peer;
+	bool have_hb_peer;
+	bool watching;                   /* its heartbeats are watched */
+	/* failover (promote.c) */
+	uint64_t promote_from_ns;        /* last heartbeat (or the request) */
+	bool promote_on_timeout;
+	struct colo_primary *primary;    /* after promotion */
+	bool stopped;
+};
+
+/* secondary.c */
+void secondary_to(struct colo_secondary *s, enum secondary_state to);
+void secondary_drop_primary(struct colo_secondary *s, const char *why);
+/* A sync or checkpoint failed here, not by the primary's fault: drop it. */
+void secondary_fail(struct colo_secondary *s, const char *why);
+bool secondary_promoted(const struct colo_secondary *s);
+
+/* load.c */
+int secondary_load_init(struct colo_secondary *s, struct colo_err *err);
+void secondary_load_free(struct colo_secondary *s);
+/* Forget what arrived of a sync or checkpoint (a new primary, or a drop). */
+void secondary_load_reset(struct colo_secondary *s);
+/* A Hello was accepted: a full sync comes next. */
+int secondary_sync_begin(struct colo_secondary *s);
+/* VMSTATE_SEND: a checkpoint's RAM part comes next. */
+void secondary_ckpt_begin(struct colo_secondary *s);
+/*
+ * Feed what came to the stream reader (SYNC, CKPT_RAM): the bytes it took
+ * in *used; 1 when its stream ended, 0 when it wants more, -1 on bad bytes
+ * (logged).
+ */
+int secondary_feed(struct colo_secondary *s, const uint8_t *p, size_t len, size_t *used);
+/*
+ * The sync is whole: adopt its generation, CHECKPOINT_READY.  0, or a
+ * negative errno when it failed and the primary was dropped (logged).
+ */
+int secondary_sync_done(struct colo_secondary *s);
+/* The device stream is whole: verify, RECEIVED, commit, LOADED; as above. */
+int secondary_ckpt_done(struct colo_secondary *s);
+
+/* promote.c */
+void secondary_promote(struct colo_secondary *s, const char *why, bool timeout);
+void secondary_on_peer_dead(void *ud);
+int secondary_failover(struct colo_secondary *s, char *msg, size_t len,
+		       struct colo_err *err);
+
+#endif

@@ -401,8 +401,10 @@ static void on_connection(uv_stream_t *server, int status)
 	struct colo_repl_conn *c;
 	struct colo_err err;
 
-	if (status < 0)
+	if (status < 0) {
+		colo_log_warn("replication listener: %s", uv_strerror(status));
 		return;
+	}
 	colo_err_clear(&err);
 	if (colo_repl_accept(server, &conn_ops, s, &c, &err) != 0) {
 		colo_log_warn("%s", err.msg);

@@ -987,12 +987,6 @@ void colo_config_free(struct colo_config *cfg)
 
 /* ---- names ---- */
 
-const char *colo_role_name(enum colo_role r)
-{
-	return r == COLO_ROLE_PRIMARY ? "primary" : r == COLO_ROLE_SECONDARY ?
-	       "secondary" : "?";
-}
-
 const char *colo_output_mode_name(enum colo_output_mode m)
 {
 	return (unsigned)m < 2 ? output_values[m] : "?";

@@ -27,22 +27,11 @@
 
 #include "err.h"
 #include "ram.h"
-
-enum colo_role {
-	COLO_ROLE_PRIMARY,
-	COLO_ROLE_SECONDARY,
-};
+#include "role.h"
 
 enum colo_output_mode {
 	COLO_OUTPUT_BUFFER,
 	COLO_OUTPUT_NONE,
-};
-
-enum colo_log_level {
-	COLO_LOG_ERROR,
-	COLO_LOG_WARN,
-	COLO_LOG_INFO,
-	COLO_LOG_DEBUG,
 };
 
 enum colo_memtouch_pattern {
@@ -127,7 +116,6 @@ void colo_config_free(struct colo_config *cfg);
 /* Print --help for a role (every key, its section, default and meaning). */
 void colo_config_usage(enum colo_role role, FILE *out);
 
-const char *colo_role_name(enum colo_role r);
 const char *colo_output_mode_name(enum colo_output_mode m);
 
 /* "zero,raw,lz4" from a COLO_PAGE_KIND_BIT set, and back. */

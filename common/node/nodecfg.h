@@ -25,6 +25,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cfgopt.h"
 #include "err.h"
 #include "ram.h"
 #include "role.h"
@@ -38,13 +39,6 @@ enum colo_memtouch_pattern {
 	COLO_MEMTOUCH_SEQUENTIAL,
 	COLO_MEMTOUCH_RANDOM,
 	COLO_MEMTOUCH_HOTSET,
-};
-
-/* host:port, resolved to numbers at load time (no DNS: IPv4 or [IPv6]). */
-struct colo_addr {
-	char host[64];              /* as written, numeric; IPv6 without the
-				       brackets ("::1") */
-	uint16_t port;
 };
 
 struct colo_config {
@@ -117,9 +111,5 @@ void colo_config_free(struct colo_config *cfg);
 void colo_config_usage(enum colo_role role, FILE *out);
 
 const char *colo_output_mode_name(enum colo_output_mode m);
-
-/* "zero,raw,lz4" from a COLO_PAGE_KIND_BIT set, and back. */
-void colo_encodings_format(uint32_t kinds, char *buf, size_t len);
-int colo_encodings_parse(const char *s, uint32_t *kinds, struct colo_err *err);
 
 #endif

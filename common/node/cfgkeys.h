@@ -15,7 +15,9 @@
  * settings block, cfg->priv_settings[its place in the list].
  *
  * Memory: a struct colo__cfg_keys is plain data (no allocation) that
- * points at the guest list; it is valid while the list is.  Reentrant.
+ * points at the guest list and into itself (the guest key's values): it
+ * is valid while the list is, and is used in place, never copied.
+ * Reentrant.
  */
 #ifndef COLO_CFGKEYS_H
 #define COLO_CFGKEYS_H

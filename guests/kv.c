@@ -852,6 +852,7 @@ uint16_t colo_kv_port(struct colo_guest *g)
 const struct colo_guest_ops colo_kv_ops = {
 	.kind = "kv",
 	.version = 1,
+	.listens = true,
 	.create = kv_create,
 	.attach = kv_attach,
 	.start = kv_start,

@@ -43,6 +43,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "cfgopt.h"
 #include "nodecfg.h"
 #include "guest.h"
 #include "memtouch.h"
@@ -688,33 +689,38 @@ static void mt_describe(struct colo_guest *g, char *buf, size_t len)
 static int mt_create(const struct colo_config *cfg, struct colo_guest **out,
 		     struct colo_err *err)
 {
+	const struct colo_memtouch_settings *set = colo_memtouch_settings(cfg);
 	struct memtouch *m;
 
 	*out = NULL;
+	if (!set)
+		return colo_err_set(err, EINVAL, "memtouch: the configuration has no "
+				    "memtouch settings (not loaded with memtouch "
+				    "among its guests)");
 	if (cfg->ram_mb < 1 || cfg->ram_mb > 65536)
 		return colo_err_set(err, EINVAL, "ram-mb: %" PRIu32 " is not 1 to 65536",
 				    cfg->ram_mb);
-	if (cfg->memtouch_threads < 1 || cfg->memtouch_threads > COLO_MEMTOUCH_THREADS_MAX)
+	if (set->threads < 1 || set->threads > COLO_MEMTOUCH_THREADS_MAX)
 		return colo_err_set(err, EINVAL, "memtouch-threads: %" PRIu32
-				    " is not 1 to %d", cfg->memtouch_threads,
+				    " is not 1 to %d", set->threads,
 				    COLO_MEMTOUCH_THREADS_MAX);
-	if (cfg->memtouch_bytes < 1 || cfg->memtouch_bytes > COLO_MEMTOUCH_BYTES_MAX)
+	if (set->bytes < 1 || set->bytes > COLO_MEMTOUCH_BYTES_MAX)
 		return colo_err_set(err, EINVAL, "memtouch-bytes: %" PRIu32
-				    " is not 1 to %d", cfg->memtouch_bytes,
+				    " is not 1 to %d", set->bytes,
 				    COLO_MEMTOUCH_BYTES_MAX);
-	if ((unsigned)cfg->memtouch_pattern > COLO_MEMTOUCH_HOTSET)
+	if ((unsigned)set->pattern > COLO_MEMTOUCH_HOTSET)
 		return colo_err_set(err, EINVAL, "memtouch-pattern: %u is unknown",
-				    (unsigned)cfg->memtouch_pattern);
+				    (unsigned)set->pattern);
 	m = calloc(1, sizeof(*m));
 	if (!m)
 		return colo_err_set(err, ENOMEM, "memtouch: out of memory");
 	m->base.ops = &colo_memtouch_ops;
-	m->rate = cfg->memtouch_rate;
+	m->rate = set->rate;
 	m->block_size = (uint64_t)cfg->ram_mb << 20;
-	m->st.seed = cfg->memtouch_seed;
-	m->st.pattern = (uint32_t)cfg->memtouch_pattern;
-	m->st.bytes = cfg->memtouch_bytes;
-	m->st.threads = cfg->memtouch_threads;
+	m->st.seed = set->seed;
+	m->st.pattern = (uint32_t)set->pattern;
+	m->st.bytes = set->bytes;
+	m->st.threads = set->threads;
 	m->st.block_size = m->block_size;
 	m->st.part_size = part_size_for(m->block_size, m->st.threads);
 	if (shape_check(&m->st, m->block_size, err)) {
@@ -766,9 +772,46 @@ static void mt_destroy(struct colo_guest *g)
 	free(m);
 }
 
+/* ---- its keys ---- */
+
+static const char *const pattern_values[] = { "sequential", "random", "hotset", NULL };
+
+/* The table writes the enum through an int. */
+_Static_assert(sizeof(enum colo_memtouch_pattern) == sizeof(int), "enum size");
+_Static_assert(COLO_MEMTOUCH_HOTSET == 2, "pattern_values follows the enum");
+
+#define F(field) offsetof(struct colo_memtouch_settings, field)
+
+static const struct colo_opt mt_opts[] = {
+	{ "memtouch-rate", COLO_SEC_GUEST, COLO_OPT_UINT, F(rate), 0, UINT32_MAX,
+	  .def = "20000", .meta = "N",
+	  .help = "memtouch: writes per second per thread, 0 = no limit" },
+	{ "memtouch-pattern", COLO_SEC_GUEST, COLO_OPT_ENUM, F(pattern),
+	  .values = pattern_values, .def = "random", .meta = "PATTERN",
+	  .help = "memtouch: where writes land: sequential, random or hotset" },
+	{ "memtouch-bytes", COLO_SEC_GUEST, COLO_OPT_UINT, F(bytes),
+	  1, COLO_MEMTOUCH_BYTES_MAX, .def = "64", .meta = "N",
+	  .help = "memtouch: bytes per write, 1 to 4096" },
+	{ "memtouch-threads", COLO_SEC_GUEST, COLO_OPT_UINT, F(threads),
+	  1, COLO_MEMTOUCH_THREADS_MAX, .def = "1", .meta = "N",
+	  .help = "memtouch: writer threads, 1 to 64" },
+	{ "memtouch-seed", COLO_SEC_GUEST, COLO_OPT_U64, F(seed), .def = "1",
+	  .meta = "N", .help = "memtouch: seed of the write pattern" },
+};
+
+#undef F
+
+struct colo_memtouch_settings *colo_memtouch_settings(const struct colo_config *cfg)
+{
+	return colo_config_guest(cfg, &colo_memtouch_ops);
+}
+
 const struct colo_guest_ops colo_memtouch_ops = {
 	.kind = "memtouch",
 	.version = 1,
+	.opts = mt_opts,
+	.nopts = sizeof(mt_opts) / sizeof(mt_opts[0]),
+	.settings_size = sizeof(struct colo_memtouch_settings),
 	.create = mt_create,
 	.attach = mt_attach,
 	.start = mt_start,

@@ -21,8 +21,13 @@
  * in order.  verify() checks exactly that.  A write and its count are one
  * step: pause() parks every thread between two steps.
  *
+ * Its settings are its own [guest] keys memtouch-rate, -pattern, -bytes,
+ * -threads and -seed (struct colo_memtouch_settings, filled by the config
+ * from the table in memtouch.c), with ram-mb from the node's keys.
+ *
  * Memory: the guest owns its threads and device state; the colo_ram owns
- * the block.  Ops are called from one (the engine's) thread.
+ * the block; the config owns the settings.  Ops are called from one (the
+ * engine's) thread.
  */
 #ifndef COLO_GUEST_MEMTOUCH_H
 #define COLO_GUEST_MEMTOUCH_H
@@ -38,6 +43,23 @@ struct colo_vmstate_desc;
 #define COLO_MEMTOUCH_THREADS_MAX 64
 #define COLO_MEMTOUCH_BYTES_MAX 4096
 
+/* Where writes land (see above); memtouch-pattern. */
+enum colo_memtouch_pattern {
+	COLO_MEMTOUCH_SEQUENTIAL,
+	COLO_MEMTOUCH_RANDOM,
+	COLO_MEMTOUCH_HOTSET,
+};
+
+/* The memtouch-* keys (defaults in brackets). */
+struct colo_memtouch_settings {
+	uint32_t rate;                        /* writes/s per thread, 0 = no
+						 limit [20000] */
+	enum colo_memtouch_pattern pattern;   /* [random] */
+	uint32_t bytes;                       /* per write, 1..4096 [64] */
+	uint32_t threads;                     /* 1..64 [1] */
+	uint64_t seed;                        /* of the write pattern [1] */
+};
+
 /* The device, as it goes on the wire (vmstate "memtouch", version 1). */
 struct colo_memtouch_state {
 	uint64_t seed;
@@ -51,6 +73,10 @@ struct colo_memtouch_state {
 
 extern const struct colo_guest_ops colo_memtouch_ops;
 extern const struct colo_vmstate_desc colo_memtouch_vmstate;
+
+/* memtouch's settings in a config loaded with it in the guest list, else
+ * NULL.  Owned by cfg; tests may change them before create(). */
+struct colo_memtouch_settings *colo_memtouch_settings(const struct colo_config *cfg);
 
 /* The device state of a memtouch guest (tests; read it only while paused). */
 struct colo_memtouch_state *colo_memtouch_state(struct colo_guest *g);

@@ -9,15 +9,22 @@
 #include "memtouch.h"
 #include "registry.h"
 
+/* The first is the default guest. */
 static const struct colo_guest_ops *const guests[] = {
 	&colo_kv_ops,
 	&colo_memtouch_ops,
+	NULL
 };
 
-#define NGUESTS (sizeof(guests) / sizeof(guests[0]))
+#define NGUESTS (sizeof(guests) / sizeof(guests[0]) - 1)
 
 static char kinds[256];
 static pthread_once_t kinds_once = PTHREAD_ONCE_INIT;
+
+const struct colo_guest_ops *const *colo_guest_list(void)
+{
+	return guests;
+}
 
 const struct colo_guest_ops *colo_guest_find(const char *kind)
 {

@@ -21,7 +21,7 @@ int main(int argc, char **argv)
 	int r;
 
 	r = colo_node_init(&n, "colo-primary", COLO_ROLE_PRIMARY, argc, argv,
-			   colo_guest_find, &done);
+			   colo_guest_list(), &done);
 	if (r == 0 && !done) {
 		colo_err_clear(&err);
 		if (colo_primary_start(&n, 0, &p, &err) != 0) {

@@ -23,7 +23,7 @@ int main(int argc, char **argv)
 	int r;
 
 	r = colo_node_init(&n, "colo-secondary", COLO_ROLE_SECONDARY, argc, argv,
-			   colo_guest_find, &done);
+			   colo_guest_list(), &done);
 	if (r == 0 && !done) {
 		colo_err_clear(&err);
 		if (colo_secondary_start(&n, &s, &err) != 0) {

@@ -17,8 +17,12 @@
 #include <unistd.h>
 
 #include "nodecfg.h"
+#include "cfgopt.h"
+#include "guest.h"
 #include "log.h"
+#include "memtouch.h"
 #include "ramfmt.h"
+#include "registry.h"
 #include "testutil.h"
 
 #define ARGS_MAX 64
@@ -43,7 +47,8 @@ static int vload(struct colo_config *cfg, enum colo_role role, bool *check,
 	}
 	argv[argc] = NULL;
 	colo_err_clear(err);
-	return colo_config_load(cfg, role, argc, argv, out ? out : stdout, check, err);
+	return colo_config_load(cfg, role, colo_guest_list(), argc, argv,
+				out ? out : stdout, check, err);
 }
 
 /* Load and require success. */
@@ -128,7 +133,9 @@ static const char *expected_state_dir(void)
 static void check_defaults(const struct colo_config *c, enum colo_role role)
 {
 	const char *name = role == COLO_ROLE_PRIMARY ? "primary" : "secondary";
+	const struct colo_memtouch_settings *mt = colo_memtouch_settings(c);
 
+	ck_assert_ptr_nonnull(mt);
 	ck_assert_int_eq(c->role, role);
 	ck_assert_str_eq(c->name, name);
 	ck_assert_str_eq(c->control, expected_control(name));
@@ -152,11 +159,11 @@ static void check_defaults(const struct colo_config *c, enum colo_role role)
 	ck_assert_str_eq(c->guest_listen.host, "127.0.0.1");
 	ck_assert_uint_eq(c->guest_listen.port, 6379);
 	ck_assert_uint_eq(c->ram_mb, 64);
-	ck_assert_uint_eq(c->memtouch_rate, 20000);
-	ck_assert_int_eq(c->memtouch_pattern, COLO_MEMTOUCH_RANDOM);
-	ck_assert_uint_eq(c->memtouch_bytes, 64);
-	ck_assert_uint_eq(c->memtouch_threads, 1);
-	ck_assert_uint_eq(c->memtouch_seed, 1);
+	ck_assert_uint_eq(mt->rate, 20000);
+	ck_assert_int_eq(mt->pattern, COLO_MEMTOUCH_RANDOM);
+	ck_assert_uint_eq(mt->bytes, 64);
+	ck_assert_uint_eq(mt->threads, 1);
+	ck_assert_uint_eq(mt->seed, 1);
 	ck_assert_str_eq(c->record, "");
 	ck_assert_uint_eq(c->keyframe_every, 100);
 	ck_assert_uint_eq(c->record_max_bytes, 0);
@@ -195,8 +202,8 @@ START_TEST(defaults_without_argv)
 	bool check = true;
 
 	colo_err_clear(&err);
-	ck_assert_int_eq(colo_config_load(&c, COLO_ROLE_PRIMARY, 0, NULL, stdout,
-					  &check, &err), 0);
+	ck_assert_int_eq(colo_config_load(&c, COLO_ROLE_PRIMARY, colo_guest_list(), 0,
+					  NULL, stdout, &check, &err), 0);
 	ck_assert(!check);
 	check_defaults(&c, COLO_ROLE_PRIMARY);
 	colo_config_free(&c);
@@ -302,6 +309,9 @@ static const char all_ini[] =
 
 static void check_all(const struct colo_config *c)
 {
+	const struct colo_memtouch_settings *mt = colo_memtouch_settings(c);
+
+	ck_assert_ptr_nonnull(mt);
 	ck_assert_str_eq(c->name, "node-7");
 	ck_assert_str_eq(c->control, "/tmp/t/ctl.sock");
 	ck_assert_str_eq(c->state_dir, "/tmp/t/state");
@@ -325,15 +335,15 @@ static void check_all(const struct colo_config *c)
 	ck_assert_str_eq(c->guest_listen.host, "::1");
 	ck_assert_uint_eq(c->guest_listen.port, 16379);
 	ck_assert_uint_eq(c->ram_mb, 65536);
-	ck_assert_uint_eq(c->memtouch_rate, 0);
-	ck_assert_int_eq(c->memtouch_pattern, COLO_MEMTOUCH_HOTSET);
+	ck_assert_uint_eq(mt->rate, 0);
+	ck_assert_int_eq(mt->pattern, COLO_MEMTOUCH_HOTSET);
 	ck_assert_str_eq(c->record, "/tmp/t/rec");
 	ck_assert_uint_eq(c->keyframe_every, 7);
 	ck_assert_uint_eq(c->record_max_bytes, 1099511627776ull);
 	ck_assert_uint_eq(c->record_max_checkpoints, 5000);
-	ck_assert_uint_eq(c->memtouch_bytes, 4096);
-	ck_assert_uint_eq(c->memtouch_threads, 64);
-	ck_assert_uint_eq(c->memtouch_seed, UINT64_MAX);
+	ck_assert_uint_eq(mt->bytes, 4096);
+	ck_assert_uint_eq(mt->threads, 64);
+	ck_assert_uint_eq(mt->seed, UINT64_MAX);
 }
 
 START_TEST(every_key_from_file)
@@ -755,7 +765,7 @@ static void check_help(enum colo_role role, const char *golden)
 
 	/* colo_config_usage and --help print the same. */
 	out = open_memstream(&got, &glen);
-	colo_config_usage(role, out);
+	colo_config_usage(role, colo_guest_list(), out);
 	fclose(out);
 	ck_assert_str_eq(got, text);
 	free(got);
@@ -765,8 +775,9 @@ static void check_help(enum colo_role role, const char *golden)
 		got = NULL;
 		out = open_memstream(&got, &glen);
 		colo_err_clear(&err);
-		rc = colo_config_load(&c, role, 4, (char *[]){ "x", "--name", "a",
-				      i ? "-h" : "--help", NULL }, out, &check, &err);
+		rc = colo_config_load(&c, role, colo_guest_list(), 4,
+				      (char *[]){ "x", "--name", "a", i ? "-h" : "--help",
+						  NULL }, out, &check, &err);
 		fclose(out);
 		ck_assert_int_eq(rc, 1);
 		ck_assert_str_eq(got, text);
@@ -803,7 +814,7 @@ START_TEST(help_lists_every_key)
 	size_t len = 0;
 	FILE *out = open_memstream(&got, &len);
 
-	colo_config_usage(COLO_ROLE_PRIMARY, out);
+	colo_config_usage(COLO_ROLE_PRIMARY, colo_guest_list(), out);
 	fclose(out);
 	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
 		snprintf(want, sizeof(want), "\n  --%s ", keys[i]);
@@ -830,8 +841,8 @@ START_TEST(version)
 	int rc;
 
 	colo_err_clear(&err);
-	rc = colo_config_load(&c, COLO_ROLE_SECONDARY, 2, (char *[]){ "x", "-V", NULL },
-			      out, NULL, &err);
+	rc = colo_config_load(&c, COLO_ROLE_SECONDARY, colo_guest_list(), 2,
+			      (char *[]){ "x", "-V", NULL }, out, NULL, &err);
 	fclose(out);
 	ck_assert_int_eq(rc, 1);
 	ck_assert_str_eq(got, "colo-secondary (" PACKAGE_NAME ") " PACKAGE_VERSION "\n");
@@ -851,7 +862,8 @@ START_TEST(getopt_state_reset)
 	FILE *out = fopen("/dev/null", "w");
 
 	colo_err_clear(&err);
-	ck_assert_int_eq(colo_config_load(&c, COLO_ROLE_PRIMARY, 2, argv, out, NULL, &err), 1);
+	ck_assert_int_eq(colo_config_load(&c, COLO_ROLE_PRIMARY, colo_guest_list(), 2, argv,
+					  out, NULL, &err), 1);
 	fclose(out);
 	memcpy(arg, "-Vx", 4);
 	load_ok(&c, COLO_ROLE_PRIMARY, "--ram-mb", "2", NULL);
@@ -869,7 +881,7 @@ START_TEST(check_config)
 	int rc;
 
 	colo_err_clear(&err);
-	rc = colo_config_load(&c, COLO_ROLE_PRIMARY, 4,
+	rc = colo_config_load(&c, COLO_ROLE_PRIMARY, colo_guest_list(), 4,
 			      (char *[]){ "x", "--check-config", "-c", (char *)f, NULL },
 			      stdout, &check, &err);
 	ck_assert_int_eq(rc, 0);
@@ -881,7 +893,7 @@ START_TEST(check_config)
 	f = write_ini("c.ini", "[node]\nname = a b\n");
 	check = false;
 	colo_err_clear(&err);
-	rc = colo_config_load(&c, COLO_ROLE_PRIMARY, 4,
+	rc = colo_config_load(&c, COLO_ROLE_PRIMARY, colo_guest_list(), 4,
 			      (char *[]){ "x", "-c", (char *)f, "--check-config", NULL },
 			      stdout, &check, &err);
 	ck_assert_int_lt(rc, 0);
@@ -913,7 +925,7 @@ START_TEST(reload)
 	colo_err_clear(&err);
 	ck_assert_int_eq(colo_config_reload(&c, &err), 0);
 	ck_assert_uint_eq(c.checkpoint_interval_ms, 70);
-	ck_assert_uint_eq(c.memtouch_threads, 4);
+	ck_assert_uint_eq(colo_memtouch_settings(&c)->threads, 4);
 	ck_assert_uint_eq(c.ram_mb, 128);
 	ck_assert_str_eq(c.name, "b");
 	ck_assert_str_eq(c.control, expected_control("b"));
@@ -933,7 +945,7 @@ START_TEST(reload)
 	ck_assert_str_eq(err.msg, want);
 	ck_assert_uint_eq(c.checkpoint_interval_ms, 70);
 	ck_assert_str_eq(c.name, "b");
-	ck_assert_uint_eq(c.memtouch_threads, 4);
+	ck_assert_uint_eq(colo_memtouch_settings(&c)->threads, 4);
 
 	/* The file gone: its error, values kept. */
 	unlink(path);
@@ -986,6 +998,160 @@ START_TEST(reload_without_file)
 	ck_assert_uint_eq(c.ram_mb, 3);
 	ck_assert_ptr_null(c.file);
 	colo_config_free(&c);
+}
+END_TEST
+
+/* ---- a guest's own keys ---- */
+
+/* Two guests of a test's own: one with keys, one without that listens. */
+struct fake_settings {
+	uint32_t level;
+	char *word;
+};
+
+static const struct colo_opt fake_opts[] = {
+	{ "fake-level", COLO_SEC_GUEST, COLO_OPT_UINT, offsetof(struct fake_settings, level),
+	  1, 9, .def = "3", .meta = "N", .help = "fake: a level, 1 to 9" },
+	{ "fake-word", COLO_SEC_GUEST, COLO_OPT_STR, offsetof(struct fake_settings, word),
+	  .def = "hello", .meta = "WORD", .help = "fake: a word" },
+};
+
+static const struct colo_guest_ops fake_ops = {
+	.kind = "fake", .version = 1, .opts = fake_opts,
+	.nopts = sizeof(fake_opts) / sizeof(fake_opts[0]),
+	.settings_size = sizeof(struct fake_settings),
+};
+
+static const struct colo_guest_ops plain_ops = {
+	.kind = "plain", .version = 1, .listens = true,
+};
+
+static const struct colo_guest_ops *const fake_guests[] = { &plain_ops, &fake_ops, NULL };
+
+/* colo_config_load with the fake guests; argv = { prog, args..., NULL }. */
+static int fake_load(struct colo_config *cfg, struct colo_err *err, ...)
+{
+	char *argv[ARGS_MAX];
+	int argc = 0;
+	const char *a;
+	va_list ap;
+
+	argv[argc++] = "colo-primary";
+	va_start(ap, err);
+	while ((a = va_arg(ap, const char *)) != NULL) {
+		ck_assert_int_lt(argc, ARGS_MAX - 1);
+		argv[argc++] = (char *)a;
+	}
+	va_end(ap);
+	argv[argc] = NULL;
+	colo_err_clear(err);
+	return colo_config_load(cfg, COLO_ROLE_PRIMARY, fake_guests, argc, argv, stdout,
+				NULL, err);
+}
+
+/* The list decides the guest key's values and default, the keys there are
+ * and the blocks they fill; a key of a guest not in the list is unknown. */
+START_TEST(guest_keys_follow_the_list)
+{
+	const char *f = write_ini("g.ini", "[guest]\nfake-word = from-file\n");
+	struct fake_settings *fs;
+	struct colo_config c;
+	struct colo_err err;
+
+	ck_assert_int_eq(fake_load(&c, &err, NULL), 0);
+	ck_assert_str_eq(c.guest, "plain");
+	ck_assert_ptr_eq(colo_config_guest_ops(&c), &plain_ops);
+	ck_assert_ptr_null(colo_config_guest(&c, &plain_ops));
+	ck_assert_ptr_null(colo_config_guest(&c, &colo_memtouch_ops));
+	fs = colo_config_guest(&c, &fake_ops);
+	ck_assert_ptr_nonnull(fs);
+	ck_assert_uint_eq(fs->level, 3);
+	ck_assert_str_eq(fs->word, "hello");
+	colo_config_free(&c);
+	ck_assert_ptr_null(colo_config_guest(&c, &fake_ops));
+
+	/* flags over the file, for a guest's keys as for the node's */
+	ck_assert_int_eq(fake_load(&c, &err, "--fake-level=7", "-c", f, "--guest", "fake",
+				   NULL), 0);
+	ck_assert_ptr_eq(colo_config_guest_ops(&c), &fake_ops);
+	fs = colo_config_guest(&c, &fake_ops);
+	ck_assert_uint_eq(fs->level, 7);
+	ck_assert_str_eq(fs->word, "from-file");
+	/* reload makes new blocks from the file and the same flags */
+	write_ini("g.ini", "[guest]\nfake-word = reloaded\nfake-level = 1\n");
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_config_reload(&c, &err), 0);
+	fs = colo_config_guest(&c, &fake_ops);
+	ck_assert_uint_eq(fs->level, 7);
+	ck_assert_str_eq(fs->word, "reloaded");
+	/* a bad reload keeps them */
+	write_ini("g.ini", "[guest]\nfake-level = 10\n");
+	ck_assert_int_lt(colo_config_reload(&c, &err), 0);
+	ck_assert_ptr_nonnull(strstr(err.msg, "g.ini:2: [guest] fake-level: '10' is not "
+				     "an integer from 1 to 9"));
+	fs = colo_config_guest(&c, &fake_ops);
+	ck_assert_str_eq(fs->word, "reloaded");
+	colo_config_free(&c);
+}
+END_TEST
+
+START_TEST(guest_key_errors)
+{
+	const char *f;
+	struct colo_config c;
+	struct colo_err err;
+	char want[600];
+
+	ck_assert_int_lt(fake_load(&c, &err, "--guest", "kv", NULL), 0);
+	ck_assert_str_eq(err.msg, "guest: 'kv' is not one of plain, fake");
+	ck_assert_int_lt(fake_load(&c, &err, "--memtouch-rate", "1", NULL), 0);
+	ck_assert_str_eq(err.msg, "unknown option '--memtouch-rate' (see --help)");
+	ck_assert_int_lt(fake_load(&c, &err, "--fake-level", "0", NULL), 0);
+	ck_assert_str_eq(err.msg, "fake-level: '0' is not an integer from 1 to 9");
+	ck_assert_int_lt(fake_load(&c, &err, "--fake-lev=2", NULL), 0);
+	ck_assert_str_eq(err.msg, "unknown option '--fake-lev' (did you mean --fake-level?)");
+	f = write_ini("e.ini", "[guest]\nfake-level = 2\nfake-level = 4\n");
+	ck_assert_int_lt(fake_load(&c, &err, "-c", f, NULL), 0);
+	snprintf(want, sizeof(want), "%s:3: [guest] fake-level: set twice (also on line 2)", f);
+	ck_assert_str_eq(err.msg, want);
+	f = write_ini("s.ini", "[node]\nfake-word = x\n");
+	ck_assert_int_lt(fake_load(&c, &err, "-c", f, NULL), 0);
+	snprintf(want, sizeof(want), "%s:2: [node] fake-word: belongs in [guest]", f);
+	ck_assert_str_eq(err.msg, want);
+	/* a failed load leaves nothing to free */
+	ck_assert_ptr_null(c.priv_settings);
+	colo_config_free(&c);
+}
+END_TEST
+
+/* --help lists each guest's keys in [guest], after the keys every guest has. */
+START_TEST(guest_keys_in_help)
+{
+	char *got = NULL;
+	size_t len = 0;
+	FILE *out = open_memstream(&got, &len);
+	const char *guest_sec;
+
+	ck_assert_ptr_nonnull(out);
+	colo_config_usage(COLO_ROLE_PRIMARY, fake_guests, out);
+	fclose(out);
+	guest_sec = strstr(got, "\n[guest]\n"
+			   "  --guest KIND                  the guest to run: plain or fake "
+			   "(default plain)\n"
+			   "  --guest-listen ADDR           plain: the address of the guest's "
+			   "service\n"
+			   "                                (default 127.0.0.1:6379)\n"
+			   "  --ram-mb MB                   guest RAM in MiB, 1 to 65536; the "
+			   "same on both\n"
+			   "                                nodes (default 64)\n"
+			   "  --fake-level N                fake: a level, 1 to 9 (default 3)\n"
+			   "  --fake-word WORD              fake: a word (default hello)\n"
+			   "\n[record]\n");
+	if (!guest_sec)
+		fprintf(stderr, "%s", got);
+	ck_assert_ptr_nonnull(guest_sec);
+	ck_assert_ptr_null(strstr(got, "memtouch"));
+	free(got);
 }
 END_TEST
 
@@ -1305,6 +1471,13 @@ static Suite *suite(void)
 	tcase_add_test(tc, reload_after_chdir);
 	tcase_add_test(tc, reload_without_file);
 	tcase_add_test(tc, names);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("guests");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, guest_keys_follow_the_list);
+	tcase_add_test(tc, guest_key_errors);
+	tcase_add_test(tc, guest_keys_in_help);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("log");

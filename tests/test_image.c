@@ -34,6 +34,7 @@
 #include "pagecodec.h"
 #include "ram.h"
 #include "ramenc.h"
+#include "registry.h"
 #include "savevm.h"
 #include "stream.h"
 #include "testutil.h"
@@ -597,23 +598,28 @@ struct rig {
 
 static void rig_init(struct rig *r, uint32_t threads)
 {
+	char *argv[] = { "test_image", "--guest", "memtouch", "--ram-mb", "1", NULL };
+	struct colo_memtouch_settings *mt;
 	struct colo_config cfg;
 	char machine[64];
 	struct colo_err err;
 
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.guest = (char *)"memtouch";
-	cfg.ram_mb = 1;
-	cfg.memtouch_pattern = COLO_MEMTOUCH_RANDOM;
-	cfg.memtouch_bytes = 64;
-	cfg.memtouch_threads = threads;
-	cfg.memtouch_seed = 11;
 	memset(r, 0, sizeof(*r));
 	colo_err_clear(&err);
+	ck_assert_msg(colo_config_load(&cfg, COLO_ROLE_PRIMARY, colo_guest_list(), 5, argv,
+				       stdout, NULL, &err) == 0, "%s", err.msg);
+	mt = colo_memtouch_settings(&cfg);
+	ck_assert_ptr_nonnull(mt);
+	mt->rate = 0;
+	mt->pattern = COLO_MEMTOUCH_RANDOM;
+	mt->bytes = 64;
+	mt->threads = threads;
+	mt->seed = 11;
 	colo_guest_machine_name(&colo_memtouch_ops, machine, sizeof(machine));
 	ck_assert_msg(colo_ram_new(COLO_DIRTY_MANUAL, &r->ram, &err) == 0, "%s", err.msg);
 	ck_assert_msg(colo_savevm_init(&r->sv, machine, &err) == 0, "%s", err.msg);
 	ck_assert_msg(colo_memtouch_ops.create(&cfg, &r->g, &err) == 0, "%s", err.msg);
+	colo_config_free(&cfg);       /* the guest keeps copies of its settings */
 	ck_assert_msg(r->g->ops->attach(r->g, r->ram, &r->sv, &err) == 0, "%s", err.msg);
 	ck_assert_msg(colo_ram_start(r->ram, &err) == 0, "%s", err.msg);
 	r->b = colo_ram_find(r->ram, COLO_MEMTOUCH_RAM);

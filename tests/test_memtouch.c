@@ -69,17 +69,26 @@ static int count_threads(void)
 	return n;
 }
 
+/* A memtouch config made by the node's loader, then set by hand (values a
+ * flag would refuse too, for create's own checks); colo_config_free it. */
 static void config_init(struct colo_config *cfg, uint32_t ram_mb, uint32_t threads,
 			enum colo_memtouch_pattern pattern, uint32_t rate)
 {
-	memset(cfg, 0, sizeof(*cfg));
-	cfg->guest = (char *)"memtouch";
+	char *argv[] = { "test_memtouch", "--guest", "memtouch", NULL };
+	struct colo_memtouch_settings *mt;
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	ck_assert_msg(colo_config_load(cfg, COLO_ROLE_PRIMARY, colo_guest_list(), 3, argv,
+				       stdout, NULL, &err) == 0, "%s", err.msg);
+	mt = colo_memtouch_settings(cfg);
+	ck_assert_ptr_nonnull(mt);
 	cfg->ram_mb = ram_mb;
-	cfg->memtouch_rate = rate;
-	cfg->memtouch_pattern = pattern;
-	cfg->memtouch_bytes = 64;
-	cfg->memtouch_threads = threads;
-	cfg->memtouch_seed = 1;
+	mt->rate = rate;
+	mt->pattern = pattern;
+	mt->bytes = 64;
+	mt->threads = threads;
+	mt->seed = 1;
 }
 
 /* A guest attached to its own colo_ram (manual tracking) and savevm. */
@@ -196,6 +205,7 @@ START_TEST(patterns_verify_clean)
 	r.g->ops->stop(r.g);
 	check_clean(&r, "after stop");
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -225,6 +235,7 @@ START_TEST(flipped_byte_is_reported)
 	}
 	check_clean(&r, "restored");
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -237,7 +248,8 @@ START_TEST(tampered_counter_reports_missing_write)
 	struct rig r;
 
 	config_init(&cfg, 2, 3, patterns[_i], 0);
-	cfg.memtouch_bytes = 100;      /* some writes straddle a page boundary */
+	/* some writes straddle a page boundary */
+	colo_memtouch_settings(&cfg)->bytes = 100;
 	rig_init(&r, &cfg);
 	rig_start(&r);
 	sleep_ms(50);
@@ -265,6 +277,7 @@ START_TEST(tampered_counter_reports_missing_write)
 	r.g->ops->verify(r.g, &rep);
 	ck_assert_uint_le(rep.pages_bad, last - first + 1);
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -297,6 +310,7 @@ START_TEST(rate_holds)
 	ck_assert_msg(rate > 1000 && rate < 3000, "%s", line);
 	check_clean(&r, "rate 2000");
 	rig_free(&r);
+	colo_config_free(&cfg);
 
 	/* 20k/s: printed, not asserted (a loaded machine must not fail it) */
 	config_init(&cfg, 4, 3, COLO_MEMTOUCH_RANDOM, 20000);
@@ -314,6 +328,7 @@ START_TEST(rate_holds)
 			100.0 * ((double)r.st->writes[t] - want) / want);
 	check_clean(&r, "rate 20000");
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -347,6 +362,7 @@ START_TEST(pause_is_quiescent)
 	}
 	free(copy);
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -393,6 +409,7 @@ START_TEST(pause_resume_cost)
 		(double)p[rounds - 1] / 1e3, (double)q[rounds / 2] / 1e3,
 		(double)q[rounds * 99 / 100] / 1e3, (double)q[rounds - 1] / 1e3, rounds);
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -433,12 +450,12 @@ START_TEST(stream_round_trip)
 	char msg[512];
 
 	config_init(&ca, 2, 3, COLO_MEMTOUCH_HOTSET, 0);
-	ca.memtouch_seed = 7;
+	colo_memtouch_settings(&ca)->seed = 7;
 	rig_init(&a, &ca);
 	/* B is configured otherwise but for the RAM size: the checkpoint's
 	 * device state is what it runs */
 	config_init(&cb, 2, 2, COLO_MEMTOUCH_SEQUENTIAL, 0);
-	cb.memtouch_seed = 99;
+	colo_memtouch_settings(&cb)->seed = 99;
 	rig_init(&b, &cb);
 	rig_start(&a);
 	sleep_ms(100);
@@ -470,6 +487,8 @@ START_TEST(stream_round_trip)
 	check_clean(&a, "A resumed");
 	rig_free(&a);
 	rig_free(&b);
+	colo_config_free(&ca);
+	colo_config_free(&cb);
 }
 END_TEST
 
@@ -536,6 +555,7 @@ START_TEST(load_checks_state)
 	a.st->seed--;
 	rig_free(&a);
 	rig_free(&b);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -551,7 +571,7 @@ START_TEST(manual_tracking_marks_written_pages)
 	colo_err_clear(&err);
 	/* 16 MiB, 20k writes/s: a fraction of the pages gets written */
 	config_init(&cfg, 16, 3, patterns[_i], 20000);
-	cfg.memtouch_bytes = 200;
+	colo_memtouch_settings(&cfg)->bytes = 200;
 	rig_init(&r, &cfg);
 	rig_start(&r);
 	sleep_ms(20);
@@ -587,6 +607,7 @@ START_TEST(manual_tracking_marks_written_pages)
 	ck_assert_uint_eq(colo_ram_block_count_dirty(r.b), nwant);
 	free(want);
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -638,6 +659,7 @@ START_TEST(tracked_by_the_kernel)
 		r.g->ops->resume(r.g);
 	}
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -680,6 +702,7 @@ START_TEST(stop_leaves_no_threads)
 		rig_start(&r);
 		ck_assert_int_eq(count_threads(), base + 3);
 		rig_free(&r);
+		colo_config_free(&cfg);
 		ck_assert_int_eq(count_threads(), base);
 	}
 }
@@ -711,6 +734,7 @@ START_TEST(verify_cost)
 	fprintf(stderr, "# verify: %" PRIu64 " writes of 64 B into 64 MiB: %.1f ms\n",
 		r.st->writes[0], (double)(t1 - t0) / 1e6);
 	rig_free(&r);
+	colo_config_free(&cfg);
 
 	/* the same writes with no RAM to speak of: replay alone */
 	config_init(&cfg, 1, 1, COLO_MEMTOUCH_RANDOM, 0);
@@ -731,6 +755,7 @@ START_TEST(verify_cost)
 		"(%.1f ns/write)\n", r.st->writes[0], (double)(t1 - t0) / 1e6,
 		(double)(t1 - t0) / (double)r.st->writes[0]);
 	rig_free(&r);
+	colo_config_free(&cfg);
 }
 END_TEST
 
@@ -773,10 +798,24 @@ START_TEST(create_refuses_bad_config)
 		colo_err_clear(&err);
 		config_init(&cfg, bad[i].ram_mb, bad[i].threads,
 			    (enum colo_memtouch_pattern)bad[i].pattern, 0);
-		cfg.memtouch_bytes = bad[i].bytes;
+		colo_memtouch_settings(&cfg)->bytes = bad[i].bytes;
 		ck_assert_int_eq(colo_memtouch_ops.create(&cfg, &g, &err), -EINVAL);
 		ck_assert_ptr_null(g);
 		ck_assert_str_eq(err.msg, bad[i].msg);
+		colo_config_free(&cfg);
+	}
+	/* a config not loaded with memtouch among its guests has no settings */
+	{
+		struct colo_config cfg = { .ram_mb = 1 };
+		struct colo_guest *g = (struct colo_guest *)&cfg;
+		struct colo_err err;
+
+		colo_err_clear(&err);
+		ck_assert_ptr_null(colo_memtouch_settings(&cfg));
+		ck_assert_int_eq(colo_memtouch_ops.create(&cfg, &g, &err), -EINVAL);
+		ck_assert_ptr_null(g);
+		ck_assert_str_eq(err.msg, "memtouch: the configuration has no memtouch "
+				 "settings (not loaded with memtouch among its guests)");
 	}
 }
 END_TEST
@@ -800,6 +839,7 @@ START_TEST(not_attached)
 	ck_assert_uint_eq(rep.pages_checked, 0);
 	ck_assert_str_eq(rep.summary, "memtouch: not attached");
 	g->ops->destroy(g);
+	colo_config_free(&cfg);
 }
 END_TEST
 

@@ -404,7 +404,8 @@ static int serve_config(const char *kind, const char *listen, struct colo_config
 		"--control", "/nonexistent/colo-replay.sock", NULL,
 	};
 	int argc = (int)(sizeof(argv) / sizeof(argv[0])) - 1;
-	int r = colo_config_load(cfg, COLO_ROLE_SECONDARY, argc, argv, stdout, NULL, err);
+	int r = colo_config_load(cfg, COLO_ROLE_SECONDARY, colo_guest_list(), argc, argv,
+				 stdout, NULL, err);
 
 	return r == 1 ? colo_err_set(err, EINVAL, "unexpected --help") : r;
 }

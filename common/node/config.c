@@ -1,523 +1,29 @@
 /*
  * config.c: a node's configuration from defaults, an INI file and flags
- * (see nodecfg.h, DESIGN.md §6).
+ * (see nodecfg.h, DESIGN.md §6): the order they apply in, the flags,
+ * reload, and the guests' settings blocks.
  *
- * One table, `opts`, says for every key its section, type, range or
- * values, default, the field it fills and its --help line.  The defaults
- * are strings parsed by the same code as the file and the flags, so what
- * --help prints is what a node runs with.  The file is read by libinih
- * through our own line reader, which counts lines (libinih as packaged
- * does not pass line numbers to the handler), checks section headers
- * (libinih does not report a section without keys) and refuses lines
- * longer than libinih's buffer (it would silently split them).
+ * The keys are cfgkeys.c's list (the node's own, then the guests'); the
+ * file is cfgfile.c's; a value is parsed by cfgopt.c.  Flags are parsed
+ * first but applied after the file, so that they win over it whatever
+ * their place around -c.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
-#include <ini.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
+#include "cfgfile.h"
+#include "cfgkeys.h"
+#include "cfgopt.h"
 #include "nodecfg.h"
-#include "ramfmt.h"
 
-/* ---- the option table ---- */
-
-enum opt_type {
-	OPT_STR,         /* char *, checked by opt.check when set */
-	OPT_CHOICE,      /* char *, one of opt.values */
-	OPT_UINT,        /* uint32_t, opt.min..opt.max */
-	OPT_U64,         /* uint64_t, any */
-	OPT_ENUM,        /* an enum: the index of the value in opt.values */
-	OPT_ADDR,        /* struct colo_addr */
-	OPT_ENCODINGS,   /* uint32_t COLO_PAGE_KIND_BIT set */
-};
-
-enum opt_section {
-	SEC_NODE, SEC_REPLICATION, SEC_HEARTBEAT, SEC_GUEST, SEC_RECORD, SEC_COUNT
-};
-
-static const char *const section_names[SEC_COUNT] = {
-	"node", "replication", "heartbeat", "guest", "record",
-};
-
-/* Role-dependent defaults, computed once the name is known. */
-enum opt_dyn { DYN_NONE, DYN_NAME, DYN_CONTROL, DYN_STATE_DIR };
-
-struct opt {
-	const char *key;
-	enum opt_section section;
-	enum opt_type type;
-	size_t off;                      /* of the field in struct colo_config */
-	uint32_t min, max;               /* OPT_UINT */
-	const char *const *values;       /* OPT_ENUM, OPT_CHOICE; NULL-terminated */
-	bool (*check)(const char *v, char *why, size_t len);  /* OPT_STR */
-	const char *def;                 /* NULL: see dyn */
-	enum opt_dyn dyn;
-	bool hidden;                     /* accepted, not in --help */
-	const char *meta;                /* --help: "--key META" */
-	const char *help;                /* --help: one line, "(default X)" follows */
-};
-
-static const char *const level_values[] = { "error", "warn", "info", "debug", NULL };
-static const char *const output_values[] = { "buffer", "none", NULL };
-static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", NULL };
-static const char *const pattern_values[] = { "sequential", "random", "hotset", NULL };
-static const char *const guest_values[] = { "kv", "memtouch", NULL };
-
-/* The table writes enums through an int: they must be int-sized. */
-_Static_assert(sizeof(enum colo_log_level) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum colo_output_mode) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum colo_dirty_mode) == sizeof(int), "enum size");
-_Static_assert(sizeof(enum colo_memtouch_pattern) == sizeof(int), "enum size");
-_Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 &&
-	       COLO_DIRTY_MANUAL == 3 && COLO_MEMTOUCH_HOTSET == 2,
-	       "value tables follow the enums");
-
-static bool check_name(const char *v, char *why, size_t len);
-static bool check_nonempty(const char *v, char *why, size_t len);
-static bool check_control(const char *v, char *why, size_t len);
-
-#define F(field) offsetof(struct colo_config, field)
-
-static const struct opt opts[] = {
-	/* [node] */
-	{ "name", SEC_NODE, OPT_STR, F(name), .check = check_name, .dyn = DYN_NAME,
-	  .meta = "NAME", .help = "node name: in logs, the control socket's name "
-	  "and the peer's view" },
-	{ "control", SEC_NODE, OPT_STR, F(control), .check = check_control,
-	  .dyn = DYN_CONTROL, .meta = "PATH", .help = "control socket for colo-ctl" },
-	{ "state-dir", SEC_NODE, OPT_STR, F(state_dir), .check = check_nonempty,
-	  .dyn = DYN_STATE_DIR, .meta = "DIR",
-	  .help = "keeps the node's generation across restarts" },
-	{ "log-level", SEC_NODE, OPT_ENUM, F(log_level), .values = level_values,
-	  .def = "info", .meta = "LEVEL", .help = "error, warn, info or debug" },
-	{ "fault", SEC_NODE, OPT_STR, F(fault), .def = "", .hidden = true },
-	/* [replication] */
-	{ "listen", SEC_REPLICATION, OPT_ADDR, F(listen), .def = "127.0.0.1:7070",
-	  .meta = "ADDR", .help = "secondary: where to accept the primary, "
-	  "a.b.c.d:PORT or [IPv6]:PORT" },
-	{ "peer", SEC_REPLICATION, OPT_ADDR, F(peer), .def = "127.0.0.1:7070",
-	  .meta = "ADDR", .help = "primary: the secondary's listen address" },
-	{ "checkpoint-interval-ms", SEC_REPLICATION, OPT_UINT,
-	  F(checkpoint_interval_ms), 1, 60000, .def = "100", .meta = "MS",
-	  .help = "primary: checkpoints every MS ms, 1 to 60000" },
-	{ "min-interval-ms", SEC_REPLICATION, OPT_UINT, F(min_interval_ms), 0, 60000,
-	  .def = "0", .meta = "MS", .help = "primary: never start two checkpoints "
-	  "less than MS ms apart, 0 to checkpoint-interval-ms" },
-	{ "output-mode", SEC_REPLICATION, OPT_ENUM, F(output_mode),
-	  .values = output_values, .def = "buffer", .meta = "MODE",
-	  .help = "primary: buffer holds the guest's output until its checkpoint "
-	  "is acknowledged; none releases it at once, which is unsafe" },
-	{ "encodings", SEC_REPLICATION, OPT_ENCODINGS, F(encodings),
-	  .def = "zero,raw,lz4,delta,delta-lz4", .meta = "LIST",
-	  .help = "page encodings the primary offers and the secondary accepts, "
-	  "from zero, raw, lz4, delta, delta-lz4, xbzrle; raw is always on" },
-	{ "encode-threads", SEC_REPLICATION, OPT_UINT, F(encode_threads), 0, 64,
-	  .def = "0", .meta = "N",
-	  .help = "primary: threads encoding pages, 1 to 64, 0 = one per CPU" },
-	{ "dirty-tracking", SEC_REPLICATION, OPT_ENUM, F(dirty_tracking),
-	  .values = dirty_values, .def = "auto", .meta = "MODE",
-	  .help = "how guest writes are found: auto, uffd-wp, mprotect or manual" },
-	/* [heartbeat] */
-	{ "heartbeat-interval-ms", SEC_HEARTBEAT, OPT_UINT, F(heartbeat_interval_ms),
-	  1, 10000, .def = "50", .meta = "MS",
-	  .help = "a heartbeat to the peer every MS ms, 1 to 10000" },
-	{ "heartbeat-timeout-ms", SEC_HEARTBEAT, OPT_UINT, F(heartbeat_timeout_ms),
-	  1, 60000, .def = "300", .meta = "MS", .help = "the peer is dead after MS ms "
-	  "without one; more than the interval, up to 60000" },
-	{ "fence-command", SEC_HEARTBEAT, OPT_STR, F(fence_command), .def = "",
-	  .meta = "CMD", .help = "secondary: run by sh -c to fence the old primary "
-	  "before taking over; it must exit 0" },
-	{ "promote-command", SEC_HEARTBEAT, OPT_STR, F(promote_command), .def = "",
-	  .meta = "CMD", .help = "secondary: run by sh -c once it has taken over" },
-	/* [guest] */
-	{ "guest", SEC_GUEST, OPT_CHOICE, F(guest), .values = guest_values,
-	  .def = "kv", .meta = "KIND", .help = "the guest to run: kv or memtouch" },
-	{ "guest-listen", SEC_GUEST, OPT_ADDR, F(guest_listen), .def = "127.0.0.1:6379",
-	  .meta = "ADDR", .help = "kv: the address of the guest's service" },
-	{ "ram-mb", SEC_GUEST, OPT_UINT, F(ram_mb), 1, 65536, .def = "64",
-	  .meta = "MB", .help = "guest RAM in MiB, 1 to 65536; the same on both nodes" },
-	{ "memtouch-rate", SEC_GUEST, OPT_UINT, F(memtouch_rate), 0, UINT32_MAX,
-	  .def = "20000", .meta = "N",
-	  .help = "memtouch: writes per second per thread, 0 = no limit" },
-	{ "memtouch-pattern", SEC_GUEST, OPT_ENUM, F(memtouch_pattern),
-	  .values = pattern_values, .def = "random", .meta = "PATTERN",
-	  .help = "memtouch: where writes land: sequential, random or hotset" },
-	{ "memtouch-bytes", SEC_GUEST, OPT_UINT, F(memtouch_bytes), 1, 4096,
-	  .def = "64", .meta = "N", .help = "memtouch: bytes per write, 1 to 4096" },
-	{ "memtouch-threads", SEC_GUEST, OPT_UINT, F(memtouch_threads), 1, 64,
-	  .def = "1", .meta = "N", .help = "memtouch: writer threads, 1 to 64" },
-	{ "memtouch-seed", SEC_GUEST, OPT_U64, F(memtouch_seed), .def = "1",
-	  .meta = "N", .help = "memtouch: seed of the write pattern" },
-	/* [record] */
-	{ "record", SEC_RECORD, OPT_STR, F(record), .def = "", .meta = "DIR",
-	  .help = "record every checkpoint into DIR for colo-replay; empty: no "
-	  "recording (colo-ctl record start|stop at run time)" },
-	{ "keyframe-every", SEC_RECORD, OPT_UINT, F(keyframe_every), 1, 1000000,
-	  .def = "100", .meta = "N", .help = "a full keyframe every N recorded "
-	  "checkpoints, 1 to 1000000" },
-	{ "record-max-bytes", SEC_RECORD, OPT_U64, F(record_max_bytes), .def = "0",
-	  .meta = "BYTES", .help = "delete the oldest segments above BYTES, 0 = no limit" },
-	{ "record-max-checkpoints", SEC_RECORD, OPT_U64, F(record_max_checkpoints),
-	  .def = "0", .meta = "N", .help = "delete the oldest segments above N "
-	  "checkpoints, 0 = no limit" },
-};
-
-#undef F
-
-#define NOPTS (sizeof(opts) / sizeof(opts[0]))
-
-static const struct opt *opt_find(const char *key)
-{
-	for (size_t i = 0; i < NOPTS; i++)
-		if (strcmp(opts[i].key, key) == 0)
-			return &opts[i];
-	return NULL;
-}
-
-static void *field(struct colo_config *cfg, const struct opt *o)
-{
-	return (char *)cfg + o->off;
-}
-
-/* ---- values ---- */
-
-/* A value as quoted in a message: control characters shown as '?', cut. */
-static const char *shown(const char *v, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	for (; *v && n + 4 < len; v++)
-		buf[n++] = (unsigned char)*v < 0x20 || *v == 0x7f ? '?' : *v;
-	if (*v)
-		buf[n++] = '.', buf[n++] = '.', buf[n++] = '.';
-	buf[n] = '\0';
-	return buf;
-}
-
-static int parse_u64(const char *v, uint64_t min, uint64_t max, uint64_t *out)
-{
-	unsigned long long x;
-	char *end;
-
-	/* Digits only: strtoull would take a sign, spaces and wrap "-1". */
-	if (*v < '0' || *v > '9')
-		return -EINVAL;
-	errno = 0;
-	x = strtoull(v, &end, 10);
-	if (errno || *end || x < min || x > max)
-		return -EINVAL;
-	*out = x;
-	return 0;
-}
-
-static void list_values(const char *const *values, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; values[i] && n < len; i++)
-		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", values[i]);
-}
-
-static int parse_addr(const char *v, struct colo_addr *a, char *why, size_t len)
-{
-	char q[128], host[sizeof(a->host)];
-	const char *colon, *port;
-	uint64_t p;
-	size_t hl;
-
-	if (*v == '[') {
-		const char *close = strchr(v, ']');
-		struct in6_addr in6;
-
-		if (!close) {
-			snprintf(why, len, "'%s' has no ']' after the IPv6 address",
-				 shown(v, q, sizeof(q)));
-			return -EINVAL;
-		}
-		if (close[1] != ':' || !close[2]) {
-			snprintf(why, len, "'%s' has no port (expected a.b.c.d:PORT or "
-				 "[IPv6]:PORT)", shown(v, q, sizeof(q)));
-			return -EINVAL;
-		}
-		hl = (size_t)(close - v - 1);
-		if (hl >= sizeof(host))
-			hl = sizeof(host) - 1;
-		memcpy(host, v + 1, hl);
-		host[hl] = '\0';
-		port = close + 2;
-		if (inet_pton(AF_INET6, host, &in6) != 1) {
-			snprintf(why, len, "'%s': '%s' is not a numeric IPv6 address",
-				 shown(v, q, sizeof(q)), host);
-			return -EINVAL;
-		}
-	} else {
-		struct in_addr in4;
-
-		colon = strrchr(v, ':');
-		if (colon && memchr(v, ':', (size_t)(colon - v))) {
-			snprintf(why, len, "'%s': an IPv6 address goes in brackets, "
-				 "e.g. [::1]:7070", shown(v, q, sizeof(q)));
-			return -EINVAL;
-		}
-		if (!colon || !colon[1]) {
-			snprintf(why, len, "'%s' has no port (expected a.b.c.d:PORT or "
-				 "[IPv6]:PORT)", shown(v, q, sizeof(q)));
-			return -EINVAL;
-		}
-		hl = (size_t)(colon - v);
-		if (hl >= sizeof(host))
-			hl = sizeof(host) - 1;
-		memcpy(host, v, hl);
-		host[hl] = '\0';
-		port = colon + 1;
-		if (inet_pton(AF_INET, host, &in4) != 1) {
-			char hq[sizeof(host) + 8];
-
-			snprintf(why, len, "'%s': '%s' is not a numeric IPv4 address "
-				 "a.b.c.d or [IPv6] (no DNS)", shown(v, q, sizeof(q)),
-				 shown(host, hq, sizeof(hq)));
-			return -EINVAL;
-		}
-	}
-	if (parse_u64(port, 1, 65535, &p)) {
-		char pq[32];
-
-		snprintf(why, len, "'%s': port '%s' is not an integer from 1 to 65535",
-			 shown(v, q, sizeof(q)), shown(port, pq, sizeof(pq)));
-		return -EINVAL;
-	}
-	memcpy(a->host, host, sizeof(host));
-	a->port = (uint16_t)p;
-	return 0;
-}
-
-/* ---- encodings ---- */
-
-/* The names an operator writes; RAW is "raw" here, not ramfmt's "page". */
-static const struct {
-	const char *name;
-	enum colo_page_kind kind;
-} encoding_names[] = {
-	{ "zero", COLO_PAGE_ZERO },
-	{ "raw", COLO_PAGE_RAW },
-	{ "lz4", COLO_PAGE_LZ4 },
-	{ "delta", COLO_PAGE_DELTA },
-	{ "delta-lz4", COLO_PAGE_DELTA_LZ4 },
-	{ "xbzrle", COLO_PAGE_XBZRLE },
-};
-
-#define NENCODINGS (sizeof(encoding_names) / sizeof(encoding_names[0]))
-#define ENCODINGS_LIST "zero, raw, lz4, delta, delta-lz4, xbzrle"
-
-static int parse_encodings(const char *s, uint32_t *kinds, char *why, size_t len)
-{
-	uint32_t set = COLO_PAGE_KIND_BIT(COLO_PAGE_RAW);
-	char q[128];
-
-	if (!*s) {
-		snprintf(why, len, "'' is empty (raw is always on: write 'raw' for "
-			 "raw pages only)");
-		return -EINVAL;
-	}
-	for (const char *p = s;;) {
-		const char *end = strchr(p, ',');
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		size_t i;
-
-		/* "delta, lz4" is fine: spaces around a name do not count. */
-		while (n && (*p == ' ' || *p == '\t'))
-			p++, n--;
-		while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-			n--;
-		for (i = 0; i < NENCODINGS; i++)
-			if (strlen(encoding_names[i].name) == n &&
-			    memcmp(encoding_names[i].name, p, n) == 0)
-				break;
-		if (i == NENCODINGS) {
-			char item[64];
-
-			if (n >= sizeof(item))
-				n = sizeof(item) - 1;
-			memcpy(item, p, n);
-			item[n] = '\0';
-			if (n == 0)
-				snprintf(why, len, "'%s' has an empty name (names are "
-					 ENCODINGS_LIST ")", shown(s, q, sizeof(q)));
-			else
-				snprintf(why, len, "'%s' is not one of " ENCODINGS_LIST,
-					 shown(item, q, sizeof(q)));
-			return -EINVAL;
-		}
-		set |= COLO_PAGE_KIND_BIT(encoding_names[i].kind);
-		if (!end)
-			break;
-		p = end + 1;
-	}
-	*kinds = set;
-	return 0;
-}
-
-int colo_encodings_parse(const char *s, uint32_t *kinds, struct colo_err *err)
-{
-	char why[COLO_ERR_MAX];
-	int rc = parse_encodings(s, kinds, why, sizeof(why));
-
-	return rc ? colo_err_set(err, -rc, "%s", why) : 0;
-}
-
-void colo_encodings_format(uint32_t kinds, char *buf, size_t len)
-{
-	size_t n = 0;
-
-	if (!len)
-		return;
-	buf[0] = '\0';
-	for (size_t i = 0; i < NENCODINGS; i++) {
-		if (!(kinds & COLO_PAGE_KIND_BIT(encoding_names[i].kind)))
-			continue;
-		kinds &= ~COLO_PAGE_KIND_BIT(encoding_names[i].kind);
-		if (n < len)
-			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "",
-					      encoding_names[i].name);
-	}
-	/* Kinds nobody configures (compress) still show, under ramfmt's name. */
-	for (int k = 0; k < COLO_PAGE_KINDS; k++)
-		if ((kinds & COLO_PAGE_KIND_BIT(k)) && n < len)
-			n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? "," : "",
-					      colo_page_kind_name((enum colo_page_kind)k));
-}
-
-/* ---- string checks ---- */
-
-static bool check_nonempty(const char *v, char *why, size_t len)
-{
-	if (*v)
-		return true;
-	snprintf(why, len, "'' is empty");
-	return false;
-}
-
-/* A name goes into socket paths, file names and log lines. */
-static bool check_name(const char *v, char *why, size_t len)
-{
-	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-			  "0123456789._-");
-	char q[128];
-
-	if (n > 0 && n <= 63 && !v[n] && v[0] != '.' && v[0] != '-')
-		return true;
-	snprintf(why, len, "'%s' is not a node name (1 to 63 of A-Z a-z 0-9 . _ -, "
-		 "not starting with . or -)", shown(v, q, sizeof(q)));
-	return false;
-}
-
-static bool check_control(const char *v, char *why, size_t len)
-{
-	struct sockaddr_un sun;
-	char q[128];
-
-	if (!check_nonempty(v, why, len))
-		return false;
-	if (strlen(v) < sizeof(sun.sun_path))
-		return true;
-	snprintf(why, len, "'%s' is too long for a unix socket path (at most %zu bytes)",
-		 shown(v, q, sizeof(q)), sizeof(sun.sun_path) - 1);
-	return false;
-}
-
-/* ---- setting a value ---- */
-
-static int set_string(char **slot, const char *v)
-{
-	char *s = strdup(v);
-
-	if (!s)
-		return -ENOMEM;
-	free(*slot);
-	*slot = s;
-	return 0;
-}
-
-/* Set one key from its text; on error `why` says "'VALUE' is not ...". */
-static int opt_set(struct colo_config *cfg, const struct opt *o, const char *v,
-		   char *why, size_t len)
-{
-	void *f = field(cfg, o);
-	char q[128], list[128];
-	uint64_t u;
-
-	switch (o->type) {
-	case OPT_STR:
-		if (o->check && !o->check(v, why, len))
-			return -EINVAL;
-		return set_string(f, v);
-	case OPT_CHOICE:
-	case OPT_ENUM:
-		for (int i = 0; o->values[i]; i++) {
-			if (strcmp(o->values[i], v) != 0)
-				continue;
-			if (o->type == OPT_CHOICE)
-				return set_string(f, v);
-			memcpy(f, &i, sizeof(i));
-			return 0;
-		}
-		list_values(o->values, list, sizeof(list));
-		snprintf(why, len, "'%s' is not one of %s", shown(v, q, sizeof(q)), list);
-		return -EINVAL;
-	case OPT_UINT:
-		if (parse_u64(v, o->min, o->max, &u)) {
-			snprintf(why, len, "'%s' is not an integer from %" PRIu32 " to %" PRIu32,
-				 shown(v, q, sizeof(q)), o->min, o->max);
-			return -EINVAL;
-		}
-		*(uint32_t *)f = (uint32_t)u;
-		return 0;
-	case OPT_U64:
-		if (parse_u64(v, 0, UINT64_MAX, &u)) {
-			snprintf(why, len, "'%s' is not an integer from 0 to %" PRIu64,
-				 shown(v, q, sizeof(q)), UINT64_MAX);
-			return -EINVAL;
-		}
-		*(uint64_t *)f = u;
-		return 0;
-	case OPT_ADDR:
-		return parse_addr(v, f, why, len);
-	case OPT_ENCODINGS:
-		return parse_encodings(v, f, why, len);
-	}
-	return -EINVAL;
-}
-
-static int set_defaults(struct colo_config *cfg, struct colo_err *err)
-{
-	char why[COLO_ERR_MAX];
-
-	for (size_t i = 0; i < NOPTS; i++) {
-		int rc;
-
-		if (!opts[i].def)
-			continue;
-		rc = opt_set(cfg, &opts[i], opts[i].def, why, sizeof(why));
-		/* A default that does not parse is a bug in the table. */
-		if (rc == -EINVAL)
-			abort();
-		if (rc)
-			return colo_err_set(err, -rc, "out of memory");
-	}
-	return 0;
-}
+/* ---- what follows from the others ---- */
 
 /* Defaults that follow the name and the user: after the file and the flags. */
 static int set_derived(struct colo_config *cfg, struct colo_err *err)
@@ -526,7 +32,7 @@ static int set_derived(struct colo_config *cfg, struct colo_err *err)
 	char *path = NULL;
 	int rc = 0;
 
-	if (!cfg->name && set_string(&cfg->name, colo_role_name(cfg->role)))
+	if (!cfg->name && colo_opt_set_string(&cfg->name, colo_role_name(cfg->role)))
 		return colo_err_set(err, ENOMEM, "out of memory");
 	if (!cfg->control) {
 		const char *xdg = getenv("XDG_RUNTIME_DIR");
@@ -540,7 +46,7 @@ static int set_derived(struct colo_config *cfg, struct colo_err *err)
 				      cfg->name);
 		if (rc < 0)
 			return colo_err_set(err, ENOMEM, "out of memory");
-		if (!check_control(path, why, sizeof(why))) {
+		if (!colo__cfg_check_control(path, why, sizeof(why))) {
 			free(path);
 			return colo_err_set(err, EINVAL, "control (default): %s", why);
 		}
@@ -580,169 +86,17 @@ static int cross_check(const struct colo_config *cfg, struct colo_err *err)
 	return 0;
 }
 
-/* ---- the file ---- */
-
-struct file_ctx {
-	struct colo_config *cfg;
-	FILE *f;
-	int line;                 /* of the line libinih is parsing */
-	int seen[NOPTS];          /* line each key was set on */
-	char *buf;                /* getline's */
-	size_t cap;
-	int read_errno;
-	bool indented;            /* the line starts with a blank */
-	int bad_line;             /* first error of ours, 0 none */
-	char why[COLO_ERR_MAX];
-};
-
-static void file_fail(struct file_ctx *c, const char *fmt, ...) COLO_PRINTF(2, 3);
-
-static void file_fail(struct file_ctx *c, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (c->bad_line)
-		return;
-	c->bad_line = c->line;
-	va_start(ap, fmt);
-	vsnprintf(c->why, sizeof(c->why), fmt, ap);
-	va_end(ap);
-}
-
-static char *file_reader(char *str, int num, void *stream)
-{
-	struct file_ctx *c = stream;
-	ssize_t n;
-	char *p;
-
-	if (c->bad_line)
-		return NULL;              /* stop at our first error */
-	errno = 0;
-	n = getline(&c->buf, &c->cap, c->f);
-	if (n < 0) {
-		c->read_errno = errno;
-		return NULL;
-	}
-	c->line++;
-	if (n >= num) {
-		file_fail(c, "line longer than %d characters", num - 2);
-		return NULL;
-	}
-	memcpy(str, c->buf, (size_t)n + 1);
-	/* libinih calls nobody for a section without keys: check headers here. */
-	c->indented = *str == ' ' || *str == '\t';
-	p = str;
-	if (c->line == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
-		p += 3;
-	p += strspn(p, " \t");
-	if (*p == '[') {
-		char *close = strchr(p, ']');
-		size_t len = close ? (size_t)(close - p - 1) : 0;
-		int s;
-
-		for (s = 0; close && s < SEC_COUNT; s++)
-			if (strlen(section_names[s]) == len &&
-			    memcmp(section_names[s], p + 1, len) == 0)
-				break;
-		if (close && s == SEC_COUNT) {
-			char name[64], q[80];
-
-			if (len >= sizeof(name))
-				len = sizeof(name) - 1;
-			memcpy(name, p + 1, len);
-			name[len] = '\0';
-			if (strcmp(name, "security") == 0)
-				file_fail(c, "section [%s] is not supported by this version "
-					  "(peer authentication is not built yet)", name);
-			else
-				file_fail(c, "unknown section [%s] (sections: [node] [replication] "
-					  "[heartbeat] [guest] [record])", shown(name, q, sizeof(q)));
-			return NULL;
-		}
-	}
-	return str;
-}
-
-static int file_key(void *user, const char *section, const char *key, const char *value)
-{
-	struct file_ctx *c = user;
-	const struct opt *o = opt_find(key);
-	char why[COLO_ERR_MAX], q[128];
-	size_t i;
-
-	if (c->bad_line)
-		return 0;
-	shown(key, q, sizeof(q));
-	if (!*section) {
-		file_fail(c, "%s: outside any section (before the first [section])", q);
-		return 0;
-	}
-	if (!o) {
-		file_fail(c, "[%s] %s: unknown key", section, q);
-		return 0;
-	}
-	if (strcmp(section, section_names[o->section]) != 0) {
-		file_fail(c, "[%s] %s: belongs in [%s]", section, q,
-			  section_names[o->section]);
-		return 0;
-	}
-	i = (size_t)(o - opts);
-	/* A repeated key is a mistake (or an indented line, which libinih
-	 * appends to the key above as a second value). */
-	if (c->seen[i] && c->indented) {
-		file_fail(c, "[%s] %s: an indented line continues the value of the key "
-			  "above (line %d)", section, q, c->seen[i]);
-		return 0;
-	}
-	if (c->seen[i]) {
-		file_fail(c, "[%s] %s: set twice (also on line %d)", section, q, c->seen[i]);
-		return 0;
-	}
-	c->seen[i] = c->line;
-	if (opt_set(c->cfg, o, value, why, sizeof(why))) {
-		file_fail(c, "[%s] %s: %s", section, q, why);
-		return 0;
-	}
-	return 1;
-}
-
-static int load_file(struct colo_config *cfg, const char *path, struct colo_err *err)
-{
-	struct file_ctx c = { .cfg = cfg };
-	int rc;
-
-	c.f = fopen(path, "r");
-	if (!c.f) {
-		rc = errno;
-		return colo_err_set(err, rc, "config file '%s': %s", path, strerror(rc));
-	}
-	rc = ini_parse_stream(file_reader, &c, file_key, &c);
-	fclose(c.f);
-	free(c.buf);
-	if (rc > 0 && (!c.bad_line || rc < c.bad_line))
-		return colo_err_set(err, EINVAL, "%s:%d: syntax error (expected [section] "
-				    "or key = value)", path, rc);
-	if (c.bad_line)
-		return colo_err_set(err, EINVAL, "%s:%d: %s", path, c.bad_line, c.why);
-	if (c.read_errno)
-		return colo_err_set(err, c.read_errno, "config file '%s': %s", path,
-				    strerror(c.read_errno));
-	if (rc < 0)                       /* -2: libinih's malloc failed */
-		return colo_err_set(err, ENOMEM, "config file '%s': out of memory", path);
-	return 0;
-}
-
-/* ---- flags ---- */
+/* ---- flags, load and reload ---- */
 
 enum { FLAG_CONFIG = 'c', FLAG_HELP = 'h', FLAG_VERSION = 'V',
        FLAG_CHECK = 0x100, FLAG_KEY = 0x200 };
 
 struct flag_value {
-	const struct opt *opt;
+	size_t key;                 /* index in the key list */
 	const char *value;
 };
 
-static void long_options(struct option *lo)
+static void long_options(struct option *lo, const struct colo__cfg_keys *k)
 {
 	size_t n = 0;
 
@@ -750,9 +104,9 @@ static void long_options(struct option *lo)
 	lo[n++] = (struct option){ "help", no_argument, NULL, FLAG_HELP };
 	lo[n++] = (struct option){ "version", no_argument, NULL, FLAG_VERSION };
 	lo[n++] = (struct option){ "check-config", no_argument, NULL, FLAG_CHECK };
-	for (size_t i = 0; i < NOPTS; i++)
-		lo[n++] = (struct option){ opts[i].key, required_argument, NULL,
-					   FLAG_KEY + (int)i };
+	for (size_t i = 0; i < k->n; i++)
+		lo[n++] = (struct option){ colo__cfg_key(k, i, NULL)->key,
+					   required_argument, NULL, FLAG_KEY + (int)i };
 	lo[n] = (struct option){ NULL, 0, NULL, 0 };
 }
 
@@ -766,32 +120,60 @@ static const char *option_word(const char *arg, char *buf, size_t len)
 		n = sizeof(q) - 1;
 	memcpy(q, arg, n);
 	q[n] = '\0';
-	return shown(q, buf, len);
+	return colo_opt_shown(q, buf, len);
+}
+
+/* A zeroed settings block for every guest of the list that has keys. */
+static int make_settings(struct colo_config *cfg, const struct colo__cfg_keys *k,
+			 struct colo_err *err)
+{
+	cfg->priv_guests = k->guests;
+	if (!k->nguests)
+		return 0;
+	cfg->priv_settings = calloc(k->nguests, sizeof(*cfg->priv_settings));
+	if (!cfg->priv_settings)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (size_t g = 0; g < k->nguests; g++) {
+		size_t size = k->guests[g]->settings_size;
+
+		if (size && !(cfg->priv_settings[g] = calloc(1, size)))
+			return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	return 0;
 }
 
 /*
  * Defaults, then the file of -c, then the flags, then what follows from
- * them.  Returns 1 after --help / --version (printed to out).
+ * them.  Returns 1 after --help / --version (printed to out).  On error
+ * cfg holds what was made so far, for colo_config_free().
  */
-static int build(struct colo_config *cfg, enum colo_role role, int argc, char **argv,
+static int build(struct colo_config *cfg, enum colo_role role,
+		 const struct colo_guest_ops *const *guests, int argc, char **argv,
 		 const char *reload_file, FILE *out, bool *check_only,
 		 struct colo_err *err)
 {
-	struct option lo[NOPTS + 5];
-	struct flag_value *flags;
+	struct colo__cfg_keys keys;
+	struct option *lo = NULL;
+	struct flag_value *flags = NULL;
 	const char *file = NULL;
 	char why[COLO_ERR_MAX], q[160];
 	int nflags = 0, c, rc = 0;
 
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->role = role;
-	rc = set_defaults(cfg, err);
+	colo__cfg_keys_init(&keys, guests);
+	rc = make_settings(cfg, &keys, err);
+	if (rc == 0)
+		rc = colo__cfg_set_defaults(cfg, &keys, err);
 	if (rc)
 		return rc;
-	long_options(lo);
+	lo = calloc(keys.n + 5, sizeof(*lo));
 	flags = calloc((size_t)(argc > 0 ? argc : 1), sizeof(*flags));
-	if (!flags)
-		return colo_err_set(err, ENOMEM, "out of memory");
+	if (!lo || !flags) {
+		rc = colo_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	long_options(lo, &keys);
 	/*
 	 * getopt keeps its state in globals, among them a pointer to where it
 	 * stopped inside the previous argv: we return at "-h" of "-hV", leaving
@@ -827,7 +209,7 @@ static int build(struct colo_config *cfg, enum colo_role role, int argc, char **
 			file = optarg;
 			break;
 		case FLAG_HELP:
-			colo_config_usage(role, out);
+			colo_config_usage(role, guests, out);
 			rc = 1;
 			goto out;
 		case FLAG_VERSION:
@@ -865,20 +247,20 @@ static int build(struct colo_config *cfg, enum colo_role role, int argc, char **
 			goto out;
 		}
 		default:
-			flags[nflags].opt = &opts[c - FLAG_KEY];
+			flags[nflags].key = (size_t)(c - FLAG_KEY);
 			flags[nflags++].value = optarg;
 			break;
 		}
 	}
 	if (argc > 0 && optind < argc) {
 		rc = colo_err_set(err, EINVAL, "unexpected argument '%s' (options only; "
-				  "see --help)", shown(argv[optind], q, sizeof(q)));
+				  "see --help)", colo_opt_shown(argv[optind], q, sizeof(q)));
 		goto out;
 	}
 	if (reload_file)
 		file = reload_file;
 	if (file) {
-		rc = load_file(cfg, file, err);
+		rc = colo__cfg_file_load(cfg, &keys, file, err);
 		if (rc)
 			goto out;
 		/* Absolute, so that a reload after a chdir reads the same file. */
@@ -891,9 +273,11 @@ static int build(struct colo_config *cfg, enum colo_role role, int argc, char **
 		}
 	}
 	for (int i = 0; i < nflags; i++) {
-		rc = opt_set(cfg, flags[i].opt, flags[i].value, why, sizeof(why));
+		rc = colo__cfg_key_set(cfg, &keys, flags[i].key, flags[i].value, why,
+				       sizeof(why));
 		if (rc == -EINVAL)
-			rc = colo_err_set(err, EINVAL, "%s: %s", flags[i].opt->key, why);
+			rc = colo_err_set(err, EINVAL, "%s: %s",
+					  colo__cfg_key(&keys, flags[i].key, NULL)->key, why);
 		else if (rc)
 			rc = colo_err_set(err, -rc, "out of memory");
 		if (rc)
@@ -904,6 +288,7 @@ static int build(struct colo_config *cfg, enum colo_role role, int argc, char **
 		rc = cross_check(cfg, err);
 out:
 	free(flags);
+	free(lo);
 	return rc;
 }
 
@@ -923,14 +308,15 @@ static char **copy_argv(int argc, char **argv)
 	return copy;
 }
 
-int colo_config_load(struct colo_config *cfg, enum colo_role role, int argc,
-		     char **argv, FILE *out, bool *check_only, struct colo_err *err)
+int colo_config_load(struct colo_config *cfg, enum colo_role role,
+		     const struct colo_guest_ops *const *guests, int argc, char **argv,
+		     FILE *out, bool *check_only, struct colo_err *err)
 {
 	int rc;
 
 	if (check_only)
 		*check_only = false;
-	rc = build(cfg, role, argc, argv, NULL, out, check_only, err);
+	rc = build(cfg, role, guests, argc, argv, NULL, out, check_only, err);
 	if (rc == 0) {
 		cfg->priv_argv = copy_argv(argc, argv);
 		cfg->priv_argc = argc > 0 ? argc : 0;
@@ -947,8 +333,8 @@ int colo_config_reload(struct colo_config *cfg, struct colo_err *err)
 	struct colo_config next;
 	int rc;
 
-	rc = build(&next, cfg->role, cfg->priv_argc, cfg->priv_argv, cfg->file, stdout,
-		   NULL, err);
+	rc = build(&next, cfg->role, cfg->priv_guests, cfg->priv_argc, cfg->priv_argv,
+		   cfg->file, stdout, NULL, err);
 	if (rc == 1)      /* --help: load would have refused to start */
 		rc = colo_err_set(err, EINVAL, "--help or --version among the flags");
 	if (rc != 0) {
@@ -966,14 +352,17 @@ int colo_config_reload(struct colo_config *cfg, struct colo_err *err)
 
 void colo_config_free(struct colo_config *cfg)
 {
-	for (size_t i = 0; i < NOPTS; i++) {
-		if (opts[i].type == OPT_STR || opts[i].type == OPT_CHOICE) {
-			char **s = field(cfg, &opts[i]);
+	struct colo__cfg_keys keys;
 
-			free(*s);
-			*s = NULL;
-		}
+	colo__cfg_keys_init(&keys, cfg->priv_guests);
+	colo__cfg_clear_keys(cfg, &keys);
+	if (cfg->priv_settings) {
+		for (size_t g = 0; g < keys.nguests; g++)
+			free(cfg->priv_settings[g]);
+		free(cfg->priv_settings);
 	}
+	cfg->priv_settings = NULL;
+	cfg->priv_guests = NULL;
 	free(cfg->file);
 	cfg->file = NULL;
 	if (cfg->priv_argv) {
@@ -985,111 +374,20 @@ void colo_config_free(struct colo_config *cfg)
 	cfg->priv_argc = 0;
 }
 
-/* ---- names ---- */
+/* ---- the guests ---- */
 
-const char *colo_role_name(enum colo_role r)
+void *colo_config_guest(const struct colo_config *cfg, const struct colo_guest_ops *ops)
 {
-	return r == COLO_ROLE_PRIMARY ? "primary" : r == COLO_ROLE_SECONDARY ?
-	       "secondary" : "?";
+	for (size_t g = 0; cfg->priv_guests && cfg->priv_guests[g]; g++)
+		if (cfg->priv_guests[g] == ops)
+			return cfg->priv_settings ? cfg->priv_settings[g] : NULL;
+	return NULL;
 }
 
-const char *colo_output_mode_name(enum colo_output_mode m)
+const struct colo_guest_ops *colo_config_guest_ops(const struct colo_config *cfg)
 {
-	return (unsigned)m < 2 ? output_values[m] : "?";
-}
-
-/* ---- --help ---- */
-
-#define HELP_COLUMN 32
-#define HELP_WIDTH 79
-
-/* "  --key META" then the text, wrapped, from HELP_COLUMN. */
-static void help_entry(FILE *out, const char *left, const char *text)
-{
-	int col = fprintf(out, "  %s", left);
-	const char *p = text;
-
-	if (col > HELP_COLUMN - 3) {
-		fputc('\n', out);
-		col = 0;
-	}
-	fprintf(out, "%*s", HELP_COLUMN - col, "");
-	col = HELP_COLUMN;
-	while (*p) {
-		size_t w = strcspn(p, " ");
-
-		if (col > HELP_COLUMN && col + 1 + (int)w > HELP_WIDTH) {
-			fprintf(out, "\n%*s", HELP_COLUMN, "");
-			col = HELP_COLUMN;
-		} else if (col > HELP_COLUMN) {
-			fputc(' ', out);
-			col++;
-		}
-		fwrite(p, 1, w, out);
-		col += (int)w;
-		p += w;
-		p += strspn(p, " ");
-	}
-	fputc('\n', out);
-}
-
-static const char *default_text(const struct opt *o, enum colo_role role)
-{
-	switch (o->dyn) {
-	case DYN_NAME:
-		return colo_role_name(role);
-	case DYN_CONTROL:
-		return "/run/colo/NAME.sock as root, else $XDG_RUNTIME_DIR/colo/NAME.sock "
-		       "or /tmp/colo-UID/NAME.sock";
-	case DYN_STATE_DIR:
-		return "/var/lib/colo as root, else ~/.local/state/colo";
-	case DYN_NONE:
-		break;
-	}
-	return *o->def ? o->def : "none";
-}
-
-void colo_config_usage(enum colo_role role, FILE *out)
-{
-	bool primary = role == COLO_ROLE_PRIMARY;
-	char left[64], text[512];
-
-	fprintf(out, "Usage: colo-%s [OPTIONS]\n\n", colo_role_name(role));
-	if (primary)
-		fputs("Run a guest and replicate its state to colo-secondary at every\n"
-		      "checkpoint, so that the secondary can take over where it stopped.\n",
-		      out);
-	else
-		fputs("Hold a copy of colo-primary's guest, updated at every checkpoint, and\n"
-		      "take over when the primary's heartbeats stop.\n", out);
-	fputs("Every option is also a key of the INI file given with -c, in the\n"
-	      "[section] it is listed under.  Flags win over the file, the file over\n"
-	      "the defaults.  Options marked primary: or secondary: matter to that\n"
-	      "role only; both accept them, so one file can serve a pair.\n\n", out);
-	help_entry(out, "-c, --config FILE", "read settings from the INI file FILE");
-	help_entry(out, "--check-config", "check the settings, say whether they are "
-		   "good and exit (0: good, 2: bad)");
-	help_entry(out, "-h, --help", "print this help and exit");
-	help_entry(out, "-V, --version", "print the version and exit");
-	for (int s = 0; s < SEC_COUNT; s++) {
-		fprintf(out, "\n[%s]\n", section_names[s]);
-		for (size_t i = 0; i < NOPTS; i++) {
-			const struct opt *o = &opts[i];
-
-			if (o->section != (enum opt_section)s || o->hidden)
-				continue;
-			snprintf(left, sizeof(left), "--%s %s", o->key, o->meta);
-			snprintf(text, sizeof(text), "%s (default %s)", o->help,
-				 default_text(o, role));
-			help_entry(out, left, text);
-		}
-	}
-	fputs("\nExit status:\n"
-	      "  0  stopped cleanly\n"
-	      "  1  runtime failure\n"
-	      "  2  bad usage or configuration\n"
-	      "  3  setup failure: cannot listen, bind, connect or start the guest\n"
-	      "  4  state-dir unusable\n"
-	      "  5  superseded by a newer generation (fenced)\n"
-	      "  6  fence-command failed\n", out);
+	for (size_t g = 0; cfg->guest && cfg->priv_guests && cfg->priv_guests[g]; g++)
+		if (strcmp(cfg->priv_guests[g]->kind, cfg->guest) == 0)
+			return cfg->priv_guests[g];
+	return NULL;
 }

@@ -10,8 +10,17 @@
  * until a promotion; its state is overwritten by checkpoints meanwhile.
  *
  * verify() recomputes what the guest's RAM must hold from its device state
- * (guests that can: memtouch) and reports mismatching pages; it is called
- * with the guest paused or not started.
+ * (for guests whose RAM follows from it) and reports mismatching pages; it
+ * is called with the guest paused or not started.
+ *
+ * Configuration: every guest is configured by the [guest] keys guest,
+ * guest-listen and ram-mb (struct colo_config), and may bring keys of its
+ * own, in [guest] too: a table of struct colo_opt (cfgopt.h) whose offsets
+ * are into a settings struct of the guest's.  The config allocates one
+ * such struct per guest of the program's list, fills it like any key
+ * (defaults, file, flags; --help lists the keys) and create() reads it
+ * with colo_config_guest(cfg, ops).  A program hands its guests to the
+ * config as a NULL-terminated array of ops; the first is the default.
  *
  * Threads: ops are called from the engine's loop thread; a guest runs its
  * own threads between start and stop, and pause() returns only once they
@@ -40,6 +49,7 @@
 #include "err.h"
 
 struct colo_config;
+struct colo_opt;
 struct colo_ram;
 struct colo_savevm;
 struct colo_guest;
@@ -55,13 +65,20 @@ struct colo_verify_report {
 		char block[256];
 		uint64_t offset;
 	} bad[COLO_VERIFY_LIST_MAX];  /* the first mismatching pages */
-	char summary[256];            /* one line, e.g. "memtouch: 1234567 writes" */
+	char summary[256];            /* one line, e.g. "KIND: 1234567 writes" */
 };
 
 struct colo_guest_ops {
-	const char *kind;             /* "memtouch", "kv" */
+	const char *kind;             /* its name: the value of the guest key */
 	uint32_t version;             /* of its state layout: part of the
 					 configuration name on the wire */
+	/* Its own [guest] keys (see above): opts[0..nopts) fill a struct of
+	   settings_size bytes.  NULL, 0, 0 for none. */
+	const struct colo_opt *opts;
+	size_t nopts;
+	size_t settings_size;
+	bool listens;                 /* serves clients on guest-listen (--help
+					 names it there) */
 	/* Make a guest from the configuration ([guest] keys). */
 	int (*create)(const struct colo_config *cfg, struct colo_guest **out,
 		      struct colo_err *err);

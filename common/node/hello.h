@@ -28,7 +28,7 @@
 
 #include "err.h"
 #include "repl.h"
-#include "nodecfg.h"        /* enum colo_role */
+#include "role.h"
 
 /* The replication protocol version a Hello carries; another is refused. */
 #define COLO_REPL_VERSION 1

@@ -23,8 +23,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "nodecfg.h"
 #include "err.h"
+#include "role.h"
 
 /* Also sets the generation to 0 until colo_log_set_generation(). */
 void colo_log_init(const char *prog, const char *node, enum colo_role role,

@@ -558,7 +558,8 @@ static void on_stall_prepare(uv_prepare_t *h)
 }
 
 int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
-		   int argc, char **argv, colo_guest_lookup_fn lookup, bool *done)
+		   int argc, char **argv, const struct colo_guest_ops *const *guests,
+		   bool *done)
 {
 	struct colo_err err;
 	bool check_only = false;
@@ -571,7 +572,7 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	n->started_ns = colo_now_ns();
 	colo_stats_init(&n->stats);
 	colo_err_clear(&err);
-	r = colo_config_load(&n->cfg, role, argc, argv, stdout, &check_only, &err);
+	r = colo_config_load(&n->cfg, role, guests, argc, argv, stdout, &check_only, &err);
 	if (r == 1) {
 		*done = true;
 		return COLO_EXIT_OK;
@@ -580,7 +581,7 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return COLO_EXIT_USAGE;
 	}
-	n->gops = lookup(n->cfg.guest);
+	n->gops = colo_config_guest_ops(&n->cfg);
 	if (!n->gops) {
 		fprintf(stderr, "%s: guest: unknown guest '%s'\n", prog, n->cfg.guest);
 		return COLO_EXIT_USAGE;

@@ -92,8 +92,6 @@ struct colo_node {
 	int nstop_hooks;
 };
 
-typedef const struct colo_guest_ops *(*colo_guest_lookup_fn)(const char *kind);
-
 /*
  * How long this node's loop may go without turning before its heartbeats
  * stop (hb.h): a loop busy with one large checkpoint is not hung, one stuck
@@ -105,14 +103,16 @@ static inline uint32_t colo_node_stall_ms(const struct colo_node *n)
 }
 
 /*
- * Configure (argv), start logging, open state-dir and read the generation,
+ * Configure (argv; `guests` is the program's guest list, see nodecfg.h),
+ * start logging, open state-dir and read the generation,
  * make and attach the guest, open the control socket and install signal
  * handlers.  Returns 0, or an exit status (COLO_EXIT_*, with the reason
  * printed) when the node must not run; *done is set when --help, --version
  * or --check-config was all there was to do.
  */
 int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
-		   int argc, char **argv, colo_guest_lookup_fn lookup, bool *done);
+		   int argc, char **argv, const struct colo_guest_ops *const *guests,
+		   bool *done);
 void colo_node_fini(struct colo_node *n);
 
 void colo_node_set_engine(struct colo_node *n, const struct colo_engine_ops *ops,

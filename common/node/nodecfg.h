@@ -8,14 +8,21 @@
  * 127.0.0.1:7070.  A bad value is refused with the key, the value and why,
  * e.g. "checkpoint-interval-ms: 'fast' is not an integer from 1 to 60000".
  *
- * One option table drives parsing of both sources, --help (every option
- * with its default) and validation.  colo_config_load() builds a config
- * from defaults + file + argv; colo_config_reload() re-reads the file of a
- * running node (SIGHUP) keeping the flags it was started with, and leaves
- * the running config untouched when the new one is bad.
+ * Option tables (cfgopt.h) drive parsing of both sources, --help (every
+ * option with its default) and validation: the node's own table, and one
+ * per guest for the guest's own [guest] keys.  The program says which
+ * guests it has (a NULL-terminated list of ops, guest.h; the first is the
+ * default); each guest's keys fill a settings struct of its own that the
+ * config allocates, and the guest reads with colo_config_guest().
+ * colo_config_load() builds a config from defaults + file + argv;
+ * colo_config_reload() re-reads the file of a running node (SIGHUP)
+ * keeping the flags it was started with, and leaves the running config
+ * untouched when the new one is bad.
  *
- * A struct colo_config owns its strings; colo_config_free() releases them.
- * Not thread-safe (the loop thread owns the running config).
+ * A struct colo_config owns its strings and the guests' settings blocks;
+ * colo_config_free() releases them.  The guest list is the program's and
+ * must outlive the config.  Not thread-safe (the loop thread owns the
+ * running config).
  */
 #ifndef COLO_NODECFG_H
 #define COLO_NODECFG_H
@@ -25,37 +32,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cfgopt.h"
 #include "err.h"
+#include "guest.h"
 #include "ram.h"
-
-enum colo_role {
-	COLO_ROLE_PRIMARY,
-	COLO_ROLE_SECONDARY,
-};
+#include "role.h"
 
 enum colo_output_mode {
 	COLO_OUTPUT_BUFFER,
 	COLO_OUTPUT_NONE,
-};
-
-enum colo_log_level {
-	COLO_LOG_ERROR,
-	COLO_LOG_WARN,
-	COLO_LOG_INFO,
-	COLO_LOG_DEBUG,
-};
-
-enum colo_memtouch_pattern {
-	COLO_MEMTOUCH_SEQUENTIAL,
-	COLO_MEMTOUCH_RANDOM,
-	COLO_MEMTOUCH_HOTSET,
-};
-
-/* host:port, resolved to numbers at load time (no DNS: IPv4 or [IPv6]). */
-struct colo_addr {
-	char host[64];              /* as written, numeric; IPv6 without the
-				       brackets ("::1") */
-	uint16_t port;
 };
 
 struct colo_config {
@@ -83,15 +68,11 @@ struct colo_config {
 	char *fence_command;                    /* "" = none; run by sh -c */
 	char *promote_command;                  /* "" = none; run by sh -c */
 	/* [guest] */
-	char *guest;                            /* kv (default) or memtouch */
+	char *guest;                            /* a kind of the guest list; default
+						   its first */
 	struct colo_addr guest_listen;          /* 127.0.0.1:6379 */
 	uint32_t ram_mb;                        /* 64, 1..65536 */
-	uint32_t memtouch_rate;                 /* writes/s per thread, 0 = no limit;
-						   default 20000 */
-	enum colo_memtouch_pattern memtouch_pattern;  /* random */
-	uint32_t memtouch_bytes;                /* bytes per write, 1..4096; 64 */
-	uint32_t memtouch_threads;              /* 1..64; 1 */
-	uint64_t memtouch_seed;                 /* 1 */
+	/* (each guest's own keys: colo_config_guest()) */
 	/* [record] */
 	char *record;                           /* "" = not recording */
 	uint32_t keyframe_every;                /* 100, 1..1000000 */
@@ -107,17 +88,23 @@ struct colo_config {
 	/* private (config.c): the flags, re-applied by colo_config_reload() */
 	int priv_argc;
 	char **priv_argv;
+	/* private (config.c): the guest list, and a settings block per guest
+	   of it (NULL for a guest without keys) */
+	const struct colo_guest_ops *const *priv_guests;
+	void **priv_settings;
 };
 
 /*
- * Build the configuration of a node of `role` from defaults, the file of
- * -c (if any) and the flags in argv.  Returns 0; 1 when --help or --version
- * was handled (print to out, then exit 0); or a negative errno with err set
- * for a bad flag, file or value.  --check-config is reported through
- * *check_only (validate and exit).
+ * Build the configuration of a node of `role` running one of `guests` (a
+ * NULL-terminated list, the first the default; NULL: none) from defaults,
+ * the file of -c (if any) and the flags in argv.  Returns 0; 1 when
+ * --help or --version was handled (print to out, then exit 0); or a
+ * negative errno with err set for a bad flag, file or value.
+ * --check-config is reported through *check_only (validate and exit).
  */
-int colo_config_load(struct colo_config *cfg, enum colo_role role, int argc,
-		     char **argv, FILE *out, bool *check_only, struct colo_err *err);
+int colo_config_load(struct colo_config *cfg, enum colo_role role,
+		     const struct colo_guest_ops *const *guests, int argc, char **argv,
+		     FILE *out, bool *check_only, struct colo_err *err);
 
 /* Re-read cfg->file with the original flags on top; cfg is kept on error. */
 int colo_config_reload(struct colo_config *cfg, struct colo_err *err);
@@ -125,13 +112,20 @@ int colo_config_reload(struct colo_config *cfg, struct colo_err *err);
 void colo_config_free(struct colo_config *cfg);
 
 /* Print --help for a role (every key, its section, default and meaning). */
-void colo_config_usage(enum colo_role role, FILE *out);
+void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *guests,
+		       FILE *out);
 
-const char *colo_role_name(enum colo_role r);
+/*
+ * The settings block of a guest of the list cfg was loaded with (its
+ * ops->settings_size bytes, filled from its keys), or NULL: a guest
+ * without keys, not in the list, or a config not made by load.  Owned by
+ * cfg; writable, as tests set values no flag would accept.
+ */
+void *colo_config_guest(const struct colo_config *cfg, const struct colo_guest_ops *ops);
+
+/* The ops of the guest the guest key names (NULL if not in the list). */
+const struct colo_guest_ops *colo_config_guest_ops(const struct colo_config *cfg);
+
 const char *colo_output_mode_name(enum colo_output_mode m);
-
-/* "zero,raw,lz4" from a COLO_PAGE_KIND_BIT set, and back. */
-void colo_encodings_format(uint32_t kinds, char *buf, size_t len);
-int colo_encodings_parse(const char *s, uint32_t *kinds, struct colo_err *err);
 
 #endif

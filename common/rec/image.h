@@ -81,7 +81,7 @@ struct colo_image_ckpt {
 };
 
 struct colo_image {
-	char config[COLO_IMAGE_NAME_MAX];        /* e.g. "colo-kv-1"; "" none */
+	char config[COLO_IMAGE_NAME_MAX];        /* "colo-<kind>-<version>"; "" none */
 	uint32_t ram_section_id;                 /* 0: no RAM section seen */
 	struct colo_image_block *blocks;         /* in MEM_SIZE order */
 	size_t nblocks;

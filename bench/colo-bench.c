@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "bench.h"
+#include "clock.h"
 #include "pagecodec.h"
 
 #define PAGE COLO_PAGE_SIZE
@@ -35,10 +36,7 @@ struct bench_opts bench_opts = { .quick = false, .json = false };
 
 double bench_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return (double)colo_now_ns() * 1e-9;
 }
 
 void *bench_map(size_t len)

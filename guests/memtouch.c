@@ -43,6 +43,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "clock.h"
 #include "nodecfg.h"
 #include "guest.h"
 #include "memtouch.h"
@@ -302,17 +303,9 @@ uint64_t colo_memtouch_write_offset(const struct colo_memtouch_state *st,
 
 /* ---- threads ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_until(uint64_t ns)
 {
-	struct timespec ts = { .tv_sec = (time_t)(ns / NSEC), .tv_nsec = (long)(ns % NSEC) };
+	struct timespec ts = colo_mono_timespec(ns);      /* colo_now_ns()'s clock */
 
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
@@ -359,7 +352,7 @@ static void idle_until(struct memtouch *m, struct mt_thread *th, uint64_t due)
 		pthread_mutex_unlock(&m->mu);
 	}
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = colo_now_ns();
 
 		if (now >= due || atomic_load(&m->stop_req))
 			break;
@@ -376,7 +369,7 @@ static void *mt_main(void *arg)
 	uint8_t *part = m->block->host + (uint64_t)th->t * s->part_size;
 	uint64_t part_off = (uint64_t)th->t * s->part_size;
 	uint64_t k = __atomic_load_n(&m->st.writes[th->t], __ATOMIC_ACQUIRE);
-	uint64_t published = k, k0 = k, t0 = m->rate ? now_ns() : 0;
+	uint64_t published = k, k0 = k, t0 = m->rate ? colo_now_ns() : 0;
 	unsigned epoch = atomic_load(&m->epoch);
 	bool woke = false;
 	struct mt_keys keys;
@@ -395,7 +388,7 @@ static void *mt_main(void *arg)
 			k = published = __atomic_load_n(&m->st.writes[th->t], __ATOMIC_ACQUIRE);
 			epoch = atomic_load(&m->epoch);
 			k0 = k;
-			t0 = m->rate ? now_ns() : 0;
+			t0 = m->rate ? colo_now_ns() : 0;
 			continue;
 		}
 		if (woke) {
@@ -408,7 +401,7 @@ static void *mt_main(void *arg)
 				k = published = __atomic_load_n(&m->st.writes[th->t],
 								__ATOMIC_ACQUIRE);
 				k0 = k;
-				t0 = now_ns();
+				t0 = colo_now_ns();
 			}
 		}
 		/* one step: the write and its count */
@@ -423,7 +416,7 @@ static void *mt_main(void *arg)
 		}
 		if (m->rate) {
 			uint64_t due = t0 + (uint64_t)((unsigned __int128)(k - k0) * NSEC / m->rate);
-			uint64_t now = now_ns();
+			uint64_t now = colo_now_ns();
 
 			if (due > now + PACE_SLACK_NS) {
 				if (k != published) {
@@ -464,7 +457,7 @@ static void mt_pause(struct colo_guest *g)
 		if (all_quiet(m))
 			goto done;
 		if (i % 64 == 0) {
-			uint64_t now = now_ns();
+			uint64_t now = colo_now_ns();
 
 			if (!until)
 				until = now + PAUSE_SPIN_NS;
@@ -541,7 +534,7 @@ static int mt_start(struct colo_guest *g, struct colo_err *err)
 	m->paused = false;
 	m->rate_init = true;
 	m->rate_est = 0;
-	m->rate_at_ns = now_ns();
+	m->rate_at_ns = colo_now_ns();
 	m->rate_total = 0;
 	for (uint32_t t = 0; t < m->run.threads; t++)
 		m->rate_total += m->st.writes[t];
@@ -664,7 +657,7 @@ static void mt_verify(struct colo_guest *g, struct colo_verify_report *r)
 static void mt_describe(struct colo_guest *g, char *buf, size_t len)
 {
 	struct memtouch *m = to_mt(g);
-	uint64_t total = 0, now = now_ns();
+	uint64_t total = 0, now = colo_now_ns();
 
 	for (uint32_t t = 0; t < m->st.threads && t < COLO_MEMTOUCH_THREADS_MAX; t++)
 		total += __atomic_load_n(&m->st.writes[t], __ATOMIC_RELAXED);

@@ -16,9 +16,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 
 #define CTL_BACKLOG 16
@@ -693,14 +693,6 @@ int colo_ctl_default_path(const char *name, char *buf, size_t size)
 
 /* ---- blocking client ---- */
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds left for poll(): -1 no limit, 0 expired. */
 static int left_ms(int64_t deadline)
 {
@@ -708,7 +700,7 @@ static int left_ms(int64_t deadline)
 
 	if (deadline < 0)
 		return -1;
-	d = deadline - now_ms();
+	d = deadline - (int64_t)colo_now_ms();
 	return d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
 }
 
@@ -827,7 +819,7 @@ int colo_ctl_call(const char *path, const Colo__ControlRequest *req,
 		  Colo__ControlResponse **resp, int timeout_ms,
 		  struct colo_err *err)
 {
-	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+	int64_t deadline = timeout_ms > 0 ? (int64_t)colo_now_ms() + timeout_ms : -1;
 	struct sockaddr_un sa;
 	uint8_t *buf = NULL, hdr[4];
 	size_t len;

@@ -20,6 +20,7 @@
 
 #include "clock.h"
 #include "ctl.h"
+#include "fs.h"
 
 #define CTL_BACKLOG 16
 #define CTL_READ_CHUNK 65536
@@ -116,40 +117,6 @@ static int fill_sockaddr(struct sockaddr_un *sa, const char *path,
 				    path, n, sizeof(sa->sun_path) - 1);
 	memcpy(sa->sun_path, path, n + 1);
 	return 0;
-}
-
-/* mkdir -p of the directory holding `path`; what we create is 0700. */
-static int make_parent_dirs(const char *path, struct colo_err *err)
-{
-	char *dir = strdup(path);
-	char *slash;
-	int rc = 0;
-
-	if (!dir)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir) {
-		free(dir);
-		return 0;
-	}
-	*slash = '\0';
-	for (char *p = dir + 1; ; p++) {
-		bool last = *p == '\0';
-
-		if (*p != '/' && !last)
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			rc = colo_err_set(err, errno, "cannot create directory %s: %s",
-					  dir, strerror(errno));
-			break;
-		}
-		if (last)
-			break;
-		*p = '/';
-	}
-	free(dir);
-	return rc;
 }
 
 /*
@@ -530,7 +497,7 @@ int colo_ctl_server_start(uv_loop_t *loop, const char *path,
 	s->loop = loop;
 	s->fn = fn;
 	s->ud = ud;
-	rc = make_parent_dirs(path, err);
+	rc = colo_mkdir_parent(path, 0700, err);
 	if (rc == 0)
 		rc = check_existing(&sa, err);
 	if (rc)

@@ -16,33 +16,13 @@
 #include <xxhash.h>
 
 #include "ctl.h"
+#include "fs.h"
 #include "log.h"
 #include "node.h"
 #include "record.h"
 #include "ramfmt.h"
 
 /* ---- state-dir: the generation ---- */
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char buf[4096];
-	size_t len = strlen(path);
-
-	if (len == 0 || len >= sizeof(buf))
-		return -ENAMETOOLONG;
-	memcpy(buf, path, len + 1);
-	for (char *p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, mode) != 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(buf, mode) != 0 && errno != EEXIST)
-		return -errno;
-	return 0;
-}
 
 static int write_generation(const char *file, uint64_t gen, struct colo_err *err)
 {
@@ -98,7 +78,7 @@ static int read_generation(struct colo_node *n, struct colo_err *err)
 	FILE *f;
 	int r;
 
-	r = mkdir_p(n->cfg.state_dir, 0700);
+	r = colo_mkdir_p(n->cfg.state_dir, 0700, NULL);
 	if (r)
 		return colo_err_set(err, -r, "state-dir %s: %s", n->cfg.state_dir,
 				    strerror(-r));

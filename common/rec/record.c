@@ -31,38 +31,11 @@
 #include <xxhash.h>
 
 #include "colo.pb-c.h"
+#include "fs.h"
 #include "in.h"
 #include "record.h"
 
-/* ---- small file helpers ---- */
-
-static int write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-char *colo_path_join(const char *dir, const char *name)
-{
-	size_t n = strlen(dir) + strlen(name) + 2;
-	char *p = malloc(n);
-
-	if (p)
-		snprintf(p, n, "%s/%s", dir, name);
-	return p;
-}
+/* ---- files ---- */
 
 static char *seg_path(const char *dir, uint32_t seg)
 {
@@ -70,51 +43,6 @@ static char *seg_path(const char *dir, uint32_t seg)
 
 	snprintf(name, sizeof(name), COLO_REC_SEG_FMT, seg);
 	return colo_path_join(dir, name);
-}
-
-/* pread until len bytes or the end of the file; how many were read. */
-static size_t pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t got = 0;
-
-	while (got < len) {
-		ssize_t n = pread(fd, buf + got, len - got, (off_t)(off + got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	return got;
-}
-
-/* Read a whole file; -errno. */
-static int read_file(const char *path, uint8_t **data, size_t *len)
-{
-	struct stat st;
-	uint8_t *buf;
-	size_t got = 0;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &st) != 0) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-	if (!buf) {
-		close(fd);
-		return -ENOMEM;
-	}
-	got = pread_all(fd, buf, (size_t)st.st_size, 0);
-	close(fd);
-	*data = buf;
-	*len = got;
-	return 0;
 }
 
 /* ---- index entries ---- */
@@ -388,8 +316,8 @@ static int put_record(struct colo_recorder *r, const void *a, size_t alen, const
 	int e;
 
 	*off = s->bytes;
-	if ((e = write_all(r->seg_fd, a, alen)) != 0 ||
-	    (blen && (e = write_all(r->seg_fd, b, blen)) != 0)) {
+	if ((e = colo_write_all(r->seg_fd, a, alen)) != 0 ||
+	    (blen && (e = colo_write_all(r->seg_fd, b, blen)) != 0)) {
 		char name[32];
 
 		snprintf(name, sizeof(name), COLO_REC_SEG_FMT, s->no);
@@ -469,7 +397,7 @@ static int put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uint64
 	for (size_t i = 0; i < nd; i++)
 		free(devs[i]);
 	free(devs);
-	e = write_all(r->idx_fd, buf, plen + 4);
+	e = colo_write_all(r->idx_fd, buf, plen + 4);
 	free(buf);
 	if (e) {
 		rec_fail(r, "%s/" COLO_REC_INDEX ": %s", r->dir, strerror(-e));
@@ -496,7 +424,7 @@ static int drop_oldest(struct colo_recorder *r)
 		e = -ENOMEM;
 		goto out;
 	}
-	if ((e = read_file(idx, &data, &len)) != 0)
+	if ((e = colo_read_file(idx, &data, &len)) != 0)
 		goto out;
 	if (len < s->index_bytes) {
 		e = -EIO;
@@ -507,7 +435,7 @@ static int drop_oldest(struct colo_recorder *r)
 		e = -errno;
 		goto out;
 	}
-	if ((e = write_all(fd, data + s->index_bytes, len - s->index_bytes)) != 0)
+	if ((e = colo_write_all(fd, data + s->index_bytes, len - s->index_bytes)) != 0)
 		goto out;
 	if (fsync(fd) != 0) {
 		e = -errno;
@@ -795,7 +723,7 @@ static int adopt_dir(struct colo_recorder *r, struct colo_err *err)
 
 	if (!idx)
 		return colo_err_set(err, ENOMEM, "out of memory");
-	e = read_file(idx, &data, &len);
+	e = colo_read_file(idx, &data, &len);
 	if (e && e != -ENOENT) {
 		colo_err_set(err, -e, "%s: %s", idx, strerror(-e));
 		free(idx);
@@ -876,30 +804,6 @@ fail:
 	return -err->code;
 }
 
-/* mkdir -p, mode 0700; -1 with errno. */
-static int mkdir_p(const char *dir)
-{
-	char path[4096];
-	size_t len = strlen(dir);
-
-	if (len == 0 || len >= sizeof(path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	memcpy(path, dir, len + 1);
-	for (char *p = path + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(path, 0700) != 0 && errno != EEXIST)
-			return -1;
-		*p = '/';
-	}
-	if (mkdir(path, 0700) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder **out,
 			struct colo_err *err)
 {
@@ -912,9 +816,10 @@ int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder 
 		return colo_err_set(err, EINVAL, "record: no directory given");
 	if (cfg->keyframe_every == 0)
 		return colo_err_set(err, EINVAL, "keyframe-every must be at least 1");
-	if (mkdir_p(cfg->dir) != 0)
-		return colo_err_set(err, errno, "record: cannot create %s: %s", cfg->dir,
-				    strerror(errno));
+	e = colo_mkdir_p(cfg->dir, 0700, NULL);
+	if (e)
+		return colo_err_set(err, -e, "record: cannot create %s: %s", cfg->dir,
+				    strerror(-e));
 	{
 		struct stat st;
 
@@ -1022,7 +927,7 @@ int colo_recording_open(const char *dir, struct colo_recording **out, struct col
 	*out = NULL;
 	if (!idx)
 		return colo_err_set(err, ENOMEM, "out of memory");
-	e = read_file(idx, &data, &len);
+	e = colo_read_file(idx, &data, &len);
 	if (e) {
 		colo_err_set(err, -e, "%s: %s", e == -ENOENT ? dir : idx,
 			     e == -ENOENT ? "not a recording (no index)" : strerror(-e));
@@ -1138,7 +1043,7 @@ int colo_recording_read(const struct colo_recording *rec, const struct colo_rec_
 			     strerror(errno));
 		goto fail;
 	}
-	got = pread_all(fd, buf, (size_t)e->length, e->offset);
+	got = colo_pread_all(fd, buf, (size_t)e->length, e->offset);
 	close(fd);
 	if (got < e->length) {
 		colo_err_set(err, EIO, "checkpoint %" PRIu64 ": " COLO_REC_SEG_FMT " ends at "

@@ -118,9 +118,6 @@ const char *colo_recorder_dir(const struct colo_recorder *r);
 /* Write what is queued, then stop the thread and close.  NULL is fine. */
 void colo_recorder_stop(struct colo_recorder *r);
 
-/* "dir/name", malloc'd; NULL when out of memory. */
-char *colo_path_join(const char *dir, const char *name);
-
 /* ---- reading (colo-replay) ---- */
 
 struct colo_rec_entry {

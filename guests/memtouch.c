@@ -49,6 +49,7 @@
 #include "memtouch.h"
 #include "ram.h"
 #include "savevm.h"
+#include "splitmix.h"
 #include "vmstate.h"
 
 #define PAGE COLO_RAM_PAGE_SIZE
@@ -124,21 +125,6 @@ static struct memtouch *to_mt(struct colo_guest *g)
 
 /* ---- the writes: pure functions of (shape, t, k) ---- */
 
-#define GOLDEN 0x9e3779b97f4a7c15ull
-
-static inline uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Element k of the splitmix64 sequence that starts at key. */
-static inline uint64_t hash_at(uint64_t key, uint64_t k)
-{
-	return mix64(key + GOLDEN * (k + 1));
-}
-
 /* Uniform in [0, n) from 64 random bits (Lemire's multiply-shift). */
 static inline uint64_t below(uint64_t h, uint64_t n)
 {
@@ -147,10 +133,10 @@ static inline uint64_t below(uint64_t h, uint64_t n)
 
 static void keys_for(uint64_t seed, uint32_t t, struct mt_keys *k)
 {
-	uint64_t base = mix64(seed + GOLDEN * ((uint64_t)t + 1));
+	uint64_t base = colo_splitmix64_at(seed, t);
 
-	k->off = mix64(base ^ 0x6f66667365740000ull);
-	k->data = mix64(base ^ 0x6461746100000000ull);
+	k->off = colo_mix64(base ^ 0x6f66667365740000ull);
+	k->data = colo_mix64(base ^ 0x6461746100000000ull);
 }
 
 /* Offset of write k inside its partition. */
@@ -163,15 +149,15 @@ static inline uint64_t write_rel(const struct mt_shape *s, const struct mt_keys 
 	case COLO_MEMTOUCH_SEQUENTIAL:
 		return (k % (s->part_size / s->bytes)) * s->bytes;
 	case COLO_MEMTOUCH_HOTSET:
-		h = hash_at(keys->off, k);
+		h = colo_splitmix64_at(keys->off, k);
 		hot = s->part_size / 10;
 		if (hot < s->bytes)
 			hot = s->bytes;
 		if (below(h, 10) < 9)
-			return below(mix64(h), hot - s->bytes + 1);
-		return below(mix64(h), s->part_size - s->bytes + 1);
+			return below(colo_mix64(h), hot - s->bytes + 1);
+		return below(colo_mix64(h), s->part_size - s->bytes + 1);
 	default:
-		h = hash_at(keys->off, k);
+		h = colo_splitmix64_at(keys->off, k);
 		return below(h, s->part_size - s->bytes + 1);
 	}
 }
@@ -406,7 +392,7 @@ static void *mt_main(void *arg)
 		}
 		/* one step: the write and its count */
 		rel = write_rel(s, &keys, k);
-		write_data(part + rel, s->bytes, hash_at(keys.data, k));
+		write_data(part + rel, s->bytes, colo_splitmix64_at(keys.data, k));
 		if (m->manual)
 			colo_ram_mark_dirty(m->block, part_off + rel, s->bytes);
 		k++;
@@ -640,7 +626,7 @@ static void mt_verify(struct colo_guest *g, struct colo_verify_report *r)
 			k = n - s.part_size / s.bytes;
 		for (; k < n; k++)
 			write_data(scratch + write_rel(&s, &keys, k), s.bytes,
-				   hash_at(keys.data, k));
+				   colo_splitmix64_at(keys.data, k));
 		compare_pages(r, m->block->host + (uint64_t)t * s.part_size, scratch,
 			      (uint64_t)t * s.part_size, s.part_size);
 	}

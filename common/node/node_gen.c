@@ -1,5 +1,5 @@
 /*
- * node_gen.c: the node's generation in state-dir (DESIGN.md §5): read at
+ * node_gen.c: the node's generation in state-dir (DESIGN.md §1): read at
  * start (1 for a new node), written when a promotion adopts a newer one.
  * The file is replaced whole (write, fsync, rename, fsync the directory),
  * so a crash leaves the old value or the new one, never a torn one.  Loop

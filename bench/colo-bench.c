@@ -27,6 +27,8 @@
 #include <time.h>
 
 #include "bench.h"
+#include "clock.h"
+#include "splitmix.h"
 #include "pagecodec.h"
 
 #define PAGE COLO_PAGE_SIZE
@@ -35,10 +37,7 @@ struct bench_opts bench_opts = { .quick = false, .json = false };
 
 double bench_now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	return (double)colo_now_ns() * 1e-9;
 }
 
 void *bench_map(size_t len)
@@ -55,11 +54,7 @@ void *bench_map(size_t len)
 
 uint64_t bench_rand(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return colo_splitmix64(s);
 }
 
 static void fill_random(uint64_t *s, uint8_t *p, size_t n)

@@ -47,6 +47,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "colo.pb-c.h"
 #include "ctl.h"
 #include "image.h"
@@ -68,10 +69,7 @@ static json_t *out;
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	return (double)colo_now_ns() / 1e9;
 }
 
 static void sleep_s(double s)

@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include "demo.h"
+#include "splitmix.h"
 
 static const struct colo_vmstate_desc demo_counter_vmstate = {
 	.name = "demo/counter",
@@ -99,15 +100,6 @@ const struct colo_vmstate_desc colo_demo_config_vmstate = {
 	},
 };
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Page i: every fourth page zero, the rest text-like or random bytes. */
 static void fill_page(uint8_t *page, uint64_t seed, uint64_t i)
 {
@@ -122,7 +114,7 @@ static void fill_page(uint8_t *page, uint64_t seed, uint64_t i)
 		return;
 	}
 	for (size_t k = 0; k < COLO_PAGE_SIZE; k += 8) {
-		uint64_t v = splitmix(&s);
+		uint64_t v = colo_splitmix64(&s);
 
 		memcpy(page + k, &v, 8);
 	}
@@ -141,17 +133,17 @@ static void fill_state(struct colo_demo *d, uint64_t seed)
 	st->u8 = (uint8_t)(seed * 3);
 	st->u16 = 0xbeef;
 	st->u32 = (uint32_t)(seed * 2654435761u);
-	st->u64 = splitmix(&s);
+	st->u64 = colo_splitmix64(&s);
 	st->load = (double)seed / 8.0;
 	memcpy(st->label, "demo-guest", 10);
 	for (int k = 0; k < 4; k++)
 		st->hist[k] = (uint32_t)(seed + (uint64_t)k * 10);
-	st->seen[0] = splitmix(&s);
-	st->seen[1] = splitmix(&s) & ((1ull << 36) - 1);
+	st->seen[0] = colo_splitmix64(&s);
+	st->seen[1] = colo_splitmix64(&s) & ((1ull << 36) - 1);
 	st->ncounters = (uint32_t)(seed % 8) + 1;
 	for (uint32_t k = 0; k < st->ncounters; k++) {
 		st->counters[k].id = k;
-		st->counters[k].value = (int64_t)(splitmix(&s) >> 1);
+		st->counters[k].value = (int64_t)(colo_splitmix64(&s) >> 1);
 	}
 	st->generation = (uint32_t)seed + 1;
 	st->stats_enabled = seed % 2 == 1;

@@ -22,12 +22,12 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "nodecfg.h"
 #include "kv.h"
 #include "kvcmd.h"
@@ -113,14 +113,6 @@ struct kv {
 static struct kv *to_kv(struct colo_guest *g)
 {
 	return (struct kv *)g;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- the run gate ---- */
@@ -377,7 +369,7 @@ static bool conn_run_batch(struct kv_conn *c)
 	ctx.client = &c->cli;
 	ctx.total_connections = kv->nconns;
 	ctx.tcp_port = atomic_load(&kv->port);
-	ctx.uptime_s = (now_ns() - kv->start_ns) / 1000000000ull;
+	ctx.uptime_s = (colo_now_ns() - kv->start_ns) / 1000000000ull;
 	ctx.connected_clients = atomic_load(&kv->clients);
 	ctx.role = "master";
 	ctx.maxmemory = kv->store.size;
@@ -697,7 +689,7 @@ static int kv_start(struct colo_guest *g, struct colo_err *err)
 		return -err->code;
 	}
 	atomic_store(&kv->stop_req, false);
-	kv->start_ns = now_ns();
+	kv->start_ns = colo_now_ns();
 	kv->paused = kv->busy = false;
 	/* The daemon's signals are for its loop thread; SIGSEGV stays open for
 	 * the mprotect tracker. */

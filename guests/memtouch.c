@@ -44,11 +44,13 @@
 #include <time.h>
 
 #include "cfgopt.h"
+#include "clock.h"
 #include "nodecfg.h"
 #include "guest.h"
 #include "memtouch.h"
 #include "ram.h"
 #include "savevm.h"
+#include "splitmix.h"
 #include "vmstate.h"
 
 #define PAGE COLO_RAM_PAGE_SIZE
@@ -124,21 +126,6 @@ static struct memtouch *to_mt(struct colo_guest *g)
 
 /* ---- the writes: pure functions of (shape, t, k) ---- */
 
-#define GOLDEN 0x9e3779b97f4a7c15ull
-
-static inline uint64_t mix64(uint64_t z)
-{
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Element k of the splitmix64 sequence that starts at key. */
-static inline uint64_t hash_at(uint64_t key, uint64_t k)
-{
-	return mix64(key + GOLDEN * (k + 1));
-}
-
 /* Uniform in [0, n) from 64 random bits (Lemire's multiply-shift). */
 static inline uint64_t below(uint64_t h, uint64_t n)
 {
@@ -147,10 +134,10 @@ static inline uint64_t below(uint64_t h, uint64_t n)
 
 static void keys_for(uint64_t seed, uint32_t t, struct mt_keys *k)
 {
-	uint64_t base = mix64(seed + GOLDEN * ((uint64_t)t + 1));
+	uint64_t base = colo_splitmix64_at(seed, t);
 
-	k->off = mix64(base ^ 0x6f66667365740000ull);
-	k->data = mix64(base ^ 0x6461746100000000ull);
+	k->off = colo_mix64(base ^ 0x6f66667365740000ull);
+	k->data = colo_mix64(base ^ 0x6461746100000000ull);
 }
 
 /* Offset of write k inside its partition. */
@@ -163,15 +150,15 @@ static inline uint64_t write_rel(const struct mt_shape *s, const struct mt_keys 
 	case COLO_MEMTOUCH_SEQUENTIAL:
 		return (k % (s->part_size / s->bytes)) * s->bytes;
 	case COLO_MEMTOUCH_HOTSET:
-		h = hash_at(keys->off, k);
+		h = colo_splitmix64_at(keys->off, k);
 		hot = s->part_size / 10;
 		if (hot < s->bytes)
 			hot = s->bytes;
 		if (below(h, 10) < 9)
-			return below(mix64(h), hot - s->bytes + 1);
-		return below(mix64(h), s->part_size - s->bytes + 1);
+			return below(colo_mix64(h), hot - s->bytes + 1);
+		return below(colo_mix64(h), s->part_size - s->bytes + 1);
 	default:
-		h = hash_at(keys->off, k);
+		h = colo_splitmix64_at(keys->off, k);
 		return below(h, s->part_size - s->bytes + 1);
 	}
 }
@@ -303,17 +290,9 @@ uint64_t colo_memtouch_write_offset(const struct colo_memtouch_state *st,
 
 /* ---- threads ---- */
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC + (uint64_t)ts.tv_nsec;
-}
-
 static void sleep_until(uint64_t ns)
 {
-	struct timespec ts = { .tv_sec = (time_t)(ns / NSEC), .tv_nsec = (long)(ns % NSEC) };
+	struct timespec ts = colo_mono_timespec(ns);      /* colo_now_ns()'s clock */
 
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
 		;
@@ -360,7 +339,7 @@ static void idle_until(struct memtouch *m, struct mt_thread *th, uint64_t due)
 		pthread_mutex_unlock(&m->mu);
 	}
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = colo_now_ns();
 
 		if (now >= due || atomic_load(&m->stop_req))
 			break;
@@ -377,7 +356,7 @@ static void *mt_main(void *arg)
 	uint8_t *part = m->block->host + (uint64_t)th->t * s->part_size;
 	uint64_t part_off = (uint64_t)th->t * s->part_size;
 	uint64_t k = __atomic_load_n(&m->st.writes[th->t], __ATOMIC_ACQUIRE);
-	uint64_t published = k, k0 = k, t0 = m->rate ? now_ns() : 0;
+	uint64_t published = k, k0 = k, t0 = m->rate ? colo_now_ns() : 0;
 	unsigned epoch = atomic_load(&m->epoch);
 	bool woke = false;
 	struct mt_keys keys;
@@ -396,7 +375,7 @@ static void *mt_main(void *arg)
 			k = published = __atomic_load_n(&m->st.writes[th->t], __ATOMIC_ACQUIRE);
 			epoch = atomic_load(&m->epoch);
 			k0 = k;
-			t0 = m->rate ? now_ns() : 0;
+			t0 = m->rate ? colo_now_ns() : 0;
 			continue;
 		}
 		if (woke) {
@@ -409,12 +388,12 @@ static void *mt_main(void *arg)
 				k = published = __atomic_load_n(&m->st.writes[th->t],
 								__ATOMIC_ACQUIRE);
 				k0 = k;
-				t0 = now_ns();
+				t0 = colo_now_ns();
 			}
 		}
 		/* one step: the write and its count */
 		rel = write_rel(s, &keys, k);
-		write_data(part + rel, s->bytes, hash_at(keys.data, k));
+		write_data(part + rel, s->bytes, colo_splitmix64_at(keys.data, k));
 		if (m->manual)
 			colo_ram_mark_dirty(m->block, part_off + rel, s->bytes);
 		k++;
@@ -424,7 +403,7 @@ static void *mt_main(void *arg)
 		}
 		if (m->rate) {
 			uint64_t due = t0 + (uint64_t)((unsigned __int128)(k - k0) * NSEC / m->rate);
-			uint64_t now = now_ns();
+			uint64_t now = colo_now_ns();
 
 			if (due > now + PACE_SLACK_NS) {
 				if (k != published) {
@@ -465,7 +444,7 @@ static void mt_pause(struct colo_guest *g)
 		if (all_quiet(m))
 			goto done;
 		if (i % 64 == 0) {
-			uint64_t now = now_ns();
+			uint64_t now = colo_now_ns();
 
 			if (!until)
 				until = now + PAUSE_SPIN_NS;
@@ -542,7 +521,7 @@ static int mt_start(struct colo_guest *g, struct colo_err *err)
 	m->paused = false;
 	m->rate_init = true;
 	m->rate_est = 0;
-	m->rate_at_ns = now_ns();
+	m->rate_at_ns = colo_now_ns();
 	m->rate_total = 0;
 	for (uint32_t t = 0; t < m->run.threads; t++)
 		m->rate_total += m->st.writes[t];
@@ -648,7 +627,7 @@ static void mt_verify(struct colo_guest *g, struct colo_verify_report *r)
 			k = n - s.part_size / s.bytes;
 		for (; k < n; k++)
 			write_data(scratch + write_rel(&s, &keys, k), s.bytes,
-				   hash_at(keys.data, k));
+				   colo_splitmix64_at(keys.data, k));
 		compare_pages(r, m->block->host + (uint64_t)t * s.part_size, scratch,
 			      (uint64_t)t * s.part_size, s.part_size);
 	}
@@ -665,7 +644,7 @@ static void mt_verify(struct colo_guest *g, struct colo_verify_report *r)
 static void mt_describe(struct colo_guest *g, char *buf, size_t len)
 {
 	struct memtouch *m = to_mt(g);
-	uint64_t total = 0, now = now_ns();
+	uint64_t total = 0, now = colo_now_ns();
 
 	for (uint32_t t = 0; t < m->st.threads && t < COLO_MEMTOUCH_THREADS_MAX; t++)
 		total += __atomic_load_n(&m->st.writes[t], __ATOMIC_RELAXED);

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "pair.h"
 #include "testutil.h"
@@ -91,10 +92,7 @@ const char *pair_bin(const char *name)
 
 uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return colo_now_ms();
 }
 
 void proc_start(struct proc *p, const char *bin, const char *name, ...)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "qmp.h"
 
 /* QEMU's replies are small; a larger backlog means something is wrong. */
@@ -24,10 +25,7 @@
 
 static long long now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (long long)colo_now_ms();
 }
 
 static int ms_left(long long deadline)

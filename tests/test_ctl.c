@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "clock.h"
 #include "colo.pb-c.h"
 #include "ctl.h"
 #include "testutil.h"
@@ -407,10 +408,7 @@ static void expect_eof(int fd)
 
 static int64_t mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)colo_now_ms();
 }
 
 /* ---- tests ---- */

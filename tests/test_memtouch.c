@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "nodecfg.h"
 #include "guest.h"
 #include "kv.h"
@@ -41,10 +42,7 @@ static bool under_valgrind(void)
 
 static uint64_t now_ns(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return colo_now_ns();
 }
 
 static void sleep_ms(unsigned ms)

@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "dump.h"
 #include "qmp.h"
 #include "savevm.h"
@@ -189,10 +190,7 @@ static int start_qemu(const char *machine, const char *mem, const char *const *e
 
 static long long mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (long long)colo_now_ms();
 }
 
 /* Poll query-migrate until the migration completed or failed. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "splitmix.h"
 #include "testutil.h"
 
 int colo_test_main(Suite *s)
@@ -23,11 +24,7 @@ int colo_test_main(Suite *s)
 
 uint64_t colo_rng_next(struct colo_rng *r)
 {
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return colo_splitmix64(&r->s);
 }
 
 uint64_t colo_rng_below(struct colo_rng *r, uint64_t n)

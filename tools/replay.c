@@ -11,8 +11,8 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "replay_int.h"
 
 #define TEXT_RANGES_MAX 12       /* page ranges per block in text output */
@@ -30,16 +30,8 @@ static const char *time_of(const json_t *o)
 /* UTC with milliseconds, as the logs write it; "-" when unknown. */
 static void format_time(uint64_t ns, char *buf, size_t len)
 {
-	time_t s = (time_t)(ns / 1000000000u);
-	struct tm tm;
-	size_t n;
-
-	if (ns == 0 || !gmtime_r(&s, &tm) ||
-	    (n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm)) == 0) {
+	if (ns == 0 || colo_iso8601(ns, buf, len) == 0)
 		snprintf(buf, len, "-");
-		return;
-	}
-	snprintf(buf + n, len - n, ".%03uZ", (unsigned)(ns / 1000000u % 1000u));
 }
 
 static json_t *jtime(uint64_t ns)

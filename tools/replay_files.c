@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "replay_int.h"
 
 #define SAFE_NAME_RULE "ram/<block name>.bin, every byte of the name other than " \

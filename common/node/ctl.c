@@ -1,4 +1,9 @@
-/* ctl.c: see ctl.h. */
+/*
+ * ctl.c: the control socket's server (see ctl.h): the listener, its
+ * connections, the framing of requests and replies, and what server and
+ * client share (the socket's address, the default path, the peer check).
+ * The blocking client is ctl_client.c.
+ */
 #include "config.h"
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1            /* struct ucred, SOCK_CLOEXEC */
@@ -7,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,10 +20,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "ctl.h"
+#include "ctl_int.h"
+#include "fs.h"
 
 #define CTL_BACKLOG 16
 #define CTL_READ_CHUNK 65536
@@ -69,20 +75,6 @@ struct ctl_write {
 
 /* ---- helpers ---- */
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
-	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
 static void ctl_log(struct colo_ctl_server *s, const char *fmt, ...)
 	COLO_PRINTF(2, 3);
 
@@ -98,58 +90,6 @@ static void ctl_log(struct colo_ctl_server *s, const char *fmt, ...)
 		s->log(s->log_ud, line);
 	else
 		fprintf(stderr, "colo: control: %s\n", line);
-}
-
-static int fill_sockaddr(struct sockaddr_un *sa, const char *path,
-			 struct colo_err *err)
-{
-	size_t n = strlen(path);
-
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	if (n == 0)
-		return colo_err_set(err, EINVAL, "control socket path is empty");
-	/* libuv and the kernel would cut it short: say so instead. */
-	if (n >= sizeof(sa->sun_path))
-		return colo_err_set(err, ENAMETOOLONG,
-				    "control socket path %s is too long (%zu bytes, at most %zu)",
-				    path, n, sizeof(sa->sun_path) - 1);
-	memcpy(sa->sun_path, path, n + 1);
-	return 0;
-}
-
-/* mkdir -p of the directory holding `path`; what we create is 0700. */
-static int make_parent_dirs(const char *path, struct colo_err *err)
-{
-	char *dir = strdup(path);
-	char *slash;
-	int rc = 0;
-
-	if (!dir)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir) {
-		free(dir);
-		return 0;
-	}
-	*slash = '\0';
-	for (char *p = dir + 1; ; p++) {
-		bool last = *p == '\0';
-
-		if (*p != '/' && !last)
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-			rc = colo_err_set(err, errno, "cannot create directory %s: %s",
-					  dir, strerror(errno));
-			break;
-		}
-		if (last)
-			break;
-		*p = '/';
-	}
-	free(dir);
-	return rc;
 }
 
 /*
@@ -280,7 +220,7 @@ static void ctl_conn_send(struct ctl_conn *c, Colo__ControlResponse *resp,
 	w->conn = c;
 	w->close_after = close_after;
 	w->len = 4 + len;
-	put_be32(w->data, (uint32_t)len);
+	colo_store_be32(w->data, (uint32_t)len);
 	colo__control_response__pack(&r, w->data + 4);
 	buf = uv_buf_init((char *)w->data, (unsigned)w->len);
 	rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, on_write);
@@ -380,7 +320,7 @@ static void ctl_conn_process(struct ctl_conn *c)
 
 		if (avail < 4)
 			break;
-		len = get_be32(f);
+		len = colo_load_be32(f);
 		if (len == 0 || len > COLO_CTL_MAX_FRAME) {
 			ctl_conn_send_error(c, true,
 					    "control frame of %" PRIu32 " bytes: a ControlRequest is 1 to %u bytes",
@@ -519,7 +459,7 @@ int colo_ctl_server_start(uv_loop_t *loop, const char *path,
 	int fd = -1, rc;
 
 	*out = NULL;
-	rc = fill_sockaddr(&sa, path, err);
+	rc = colo__ctl_sockaddr(&sa, path, err);
 	if (rc)
 		return rc;
 	s = calloc(1, sizeof(*s));
@@ -530,7 +470,7 @@ int colo_ctl_server_start(uv_loop_t *loop, const char *path,
 	s->loop = loop;
 	s->fn = fn;
 	s->ud = ud;
-	rc = make_parent_dirs(path, err);
+	rc = colo_mkdir_parent(path, 0700, err);
 	if (rc == 0)
 		rc = check_existing(&sa, err);
 	if (rc)
@@ -640,33 +580,39 @@ void colo_ctl_reply(struct colo_ctl_pending *p, Colo__ControlResponse *resp)
 		ctl_conn_process(c);
 }
 
-void colo_ctl_reply_error(struct colo_ctl_pending *p, const char *fmt, ...)
+/* One line of text as the reply: an error (ok=false) or a message. */
+static void reply_text(struct colo_ctl_pending *p, bool ok, const char *fmt, va_list ap)
 {
 	Colo__ControlResponse r = COLO__CONTROL_RESPONSE__INIT;
 	char msg[COLO_ERR_MAX];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	r.ok = ok;
+	if (ok) {
+		r.result_case = COLO__CONTROL_RESPONSE__RESULT_MESSAGE;
+		r.message = msg;
+	} else {
+		r.error = msg;
+	}
+	colo_ctl_reply(p, &r);
+}
+
+void colo_ctl_reply_error(struct colo_ctl_pending *p, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	reply_text(p, false, fmt, ap);
 	va_end(ap);
-	r.ok = false;
-	r.error = msg;
-	colo_ctl_reply(p, &r);
 }
 
 void colo_ctl_reply_message(struct colo_ctl_pending *p, const char *fmt, ...)
 {
-	Colo__ControlResponse r = COLO__CONTROL_RESPONSE__INIT;
-	char msg[COLO_ERR_MAX];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	reply_text(p, true, fmt, ap);
 	va_end(ap);
-	r.ok = true;
-	r.result_case = COLO__CONTROL_RESPONSE__RESULT_MESSAGE;
-	r.message = msg;
-	colo_ctl_reply(p, &r);
 }
 
 bool colo_ctl_pending_connected(const struct colo_ctl_pending *p)
@@ -674,7 +620,24 @@ bool colo_ctl_pending_connected(const struct colo_ctl_pending *p)
 	return p->conn != NULL;
 }
 
-/* ---- default path ---- */
+/* ---- what server and client share ---- */
+
+int colo__ctl_sockaddr(struct sockaddr_un *sa, const char *path, struct colo_err *err)
+{
+	size_t n = strlen(path);
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (n == 0)
+		return colo_err_set(err, EINVAL, "control socket path is empty");
+	/* libuv and the kernel would cut it short: say so instead. */
+	if (n >= sizeof(sa->sun_path))
+		return colo_err_set(err, ENAMETOOLONG,
+				    "control socket path %s is too long (%zu bytes, at most %zu)",
+				    path, n, sizeof(sa->sun_path) - 1);
+	memcpy(sa->sun_path, path, n + 1);
+	return 0;
+}
 
 int colo_ctl_default_path(const char *name, char *buf, size_t size)
 {
@@ -689,203 +652,4 @@ int colo_ctl_default_path(const char *name, char *buf, size_t size)
 	else
 		n = snprintf(buf, size, "/tmp/colo-%lu/%s.sock", (unsigned long)uid, name);
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
-}
-
-/* ---- blocking client ---- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Milliseconds left for poll(): -1 no limit, 0 expired. */
-static int left_ms(int64_t deadline)
-{
-	int64_t d;
-
-	if (deadline < 0)
-		return -1;
-	d = deadline - now_ms();
-	return d <= 0 ? 0 : d > INT32_MAX ? INT32_MAX : (int)d;
-}
-
-/* Wait for `ev` on fd: 1 ready, 0 timed out, -errno. */
-static int wait_fd(int fd, short ev, int64_t deadline)
-{
-	struct pollfd pfd = { .fd = fd, .events = ev };
-	int rc;
-
-	for (;;) {
-		int t = left_ms(deadline);
-
-		if (t == 0)
-			return 0;
-		rc = poll(&pfd, 1, t);
-		if (rc > 0)
-			return 1;
-		if (rc == 0)
-			continue;       /* loop re-checks the deadline */
-		if (errno != EINTR)
-			return -errno;
-	}
-}
-
-static int client_connect(int fd, const struct sockaddr_un *sa, int64_t deadline,
-			  int timeout_ms, struct colo_err *err)
-{
-	const char *path = sa->sun_path;
-
-	for (;;) {
-		if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
-			return 0;
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN) {
-			/* Backlog full: unix sockets cannot be polled for it; retry. */
-			if (left_ms(deadline) == 0)
-				return colo_err_set(err, ETIMEDOUT,
-						    "cannot connect to %s: no room in its backlog within %d ms",
-						    path, timeout_ms);
-			poll(NULL, 0, 10);
-			continue;
-		}
-		if (errno == ENOENT || errno == ECONNREFUSED)
-			return colo_err_set(err, errno,
-					    "cannot connect to %s: %s (is the node running?)",
-					    path, strerror(errno));
-		return colo_err_set(err, errno, "cannot connect to %s: %s", path,
-				    strerror(errno));
-	}
-}
-
-static int client_send(int fd, const char *path, const uint8_t *p, size_t n,
-		       int64_t deadline, int timeout_ms, struct colo_err *err)
-{
-	while (n > 0) {
-		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-		int rc;
-
-		if (w > 0) {
-			p += w;
-			n -= (size_t)w;
-			continue;
-		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && errno == EPIPE)
-			return colo_err_set(err, ECONNRESET,
-					    "%s closed the connection before replying", path);
-		if (w < 0 && errno != EAGAIN)
-			return colo_err_set(err, errno, "sending to %s: %s", path,
-					    strerror(errno));
-		rc = wait_fd(fd, POLLOUT, deadline);
-		if (rc == 0)
-			return colo_err_set(err, ETIMEDOUT,
-					    "no reply from %s within %d ms", path, timeout_ms);
-		if (rc < 0)
-			return colo_err_set(err, -rc, "sending to %s: %s", path,
-					    strerror(-rc));
-	}
-	return 0;
-}
-
-static int client_recv(int fd, const char *path, uint8_t *p, size_t n,
-		       int64_t deadline, int timeout_ms, struct colo_err *err)
-{
-	while (n > 0) {
-		ssize_t r = recv(fd, p, n, 0);
-		int rc;
-
-		if (r > 0) {
-			p += r;
-			n -= (size_t)r;
-			continue;
-		}
-		if (r == 0 || (r < 0 && errno == ECONNRESET))
-			return colo_err_set(err, ECONNRESET,
-					    "%s closed the connection before replying", path);
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN)
-			return colo_err_set(err, errno, "reading from %s: %s", path,
-					    strerror(errno));
-		rc = wait_fd(fd, POLLIN, deadline);
-		if (rc == 0)
-			return colo_err_set(err, ETIMEDOUT,
-					    "no reply from %s within %d ms", path, timeout_ms);
-		if (rc < 0)
-			return colo_err_set(err, -rc, "reading from %s: %s", path,
-					    strerror(-rc));
-	}
-	return 0;
-}
-
-int colo_ctl_call(const char *path, const Colo__ControlRequest *req,
-		  Colo__ControlResponse **resp, int timeout_ms,
-		  struct colo_err *err)
-{
-	int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
-	struct sockaddr_un sa;
-	uint8_t *buf = NULL, hdr[4];
-	size_t len;
-	uint32_t rlen;
-	int fd = -1, rc;
-
-	*resp = NULL;
-	rc = fill_sockaddr(&sa, path, err);
-	if (rc)
-		return rc;
-	len = colo__control_request__get_packed_size(req);
-	if (len > COLO_CTL_MAX_FRAME)
-		return colo_err_set(err, EMSGSIZE,
-				    "request of %zu bytes exceeds the limit of %u bytes",
-				    len, COLO_CTL_MAX_FRAME);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (fd < 0)
-		return colo_err_set(err, errno, "socket: %s", strerror(errno));
-	rc = client_connect(fd, &sa, deadline, timeout_ms, err);
-	if (rc)
-		goto out;
-	buf = malloc(4 + len);
-	if (!buf) {
-		rc = colo_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	put_be32(buf, (uint32_t)len);
-	colo__control_request__pack(req, buf + 4);
-	rc = client_send(fd, path, buf, 4 + len, deadline, timeout_ms, err);
-	free(buf);
-	buf = NULL;
-	if (rc)
-		goto out;
-	rc = client_recv(fd, path, hdr, 4, deadline, timeout_ms, err);
-	if (rc)
-		goto out;
-	rlen = get_be32(hdr);
-	if (rlen == 0 || rlen > COLO_CTL_MAX_FRAME) {
-		rc = colo_err_set(err, EBADMSG,
-				  "bad reply from %s: a frame of %" PRIu32 " bytes (expected 1 to %u)",
-				  path, rlen, COLO_CTL_MAX_FRAME);
-		goto out;
-	}
-	buf = malloc(rlen);
-	if (!buf) {
-		rc = colo_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	rc = client_recv(fd, path, buf, rlen, deadline, timeout_ms, err);
-	if (rc)
-		goto out;
-	*resp = colo__control_response__unpack(NULL, rlen, buf);
-	if (!*resp)
-		rc = colo_err_set(err, EBADMSG,
-				  "bad reply from %s: %" PRIu32 " bytes that are not a ControlResponse",
-				  path, rlen);
-out:
-	free(buf);
-	close(fd);
-	return rc;
 }

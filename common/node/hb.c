@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "colo.pb-c.h"
 #include "hb.h"
 #include "log.h"
@@ -108,13 +109,12 @@ static void send_locked(struct colo_hb *hb)
 static void *tx_main(void *arg)
 {
 	struct colo_hb *hb = arg;
-	struct timespec next;
+	/* Absolute deadlines: hb->cv waits on CLOCK_MONOTONIC, colo_now_ns()'s clock. */
+	struct timespec next = colo_mono_timespec(colo_now_ns());
 
-	clock_gettime(CLOCK_MONOTONIC, &next);
 	pthread_mutex_lock(&hb->mu);
 	while (!hb->tx_stop) {
-		struct timespec now;
-		uint64_t alive;
+		uint64_t alive, now;
 		int r = 0;
 
 		while (!hb->tx_stop && !hb->tx_kick && r != ETIMEDOUT)
@@ -122,15 +122,11 @@ static void *tx_main(void *arg)
 		if (hb->tx_stop)
 			break;
 		hb->tx_kick = false;
-		clock_gettime(CLOCK_MONOTONIC, &now);
 		alive = atomic_load(&hb->loop_alive_ns);
-		if (hb->have_peer &&
-		    colo_now_ns() - alive < (uint64_t)hb->stall_ms * 1000000ull)
+		now = colo_now_ns();            /* after alive: never behind it */
+		if (hb->have_peer && now - alive < (uint64_t)hb->stall_ms * COLO_NSEC_PER_MS)
 			send_locked(hb);
-		next = now;
-		next.tv_nsec += (long)(hb->interval_ms % 1000) * 1000000L;
-		next.tv_sec += hb->interval_ms / 1000 + next.tv_nsec / 1000000000L;
-		next.tv_nsec %= 1000000000L;
+		next = colo_mono_timespec(now + (uint64_t)hb->interval_ms * COLO_NSEC_PER_MS);
 	}
 	pthread_mutex_unlock(&hb->mu);
 	return NULL;

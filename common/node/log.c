@@ -6,9 +6,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 /* Under PIPE_BUF (4096), so a line on a pipe is one atomic write. */
@@ -63,8 +63,6 @@ void colo_log(enum colo_log_level level, const char *fmt, ...)
 {
 	char line[LOG_LINE_MAX];
 	int saved = errno;
-	struct timespec ts;
-	struct tm tm;
 	size_t n, head;
 	va_list ap;
 	char *nl;
@@ -72,12 +70,10 @@ void colo_log(enum colo_log_level level, const char *fmt, ...)
 
 	if (!colo_log_enabled(level))
 		return;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = colo_iso8601(colo_wall_ns(), line, sizeof(line));
 	n += (size_t)snprintf(line + n, sizeof(line) - n,
-			      ".%03ldZ %s[%ld] %s node=%s gen=%" PRIu64 " role=%s: ",
-			      ts.tv_nsec / 1000000, log_prog, (long)getpid(),
+			      " %s[%ld] %s node=%s gen=%" PRIu64 " role=%s: ",
+			      log_prog, (long)getpid(),
 			      colo_log_level_name(level), log_node,
 			      (uint64_t)atomic_load(&log_gen),
 			      colo_role_name((enum colo_role)atomic_load(&log_role)));

@@ -10,6 +10,11 @@
  * in through struct colo_engine_ops so that the control socket and signals
  * are handled here once.
  *
+ * Where each part lives: node.c builds and stops the node, runs the guest,
+ * plugs engines in and records; node_gen.c keeps the generation in
+ * state-dir; node_ctl.c answers the control socket; node_signal.c handles
+ * signals and watches the loop; node_hook.c (node_hook.h) runs hooks.
+ *
  * Everything runs on the node's loop thread.
  */
 #ifndef COLO_NODE_H
@@ -22,6 +27,7 @@
 #include "nodecfg.h"
 #include "err.h"
 #include "guest.h"
+#include "node_hook.h"        /* colo_node_run_hook() */
 #include "ram.h"
 #include "savevm.h"
 #include "stats.h"
@@ -145,14 +151,6 @@ int colo_node_start_guest(struct colo_node *n, struct colo_err *err);
 
 /* Stop the node: engine, control socket, signals; the loop ends. */
 void colo_node_exit(struct colo_node *n, int status);
-
-/*
- * Run `sh -c cmd` with COLO_NODE, COLO_ROLE, COLO_GENERATION and COLO_EVENT
- * in its environment; done(ud, exit status or -1) is called on the loop.
- */
-int colo_node_run_hook(struct colo_node *n, const char *event, const char *cmd,
-		       void (*done)(void *ud, int status), void *ud,
-		       struct colo_err *err);
 
 /* Answer a deferred control request (a checkpoint committed, or failed). */
 void colo_node_reply_checkpoint(struct colo_ctl_pending *p, bool ok, const char *msg);

@@ -3,7 +3,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "stats.h"
 
@@ -14,14 +13,6 @@ static const char *const names[COLO_PHASES] = {
 const char *colo_phase_name(enum colo_phase p)
 {
 	return (unsigned)p < COLO_PHASES ? names[p] : "unknown";
-}
-
-uint64_t colo_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void colo_stats_init(struct colo_stats *s)

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"        /* colo_now_ns(), which callers pair with stats */
+
 enum colo_phase {
 	COLO_PHASE_PAUSE,        /* stopping the guest */
 	COLO_PHASE_SYNC,         /* harvesting the dirty bitmap */
@@ -62,7 +64,5 @@ void colo_stats_checkpoint(struct colo_stats *s, uint64_t now_ns, uint64_t pages
 /* Rates over the recent checkpoints, as of now_ns (0 when idle > 5 s). */
 void colo_stats_rates(const struct colo_stats *s, uint64_t now_ns, double *pages_per_s,
 		      double *bytes_per_s);
-
-uint64_t colo_now_ns(void);     /* CLOCK_MONOTONIC */
 
 #endif

@@ -1,19 +1,7 @@
 /*
- * image.c: a guest's state as plain data (see image.h).
- *
- * A full stream is read by the stream reader with two payload handlers:
- * RAM records, decoded straight into the image's blocks, and device
- * payloads, kept as raw bytes and sized by the vmdesc found first at the
- * end of the stream (as tools/dump.c does).
- *
- * A checkpoint is two streams (docs/protocol.md).  The device stream is read
- * by the stream reader too (no header, no vmdesc), each payload sized by the
- * image's copy of that device.  The RAM stream is a PART/END section of the
- * RAM section whose START came in the full stream, which a fresh stream
- * reader cannot place (it knows no section ids), so it is framed here and
- * its records are read by ramfmt's reader with the image's blocks as the
- * MEM_SIZE table.  Both are checked whole, and the checksum of
- * colo/checkpoint with them, before the image changes.
+ * image.c: a guest's state as plain data (see image.h): its blocks and
+ * devices, written out as a full stream, copied and compared.  Reading
+ * streams into an image is image_load.c.
  */
 #include "config.h"
 
@@ -24,21 +12,14 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
-#include "colomsg.h"
 #include "image.h"
-#include "pagecodec.h"
+#include "image_int.h"
 #include "savevm.h"
 #include "stream.h"
-#include "vmstate.h"
 
 #define PAGE COLO_PAGE_SIZE
 
 /* ---- blocks and devices ---- */
-
-static size_t bitmap_words(uint64_t length)
-{
-	return (size_t)((length / PAGE + 63) / 64);
-}
 
 static void block_free(struct colo_image_block *b)
 {
@@ -49,8 +30,8 @@ static void block_free(struct colo_image_block *b)
 }
 
 /* Zero-filled memory, mmap'd: pages no record writes cost nothing. */
-static int block_alloc(struct colo_image_block *b, const char *name, uint64_t length,
-		       struct colo_err *err)
+int colo__image_block_alloc(struct colo_image_block *b, const char *name, uint64_t length,
+			    struct colo_err *err)
 {
 	void *p;
 
@@ -64,7 +45,7 @@ static int block_alloc(struct colo_image_block *b, const char *name, uint64_t le
 	if (p == MAP_FAILED)
 		return colo_err_set(err, ENOMEM, "cannot map %" PRIu64 " bytes for RAM "
 				    "block '%s'", length, name);
-	b->touched = calloc(bitmap_words(length), sizeof(uint64_t));
+	b->touched = calloc(colo__image_bitmap_words(length), sizeof(uint64_t));
 	if (!b->touched) {
 		munmap(p, (size_t)length);
 		return colo_err_set(err, ENOMEM, "out of memory");
@@ -75,12 +56,8 @@ static int block_alloc(struct colo_image_block *b, const char *name, uint64_t le
 	return 0;
 }
 
-static void mark_touched(struct colo_image_block *b, uint64_t page)
-{
-	b->touched[page / 64] |= 1ull << (page % 64);
-}
-
-static struct colo_image_device *add_device(struct colo_image *img, struct colo_err *err)
+struct colo_image_device *colo__image_add_device(struct colo_image *img,
+						 struct colo_err *err)
 {
 	struct colo_image_device *d = realloc(img->devs, (img->ndevs + 1) * sizeof(*d));
 
@@ -94,8 +71,8 @@ static struct colo_image_device *add_device(struct colo_image *img, struct colo_
 	return d;
 }
 
-static int find_device(const struct colo_image *img, const char *idstr,
-		       uint32_t instance_id)
+int colo__image_find_device(const struct colo_image *img, const char *idstr,
+			    uint32_t instance_id)
 {
 	for (size_t i = 0; i < img->ndevs; i++)
 		if (img->devs[i].instance_id == instance_id &&
@@ -135,7 +112,7 @@ const struct colo_image_device *colo_image_device(const struct colo_image *img,
 						  const char *idstr,
 						  uint32_t instance_id)
 {
-	int i = find_device(img, idstr, instance_id);
+	int i = colo__image_find_device(img, idstr, instance_id);
 
 	return i < 0 ? NULL : &img->devs[i];
 }
@@ -143,619 +120,6 @@ const struct colo_image_device *colo_image_device(const struct colo_image *img,
 uint64_t colo_image_block_hash(const struct colo_image_block *b)
 {
 	return XXH3_64bits(b->data, (size_t)b->length);
-}
-
-/* Bad input is -EINVAL whatever the parser called it (image.h). */
-static int input_error(struct colo_err *err, int r)
-{
-	if (r == -ENOMEM)
-		return r;
-	if (colo_err_isset(err))
-		err->code = EINVAL;
-	else
-		colo_err_set(err, EINVAL, "invalid input");
-	return -EINVAL;
-}
-
-/* ---- reading streams ---- */
-
-struct pending {
-	size_t dev;                       /* index in img->devs */
-	uint64_t offset;                  /* of its payload in the device stream */
-};
-
-struct loader {
-	struct colo_image *img;
-	struct colo_stream_reader *r;
-	struct colo_ram_reader rr;
-	struct colo_in *ram_in;           /* where the RAM record being read is */
-	size_t len;                       /* of the stream the reader reads */
-	bool checkpoint;
-	bool apply_pages;                 /* or only check them */
-	bool have_mem_size;
-	/* a full stream's vmdesc, found from its end */
-	struct colo_vmdesc *vd;
-	bool vd_found, vd_seen;
-	size_t vd_at;
-	struct colo_err vd_err;
-	/* the device section being read */
-	struct colo_image_device *cur;    /* full stream: payload goes here */
-	size_t cur_bytes;
-	const char *sized_by;
-	/* a checkpoint's device stream */
-	struct pending *pend;
-	size_t npend;
-	struct colo_ckpt_info info;
-	bool have_info;
-	uint64_t info_offset;
-};
-
-static int on_mem_size(void *ud, const struct colo_ram_block_info *info, size_t n,
-		       uint64_t total, struct colo_err *err)
-{
-	struct loader *l = ud;
-	struct colo_image *img = l->img;
-	uint64_t at = l->ram_in->off + l->ram_in->mark;
-
-	(void)total;
-	if (l->checkpoint)
-		return colo_err_set(err, EINVAL, "MEM_SIZE at offset %" PRIu64 " inside a "
-				    "checkpoint", at);
-	if (l->have_mem_size)
-		return colo_err_set(err, EINVAL, "MEM_SIZE at offset %" PRIu64 ": the "
-				    "stream listed its RAM blocks already", at);
-	l->have_mem_size = true;
-	img->blocks = calloc(n ? n : 1, sizeof(*img->blocks));
-	if (!img->blocks)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < n; i++) {
-		int r = block_alloc(&img->blocks[i], info[i].name, info[i].length, err);
-
-		if (r) {
-			colo_err_prefix(err, "MEM_SIZE at offset %" PRIu64, at);
-			return r;
-		}
-		img->nblocks = i + 1;
-	}
-	return 0;
-}
-
-/* Offsets and block indexes were checked by the record reader. */
-static int on_page(void *ud, const struct colo_ram_page *p, struct colo_err *err)
-{
-	struct loader *l = ud;
-	struct colo_image_block *b = &l->img->blocks[p->block_index];
-	int r;
-
-	if (!l->apply_pages)
-		return 0;
-	r = colo_ram_page_apply(p, b->data, colo_page_codecs, err);
-	if (r)
-		return r;
-	mark_touched(b, p->offset / PAGE);
-	l->img->pages[p->kind]++;
-	return 0;
-}
-
-static void loader_init(struct loader *l, struct colo_image *img, size_t len)
-{
-	struct colo_ram_sink sink = { on_mem_size, on_page, NULL };
-
-	memset(l, 0, sizeof(*l));
-	l->img = img;
-	l->len = len;
-	l->apply_pages = true;
-	sink.ud = l;
-	colo_ram_reader_init(&l->rr, &sink, COLO_PAGE_KINDS_ALL);
-	colo_err_clear(&l->vd_err);
-}
-
-static void loader_free(struct loader *l)
-{
-	colo_stream_reader_free(l->r);
-	colo_ram_reader_free(&l->rr);
-	colo_vmdesc_free(l->vd);
-	free(l->pend);
-}
-
-static int ram_payload(void *ctx, const struct colo_section_info *s,
-		       struct colo_in *in, struct colo_err *err)
-{
-	struct loader *l = ctx;
-
-	l->ram_in = in;
-	return colo_ram_reader_payload(&l->rr, s, in, err);
-}
-
-/*
- * Nothing but the vmdesc (or the image) sizes a device payload: when the
- * stream has footers, the section's footer must follow right there, or
- * the size is a lie.  The stream reader checks the footer again; this is
- * for a message that says what is wrong.
- */
-static int check_footer(struct loader *l, const struct colo_section_info *s,
-			struct colo_in *in, struct colo_err *err)
-{
-	int footers = colo_stream_reader_footers(l->r);
-	uint8_t b[5];
-
-	if (footers == 0)
-		return 0;
-	for (size_t i = 0; i < sizeof(b); i++) {
-		int r = colo_in_peek(in, i, &b[i]);
-
-		if (r == -ENODATA)
-			return 0;     /* the reader says where the stream is cut */
-		if (r)
-			return r;
-		if (i == 0 && b[0] != COLO_SEC_FOOTER) {
-			/* A full stream may have no footers (the reader decides);
-			 * a checkpoint's device stream is colo's: it has them. */
-			if (footers < 0 && !l->checkpoint)
-				return 0;
-			goto lie;
-		}
-	}
-	if (colo_load_be32(b + 1) == s->section_id)
-		return 0;
-lie:
-	return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-			    PRIu32 " at offset %" PRIu64 "): its payload is not the %zu "
-			    "bytes %s: no footer at offset %" PRIu64, s->idstr,
-			    s->instance_id, s->section_id, s->offset, l->cur_bytes,
-			    l->sized_by, colo_in_offset(in));
-}
-
-static int raw_payload(void *ctx, const struct colo_section_info *s,
-		       struct colo_in *in, struct colo_err *err)
-{
-	struct loader *l = ctx;
-	const uint8_t *p;
-	int r;
-
-	if ((r = colo_in_bytes(in, &p, l->cur_bytes)) || (r = check_footer(l, s, in, err)))
-		return r;
-	if (l->cur && l->cur_bytes)
-		memcpy(l->cur->payload, p, l->cur_bytes);
-	return 0;
-}
-
-static int payload_fits(const struct loader *l, const struct colo_section_info *s,
-			uint64_t bytes, struct colo_err *err)
-{
-	if (s->payload_offset <= l->len && bytes <= l->len - s->payload_offset)
-		return 0;
-	return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-			    PRIu32 " at offset %" PRIu64 "): its payload, the %" PRIu64
-			    " bytes %s, runs past the end of the stream at offset %zu",
-			    s->idstr, s->instance_id, s->section_id, s->offset, bytes,
-			    l->sized_by, l->len);
-}
-
-/* ---- full streams ---- */
-
-static int load_config(void *ud, const struct colo_stream_config *c, uint64_t offset,
-		       struct colo_err *err)
-{
-	struct loader *l = ud;
-
-	(void)offset; (void)err;
-	l->rr.ignore_shared = colo_stream_config_has_cap(c, "x-ignore-shared");
-	snprintf(l->img->config, sizeof(l->img->config), "%s", c->name);
-	return 0;
-}
-
-static int load_section(void *ud, const struct colo_section_info *s,
-			struct colo_section_handler *h, struct colo_err *err)
-{
-	struct loader *l = ud;
-	const struct colo_vmdesc_device *vdev;
-	struct colo_image_device *d;
-	uint64_t bytes;
-
-	if (s->type != COLO_SEC_FULL) {
-		/* Anything else is refused by the reader as unknown. */
-		if (strcmp(s->idstr, COLO_RAM_IDSTR) == 0 && s->instance_id == 0) {
-			if (s->type == COLO_SEC_START)
-				l->img->ram_section_id = s->section_id;
-			h->payload = ram_payload;
-			h->ctx = l;
-		}
-		return 0;
-	}
-	if (!l->vd && l->vd_found)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-				    PRIu32 " at offset %" PRIu64 ") cannot be sized: the "
-				    "vmdesc at offset %zu is invalid: %s", s->idstr,
-				    s->instance_id, s->section_id, s->offset, l->vd_at,
-				    l->vd_err.msg);
-	if (!l->vd)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-				    PRIu32 " at offset %" PRIu64 ") cannot be sized: the "
-				    "stream has no vmdesc", s->idstr, s->instance_id,
-				    s->section_id, s->offset);
-	vdev = colo_vmdesc_find(l->vd, s->idstr, s->instance_id);
-	if (!vdev)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-				    PRIu32 " at offset %" PRIu64 ") is not in the vmdesc",
-				    s->idstr, s->instance_id, s->section_id, s->offset);
-	if (find_device(l->img, s->idstr, s->instance_id) >= 0)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " appears "
-				    "twice (section %" PRIu32 " at offset %" PRIu64 ")",
-				    s->idstr, s->instance_id, s->section_id, s->offset);
-	bytes = vdev->desc.bytes;
-	l->sized_by = "the vmdesc gives";
-	if (payload_fits(l, s, bytes, err))
-		return -err->code;
-	if (!(d = add_device(l->img, err)))
-		return -ENOMEM;
-	snprintf(d->idstr, sizeof(d->idstr), "%s", s->idstr);
-	d->instance_id = s->instance_id;
-	d->version = s->version_id;
-	d->section_id = s->section_id;
-	d->len = (size_t)bytes;
-	d->touched = true;
-	d->payload = malloc(d->len ? d->len : 1);
-	if (!d->payload)
-		return colo_err_set(err, ENOMEM, "out of memory for %zu bytes of device "
-				    "'%s'", d->len, s->idstr);
-	l->cur = d;
-	l->cur_bytes = d->len;
-	h->payload = raw_payload;
-	h->ctx = l;
-	return 0;
-}
-
-static int load_vmdesc(void *ud, const uint8_t *json, size_t len, uint64_t offset,
-		       struct colo_err *err)
-{
-	struct loader *l = ud;
-	struct colo_image *img = l->img;
-
-	if (l->vd_found && offset == l->vd_at && !l->vd)
-		return colo_err_set(err, EINVAL, "VMDESCRIPTION at offset %" PRIu64 ": %s",
-				    offset, l->vd_err.msg);
-	if (!l->vd || offset != l->vd_at) {
-		/* Not the one found from the end: fine if nothing was sized by it. */
-		if (img->ndevs)
-			return colo_err_set(err, EINVAL, "devices were sized with bytes at "
-					    "offset %zu that look like a vmdesc, but the "
-					    "stream's VMDESCRIPTION is at offset %" PRIu64,
-					    l->vd_at, offset);
-		colo_vmdesc_free(l->vd);
-		l->vd = NULL;
-		if (colo_vmdesc_parse((const char *)json, len, &l->vd, err)) {
-			colo_err_prefix(err, "VMDESCRIPTION at offset %" PRIu64, offset);
-			return -EINVAL;
-		}
-		l->vd_at = offset;
-	}
-	img->vmdesc_json = malloc(len + 1);
-	if (!img->vmdesc_json)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	memcpy(img->vmdesc_json, json, len);
-	img->vmdesc_json[len] = '\0';
-	img->vmdesc_len = len;
-	l->vd_seen = true;
-	return 0;
-}
-
-static const struct colo_stream_ops load_ops = {
-	.configuration = load_config,
-	.section = load_section,
-	.vmdesc = load_vmdesc,
-};
-
-static int reader_error(struct colo_stream_reader *r, const char *what,
-			struct colo_err *err)
-{
-	int code = colo_stream_reader_errcode(r);
-
-	colo_err_set(err, code ? code : EINVAL, "%s%s", what, colo_stream_reader_error(r));
-	return -err->code;
-}
-
-int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
-			 struct colo_err *err)
-{
-	const uint8_t *data = stream;
-	struct colo_image tmp;
-	struct loader l;
-	size_t at;
-	int r = 0;
-
-	colo_image_init(&tmp);
-	loader_init(&l, &tmp, len);
-	if (len && colo_vmdesc_locate(data, len, &at) == 0) {
-		l.vd_found = true;
-		l.vd_at = at;
-		/* colo_vmdesc_locate() checked that the length fits. */
-		if (colo_vmdesc_parse((const char *)data + at + 5, colo_load_be32(data + at + 1),
-				      &l.vd, &l.vd_err))
-			l.vd = NULL;
-	}
-	l.r = colo_stream_reader_new(&load_ops, &l, 0);
-	if (!l.r) {
-		r = colo_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	if (colo_stream_reader_feed(l.r, stream, len) < 0 ||
-	    colo_stream_reader_finish(l.r) < 0) {
-		r = reader_error(l.r, "", err);
-		goto out;
-	}
-	if (tmp.ndevs && !l.vd_seen) {
-		r = colo_err_set(err, EINVAL, "the stream has no VMDESCRIPTION, but its "
-				 "devices were sized with bytes at offset %zu that look "
-				 "like one", l.vd_at);
-		goto out;
-	}
-	if (l.vd_seen) {
-		tmp.vmdesc = l.vd;
-		l.vd = NULL;
-	}
-	colo_image_free(img);
-	*img = tmp;
-	colo_image_init(&tmp);
-out:
-	loader_free(&l);
-	colo_image_free(&tmp);
-	return r ? input_error(err, r) : 0;
-}
-
-/* ---- checkpoints ---- */
-
-static int ckpt_payload(void *ctx, const struct colo_section_info *s,
-			struct colo_in *in, struct colo_err *err)
-{
-	struct loader *l = ctx;
-	int r;
-
-	if (s->version_id > INT32_MAX)
-		return colo_err_set(err, EINVAL, "%s at offset %" PRIu64 ": version %"
-				    PRIu32 " out of range", COLO_CKPT_IDSTR, s->offset,
-				    s->version_id);
-	r = colo_vmstate_load(in, &colo_ckpt_info_vmstate, &l->info, (int)s->version_id,
-			      err);
-	if (r && r != -EAGAIN)
-		colo_err_prefix(err, "%s at offset %" PRIu64, COLO_CKPT_IDSTR, s->offset);
-	if (r == 0)
-		l->have_info = true;
-	return r;
-}
-
-static int dev_section(void *ud, const struct colo_section_info *s,
-		       struct colo_section_handler *h, struct colo_err *err)
-{
-	struct loader *l = ud;
-	struct colo_image_device *d;
-	int i;
-
-	if (s->type != COLO_SEC_FULL)
-		return colo_err_set(err, EINVAL, "%s section %" PRIu32 " at offset %" PRIu64
-				    " in a device stream",
-				    colo_stream_section_type_name(s->type), s->section_id,
-				    s->offset);
-	if (l->have_info)
-		return colo_err_set(err, EINVAL, "section '%s' at offset %" PRIu64
-				    " after %s", s->idstr, s->offset, COLO_CKPT_IDSTR);
-	if (strcmp(s->idstr, COLO_CKPT_IDSTR) == 0 && s->instance_id == 0) {
-		l->info_offset = s->offset;
-		h->payload = ckpt_payload;
-		h->ctx = l;
-		return 0;
-	}
-	i = find_device(l->img, s->idstr, s->instance_id);
-	if (i < 0)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-				    PRIu32 " at offset %" PRIu64 ") is not a device of "
-				    "the image", s->idstr, s->instance_id, s->section_id,
-				    s->offset);
-	d = &l->img->devs[i];
-	for (size_t k = 0; k < l->npend; k++)
-		if (l->pend[k].dev == (size_t)i)
-			return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32
-					    " appears twice (section %" PRIu32 " at offset %"
-					    PRIu64 ")", s->idstr, s->instance_id,
-					    s->section_id, s->offset);
-	if (s->version_id != d->version)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-				    PRIu32 " at offset %" PRIu64 ") has version %" PRIu32
-				    ", the image's has %" PRIu32, s->idstr, s->instance_id,
-				    s->section_id, s->offset, s->version_id, d->version);
-	l->sized_by = "the image holds";
-	if (payload_fits(l, s, d->len, err))
-		return -err->code;
-	l->pend[l->npend].dev = (size_t)i;
-	l->pend[l->npend].offset = s->payload_offset;
-	l->npend++;
-	l->cur = NULL;
-	l->cur_bytes = d->len;
-	h->payload = raw_payload;
-	h->ctx = l;
-	return 0;
-}
-
-static const struct colo_stream_ops dev_ops = { .section = dev_section };
-
-static int ram_truncated(const struct colo_in *in, const struct colo_section_info *si,
-			 struct colo_err *err)
-{
-	size_t more = in->need > in->len - in->mark ? in->need - (in->len - in->mark) : 1;
-
-	return colo_err_set(err, EINVAL, "truncated: stream ends at offset %zu inside "
-			    "%s section %" PRIu32 " at offset %" PRIu64 " (at least %zu "
-			    "more byte%s needed)", in->len,
-			    colo_stream_section_type_name(si->type), si->section_id,
-			    si->offset, more, more == 1 ? "" : "s");
-}
-
-/*
- * The RAM stream of a checkpoint: PART/END sections of the image's RAM
- * section, then EOF (primary.c frame_ram writes one END section).  With
- * apply_pages false, only read: framing, block names, page offsets and
- * lengths are checked, nothing is decoded.
- */
-static int ram_stream(struct loader *l, const uint8_t *p, size_t len,
-		      struct colo_err *err)
-{
-	struct colo_image *img = l->img;
-	struct colo_ram_sink sink = { on_mem_size, on_page, l };
-	struct colo_section_info si;
-	struct colo_in in;
-	int r;
-
-	colo_ram_reader_free(&l->rr);
-	colo_ram_reader_init(&l->rr, &sink, COLO_PAGE_KINDS_ALL);
-	l->rr.blocks = calloc(img->nblocks ? img->nblocks : 1, sizeof(*l->rr.blocks));
-	if (!l->rr.blocks)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	for (size_t i = 0; i < img->nblocks; i++) {
-		snprintf(l->rr.blocks[i].name, sizeof(l->rr.blocks[i].name), "%s",
-			 img->blocks[i].name);
-		l->rr.blocks[i].length = img->blocks[i].length;
-	}
-	l->rr.nblocks = img->nblocks;
-	colo_in_init(&in, p, len, 0, true);
-	l->ram_in = &in;
-	for (;;) {
-		uint64_t at = colo_in_offset(&in);
-		uint32_t id;
-		uint8_t t;
-
-		colo_in_set_mark(&in);
-		if (colo_in_u8(&in, &t))
-			return colo_err_set(err, EINVAL, "stream ends at offset %" PRIu64
-					    " without an EOF marker", at);
-		if (t == COLO_SEC_EOF)
-			break;
-		memset(&si, 0, sizeof(si));
-		si.type = t;
-		si.offset = at;
-		if (t != COLO_SEC_PART && t != COLO_SEC_END)
-			return colo_err_set(err, EINVAL, "%s (0x%02x) at offset %" PRIu64
-					    ": only RAM PART/END sections and EOF belong "
-					    "here",
-					    colo_stream_section_type_name(t), t, at);
-		if (colo_in_be32(&in, &id))
-			return ram_truncated(&in, &si, err);
-		si.section_id = id;
-		if (id != img->ram_section_id)
-			return colo_err_set(err, EINVAL, "%s section at offset %" PRIu64
-					    " is section %" PRIu32 ", the image's RAM "
-					    "section is %" PRIu32,
-					    colo_stream_section_type_name(t), at, id,
-					    img->ram_section_id);
-		snprintf(si.idstr, sizeof(si.idstr), "%s", COLO_RAM_IDSTR);
-		si.version_id = COLO_RAM_SECTION_VERSION;
-		si.payload_offset = colo_in_offset(&in);
-		r = colo_ram_reader_payload(&l->rr, &si, &in, err);
-		if (r == -EAGAIN)
-			return ram_truncated(&in, &si, err);
-		if (r)
-			return r;
-		/* colo always writes footers; QEMU can be told not to. */
-		colo_in_set_mark(&in);
-		if (colo_in_avail(&in) && in.p[in.pos] == COLO_SEC_FOOTER) {
-			uint64_t fat = colo_in_offset(&in);
-
-			in.pos++;
-			if (colo_in_be32(&in, &id))
-				return ram_truncated(&in, &si, err);
-			if (id != si.section_id)
-				return colo_err_set(err, EINVAL, "RAM section %" PRIu32 ": footer "
-						    "at offset %" PRIu64 " names section %"
-						    PRIu32, si.section_id, fat, id);
-		}
-	}
-	if (colo_in_avail(&in))
-		return colo_err_set(err, EINVAL, "trailing data at offset %" PRIu64
-				    " after EOF",
-				    colo_in_offset(&in));
-	return 0;
-}
-
-int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
-		     const void *dev, size_t dev_len, struct colo_err *err)
-{
-	const uint8_t *devb = dev;
-	XXH3_state_t *h = NULL;
-	struct loader l;
-	uint64_t sum;
-	int r = 0;
-
-	loader_init(&l, img, dev_len);
-	l.checkpoint = true;
-	/* 1. The device stream, whole, before anything changes. */
-	l.pend = calloc(img->ndevs ? img->ndevs : 1, sizeof(*l.pend));
-	l.r = colo_stream_reader_new(&dev_ops, &l, COLO_SR_NO_HEADER | COLO_SR_NO_VMDESC);
-	if (!l.pend || !l.r) {
-		r = colo_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	if (colo_stream_reader_feed(l.r, dev, dev_len) < 0 ||
-	    colo_stream_reader_finish(l.r) < 0) {
-		r = reader_error(l.r, "checkpoint device stream: ", err);
-		goto out;
-	}
-	if (!l.have_info) {
-		r = colo_err_set(err, EINVAL, "checkpoint device stream: no %s section "
-				 "before its EOF at offset %" PRIu64, COLO_CKPT_IDSTR,
-				 colo_stream_reader_offset(l.r) - 1);
-		goto out;
-	}
-	/* 2. The RAM stream, read but not decoded. */
-	l.apply_pages = false;
-	if ((r = ram_stream(&l, ram, ram_len, err))) {
-		colo_err_prefix(err, "checkpoint RAM stream");
-		goto out;
-	}
-	/* 3. The checksum covers both, up to colo/checkpoint (docs/protocol.md). */
-	h = XXH3_createState();
-	if (!h) {
-		r = colo_err_set(err, ENOMEM, "out of memory");
-		goto out;
-	}
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, ram, ram_len);
-	XXH3_64bits_update(h, dev, (size_t)l.info_offset);
-	sum = XXH3_64bits_digest(h);
-	if (sum != l.info.checksum) {
-		r = colo_err_set(err, EINVAL, "checkpoint %" PRIu64 ": %s says checksum %016"
-				 PRIx64 ", the bytes given hash to %016" PRIx64, l.info.seq,
-				 COLO_CKPT_IDSTR, l.info.checksum, sum);
-		goto out;
-	}
-	/* 4. Now change the image: pages, then devices. */
-	for (size_t i = 0; i < img->nblocks; i++)
-		memset(img->blocks[i].touched, 0,
-		       bitmap_words(img->blocks[i].length) * sizeof(uint64_t));
-	for (size_t i = 0; i < img->ndevs; i++)
-		img->devs[i].touched = false;
-	memset(img->pages, 0, sizeof(img->pages));
-	img->ckpt.valid = false;
-	l.apply_pages = true;
-	if ((r = ram_stream(&l, ram, ram_len, err))) {
-		colo_err_prefix(err, "checkpoint RAM stream");
-		goto out;
-	}
-	for (size_t k = 0; k < l.npend; k++) {
-		struct colo_image_device *d = &img->devs[l.pend[k].dev];
-
-		if (d->len)
-			memcpy(d->payload, devb + l.pend[k].offset, d->len);
-		d->touched = true;
-	}
-	img->ckpt.valid = true;
-	img->ckpt.seq = l.info.seq;
-	img->ckpt.generation = l.info.generation;
-	img->ckpt.wall_ns = l.info.time_ns;
-	img->ckpt.pages = l.info.pages;
-	img->ckpt.checksum = l.info.checksum;
-out:
-	XXH3_freeState(h);
-	loader_free(&l);
-	return r ? input_error(err, r) : 0;
 }
 
 /* ---- writing ---- */
@@ -856,11 +220,11 @@ int colo_image_copy(struct colo_image *dst, const struct colo_image *src,
 		const struct colo_image_block *s = &src->blocks[i];
 		struct colo_image_block *d = &dst->blocks[i];
 
-		if ((r = block_alloc(d, s->name, s->length, err)))
+		if ((r = colo__image_block_alloc(d, s->name, s->length, err)))
 			goto fail;
 		dst->nblocks = i + 1;
 		memcpy(d->data, s->data, (size_t)s->length);
-		memcpy(d->touched, s->touched, bitmap_words(s->length) * sizeof(uint64_t));
+		memcpy(d->touched, s->touched, colo__image_bitmap_words(s->length) * sizeof(uint64_t));
 	}
 	for (size_t i = 0; i < src->ndevs; i++) {
 		struct colo_image_device *d = &dst->devs[i];

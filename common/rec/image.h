@@ -38,6 +38,9 @@
  * Memory: the image owns everything it points to (block data is mmap'd);
  * colo_image_free() releases it.  Not thread-safe; an image belongs to one
  * thread at a time.
+ *
+ * Files: image_load.c reads streams into an image (load, apply); image.c
+ * holds the rest (blocks and devices, saving, copies, comparisons).
  */
 #ifndef COLO_IMAGE_H
 #define COLO_IMAGE_H

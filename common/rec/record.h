@@ -33,6 +33,10 @@
  * checkpoint's critical path.  A full disk, an I/O error, bytes that do not
  * decode, or a queue over its limit stop the recording with one logged
  * error; replication goes on untouched.
+ *
+ * Files: recorder.c (the writer's queue and thread) and record_dir.c (the
+ * directory it writes), recording.c (the reader), record_index.c (the
+ * index format both read).
  */
 #ifndef COLO_RECORD_H
 #define COLO_RECORD_H
@@ -117,9 +121,6 @@ const char *colo_recorder_dir(const struct colo_recorder *r);
 
 /* Write what is queued, then stop the thread and close.  NULL is fine. */
 void colo_recorder_stop(struct colo_recorder *r);
-
-/* "dir/name", malloc'd; NULL when out of memory. */
-char *colo_path_join(const char *dir, const char *name);
 
 /* ---- reading (colo-replay) ---- */
 

@@ -59,6 +59,7 @@
 #include "kvcmd.h"
 #include "kvstore.h"
 #include "resp.h"
+#include "splitmix.h"
 
 #define KV_HEADER_LEN 2
 
@@ -153,15 +154,6 @@ struct pieces {
 	bool empty_feeds;           /* sometimes a read that brings nothing */
 };
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /* Seed 0 feeds byte by byte; otherwise the low bits pick a ceiling. */
 static void pieces_init(struct pieces *p, uint8_t seed)
 {
@@ -178,7 +170,7 @@ static size_t pieces_next(struct pieces *p)
 
 	if (p->max == 1)
 		return 1;
-	v = splitmix(&p->s);
+	v = colo_splitmix64(&p->s);
 	if (p->empty_feeds && (v >> 40) % 29 == 0)
 		return 0;
 	return 1 + (size_t)(v % p->max);

@@ -49,6 +49,7 @@
 #include "fuzz_stream.h"
 #include "ramfmt.h"
 #include "savevm.h"
+#include "splitmix.h"
 #include "stream.h"
 #include "vmdesc.h"
 
@@ -89,15 +90,6 @@ struct pieces {
 	bool empty_feeds;           /* sometimes hand the reader 0 bytes */
 };
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 /*
  * Seed 0 feeds byte by byte; otherwise the low bits pick a ceiling: tiny
  * pieces cut every field, 4097 makes pages straddle pieces.
@@ -118,7 +110,7 @@ static size_t pieces_next(void *ctx)
 
 	if (p->max == 1)
 		return 1;
-	v = splitmix(&p->s);
+	v = colo_splitmix64(&p->s);
 	if (p->empty_feeds && (v >> 40) % 29 == 0)
 		return 0;
 	return 1 + (size_t)(v % p->max);

@@ -1,0 +1,22 @@
+/*
+ * node_int.h: what the files of a node (node.c and node_*.c) share and
+ * nothing outside them uses.  Loop thread only, like the node.
+ */
+#ifndef COLO_NODE_INT_H
+#define COLO_NODE_INT_H
+
+#include "err.h"
+#include "node.h"
+
+/* node_gen.c: create state-dir, read the generation (1 and written, if new). */
+int colo__node_read_generation(struct colo_node *n, struct colo_err *err);
+
+/* node_ctl.c: serve the control socket at cfg.control; stop serving. */
+int colo__node_ctl_start(struct colo_node *n, struct colo_err *err);
+void colo__node_ctl_stop(struct colo_node *n);
+
+/* node_signal.c: SIGTERM, SIGINT, SIGHUP and the loop watchdog; their end. */
+void colo__node_signals_start(struct colo_node *n);
+void colo__node_signals_stop(struct colo_node *n);
+
+#endif

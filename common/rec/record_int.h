@@ -1,0 +1,98 @@
+/*
+ * record_int.h: what the files of recordings share and nothing outside
+ * them uses.  record_index.c names segments and parses the index (for the
+ * writer and the reader); recorder.c runs the recorder's queue and thread;
+ * record_dir.c writes the directory for it.  struct colo_recorder is here
+ * because the last two share it: the queue and st are under mu, the rest
+ * is the recorder thread's (or colo_recorder_start()'s before the thread
+ * runs).
+ */
+#ifndef COLO_RECORD_INT_H
+#define COLO_RECORD_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "err.h"
+#include "image.h"
+#include "record.h"
+
+/* ---- record_index.c ---- */
+
+/* DIR/seg-NNNNNN, malloc'd; NULL when out of memory. */
+char *colo__rec_seg_path(const char *dir, uint32_t seg);
+/* NNNNNN of a file named seg-NNNNNN; -1 for any other name. */
+int colo__rec_segment_number(const char *name, uint32_t *seg);
+void colo__rec_entry_free(struct colo_rec_entry *e);
+/*
+ * Parse an index file's bytes into entries (*out, malloc'd).  Stops at the
+ * first entry that is torn or does not decode: *good is the byte length
+ * of what parsed.  -ENOMEM, else 0.
+ */
+int colo__rec_parse_index(const uint8_t *data, size_t len, struct colo_rec_entry **out,
+			  size_t *nout, size_t *good);
+
+/* ---- the recorder (recorder.c, record_dir.c) ---- */
+
+struct job;
+
+struct seginfo {
+	uint32_t no;
+	uint64_t bytes;                  /* segment file size */
+	uint64_t entries;
+	uint64_t index_bytes;            /* of its entries in the index */
+};
+
+struct colo_recorder {
+	struct colo_record_cfg cfg;
+	char *dir;
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *head, *tail;
+	bool quit, started;
+	bool key_queued;                 /* a full stream was queued */
+	struct colo_recorder_stats st;   /* under mu */
+
+	/* the thread's own */
+	int idx_fd, seg_fd, lock_fd;
+	uint64_t idx_size;
+	struct seginfo *segs;
+	size_t nsegs;
+	uint32_t next_seg;
+	uint64_t since_key;
+	struct colo_image img;
+	bool have_img, failed;
+	struct colo_buf kbuf;
+};
+
+/* recorder.c: one line to cfg.log; stop recording (the thread cannot go on). */
+void colo__rec_log(struct colo_recorder *r, bool error, const char *fmt, ...)
+	COLO_PRINTF(3, 4);
+void colo__rec_fail(struct colo_recorder *r, const char *fmt, ...) COLO_PRINTF(2, 3);
+
+/* record_dir.c, before the thread runs: flock DIR/lock; adopt what is there. */
+int colo__rec_lock_dir(struct colo_recorder *r, struct colo_err *err);
+int colo__rec_adopt_dir(struct colo_recorder *r, struct colo_err *err);
+
+/*
+ * record_dir.c, on the recorder thread; -1 after colo__rec_fail().  A new
+ * segment becomes the current one; a record is appended to it (a, then b;
+ * its offset in *off), then its index entry, which names the devices and
+ * page kinds of r->img (all devices for a keyframe, the touched ones
+ * otherwise).
+ */
+int colo__rec_new_segment(struct colo_recorder *r);
+int colo__rec_put_record(struct colo_recorder *r, const void *a, size_t alen,
+			 const void *b, size_t blen, uint64_t *off);
+int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uint64_t wall,
+			uint64_t off, uint64_t len, uint64_t ram_len, uint64_t sum, bool key);
+/* Drop the oldest segments while over max-bytes or max-checkpoints. */
+void colo__rec_retention(struct colo_recorder *r);
+/* Bytes of the directory: the index and every segment. */
+uint64_t colo__rec_total_bytes(const struct colo_recorder *r);
+
+#endif

@@ -1,0 +1,411 @@
+/*
+ * recorder.c: the writer of recordings (colo_recorder_*, see record.h).
+ *
+ * The loop thread copies each record into a job and queues it; the
+ * recorder thread takes jobs in order, moves its image forward (a full
+ * stream replaces it, a checkpoint is applied to it), writes the record,
+ * then its index entry, then applies retention (record_dir.c writes the
+ * directory).  Every keyframe-every checkpoints the image is written out as
+ * a keyframe starting a new segment, in place of that checkpoint's own
+ * bytes.  The queue and the published stats are under the recorder's
+ * mutex; the rest belongs to its thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "fs.h"
+#include "record_int.h"
+
+enum { JOB_FULL, JOB_CKPT };
+
+struct job {
+	struct job *next;
+	int kind;
+	uint64_t seq, generation, wall_ns;
+	size_t len, ram_len;
+	uint8_t data[];
+};
+
+void colo__rec_log(struct colo_recorder *r, bool error, const char *fmt, ...)
+{
+	char line[COLO_ERR_MAX + 256];
+	va_list ap;
+
+	if (!r->cfg.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	r->cfg.log(r->cfg.log_ud, error, line);
+}
+
+/* The first reason to stop wins: logged once, kept for status.  Any thread. */
+static void mark_stopped(struct colo_recorder *r, const char *msg)
+{
+	bool first;
+
+	pthread_mutex_lock(&r->mu);
+	first = r->st.running;
+	if (first) {
+		r->st.running = false;
+		snprintf(r->st.error, sizeof(r->st.error), "%s", msg);
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (first)
+		colo__rec_log(r, true, "recording to %s stopped: %s (replication goes on)",
+			      r->dir, msg);
+}
+
+/* The recorder thread cannot go on writing. */
+void colo__rec_fail(struct colo_recorder *r, const char *fmt, ...)
+{
+	char msg[COLO_ERR_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->failed)
+		return;
+	r->failed = true;
+	mark_stopped(r, msg);
+	if (r->seg_fd >= 0)
+		close(r->seg_fd);
+	r->seg_fd = -1;
+}
+
+static void publish(struct colo_recorder *r)
+{
+	uint64_t bytes = colo__rec_total_bytes(r);
+
+	pthread_mutex_lock(&r->mu);
+	r->st.bytes = bytes;
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void counted(struct colo_recorder *r, uint64_t seq, bool key)
+{
+	pthread_mutex_lock(&r->mu);
+	r->st.checkpoints++;
+	if (key)
+		r->st.keyframes++;
+	r->st.have_keyframe = true;
+	r->st.last_seq = seq;
+	pthread_mutex_unlock(&r->mu);
+}
+
+static void do_full(struct colo_recorder *r, struct job *j)
+{
+	struct colo_err err;
+	uint64_t off;
+
+	colo_err_clear(&err);
+	if (colo_image_load_full(&r->img, j->data, j->len, &err) != 0) {
+		r->have_img = false;
+		colo__rec_fail(r, "full stream of checkpoint %" PRIu64 " does not decode: %s",
+			       j->seq, err.msg);
+		return;
+	}
+	r->have_img = true;
+	r->since_key = 0;
+	if (colo__rec_new_segment(r) ||
+	    colo__rec_put_record(r, j->data, j->len, NULL, 0, &off) ||
+	    colo__rec_put_entry(r, j->seq, j->generation, j->wall_ns, off, j->len, 0,
+				XXH3_64bits(j->data, j->len), true))
+		return;
+	counted(r, j->seq, true);
+}
+
+static void do_ckpt(struct colo_recorder *r, struct job *j)
+{
+	struct colo_err err;
+	uint64_t off, sum;
+
+	colo_err_clear(&err);
+	if (colo_image_apply(&r->img, j->data, j->ram_len, j->data + j->ram_len,
+			     j->len - j->ram_len, &err) != 0) {
+		colo__rec_fail(r, "checkpoint %" PRIu64 " does not decode: %s", j->seq, err.msg);
+		return;
+	}
+	if (++r->since_key >= r->cfg.keyframe_every) {
+		/* This checkpoint is written as the state it leads to. */
+		colo_buf_reset(&r->kbuf);
+		if (colo_image_save_full(&r->img, &r->kbuf, &err) != 0) {
+			colo__rec_fail(r, "keyframe at checkpoint %" PRIu64 ": %s", j->seq, err.msg);
+			return;
+		}
+		r->since_key = 0;
+		if (colo__rec_new_segment(r) ||
+		    colo__rec_put_record(r, r->kbuf.data, r->kbuf.len, NULL, 0, &off) ||
+		    colo__rec_put_entry(r, j->seq, j->generation, j->wall_ns, off,
+					r->kbuf.len, 0,
+					XXH3_64bits(r->kbuf.data, r->kbuf.len), true))
+			return;
+		counted(r, j->seq, true);
+		return;
+	}
+	sum = XXH3_64bits(j->data, j->len);
+	if (colo__rec_put_record(r, j->data, j->len, NULL, 0, &off) ||
+	    colo__rec_put_entry(r, j->seq, j->generation, j->wall_ns, off, j->len, j->ram_len,
+				sum, false))
+		return;
+	counted(r, j->seq, false);
+}
+
+static void *rec_main(void *arg)
+{
+	struct colo_recorder *r = arg;
+
+	for (;;) {
+		struct job *j;
+
+		pthread_mutex_lock(&r->mu);
+		while (!r->head && !r->quit)
+			pthread_cond_wait(&r->cv, &r->mu);
+		j = r->head;
+		if (j) {
+			r->head = j->next;
+			if (!r->head)
+				r->tail = NULL;
+			r->st.queued_bytes -= j->len;
+		}
+		pthread_mutex_unlock(&r->mu);
+		if (!j)
+			break;
+		if (!r->failed) {
+			if (j->kind == JOB_FULL)
+				do_full(r, j);
+			else if (r->have_img)
+				do_ckpt(r, j);
+			else {
+				pthread_mutex_lock(&r->mu);
+				r->st.dropped++;
+				pthread_mutex_unlock(&r->mu);
+			}
+			if (!r->failed)
+				colo__rec_retention(r);
+			publish(r);
+		}
+		free(j);
+	}
+	if (r->seg_fd >= 0) {
+		fdatasync(r->seg_fd);
+		close(r->seg_fd);
+		r->seg_fd = -1;
+	}
+	if (r->idx_fd >= 0)
+		fdatasync(r->idx_fd);
+	return NULL;
+}
+
+static size_t iov_len(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/* Copy the pieces (RAM ones first) into a job and queue it. */
+static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t gen,
+		    uint64_t wall, const struct iovec *a, int na, const struct iovec *b, int nb)
+{
+	size_t alen = iov_len(a, na), blen = iov_len(b, nb), at = 0;
+	struct job *j;
+	uint64_t waiting;
+	bool running;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	running = r->st.running;
+	waiting = r->st.queued_bytes + alen + blen;
+	pthread_mutex_unlock(&r->mu);
+	if (!running)
+		return;
+	if (waiting > r->cfg.queue_max) {
+		char msg[COLO_ERR_MAX];
+
+		snprintf(msg, sizeof(msg), "the recorder fell behind: %" PRIu64 " MiB waiting, "
+			 "over the limit of %" PRIu64 " MiB (the disk is too slow?)",
+			 waiting >> 20, r->cfg.queue_max >> 20);
+		mark_stopped(r, msg);
+		return;
+	}
+	j = malloc(sizeof(*j) + alen + blen);
+	if (!j) {
+		mark_stopped(r, "out of memory queueing a checkpoint");
+		return;
+	}
+	j->next = NULL;
+	j->kind = kind;
+	j->seq = seq;
+	j->generation = gen;
+	j->wall_ns = wall;
+	j->len = alen + blen;
+	j->ram_len = alen;
+	for (int i = 0; i < na; i++) {
+		if (a[i].iov_len)
+			memcpy(j->data + at, a[i].iov_base, a[i].iov_len);
+		at += a[i].iov_len;
+	}
+	for (int i = 0; i < nb; i++) {
+		if (b[i].iov_len)
+			memcpy(j->data + at, b[i].iov_base, b[i].iov_len);
+		at += b[i].iov_len;
+	}
+	pthread_mutex_lock(&r->mu);
+	if (r->tail)
+		r->tail->next = j;
+	else
+		r->head = j;
+	r->tail = j;
+	r->st.queued_bytes += j->len;
+	if (kind == JOB_FULL)
+		r->key_queued = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+void colo_recorder_full(struct colo_recorder *r, uint64_t seq, uint64_t generation,
+			uint64_t wall_ns, const struct iovec *iov, int n)
+{
+	enqueue(r, JOB_FULL, seq, generation, wall_ns, iov, n, NULL, 0);
+}
+
+void colo_recorder_checkpoint(struct colo_recorder *r, uint64_t seq, uint64_t generation,
+			      uint64_t wall_ns, const struct iovec *ram, int nram,
+			      const struct iovec *dev, int ndev)
+{
+	enqueue(r, JOB_CKPT, seq, generation, wall_ns, ram, nram, dev, ndev);
+}
+
+bool colo_recorder_wants_keyframe(struct colo_recorder *r)
+{
+	bool w;
+
+	if (!r)
+		return false;
+	pthread_mutex_lock(&r->mu);
+	w = r->st.running && !r->key_queued;
+	pthread_mutex_unlock(&r->mu);
+	return w;
+}
+
+int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder **out,
+			struct colo_err *err)
+{
+	struct colo_recorder *r;
+	sigset_t all, old;
+	int e;
+
+	*out = NULL;
+	if (!cfg->dir || !cfg->dir[0])
+		return colo_err_set(err, EINVAL, "record: no directory given");
+	if (cfg->keyframe_every == 0)
+		return colo_err_set(err, EINVAL, "keyframe-every must be at least 1");
+	e = colo_mkdir_p(cfg->dir, 0700, NULL);
+	if (e)
+		return colo_err_set(err, -e, "record: cannot create %s: %s", cfg->dir,
+				    strerror(-e));
+	{
+		struct stat st;
+
+		if (stat(cfg->dir, &st) != 0)
+			return colo_err_set(err, errno, "record: %s: %s", cfg->dir,
+					    strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return colo_err_set(err, ENOTDIR, "record: %s is not a directory",
+					    cfg->dir);
+		if (access(cfg->dir, W_OK | X_OK) != 0)
+			return colo_err_set(err, errno, "record: %s: %s", cfg->dir,
+					    strerror(errno));
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	r->cfg = *cfg;
+	r->dir = strdup(cfg->dir);
+	r->idx_fd = r->seg_fd = r->lock_fd = -1;
+	colo_image_init(&r->img);
+	colo_buf_init(&r->kbuf);
+	pthread_mutex_init(&r->mu, NULL);
+	pthread_cond_init(&r->cv, NULL);
+	r->cfg.dir = r->dir;
+	if (!r->dir) {
+		colo_recorder_stop(r);
+		return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	if (colo__rec_lock_dir(r, err) != 0 || colo__rec_adopt_dir(r, err) != 0) {
+		colo_recorder_stop(r);
+		return -err->code;
+	}
+	r->st.running = true;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&r->th, NULL, rec_main, r);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r->started = e == 0;
+	if (e) {
+		r->st.running = false;
+		colo_recorder_stop(r);
+		return colo_err_set(err, e, "record: cannot start its thread: %s", strerror(e));
+	}
+	*out = r;
+	return 0;
+}
+
+void colo_recorder_stats(struct colo_recorder *r, struct colo_recorder_stats *st)
+{
+	pthread_mutex_lock(&r->mu);
+	*st = r->st;
+	pthread_mutex_unlock(&r->mu);
+}
+
+const char *colo_recorder_dir(const struct colo_recorder *r)
+{
+	return r->dir;
+}
+
+void colo_recorder_stop(struct colo_recorder *r)
+{
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	r->quit = true;
+	pthread_cond_signal(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+	if (r->started)
+		pthread_join(r->th, NULL);
+	while (r->head) {
+		struct job *n = r->head->next;
+
+		free(r->head);
+		r->head = n;
+	}
+	if (r->seg_fd >= 0)
+		close(r->seg_fd);
+	if (r->idx_fd >= 0)
+		close(r->idx_fd);
+	if (r->lock_fd >= 0)
+		close(r->lock_fd);              /* releases the flock */
+	colo_image_free(&r->img);
+	colo_buf_free(&r->kbuf);
+	pthread_cond_destroy(&r->cv);
+	pthread_mutex_destroy(&r->mu);
+	free(r->segs);
+	free(r->dir);
+	free(r);
+}

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "clock.h"
 #include "colomsg.h"
 #include "log.h"
 #include "primary_int.h"
@@ -294,7 +295,6 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	struct colo_node *n = p->n;
 	struct colo_err err;
 	struct ckpt *c;
-	struct timespec wall;
 	uint64_t t1, t2, t3;
 	int r;
 
@@ -315,8 +315,7 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 
 	/* The guest waits from here ... */
 	c->t0 = colo_now_ns();
-	clock_gettime(CLOCK_REALTIME, &wall);
-	c->wall_ns = (uint64_t)wall.tv_sec * 1000000000ull + (uint64_t)wall.tv_nsec;
+	c->wall_ns = colo_wall_ns();
 	colo_node_pause_guest(n);
 	/* What the guest answers from here on is in the next checkpoint. */
 	if (primary_buffering(p))
@@ -481,11 +480,10 @@ static void tick_at(struct colo_primary *p, uint64_t when_ns)
 {
 	struct itimerspec its;
 
+	/* Absolute on the monotonic clock colo_now_ns() reads, and never 0
+	 * (0 disarms): a moment passed fires at once. */
 	memset(&its, 0, sizeof(its));
-	/* Absolute, and never 0 (0 disarms): a moment passed fires at once. */
-	when_ns = when_ns ? when_ns : 1;
-	its.it_value.tv_sec = (time_t)(when_ns / 1000000000ull);
-	its.it_value.tv_nsec = (long)(when_ns % 1000000000ull);
+	its.it_value = colo_mono_timespec(when_ns ? when_ns : 1);
 	timerfd_settime(p->tick_fd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 

@@ -1,6 +1,6 @@
 /*
  * colo-primary: runs the guest and keeps it protected by a secondary.
- * Everything is in the node scaffolding (common/node.c) and the primary
+ * Everything is in the node scaffolding (common/node/node*.c) and the primary
  * engine (primary/primary.c); see `colo-primary --help`.
  */
 #include "config.h"

@@ -1,7 +1,7 @@
 /*
  * colo-secondary: holds the last committed checkpoint of a primary's guest
  * and takes over when the primary stops.  Everything is in the node
- * scaffolding (common/node.c) and the secondary engine
+ * scaffolding (common/node/node*.c) and the secondary engine
  * (secondary/secondary.c), which starts the primary engine on promotion;
  * see `colo-secondary --help`.
  */

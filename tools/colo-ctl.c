@@ -3,7 +3,7 @@
  *
  *   colo-ctl [-s SOCK | --name NAME] [--json] VERB [ARGS]
  *
- * One request, one response (common/ctl.h).  Text output is for people;
+ * One request, one response (common/node/ctl.h).  Text output is for people;
  * --json prints the response's result with the field names of
  * proto/colo.proto, for scripts and exporters.
  *

@@ -91,10 +91,7 @@ const char *pair_bin(const char *name)
 
 uint64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return colo_test_now_ms();
 }
 
 void proc_start(struct proc *p, const char *bin, const char *name, ...)
@@ -294,15 +291,7 @@ bool ctl_verify_clean(const struct proc *p, uint64_t *checked, char *why, size_t
 
 bool wait_for(bool (*cond)(void *ud), void *ud, int ms)
 {
-	uint64_t end = now_ms() + (uint64_t)ms;
-
-	for (;;) {
-		if (cond(ud))
-			return true;
-		if (now_ms() >= end)
-			return false;
-		usleep(5000);
-	}
+	return colo_test_wait(cond, ud, ms);
 }
 
 bool cond_protected(void *ud)

@@ -864,7 +864,7 @@ START_TEST(peer_uid_refused_live)
 	pid_t pid;
 
 	if (geteuid() != 0)
-		return;         /* needs root to be another user */
+		colo_test_skip("needs root to connect as another user");
 	server_start();
 	ck_assert_int_eq(chmod(fx.dir, 0755), 0);
 	ck_assert_int_eq(chmod(fx.path, 0666), 0);

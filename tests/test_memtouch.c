@@ -604,14 +604,10 @@ START_TEST(tracked_by_the_kernel)
 	struct rig r;
 
 	colo_err_clear(&err);
-	if (under_valgrind()) {
-		fprintf(stderr, "# SKIP %s: not under valgrind\n", colo_dirty_mode_name(mode));
-		return;
-	}
-	if (colo_ram_new(mode, &probe, &err)) {
-		fprintf(stderr, "# SKIP %s: %s\n", colo_dirty_mode_name(mode), err.msg);
-		return;
-	}
+	if (under_valgrind())
+		colo_test_skip("%s: not under valgrind", colo_dirty_mode_name(mode));
+	if (colo_ram_new(mode, &probe, &err))
+		colo_test_skip("%s: %s", colo_dirty_mode_name(mode), err.msg);
 	colo_ram_free(probe);
 	config_init(&cfg, 16, 3, COLO_MEMTOUCH_RANDOM, 20000);
 	rig_init_mode(&r, &cfg, mode);

@@ -617,10 +617,8 @@ int main(void)
 {
 	char *qemu = colo_qmp_find_program(QEMU);
 
-	if (!qemu) {
-		printf("1..0 # SKIP " QEMU " not installed\n");
-		return 0;
-	}
+	if (!qemu)
+		colo_test_skip_all(QEMU " not installed");
 	free(qemu);
 	return colo_test_main(suite());
 }

@@ -347,10 +347,8 @@ static void tracked_rounds(enum colo_dirty_mode mode)
 	struct world w;
 
 	colo_err_clear(&err);
-	if (mode != COLO_DIRTY_MANUAL && under_valgrind()) {
-		fprintf(stderr, "# SKIP %s under valgrind\n", colo_dirty_mode_name(mode));
-		return;
-	}
+	if (mode != COLO_DIRTY_MANUAL && under_valgrind())
+		colo_test_skip("%s under valgrind", colo_dirty_mode_name(mode));
 	ck_assert_msg(colo_ram_new(mode, &ram, &err) == 0, "%s", err.msg);
 	for (int b = 0; b < NBLK; b++)
 		ck_assert_int_eq(colo_ram_add_block(ram, names[b], sizes[b], &blocks[b], &err), 0);
@@ -395,10 +393,8 @@ START_TEST(tracked_uffd_wp)
 	struct colo_err err;
 
 	colo_err_clear(&err);
-	if (colo_ram_new(COLO_DIRTY_UFFD_WP, &probe, &err)) {
-		fprintf(stderr, "# SKIP uffd-wp: %s\n", err.msg);
-		return;
-	}
+	if (colo_ram_new(COLO_DIRTY_UFFD_WP, &probe, &err))
+		colo_test_skip("uffd-wp: %s", err.msg);
 	colo_ram_free(probe);
 	tracked_rounds(COLO_DIRTY_UFFD_WP);
 }

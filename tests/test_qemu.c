@@ -348,7 +348,7 @@ START_TEST(qemu_file_dumps_to_its_end)
 	static const char *const extra[] = { "-S", NULL };
 	char part[PATH_MAX], file[PATH_MAX], status[32] = "";
 	struct colo_pieces ones = { .fixed = 1 };
-	struct colo_pieces random = { .max = 9000, .rng = { 0x5eed } };
+	struct colo_pieces random = { .max = 9000, .rng = { COLO_TEST_SEED(0x5eed) } };
 	json_t *doc, *split;
 	struct colo_err err;
 	char *qpart, *qfile, *uri;

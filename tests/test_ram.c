@@ -405,7 +405,7 @@ END_TEST
 START_TEST(single_byte_writes)
 {
 	enum colo_dirty_mode mode = backends[_i];
-	struct colo_rng rng = { 0x5eed0001 + (uint64_t)_i };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0001 + (uint64_t)_i) };
 	struct colo_ram *ram = ram_new(mode, "single_byte_writes");
 	struct colo_ram_block *b;
 	struct ref r;
@@ -437,7 +437,7 @@ END_TEST
 START_TEST(straddling_writes)
 {
 	enum colo_dirty_mode mode = backends[_i];
-	struct colo_rng rng = { 0x5eed0002 + (uint64_t)_i };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0002 + (uint64_t)_i) };
 	struct colo_ram *ram = ram_new(mode, "straddling_writes");
 	struct colo_ram_block *b;
 	uint8_t buf[2 * PAGE + 64];
@@ -495,7 +495,7 @@ START_TEST(multi_block)
 {
 	static const uint64_t sizes[] = { PAGE, 1024 * 1024 + PAGE, 3 * 1024 * 1024, 65536, 7 };
 	enum colo_dirty_mode mode = backends[_i];
-	struct colo_rng rng = { 0x5eed0003 + (uint64_t)_i };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0003 + (uint64_t)_i) };
 	struct colo_ram *ram = ram_new(mode, "multi_block");
 	struct colo_ram_block *bl[5];
 	uint8_t buf[80];
@@ -567,15 +567,17 @@ START_TEST(four_threads)
 	struct tw tw[4];
 	pthread_t th[4];
 	struct ref r;
+	uint64_t seed;
 
 	add(ram, "a", 2 * 1024 * 1024);
 	add(ram, "b", 1024 * 1024 + 3 * PAGE);
 	add(ram, "c", 4 * 1024 * 1024);
 	start_clean(ram);
 	ref_init(&r, ram);
+	seed = COLO_TEST_SEED(0x5eed0004 + 100 * (uint64_t)_i);
 	for (int t = 0; t < 4; t++) {
 		tw[t].ram = ram;
-		tw[t].rng.s = 0x5eed0004 + 100 * (uint64_t)_i + (uint64_t)t;
+		tw[t].rng.s = seed + (uint64_t)t;
 		for (int i = 0; i < 3; i++) {
 			tw[t].bl[i] = colo_ram_block_at(ram, (size_t)i);
 			tw[t].pages[i] = calloc(tw[t].bl[i]->npages, 1);
@@ -683,7 +685,7 @@ START_TEST(writes_racing_harvest)
 	struct racer w[4];
 	pthread_t th[4];
 	struct race race;
-	uint64_t late = 0, early = 0, checked = 0;
+	uint64_t late = 0, early = 0, checked = 0, seed;
 
 	memset(&race, 0, sizeof(race));
 	race.ram = ram;
@@ -700,9 +702,10 @@ START_TEST(writes_racing_harvest)
 		words += wordsof[i];
 	}
 	atomic_store(&race.running, 4);
+	seed = COLO_TEST_SEED(0x5eed0005 + 100 * (uint64_t)_i);
 	for (unsigned t = 0; t < 4; t++) {
 		w[t].race = &race;
-		w[t].rng.s = 0x5eed0005 + 100 * (uint64_t)_i + t;
+		w[t].rng.s = seed + t;
 		w[t].id = t + 1;
 		w[t].cap = writes;
 		w[t].n = 0;

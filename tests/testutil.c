@@ -87,6 +87,7 @@ uint64_t colo_test_seed(const char *what, uint64_t dflt)
 {
 	const char *env = getenv("COLO_TEST_SEED");
 	uint64_t seed = dflt;
+	size_t len;
 
 	if (env && *env) {
 		char *end;
@@ -96,7 +97,11 @@ uint64_t colo_test_seed(const char *what, uint64_t dflt)
 		ck_assert_msg(errno == 0 && *end == '\0', "COLO_TEST_SEED=%s is not a number",
 			      env);
 	}
-	fprintf(stderr, "# seed %s: %" PRIu64 "%s\n", what, seed,
+	/* Check names a test's function NAME_fn: print the test's name. */
+	len = strlen(what);
+	if (len > 3 && strcmp(what + len - 3, "_fn") == 0)
+		len -= 3;
+	fprintf(stderr, "# seed %.*s: %" PRIu64 "%s\n", (int)len, what, seed,
 		env && *env ? " (from COLO_TEST_SEED)" : "");
 	return seed;
 }

@@ -44,6 +44,8 @@ void colo_test_skip_all(const char *fmt, ...) __attribute__((format(printf, 1, 2
  */
 uint64_t colo_test_seed(const char *what, uint64_t dflt);
 uint64_t colo_test_seed_random(const char *what);
+/* colo_test_seed() named after the calling function (a test). */
+#define COLO_TEST_SEED(dflt) colo_test_seed(__func__, (dflt))
 
 /* Milliseconds on the monotonic clock. */
 uint64_t colo_test_now_ms(void);

@@ -985,7 +985,8 @@ static void bench_control(void)
 	const unsigned slow_ms = 200, fast_ms = 10, hb_ms = 20, min_ms = 300;
 	const int reps = opt.quick ? 20 : 100;
 	double secs = opt.quick ? 1.0 : 3.0, slow, fast, t0, hb_secs;
-	double *ck = calloc((size_t)reps, sizeof(double)), *st = calloc((size_t)reps, sizeof(double));
+	double *ck = calloc((size_t)reps, sizeof(double));
+	double *st = calloc((size_t)reps, sizeof(double));
 	double ck50, ck99, st50, second;     /* second: two on-demand, in ms */
 	uint64_t s0, r0, s1, r1, x;
 	struct daemon a, b;
@@ -1070,12 +1071,13 @@ static void bench_control(void)
 			    json_real((double)(r1 - r0) / (hb_secs * 1000 / hb_ms)));
 	json_object_set_new(out, "control", o);
 	if (!opt.json) {
-		printf("\nControl: set-interval, on-demand checkpoints, heartbeats (16 MiB memtouch)\n\n");
-		printf("  set-interval %3u ms: %6.1f checkpoints/s, one per %.1f ms (%.2fx the interval)\n",
-		       slow_ms, slow, slow > 0 ? 1000 / slow : 0,
+		printf("\nControl: set-interval, on-demand checkpoints, heartbeats "
+		       "(16 MiB memtouch)\n\n");
+		printf("  set-interval %3u ms: %6.1f checkpoints/s, one per %.1f ms "
+		       "(%.2fx the interval)\n", slow_ms, slow, slow > 0 ? 1000 / slow : 0,
 		       slow > 0 ? 1000 / slow / slow_ms : 0);
-		printf("  set-interval %3u ms: %6.1f checkpoints/s, one per %.1f ms (%.2fx the interval)\n",
-		       fast_ms, fast, fast > 0 ? 1000 / fast : 0,
+		printf("  set-interval %3u ms: %6.1f checkpoints/s, one per %.1f ms "
+		       "(%.2fx the interval)\n", fast_ms, fast, fast > 0 ? 1000 / fast : 0,
 		       fast > 0 ? 1000 / fast / fast_ms : 0);
 		printf("  rate at %u ms over rate at %u ms: %.1fx (the intervals: %.0fx)\n",
 		       fast_ms, slow_ms, slow > 0 ? fast / slow : 0, (double)slow_ms / fast_ms);

@@ -16,6 +16,14 @@
  *   failover     kill -9 of the primary; the secondary logs how long after
  *                the last heartbeat it served as primary; the overhead is
  *                that minus heartbeat-timeout-ms.  Baseline: the timeout.
+ *   control      what the control socket promises, in time (these were
+ *                timed assertions in make check once): checkpoints/s after
+ *                `set-interval` 200 and 10 ms as the interval they give
+ *                against the one asked, and the fast/slow ratio; `colo-ctl
+ *                checkpoint` latency against a `status` round trip on the
+ *                same socket; the wait min-interval-ms imposes on a second
+ *                on-demand checkpoint against min-interval-ms; heartbeats
+ *                sent and received per heartbeat-interval-ms.
  *
  * The guest for the round-trip runs: memtouch writing whole pages in
  * sequence over a RAM of exactly N pages, paced so that every page is
@@ -255,21 +263,41 @@ static void d_dump_log(const struct daemon *d)
 	fclose(f);
 }
 
+static Colo__ControlResponse *d_ctl_arg(const struct daemon *d,
+					Colo__ControlRequest__CmdCase cmd, uint32_t arg,
+					struct colo_err *err);
+
 /* A request; NULL (and the reason in err) if the node does not answer. */
 static Colo__ControlResponse *d_ctl(const struct daemon *d, Colo__ControlRequest__CmdCase cmd,
 				    struct colo_err *err)
 {
+	return d_ctl_arg(d, cmd, 0, err);
+}
+
+/* A request with an argument (set-interval's ms); NULL and why in err. */
+static Colo__ControlResponse *d_ctl_arg(const struct daemon *d,
+					Colo__ControlRequest__CmdCase cmd, uint32_t arg,
+					struct colo_err *err)
+{
 	Colo__ControlRequest req = COLO__CONTROL_REQUEST__INIT;
 	Colo__StatusRequest st = COLO__STATUS_REQUEST__INIT;
 	Colo__StatsRequest ss = COLO__STATS_REQUEST__INIT;
+	Colo__SetIntervalRequest si = COLO__SET_INTERVAL_REQUEST__INIT;
+	Colo__CheckpointRequest cp = COLO__CHECKPOINT_REQUEST__INIT;
 	Colo__ControlResponse *resp = NULL;
 
 	req.version = COLO_CTL_VERSION;
 	req.cmd_case = cmd;
-	if (cmd == COLO__CONTROL_REQUEST__CMD_STATUS)
+	if (cmd == COLO__CONTROL_REQUEST__CMD_STATUS) {
 		req.status = &st;
-	else
+	} else if (cmd == COLO__CONTROL_REQUEST__CMD_SET_INTERVAL) {
+		si.ms = arg;
+		req.set_interval = &si;
+	} else if (cmd == COLO__CONTROL_REQUEST__CMD_CHECKPOINT) {
+		req.checkpoint = &cp;
+	} else {
 		req.stats = &ss;
+	}
 	colo_err_clear(err);
 	if (colo_ctl_call(d->sock, &req, &resp, 5000, err) != 0)
 		return NULL;
@@ -908,12 +936,168 @@ static void bench_failover(void)
 	free(kill_to_role);
 }
 
+/* ---- control: set-interval, on-demand checkpoints, heartbeats ---- */
+
+/* One request that must succeed; its reply is freed.  Returns seconds. */
+static double d_ctl_ok(struct daemon *d, Colo__ControlRequest__CmdCase cmd, uint32_t arg)
+{
+	struct colo_err err;
+	double t0 = now_s();
+	Colo__ControlResponse *r = d_ctl_arg(d, cmd, arg, &err);
+
+	if (!r)
+		die("%s: control request %d: %s", d->name, (int)cmd, err.msg);
+	t0 = now_s() - t0;
+	colo__control_response__free_unpacked(r, NULL);
+	return t0;
+}
+
+/* Checkpoints/s over secs, after a settling pause at the new interval. */
+static double cps_at(struct daemon *a, unsigned interval_ms, double secs)
+{
+	uint64_t c0;
+	double t0;
+
+	d_ctl_ok(a, COLO__CONTROL_REQUEST__CMD_SET_INTERVAL, interval_ms);
+	sleep_s(0.3);
+	c0 = d_last_committed(a);
+	t0 = now_s();
+	sleep_s(secs);
+	return (double)(d_last_committed(a) - c0) / (now_s() - t0);
+}
+
+static void stats_hb(struct daemon *d, uint64_t *sent, uint64_t *received)
+{
+	struct colo_err err;
+	Colo__ControlResponse *r = d_ctl(d, COLO__CONTROL_REQUEST__CMD_STATS, &err);
+
+	if (!r)
+		die("stats: %s", err.msg);
+	*sent = r->stats->heartbeats_sent;
+	*received = r->stats->heartbeats_received;
+	colo__control_response__free_unpacked(r, NULL);
+}
+
+static void bench_control(void)
+{
+	const unsigned slow_ms = 200, fast_ms = 10, hb_ms = 20, min_ms = 300;
+	const int reps = opt.quick ? 20 : 100;
+	double secs = opt.quick ? 1.0 : 3.0, slow, fast, t0, hb_secs;
+	double *ck = calloc((size_t)reps, sizeof(double));
+	double *st = calloc((size_t)reps, sizeof(double));
+	double ck50, ck99, st50, second;     /* second: two on-demand, in ms */
+	uint64_t s0, r0, s1, r1, x;
+	struct daemon a, b;
+	char listen[32], hb[16];
+	json_t *o = json_object();
+
+	if (!ck || !st)
+		die("out of memory");
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+	snprintf(hb, sizeof(hb), "%u", hb_ms);
+	d_start(&b, "colo-secondary", "b", "--guest", "memtouch", "--listen", listen,
+		"--ram-mb", "16", "--heartbeat-interval-ms", hb, NULL);
+	d_start(&a, "colo-primary", "a", "--guest", "memtouch", "--peer", listen,
+		"--ram-mb", "16", "--memtouch-rate", "20000", "--heartbeat-interval-ms", hb,
+		"--checkpoint-interval-ms", "20", "--min-interval-ms", "0", NULL);
+	if (!d_wait_state(&a, "protected", -1, 60))
+		die("the pair did not get protected");
+
+	/* the interval set at run time, as the rate it gives */
+	slow = cps_at(&a, slow_ms, secs * 2);
+	fast = cps_at(&a, fast_ms, secs);
+
+	/* heartbeats per interval, over the same kind of while */
+	stats_hb(&a, &s0, &x);
+	stats_hb(&b, &x, &r0);
+	t0 = now_s();
+	sleep_s(secs);
+	stats_hb(&a, &s1, &x);
+	stats_hb(&b, &x, &r1);
+	hb_secs = now_s() - t0;
+
+	/* on-demand checkpoints (interval 60 s, min-interval 0) against a
+	 * status round trip on the same socket */
+	d_ctl_ok(&a, COLO__CONTROL_REQUEST__CMD_SET_INTERVAL, 60000);
+	for (int i = 0; i < reps; i++) {
+		st[i] = d_ctl_ok(&a, COLO__CONTROL_REQUEST__CMD_STATUS, 0) * 1e6;
+		ck[i] = d_ctl_ok(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0) * 1e6;
+	}
+	st50 = percentile(st, (size_t)reps, 0.5);
+	ck50 = percentile(ck, (size_t)reps, 0.5);
+	ck99 = percentile(ck, (size_t)reps, 0.99);
+	d_stop(&a);
+	d_stop(&b);
+
+	/* min-interval-ms: two on-demand checkpoints back to back */
+	{
+		char mins[16];
+
+		snprintf(mins, sizeof(mins), "%u", min_ms);
+		snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
+		d_start(&b, "colo-secondary", "b", "--guest", "memtouch", "--listen", listen,
+			"--ram-mb", "16", NULL);
+		d_start(&a, "colo-primary", "a", "--guest", "memtouch", "--peer", listen,
+			"--ram-mb", "16", "--checkpoint-interval-ms", "60000",
+			"--min-interval-ms", mins, NULL);
+		if (!d_wait_state(&a, "protected", -1, 60))
+			die("the pair did not get protected");
+		/* one to take the full sync's spacing, then a pause longer than
+		 * min-interval-ms: of the two timed, only the second may wait */
+		d_ctl_ok(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0);
+		sleep_s(min_ms / 1000.0 + 0.1);
+		second = d_ctl_ok(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0) * 1000;
+		second += d_ctl_ok(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0) * 1000;
+		d_stop(&a);
+		d_stop(&b);
+	}
+
+	json_object_set_new(o, "interval_slow_ms", json_integer(slow_ms));
+	json_object_set_new(o, "checkpoints_per_s_slow", json_real(slow));
+	json_object_set_new(o, "interval_fast_ms", json_integer(fast_ms));
+	json_object_set_new(o, "checkpoints_per_s_fast", json_real(fast));
+	json_object_set_new(o, "fast_over_slow", json_real(slow > 0 ? fast / slow : 0));
+	json_object_set_new(o, "on_demand_p50_us", json_real(ck50));
+	json_object_set_new(o, "on_demand_p99_us", json_real(ck99));
+	json_object_set_new(o, "status_p50_us", json_real(st50));
+	json_object_set_new(o, "min_interval_ms", json_integer(min_ms));
+	json_object_set_new(o, "two_on_demand_ms", json_real(second));
+	json_object_set_new(o, "heartbeat_interval_ms", json_integer(hb_ms));
+	json_object_set_new(o, "heartbeats_sent_per_interval",
+			    json_real((double)(s1 - s0) / (hb_secs * 1000 / hb_ms)));
+	json_object_set_new(o, "heartbeats_received_per_interval",
+			    json_real((double)(r1 - r0) / (hb_secs * 1000 / hb_ms)));
+	json_object_set_new(out, "control", o);
+	if (!opt.json) {
+		printf("\nControl: set-interval, on-demand checkpoints, heartbeats "
+		       "(16 MiB memtouch)\n\n");
+		printf("  set-interval %3u ms: %6.1f checkpoints/s, one per %.1f ms "
+		       "(%.2fx the interval)\n", slow_ms, slow, slow > 0 ? 1000 / slow : 0,
+		       slow > 0 ? 1000 / slow / slow_ms : 0);
+		printf("  set-interval %3u ms: %6.1f checkpoints/s, one per %.1f ms "
+		       "(%.2fx the interval)\n", fast_ms, fast, fast > 0 ? 1000 / fast : 0,
+		       fast > 0 ? 1000 / fast / fast_ms : 0);
+		printf("  rate at %u ms over rate at %u ms: %.1fx (the intervals: %.0fx)\n",
+		       fast_ms, slow_ms, slow > 0 ? fast / slow : 0, (double)slow_ms / fast_ms);
+		printf("  colo-ctl checkpoint: p50 %.0f us, p99 %.0f us (%.1fx a status round trip, "
+		       "%.0f us)\n", ck50, ck99, st50 > 0 ? ck50 / st50 : 0, st50);
+		printf("  two on-demand checkpoints back to back, min-interval-ms %u: %.0f ms "
+		       "(%.2fx min-interval-ms)\n", min_ms, second, second / min_ms);
+		printf("  heartbeats per %u ms interval: %.2f sent (primary), %.2f received "
+		       "(secondary)\n", hb_ms, (double)(s1 - s0) / (hb_secs * 1000 / hb_ms),
+		       (double)(r1 - r0) / (hb_secs * 1000 / hb_ms));
+	}
+	free(ck);
+	free(st);
+}
+
 /* ---- main ---- */
 
 static void usage(FILE *f)
 {
 	fprintf(f,
-"Usage: colo-pair-bench [--quick] [--json] [--only roundtrip|throughput|failover|record]\n"
+"Usage: colo-pair-bench [--quick] [--json]\n"
+"                       [--only roundtrip|throughput|failover|control|record]\n"
 "                       [--record-both]\n"
 "\n"
 "Runs colo-primary and colo-secondary on loopback and prints checkpoint round\n"
@@ -921,6 +1105,9 @@ static void usage(FILE *f)
 "protected, and failover time beyond the heartbeat timeout, each next to a\n"
 "baseline measured in the same run.  The daemons are taken from the directory\n"
 "above this program's, or from $COLO_BIN_DIR.  ~2 minutes; --quick ~40 s.\n"
+"control: checkpoints/s after set-interval 200 and 10 ms against the interval\n"
+"asked, colo-ctl checkpoint latency against a status round trip, the wait\n"
+"min-interval-ms imposes, heartbeats per heartbeat interval.\n"
 "record: checkpoints/s without and with --record on the secondary (both nodes\n"
 "with --record-both), and the time to rebuild a checkpoint of a recorded 1 GiB\n"
 "guest.\n");
@@ -983,9 +1170,10 @@ int main(int argc, char **argv)
 		case 'o':
 			opt.only = optarg;
 			if (strcmp(optarg, "roundtrip") && strcmp(optarg, "throughput") &&
-			    strcmp(optarg, "failover") && strcmp(optarg, "record")) {
+			    strcmp(optarg, "failover") && strcmp(optarg, "control") &&
+			    strcmp(optarg, "record")) {
 				fprintf(stderr, "colo-pair-bench: --only takes roundtrip, throughput, "
-					"failover or record, not '%s'\n", optarg);
+					"failover, control or record, not '%s'\n", optarg);
 				return 2;
 			}
 			break;
@@ -1020,6 +1208,8 @@ int main(int argc, char **argv)
 		bench_throughput();
 	if (!opt.only || !strcmp(opt.only, "failover"))
 		bench_failover();
+	if (!opt.only || !strcmp(opt.only, "control"))
+		bench_control();
 	if (!opt.only || !strcmp(opt.only, "record"))
 		bench_record();
 	if (opt.json) {

@@ -24,11 +24,15 @@ say() { printf '\n== %s\n' "$*"; }
 die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 
 # What the build, the tests and the demonstration need (Debian 12 names).
+# check and libhiredis-dev are the tests' libraries (hiredis: their RESP
+# client), but configure asks for them, so every build installs them.
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev libprotobuf-c-dev
-protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev"
+protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev
+libhiredis-dev"
 # The interop tests run real QEMU, the kv client tests Debian's redis-cli and
-# redis-benchmark (test dependencies only; the demonstration uses redis-tools).
-TEST_PKGS="qemu-system-x86 redis-tools iputils-arping"
+# redis-benchmark and talk RESP through hiredis (test dependencies; the
+# demonstration uses redis-tools).
+TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 

@@ -51,6 +51,7 @@ pid_b=$!
 	--state-dir "$work/a" >"$work/a.log" 2>&1 &
 pid_a=$!
 i=0
+# Waits on the node's state; the sleep only paces the polling.
 until "$top_builddir/colo-ctl" -s "$work/a.sock" status --json 2>/dev/null |
 	grep -q '"state": "protected"'; do
 	i=$((i + 1))
@@ -95,10 +96,16 @@ if redis-cli -p "$kv" INFO | grep -q '^redis_version:'; then ok "INFO"; else not
 
 # An interactive session on a terminal: redis-cli then asks COMMAND DOCS
 # first, and prints replies its own way.
+# The input stays open until redis-cli has answered the last GET (script
+# ends the session when its input ends), for 10 s at most.
 if command -v script >/dev/null; then
-	(printf 'SET tty yes\rGET tty\rGET nosuch\rquit\r'; sleep 2) |
-		TERM=dumb timeout 20 script -qfec "redis-cli -p $kv" /dev/null |
-		tr -d '\r' >"$work/tty.txt" 2>&1
+	: >"$work/tty.raw"
+	(printf 'SET tty yes\rGET tty\rGET nosuch\rquit\r'
+	 i=0
+	 until grep -q '(nil)' "$work/tty.raw" || [ $i -ge 200 ]; do
+		i=$((i + 1)); sleep 0.05
+	 done) | TERM=dumb timeout 20 script -qfec "redis-cli -p $kv" /dev/null >"$work/tty.raw" 2>&1
+	tr -d '\r' <"$work/tty.raw" >"$work/tty.txt"
 	if grep -q '> "yes"$' "$work/tty.txt" && grep -q '> (nil)$' "$work/tty.txt" &&
 	   ! grep -q 'error' "$work/tty.txt"; then
 		ok "interactive redis-cli"
@@ -106,6 +113,8 @@ if command -v script >/dev/null; then
 		not_ok "interactive redis-cli"
 		sed 's/^/#   /' "$work/tty.txt"
 	fi
+else
+	n=$((n + 1)); echo "ok $n - interactive redis-cli # SKIP script (bsdutils) not installed"
 fi
 
 redis-benchmark -p "$kv" -n 2000 -c 10 -t ping,set,get,incr,mset -q >"$work/bench.txt" 2>&1

@@ -90,11 +90,6 @@ const char *pair_bin(const char *name)
 	return buf[k];
 }
 
-uint64_t now_ms(void)
-{
-	return colo_now_ms();
-}
-
 void proc_start(struct proc *p, const char *bin, const char *name, ...)
 {
 	const char *argv[64];
@@ -147,7 +142,7 @@ void proc_signal(struct proc *p, int sig)
 
 bool proc_wait(struct proc *p, int ms)
 {
-	uint64_t end = now_ms() + (uint64_t)ms;
+	uint64_t end = colo_now_ms() + (uint64_t)ms;
 	int st;
 
 	if (p->exited)
@@ -162,7 +157,7 @@ bool proc_wait(struct proc *p, int ms)
 			p->exit_status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 			return true;
 		}
-		if (now_ms() >= end)
+		if (colo_now_ms() >= end)
 			return false;
 		usleep(2000);
 	}
@@ -292,15 +287,7 @@ bool ctl_verify_clean(const struct proc *p, uint64_t *checked, char *why, size_t
 
 bool wait_for(bool (*cond)(void *ud), void *ud, int ms)
 {
-	uint64_t end = now_ms() + (uint64_t)ms;
-
-	for (;;) {
-		if (cond(ud))
-			return true;
-		if (now_ms() >= end)
-			return false;
-		usleep(5000);
-	}
+	return colo_test_wait(cond, ud, ms);
 }
 
 bool cond_protected(void *ud)

@@ -75,6 +75,5 @@ bool cond_committed(void *wait_arg);        /* last_committed >= n */
 bool cond_log(void *wait_arg);              /* log has text */
 bool cond_exited(void *proc);
 
-uint64_t now_ms(void);
 
 #endif

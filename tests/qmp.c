@@ -23,14 +23,9 @@
 #define QMP_INPUT_MAX (16u << 20)
 #define QMP_POLL_MS 10
 
-static long long now_ms(void)
-{
-	return (long long)colo_now_ms();
-}
-
 static int ms_left(long long deadline)
 {
-	long long left = deadline - now_ms();
+	long long left = deadline - (long long)colo_now_ms();
 
 	return left < 0 ? 0 : (int)left;
 }
@@ -160,12 +155,12 @@ bool colo_qmp_exited(struct colo_qmp *q)
 
 bool colo_qmp_wait_exit(struct colo_qmp *q, int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = (long long)colo_now_ms() + timeout_ms;
 
 	for (;;) {
 		if (reap(q, WNOHANG))
 			return true;
-		if (now_ms() >= deadline)
+		if ((long long)colo_now_ms() >= deadline)
 			return false;
 		sleep_ms(QMP_POLL_MS);
 	}
@@ -303,7 +298,7 @@ static int try_connect(const char *path, int *fd)
 int colo_qmp_connect(struct colo_qmp *q, const char *sock_path, int timeout_ms,
 		     struct colo_err *err)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = (long long)colo_now_ms() + timeout_ms;
 	json_t *msg = NULL;
 	int r;
 
@@ -322,7 +317,7 @@ int colo_qmp_connect(struct colo_qmp *q, const char *sock_path, int timeout_ms,
 			return colo_err_set(err, ECONNREFUSED, "QEMU %s before its "
 					    "QMP socket accepted a connection",
 					    colo_qmp_describe_exit(q, how, sizeof(how)));
-		if (now_ms() >= deadline)
+		if ((long long)colo_now_ms() >= deadline)
 			return colo_err_set(err, ETIMEDOUT, "QMP socket %s: no "
 					    "connection within %d ms", sock_path,
 					    timeout_ms);
@@ -344,7 +339,7 @@ int colo_qmp_connect(struct colo_qmp *q, const char *sock_path, int timeout_ms,
 int colo_qmp_execute(struct colo_qmp *q, const char *cmd, json_t *args, json_t **ret,
 		     int timeout_ms, struct colo_err *err)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = (long long)colo_now_ms() + timeout_ms;
 	json_t *req = json_object(), *msg;
 	char *line;
 	int r;

@@ -7,11 +7,16 @@
  * stall limit, and then goes silent so the peer sees it dead; the
  * generation guard refuses older peers and reports newer ones.
  *
- * Times here are lower bounds or generous margins: a slow machine can make
- * a peer look alive for longer, never dead sooner.
+ * No assertion here is on time: each run lasts until what it waits for has
+ * happened (counters, a long callback over, the peer declared dead), with
+ * a deadline far beyond it, and the assertions are on what happened.  A
+ * loop held by a sleep in a callback is the workload, not a wait.  How soon
+ * a hung peer is declared dead is printed as a '#' line; heartbeats per
+ * interval on a real pair are a colo-pair-bench figure.
  */
 #include "config.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -22,27 +27,61 @@
 #include "stats.h"
 #include "testutil.h"
 
+#define DEADLINE_MS 20000       /* a run not over by then fails its test */
+
+struct node;
+
+/* What a run waits for; evaluated on b's loop (b watches a). */
+typedef bool (*until_fn)(struct node *a, struct node *b);
+
 struct node {
 	uv_loop_t loop;
 	struct colo_hb *hb;
 	struct colo_stats stats;
-	uv_timer_t block, end;
+	struct node *peer;
+	uv_timer_t block, check;
 	uv_async_t io;                 /* the long callback runs as I/O */
-	uint32_t block_at_ms, block_ms, end_ms;
+	uint32_t block_at_ms, block_ms;
+	bool hold_until_dead;          /* hold the loop until the peer calls us dead */
+	until_fn until;                /* set on the watcher only */
+	atomic_bool *done;             /* shared by both nodes of a run */
+	uint64_t deadline_ns;
 	pthread_t th;
 	atomic_int dead;               /* peer_dead calls */
 	_Atomic uint64_t dead_at_ns;
-	uint64_t t0_ns;
+	atomic_int phase;              /* long callback: 0 before, 1 during, 2 over */
+	_Atomic uint64_t held_at_ns;
+	_Atomic uint64_t sent_while_held;       /* by this node, while held */
+	_Atomic uint64_t peer_sent_while_held;  /* by the peer, while this one was held */
+	atomic_int called_dead_while_held;
+	bool timed_out;
+	bool mark_set;                 /* the watcher's count when the hold was over */
+	uint64_t mark;
 	char newer_node[64];
 	uint64_t newer_gen;
 };
+
+static uint64_t sent(struct node *n)
+{
+	return __atomic_load_n(&n->stats.heartbeats_sent, __ATOMIC_RELAXED);
+}
+
+/* peer_dead calls on n (a function, so that failures read well) */
+static int deaths(struct node *n)
+{
+	return atomic_load(&n->dead);
+}
 
 static void on_peer_dead(void *ud)
 {
 	struct node *n = ud;
 
-	if (atomic_fetch_add(&n->dead, 1) == 0)
+	/* Before counting: a peer held until it is called dead is still held. */
+	if (atomic_load(&n->peer->phase) == 1)
+		atomic_store(&n->peer->called_dead_while_held, 1);
+	if (atomic_load(&n->dead) == 0)
 		atomic_store(&n->dead_at_ns, colo_now_ns());
+	atomic_fetch_add(&n->dead, 1);
 }
 
 static void on_newer(void *ud, const char *node, uint64_t gen)
@@ -61,8 +100,19 @@ static void on_newer(void *ud, const char *node, uint64_t gen)
 static void on_io(uv_async_t *h)
 {
 	struct node *n = h->data;
+	uint64_t s0 = sent(n), p0 = sent(n->peer);
 
-	usleep(n->block_ms * 1000u);
+	atomic_store(&n->held_at_ns, colo_now_ns());
+	atomic_store(&n->phase, 1);
+	if (n->hold_until_dead) {
+		while (!atomic_load(&n->peer->dead) && colo_now_ns() < n->deadline_ns)
+			usleep(2000);
+	} else {
+		usleep(n->block_ms * 1000u);
+	}
+	atomic_store(&n->sent_while_held, sent(n) - s0);
+	atomic_store(&n->peer_sent_while_held, sent(n->peer) - p0);
+	atomic_store(&n->phase, 2);
 }
 
 static void on_block(uv_timer_t *t)
@@ -72,13 +122,24 @@ static void on_block(uv_timer_t *t)
 	uv_async_send(&n->io);
 }
 
-static void on_end(uv_timer_t *t)
+/* Every 5 ms: the watcher decides when the run is over; both stop then. */
+static void on_check(uv_timer_t *t)
 {
 	struct node *n = t->data;
 
+	if (n->until && !atomic_load(n->done)) {
+		if (n->until(n->peer, n)) {
+			atomic_store(n->done, true);
+		} else if (colo_now_ns() >= n->deadline_ns) {
+			n->timed_out = true;
+			atomic_store(n->done, true);
+		}
+	}
+	if (!atomic_load(n->done))
+		return;
 	colo_hb_stop(n->hb);
 	uv_close((uv_handle_t *)&n->block, NULL);
-	uv_close((uv_handle_t *)&n->end, NULL);
+	uv_close((uv_handle_t *)&n->check, NULL);
 	uv_close((uv_handle_t *)&n->io, NULL);
 }
 
@@ -96,9 +157,9 @@ static void node_init(struct node *n, const char *name, uint64_t gen)
 		      err.msg);
 	colo_hb_set_identity(n->hb, name, 1, gen);
 	uv_timer_init(&n->loop, &n->block);
-	uv_timer_init(&n->loop, &n->end);
+	uv_timer_init(&n->loop, &n->check);
 	uv_async_init(&n->loop, &n->io, on_io);
-	n->block.data = n->end.data = n->io.data = n;
+	n->block.data = n->check.data = n->io.data = n;
 }
 
 static void node_addr(struct node *n, struct sockaddr_in *sa)
@@ -116,10 +177,9 @@ static void *node_main(void *arg)
 
 static void node_run(struct node *n)
 {
-	n->t0_ns = colo_now_ns();
-	if (n->block_ms)
+	if (n->block_ms || n->hold_until_dead)
 		uv_timer_start(&n->block, on_block, n->block_at_ms, 0);
-	uv_timer_start(&n->end, on_end, n->end_ms, 0);
+	uv_timer_start(&n->check, on_check, 5, 5);
 	ck_assert_int_eq(pthread_create(&n->th, NULL, node_main, n), 0);
 }
 
@@ -131,21 +191,36 @@ static void node_join(struct node *n)
 
 /*
  * a sends to b every 20 ms; b watches a with a timeout of timeout_ms.
- * Either loop may be held for a while.
+ * Either loop may be held for a while.  The run lasts until until(a, b).
  */
 static void run_pair(struct node *a, struct node *b, uint32_t timeout_ms, uint32_t stall_ms,
-		     uint32_t ms)
+		     until_fn until, const char *what)
 {
 	struct sockaddr_in sa;
+	atomic_bool done = false;
 
+	a->peer = b;
+	b->peer = a;
+	a->done = b->done = &done;
+	b->until = until;
+	a->deadline_ns = b->deadline_ns = colo_now_ns() + (uint64_t)DEADLINE_MS * 1000000ull;
 	node_addr(b, &sa);
 	colo_hb_send_to(a->hb, (struct sockaddr *)&sa, 20, stall_ms);
 	colo_hb_watch(b->hb, "a", timeout_ms);
-	a->end_ms = b->end_ms = ms;
 	node_run(a);
 	node_run(b);
 	node_join(a);
 	node_join(b);
+	ck_assert_msg(!b->timed_out, "not within %d ms: %s (b: %" PRIu64 " received, %"
+		      PRIu64 " refused, %d dead; a: %" PRIu64 " sent)", DEADLINE_MS, what,
+		      b->stats.heartbeats_received, b->stats.heartbeats_refused,
+		      deaths(b), a->stats.heartbeats_sent);
+}
+
+static bool received_20(struct node *a, struct node *b)
+{
+	(void)a;
+	return b->stats.heartbeats_received >= 20;
 }
 
 START_TEST(steady)
@@ -154,13 +229,35 @@ START_TEST(steady)
 
 	node_init(&a, "a", 1);
 	node_init(&b, "b", 1);
-	run_pair(&a, &b, 150, 1000, 600);
-	ck_assert_int_eq(atomic_load(&b.dead), 0);
-	ck_assert_uint_ge(b.stats.heartbeats_received, 10);
-	ck_assert_uint_ge(a.stats.heartbeats_sent, 10);
+	run_pair(&a, &b, 150, 1000, received_20, "20 heartbeats received");
+	ck_assert_int_eq(deaths(&b), 0);
+	ck_assert_uint_ge(a.stats.heartbeats_sent, 20);
 	ck_assert_uint_eq(b.stats.heartbeats_refused, 0);
 }
 END_TEST
+
+/* The long callback is over, and b received 5 heartbeats since. */
+static bool held_and_after(struct node *held, struct node *b)
+{
+	if (atomic_load(&held->phase) != 2)
+		return false;
+	if (!b->mark_set) {
+		b->mark_set = true;
+		b->mark = b->stats.heartbeats_received;
+	}
+	return b->stats.heartbeats_received >= b->mark + 5;
+}
+
+static bool b_held_and_after(struct node *a, struct node *b)
+{
+	(void)a;
+	return held_and_after(b, b);
+}
+
+static bool a_held_and_after(struct node *a, struct node *b)
+{
+	return held_and_after(a, b);
+}
 
 /* b's own loop is held for 400 ms with a 150 ms timeout: a's heartbeats
  * wait in b's socket, and b must read them before calling a dead. */
@@ -172,9 +269,12 @@ START_TEST(busy_receiver_is_not_fooled)
 	node_init(&b, "b", 1);
 	b.block_at_ms = 100;
 	b.block_ms = 400;
-	run_pair(&a, &b, 150, 1000, 800);
-	ck_assert_int_eq(atomic_load(&b.dead), 0);
-	ck_assert_uint_ge(b.stats.heartbeats_received, 15);
+	run_pair(&a, &b, 150, 1000, b_held_and_after, "b's loop held, then 5 heartbeats");
+	/* a sent while b was held: those waited in b's socket, and b read
+	 * them before its dead timer could call a dead. */
+	ck_assert_msg(atomic_load(&b.peer_sent_while_held) > 0, "a sent nothing while b was held");
+	ck_assert_int_eq(deaths(&b), 0);
+	ck_assert_uint_ge(b.stats.heartbeats_received, 5);
 }
 END_TEST
 
@@ -187,34 +287,55 @@ START_TEST(busy_sender_keeps_sending)
 	node_init(&b, "b", 1);
 	a.block_at_ms = 100;
 	a.block_ms = 400;
-	run_pair(&a, &b, 150, 1000, 800);
-	ck_assert_int_eq(atomic_load(&b.dead), 0);
-	ck_assert_uint_ge(a.stats.heartbeats_sent, 25);
+	run_pair(&a, &b, 150, 1000, a_held_and_after, "a's loop held, then 5 heartbeats");
+	ck_assert_int_eq(deaths(&b), 0);
+	ck_assert_msg(atomic_load(&a.sent_while_held) > 0, "a sent nothing while its loop was "
+		      "held");
 }
 END_TEST
 
-/* a's loop is stuck far beyond the stall limit (300 ms): a goes silent and
- * b calls it dead, no sooner than stall limit + timeout after the hang. */
+static bool a_called_dead(struct node *a, struct node *b)
+{
+	return atomic_load(&b->dead) > 0 && atomic_load(&a->phase) == 2;
+}
+
+/* a's loop stays stuck (until b calls it dead; the stall limit is 500 ms):
+ * a keeps sending for a while, then goes silent, and b calls it dead while
+ * it is still stuck. */
 START_TEST(hung_sender_goes_silent)
 {
 	struct node a, b;
-	uint64_t hung_at, dead_at;
+	uint64_t held_at, dead_at;
 
 	node_init(&a, "a", 1);
 	node_init(&b, "b", 1);
 	a.block_at_ms = 100;
-	a.block_ms = 1500;
-	run_pair(&a, &b, 150, 300, 1800);
-	ck_assert_int_ge(atomic_load(&b.dead), 1);
-	hung_at = a.t0_ns + 100 * 1000000ull;
+	a.hold_until_dead = true;
+	run_pair(&a, &b, 150, 500, a_called_dead, "b calls the hung a dead");
+	ck_assert_int_ge(deaths(&b), 1);
+	ck_assert_msg(atomic_load(&a.called_dead_while_held), "a was called dead, but not "
+		      "while its loop was stuck");
+	/* Not silent at once: the stall limit, not the hang, silences it. */
+	ck_assert_msg(atomic_load(&a.sent_while_held) > 0, "a went silent at once");
+	held_at = atomic_load(&a.held_at_ns);
 	dead_at = atomic_load(&b.dead_at_ns);
-	fprintf(stderr, "# dead %.0f ms after the hang\n", (double)(dead_at - hung_at) / 1e6);
-	/* The loop's last sign of life may be up to one stamp (10 ms) before
-	 * the hang, the last heartbeat up to one interval (20 ms) before the
-	 * stall limit ran out. */
-	ck_assert_uint_ge(dead_at - hung_at, (300 - 20 + 150 - 10) * 1000000ull);
+	fprintf(stderr, "# dead %.0f ms after the hang (stall limit 500 ms + timeout 150 ms), "
+		"%" PRIu64 " heartbeats sent while hung\n", (double)(dead_at - held_at) / 1e6,
+		atomic_load(&a.sent_while_held));
 }
 END_TEST
+
+static bool refused_and_dead(struct node *a, struct node *b)
+{
+	(void)a;
+	return b->stats.heartbeats_refused >= 10 && atomic_load(&b->dead) > 0;
+}
+
+static bool newer_seen(struct node *a, struct node *b)
+{
+	(void)a;
+	return b->newer_gen != 0 && b->stats.heartbeats_received >= 20;
+}
 
 /* The split-brain guard on heartbeats. */
 START_TEST(generations)
@@ -224,17 +345,18 @@ START_TEST(generations)
 	/* a is older than b: refused, and b sees a as dead. */
 	node_init(&a, "a", 1);
 	node_init(&b, "b", 2);
-	run_pair(&a, &b, 150, 1000, 500);
+	run_pair(&a, &b, 150, 1000, refused_and_dead, "10 refused and a called dead");
 	ck_assert_uint_eq(b.stats.heartbeats_received, 0);
-	ck_assert_uint_ge(b.stats.heartbeats_refused, 5);
-	ck_assert_int_ge(atomic_load(&b.dead), 1);
-	/* a is newer than b: reported to b's engine, and counted as alive. */
+	ck_assert_uint_ge(b.stats.heartbeats_refused, 10);
+	ck_assert_int_ge(deaths(&b), 1);
+	/* a is newer than b: reported to b's engine, and counted as alive
+	 * (20 heartbeats take longer than the timeout). */
 	node_init(&a, "a", 3);
 	node_init(&b, "b", 2);
-	run_pair(&a, &b, 150, 1000, 500);
+	run_pair(&a, &b, 150, 1000, newer_seen, "the newer generation reported, 20 received");
 	ck_assert_str_eq(b.newer_node, "a");
 	ck_assert_uint_eq(b.newer_gen, 3);
-	ck_assert_int_eq(atomic_load(&b.dead), 0);
+	ck_assert_int_eq(deaths(&b), 0);
 }
 END_TEST
 
@@ -253,10 +375,10 @@ START_TEST(strangers_are_dropped)
 		ck_assert_int_eq(sendto(fd, "\xff\xff\xff garbage", 12, 0,
 					(struct sockaddr *)&sa, sizeof(sa)), 12);
 	close(fd);
-	run_pair(&a, &b, 150, 1000, 500);
+	run_pair(&a, &b, 150, 1000, refused_and_dead, "10 refused and a called dead");
 	ck_assert_uint_eq(b.stats.heartbeats_received, 0);
 	ck_assert_uint_ge(b.stats.heartbeats_refused, 5 + 5);
-	ck_assert_int_ge(atomic_load(&b.dead), 1);
+	ck_assert_int_ge(deaths(&b), 1);
 }
 END_TEST
 
@@ -265,7 +387,7 @@ int main(void)
 	Suite *s = suite_create("hb");
 	TCase *tc = tcase_create("hb");
 
-	tcase_set_timeout(tc, 30);
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, steady);
 	tcase_add_test(tc, busy_receiver_is_not_fooled);
 	tcase_add_test(tc, busy_sender_keeps_sending);

@@ -391,7 +391,7 @@ END_TEST
 START_TEST(values_grow_shrink_and_move)
 {
 	struct store s;
-	struct colo_rng rng = { 3 };
+	struct colo_rng rng = { COLO_TEST_SEED(3) };
 	uint8_t *big = malloc(3 << 20), *want = malloc(3 << 20);
 	uint64_t nl, used0, len = 0;
 
@@ -465,7 +465,7 @@ START_TEST(random_workload_matches_model)
 	const uint64_t ops = scaled(200000);
 	struct store s;
 	struct model md;
-	struct colo_rng rng = { 0x5eed };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed) };
 	uint8_t *buf = malloc(2 << 20);
 	uint64_t enomem = 0, grew = 0, ts = 0;
 
@@ -609,7 +609,7 @@ START_TEST(relocated_region_reads_back)
 	const uint64_t size = 8 << 20;
 	struct store a;
 	struct model md;
-	struct colo_rng rng = { 11 }, ra, rb;
+	struct colo_rng rng = { COLO_TEST_SEED(11) }, ra, rb;
 	struct colo_buf out = COLO_BUF_INIT;
 	struct colo_kv_meta mb;
 	struct colo_kvstore kb;
@@ -688,7 +688,8 @@ START_TEST(enomem_changes_nothing)
 {
 	struct store s;
 	struct snap sn;
-	struct colo_rng rng = { 5 };
+	struct colo_rng rng = { COLO_TEST_SEED(5) };
+	const uint64_t seed = rng.s;
 	uint8_t buf[8192];
 	char key[48];
 	unsigned nkeys = 0, small = 0, incr_enomem = 0;
@@ -772,7 +773,7 @@ START_TEST(enomem_changes_nothing)
 		ck_assert_int_eq(colo_kv_del(&s.kv, key, strlen(key)), 1);
 	}
 	check_ok(&s.kv);
-	rng.s = 5;
+	rng.s = seed;
 	colo_rng_fill(&rng, buf, sizeof(buf));
 	for (unsigned i = 0; i < nkeys; i++) {
 		uint64_t len = 1 + colo_rng_below(&rng, 3000);
@@ -1295,7 +1296,7 @@ START_TEST(corrupted_region_never_crashes)
 {
 	const unsigned n = 600, rounds = (unsigned)scaled(300);
 	struct store s;
-	struct colo_rng rng = { 12 };
+	struct colo_rng rng = { COLO_TEST_SEED(12) };
 	struct colo_kv_meta pm;
 	uint8_t *pristine;
 	uint8_t buf[512];

@@ -40,11 +40,6 @@ static bool under_valgrind(void)
 	return p && strstr(p, "vgpreload");
 }
 
-static uint64_t now_ns(void)
-{
-	return colo_now_ns();
-}
-
 static void sleep_ms(unsigned ms)
 {
 	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
@@ -292,11 +287,11 @@ START_TEST(rate_holds)
 	rig_init(&r, &cfg);
 	r.g->ops->describe(r.g, line, sizeof(line));
 	ck_assert_str_eq(line, "memtouch: 0 writes/s, 0 writes");
-	t0 = now_ns();
+	t0 = colo_now_ns();
 	rig_start(&r);
 	sleep_ms(500);
 	r.g->ops->pause(r.g);
-	t1 = now_ns();
+	t1 = colo_now_ns();
 	n = r.st->writes[0];
 	want = 2000.0 * (double)(t1 - t0) / 1e9;
 	fprintf(stderr, "# rate 2000/s: %" PRIu64 " writes in %.1f ms (%.1f%%)\n", n,
@@ -313,11 +308,11 @@ START_TEST(rate_holds)
 	/* 20k/s: printed, not asserted (a loaded machine must not fail it) */
 	config_init(&cfg, 4, 3, COLO_MEMTOUCH_RANDOM, 20000);
 	rig_init(&r, &cfg);
-	t0 = now_ns();
+	t0 = colo_now_ns();
 	rig_start(&r);
 	sleep_ms(500);
 	r.g->ops->pause(r.g);
-	t1 = now_ns();
+	t1 = colo_now_ns();
 	want = 20000.0 * (double)(t1 - t0) / 1e9;
 	for (uint32_t t = 0; t < 3; t++)
 		fprintf(stderr, "# rate 20000/s thread %" PRIu32 ": %" PRIu64
@@ -388,11 +383,11 @@ START_TEST(pause_resume_cost)
 		uint64_t a, b, c;
 
 		sleep_ms(1);
-		a = now_ns();
+		a = colo_now_ns();
 		r.g->ops->pause(r.g);
-		b = now_ns();
+		b = colo_now_ns();
 		r.g->ops->resume(r.g);
-		c = now_ns();
+		c = colo_now_ns();
 		p[i] = b - a;
 		q[i] = c - b;
 	}
@@ -623,14 +618,10 @@ START_TEST(tracked_by_the_kernel)
 	struct rig r;
 
 	colo_err_clear(&err);
-	if (under_valgrind()) {
-		fprintf(stderr, "# SKIP %s: not under valgrind\n", colo_dirty_mode_name(mode));
-		return;
-	}
-	if (colo_ram_new(mode, &probe, &err)) {
-		fprintf(stderr, "# SKIP %s: %s\n", colo_dirty_mode_name(mode), err.msg);
-		return;
-	}
+	if (under_valgrind())
+		colo_test_skip("%s: not under valgrind", colo_dirty_mode_name(mode));
+	if (colo_ram_new(mode, &probe, &err))
+		colo_test_skip("%s: %s", colo_dirty_mode_name(mode), err.msg);
 	colo_ram_free(probe);
 	config_init(&cfg, 16, 3, COLO_MEMTOUCH_RANDOM, 20000);
 	rig_init_mode(&r, &cfg, mode);
@@ -680,9 +671,9 @@ START_TEST(stop_leaves_no_threads)
 		ck_assert_int_eq(count_threads(), base + 3);
 		ck_assert_int_eq(r.g->ops->start(r.g, &err), -EBUSY);
 		sleep_ms(20);
-		t0 = now_ns();
+		t0 = colo_now_ns();
 		r.g->ops->stop(r.g);
-		t1 = now_ns();
+		t1 = colo_now_ns();
 		/* at 1 write/s a thread sleeps in 10 ms pieces: stop is prompt */
 		ck_assert_msg(t1 - t0 < 200000000ull, "stop took %.1f ms",
 			      (double)(t1 - t0) / 1e6);
@@ -725,9 +716,9 @@ START_TEST(verify_cost)
 			break;
 		r.g->ops->resume(r.g);
 	}
-	t0 = now_ns();
+	t0 = colo_now_ns();
 	r.g->ops->verify(r.g, &rep);
-	t1 = now_ns();
+	t1 = colo_now_ns();
 	ck_assert_uint_eq(rep.pages_bad, 0);
 	fprintf(stderr, "# verify: %" PRIu64 " writes of 64 B into 64 MiB: %.1f ms\n",
 		r.st->writes[0], (double)(t1 - t0) / 1e6);
@@ -745,9 +736,9 @@ START_TEST(verify_cost)
 			break;
 		r.g->ops->resume(r.g);
 	}
-	t0 = now_ns();
+	t0 = colo_now_ns();
 	r.g->ops->verify(r.g, &rep);
-	t1 = now_ns();
+	t1 = colo_now_ns();
 	ck_assert_uint_eq(rep.pages_bad, 0);
 	fprintf(stderr, "# verify: %" PRIu64 " writes of 64 B into 1 MiB: %.1f ms "
 		"(%.1f ns/write)\n", r.st->writes[0], (double)(t1 - t0) / 1e6,

@@ -327,7 +327,7 @@ END_TEST
 /* Random bytes: never a crash, never a write unless accepted. */
 START_TEST(decoders_survive_noise)
 {
-	struct colo_rng r = { 77 };
+	struct colo_rng r = { COLO_TEST_SEED(77) };
 	uint8_t in[600];
 
 	for (int round = 0; round < 20000; round++) {

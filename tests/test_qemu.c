@@ -188,16 +188,11 @@ static int start_qemu(const char *machine, const char *mem, const char *const *e
 	return r;
 }
 
-static long long mono_ms(void)
-{
-	return (long long)colo_now_ms();
-}
-
 /* Poll query-migrate until the migration completed or failed. */
 static int wait_migration(char *status, size_t n, struct colo_err *err)
 {
 	struct timespec pause = { 0, 20 * 1000000 };
-	long long deadline = mono_ms() + MIGRATE_MS;
+	long long deadline = (long long)colo_now_ms() + MIGRATE_MS;
 
 	for (;;) {
 		json_t *ret;
@@ -215,7 +210,7 @@ static int wait_migration(char *status, size_t n, struct colo_err *err)
 		json_decref(ret);
 		if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0)
 			return 0;
-		if (mono_ms() > deadline)
+		if ((long long)colo_now_ms() > deadline)
 			return colo_err_set(err, ETIMEDOUT, "migration still '%s' after %d s",
 					    status, MIGRATE_MS / 1000);
 		nanosleep(&pause, NULL);
@@ -225,11 +220,11 @@ static int wait_migration(char *status, size_t n, struct colo_err *err)
 static bool wait_file(const char *path, int timeout_ms)
 {
 	struct timespec pause = { 0, 20 * 1000000 };
-	long long deadline = mono_ms() + timeout_ms;
+	long long deadline = (long long)colo_now_ms() + timeout_ms;
 	struct stat st;
 
 	while (stat(path, &st) < 0) {
-		if (mono_ms() > deadline)
+		if ((long long)colo_now_ms() > deadline)
 			return false;
 		nanosleep(&pause, NULL);
 	}
@@ -346,7 +341,7 @@ START_TEST(qemu_file_dumps_to_its_end)
 	static const char *const extra[] = { "-S", NULL };
 	char part[PATH_MAX], file[PATH_MAX], status[32] = "";
 	struct colo_pieces ones = { .fixed = 1 };
-	struct colo_pieces random = { .max = 9000, .rng = { 0x5eed } };
+	struct colo_pieces random = { .max = 9000, .rng = { COLO_TEST_SEED(0x5eed) } };
 	json_t *doc, *split;
 	struct colo_err err;
 	char *qpart, *qfile, *uri;
@@ -615,10 +610,8 @@ int main(void)
 {
 	char *qemu = colo_qmp_find_program(QEMU);
 
-	if (!qemu) {
-		printf("1..0 # SKIP " QEMU " not installed\n");
-		return 0;
-	}
+	if (!qemu)
+		colo_test_skip_all(QEMU " not installed");
 	free(qemu);
 	return colo_test_main(suite());
 }

@@ -9,12 +9,12 @@
  * the test, extra pages (allowed by the contract) are counted and printed
  * as '# ' lines on stderr, which the TAP log keeps.
  *
- * uffd-wp cases print "# SKIP" and pass when the probe says uffd-wp does
- * not work here (Linux < 6.7, seccomp, valgrind, which lacks the
- * userfaultfd system call).  Under valgrind (LD_PRELOAD names vgpreload)
- * counts are cut tenfold and every case that takes an mprotect write fault
- * prints "# SKIP" (see skip_mprotect()): what runs there is the manual
- * backend and the code every backend shares.
+ * uffd-wp cases are TAP skips when the probe says uffd-wp does not work
+ * here (Linux < 6.7, seccomp, valgrind, which lacks the userfaultfd system
+ * call).  Under valgrind (LD_PRELOAD names vgpreload) counts are cut
+ * tenfold and every case that takes an mprotect write fault is a skip (see
+ * skip_mprotect()): what runs there is the manual backend and the code
+ * every backend shares.
  */
 #include "config.h"
 
@@ -92,15 +92,21 @@ static void reset_probe(void)
  * failed to extend the stack).  So under valgrind nothing takes mprotect
  * write faults, not even the mprotect probe.
  */
-static bool skip_mprotect(const char *test)
+static bool no_mprotect_faults(void)
 {
-	if (!under_valgrind())
-		return false;
-	diag("SKIP %s [mprotect]: valgrind does not resume reliably from SIGSEGV", test);
-	return true;
+	return under_valgrind();
 }
 
-/* A colo_ram tracked by `m`; NULL (after a SKIP line) if uffd-wp is
+#define NO_MPROTECT_WHY "valgrind does not resume reliably from SIGSEGV"
+
+/* The running test needs mprotect write faults: a TAP skip without them. */
+static void skip_mprotect(const char *test)
+{
+	if (no_mprotect_faults())
+		colo_test_skip("%s [mprotect]: " NO_MPROTECT_WHY, test);
+}
+
+/* A colo_ram tracked by `m`; the test is a TAP skip if uffd-wp is
  * unavailable here, or for mprotect under valgrind. */
 static struct colo_ram *ram_new(enum colo_dirty_mode m, const char *test)
 {
@@ -108,14 +114,12 @@ static struct colo_ram *ram_new(enum colo_dirty_mode m, const char *test)
 	struct colo_err err;
 	int ret;
 
-	if (m == COLO_DIRTY_MPROTECT && skip_mprotect(test))
-		return NULL;
+	if (m == COLO_DIRTY_MPROTECT)
+		skip_mprotect(test);
 	colo_err_clear(&err);
 	ret = colo_ram_new(m, &ram, &err);
-	if (ret < 0 && m == COLO_DIRTY_UFFD_WP) {
-		diag("SKIP %s [uffd-wp]: %s", test, err.msg);
-		return NULL;
-	}
+	if (ret < 0 && m == COLO_DIRTY_UFFD_WP)
+		colo_test_skip("%s [uffd-wp]: %s", test, err.msg);
 	ck_assert_msg(ret == 0, "colo_ram_new(%s): %s", colo_dirty_mode_name(m), err.msg);
 	if (m != COLO_DIRTY_AUTO)
 		ck_assert_int_eq(colo_ram_tracking(ram), m);
@@ -294,8 +298,6 @@ START_TEST(add_block_rules)
 	struct colo_err err;
 	char name[300];
 
-	if (!ram)
-		return;
 	/* Sizes round up to whole pages; memory starts zeroed. */
 	b = add(ram, "one", 1);
 	ck_assert_uint_eq(b->length, PAGE);
@@ -367,8 +369,6 @@ START_TEST(start_and_idle)
 	struct colo_ram_block *a, *b;
 	volatile uint8_t sink = 0;
 
-	if (!ram)
-		return;
 	a = add(ram, "a", 3 * 1024 * 1024 + 5 * PAGE);      /* 773 pages */
 	b = add(ram, "b", 64 * PAGE);
 	memset(a->host, 0x5a, 10 * PAGE);                     /* before start */
@@ -405,13 +405,11 @@ END_TEST
 START_TEST(single_byte_writes)
 {
 	enum colo_dirty_mode mode = backends[_i];
-	struct colo_rng rng = { 0x5eed0001 + (uint64_t)_i };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0001 + (uint64_t)_i) };
 	struct colo_ram *ram = ram_new(mode, "single_byte_writes");
 	struct colo_ram_block *b;
 	struct ref r;
 
-	if (!ram)
-		return;
 	b = add(ram, "ram", 4 * 1024 * 1024 + PAGE);
 	start_clean(ram);
 	ref_init(&r, ram);
@@ -439,14 +437,12 @@ END_TEST
 START_TEST(straddling_writes)
 {
 	enum colo_dirty_mode mode = backends[_i];
-	struct colo_rng rng = { 0x5eed0002 + (uint64_t)_i };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0002 + (uint64_t)_i) };
 	struct colo_ram *ram = ram_new(mode, "straddling_writes");
 	struct colo_ram_block *b;
 	uint8_t buf[2 * PAGE + 64];
 	struct ref r;
 
-	if (!ram)
-		return;
 	b = add(ram, "ram", 2 * 1024 * 1024);
 	start_clean(ram);
 	ref_init(&r, ram);
@@ -476,8 +472,6 @@ START_TEST(whole_block_memset)
 	struct colo_ram_block *b;
 	struct ref r;
 
-	if (!ram)
-		return;
 	b = add(ram, "ram", 3 * 1024 * 1024 + 3 * PAGE);
 	start_clean(ram);
 	ref_init(&r, ram);
@@ -501,14 +495,12 @@ START_TEST(multi_block)
 {
 	static const uint64_t sizes[] = { PAGE, 1024 * 1024 + PAGE, 3 * 1024 * 1024, 65536, 7 };
 	enum colo_dirty_mode mode = backends[_i];
-	struct colo_rng rng = { 0x5eed0003 + (uint64_t)_i };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0003 + (uint64_t)_i) };
 	struct colo_ram *ram = ram_new(mode, "multi_block");
 	struct colo_ram_block *bl[5];
 	uint8_t buf[80];
 	struct ref r;
 
-	if (!ram)
-		return;
 	for (int i = 0; i < 5; i++) {
 		char name[16];
 
@@ -575,17 +567,17 @@ START_TEST(four_threads)
 	struct tw tw[4];
 	pthread_t th[4];
 	struct ref r;
+	uint64_t seed;
 
-	if (!ram)
-		return;
 	add(ram, "a", 2 * 1024 * 1024);
 	add(ram, "b", 1024 * 1024 + 3 * PAGE);
 	add(ram, "c", 4 * 1024 * 1024);
 	start_clean(ram);
 	ref_init(&r, ram);
+	seed = COLO_TEST_SEED(0x5eed0004 + 100 * (uint64_t)_i);
 	for (int t = 0; t < 4; t++) {
 		tw[t].ram = ram;
-		tw[t].rng.s = 0x5eed0004 + 100 * (uint64_t)_i + (uint64_t)t;
+		tw[t].rng.s = seed + (uint64_t)t;
 		for (int i = 0; i < 3; i++) {
 			tw[t].bl[i] = colo_ram_block_at(ram, (size_t)i);
 			tw[t].pages[i] = calloc(tw[t].bl[i]->npages, 1);
@@ -693,10 +685,8 @@ START_TEST(writes_racing_harvest)
 	struct racer w[4];
 	pthread_t th[4];
 	struct race race;
-	uint64_t late = 0, early = 0, checked = 0;
+	uint64_t late = 0, early = 0, checked = 0, seed;
 
-	if (!ram)
-		return;
 	memset(&race, 0, sizeof(race));
 	race.ram = ram;
 	race.bl[0] = add(ram, "a", 3 * 1024 * 1024);
@@ -712,9 +702,10 @@ START_TEST(writes_racing_harvest)
 		words += wordsof[i];
 	}
 	atomic_store(&race.running, 4);
+	seed = COLO_TEST_SEED(0x5eed0005 + 100 * (uint64_t)_i);
 	for (unsigned t = 0; t < 4; t++) {
 		w[t].race = &race;
-		w[t].rng.s = 0x5eed0005 + 100 * (uint64_t)_i + t;
+		w[t].rng.s = seed + t;
 		w[t].id = t + 1;
 		w[t].cap = writes;
 		w[t].n = 0;
@@ -820,8 +811,6 @@ START_TEST(many_regions)
 	struct colo_ram_block *b;
 	struct ref r;
 
-	if (!ram)
-		return;
 	b = add(ram, "big", npages * PAGE);
 	start_clean(ram);
 	ref_init(&r, ram);
@@ -850,8 +839,6 @@ START_TEST(mprotect_out_of_vmas)
 	struct ref r;
 
 	ram = ram_new(COLO_DIRTY_MPROTECT, "mprotect_out_of_vmas");
-	if (!ram)
-		return;
 	b = add(ram, "big", 80000 * 2 * (uint64_t)PAGE);
 	start_clean(ram);
 	ref_init(&r, ram);
@@ -879,8 +866,6 @@ START_TEST(mark_dirty_ranges)
 	struct colo_ram *ram = ram_new(mode, "mark_dirty_ranges");
 	struct colo_ram_block *b;
 
-	if (!ram)
-		return;
 	b = add(ram, "m", 200 * PAGE);
 	start_clean(ram);
 	colo_ram_mark_dirty(b, 5 * PAGE, 0);                /* nothing */
@@ -920,8 +905,6 @@ START_TEST(kernel_writes)
 	int fds[2];
 
 	ram = ram_new(mode, "kernel_writes");
-	if (!ram)
-		return;
 	b = add(ram, "k", 16 * PAGE);
 	start_clean(ram);
 	ck_assert_int_eq(pipe(fds), 0);
@@ -949,8 +932,7 @@ START_TEST(auto_picks_best)
 	struct colo_err err;
 	bool uffd;
 
-	if (skip_mprotect("auto_picks_best"))
-		return;         /* uffd-wp is missing there: auto probes mprotect */
+	skip_mprotect("auto_picks_best");   /* uffd-wp is missing there: auto probes mprotect */
 	colo_err_clear(&err);
 	uffd = colo_ram_new(COLO_DIRTY_UFFD_WP, &probe, &err) == 0;
 	if (uffd)
@@ -981,7 +963,7 @@ START_TEST(auto_falls_back_forced)
 	const char *why;
 
 	colo_ram_probe_fail(COLO_DIRTY_UFFD_WP, true);
-	if (!skip_mprotect("auto_falls_back_forced (uffd-wp forced)")) {
+	if (!no_mprotect_faults()) {
 		ram = ram_new(COLO_DIRTY_AUTO, "auto");
 		ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MPROTECT);
 		ck_assert_str_eq(colo_ram_tracking_reason(ram), "mprotect: uffd-wp "
@@ -999,8 +981,7 @@ START_TEST(auto_falls_back_forced)
 
 	/* Un-forcing works. */
 	colo_ram_probe_fail(COLO_DIRTY_MPROTECT, false);
-	if (skip_mprotect("auto_falls_back_forced (un-forced)"))
-		return;
+	skip_mprotect("auto_falls_back_forced (the manual fallback passed)");
 	ram = ram_new(COLO_DIRTY_AUTO, "auto");
 	ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MPROTECT);
 	colo_ram_free(ram);
@@ -1013,7 +994,7 @@ START_TEST(auto_falls_back_env)
 	const char *why;
 
 	setenv("COLO_DIRTY_PROBE_FAIL", "uffd-wp", 1);
-	if (!skip_mprotect("auto_falls_back_env (uffd-wp forced)")) {
+	if (!no_mprotect_faults()) {
 		ram = ram_new(COLO_DIRTY_AUTO, "auto");
 		ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MPROTECT);
 		ck_assert_str_eq(colo_ram_tracking_reason(ram), "mprotect: uffd-wp "
@@ -1032,8 +1013,7 @@ START_TEST(auto_falls_back_env)
 	colo_ram_free(ram);
 
 	/* Names must match whole. */
-	if (skip_mprotect("auto_falls_back_env (names)"))
-		return;
+	skip_mprotect("auto_falls_back_env (the manual fallback passed)");
 	setenv("COLO_DIRTY_PROBE_FAIL", "mprotect-not,uffd", 1);
 	ram = ram_new(COLO_DIRTY_AUTO, "auto");
 	ck_assert_int_ne(colo_ram_tracking(ram), COLO_DIRTY_MANUAL);
@@ -1196,15 +1176,13 @@ static int run_fault_child(enum fault_kind kind, int prev, char *errbuf, size_t 
 	return status;
 }
 
-static bool exec_case_skipped(enum fault_kind kind)
+static void skip_exec_case(enum fault_kind kind)
 {
-	if (kind != FAULT_EXEC)
-		return false;
 #if !defined(__x86_64__)
-	diag("SKIP instruction fetch case: needs the x86-64 page-fault error code");
-	return true;
+	if (kind == FAULT_EXEC)
+		colo_test_skip("instruction fetch case: needs the x86-64 page-fault error code");
 #else
-	return false;
+	(void)kind;
 #endif
 }
 
@@ -1215,10 +1193,8 @@ START_TEST(foreign_fault_default_kills)
 	char err[4096];
 	int st;
 
-	if (skip_mprotect("foreign_fault_default_kills"))
-		return;
-	if (exec_case_skipped(kind))
-		return;
+	skip_mprotect("foreign_fault_default_kills");
+	skip_exec_case(kind);
 	st = run_fault_child(kind, 1, err, sizeof(err));
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
 		      "%s: child %s %d, stderr: %s", fault_names[kind],
@@ -1236,10 +1212,8 @@ START_TEST(foreign_fault_chains)
 	char err[4096];
 	int st;
 
-	if (skip_mprotect("foreign_fault_chains"))
-		return;
-	if (exec_case_skipped(kind))
-		return;
+	skip_mprotect("foreign_fault_chains");
+	skip_exec_case(kind);
 	st = run_fault_child(kind, prev, err, sizeof(err));
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == (prev == 2 ? 42 : 43),
 		      "%s, previous %s: child %s %d, stderr: %s", fault_names[kind],
@@ -1260,8 +1234,7 @@ START_TEST(foreign_fault_inherited)
 	char err[8192];
 	int st;
 
-	if (skip_mprotect("foreign_fault_inherited"))
-		return;
+	skip_mprotect("foreign_fault_inherited");
 	ck_assert_int_eq(sigaction(SIGSEGV, NULL, &cur), 0);
 	st = run_fault_child(FAULT_GUARD, 0, err, sizeof(err));
 	if (!(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL) {
@@ -1295,8 +1268,7 @@ START_TEST(free_restores_sigsegv)
 	struct sigaction orig, mine, cur;
 	struct colo_ram *r1, *r2, *r3;
 
-	if (skip_mprotect("free_restores_sigsegv"))
-		return;
+	skip_mprotect("free_restores_sigsegv");
 	ck_assert_int_eq(sigaction(SIGSEGV, NULL, &orig), 0);
 	for (int pass = 0; pass < 2; pass++) {
 		if (pass == 1) {
@@ -1349,8 +1321,6 @@ START_TEST(free_releases_everything)
 	uint8_t *host[3];
 
 	ram = ram_new(mode, "free_releases_everything");
-	if (!ram)
-		return;
 	for (int i = 0; i < 3; i++) {
 		char name[8];
 

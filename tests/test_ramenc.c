@@ -255,7 +255,7 @@ static void run_rounds(uint32_t allowed, unsigned threads, int rounds, uint64_t 
 
 START_TEST(every_codec_set_many_rounds)
 {
-	run_rounds(codec_sets[_i], 3, 25, 1000 + (uint64_t)_i);
+	run_rounds(codec_sets[_i], 3, 25, COLO_TEST_SEED(1000 + (uint64_t)_i));
 }
 END_TEST
 
@@ -298,7 +298,7 @@ START_TEST(stats_count_what_was_sent)
 	struct colo_ram_enc_stats st;
 	struct world w;
 
-	world_init(&w, codec_sets[0], 2, 7);
+	world_init(&w, codec_sets[0], 2, COLO_TEST_SEED(7));
 	/* Full sync of zeroed blocks: all ZERO. */
 	for (int b = 0; b < NBLK; b++)
 		mark(&w.src[b], 0, sizes[b]);
@@ -347,14 +347,13 @@ static void tracked_rounds(enum colo_dirty_mode mode)
 	struct world w;
 
 	colo_err_clear(&err);
-	if (mode != COLO_DIRTY_MANUAL && under_valgrind()) {
-		fprintf(stderr, "# SKIP %s under valgrind\n", colo_dirty_mode_name(mode));
-		return;
-	}
+	if (mode != COLO_DIRTY_MANUAL && under_valgrind())
+		colo_test_skip("%s under valgrind", colo_dirty_mode_name(mode));
 	ck_assert_msg(colo_ram_new(mode, &ram, &err) == 0, "%s", err.msg);
 	for (int b = 0; b < NBLK; b++)
 		ck_assert_int_eq(colo_ram_add_block(ram, names[b], sizes[b], &blocks[b], &err), 0);
-	world_init(&w, codec_sets[0], 2, 99 + (uint64_t)mode);
+	world_init(&w, codec_sets[0], 2, colo_test_seed(colo_dirty_mode_name(mode),
+							 99 + (uint64_t)mode));
 	/* checkpoint() stages from w.srcp: make that the tracked blocks. */
 	for (int b = 0; b < NBLK; b++) {
 		colo_rng_fill(&w.rng, blocks[b]->host, sizes[b] / 3);
@@ -395,10 +394,8 @@ START_TEST(tracked_uffd_wp)
 	struct colo_err err;
 
 	colo_err_clear(&err);
-	if (colo_ram_new(COLO_DIRTY_UFFD_WP, &probe, &err)) {
-		fprintf(stderr, "# SKIP uffd-wp: %s\n", err.msg);
-		return;
-	}
+	if (colo_ram_new(COLO_DIRTY_UFFD_WP, &probe, &err))
+		colo_test_skip("uffd-wp: %s", err.msg);
 	colo_ram_free(probe);
 	tracked_rounds(COLO_DIRTY_UFFD_WP);
 }

@@ -401,10 +401,8 @@ START_TEST(a_full_disk_stops_recording_not_replication)
 
 	snprintf(small, sizeof(small), "%s/small", pair_dir());
 	ck_assert_int_eq(mkdir(small, 0700), 0);
-	if (mount("tmpfs", small, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700") != 0) {
-		fprintf(stderr, "# skipped: cannot mount a tmpfs here (%s)\n", strerror(errno));
-		return;
-	}
+	if (mount("tmpfs", small, "tmpfs", MS_NOSUID | MS_NODEV, "size=256k,mode=0700") != 0)
+		colo_test_skip("cannot mount a tmpfs here (%s)", strerror(errno));
 	snprintf(mounted, sizeof(mounted), "%s", small);
 	atexit(unmount_small);
 	start_pair(&pr, NULL, NULL, "1", "0");

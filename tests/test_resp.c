@@ -566,7 +566,7 @@ END_TEST
 START_TEST(random_inputs)
 {
 	static const char alphabet[] = "*$\r\n\r\n0123456789-+ \"'\\xaZ\t\v\0";
-	struct colo_rng rng = { 0x5eed };
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed) };
 	uint8_t in[200];
 
 	for (int iter = 0; iter < 20000; iter++) {

@@ -22,5 +22,6 @@ uint64_t bench_rand(uint64_t *state);
 /* The parts; each adds its figures to out and prints a table unless --json. */
 void bench_tracking(struct json_t *out);
 void bench_pause(struct json_t *out);
+void bench_guest(struct json_t *out);
 
 #endif

@@ -10,7 +10,7 @@
  *   pause     the guest pause of a checkpoint: harvest + copy of 10k dirty
  *             pages into the staging buffer, as a ratio to memcpy of them
  *
- * Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause]
+ * Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause|guest]
  * Every figure is the best of several repetitions (noise only slows).
  */
 #include "config.h"
@@ -421,10 +421,11 @@ static void bench_codecs(json_t *out)
 
 static void usage(FILE *f)
 {
-	fputs("Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause]\n"
+	fputs("Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause|guest]\n"
 	      "  --quick     fewer pages and repetitions (under 30 s)\n"
 	      "  --json      print the figures as one JSON document\n"
-	      "  --only X    run one part: codecs, tracking or pause\n"
+	      "  --only X    run one part: codecs, tracking, pause or guest (memtouch's\n"
+	      "              pacing and stop)\n"
 	      "Figures are ratios to baselines measured in the same run.\n", f);
 }
 
@@ -452,9 +453,9 @@ int main(int argc, char **argv)
 		case 'o':
 			only = optarg;
 			if (strcmp(only, "codecs") && strcmp(only, "tracking") &&
-			    strcmp(only, "pause")) {
-				fprintf(stderr, "colo-bench: --only takes codecs, tracking or "
-					"pause, not '%s'\n", only);
+			    strcmp(only, "pause") && strcmp(only, "guest")) {
+				fprintf(stderr, "colo-bench: --only takes codecs, tracking, "
+					"pause or guest, not '%s'\n", only);
 				return 2;
 			}
 			break;
@@ -477,6 +478,8 @@ int main(int argc, char **argv)
 		bench_tracking(out);
 	if (!only || strcmp(only, "pause") == 0)
 		bench_pause(out);
+	if (!only || strcmp(only, "guest") == 0)
+		bench_guest(out);
 	if (bench_opts.json) {
 		json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(4));
 		fputc('\n', stdout);

@@ -1,5 +1,5 @@
 /*
- * test_ctl.c: the control socket (common/ctl.h).  A server runs on a libuv
+ * test_ctl.c: the control socket (common/node/ctl.h).  A server runs on a libuv
  * loop in a thread with a fake handler; clients talk to it with
  * colo_ctl_call() or raw frames: values round-trip, deferred replies,
  * several requests on one connection, damaged frames, the version check,

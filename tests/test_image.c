@@ -1,5 +1,5 @@
 /*
- * test_image.c: images (common/image.h).
+ * test_image.c: images (common/rec/image.h).
  *
  * Round trips: a guest (demo: every vmstate field kind; memtouch: a real
  * guest with threads) saved as a full stream, loaded into an image, written

@@ -1,5 +1,5 @@
 /*
- * test_ram.c: RAM blocks and dirty-page tracking (common/ram.h).
+ * test_ram.c: RAM blocks and dirty-page tracking (common/state/ram.h).
  *
  * A page written and not reported silently corrupts the replica, so every
  * backend (uffd-wp, mprotect, manual) runs the same seeded random writes

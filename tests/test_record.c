@@ -1,5 +1,5 @@
 /*
- * test_record.c: recordings made by real nodes (common/record.h).
+ * test_record.c: recordings made by real nodes (common/rec/record.h).
  *
  * A memtouch pair runs with checkpoints only on demand (colo-ctl
  * checkpoint), so the secondary's committed RAM holds still between them;

@@ -25,6 +25,7 @@
 #include "kv.h"
 #include "ram.h"
 #include "savevm.h"
+#include "kvcall.h"
 #include "testutil.h"
 
 struct rig {
@@ -141,18 +142,6 @@ static bool kv_closed(redisContext *c)
 		return false;
 	}
 	return true;
-}
-
-static redisReply *kv_call(redisContext *c, const char *fmt, ...)
-{
-	va_list ap;
-	void *r;
-
-	va_start(ap, fmt);
-	r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	ck_assert_msg(r, "%s: %s", fmt, c->errstr);
-	return r;
 }
 
 /* Is a reply waiting on the connection within ms? */

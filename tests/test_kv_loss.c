@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "pair.h"
+#include "kvcall.h"
 #include "testutil.h"
 
 #define CLIENTS 4
@@ -133,19 +134,6 @@ out:
 	return NULL;
 }
 
-/* A command the test needs an answer to (fails the test otherwise). */
-static redisReply *call(redisContext *c, const char *fmt, ...)
-{
-	va_list ap;
-	void *r;
-
-	va_start(ap, fmt);
-	r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	ck_assert_msg(r, "%s: %s", fmt, c->errstr);
-	return r;
-}
-
 static bool is_nil(const redisReply *r)
 {
 	return r->type == REDIS_REPLY_NIL;
@@ -186,7 +174,7 @@ static int check_clients(uint16_t port, struct client *cls, int n, uint64_t *ack
 		for (uint64_t k = 0; k <= cl->sets; k++) {
 			snprintf(key, sizeof(key), "c%d:s:%" PRIu64, cl->id, k);
 			snprintf(val, sizeof(val), "v%d:%" PRIu64, cl->id, k);
-			r = call(c, "GET %s", key);
+			r = kv_call(c, "GET %s", key);
 			if (k < cl->sets && (is_nil(r) || strcmp(text(r), val) != 0)) {
 				fprintf(stderr, "# LOST: %s acknowledged as %s, now %s\n", key, val,
 					is_nil(r) ? "(nil)" : text(r));
@@ -201,7 +189,7 @@ static int check_clients(uint16_t port, struct client *cls, int n, uint64_t *ack
 			freeReplyObject(r);
 		}
 		snprintf(key, sizeof(key), "c%d:ctr", cl->id);
-		r = call(c, "GET %s", key);
+		r = kv_call(c, "GET %s", key);
 		{
 			long long v = is_nil(r) ? 0 : atoll(text(r));
 
@@ -215,7 +203,7 @@ static int check_clients(uint16_t port, struct client *cls, int n, uint64_t *ack
 		}
 		freeReplyObject(r);
 		snprintf(key, sizeof(key), "c%d:log", cl->id);
-		r = call(c, "GET %s", key);
+		r = kv_call(c, "GET %s", key);
 		{
 			/* the acknowledged tokens, then at most the one in flight */
 			char *a = log_of(cl->appends), *b = log_of(cl->appends + 1);
@@ -237,7 +225,7 @@ static int check_clients(uint16_t port, struct client *cls, int n, uint64_t *ack
 		freeReplyObject(r);
 	}
 	/* Nothing else exists. */
-	r = call(c, "DBSIZE");
+	r = kv_call(c, "DBSIZE");
 	if (r->type != REDIS_REPLY_INTEGER || (uint64_t)r->integer != total) {
 		fprintf(stderr, "# DBSIZE %lld, found %" PRIu64 " keys\n", r->integer, total);
 		bad++;
@@ -403,7 +391,7 @@ START_TEST(held_output_is_released_when_the_secondary_is_lost)
 	ck_assert(wait_for(cond_protected, &a, 20000));
 	c = kv_connect(a_port, why, sizeof(why));
 	ck_assert_msg(c, "%s", why);
-	r = call(c, "SET %s %s", "before", "1");
+	r = kv_call(c, "SET %s %s", "before", "1");
 	ck_assert_str_eq(text(r), "OK");
 	freeReplyObject(r);
 
@@ -412,13 +400,13 @@ START_TEST(held_output_is_released_when_the_secondary_is_lost)
 	ck_assert(!proc_log_has(&a, "lost secondary"));
 	/* The reply came (hiredis waits up to 10 s), and it came after the
 	 * primary gave up on b. */
-	r = call(c, "SET %s %s", "held", "2");
+	r = kv_call(c, "SET %s %s", "held", "2");
 	ck_assert_msg(proc_log_has(&a, "lost secondary b"), "a reply before the secondary "
 		      "was declared lost: output commit did not hold it");
 	ck_assert_str_eq(text(r), "OK");
 	freeReplyObject(r);
 	/* Degraded: replies are not held any more. */
-	r = call(c, "GET %s", "held");
+	r = kv_call(c, "GET %s", "held");
 	ck_assert_str_eq(text(r), "2");
 	freeReplyObject(r);
 	redisFree(c);

@@ -1,8 +1,8 @@
 /*
  * splitmix.h: splitmix64, the seeded generator behind colo's reproducible
- * data: the test and bench generators, the fuzzers' seeds, the demo
- * guest's initial state and every byte memtouch writes (which its verify
- * recomputes).  Recorded corpora and guest contents depend on its exact
+ * data: the test and bench generators, the fuzzers' seeds, and guests
+ * that derive their state from a seed (and recompute it to verify
+ * themselves).  Recorded corpora and guest contents depend on its exact
  * output, so it must never change.
  *
  * colo_mix64() is its output function (a 64-bit finalizer, also good for

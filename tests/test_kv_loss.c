@@ -43,6 +43,7 @@ struct client {
 	int id;
 	uint16_t port;
 	atomic_bool *stop;
+	atomic_bool connected;
 	pthread_t th;
 	/* what was acknowledged, and whether one more was in flight */
 	uint64_t sets, incrs, appends;
@@ -80,6 +81,7 @@ static void *client_main(void *arg)
 	c = kv_connect(cl->port, cl->odd, sizeof(cl->odd));
 	if (!c)
 		return NULL;
+	atomic_store(&cl->connected, true);
 	snprintf(ctr, sizeof(ctr), "c%d:ctr", cl->id);
 	snprintf(logk, sizeof(logk), "c%d:log", cl->id);
 	for (uint64_t op = 0; !atomic_load(cl->stop); op++) {
@@ -242,6 +244,16 @@ struct trial {
 	uint32_t kill_after_ms;      /* for a random kill */
 };
 
+static bool cond_all_connected(void *ud)
+{
+	struct client *cls = ud;
+
+	for (int i = 0; i < CLIENTS; i++)
+		if (!atomic_load(&cls[i].connected))
+			return false;
+	return true;
+}
+
 /* One trial; returns the number of violations found. */
 static int run_trial(const struct trial *t, uint64_t *acked_out)
 {
@@ -276,6 +288,15 @@ static int run_trial(const struct trial *t, uint64_t *acked_out)
 		ck_assert_int_eq(pthread_create(&cls[i].th, NULL, client_main, &cls[i]), 0);
 	}
 	if (!t->fault) {
+		/* The kill comes a while after every client is writing: a
+		 * client that could not connect yet would be a false alarm. */
+		if (!wait_for(cond_all_connected, cls, 20000)) {
+			atomic_store(&stop, true);
+			for (int i = 0; i < CLIENTS; i++)
+				pthread_join(cls[i].th, NULL);
+			ck_abort_msg("the clients did not connect: %s", cls[0].odd[0] ?
+				     cls[0].odd : "(no error)");
+		}
 		/* The workload: the clients write for a while before the kill. */
 		usleep(t->kill_after_ms * 1000u);
 		proc_signal(&a, SIGKILL);

@@ -258,23 +258,18 @@ static void on_loaded(struct colo_primary *p)
 	primary_schedule(p);
 }
 
-/* Which message the secondary may send now. */
-static bool expected(const struct colo_primary *p, uint32_t m)
-{
-	switch (m) {
-	case COLO_MSG_CHECKPOINT_READY:
-		return p->state == P_SYNC && p->phase == CK_SENT;
-	case COLO_MSG_CHECKPOINT_REPLY:
-		return p->state == P_PROTECTED &&
-		       (p->phase == CK_ENCODING || p->phase == CK_ENCODED);
-	case COLO_MSG_VMSTATE_RECEIVED:
-		return p->state == P_PROTECTED && p->phase == CK_SENT;
-	case COLO_MSG_VMSTATE_LOADED:
-		return p->state == P_PROTECTED && p->phase == CK_RECEIVED;
-	default:
-		return false;
-	}
-}
+/* What the secondary may send, in which state and checkpoint phase. */
+static const struct {
+	enum primary_state state;
+	unsigned phases;                  /* B(phase) it may come in */
+	void (*fn)(struct colo_primary *p);
+} on_msg[COLO_MSG_COUNT] = {
+	[COLO_MSG_CHECKPOINT_READY] = { P_SYNC, B(CK_SENT), on_ready },
+	[COLO_MSG_CHECKPOINT_REPLY] = { P_PROTECTED, B(CK_ENCODING) | B(CK_ENCODED),
+					on_reply },
+	[COLO_MSG_VMSTATE_RECEIVED] = { P_PROTECTED, B(CK_SENT), primary_ckpt_received },
+	[COLO_MSG_VMSTATE_LOADED] = { P_PROTECTED, B(CK_RECEIVED), on_loaded },
+};
 
 /* COLO messages, one be32 each, in SYNC and PROTECTED. */
 static void rx_messages(struct colo_primary *p)
@@ -285,26 +280,14 @@ static void rx_messages(struct colo_primary *p)
 		uint32_t m = colo_load_be32(colo_repl_rx(c));
 
 		colo_repl_consume(c, 4);
-		if (!expected(p, m)) {
+		if (m >= COLO_MSG_COUNT || !on_msg[m].fn || on_msg[m].state != p->state ||
+		    !(on_msg[m].phases & B(p->phase))) {
 			colo_repl_protocol_error(c, "unexpected %s (%u) while %s, checkpoint %s",
 						 colo_msg_name(m), m, state_names[p->state],
 						 phase_names[p->phase]);
 			return;
 		}
-		switch (m) {
-		case COLO_MSG_CHECKPOINT_READY:
-			on_ready(p);
-			break;
-		case COLO_MSG_CHECKPOINT_REPLY:
-			on_reply(p);
-			break;
-		case COLO_MSG_VMSTATE_RECEIVED:
-			primary_ckpt_received(p);
-			break;
-		case COLO_MSG_VMSTATE_LOADED:
-			on_loaded(p);
-			break;
-		}
+		on_msg[m].fn(p);
 	}
 }
 

@@ -1,5 +1,5 @@
 /*
- * qmp.h: a small QMP client for the real-QEMU interop tests: start QEMU,
+ * qmp.h: a small QMP client: start QEMU,
  * talk to its QMP socket, stop it.
  *
  * colo_qmp_start() forks and execs QEMU (stdin from /dev/null, stdout and
@@ -17,8 +17,8 @@
  * struct colo_qmp owns its socket, input buffer, greeting and events;
  * colo_qmp_free() stops QEMU if it still runs and releases them.  One thread.
  */
-#ifndef COLO_TESTS_QMP_H
-#define COLO_TESTS_QMP_H
+#ifndef COLO_GUESTS_QMP_H
+#define COLO_GUESTS_QMP_H
 
 #include <jansson.h>
 #include <stdbool.h>

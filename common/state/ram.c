@@ -23,11 +23,13 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "ram.h"
@@ -71,27 +73,46 @@ void colo_ram_probe_fail(enum colo_dirty_mode m, bool fail)
 		atomic_store(&ram_fail_forced[m], fail);
 }
 
-/* Is backend `m` forced to fail?  Says by whom in `why`. */
-bool colo__ram_probe_forced(enum colo_dirty_mode m, char *why, size_t whylen)
+/*
+ * Does COLO_DIRTY_PROBE_FAIL (a comma-separated list, names matched whole)
+ * name `name` + `suffix`?
+ */
+static bool env_forced(const char *name, const char *suffix)
 {
 	const char *env = getenv("COLO_DIRTY_PROBE_FAIL");
-	const char *name = colo_dirty_mode_name(m);
-	size_t n = strlen(name);
+	size_t n = strlen(name), ns = strlen(suffix);
 
-	if (atomic_load(&ram_fail_forced[m])) {
-		snprintf(why, whylen, "forced to fail by colo_ram_probe_fail()");
-		return true;
-	}
-	/* A comma-separated list of backend names. */
 	for (const char *p = env; p && *p;) {
 		const char *end = strchr(p, ',');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
 
-		if (len == n && memcmp(p, name, n) == 0) {
-			snprintf(why, whylen, "forced to fail by COLO_DIRTY_PROBE_FAIL");
+		if (len == n + ns && memcmp(p, name, n) == 0 && memcmp(p + n, suffix, ns) == 0)
 			return true;
-		}
 		p = end ? end + 1 : NULL;
+	}
+	return false;
+}
+
+/* Is backend `m` forced to fail?  Says by whom in `why`. */
+bool colo__ram_probe_forced(enum colo_dirty_mode m, char *why, size_t whylen)
+{
+	if (atomic_load(&ram_fail_forced[m])) {
+		snprintf(why, whylen, "forced to fail by colo_ram_probe_fail()");
+		return true;
+	}
+	if (env_forced(colo_dirty_mode_name(m), "")) {
+		snprintf(why, whylen, "forced to fail by COLO_DIRTY_PROBE_FAIL");
+		return true;
+	}
+	return false;
+}
+
+/* Is backend `m` forced to fail on shared blocks?  Says by whom in `why`. */
+bool colo__ram_shared_forced(enum colo_dirty_mode m, char *why, size_t whylen)
+{
+	if (env_forced(colo_dirty_mode_name(m), ":shared")) {
+		snprintf(why, whylen, "forced to fail by COLO_DIRTY_PROBE_FAIL");
+		return true;
 	}
 	return false;
 }
@@ -261,21 +282,19 @@ struct colo_ram_block *colo_ram_find(struct colo_ram *ram, const char *name)
 	return NULL;
 }
 
-int colo_ram_add_block(struct colo_ram *ram, const char *name, uint64_t size,
-		       struct colo_ram_block **out, struct colo_err *err)
+/*
+ * What every added block must satisfy: before start, a name of 1 to 255
+ * bytes not used yet, a size in range.  Returns the name's length, or
+ * -errno with `err` set.
+ */
+static int block_check(struct colo_ram *ram, const char *name, uint64_t size,
+		       struct colo_err *err)
 {
-	char why[200];
-	struct ram_block *b;
-	size_t namelen;
-	uint64_t len;
-	int ret;
+	size_t namelen = name ? strnlen(name, sizeof(((struct colo_ram_block *)0)->name)) : 0;
 
-	if (out)
-		*out = NULL;
-	namelen = name ? strnlen(name, sizeof(b->pub.name)) : 0;
 	if (namelen == 0)
 		return colo_err_set(err, EINVAL, "RAM block: empty name");
-	if (namelen >= sizeof(b->pub.name))
+	if (namelen >= sizeof(((struct colo_ram_block *)0)->name))
 		return colo_err_set(err, ENAMETOOLONG,
 				    "RAM block \"%.32s...\": name longer than 255 bytes", name);
 	if (ram->started)
@@ -287,7 +306,99 @@ int colo_ram_add_block(struct colo_ram *ram, const char *name, uint64_t size,
 		return colo_err_set(err, EINVAL, "RAM block \"%s\": size %llu out of range "
 				    "(1 byte to %llu GiB)", name, (unsigned long long)size,
 				    (unsigned long long)(RAM_BLOCK_MAX >> 30));
-	len = (size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+	return (int)namelen;
+}
+
+/*
+ * Map a block: `fd` < 0 for anonymous memory, else a MAP_SHARED mapping of
+ * the file.  An inaccessible guard page on each side: an overrun faults
+ * instead of landing in a neighbour, and the block's VMAs never merge with
+ * a neighbour's, so whole-block mprotect never has to split one.  The
+ * guards are one anonymous reservation, the block mapped over its middle.
+ */
+static int block_map(struct ram_block *b, int fd, struct colo_err *err)
+{
+	uint64_t len = b->pub.length;
+	int e;
+
+	b->maplen = (size_t)len + 2 * PAGE;
+	b->map = mmap(NULL, b->maplen, PROT_NONE,
+		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (b->map == MAP_FAILED) {
+		e = errno;
+		b->map = NULL;
+		return colo_err_set(err, e, "RAM block \"%s\": mmap of %llu bytes: %s",
+				    b->pub.name, (unsigned long long)len, strerror(e));
+	}
+	b->pub.host = b->map + PAGE;
+	if (fd < 0) {
+		if (mprotect(b->pub.host, len, PROT_READ | PROT_WRITE) == 0)
+			return 0;
+		e = errno;
+		return colo_err_set(err, e, "RAM block \"%s\": mprotect: %s",
+				    b->pub.name, strerror(e));
+	}
+	if (mmap(b->pub.host, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+		 fd, 0) != MAP_FAILED) {
+		b->shared = true;
+		return 0;
+	}
+	e = errno;
+	return colo_err_set(err, e, "RAM block \"%s\": mmap of %llu bytes of fd %d "
+			    "(MAP_SHARED): %s", b->pub.name, (unsigned long long)len, fd,
+			    strerror(e));
+}
+
+/*
+ * Set up the tracking of a block's memory as it is now (new, or just
+ * replaced by colo_ram_block_unshare): not yet protected, which
+ * colo_ram_start() does.  A shared block is really tried first.
+ */
+static int block_track(struct colo_ram *ram, struct ram_block *b, struct colo_err *err)
+{
+	const char *mode = colo_dirty_mode_name(ram->mode);
+	char why[200] = "";
+	int ret = 0;
+
+	if (ram->mode == COLO_DIRTY_MANUAL)
+		return 0;
+	/* Track 4 KiB pages, not 2 MiB ones: every dirty page is sent.
+	 * Advisory: failure only costs precision. */
+	(void)madvise(b->pub.host, b->pub.length, MADV_NOHUGEPAGE);
+	if (b->shared && colo__ram_shared_forced(ram->mode, why, sizeof(why)))
+		ret = -ENOTSUP;
+	if (ret == 0 && ram->mode == COLO_DIRTY_UFFD_WP) {
+		ret = colo__ram_uffd_register(ram->uffd, b->pub.host, b->pub.length,
+					      why, sizeof(why));
+		if (ret == 0 && b->shared)
+			ret = colo__ram_uffd_shared_selftest(ram, b, why, sizeof(why));
+	}
+	if (ret == 0 && ram->mode == COLO_DIRTY_MPROTECT && b->slot < 0 &&
+	    colo__ram_slot_add(b) < 0)
+		return colo_err_set(err, ENOSPC, "RAM block \"%s\": more than %d blocks "
+				    "tracked by mprotect in this process", b->pub.name,
+				    RAM_MAX_SLOTS);
+	if (ret == 0 && ram->mode == COLO_DIRTY_MPROTECT && b->shared)
+		ret = colo__ram_mprotect_shared_selftest(b, why, sizeof(why));
+	if (ret < 0 && b->shared)
+		return colo_err_set(err, -ret, "RAM block \"%s\": dirty tracking %s cannot "
+				    "track a shared mapping of this file: %s%s", b->pub.name,
+				    mode, why, ram->mode == COLO_DIRTY_UFFD_WP ?
+				    " (try dirty-tracking=mprotect)" : "");
+	if (ret < 0)
+		return colo_err_set(err, -ret, "RAM block \"%s\": %s", b->pub.name, why);
+	return 0;
+}
+
+/*
+ * The common part of colo_ram_add_block and colo_ram_add_block_fd: `fd`
+ * < 0 for anonymous memory, else a file already checked and sized.
+ */
+static int block_add(struct colo_ram *ram, const char *name, size_t namelen, uint64_t len,
+		     int fd, struct colo_ram_block **out, struct colo_err *err)
+{
+	struct ram_block *b;
+	int ret;
 
 	if (ram->nblocks == ram->cap) {
 		size_t cap = ram->cap ? ram->cap * 2 : 4;
@@ -315,49 +426,78 @@ int colo_ram_add_block(struct colo_ram *ram, const char *name, uint64_t size,
 		return colo_err_set(err, ENOMEM, "RAM block \"%s\": out of memory "
 				    "for its bitmaps", name);
 	}
-	/*
-	 * An inaccessible guard page on each side: an overrun faults instead
-	 * of landing in a neighbour, and the block's VMAs never merge with a
-	 * neighbour's, so whole-block mprotect never has to split one.
-	 */
-	b->maplen = (size_t)len + 2 * PAGE;
-	b->map = mmap(NULL, b->maplen, PROT_NONE,
-		      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (b->map == MAP_FAILED) {
-		ret = errno;
-		b->map = NULL;
+	ret = block_map(b, fd, err);
+	if (ret == 0)
+		ret = block_track(ram, b, err);
+	if (ret < 0) {
 		block_free(b);
-		return colo_err_set(err, ret, "RAM block \"%s\": mmap of %llu bytes: %s",
-				    name, (unsigned long long)len, strerror(ret));
-	}
-	b->pub.host = b->map + PAGE;
-	if (mprotect(b->pub.host, len, PROT_READ | PROT_WRITE) != 0) {
-		ret = errno;
-		block_free(b);
-		return colo_err_set(err, ret, "RAM block \"%s\": mprotect: %s",
-				    name, strerror(ret));
-	}
-	if (ram->mode == COLO_DIRTY_UFFD_WP || ram->mode == COLO_DIRTY_MPROTECT) {
-		/* Track 4 KiB pages, not 2 MiB ones: every dirty page
-		 * is sent.  Advisory: failure only costs precision. */
-		(void)madvise(b->pub.host, len, MADV_NOHUGEPAGE);
-	}
-	if (ram->mode == COLO_DIRTY_UFFD_WP) {
-		ret = colo__ram_uffd_register(ram->uffd, b->pub.host, len, why, sizeof(why));
-		if (ret < 0) {
-			block_free(b);
-			return colo_err_set(err, -ret, "RAM block \"%s\": %s", name, why);
-		}
-	}
-	if (ram->mode == COLO_DIRTY_MPROTECT && colo__ram_slot_add(b) < 0) {
-		block_free(b);
-		return colo_err_set(err, ENOSPC, "RAM block \"%s\": more than %d blocks "
-				    "tracked by mprotect in this process", name, RAM_MAX_SLOTS);
+		return ret;
 	}
 	ram->blocks[ram->nblocks++] = b;
 	if (out)
 		*out = &b->pub;
 	return 0;
+}
+
+static uint64_t page_round(uint64_t size)
+{
+	return (size + PAGE - 1) & ~(uint64_t)(PAGE - 1);
+}
+
+int colo_ram_add_block(struct colo_ram *ram, const char *name, uint64_t size,
+		       struct colo_ram_block **out, struct colo_err *err)
+{
+	int namelen;
+
+	if (out)
+		*out = NULL;
+	namelen = block_check(ram, name, size, err);
+	if (namelen < 0)
+		return namelen;
+	return block_add(ram, name, (size_t)namelen, page_round(size), -1, out, err);
+}
+
+int colo_ram_add_block_fd(struct colo_ram *ram, const char *name, uint64_t size, int fd,
+			  struct colo_ram_block **out, struct colo_err *err)
+{
+	struct stat st;
+	uint64_t len;
+	int namelen, fl, e;
+
+	if (out)
+		*out = NULL;
+	namelen = block_check(ram, name, size, err);
+	if (namelen < 0)
+		return namelen;
+	len = page_round(size);
+	/* Checked here, where the message can say what is wrong with the
+	 * descriptor; mmap would only say EACCES or ENODEV. */
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		e = fd < 0 ? EBADF : errno;
+		return colo_err_set(err, e, "RAM block \"%s\": file descriptor %d: %s",
+				    name, fd, strerror(e));
+	}
+	if (!S_ISREG(st.st_mode))
+		return colo_err_set(err, EINVAL, "RAM block \"%s\": file descriptor %d is not "
+				    "a regular file or a memfd", name, fd);
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || (fl & O_PATH) || (fl & O_ACCMODE) != O_RDWR)
+		return colo_err_set(err, EACCES, "RAM block \"%s\": file descriptor %d is "
+				    "not open for reading and writing (O_RDWR)", name, fd);
+	/* Only when the size differs: a sealed memfd of the right size
+	 * (F_SEAL_GROW, F_SEAL_SHRINK) is fine as it is. */
+	if ((uint64_t)st.st_size != len && ftruncate(fd, (off_t)len) != 0) {
+		e = errno;
+		return colo_err_set(err, e, "RAM block \"%s\": resizing the file of fd %d "
+				    "from %lld to %llu bytes: %s", name, fd,
+				    (long long)st.st_size, (unsigned long long)len, strerror(e));
+	}
+	return block_add(ram, name, (size_t)namelen, len, fd, out, err);
+}
+
+bool colo_ram_block_shared(const struct colo_ram_block *pub)
+{
+	return ((const struct ram_block *)pub)->shared;
 }
 
 /* ---- start ---- */
@@ -396,6 +536,51 @@ int colo_ram_start(struct colo_ram *ram, struct colo_err *err)
 		colo__ram_harvest_leave(&ram->sync);
 	if (ret == 0)
 		ram->started = true;
+	return ret;
+}
+
+/* ---- shared blocks ---- */
+
+/*
+ * MAP_FIXED replaces the file's pages by anonymous ones in one step: the
+ * guards around stay, and nothing else can land in between.  The new
+ * memory is a new VMA that knows nothing of the old one's userfaultfd
+ * registration, so tracking is set up again (block_track).  In mprotect
+ * mode the slot stays: it holds the block by address, which is unchanged.
+ * After start, the new memory is protected before anyone can write it
+ * (mprotect: mapped read-only; uffd-wp: protected by colo__ram_uffd_start)
+ * and every page is dirty, so the invariants of both backends hold as they
+ * do after colo_ram_start().
+ */
+int colo_ram_block_unshare(struct colo_ram_block *pub, struct colo_err *err)
+{
+	struct ram_block *b = (struct ram_block *)pub;
+	struct colo_ram *ram = pub->ram;
+	int prot = PROT_READ | PROT_WRITE, ret, e;
+
+	if (!b->shared)
+		return colo_err_set(err, EINVAL, "RAM block \"%s\": unshare: not a shared "
+				    "block", pub->name);
+	if (ram->started && ram->mode == COLO_DIRTY_MPROTECT)
+		prot = PROT_READ;
+	if (mmap(pub->host, pub->length, prot,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+		/* MAP_FIXED may have unmapped the old pages before failing:
+		 * from here the block must not be touched, only freed. */
+		e = errno;
+		return colo_err_set(err, e, "RAM block \"%s\": unshare: mmap of %llu bytes: "
+				    "%s (the block is unusable)", pub->name,
+				    (unsigned long long)pub->length, strerror(e));
+	}
+	b->shared = false;
+	for (size_t w = 0; w < b->nwords; w++)
+		atomic_store(&b->written[w], 0);
+	ret = block_track(ram, b, err);
+	if (ret == 0 && ram->started && ram->mode == COLO_DIRTY_UFFD_WP)
+		ret = colo__ram_uffd_start(ram, b, err);
+	block_dirty_all(b);
+	if (ret < 0)
+		colo_err_prefix(err, "unshare: the block is private, its tracking lost");
 	return ret;
 }
 

@@ -2,12 +2,16 @@
  * ram.h: guest RAM blocks and dirty-page tracking (DESIGN.md §5).
  *
  * A struct colo_ram holds a guest's named RAM blocks.  Each block is
- * page-aligned anonymous memory (mmap), its size rounded up to whole 4 KiB
- * pages, between two inaccessible guard pages (an overrun faults), and is
- * addressed on the wire by name + offset, never by pointer.  Each block has
- * a dirty bitmap, one bit per page.  The colo_ram owns the blocks' memory
- * and bitmaps; colo_ram_free() unmaps them, and no thread may touch block
- * memory from then on.
+ * page-aligned memory (mmap), its size rounded up to whole 4 KiB pages,
+ * between two inaccessible guard pages (an overrun faults), and is
+ * addressed on the wire by name + offset, never by pointer.  A block is
+ * anonymous memory, or a MAP_SHARED mapping of a file (a memfd or a file
+ * under /dev/shm, colo_ram_add_block_fd) that another process maps too: a
+ * secondary keeps a VM's committed RAM there for the VM process started
+ * on failover, so nothing is copied then.  Each block has a dirty bitmap,
+ * one bit per page.  The colo_ram owns the blocks' memory and bitmaps;
+ * colo_ram_free() unmaps them, and no thread may touch block memory from
+ * then on.  It never owns a shared block's file descriptor.
  *
  * Tracking finds the pages the guest wrote since the last harvest.  One
  * interface, four backends, chosen when the colo_ram is made:
@@ -32,6 +36,14 @@
  * it.)  Pages may be reported that were not written (false positives),
  * never the reverse.  colo_ram_mark_dirty() works in every mode (e.g. for
  * memory the guest changes by other means than CPU writes).
+ *
+ * Shared blocks are tracked as anonymous ones, by every backend; what is
+ * tracked is this process's writes through its own mapping.  Writes by
+ * another process through its mapping of the same file are seen in the
+ * memory at once but never reported: the page tables (uffd-wp) and the
+ * protections (mprotect) are per process.  A backend that cannot track a
+ * shared mapping of a file on this kernel (it is really tried on the
+ * block when it is added) fails the add with a message that says so.
  *
  * Writes by the kernel (read(2) or recv(2) into block memory): uffd-wp
  * tracks them.  With mprotect such a system call fails with EFAULT on a
@@ -114,6 +126,43 @@ const char *colo_ram_tracking_reason(const struct colo_ram *ram);
  */
 int colo_ram_add_block(struct colo_ram *ram, const char *name, uint64_t size,
 		       struct colo_ram_block **out, struct colo_err *err);
+
+/*
+ * Add a block whose memory is a MAP_SHARED mapping of `fd` (a memfd or a
+ * regular file opened O_RDWR, -EBADF, -EINVAL or -EACCES otherwise; a
+ * hugetlbfs file fails, blocks being placed at 4 KiB alignment), between
+ * the same guard pages as other blocks.  The file is made exactly `size`
+ * rounded up to pages (ftruncate: a longer file loses its tail, a shorter
+ * one grows with zeros) and keeps its content if it already had that size
+ * (it is then not resized at all, so a memfd sealed against that works).
+ * The colo_ram does not own fd: the caller closes it when it likes, the
+ * mapping stays.  Same rules as colo_ram_add_block otherwise.  The file may
+ * have been resized when the add fails after the checks of fd, e.g. with
+ * -ENOTSUP when the backend cannot track this mapping (see above).
+ * In uffd-wp and mprotect modes, adding writes page 0 once to try the
+ * tracking (an atomic add of zero: the content stays as it was).
+ */
+int colo_ram_add_block_fd(struct colo_ram *ram, const char *name, uint64_t size, int fd,
+			  struct colo_ram_block **out, struct colo_err *err);
+
+/* Is this block a shared mapping of a file (added by colo_ram_add_block_fd
+ * and not unshared since)? */
+bool colo_ram_block_shared(const struct colo_ram_block *b);
+
+/*
+ * Replace a shared block's memory by private zero-filled memory at the same
+ * address (MAP_FIXED: `host` and `length` stay, so do the guards; the file
+ * keeps its content, and other processes that map it are not affected).
+ * For a node that handed the file to another process and needs memory of
+ * its own from then on.  Tracking of the block is set up again as for a
+ * new block (and armed at once if colo_ram_start() was called), and every
+ * page of it is marked dirty.  -EINVAL if the block is not shared.  On an
+ * error after the memory was replaced the message says the block is no
+ * longer tracked; free the colo_ram.  Control thread only, with no other
+ * thread touching the block (its pages change under them).
+ */
+int colo_ram_block_unshare(struct colo_ram_block *b, struct colo_err *err);
+
 size_t colo_ram_nblocks(const struct colo_ram *ram);
 struct colo_ram_block *colo_ram_block_at(struct colo_ram *ram, size_t i);
 struct colo_ram_block *colo_ram_find(struct colo_ram *ram, const char *name);
@@ -153,7 +202,9 @@ static inline bool colo_ram_page_dirty(const struct colo_ram_block *b, uint64_t 
 /*
  * Tests only: make the auto probe treat a backend as unavailable, so the
  * fallback can be exercised on machines that have it.  Also settable with
- * the environment variable COLO_DIRTY_PROBE_FAIL=uffd-wp[,mprotect].
+ * the environment variable COLO_DIRTY_PROBE_FAIL=uffd-wp[,mprotect].  In
+ * that variable, "uffd-wp:shared" or "mprotect:shared" makes that backend
+ * fail colo_ram_add_block_fd as if it could not track shared mappings.
  */
 void colo_ram_probe_fail(enum colo_dirty_mode m, bool fail);
 

@@ -6,7 +6,8 @@
  * ram_mprotect.c the mprotect backend and its SIGSEGV handler.
  *
  * Ownership: a struct colo_ram owns its blocks (struct ram_block: the
- * mapping, `written` and `pub.dirty`), its userfaultfd and pagemap
+ * mapping, `written` and `pub.dirty`; never the descriptor of a shared
+ * block's file, which its caller keeps), its userfaultfd and pagemap
  * descriptors, the PAGEMAP_SCAN output vector and, when `segv_user` is
  * set, one reference on the SIGSEGV handler.  Each block's `sync` points
  * at its colo_ram's.
@@ -54,6 +55,7 @@ struct ram_block {
 	size_t nwords;
 	uint8_t *map;               /* the mapping: guard page, block, guard page */
 	size_t maplen;
+	bool shared;                /* the block is a MAP_SHARED mapping of a file */
 	struct ram_sync *sync;
 	int slot;                   /* index in ram_slots, -1 if none */
 };
@@ -77,6 +79,9 @@ struct colo_ram {
 
 /* Is backend `m` forced to fail (colo_ram_probe_fail)?  Says by whom in `why`. */
 bool colo__ram_probe_forced(enum colo_dirty_mode m, char *why, size_t whylen);
+/* Is backend `m` forced to fail on shared blocks ("<name>:shared" in
+ * COLO_DIRTY_PROBE_FAIL)?  Says by whom in `why`. */
+bool colo__ram_shared_forced(enum colo_dirty_mode m, char *why, size_t whylen);
 /* "<what>: <strerror(errno)>" into `why`; returns -errno. */
 int colo__ram_why_errno(char *why, size_t whylen, const char *what);
 /* Mask of the valid bits of word `w` (the last word may be partial). */
@@ -92,6 +97,13 @@ int colo__ram_uffd_probe(struct colo_ram *ram, char *why, size_t whylen);
 /* The PAGEMAP_SCAN output vector for ram->vec; NULL when out of memory. */
 struct page_region *colo__ram_uffd_vec_new(void);
 int colo__ram_uffd_register(int uffd, void *addr, uint64_t len, char *why, size_t whylen);
+/*
+ * Really try uffd-wp on page 0 of a shared block just registered (before
+ * colo_ram_start: the page's tracking state does not matter yet).  Its
+ * content is left as it was.
+ */
+int colo__ram_uffd_shared_selftest(struct colo_ram *ram, struct ram_block *b,
+				   char *why, size_t whylen);
 int colo__ram_uffd_start(struct colo_ram *ram, struct ram_block *b, struct colo_err *err);
 int colo__ram_uffd_harvest(struct colo_ram *ram, struct ram_block *b, uint64_t *added,
 			   struct colo_err *err);
@@ -104,6 +116,9 @@ void colo__ram_segv_unref(void);
 /* Make a block known to the SIGSEGV handler (-ENOSPC: table full), or not. */
 int colo__ram_slot_add(struct ram_block *b);
 void colo__ram_slot_del(struct ram_block *b);
+/* The same for mprotect: a write fault on page 0 of a shared block in its
+ * slot must reach the handler; its content is left as it was. */
+int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t whylen);
 /* The harvest side of struct ram_sync's critical section. */
 void colo__ram_harvest_enter(struct ram_sync *s);
 void colo__ram_harvest_leave(struct ram_sync *s);

@@ -316,6 +316,28 @@ int colo__ram_mprotect_probe(struct colo_ram *ram, char *why, size_t whylen)
 	return ret;
 }
 
+/*
+ * A shared block: one real write fault on its page 0 through the handler,
+ * as the probe does on anonymous memory.  The write is an atomic add of
+ * zero, so the file's content is unchanged even if another process writes
+ * it meanwhile.  Before colo_ram_start, so the note is dropped again.
+ */
+int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t whylen)
+{
+	bool noted;
+
+	assert(b->slot >= 0);
+	if (mprotect(b->pub.host, PAGE, PROT_READ) != 0)
+		return colo__ram_why_errno(why, whylen, "mprotect");
+	__atomic_fetch_add(b->pub.host, 0, __ATOMIC_RELAXED);
+	noted = atomic_fetch_and(&b->written[0], ~1ull) & 1;
+	if (!noted) {
+		snprintf(why, whylen, "a write fault was not noticed");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
 /* ---- harvest ---- */
 
 /*

@@ -40,6 +40,9 @@
 #ifndef UFFD_USER_MODE_ONLY
 #define UFFD_USER_MODE_ONLY 1
 #endif
+#ifndef UFFD_FEATURE_WP_HUGETLBFS_SHMEM
+#define UFFD_FEATURE_WP_HUGETLBFS_SHMEM (1 << 12)
+#endif
 #ifndef UFFD_FEATURE_WP_UNPOPULATED
 #define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
 #endif
@@ -84,11 +87,19 @@ struct pm_scan_arg {
 
 /* ---- userfaultfd and PAGEMAP_SCAN ---- */
 
+/*
+ * WP_HUGETLBFS_SHMEM says write-protect works on shmem (shared blocks in a
+ * memfd or under /dev/shm).  Every kernel with WP_ASYNC has it (both need
+ * CONFIG_PTE_MARKER_UFFD_WP, and it is older), so asking for it costs no
+ * fallback; whether a shared block really works is tried when it is added
+ * (colo__ram_uffd_shared_selftest).
+ */
 static int uffd_open(int *fdp, bool *unpopulated, char *why, size_t whylen)
 {
 	static const uint64_t want[] = {
-		UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED,
-		UFFD_FEATURE_WP_ASYNC,
+		UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM |
+			UFFD_FEATURE_WP_UNPOPULATED,
+		UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_HUGETLBFS_SHMEM,
 	};
 
 	for (size_t i = 0; i < 2; i++) {
@@ -264,6 +275,59 @@ struct page_region *colo__ram_uffd_vec_new(void)
 	return malloc(RAM_SCAN_VEC * sizeof(struct page_region));
 }
 
+/* ---- shared blocks ---- */
+
+/*
+ * A shared block is tried on its own page 0, because what works depends on
+ * the file (shmem, or a regular file of some file system) and on the
+ * kernel.  Beyond what the probe checks, a file's page table entries can
+ * be dropped at any time (reclaim, writeback and eviction of a regular
+ * file's page, swap-out of shmem) while the page stays in the file; an
+ * entry dropped after a write and before the next harvest must still read
+ * as written.  MADV_DONTNEED drops the entry as reclaim does (the content
+ * stays in the file), so the test does that between write and scan.  The
+ * write is an atomic add of zero: the content is unchanged even if
+ * another process writes the file meanwhile.
+ */
+int colo__ram_uffd_shared_selftest(struct colo_ram *ram, struct ram_block *b,
+				   char *why, size_t whylen)
+{
+	uintptr_t p = (uintptr_t)b->pub.host, walk_end;
+	struct page_region vec[1];
+	long n;
+	int ret;
+
+	ret = uffd_protect(ram->uffd, b->pub.host, PAGE, why, whylen);
+	if (ret < 0)
+		return ret;
+	n = pagemap_scan(ram->pagemap, p, p + PAGE, vec, 1, &walk_end);
+	if (n != 0) {
+		snprintf(why, whylen, "PAGEMAP_SCAN: %s", n < 0 ? strerror((int)-n) :
+			 "a protected page nobody wrote was reported");
+		return n < 0 ? (int)n : -ENOTSUP;
+	}
+	__atomic_fetch_add(b->pub.host, 0, __ATOMIC_RELAXED);
+	if (madvise(b->pub.host, PAGE, MADV_DONTNEED) != 0)
+		return colo__ram_why_errno(why, whylen, "madvise(MADV_DONTNEED)");
+	n = pagemap_scan(ram->pagemap, p, p + PAGE, vec, 1, &walk_end);
+	if (n < 0) {
+		snprintf(why, whylen, "PAGEMAP_SCAN: %s", strerror((int)-n));
+		return (int)n;
+	}
+	if (n != 1 || vec[0].start != p || vec[0].end != p + PAGE) {
+		snprintf(why, whylen, "a write was not reported once the kernel had "
+			 "unmapped the page (as reclaim does)");
+		return -ENOTSUP;
+	}
+	n = pagemap_scan(ram->pagemap, p, p + PAGE, vec, 1, &walk_end);
+	if (n != 0) {
+		snprintf(why, whylen, "PAGEMAP_SCAN: %s", n < 0 ? strerror((int)-n) :
+			 "the page was not protected again");
+		return n < 0 ? (int)n : -ENOTSUP;
+	}
+	return 0;
+}
+
 /* ---- start ---- */
 
 int colo__ram_uffd_start(struct colo_ram *ram, struct ram_block *b, struct colo_err *err)
@@ -271,12 +335,14 @@ int colo__ram_uffd_start(struct colo_ram *ram, struct ram_block *b, struct colo_
 	char why[200];
 	int ret;
 
-	if (!ram->wp_unpopulated) {
+	if (!ram->wp_unpopulated && !b->shared) {
 		/*
-		 * Without WP_UNPOPULATED, protecting a page that has no page
-		 * table entry yet does nothing, and its first write would go
-		 * unseen: give every page an entry first.  The atomic add of
-		 * zero (the fallback) cannot undo a concurrent write.
+		 * Without WP_UNPOPULATED, protecting an anonymous page that
+		 * has no page table entry yet does nothing, and its first
+		 * write would go unseen: give every page an entry first.  The
+		 * atomic add of zero (the fallback) cannot undo a concurrent
+		 * write.  (Shared blocks need none of it: the kernel protects
+		 * a file's missing entries with markers in any case.)
 		 */
 		if (madvise(b->pub.host, b->pub.length, MADV_POPULATE_WRITE) != 0) {
 			for (uint64_t p = 0; p < b->pub.npages; p++)

@@ -7,12 +7,14 @@
 
 #include "kv.h"
 #include "memtouch.h"
+#include "qemu.h"
 #include "registry.h"
 
 /* The first is the default guest. */
 static const struct colo_guest_ops *const guests[] = {
 	&colo_kv_ops,
 	&colo_memtouch_ops,
+	&colo_qemu_ops,
 	NULL
 };
 

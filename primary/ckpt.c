@@ -130,7 +130,7 @@ static void encode_done(uv_work_t *w, int status)
 		 * secondary that connected meanwhile waits for its sync. */
 		primary_ckpt_to(p, CK_IDLE);
 		if (p->state == P_SYNC)
-			primary_ckpt_start(p, true);
+			primary_sync_start(p);
 	} else if (c->enc_rc) {
 		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, c->enc_err.msg);
 		primary_ckpt_to(p, CK_IDLE);
@@ -289,6 +289,20 @@ void primary_ckpt_send(struct colo_primary *p)
 }
 
 /* ---- taking a checkpoint ---- */
+
+void primary_sync_start(struct colo_primary *p)
+{
+	const struct colo_guest_ops *g = p->n->gops;
+
+	if (g->ready && !g->ready(p->n->guest)) {
+		if (!p->sync_waiting)
+			colo_log_info("the full sync waits for the guest's first state");
+		p->sync_waiting = true;
+		return;
+	}
+	p->sync_waiting = false;
+	primary_ckpt_start(p, true);
+}
 
 void primary_ckpt_start(struct colo_primary *p, bool full)
 {
@@ -543,6 +557,11 @@ void primary_schedule(struct colo_primary *p)
 
 	if (p->state != P_PROTECTED || p->phase != CK_IDLE)
 		return;
+	/* A guest that drives its checkpoints asks for each (guest.h). */
+	if (p->n->gops->drives_checkpoints && !p->want_now) {
+		primary_clock_stop(p);
+		return;
+	}
 	/* min-interval-ms spaces starts (DESIGN.md, group commit). */
 	earliest = p->last_start_ns + (uint64_t)cfg->min_interval_ms * 1000000ull;
 	next = p->want_now ? earliest :

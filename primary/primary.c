@@ -105,6 +105,8 @@ static void on_want_async(uv_async_t *a)
 
 	if (p->state == P_PROTECTED)
 		colo_primary_want_checkpoint(p);
+	else if (p->state == P_SYNC && p->phase == CK_IDLE && p->sync_waiting)
+		primary_sync_start(p);
 }
 
 static void want_from_guest(void *ud)
@@ -230,7 +232,7 @@ static void rx_hello(struct colo_primary *p)
 	n->stats.full_syncs++;
 	/* An abandoned checkpoint still encoding starts the sync when it returns. */
 	if (p->phase == CK_IDLE)
-		primary_ckpt_start(p, true);
+		primary_sync_start(p);
 }
 
 /* CHECKPOINT_READY: the sync is loaded; checkpoints start. */
@@ -431,6 +433,8 @@ static int eng_set_interval(void *eng, uint32_t ms, char *msg, size_t len,
 		return colo_err_set(err, EINVAL, "interval %u ms is below min-interval-ms "
 				    "(%u)", ms, p->n->cfg.min_interval_ms);
 	p->n->cfg.checkpoint_interval_ms = ms;
+	if (p->n->gops->set_interval && p->n->guest)
+		p->n->gops->set_interval(p->n->guest, ms);
 	snprintf(msg, len, "checkpoint interval set to %u ms", ms);
 	colo_log_info("checkpoint interval set to %u ms", ms);
 	primary_schedule(p);
@@ -463,6 +467,8 @@ static void eng_reloaded(void *eng)
 		primary_out_epoch(p, 0);
 		primary_out_release(p, UINT64_MAX);
 	}
+	if (p->n->gops->set_interval && p->n->guest)
+		p->n->gops->set_interval(p->n->guest, p->n->cfg.checkpoint_interval_ms);
 	primary_schedule(p);
 }
 
@@ -595,6 +601,8 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	p->want_async_on = true;
 	if (n->gops->output_notify && n->guest)
 		n->gops->output_notify(n->guest, want_from_guest, p);
+	if (n->gops->set_interval && n->guest)
+		n->gops->set_interval(n->guest, n->cfg.checkpoint_interval_ms);
 	colo_node_set_engine(n, &primary_ops, p);
 	colo_log_info("primary engine started: peer %s:%u, interval %u ms, %u encode "
 		      "threads, dirty tracking %s", n->cfg.peer.host, n->cfg.peer.port,

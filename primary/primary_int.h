@@ -159,6 +159,7 @@ struct colo_primary {
 	uint64_t last_committed;
 	uint64_t last_start_ns, last_done_ns;
 	bool want_now;               /* a request: the next one as soon as allowed */
+	bool sync_waiting;           /* the sync waits for the guest's ready() */
 	struct pending *waiting;     /* colo-ctl checkpoint requests */
 	uv_async_t want_async;       /* the guest's output waits (any thread) */
 	bool want_async_on;
@@ -176,6 +177,8 @@ void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg);
 
 /* ckpt.c */
 void primary_ckpt_start(struct colo_primary *p, bool full);
+/* The full sync, once the guest is ready (guest.h); else when it says so. */
+void primary_sync_start(struct colo_primary *p);
 void primary_ckpt_send(struct colo_primary *p);
 void primary_ckpt_received(struct colo_primary *p);
 void primary_ckpt_committed(struct colo_primary *p);

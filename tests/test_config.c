@@ -498,7 +498,7 @@ START_TEST(bad_enums)
 		 "--dirty-tracking", "uffd", NULL);
 	load_err("memtouch-pattern: 'zigzag' is not one of sequential, random, hotset", S,
 		 "--memtouch-pattern", "zigzag", NULL);
-	load_err("guest: 'qemu' is not one of kv, memtouch", S, "--guest", "qemu", NULL);
+	load_err("guest: 'vm' is not one of kv, memtouch, qemu", S, "--guest", "vm", NULL);
 	load_err("encodings: 'compress' is not one of zero, raw, lz4, delta, delta-lz4, "
 		 "xbzrle", S, "--encodings", "delta,compress", NULL);
 	load_err("encodings: 'delta,,lz4' has an empty name (names are zero, raw, lz4, "
@@ -661,7 +661,7 @@ START_TEST(file_errors)
 	/* A section with no keys is still checked. */
 	file_err("[node]\nname = a\n[Guest]\n",
 		 "3: unknown section [Guest] (sections: [node] [replication] "
-		 "[heartbeat] [guest] [record])");
+		 "[heartbeat] [guest] [qemu] [record])");
 	file_err("name = a\n", "1: name: outside any section (before the first [section])");
 	file_err("[node]\nname\n", "2: syntax error (expected [section] or key = value)");
 	file_err("[node\nname = a\n", "1: syntax error (expected [section] or key = value)");

@@ -94,10 +94,17 @@ static char *file_reader(char *str, int num, void *stream)
 			if (strcmp(name, "security") == 0)
 				file_fail(c, "section [%s] is not supported by this version "
 					  "(peer authentication is not built yet)", name);
-			else
-				file_fail(c, "unknown section [%s] (sections: [node] "
-					  "[replication] [heartbeat] [guest] [record])",
-					  colo_opt_shown(name, q, sizeof(q)));
+			else {
+				char list[128];
+				size_t at = 0;
+
+				for (s = 0; s < COLO_SEC_COUNT && at < sizeof(list); s++)
+					at += (size_t)snprintf(list + at, sizeof(list) - at,
+							       "%s[%s]", s ? " " : "",
+							       colo_opt_section_names[s]);
+				file_fail(c, "unknown section [%s] (sections: %s)",
+					  colo_opt_shown(name, q, sizeof(q)), list);
+			}
 			return NULL;
 		}
 	}

@@ -174,8 +174,8 @@ static void check_guest_table(const struct colo_guest_ops *ops)
 	for (size_t j = 0; j < ops->nopts; j++) {
 		const struct colo_opt *o = &ops->opts[j];
 
-		if (o->section != COLO_SEC_GUEST || !o->def || o->dyn ||
-		    o->off >= ops->settings_size)
+		if ((o->section != COLO_SEC_GUEST && o->section != COLO_SEC_QEMU) ||
+		    !o->def || o->dyn || o->off >= ops->settings_size)
 			abort();
 	}
 }
@@ -398,12 +398,17 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 	help_entry(out, "-h, --help", "print this help and exit");
 	help_entry(out, "-V, --version", "print the version and exit");
 	for (int s = 0; s < COLO_SEC_COUNT; s++) {
-		fprintf(out, "\n[%s]\n", colo_opt_section_names[s]);
+		bool head = false;
+
 		for (size_t i = 0; i < k.n; i++) {
 			const struct colo_opt *o = colo__cfg_key(&k, i, NULL);
 
 			if (o->section != (enum colo_opt_section)s || o->hidden)
 				continue;
+			/* a section only some guests have is left out without them */
+			if (!head)
+				fprintf(out, "\n[%s]\n", colo_opt_section_names[s]);
+			head = true;
 			snprintf(left, sizeof(left), "--%s %s", o->key, o->meta);
 			snprintf(text, sizeof(text), "%s (default %s)", o->help,
 				 default_text(o, role));
@@ -417,5 +422,6 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 	      "  3  setup failure: cannot listen, bind, connect or start the guest\n"
 	      "  4  state-dir unusable\n"
 	      "  5  superseded by a newer generation (fenced)\n"
-	      "  6  fence-command failed\n", out);
+	      "  6  fence-command failed\n"
+	      "  7  the guest died (a VM's QEMU exited, hung or ended COLO)\n", out);
 }

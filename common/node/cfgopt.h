@@ -41,6 +41,7 @@ enum colo_opt_section {
 	COLO_SEC_REPLICATION,
 	COLO_SEC_HEARTBEAT,
 	COLO_SEC_GUEST,
+	COLO_SEC_QEMU,        /* the qemu guest's keys */
 	COLO_SEC_RECORD,
 	COLO_SEC_COUNT
 };
@@ -50,7 +51,8 @@ extern const char *const colo_opt_section_names[COLO_SEC_COUNT];
 
 struct colo_opt {
 	const char *key;                 /* INI key and --flag */
-	enum colo_opt_section section;   /* a guest's keys: COLO_SEC_GUEST */
+	enum colo_opt_section section;   /* a guest's keys: COLO_SEC_GUEST, or
+					    a section of the guest's own */
 	enum colo_opt_type type;
 	size_t off;                      /* of the field in the struct filled */
 	uint32_t min, max;               /* COLO_OPT_UINT */

@@ -38,6 +38,22 @@
  *   output_notify(g, fn)  fn(ud) is called, from any thread, when a reply
  *                         is held and waits for a checkpoint (group commit).
  * output_release may be called from the loop thread at any time.
+ *
+ * Guests that take their state from elsewhere (a QEMU VM: its checkpoints
+ * arrive from QEMU and land in the guest's RAM by the guest's own writes):
+ *   manual_dirty          the guest marks every page it writes
+ *                         (colo_ram_mark_dirty): its RAM is tracked in
+ *                         manual mode whatever dirty-tracking says.
+ *   drives_checkpoints    the engine takes a checkpoint when the guest asks
+ *                         (output_notify's fn), not on its own clock;
+ *                         set_interval(g, ms) tells the guest the interval
+ *                         (checkpoint-interval-ms, colo-ctl set-interval).
+ *   ready(g)              false while the guest has no state to sync yet;
+ *                         it calls output_notify's fn once it has.
+ *   watch(g, died, ud)    died(ud, why) is called once, from any thread,
+ *                         when the guest is gone for good (its process
+ *                         exited or stopped answering): the node stops, so
+ *                         its heartbeats stop and a secondary takes over.
  */
 #ifndef COLO_GUEST_H
 #define COLO_GUEST_H
@@ -79,6 +95,8 @@ struct colo_guest_ops {
 	size_t settings_size;
 	bool listens;                 /* serves clients on guest-listen (--help
 					 names it there) */
+	bool manual_dirty;            /* marks what it writes (see above) */
+	bool drives_checkpoints;      /* asks for its checkpoints (see above) */
 	/* Make a guest from the configuration ([guest] keys). */
 	int (*create)(const struct colo_config *cfg, struct colo_guest **out,
 		      struct colo_err *err);
@@ -96,6 +114,11 @@ struct colo_guest_ops {
 	void (*output_epoch)(struct colo_guest *g, uint64_t seq);
 	void (*output_release)(struct colo_guest *g, uint64_t seq);
 	void (*output_notify)(struct colo_guest *g, void (*fn)(void *ud), void *ud);
+	/* Guests that take their state from elsewhere (see above); NULL if not. */
+	bool (*ready)(struct colo_guest *g);
+	void (*set_interval)(struct colo_guest *g, uint32_t ms);
+	void (*watch)(struct colo_guest *g, void (*died)(void *ud, const char *why),
+		      void *ud);
 	void (*destroy)(struct colo_guest *g);
 };
 

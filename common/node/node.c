@@ -48,6 +48,37 @@ int colo_node_start_guest(struct colo_node *n, struct colo_err *err)
 	return r;
 }
 
+/* The guest is gone for good: stop, so the heartbeats stop and the
+ * secondary takes over from the last committed checkpoint. */
+static void on_died_async(uv_async_t *a)
+{
+	struct colo_node *n = a->data;
+
+	colo_log_error("guest %s died: %s; stopping, so that the secondary takes over",
+		       n->machine, n->died_why);
+	colo_node_exit(n, COLO_EXIT_GUEST);
+}
+
+static void on_guest_died(void *ud, const char *why)
+{
+	struct colo_node *n = ud;
+
+	if (n->died_why[0])
+		return;
+	snprintf(n->died_why, sizeof(n->died_why), "%s", why && *why ? why : "no reason given");
+	uv_async_send(&n->died_async);
+}
+
+/* The guest's RAM, all blocks (a VM's size comes from QEMU, not ram-mb). */
+static uint64_t ram_bytes(const struct colo_node *n)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; n->ram && i < colo_ram_nblocks(n->ram); i++)
+		sum += colo_ram_block_at(n->ram, i)->length;
+	return sum;
+}
+
 /* ---- recording ---- */
 
 /* The recorder's own events (rec/ has no log of its own), from its thread. */
@@ -63,7 +94,7 @@ static void record_log(void *ud, bool error, const char *line)
 int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err *err)
 {
 	struct colo_record_cfg rc;
-	uint64_t ram = (uint64_t)n->cfg.ram_mb << 20;
+	uint64_t ram = ram_bytes(n);
 	int r;
 
 	if (n->rec)
@@ -152,12 +183,19 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	}
 	colo_log_set_generation(n->generation);
 	colo_guest_machine_name(n->gops, n->machine, sizeof(n->machine));
-	if (colo_ram_new(n->cfg.dirty_tracking, &n->ram, &err) != 0 ||
+	if (colo_ram_new(n->gops->manual_dirty ? COLO_DIRTY_MANUAL : n->cfg.dirty_tracking,
+			 &n->ram, &err) != 0 ||
 	    n->gops->create(&n->cfg, &n->guest, &err) != 0 ||
 	    colo_savevm_init(&n->sv, n->machine, &err) != 0 ||
 	    n->gops->attach(n->guest, n->ram, &n->sv, &err) != 0) {
 		colo_log_error("guest %s: %s", n->machine, err.msg);
 		return COLO_EXIT_SETUP;
+	}
+	if (n->gops->watch) {
+		uv_async_init(n->loop, &n->died_async, on_died_async);
+		n->died_async.data = n;
+		n->died_on = true;
+		n->gops->watch(n->guest, on_guest_died, n);
 	}
 	if (colo__node_ctl_start(n, &err) != 0) {
 		colo_log_error("%s", err.msg);
@@ -170,8 +208,8 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	}
 	colo__node_signals_start(n);
 	n->role = role;
-	colo_log_info("%s %s: guest %s, %u MiB, dirty tracking: %s, control %s",
-		      prog, PACKAGE_VERSION, n->machine, n->cfg.ram_mb,
+	colo_log_info("%s %s: guest %s, %.1f MiB, dirty tracking: %s, control %s",
+		      prog, PACKAGE_VERSION, n->machine, (double)ram_bytes(n) / 1048576.0,
 		      colo_ram_tracking_reason(n->ram), n->cfg.control);
 	/* DESIGN.md §8: until peer authentication exists, say so at start. */
 	colo_log_warn("running without peer authentication (not built yet): anyone who "
@@ -215,6 +253,10 @@ void colo_node_exit(struct colo_node *n, int status)
 	colo__node_ctl_stop(n);
 	colo_node_record_stop(n);
 	colo__node_signals_stop(n);
+	if (n->died_on) {
+		n->died_on = false;
+		uv_close((uv_handle_t *)&n->died_async, NULL);
+	}
 }
 
 void colo_node_fini(struct colo_node *n)

@@ -41,6 +41,7 @@ enum {
 	COLO_EXIT_STATE = 4,          /* state-dir unusable */
 	COLO_EXIT_SUPERSEDED = 5,     /* a newer generation took over: fenced */
 	COLO_EXIT_FENCE = 6,          /* fence-command failed: not taking over */
+	COLO_EXIT_GUEST = 7,          /* the guest died (a VM's QEMU exited or hung) */
 };
 
 struct colo_node;
@@ -91,6 +92,10 @@ struct colo_node {
 	enum colo_role role;           /* of the engine running now */
 	int exit_status;
 	bool stopping;
+	/* The guest died (guest.h watch): from its thread to the loop. */
+	uv_async_t died_async;
+	bool died_on;
+	char died_why[256];            /* set once, before the async is sent */
 	struct {
 		void (*fn)(void *ud);
 		void *ud;

@@ -236,7 +236,8 @@ uint64_t colo_stream_reader_offset(const struct colo_stream_reader *r);
 const struct colo_stream_config *colo_stream_reader_config(const struct colo_stream_reader *r);
 /* Footers: 1 present, 0 absent, -1 not known yet. */
 int colo_stream_reader_footers(const struct colo_stream_reader *r);
-/* Start the next stream on the same channel; section ids stay known. */
+/* Start the next stream on the same channel; section ids stay known.  An
+ * error that stopped the last one (e.g. a callback's) is forgotten. */
 void colo_stream_reader_restart(struct colo_stream_reader *r, unsigned flags);
 
 #endif

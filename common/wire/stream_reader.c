@@ -604,6 +604,9 @@ void colo_stream_reader_free(struct colo_stream_reader *r)
 void colo_stream_reader_restart(struct colo_stream_reader *r, unsigned flags)
 {
 	r->flags = flags;
+	/* A caller may have stopped the last stream with an error of its own. */
+	r->failed = false;
+	colo_err_clear(&r->err);
 	memset(r->ps, 0, sizeof(r->ps));
 	r->ps[0].st = flags & COLO_SR_NO_HEADER ? ST_ITEM : ST_HEADER;
 	r->ps[0].unit = flags & COLO_SR_NO_HEADER ? U_ITEM : U_HEADER;

@@ -1,0 +1,480 @@
+/*
+ * qemu.c: the qemu guest's ops and keys, and its supervisor thread (see
+ * qemu.h, qemu_int.h).
+ *
+ * The supervisor owns QMP once the guest runs: every SUP_TICK_MS it asks
+ * QEMU query-status (QMP silent for vm-qmp-timeout-ms: the VM is taken for
+ * dead), reads the events that came meanwhile (COLO_EXIT, SHUTDOWN: dead
+ * too), notices QEMU's exit, and sets x-checkpoint-delay when the interval
+ * changed.  "Dead" stops the node (guest.h watch), so its heartbeats stop
+ * and the secondary takes over from the last committed checkpoint.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfgopt.h"
+#include "clock.h"
+#include "colomsg.h"
+#include "nodecfg.h"
+#include "qemu_int.h"
+#include "ram.h"
+#include "savevm.h"
+#include "vmstate.h"
+
+#define SUP_TICK_MS 250
+#define RELAY_BEGIN_MS 30000
+
+const struct colo_vmstate_desc qemu_vm_vmsd = {
+	.name = COLO_QEMU_DEVICE,
+	.version_id = 1,
+	.minimum_version_id = 1,
+	.fields = (const struct colo_vmstate_field[]) {
+		COLO_VMSTATE_BUFFER(machine, struct qemu_vm_dev),
+		COLO_VMSTATE_UINT32(ram_section_id, struct qemu_vm_dev),
+		COLO_VMSTATE_UINT32(blob_len, struct qemu_vm_dev),
+		COLO_VMSTATE_VBUFFER_ALLOC_UINT32(blob, struct qemu_vm_dev, blob_len),
+		COLO_VMSTATE_END
+	},
+};
+
+void qemu_dev_set_blob(struct qemu_guest *q, uint8_t *blob, size_t len)
+{
+	/* the loader allocates the field: only colo_vmstate_alloc memory */
+	colo_vmstate_free_allocs(&qemu_vm_vmsd, &q->dev);
+	q->dev.blob = blob;
+	q->dev.blob_len = (uint32_t)len;
+}
+
+/* ---- what the threads tell the node ---- */
+
+void qemu_died(struct qemu_guest *q, const char *fmt, ...)
+{
+	void (*fn)(void *, const char *);
+	char why[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&q->lock);
+	fn = q->died_said || q->stopping ? NULL : q->died;
+	q->died_said = true;
+	pthread_mutex_unlock(&q->lock);
+	if (fn)
+		fn(q->died_ud, why);
+}
+
+void qemu_notify(struct qemu_guest *q)
+{
+	void (*fn)(void *);
+	void *ud;
+
+	pthread_mutex_lock(&q->lock);
+	fn = q->notify;
+	ud = q->notify_ud;
+	pthread_mutex_unlock(&q->lock);
+	if (fn)
+		fn(ud);
+}
+
+/* ---- the supervisor ---- */
+
+static int set_delay(struct qemu_guest *q, uint32_t ms, struct colo_err *err)
+{
+	json_t *args = json_pack("{s:I}", "x-checkpoint-delay", (json_int_t)ms);
+
+	return colo_qmp_execute(&q->qmp, "migrate-set-parameters", args, NULL,
+				(int)q->set->qmp_timeout_ms, err);
+}
+
+/* An event that means the VM is gone for colo: its reason, else NULL. */
+static const char *fatal_event(json_t *ev, char *buf, size_t len)
+{
+	const char *name = json_string_value(json_object_get(ev, "event"));
+	json_t *data = json_object_get(ev, "data");
+
+	if (!name)
+		return NULL;
+	if (strcmp(name, "COLO_EXIT") == 0) {
+		snprintf(buf, len, "QEMU ended COLO (COLO_EXIT, reason %s)",
+			 json_string_value(json_object_get(data, "reason")) ?
+			 json_string_value(json_object_get(data, "reason")) : "?");
+		return buf;
+	}
+	if (strcmp(name, "SHUTDOWN") == 0) {
+		snprintf(buf, len, "the VM shut down (SHUTDOWN, reason %s)",
+			 json_string_value(json_object_get(data, "reason")) ?
+			 json_string_value(json_object_get(data, "reason")) : "?");
+		return buf;
+	}
+	return NULL;
+}
+
+static void *sup_main(void *arg)
+{
+	struct qemu_guest *q = arg;
+	struct colo_err err;
+	char why[200], ex[64];
+
+	pthread_mutex_lock(&q->lock);
+	while (!q->stopping) {
+		struct timespec ts;
+		uint32_t ms = 0;
+		bool set = false;
+		int r;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += SUP_TICK_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (!q->interval_dirty)
+			pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+		if (q->stopping)
+			break;
+		if (q->interval_dirty) {
+			set = true;
+			ms = q->interval_ms;
+			q->interval_dirty = false;
+		}
+		pthread_mutex_unlock(&q->lock);
+		colo_err_clear(&err);
+		r = set ? set_delay(q, ms, &err) : 0;
+		if (r == 0)
+			r = colo_qmp_execute(&q->qmp, "query-status", NULL, NULL,
+					     (int)q->set->qmp_timeout_ms, &err);
+		for (size_t i = 0; q->qmp.events && i < json_array_size(q->qmp.events); i++)
+			if (fatal_event(json_array_get(q->qmp.events, i), why, sizeof(why))) {
+				qemu_died(q, "%s", why);
+				r = 0;
+			}
+		if (q->qmp.events)
+			json_array_clear(q->qmp.events);
+		if (colo_qmp_exited(&q->qmp))
+			qemu_died(q, "QEMU %s", colo_qmp_describe_exit(&q->qmp, ex, sizeof(ex)));
+		else if (r == -ETIMEDOUT)
+			qemu_died(q, "QEMU's QMP silent for %u ms", q->set->qmp_timeout_ms);
+		else if (r)
+			qemu_died(q, "QMP: %s", err.msg);
+		pthread_mutex_lock(&q->lock);
+	}
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}
+
+/* ---- ops ---- */
+
+static int qemu_create(const struct colo_config *cfg, struct colo_guest **out,
+		       struct colo_err *err)
+{
+	const struct colo_qemu_settings *set = colo_qemu_settings(cfg);
+	struct qemu_guest *q;
+	int r;
+
+	if (!set)
+		return colo_err_set(err, EINVAL, "qemu settings not loaded");
+	if (!set->vm_args || !*set->vm_args)
+		return colo_err_set(err, EINVAL, "guest qemu needs vm-args: the VM's own QEMU "
+				    "arguments (machine, memory, kernel or disk, NICs)");
+	q = calloc(1, sizeof(*q));
+	if (!q)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	q->base.ops = &colo_qemu_ops;
+	q->set = set;
+	q->role = cfg->role;
+	q->listen_fd = q->mig_fd = -1;
+	q->wake[0] = q->wake[1] = -1;
+	q->dev_at = -1;
+	q->interval_ms = cfg->checkpoint_interval_ms;
+	snprintf(q->node, sizeof(q->node), "%s", cfg->name);
+	colo_qmp_init(&q->qmp);
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	*out = &q->base;
+	if (pipe2(q->wake, O_CLOEXEC) != 0)
+		return colo_err_set(err, errno, "pipe: %s", strerror(errno));
+	r = qemu_vm_paths(q, cfg->state_dir, err);
+	if (r == 0)
+		r = qemu_vm_parse_args(q, err);
+	return r;
+}
+
+static int qemu_attach(struct colo_guest *g, struct colo_ram *ram, struct colo_savevm *sv,
+		       struct colo_err *err)
+{
+	struct qemu_guest *q = qg(g);
+	int r;
+
+	q->ram = ram;
+	q->sv = sv;
+	r = colo_savevm_add_device(sv, COLO_QEMU_DEVICE, 0, &qemu_vm_vmsd, &q->dev, err);
+	if (r)
+		return r;
+	if (q->role == COLO_ROLE_SECONDARY)
+		return qemu_vm_probe(q, err);
+	r = qemu_vm_start_primary(q, err);
+	if (r == 0)
+		r = qemu_relay_begin(q, RELAY_BEGIN_MS, err);
+	return r;
+}
+
+static int qemu_start(struct colo_guest *g, struct colo_err *err)
+{
+	struct qemu_guest *q = qg(g);
+	int r;
+
+	if (q->role == COLO_ROLE_SECONDARY) {
+		/* The failover: the VM runs from the committed state, then this
+		 * node takes its checkpoints as a primary does. */
+		r = qemu_vm_failover(q, err);
+		if (r == 0)
+			r = qemu_vm_start_primary(q, err);
+		if (r == 0)
+			r = qemu_relay_begin(q, RELAY_BEGIN_MS, err);
+		if (r)
+			return r;
+		q->role = COLO_ROLE_PRIMARY;
+		q->promoted = true;
+	}
+	if (pthread_create(&q->relay_thr, NULL, qemu_relay_main, q) != 0)
+		return colo_err_set(err, EAGAIN, "cannot start the relay thread");
+	q->relay_on = true;
+	if (pthread_create(&q->sup_thr, NULL, sup_main, q) != 0)
+		return colo_err_set(err, EAGAIN, "cannot start the supervisor thread");
+	q->sup_on = true;
+	q->running = true;
+	return 0;
+}
+
+static void qemu_pause(struct colo_guest *g)
+{
+	struct qemu_guest *q = qg(g);
+
+	/* Returns once no checkpoint is being copied into the mirror. */
+	pthread_mutex_lock(&q->lock);
+	q->paused = true;
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_resume(struct colo_guest *g)
+{
+	struct qemu_guest *q = qg(g);
+
+	pthread_mutex_lock(&q->lock);
+	q->paused = false;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_stop(struct colo_guest *g)
+{
+	struct qemu_guest *q = qg(g);
+	ssize_t w;
+
+	pthread_mutex_lock(&q->lock);
+	q->stopping = true;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	if (q->wake[1] >= 0)
+		w = write(q->wake[1], "x", 1);
+	(void)w;
+	if (q->relay_on)
+		pthread_join(q->relay_thr, NULL);
+	if (q->sup_on)
+		pthread_join(q->sup_thr, NULL);
+	q->relay_on = q->sup_on = q->running = false;
+	qemu_vm_stop(q);
+}
+
+static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
+{
+	struct qemu_guest *q = qg(g);
+	char exit_how[64] = "";
+
+	pthread_mutex_lock(&q->lock);
+	if (q->role == COLO_ROLE_SECONDARY)
+		snprintf(buf, len, "VM %s, %u device bytes committed, RAM in %s",
+			 q->dev.machine[0] ? (const char *)q->dev.machine : "(none yet)",
+			 q->dev.blob_len, q->ram_path);
+	else
+		snprintf(buf, len, "VM %s (QEMU pid %ld%s), %" PRIu64 " checkpoints from QEMU, "
+			 "%" PRIu64 " pages, %.1f MB in; VM pause last %.2f ms, mean %.2f ms, "
+			 "max %.2f ms%s",
+			 (const char *)q->dev.machine, (long)q->qmp.pid, exit_how, q->ckpts,
+			 q->pages_in, (double)q->bytes_in / 1e6, (double)q->pause_last_ns / 1e6,
+			 q->ckpts ? (double)q->pause_sum_ns / (double)q->ckpts / 1e6 : 0.0,
+			 (double)q->pause_max_ns / 1e6, q->ready ? "" : ", initial migration");
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_output_epoch(struct colo_guest *g, uint64_t seq)
+{
+	struct qemu_guest *q = qg(g);
+
+	pthread_mutex_lock(&q->lock);
+	q->epoch = seq;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_output_release(struct colo_guest *g, uint64_t seq)
+{
+	struct qemu_guest *q = qg(g);
+
+	pthread_mutex_lock(&q->lock);
+	if (seq > q->released)
+		q->released = seq;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_output_notify(struct colo_guest *g, void (*fn)(void *ud), void *ud)
+{
+	struct qemu_guest *q = qg(g);
+
+	pthread_mutex_lock(&q->lock);
+	q->notify = fn;
+	q->notify_ud = ud;
+	pthread_mutex_unlock(&q->lock);
+}
+
+static bool qemu_ready(struct colo_guest *g)
+{
+	struct qemu_guest *q = qg(g);
+	bool r;
+
+	pthread_mutex_lock(&q->lock);
+	r = q->ready;
+	pthread_mutex_unlock(&q->lock);
+	return r;
+}
+
+static void qemu_set_interval(struct colo_guest *g, uint32_t ms)
+{
+	struct qemu_guest *q = qg(g);
+
+	pthread_mutex_lock(&q->lock);
+	if (ms != q->interval_ms || !q->running) {
+		q->interval_ms = ms;
+		q->interval_dirty = true;
+		pthread_cond_broadcast(&q->cond);
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_watch(struct colo_guest *g, void (*died)(void *ud, const char *why),
+		       void *ud)
+{
+	struct qemu_guest *q = qg(g);
+
+	pthread_mutex_lock(&q->lock);
+	q->died = died;
+	q->died_ud = ud;
+	pthread_mutex_unlock(&q->lock);
+}
+
+static void qemu_destroy(struct colo_guest *g)
+{
+	struct qemu_guest *q = qg(g);
+
+	if (q->running)
+		qemu_stop(g);
+	qemu_vm_stop(q);
+	/* The committed RAM means nothing once this node is gone; a VM that
+	 * runs on it (after a failover) was stopped with the node. */
+	if (q->nblocks && q->ram_path[0] && (q->role == COLO_ROLE_SECONDARY || q->promoted))
+		unlink(q->ram_path);
+	qemu_relay_free(q);
+	colo_qmp_free(&q->qmp);
+	for (size_t i = 0; i < q->vm_argc; i++)
+		free(q->vm_argv[i]);
+	free(q->vm_argv);
+	free(q->blocks);
+	free(q->binfo);
+	colo_vmstate_free_allocs(&qemu_vm_vmsd, &q->dev);
+	if (q->wake[0] >= 0)
+		close(q->wake[0]);
+	if (q->wake[1] >= 0)
+		close(q->wake[1]);
+	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->lock);
+	free(q);
+}
+
+/* ---- keys ---- */
+
+static const char *const no_yes[] = { "no", "yes", NULL };
+
+#define F(field) offsetof(struct colo_qemu_settings, field)
+
+static const struct colo_opt qemu_opts[] = {
+	{ "qemu-binary", COLO_SEC_QEMU, COLO_OPT_STR, F(binary),
+	  .def = "qemu-system-x86_64", .meta = "PATH",
+	  .help = "qemu: the QEMU to run the VM with (a name is looked up on PATH)" },
+	{ "vm-args", COLO_SEC_QEMU, COLO_OPT_STR, F(vm_args), .def = "", .meta = "ARGS",
+	  .help = "qemu: the VM's own QEMU arguments (machine, -m, kernel or disk, "
+		  "NICs); colo adds QMP, the migration and the RAM backend" },
+	{ "vm-ram-path", COLO_SEC_QEMU, COLO_OPT_STR, F(vm_ram_path), .def = "",
+	  .meta = "FILE", .help = "qemu: secondary: the file holding the committed RAM "
+				  "that QEMU maps on failover; empty: "
+				  "/dev/shm/colo-NODE-pc.ram" },
+	{ "vm-sync-ack", COLO_SEC_QEMU, COLO_OPT_ENUM, F(sync_ack), .values = no_yes,
+	  .def = "no", .meta = "yes|no",
+	  .help = "qemu: primary: let the VM run on only once the secondary has each "
+		  "checkpoint (QEMU's own behaviour; slower), not once colo-primary has it" },
+	{ "vm-disk-unprotected", COLO_SEC_QEMU, COLO_OPT_ENUM, F(disk_unprotected),
+	  .values = no_yes, .def = "no", .meta = "yes|no",
+	  .help = "qemu: allow writable disks, which a failover does not roll back" },
+	{ "qemu-tcg-ok", COLO_SEC_QEMU, COLO_OPT_ENUM, F(tcg_ok), .values = no_yes,
+	  .def = "no", .meta = "yes|no",
+	  .help = "qemu: allow TCG with vCPUs (QEMU 7.2's COLO is broken under TCG; say "
+		  "yes only for a fixed QEMU)" },
+	{ "vm-qmp-timeout-ms", COLO_SEC_QEMU, COLO_OPT_UINT, F(qmp_timeout_ms), 100, 600000,
+	  .def = "3000", .meta = "MS",
+	  .help = "qemu: QEMU's QMP silent this long: the VM is taken for dead" },
+};
+
+#undef F
+
+_Static_assert(sizeof(int) == sizeof(((struct colo_qemu_settings *)0)->sync_ack),
+	       "an enum key writes an int");
+
+struct colo_qemu_settings *colo_qemu_settings(const struct colo_config *cfg)
+{
+	return colo_config_guest(cfg, &colo_qemu_ops);
+}
+
+const struct colo_guest_ops colo_qemu_ops = {
+	.kind = "qemu",
+	.version = 1,
+	.opts = qemu_opts,
+	.nopts = sizeof(qemu_opts) / sizeof(qemu_opts[0]),
+	.settings_size = sizeof(struct colo_qemu_settings),
+	.manual_dirty = true,
+	.drives_checkpoints = true,
+	.create = qemu_create,
+	.attach = qemu_attach,
+	.start = qemu_start,
+	.pause = qemu_pause,
+	.resume = qemu_resume,
+	.stop = qemu_stop,
+	.describe = qemu_describe,
+	.output_epoch = qemu_output_epoch,
+	.output_release = qemu_output_release,
+	.output_notify = qemu_output_notify,
+	.ready = qemu_ready,
+	.set_interval = qemu_set_interval,
+	.watch = qemu_watch,
+	.destroy = qemu_destroy,
+};

@@ -1,0 +1,508 @@
+/*
+ * qemu_vm.c: QEMU's command lines and lives under the qemu guest (see
+ * qemu.h, qemu_int.h): started as a COLO primary, probed for its RAM
+ * blocks on the secondary, and started on the committed RAM at a failover.
+ *
+ * The failover stream (DESIGN.md §9): header; configuration with QEMU's
+ * machine name and capability x-ignore-shared; RAM START (MEM_SIZE with
+ * addresses) and END with the pages of every block that is not in the
+ * shared file; QEMU's device sections as the last checkpoint had them; EOF.
+ * pc.ram is not sent: QEMU maps the file the committed checkpoints were
+ * written to, so the failover does not grow with the VM's size.
+ *
+ * Loop thread only.  QEMU is forked from the loop thread, so that
+ * PR_SET_PDEATHSIG (the VM dies with this process, never running on
+ * unprotected beside a secondary that takes over) follows the process.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "fs.h"
+#include "qemu_int.h"
+#include "ram.h"
+#include "savevm.h"
+
+#define QMP_CONNECT_MS 10000
+#define ACCEPT_MS 10000
+#define RUNNING_MS 10000
+#define QUIT_MS 3000
+#define MAIN_BLOCK QEMU_MAIN_BLOCK
+
+/* ---- paths and arguments ---- */
+
+static int set_path(char *dst, size_t cap, const char *dir, const char *name,
+		    struct colo_err *err)
+{
+	int n = snprintf(dst, cap, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= cap)
+		return colo_err_set(err, ENAMETOOLONG, "%s/%s: too long for a unix socket "
+				    "(%zu bytes at most): use a shorter state-dir", dir, name,
+				    cap - 1);
+	return 0;
+}
+
+int qemu_vm_paths(struct qemu_guest *q, const char *state_dir, struct colo_err *err)
+{
+	int r;
+
+	if (snprintf(q->dir, sizeof(q->dir), "%s/vm", state_dir && *state_dir ? state_dir :
+		     ".") >= (int)sizeof(q->dir))
+		return colo_err_set(err, ENAMETOOLONG, "state-dir too long");
+	r = set_path(q->qmp_path, sizeof(q->qmp_path), q->dir, "qmp.sock", err);
+	if (r == 0)
+		r = set_path(q->mig_path, sizeof(q->mig_path), q->dir, "colo.sock", err);
+	if (r == 0)
+		r = set_path(q->in_path, sizeof(q->in_path), q->dir, "incoming.sock", err);
+	if (r)
+		return r;
+	if (snprintf(q->log_path, sizeof(q->log_path), "%s/qemu.log", q->dir) >=
+	    (int)sizeof(q->log_path))
+		return colo_err_set(err, ENAMETOOLONG, "state-dir too long");
+	if (q->set->vm_ram_path && *q->set->vm_ram_path)
+		snprintf(q->ram_path, sizeof(q->ram_path), "%s", q->set->vm_ram_path);
+	else
+		snprintf(q->ram_path, sizeof(q->ram_path), "/dev/shm/colo-%s-" MAIN_BLOCK,
+			 q->node);
+	return 0;
+}
+
+int qemu_vm_parse_args(struct qemu_guest *q, struct colo_err *err)
+{
+	char *copy = strdup(q->set->vm_args), *tok, *save = NULL;
+
+	if (!copy)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (tok = strtok_r(copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
+		char **a = realloc(q->vm_argv, (q->vm_argc + 1) * sizeof(*a));
+
+		if (!a || !(a[q->vm_argc] = strdup(tok))) {
+			free(a ? a : q->vm_argv);
+			free(copy);
+			return colo_err_set(err, ENOMEM, "out of memory");
+		}
+		q->vm_argv = a;
+		q->vm_argc++;
+	}
+	free(copy);
+	return 0;
+}
+
+/* binary, vm-args, extra..., NULL (extra NULL-terminated).  Caller frees
+ * the array (not the strings, which belong to q or to extra). */
+static const char **build_argv(struct qemu_guest *q, const char *const *extra)
+{
+	size_t ne = 0, at = 0;
+	const char **v;
+
+	while (extra[ne])
+		ne++;
+	v = calloc(1 + q->vm_argc + ne + 1, sizeof(*v));
+	if (!v)
+		return NULL;
+	v[at++] = q->set->binary;
+	for (size_t i = 0; i < q->vm_argc; i++)
+		v[at++] = q->vm_argv[i];
+	for (size_t i = 0; i < ne; i++)
+		v[at++] = extra[i];
+	return v;
+}
+
+static int start_qemu(struct qemu_guest *q, const char *const *extra, struct colo_err *err)
+{
+	char qmp_arg[QEMU_PATH_MAX + 40], *path = NULL;
+	const char *tail[16];
+	const char **argv;
+	size_t n = 0;
+	int r;
+
+	r = colo_mkdir_p(q->dir, 0700, err);
+	if (r)
+		return r;
+	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", q->qmp_path);
+	unlink(q->qmp_path);
+	tail[n++] = "-qmp";
+	tail[n++] = qmp_arg;
+	for (size_t i = 0; extra[i] && n + 1 < sizeof(tail) / sizeof(tail[0]); i++)
+		tail[n++] = extra[i];
+	tail[n] = NULL;
+	argv = build_argv(q, tail);
+	if (!argv)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	path = strchr(q->set->binary, '/') ? strdup(q->set->binary) :
+	       colo_qmp_find_program(q->set->binary);
+	if (!path) {
+		free(argv);
+		return colo_err_set(err, ENOENT, "qemu-binary %s: not found", q->set->binary);
+	}
+	colo_qmp_init(&q->qmp);
+	r = colo_qmp_start(&q->qmp, path, argv, q->log_path, err);
+	free(path);
+	free(argv);
+	if (r == 0)
+		r = colo_qmp_connect(&q->qmp, q->qmp_path, QMP_CONNECT_MS, err);
+	if (r) {
+		char how[64];
+
+		if (colo_qmp_wait_exit(&q->qmp, 200))
+			colo_err_set(err, err->code ? err->code : EIO, "QEMU %s (see %s)",
+				     colo_qmp_describe_exit(&q->qmp, how, sizeof(how)),
+				     q->log_path);
+		colo_qmp_free(&q->qmp);
+	}
+	return r;
+}
+
+static int qmp_do(struct qemu_guest *q, const char *cmd, json_t *args, json_t **ret,
+		  struct colo_err *err)
+{
+	struct colo_err e;
+	int r;
+
+	colo_err_clear(&e);
+	r = colo_qmp_execute(&q->qmp, cmd, args, ret, (int)q->set->qmp_timeout_ms, &e);
+	if (r)
+		colo_err_set(err, e.code, "QMP %s: %s", cmd, e.msg);
+	return r;
+}
+
+static int set_cap(struct qemu_guest *q, const char *cap, bool on, struct colo_err *err)
+{
+	return qmp_do(q, "migrate-set-capabilities",
+		      json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", cap,
+				"state", on), NULL, err);
+}
+
+/* ---- the primary ---- */
+
+static int listen_unix(const char *path, struct colo_err *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return colo_err_set(err, errno, "socket: %s", strerror(errno));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	unlink(path);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(fd, 1) != 0) {
+		int e = errno;
+
+		close(fd);
+		return colo_err_set(err, e, "%s: %s", path, strerror(e));
+	}
+	return fd;
+}
+
+int qemu_vm_start_primary(struct qemu_guest *q, struct colo_err *err)
+{
+	static const char *const none[] = { NULL };
+	struct pollfd pf;
+	int r;
+
+	if (!q->qmp.pid || q->qmp.reaped) {
+		r = start_qemu(q, none, err);
+		if (r)
+			return r;
+	}
+	r = listen_unix(q->mig_path, err);
+	if (r < 0)
+		return r;
+	q->listen_fd = r;
+	if ((r = set_cap(q, "x-colo", true, err)) != 0 ||
+	    (r = qmp_do(q, "migrate-set-parameters",
+			json_pack("{s:I}", "x-checkpoint-delay", (json_int_t)q->interval_ms),
+			NULL, err)) != 0)
+		return r;
+	{
+		char uri[QEMU_PATH_MAX + 8];
+
+		snprintf(uri, sizeof(uri), "unix:%s", q->mig_path);
+		r = qmp_do(q, "migrate", json_pack("{s:s}", "uri", uri), NULL, err);
+		if (r)
+			return r;
+	}
+	pf.fd = q->listen_fd;
+	pf.events = POLLIN;
+	if (poll(&pf, 1, ACCEPT_MS) != 1)
+		return colo_err_set(err, ETIMEDOUT, "QEMU did not connect its migration to %s "
+				    "within %d ms (see %s)", q->mig_path, ACCEPT_MS, q->log_path);
+	q->mig_fd = accept4(q->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (q->mig_fd < 0)
+		return colo_err_set(err, errno, "accept %s: %s", q->mig_path, strerror(errno));
+	close(q->listen_fd);
+	q->listen_fd = -1;
+	unlink(q->mig_path);
+	return 0;
+}
+
+/* ---- the secondary's probe ---- */
+
+/* "info ramblock": a header line, then "NAME PSIZE OFFSET USED TOTAL". */
+static int parse_ramblocks(const char *text, struct colo_ram_block_info **out, size_t *n,
+			   struct colo_err *err)
+{
+	const char *line = strchr(text, '\n');
+	struct colo_ram_block_info *b = NULL;
+	size_t nb = 0;
+
+	while (line && *++line) {
+		char name[COLO_IDSTR_MAX + 1], psize[32], unit[16];
+		unsigned long long off, used, total;
+		struct colo_ram_block_info *nbp;
+
+		if (sscanf(line, "%255s %31s %15s 0x%llx 0x%llx 0x%llx", name, psize, unit, &off,
+			   &used, &total) == 6) {
+			nbp = realloc(b, (nb + 1) * sizeof(*b));
+			if (!nbp) {
+				free(b);
+				return colo_err_set(err, ENOMEM, "out of memory");
+			}
+			b = nbp;
+			memset(&b[nb], 0, sizeof(b[nb]));
+			snprintf(b[nb].name, sizeof(b[nb].name), "%s", name);
+			b[nb].length = used;
+			nb++;
+		}
+		line = strchr(line, '\n');
+	}
+	if (nb == 0) {
+		free(b);
+		return colo_err_set(err, EPROTO, "QEMU's 'info ramblock' listed no blocks");
+	}
+	*out = b;
+	*n = nb;
+	return 0;
+}
+
+int qemu_vm_probe(struct qemu_guest *q, struct colo_err *err)
+{
+	static const char *const paused[] = { "-S", NULL };
+	struct colo_ram_block_info *b = NULL;
+	json_t *ret = NULL;
+	size_t n = 0;
+	int r;
+
+	r = start_qemu(q, paused, err);
+	if (r)
+		return colo_err_set(err, err->code, "starting the VM to learn its RAM blocks: %s",
+				    err->msg);
+	r = qmp_do(q, "human-monitor-command", json_pack("{s:s}", "command-line",
+							 "info ramblock"), &ret, err);
+	if (r == 0)
+		r = parse_ramblocks(json_string_value(ret) ? json_string_value(ret) : "", &b,
+				    &n, err);
+	json_decref(ret);
+	colo_qmp_stop(&q->qmp, QUIT_MS);
+	colo_qmp_free(&q->qmp);
+	colo_qmp_init(&q->qmp);
+	if (r == 0)
+		r = qemu_relay_blocks(q, b, n, err);
+	free(b);
+	return r;
+}
+
+/* ---- failover ---- */
+
+static bool page_zero(const uint8_t *p)
+{
+	static const uint8_t z[COLO_PAGE_SIZE];
+
+	return memcmp(p, z, COLO_PAGE_SIZE) == 0;
+}
+
+static bool block_shared(const struct qemu_guest *q, size_t i)
+{
+	return strcmp(q->binfo[i].name, MAIN_BLOCK) == 0;
+}
+
+static int build_stream(struct qemu_guest *q, struct colo_buf *out, struct colo_err *err)
+{
+	struct colo_stream_writer w;
+	struct colo_stream_config c;
+	struct colo_ram_writer rw;
+	uint32_t id = q->dev.ram_section_id;
+	char machine[sizeof(q->dev.machine) + 1];
+	int r;
+
+	if (!q->dev.blob_len || !q->dev.blob || !id)
+		return colo_err_set(err, ENODATA, "no VM state was committed");
+	memcpy(machine, q->dev.machine, sizeof(q->dev.machine));
+	machine[sizeof(q->dev.machine)] = '\0';
+	colo_sw_init(&w, out, false);
+	colo_sw_header(&w);
+	r = colo_stream_config_init(&c, machine, err);
+	if (r == 0)
+		r = colo_stream_config_add_cap(&c, "x-ignore-shared", err);
+	if (r == 0)
+		r = colo_sw_configuration(&w, &c, err);
+	if (r == 0)
+		r = colo_sw_section_begin(&w, COLO_SEC_START, id, COLO_RAM_IDSTR, 0,
+					  COLO_RAM_SECTION_VERSION, err);
+	if (r)
+		goto out;
+	colo_ram_writer_init(&rw, out);
+	colo_ram_put_mem_size(&rw, q->binfo, q->nblocks, true);
+	colo_ram_put_eos(&rw);
+	colo_sw_section_end(&w);
+	r = colo_sw_section_begin(&w, COLO_SEC_END, id, COLO_RAM_IDSTR, 0,
+				  COLO_RAM_SECTION_VERSION, err);
+	if (r)
+		goto out;
+	colo_ram_writer_section(&rw);
+	for (size_t i = 0; i < q->nblocks; i++) {
+		if (block_shared(q, i))
+			continue;
+		for (uint64_t off = 0; off < q->binfo[i].length; off += COLO_PAGE_SIZE) {
+			const uint8_t *p = q->blocks[i]->host + off;
+
+			if (page_zero(p))
+				colo_ram_put_zero(&rw, q->binfo[i].name, off, 0);
+			else
+				colo_ram_put_raw(&rw, q->binfo[i].name, off, p);
+		}
+	}
+	colo_ram_put_eos(&rw);
+	colo_sw_section_end(&w);
+	/* the device sections end in EOF */
+	colo_buf_put(out, q->dev.blob, q->dev.blob_len);
+	if (!colo_buf_ok(out))
+		r = colo_err_set(err, ENOMEM, "out of memory");
+out:
+	colo_sw_free(&w);
+	return r;
+}
+
+static int connect_unix(const char *path, int timeout_ms, struct colo_err *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t deadline = colo_now_ms() + (uint64_t)timeout_ms;
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			return colo_err_set(err, errno, "socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		close(fd);
+		if (colo_now_ms() >= deadline)
+			return colo_err_set(err, ETIMEDOUT, "cannot connect to %s: %s", path,
+					    strerror(errno));
+		usleep(2000);
+	}
+}
+
+static int wait_running(struct qemu_guest *q, struct colo_err *err)
+{
+	uint64_t deadline = colo_now_ms() + RUNNING_MS;
+
+	for (;;) {
+		json_t *ret = NULL;
+		const char *st;
+		bool running;
+		int r = qmp_do(q, "query-status", NULL, &ret, err);
+
+		if (r)
+			return r;
+		st = json_string_value(json_object_get(ret, "status"));
+		running = st && strcmp(st, "running") == 0;
+		if (!running && st && strcmp(st, "inmigrate") != 0) {
+			char s[64];
+
+			snprintf(s, sizeof(s), "%s", st);
+			json_decref(ret);
+			return colo_err_set(err, EIO, "the VM did not load the committed state: "
+					    "status %s (see %s)", s, q->log_path);
+		}
+		json_decref(ret);
+		if (running)
+			return 0;
+		if (colo_now_ms() >= deadline)
+			return colo_err_set(err, ETIMEDOUT, "the VM was not running %d ms after "
+					    "its state was sent (see %s)", RUNNING_MS,
+					    q->log_path);
+		usleep(1000);
+	}
+}
+
+int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err)
+{
+	char mach[64], obj[PATH_MAX + 128], uri[QEMU_PATH_MAX + 8];
+	const char *extra[] = { "-machine", mach, "-object", obj, "-incoming", "defer", NULL };
+	uint64_t t0 = colo_now_ns(), main_len = 0;
+	struct colo_buf s;
+	int fd, r;
+
+	for (size_t i = 0; i < q->nblocks; i++)
+		if (block_shared(q, i))
+			main_len = q->binfo[i].length;
+	snprintf(mach, sizeof(mach), "memory-backend=" MAIN_BLOCK);
+	snprintf(obj, sizeof(obj), "memory-backend-file,id=" MAIN_BLOCK ",size=%" PRIu64
+		 ",mem-path=%s,share=on", main_len, q->ram_path);
+	colo_buf_init(&s);
+	r = build_stream(q, &s, err);
+	if (r == 0)
+		r = start_qemu(q, extra, err);
+	if (r == 0)
+		r = set_cap(q, "x-ignore-shared", true, err);
+	snprintf(uri, sizeof(uri), "unix:%s", q->in_path);
+	unlink(q->in_path);
+	if (r == 0)
+		r = qmp_do(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err);
+	if (r == 0) {
+		fd = connect_unix(q->in_path, ACCEPT_MS, err);
+		if (fd < 0)
+			r = fd;
+		else {
+			r = colo_write_all(fd, s.data, s.len);
+			if (r)
+				colo_err_set(err, -r, "sending the committed state to QEMU: %s",
+					     strerror(-r));
+			close(fd);
+		}
+	}
+	colo_buf_free(&s);
+	if (r == 0)
+		r = wait_running(q, err);
+	if (r == 0)
+		r = qmp_do(q, "announce-self", json_pack("{s:i,s:i,s:i,s:i}", "initial", 50,
+							 "max", 550, "rounds", 5, "step", 100),
+			   NULL, err);
+	/* From here QEMU writes the RAM file: this node needs a copy of its
+	 * own, which the x-colo migration fills (qemu_vm_start_primary). */
+	if (r == 0)
+		r = set_cap(q, "x-ignore-shared", false, err);
+	for (size_t i = 0; r == 0 && i < q->nblocks; i++)
+		if (colo_ram_block_shared(q->blocks[i]))
+			r = colo_ram_block_unshare(q->blocks[i], err);
+	q->failover_ns = colo_now_ns() - t0;
+	return r;
+}
+
+void qemu_vm_stop(struct qemu_guest *q)
+{
+	if (q->mig_fd >= 0)
+		close(q->mig_fd);
+	q->mig_fd = -1;
+	if (q->listen_fd >= 0)
+		close(q->listen_fd);
+	q->listen_fd = -1;
+	if (q->qmp.pid > 0 && !q->qmp.reaped)
+		colo_qmp_stop(&q->qmp, QUIT_MS);
+	unlink(q->qmp_path);
+	unlink(q->mig_path);
+	unlink(q->in_path);
+}

@@ -150,6 +150,7 @@ static void *sup_main(void *arg)
 		}
 		pthread_mutex_unlock(&q->lock);
 		colo_err_clear(&err);
+		pthread_mutex_lock(&q->qmp_lock);
 		r = set ? set_delay(q, ms, &err) : 0;
 		if (r == 0)
 			r = colo_qmp_execute(&q->qmp, "query-status", NULL, NULL,
@@ -167,6 +168,7 @@ static void *sup_main(void *arg)
 			qemu_died(q, "QEMU's QMP silent for %u ms", q->set->qmp_timeout_ms);
 		else if (r)
 			qemu_died(q, "QMP: %s", err.msg);
+		pthread_mutex_unlock(&q->qmp_lock);
 		pthread_mutex_lock(&q->lock);
 	}
 	pthread_mutex_unlock(&q->lock);
@@ -200,6 +202,7 @@ static int qemu_create(const struct colo_config *cfg, struct colo_guest **out,
 	snprintf(q->node, sizeof(q->node), "%s", cfg->name);
 	colo_qmp_init(&q->qmp);
 	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->qmp_lock, NULL);
 	pthread_cond_init(&q->cond, NULL);
 	*out = &q->base;
 	if (pipe2(q->wake, O_CLOEXEC) != 0)
@@ -235,17 +238,15 @@ static int qemu_start(struct colo_guest *g, struct colo_err *err)
 	int r;
 
 	if (q->role == COLO_ROLE_SECONDARY) {
-		/* The failover: the VM runs from the committed state, then this
-		 * node takes its checkpoints as a primary does. */
+		/* The failover: the VM runs from the committed state.  Then the
+		 * relay thread starts QEMU's COLO to take its checkpoints as a
+		 * primary does, while the VM already serves. */
 		r = qemu_vm_failover(q, err);
-		if (r == 0)
-			r = qemu_vm_start_primary(q, err);
-		if (r == 0)
-			r = qemu_relay_begin(q, RELAY_BEGIN_MS, err);
 		if (r)
 			return r;
 		q->role = COLO_ROLE_PRIMARY;
 		q->promoted = true;
+		q->colo_pending = true;
 	}
 	if (pthread_create(&q->relay_thr, NULL, qemu_relay_main, q) != 0)
 		return colo_err_set(err, EAGAIN, "cannot start the relay thread");
@@ -408,6 +409,7 @@ static void qemu_destroy(struct colo_guest *g)
 	if (q->wake[1] >= 0)
 		close(q->wake[1]);
 	pthread_cond_destroy(&q->cond);
+	pthread_mutex_destroy(&q->qmp_lock);
 	pthread_mutex_destroy(&q->lock);
 	free(q);
 }

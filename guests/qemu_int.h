@@ -12,9 +12,10 @@
  *                 QEMU started on the committed RAM
  *
  * Threads: the node's loop thread calls the ops.  Once started, the relay
- * thread owns the migration socket and the stream reader; the supervisor
- * thread owns the QMP connection (the loop thread uses it only before the
- * threads start and after they are joined).  `lock` guards what they share
+ * thread owns the migration socket and the stream reader; QMP is shared by
+ * the supervisor and the relay (a promoted node's relay starts the x-colo
+ * migration) under qmp_lock, and used by the loop thread only before the
+ * threads start and after they are joined.  `lock` guards what they share
  * with the loop: paused, the mirror and the device while a checkpoint is
  * applied, the epochs, the interval, and the counters.
  */
@@ -81,6 +82,7 @@ struct qemu_guest {
 	size_t vm_argc;
 	uint64_t vm_ram_bytes;        /* -m */
 	struct colo_qmp qmp;
+	pthread_mutex_t qmp_lock;     /* QMP: the relay and the supervisor */
 	int listen_fd;                /* the migration listener (primary) */
 	int mig_fd;                   /* QEMU's migration connection */
 	int wake[2];                  /* a pipe: stop() wakes the threads */
@@ -112,6 +114,7 @@ struct qemu_guest {
 	pthread_cond_t cond;
 	bool paused, stopping, ready, running;
 	bool promoted;                /* was the secondary: ram_path is ours */
+	bool colo_pending;            /* promoted: the relay starts x-colo first */
 	uint64_t epoch, released;
 	uint32_t interval_ms;
 	bool interval_dirty;

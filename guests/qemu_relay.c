@@ -35,6 +35,7 @@
 
 #include "clock.h"
 #include "colomsg.h"
+#include "log.h"
 #include "qemu_int.h"
 #include "ram.h"
 #include "savevm.h"
@@ -42,6 +43,7 @@
 #include "vmstate.h"
 
 #define RB_READ 65536u
+#define RELAY_BEGIN_MS 30000
 #define STALL_MS 10000            /* QEMU silent in the middle of a checkpoint */
 #define DEVBUF_MAX (COLO_DEVSTATE_MAX + COLO_VMDESC_MAX)
 #define STOP_AT_DEVICES (-ECANCELED)
@@ -685,6 +687,20 @@ void *qemu_relay_main(void *arg)
 	int r;
 
 	colo_err_clear(&err);
+	if (q->colo_pending) {
+		/* A promoted node: its VM runs; protect it from here. */
+		pthread_mutex_lock(&q->qmp_lock);
+		r = qemu_vm_start_primary(q, &err);
+		pthread_mutex_unlock(&q->qmp_lock);
+		if (r == 0)
+			r = qemu_relay_begin(q, RELAY_BEGIN_MS, &err);
+		if (r) {
+			/* The VM is the only copy now: it serves on, unprotected. */
+			colo_log_error("cannot start COLO on the VM that took over, so it runs "
+				       "unprotected: %s", err.msg);
+			return NULL;
+		}
+	}
 	do
 		r = initial_step(q, -1, &err);
 	while (r == 0);

@@ -757,7 +757,7 @@ START_TEST(registry_and_names)
 	ck_assert_ptr_null(colo_guest_find(""));
 	ck_assert_ptr_null(colo_guest_find(NULL));
 	ck_assert_ptr_eq(colo_guest_find("kv"), &colo_kv_ops);
-	ck_assert_str_eq(colo_guest_kinds(), "kv, memtouch");
+	ck_assert_str_eq(colo_guest_kinds(), "kv, memtouch, qemu");
 	colo_guest_machine_name(&colo_memtouch_ops, name, sizeof(name));
 	ck_assert_str_eq(name, "colo-memtouch-1");
 	colo_guest_machine_name(&colo_memtouch_ops, name, 6);

@@ -34,6 +34,25 @@
 #define SUP_TICK_MS 250
 #define RELAY_BEGIN_MS 30000
 
+static bool vmdesc_needed(void *opaque)
+{
+	const struct qemu_vm_dev *d = opaque;
+
+	return d->vmdesc_due && d->vmdesc_len > 0;
+}
+
+static const struct colo_vmstate_desc qemu_vmdesc_vmsd = {
+	.name = COLO_QEMU_DEVICE "/vmdesc",
+	.version_id = 1,
+	.minimum_version_id = 1,
+	.needed = vmdesc_needed,
+	.fields = (const struct colo_vmstate_field[]) {
+		COLO_VMSTATE_UINT32(vmdesc_len, struct qemu_vm_dev),
+		COLO_VMSTATE_VBUFFER_ALLOC_UINT32(vmdesc, struct qemu_vm_dev, vmdesc_len),
+		COLO_VMSTATE_END
+	},
+};
+
 const struct colo_vmstate_desc qemu_vm_vmsd = {
 	.name = COLO_QEMU_DEVICE,
 	.version_id = 1,
@@ -45,14 +64,31 @@ const struct colo_vmstate_desc qemu_vm_vmsd = {
 		COLO_VMSTATE_VBUFFER_ALLOC_UINT32(blob, struct qemu_vm_dev, blob_len),
 		COLO_VMSTATE_END
 	},
+	.subsections = (const struct colo_vmstate_desc *const[]) { &qemu_vmdesc_vmsd, NULL },
 };
 
+/* The loader allocates these fields: they hold colo_vmstate_alloc memory
+ * only, freed by colo_vmstate_free_allocs (which frees all of them). */
 void qemu_dev_set_blob(struct qemu_guest *q, uint8_t *blob, size_t len)
 {
-	/* the loader allocates the field: only colo_vmstate_alloc memory */
+	uint8_t *keep = q->dev.vmdesc;
+
+	q->dev.vmdesc = NULL;
 	colo_vmstate_free_allocs(&qemu_vm_vmsd, &q->dev);
+	q->dev.vmdesc = keep;
 	q->dev.blob = blob;
 	q->dev.blob_len = (uint32_t)len;
+}
+
+void qemu_dev_set_vmdesc(struct qemu_guest *q, uint8_t *json, size_t len)
+{
+	uint8_t *keep = q->dev.blob;
+
+	q->dev.blob = NULL;
+	colo_vmstate_free_allocs(&qemu_vm_vmsd, &q->dev);
+	q->dev.blob = keep;
+	q->dev.vmdesc = json;
+	q->dev.vmdesc_len = (uint32_t)len;
 }
 
 /* ---- what the threads tell the node ---- */
@@ -268,11 +304,22 @@ static void qemu_pause(struct colo_guest *g)
 	pthread_mutex_unlock(&q->lock);
 }
 
+static void qemu_full_sync(struct colo_guest *g)
+{
+	struct qemu_guest *q = qg(g);
+
+	/* called paused, before the devices are saved; resume clears it */
+	pthread_mutex_lock(&q->lock);
+	q->dev.vmdesc_due = true;
+	pthread_mutex_unlock(&q->lock);
+}
+
 static void qemu_resume(struct colo_guest *g)
 {
 	struct qemu_guest *q = qg(g);
 
 	pthread_mutex_lock(&q->lock);
+	q->dev.vmdesc_due = false;
 	q->paused = false;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
@@ -470,6 +517,7 @@ const struct colo_guest_ops colo_qemu_ops = {
 	.start = qemu_start,
 	.pause = qemu_pause,
 	.resume = qemu_resume,
+	.full_sync = qemu_full_sync,
 	.stop = qemu_stop,
 	.describe = qemu_describe,
 	.output_epoch = qemu_output_epoch,

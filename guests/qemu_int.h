@@ -47,6 +47,12 @@ struct qemu_vm_dev {
 	uint32_t ram_section_id;      /* QEMU's id of its "ram" section */
 	uint32_t blob_len;
 	uint8_t *blob;                /* device sections as QEMU saved them, then EOF */
+	/* subsection qemu/vm/vmdesc: QEMU's VMDESCRIPTION of the initial
+	 * migration, sent with a full sync only (replay decodes the device
+	 * sections with it) */
+	bool vmdesc_due;
+	uint32_t vmdesc_len;
+	uint8_t *vmdesc;              /* JSON text, not NUL-terminated */
 };
 
 /* A page of a checkpoint from QEMU, held until the whole checkpoint is in. */
@@ -144,6 +150,7 @@ extern const struct colo_vmstate_desc qemu_vm_vmsd;
 /* Replace the device sections (blob from colo_vmstate_alloc); caller
  * holds lock once the threads run. */
 void qemu_dev_set_blob(struct qemu_guest *q, uint8_t *blob, size_t len);
+void qemu_dev_set_vmdesc(struct qemu_guest *q, uint8_t *json, size_t len);
 
 /* qemu_relay.c */
 /* Reading QEMU's migration until its RAM blocks are known (attach). */

@@ -498,7 +498,7 @@ static int devices_complete(struct qemu_guest *q, size_t *end, struct colo_err *
 /* One step of the initial migration: 1 when it is whole. */
 static int initial_step(struct qemu_guest *q, int timeout_ms, struct colo_err *err)
 {
-	uint8_t *blob;
+	uint8_t *blob, *vmdesc;
 	size_t end = 0;
 	int r;
 
@@ -522,11 +522,20 @@ static int initial_step(struct qemu_guest *q, int timeout_ms, struct colo_err *e
 	if (!q->enable_colo)
 		return colo_err_set(err, EPROTO, "QEMU's migration has no ENABLE_COLO: is "
 				    "capability x-colo on?");
+	vmdesc = colo_vmstate_alloc(q->devbuf.len - end - 5, 1);
+	if (!vmdesc)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	memcpy(vmdesc, q->devbuf.data + end + 5, q->devbuf.len - end - 5);
+	pthread_mutex_lock(&q->lock);
+	qemu_dev_set_vmdesc(q, vmdesc, q->devbuf.len - end - 5);
+	pthread_mutex_unlock(&q->lock);
 	blob = colo_vmstate_alloc(end, 1);
 	if (!blob)
 		return colo_err_set(err, ENOMEM, "out of memory");
 	memcpy(blob, q->devbuf.data, end);
+	pthread_mutex_lock(&q->lock);
 	qemu_dev_set_blob(q, blob, end);
+	pthread_mutex_unlock(&q->lock);
 	colo_buf_free(&q->devbuf);
 	q->dev_at = -1;
 	return 1;

@@ -331,6 +331,8 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	c->t0 = colo_now_ns();
 	c->wall_ns = colo_wall_ns();
 	colo_node_pause_guest(n);
+	if (full && n->gops->full_sync && n->guest_running)
+		n->gops->full_sync(n->guest);
 	/* What the guest answers from here on is in the next checkpoint. */
 	if (primary_buffering(p))
 		primary_out_epoch(p, c->seq + 1);

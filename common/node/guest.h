@@ -106,6 +106,9 @@ struct colo_guest_ops {
 	int (*start)(struct colo_guest *g, struct colo_err *err);
 	void (*pause)(struct colo_guest *g);
 	void (*resume)(struct colo_guest *g);
+	/* Called paused, before a full sync's devices are saved (a new
+	 * secondary); NULL if nothing changes for a sync. */
+	void (*full_sync)(struct colo_guest *g);
 	void (*stop)(struct colo_guest *g);
 	void (*verify)(struct colo_guest *g, struct colo_verify_report *r);
 	/* One line of what it is doing, for status (e.g. writes/s). */

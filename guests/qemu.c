@@ -243,9 +243,9 @@ static int qemu_create(const struct colo_config *cfg, struct colo_guest **out,
 	*out = &q->base;
 	if (pipe2(q->wake, O_CLOEXEC) != 0)
 		return colo_err_set(err, errno, "pipe: %s", strerror(errno));
-	r = qemu_vm_paths(q, cfg->state_dir, err);
+	r = qemu_vm_parse_args(q, err);
 	if (r == 0)
-		r = qemu_vm_parse_args(q, err);
+		r = qemu_vm_paths(q, cfg->state_dir, err);
 	return r;
 }
 
@@ -352,9 +352,10 @@ static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 
 	pthread_mutex_lock(&q->lock);
 	if (q->role == COLO_ROLE_SECONDARY)
-		snprintf(buf, len, "VM %s, %u device bytes committed, RAM in %s",
-			 q->dev.machine[0] ? (const char *)q->dev.machine : "(none yet)",
-			 q->dev.blob_len, q->ram_path);
+		snprintf(buf, len, "VM %s, %u device bytes committed, RAM in %s; standby QEMU "
+			 "pid %ld", q->dev.machine[0] ? (const char *)q->dev.machine :
+			 "(none yet)", q->dev.blob_len, q->ram_path,
+			 q->standby ? (long)q->qmp.pid : 0L);
 	else
 		snprintf(buf, len, "VM %s (QEMU pid %ld%s), %" PRIu64 " checkpoints from QEMU, "
 			 "%" PRIu64 " pages, %.1f MB in; VM pause last %.2f ms, mean %.2f ms, "
@@ -445,9 +446,8 @@ static void qemu_destroy(struct colo_guest *g)
 		unlink(q->ram_path);
 	qemu_relay_free(q);
 	colo_qmp_free(&q->qmp);
-	for (size_t i = 0; i < q->vm_argc; i++)
-		free(q->vm_argv[i]);
-	free(q->vm_argv);
+	colo_qemu_args_free(&q->args);
+	free(q->binary);
 	free(q->blocks);
 	free(q->binfo);
 	colo_vmstate_free_allocs(&qemu_vm_vmsd, &q->dev);

@@ -31,6 +31,7 @@
 #include "err.h"
 #include "guest.h"
 #include "qemu.h"
+#include "qemu_args.h"
 #include "qmp.h"
 #include "ramfmt.h"
 #include "role.h"
@@ -71,7 +72,6 @@ struct qemu_rbuf {
 };
 
 #define QEMU_PATH_MAX 108             /* sun_path */
-#define QEMU_MAIN_BLOCK "pc.ram"        /* the block a memory backend replaces */
 
 struct qemu_guest {
 	struct colo_guest base;
@@ -84,9 +84,10 @@ struct qemu_guest {
 	char in_path[QEMU_PATH_MAX];
 	char log_path[PATH_MAX];
 	char ram_path[PATH_MAX];      /* the secondary's committed pc.ram */
-	char **vm_argv;               /* vm-args, split */
-	size_t vm_argc;
-	uint64_t vm_ram_bytes;        /* -m */
+	struct colo_qemu_args args;   /* vm-args, read and checked */
+	char *binary;                 /* qemu-binary, found on PATH */
+	bool standby;                 /* secondary: qmp is the failover's QEMU,
+					 started ahead, waiting (-incoming defer) */
 	struct colo_qmp qmp;
 	pthread_mutex_t qmp_lock;     /* QMP: the relay and the supervisor */
 	int listen_fd;                /* the migration listener (primary) */
@@ -166,7 +167,8 @@ int qemu_vm_paths(struct qemu_guest *q, const char *state_dir, struct colo_err *
 int qemu_vm_parse_args(struct qemu_guest *q, struct colo_err *err);
 /* Start QEMU as a COLO primary and accept its migration connection. */
 int qemu_vm_start_primary(struct qemu_guest *q, struct colo_err *err);
-/* The secondary: the VM's RAM blocks, from a QEMU that is started and quit. */
+/* The secondary: start the failover's QEMU ahead (standby) and learn the
+ * VM's RAM blocks from it. */
 int qemu_vm_probe(struct qemu_guest *q, struct colo_err *err);
 /* Failover: QEMU on the committed RAM, loaded, running. */
 int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err);

@@ -216,7 +216,7 @@ int qemu_relay_blocks(struct qemu_guest *q, const struct colo_ram_block_info *b,
 			return colo_err_set(err, EPROTO, "QEMU's RAM block '%s' is %" PRIu64
 					    " bytes, not whole pages", b[i].name, b[i].length);
 		q->binfo[i] = b[i];
-		if (q->role == COLO_ROLE_SECONDARY && strcmp(b[i].name, QEMU_MAIN_BLOCK) == 0)
+		if (q->role == COLO_ROLE_SECONDARY && strcmp(b[i].name, q->args.ram_block) == 0)
 			r = add_shared(q, &b[i], &q->blocks[i], err);
 		else
 			r = colo_ram_add_block(q->ram, b[i].name, b[i].length, &q->blocks[i],

@@ -30,6 +30,7 @@
 
 #include "clock.h"
 #include "fs.h"
+#include "log.h"
 #include "qemu_int.h"
 #include "ram.h"
 #include "savevm.h"
@@ -38,7 +39,6 @@
 #define ACCEPT_MS 10000
 #define RUNNING_MS 10000
 #define QUIT_MS 3000
-#define MAIN_BLOCK QEMU_MAIN_BLOCK
 
 /* ---- paths and arguments ---- */
 
@@ -74,83 +74,59 @@ int qemu_vm_paths(struct qemu_guest *q, const char *state_dir, struct colo_err *
 	if (q->set->vm_ram_path && *q->set->vm_ram_path)
 		snprintf(q->ram_path, sizeof(q->ram_path), "%s", q->set->vm_ram_path);
 	else
-		snprintf(q->ram_path, sizeof(q->ram_path), "/dev/shm/colo-%s-" MAIN_BLOCK,
-			 q->node);
+		snprintf(q->ram_path, sizeof(q->ram_path), "/dev/shm/colo-%s-%s", q->node,
+			 q->args.ram_block);
 	return 0;
 }
 
 int qemu_vm_parse_args(struct qemu_guest *q, struct colo_err *err)
 {
-	char *copy = strdup(q->set->vm_args), *tok, *save = NULL;
+	struct colo_qemu_args_policy pol = {
+		.disk_unprotected = q->set->disk_unprotected,
+		.tcg_ok = q->set->tcg_ok,
+	};
+	char warn[256];
+	int r;
 
-	if (!copy)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	for (tok = strtok_r(copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
-		char **a = realloc(q->vm_argv, (q->vm_argc + 1) * sizeof(*a));
-
-		if (!a || !(a[q->vm_argc] = strdup(tok))) {
-			free(a ? a : q->vm_argv);
-			free(copy);
-			return colo_err_set(err, ENOMEM, "out of memory");
-		}
-		q->vm_argv = a;
-		q->vm_argc++;
-	}
-	free(copy);
+	r = colo_qemu_args_parse(q->set->vm_args, &q->args, err);
+	if (r)
+		return r;
+	r = colo_qemu_args_check(&q->args, &pol, err);
+	if (r)
+		return r;
+	if (colo_qemu_args_tcg_warning(&q->args, warn, sizeof(warn)))
+		colo_log_warn("%s", warn);
+	if (q->args.writable_disk)
+		colo_log_warn("vm-args: %s is writable and vm-disk-unprotected is set: a "
+			      "failover rolls the VM's RAM back but not this disk",
+			      q->args.writable_disk);
+	q->binary = strchr(q->set->binary, '/') ? strdup(q->set->binary) :
+		    colo_qmp_find_program(q->set->binary);
+	if (!q->binary)
+		return colo_err_set(err, ENOENT, "qemu-binary %s: not found%s", q->set->binary,
+				    strchr(q->set->binary, '/') ? "" : " on PATH");
+	if (access(q->binary, X_OK) != 0)
+		return colo_err_set(err, errno, "qemu-binary %s: %s", q->binary,
+				    strerror(errno));
 	return 0;
 }
 
-/* binary, vm-args, extra..., NULL (extra NULL-terminated).  Caller frees
- * the array (not the strings, which belong to q or to extra). */
-static const char **build_argv(struct qemu_guest *q, const char *const *extra)
+/* Run argv (from the qemu_args builders; freed here) and connect QMP. */
+static int start_qemu(struct qemu_guest *q, char **argv, struct colo_err *err)
 {
-	size_t ne = 0, at = 0;
-	const char **v;
-
-	while (extra[ne])
-		ne++;
-	v = calloc(1 + q->vm_argc + ne + 1, sizeof(*v));
-	if (!v)
-		return NULL;
-	v[at++] = q->set->binary;
-	for (size_t i = 0; i < q->vm_argc; i++)
-		v[at++] = q->vm_argv[i];
-	for (size_t i = 0; i < ne; i++)
-		v[at++] = extra[i];
-	return v;
-}
-
-static int start_qemu(struct qemu_guest *q, const char *const *extra, struct colo_err *err)
-{
-	char qmp_arg[QEMU_PATH_MAX + 40], *path = NULL;
-	const char *tail[16];
-	const char **argv;
-	size_t n = 0;
 	int r;
 
-	r = colo_mkdir_p(q->dir, 0700, err);
-	if (r)
-		return r;
-	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", q->qmp_path);
-	unlink(q->qmp_path);
-	tail[n++] = "-qmp";
-	tail[n++] = qmp_arg;
-	for (size_t i = 0; extra[i] && n + 1 < sizeof(tail) / sizeof(tail[0]); i++)
-		tail[n++] = extra[i];
-	tail[n] = NULL;
-	argv = build_argv(q, tail);
 	if (!argv)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	path = strchr(q->set->binary, '/') ? strdup(q->set->binary) :
-	       colo_qmp_find_program(q->set->binary);
-	if (!path) {
-		free(argv);
-		return colo_err_set(err, ENOENT, "qemu-binary %s: not found", q->set->binary);
+		return -err->code;
+	r = colo_mkdir_p(q->dir, 0700, err);
+	if (r) {
+		colo_qemu_args_argv_free(argv);
+		return r;
 	}
+	unlink(q->qmp_path);
 	colo_qmp_init(&q->qmp);
-	r = colo_qmp_start(&q->qmp, path, argv, q->log_path, err);
-	free(path);
-	free(argv);
+	r = colo_qmp_start(&q->qmp, q->binary, (const char *const *)argv, q->log_path, err);
+	colo_qemu_args_argv_free(argv);
 	if (r == 0)
 		r = colo_qmp_connect(&q->qmp, q->qmp_path, QMP_CONNECT_MS, err);
 	if (r) {
@@ -161,8 +137,24 @@ static int start_qemu(struct qemu_guest *q, const char *const *extra, struct col
 				     colo_qmp_describe_exit(&q->qmp, how, sizeof(how)),
 				     q->log_path);
 		colo_qmp_free(&q->qmp);
+		colo_qmp_init(&q->qmp);
 	}
 	return r;
+}
+
+static char **primary_argv(struct qemu_guest *q, struct colo_err *err)
+{
+	char **v = NULL;
+
+	return colo_qemu_args_primary(&q->args, q->binary, q->qmp_path, &v, err) ? NULL : v;
+}
+
+static char **failover_argv(struct qemu_guest *q, struct colo_err *err)
+{
+	char **v = NULL;
+
+	return colo_qemu_args_failover(&q->args, q->binary, q->qmp_path, q->ram_path, &v,
+				       err) ? NULL : v;
 }
 
 static int qmp_do(struct qemu_guest *q, const char *cmd, json_t *args, json_t **ret,
@@ -207,12 +199,11 @@ static int listen_unix(const char *path, struct colo_err *err)
 
 int qemu_vm_start_primary(struct qemu_guest *q, struct colo_err *err)
 {
-	static const char *const none[] = { NULL };
 	struct pollfd pf;
 	int r;
 
 	if (!q->qmp.pid || q->qmp.reaped) {
-		r = start_qemu(q, none, err);
+		r = start_qemu(q, primary_argv(q, err), err);
 		if (r)
 			return r;
 	}
@@ -288,25 +279,25 @@ static int parse_ramblocks(const char *text, struct colo_ram_block_info **out, s
 
 int qemu_vm_probe(struct qemu_guest *q, struct colo_err *err)
 {
-	static const char *const paused[] = { "-S", NULL };
 	struct colo_ram_block_info *b = NULL;
 	json_t *ret = NULL;
 	size_t n = 0;
 	int r;
 
-	r = start_qemu(q, paused, err);
+	/* The QEMU a failover runs in, started now: it maps the RAM file and
+	 * waits (-incoming defer), so a failover does not wait for a QEMU to
+	 * start.  A full sync writes every page of the file after its start. */
+	r = start_qemu(q, failover_argv(q, err), err);
 	if (r)
-		return colo_err_set(err, err->code, "starting the VM to learn its RAM blocks: %s",
-				    err->msg);
+		return colo_err_set(err, err->code, "starting the VM's QEMU (standby for a "
+				    "failover): %s", err->msg);
+	q->standby = true;
 	r = qmp_do(q, "human-monitor-command", json_pack("{s:s}", "command-line",
 							 "info ramblock"), &ret, err);
 	if (r == 0)
 		r = parse_ramblocks(json_string_value(ret) ? json_string_value(ret) : "", &b,
 				    &n, err);
 	json_decref(ret);
-	colo_qmp_stop(&q->qmp, QUIT_MS);
-	colo_qmp_free(&q->qmp);
-	colo_qmp_init(&q->qmp);
 	if (r == 0)
 		r = qemu_relay_blocks(q, b, n, err);
 	free(b);
@@ -324,7 +315,7 @@ static bool page_zero(const uint8_t *p)
 
 static bool block_shared(const struct qemu_guest *q, size_t i)
 {
-	return strcmp(q->binfo[i].name, MAIN_BLOCK) == 0;
+	return strcmp(q->binfo[i].name, q->args.ram_block) == 0;
 }
 
 static int build_stream(struct qemu_guest *q, struct colo_buf *out, struct colo_err *err)
@@ -440,22 +431,26 @@ static int wait_running(struct qemu_guest *q, struct colo_err *err)
 
 int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err)
 {
-	char mach[64], obj[PATH_MAX + 128], uri[QEMU_PATH_MAX + 8];
-	const char *extra[] = { "-machine", mach, "-object", obj, "-incoming", "defer", NULL };
-	uint64_t t0 = colo_now_ns(), main_len = 0;
+	char uri[QEMU_PATH_MAX + 8];
+	uint64_t t0 = colo_now_ns(), t1 = t0, t2 = t0, t3 = t0;
 	struct colo_buf s;
 	int fd, r;
 
-	for (size_t i = 0; i < q->nblocks; i++)
-		if (block_shared(q, i))
-			main_len = q->binfo[i].length;
-	snprintf(mach, sizeof(mach), "memory-backend=" MAIN_BLOCK);
-	snprintf(obj, sizeof(obj), "memory-backend-file,id=" MAIN_BLOCK ",size=%" PRIu64
-		 ",mem-path=%s,share=on", main_len, q->ram_path);
 	colo_buf_init(&s);
 	r = build_stream(q, &s, err);
-	if (r == 0)
-		r = start_qemu(q, extra, err);
+	t1 = colo_now_ns();
+	if (r == 0 && (!q->standby || colo_qmp_exited(&q->qmp))) {
+		char how[64];
+
+		if (q->standby)
+			colo_log_warn("the standby QEMU had %s (see %s): starting another",
+				      colo_qmp_describe_exit(&q->qmp, how, sizeof(how)),
+				      q->log_path);
+		colo_qmp_free(&q->qmp);
+		r = start_qemu(q, failover_argv(q, err), err);
+	}
+	q->standby = false;
+	t2 = colo_now_ns();
 	if (r == 0)
 		r = set_cap(q, "x-ignore-shared", true, err);
 	snprintf(uri, sizeof(uri), "unix:%s", q->in_path);
@@ -474,9 +469,9 @@ int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err)
 			close(fd);
 		}
 	}
-	colo_buf_free(&s);
 	if (r == 0)
 		r = wait_running(q, err);
+	t3 = colo_now_ns();
 	if (r == 0)
 		r = qmp_do(q, "announce-self", json_pack("{s:i,s:i,s:i,s:i}", "initial", 50,
 							 "max", 550, "rounds", 5, "step", 100),
@@ -489,6 +484,13 @@ int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err)
 		if (colo_ram_block_shared(q->blocks[i]))
 			r = colo_ram_block_unshare(q->blocks[i], err);
 	q->failover_ns = colo_now_ns() - t0;
+	if (r == 0)
+		colo_log_info("VM running on the committed state %.1f ms after the failover "
+			      "began: stream %.1f ms (%zu bytes), QEMU start %.1f ms, load %.1f "
+			      "ms, announce %.1f ms", (double)q->failover_ns / 1e6,
+			      (double)(t1 - t0) / 1e6, s.len, (double)(t2 - t1) / 1e6,
+			      (double)(t3 - t2) / 1e6, (double)(colo_now_ns() - t3) / 1e6);
+	colo_buf_free(&s);
 	return r;
 }
 

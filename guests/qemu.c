@@ -188,6 +188,11 @@ static void *sup_main(void *arg)
 		colo_err_clear(&err);
 		pthread_mutex_lock(&q->qmp_lock);
 		r = set ? set_delay(q, ms, &err) : 0;
+		if (set && r == 0) {
+			pthread_mutex_lock(&q->lock);
+			q->delay_set_ms = ms;
+			pthread_mutex_unlock(&q->lock);
+		}
 		if (r == 0)
 			r = colo_qmp_execute(&q->qmp, "query-status", NULL, NULL,
 					     (int)q->set->qmp_timeout_ms, &err);
@@ -357,10 +362,11 @@ static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 			 "(none yet)", q->dev.blob_len, q->ram_path,
 			 q->standby ? (long)q->qmp.pid : 0L);
 	else
-		snprintf(buf, len, "VM %s (QEMU pid %ld%s), %" PRIu64 " checkpoints from QEMU, "
-			 "%" PRIu64 " pages, %.1f MB in; VM pause last %.2f ms, mean %.2f ms, "
-			 "max %.2f ms%s",
-			 (const char *)q->dev.machine, (long)q->qmp.pid, exit_how, q->ckpts,
+		snprintf(buf, len, "VM %s (QEMU pid %ld%s), x-checkpoint-delay %u ms, %" PRIu64
+			 " checkpoints from QEMU, %" PRIu64 " pages, %.1f MB in; VM pause last "
+			 "%.2f ms, mean %.2f ms, max %.2f ms%s",
+			 (const char *)q->dev.machine, (long)q->qmp.pid, exit_how,
+			 q->delay_set_ms, q->ckpts,
 			 q->pages_in, (double)q->bytes_in / 1e6, (double)q->pause_last_ns / 1e6,
 			 q->ckpts ? (double)q->pause_sum_ns / (double)q->ckpts / 1e6 : 0.0,
 			 (double)q->pause_max_ns / 1e6, q->ready ? "" : ", initial migration");

@@ -125,6 +125,7 @@ struct qemu_guest {
 	uint64_t epoch, released;
 	uint32_t interval_ms;
 	bool interval_dirty;
+	uint32_t delay_set_ms;        /* x-checkpoint-delay as QEMU last took it */
 	void (*notify)(void *ud);
 	void *notify_ud;
 	void (*died)(void *ud, const char *why);

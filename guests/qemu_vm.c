@@ -200,6 +200,7 @@ static int listen_unix(const char *path, struct colo_err *err)
 int qemu_vm_start_primary(struct qemu_guest *q, struct colo_err *err)
 {
 	struct pollfd pf;
+	uint32_t ms;
 	int r;
 
 	if (!q->qmp.pid || q->qmp.reaped) {
@@ -211,11 +212,17 @@ int qemu_vm_start_primary(struct qemu_guest *q, struct colo_err *err)
 	if (r < 0)
 		return r;
 	q->listen_fd = r;
+	pthread_mutex_lock(&q->lock);
+	ms = q->interval_ms;
+	pthread_mutex_unlock(&q->lock);
 	if ((r = set_cap(q, "x-colo", true, err)) != 0 ||
 	    (r = qmp_do(q, "migrate-set-parameters",
-			json_pack("{s:I}", "x-checkpoint-delay", (json_int_t)q->interval_ms),
-			NULL, err)) != 0)
+			json_pack("{s:I}", "x-checkpoint-delay", (json_int_t)ms), NULL,
+			err)) != 0)
 		return r;
+	pthread_mutex_lock(&q->lock);
+	q->delay_set_ms = ms;
+	pthread_mutex_unlock(&q->lock);
 	{
 		char uri[QEMU_PATH_MAX + 8];
 

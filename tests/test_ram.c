@@ -9,6 +9,11 @@
  * the test, extra pages (allowed by the contract) are counted and printed
  * as '# ' lines on stderr, which the TAP log keeps.
  *
+ * Blocks backed by a shared file (a memfd, a regular file in $TMPDIR) run
+ * in every backend too: content seen by other readers of the file both
+ * ways, tracking (also after the kernel dropped their page table entries),
+ * unsharing, guard pages, release, and descriptors that cannot back one.
+ *
  * uffd-wp cases are TAP skips when the probe says uffd-wp does not work
  * here (Linux < 6.7, seccomp, valgrind, which lacks the userfaultfd system
  * call).  Under valgrind (LD_PRELOAD names vgpreload) counts are cut
@@ -28,9 +33,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <linux/fs.h>
+#include <linux/userfaultfd.h>
 
 #include "ram.h"
 #include "testutil.h"
@@ -609,6 +620,11 @@ END_TEST
 
 /* ---- threads writing while the harvest runs ---- */
 
+/* Shared blocks (below). */
+static int memfd_new(const char *name, unsigned flags);
+static struct colo_ram_block *add_fd(struct colo_ram *ram, const char *name, uint64_t size,
+				     int fd);
+
 /*
  * Each writer logs every write with the number of harvests completed
  * before it began (e1) and after it completed (e2).  The contract: a write
@@ -617,7 +633,8 @@ END_TEST
  * while it happened (e1+1 .. e2).  And as a COLO primary would, the
  * harvester copies every reported page into a shadow right after each
  * harvest, while the writers go on: after the writers stop and two final
- * harvests, the shadow must equal the memory byte for byte.
+ * harvests, the shadow must equal the memory byte for byte.  One of the
+ * three blocks is a shared mapping of a memfd.
  */
 struct race_log {
 	uint8_t block;
@@ -686,11 +703,16 @@ START_TEST(writes_racing_harvest)
 	pthread_t th[4];
 	struct race race;
 	uint64_t late = 0, early = 0, checked = 0, seed;
+	int fd;
 
 	memset(&race, 0, sizeof(race));
 	race.ram = ram;
 	race.bl[0] = add(ram, "a", 3 * 1024 * 1024);
-	race.bl[1] = add(ram, "b", 1024 * 1024 + 5 * PAGE);
+	/* b is a shared mapping of a memfd, whose descriptor goes at once:
+	 * the mapping stays. */
+	fd = memfd_new("colo-test-race", 0);
+	race.bl[1] = add_fd(ram, "b", 1024 * 1024 + 5 * PAGE, fd);
+	close(fd);
 	race.bl[2] = add(ram, "c", 2 * 1024 * 1024);
 	start(ram);
 	harvest(ram);
@@ -1347,6 +1369,808 @@ START_TEST(free_releases_everything)
 }
 END_TEST
 
+/* ---- blocks backed by a shared file ---- */
+
+/*
+ * Shared blocks stand for the secondary's copy of a VM's RAM that a VM
+ * process started on failover maps: the file is opened again by path or
+ * mapped a second time here to play that process.  Every test that adds
+ * one runs once per backend.
+ */
+
+static int memfd_new(const char *name, unsigned flags)
+{
+	int fd = memfd_create(name, MFD_CLOEXEC | flags);
+
+	ck_assert_msg(fd >= 0, "memfd_create: %s", strerror(errno));
+	return fd;
+}
+
+/* An unnamed regular file in $TMPDIR (ext4 here, not shmem). */
+static int tmpfile_new(void)
+{
+	char *dir = colo_test_tmpdir();
+	int fd;
+
+	ck_assert_ptr_nonnull(dir);
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	ck_assert_msg(fd >= 0, "O_TMPFILE in %s: %s", dir, strerror(errno));
+	colo_test_rmdir(dir);
+	return fd;
+}
+
+/* A new open file description of the same file, as another process has. */
+static int reopen(int fd, int flags)
+{
+	char path[64];
+	int fd2;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	fd2 = open(path, flags | O_CLOEXEC);
+	ck_assert_msg(fd2 >= 0, "%s: %s", path, strerror(errno));
+	return fd2;
+}
+
+/* An independent mapping of the file, as the other process has. */
+static uint8_t *map_other(int fd, uint64_t len)
+{
+	uint8_t *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	ck_assert_msg(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	return p;
+}
+
+static uint64_t file_size(int fd)
+{
+	struct stat st;
+
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+static void file_write(int fd, uint64_t off, const void *p, size_t len)
+{
+	ck_assert_int_eq(pwrite(fd, p, len, (off_t)off), (ssize_t)len);
+}
+
+/* The file's bytes [off, off + len) equal `want`, read with pread(2). */
+static void check_file(int fd, uint64_t off, const void *want, size_t len, const char *what)
+{
+	uint8_t *got = malloc(len);
+
+	ck_assert_ptr_nonnull(got);
+	ck_assert_int_eq(pread(fd, got, len, (off_t)off), (ssize_t)len);
+	for (size_t i = 0; i < len; i++)
+		ck_assert_msg(got[i] == ((const uint8_t *)want)[i], "%s: file byte %llu is "
+			      "%u, want %u", what, (unsigned long long)(off + i), got[i],
+			      ((const uint8_t *)want)[i]);
+	free(got);
+}
+
+/* How many lines of /proc/self/maps map the memfd named `name`. */
+static int count_maps(const char *name)
+{
+	char line[512], pat[128];
+	FILE *f = fopen("/proc/self/maps", "r");
+	int n = 0;
+
+	ck_assert_ptr_nonnull(f);
+	snprintf(pat, sizeof(pat), "/memfd:%s (deleted)", name);
+	while (fgets(line, sizeof(line), f))
+		n += strstr(line, pat) != NULL;
+	fclose(f);
+	return n;
+}
+
+#ifndef PAGEMAP_SCAN
+struct page_region {
+	__u64 start, end, categories;
+};
+
+struct pm_scan_arg {
+	__u64 size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	__u64 category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+
+#define PAGEMAP_SCAN _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_CHECK_WPASYNC (1 << 1)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+
+/*
+ * Without the library: can this kernel track a write to a shared mapping
+ * of `fd` with async uffd-wp, also after the page's entry was dropped (as
+ * reclaim does)?  Only where it cannot may colo_ram_add_block_fd fail in
+ * uffd-wp mode.  The file is at least one page long.
+ */
+static bool kernel_uffd_tracks_shared(int fd, char *why, size_t whylen)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC };
+	struct page_region vec[2];
+	struct pm_scan_arg scan = {
+		.size = sizeof(scan), .flags = PM_SCAN_WP_MATCHING | PM_SCAN_CHECK_WPASYNC,
+		.vec_len = 2, .category_mask = PAGE_IS_WRITTEN, .return_mask = PAGE_IS_WRITTEN,
+	};
+	int uffd, pm = -1;
+	long n = -1;
+	uint8_t *p;
+
+	snprintf(why, whylen, "ok");
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	p = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (uffd < 0 || p == MAP_FAILED || ioctl(uffd, UFFDIO_API, &api) != 0) {
+		snprintf(why, whylen, "userfaultfd, mmap or UFFDIO_API: %s", strerror(errno));
+	} else {
+		struct uffdio_register reg = {
+			.range = { (uintptr_t)p, PAGE }, .mode = UFFDIO_REGISTER_MODE_WP,
+		};
+		struct uffdio_writeprotect wp = {
+			.range = { (uintptr_t)p, PAGE }, .mode = UFFDIO_WRITEPROTECT_MODE_WP,
+		};
+
+		pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+		if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0 ||
+		    ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) != 0) {
+			snprintf(why, whylen, "register/write-protect: %s", strerror(errno));
+		} else {
+			__atomic_fetch_add(p, 0, __ATOMIC_RELAXED);
+			madvise(p, PAGE, MADV_DONTNEED);
+			scan.start = (uintptr_t)p;
+			scan.end = (uintptr_t)p + PAGE;
+			scan.vec = (uintptr_t)vec;
+			n = ioctl(pm, PAGEMAP_SCAN, &scan);
+			if (n != 1)
+				snprintf(why, whylen, "PAGEMAP_SCAN returned %ld (%s)", n,
+					 n < 0 ? strerror(errno) : "the write was lost");
+		}
+	}
+	if (p != MAP_FAILED)
+		munmap(p, PAGE);
+	if (pm >= 0)
+		close(pm);
+	if (uffd >= 0)
+		close(uffd);
+	return n == 1;
+}
+
+/*
+ * colo_ram_add_block_fd, which must succeed; in uffd-wp mode a failure is a
+ * TAP skip only where the kernel itself cannot (checked without us).
+ */
+static struct colo_ram_block *add_fd(struct colo_ram *ram, const char *name, uint64_t size,
+				     int fd)
+{
+	struct colo_ram_block *b = NULL;
+	struct colo_err err;
+	char why[256];
+	int ret;
+
+	colo_err_clear(&err);
+	ret = colo_ram_add_block_fd(ram, name, size, fd, &b, &err);
+	if (ret == -ENOTSUP && colo_ram_tracking(ram) == COLO_DIRTY_UFFD_WP) {
+		ck_assert_msg(strstr(err.msg, "dirty tracking uffd-wp cannot track a shared "
+				     "mapping"), "%s", err.msg);
+		ck_assert_msg(!kernel_uffd_tracks_shared(fd, why, sizeof(why)),
+			      "the add failed but the kernel can do it: %s", err.msg);
+		colo_test_skip("shared block [uffd-wp]: %s (kernel: %s)", err.msg, why);
+	}
+	ck_assert_msg(ret == 0, "colo_ram_add_block_fd(%s) [%s]: %s", name,
+		      colo_dirty_mode_name(colo_ram_tracking(ram)), err.msg);
+	ck_assert_ptr_nonnull(b);
+	ck_assert(colo_ram_block_shared(b));
+	ck_assert_uint_eq((uintptr_t)b->host % PAGE, 0);
+	ck_assert_uint_eq(b->length, (size + PAGE - 1) / PAGE * PAGE);
+	ck_assert_uint_eq(file_size(fd), b->length);
+	return b;
+}
+
+static void unshare_ok(struct colo_ram_block *b)
+{
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	ck_assert_msg(colo_ram_block_unshare(b, &err) == 0, "%s", err.msg);
+	ck_assert(!colo_ram_block_shared(b));
+}
+
+/*
+ * Bytes written through the block are in the file for every other reader
+ * (a second mapping, read(2) on another open of it), and the other way
+ * round; for a memfd and for a regular file.  Writes that do not go
+ * through the block's own mapping are never reported (ram.h).
+ */
+START_TEST(shared_content)
+{
+	enum colo_dirty_mode mode = backends[_i];
+
+	for (int kind = 0; kind < 2; kind++) {
+		struct colo_ram *ram = ram_new(mode, "shared_content");
+		int fd = kind ? tmpfile_new() : memfd_new("colo-test-content", 0);
+		struct colo_ram_block *b, *a;
+		int fd2 = reopen(fd, O_RDWR);
+		uint8_t buf[16], *other;
+
+		a = add(ram, "anon", 2 * PAGE);
+		ck_assert(!colo_ram_block_shared(a));
+		b = add_fd(ram, "pc.ram", 5 * PAGE + 1, fd);
+		ck_assert_uint_eq(b->npages, 6);
+		other = map_other(fd2, b->length);
+		start_clean(ram);
+
+		/* Block to file. */
+		guest_write(b, 3 * PAGE + 5, "abc", 3);
+		guest_write(b, b->length - 2, "yz", 2);
+		guest_write(b, 0, "first", 5);
+		ck_assert_int_eq(memcmp(other + 3 * PAGE + 5, "abc", 3), 0);
+		ck_assert_int_eq(memcmp(other + b->length - 2, "yz", 2), 0);
+		check_file(fd2, 3 * PAGE + 5, "abc", 3, "block to file");
+		check_file(fd2, b->length - 2, "yz", 2, "block to file, last page");
+		check_file(fd2, 0, "first", 5, "block to file, page 0");
+		ck_assert_uint_eq(harvest(ram), 3);
+		ck_assert(colo_ram_page_dirty(b, 0) && colo_ram_page_dirty(b, 3) &&
+			  colo_ram_page_dirty(b, 5));
+		clear_all(ram);
+
+		/* File to block, through the other mapping and write(2). */
+		memcpy(other + PAGE + 7, "xyz", 3);
+		file_write(fd2, 4 * PAGE + 100, "pqrs", 4);
+		ck_assert_int_eq(memcmp(b->host + PAGE + 7, "xyz", 3), 0);
+		ck_assert_int_eq(memcmp(b->host + 4 * PAGE + 100, "pqrs", 4), 0);
+		ck_assert_uint_eq(harvest(ram), 0);
+
+		/* The caller keeps its descriptor; the content outlives the
+		 * colo_ram. */
+		colo_ram_free(ram);
+		ck_assert_int_ge(fcntl(fd, F_GETFD), 0);
+		check_file(fd, 3 * PAGE + 5, "abc", 3, "after colo_ram_free");
+		memset(buf, 0, sizeof(buf));
+		ck_assert_int_eq(memcmp(other + 2 * PAGE, buf, sizeof(buf)), 0);
+		munmap(other, 6 * PAGE);
+		close(fd2);
+		close(fd);
+	}
+}
+END_TEST
+
+/*
+ * A file of the right size keeps all its content (page 0 too, which the
+ * backends write once to try tracking); others are resized to the block.
+ */
+START_TEST(shared_keeps_content)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0101 + (uint64_t)_i) };
+	struct colo_ram *ram = ram_new(mode, "shared_keeps_content");
+	struct colo_ram_block *b;
+	struct colo_err err;
+	uint8_t *pat = malloc(6 * PAGE);
+	int fd;
+
+	ck_assert_ptr_nonnull(pat);
+	colo_rng_fill(&rng, pat, 6 * PAGE);
+	pat[0] = 0x5a;
+
+	/* The right size: untouched. */
+	fd = memfd_new("colo-test-keep", 0);
+	file_write(fd, 0, pat, 3 * PAGE);
+	b = add_fd(ram, "exact", 3 * PAGE - 10, fd);
+	ck_assert_int_eq(memcmp(b->host, pat, 3 * PAGE), 0);
+	check_file(fd, 0, pat, 3 * PAGE, "right size");
+	close(fd);
+
+	/* Shorter: grows with zeros. */
+	fd = memfd_new("colo-test-grow", 0);
+	file_write(fd, 0, pat, PAGE + 3);
+	b = add_fd(ram, "grow", 4 * PAGE, fd);
+	ck_assert_int_eq(memcmp(b->host, pat, PAGE + 3), 0);
+	for (uint64_t i = PAGE + 3; i < b->length; i++)
+		ck_assert_uint_eq(b->host[i], 0);
+	close(fd);
+
+	/* Longer: loses its tail. */
+	fd = memfd_new("colo-test-shrink", 0);
+	file_write(fd, 0, pat, 6 * PAGE);
+	b = add_fd(ram, "shrink", 2 * PAGE, fd);
+	ck_assert_int_eq(memcmp(b->host, pat, 2 * PAGE), 0);
+	close(fd);
+
+	/* A memfd sealed against resizing works at the right size only. */
+	fd = memfd_new("colo-test-sealed", MFD_ALLOW_SEALING);
+	file_write(fd, 0, pat, 2 * PAGE);
+	ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK), 0);
+	b = add_fd(ram, "sealed", 2 * PAGE, fd);
+	ck_assert_int_eq(memcmp(b->host, pat, 2 * PAGE), 0);
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_ram_add_block_fd(ram, "sealed-big", 3 * PAGE, fd, &b, &err),
+			 -EPERM);
+	ck_assert_ptr_null(b);
+	ck_assert_msg(strstr(err.msg, "\"sealed-big\"") && strstr(err.msg, "resizing") &&
+		      strstr(err.msg, strerror(EPERM)), "%s", err.msg);
+	close(fd);
+	ck_assert_uint_eq(colo_ram_nblocks(ram), 4);
+	free(pat);
+	colo_ram_free(ram);
+}
+END_TEST
+
+/*
+ * Writes to shared blocks (a memfd, a regular file) next to an anonymous
+ * one are all reported, as in multi_block.  In some rounds the kernel then
+ * drops the page table entries of the shared blocks, as reclaim does
+ * (MADV_DONTNEED: the content stays in the file), and the regular file is
+ * written back (fsync): nothing written may be missed for that, and the
+ * content must stay.
+ */
+START_TEST(shared_dirty_tracking)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0102 + (uint64_t)_i) };
+	struct colo_ram *ram = ram_new(mode, "shared_dirty_tracking");
+	struct colo_ram_block *bl[3];
+	uint8_t *want[3], buf[96];
+	int fds[2];
+	struct ref r;
+
+	fds[0] = memfd_new("colo-test-track", 0);
+	fds[1] = tmpfile_new();
+	bl[0] = add(ram, "anon", 1024 * 1024);
+	bl[1] = add_fd(ram, "memfd", 2 * 1024 * 1024 + 3 * PAGE, fds[0]);
+	bl[2] = add_fd(ram, "file", 1024 * 1024, fds[1]);
+	for (int i = 0; i < 3; i++) {
+		want[i] = calloc(1, bl[i]->length);
+		ck_assert_ptr_nonnull(want[i]);
+	}
+	start_clean(ram);
+	ref_init(&r, ram);
+	for (int round = 0; round < 12; round++) {
+		for (unsigned k = 0; k < 150; k++) {
+			int i = (int)colo_rng_below(&rng, 3);
+			struct colo_ram_block *b = bl[i];
+			size_t len = 1 + (size_t)colo_rng_below(&rng, sizeof(buf));
+			uint64_t off = colo_rng_below(&rng, b->length - len + 1);
+
+			colo_rng_fill(&rng, buf, len);
+			write_ref(&r, b, off, buf, len);
+			memcpy(want[i] + off, buf, len);
+		}
+		if (round % 3 == 1 && mode != COLO_DIRTY_MANUAL) {
+			for (int i = 1; i < 3; i++)
+				ck_assert_int_eq(madvise(bl[i]->host, bl[i]->length,
+							 MADV_DONTNEED), 0);
+			ck_assert_int_eq(fsync(fds[1]), 0);
+		}
+		check_round(ram, &r, "shared_dirty_tracking", round);
+		for (int i = 0; i < 3; i++)
+			ck_assert_msg(memcmp(bl[i]->host, want[i], bl[i]->length) == 0,
+				      "block %s: content changed", bl[i]->name);
+	}
+	check_file(fds[0], 0, want[1], bl[1]->length, "memfd after the rounds");
+	check_file(fds[1], 0, want[2], bl[2]->length, "file after the rounds");
+	report(&r, ram, "shared_dirty_tracking");
+	ref_free(&r);
+	for (int i = 0; i < 3; i++)
+		free(want[i]);
+	colo_ram_free(ram);
+	close(fds[0]);
+	close(fds[1]);
+}
+END_TEST
+
+/* The kernel writing into a shared block (read(2)): as for anonymous ones,
+ * uffd-wp sees it, mprotect makes the system call fail. */
+START_TEST(shared_kernel_writes)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	struct colo_ram *ram = ram_new(mode, "shared_kernel_writes");
+	int fd = memfd_new("colo-test-kwrite", 0), fds[2];
+	struct colo_ram_block *b;
+
+	b = add_fd(ram, "k", 16 * PAGE, fd);
+	start_clean(ram);
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(write(fds[1], "hello", 5), 5);
+	if (mode == COLO_DIRTY_UFFD_WP) {
+		ck_assert_int_eq(read(fds[0], b->host + 3 * PAGE + 10, 5), 5);
+		ck_assert_uint_eq(harvest(ram), 1);
+		ck_assert(colo_ram_page_dirty(b, 3));
+		check_file(fd, 3 * PAGE + 10, "hello", 5, "read(2) into the block");
+	} else {
+		errno = 0;
+		ck_assert_int_eq(read(fds[0], b->host + 3 * PAGE + 10, 5), -1);
+		ck_assert_int_eq(errno, EFAULT);
+	}
+	close(fds[0]);
+	close(fds[1]);
+	colo_ram_free(ram);
+	close(fd);
+}
+END_TEST
+
+/*
+ * Unshare: zeros at the same address, every page dirty; the file keeps its
+ * content for every other reader and stops seeing the block's writes;
+ * tracking reports later writes exactly, and start re-arms it.
+ */
+START_TEST(shared_unshare)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	struct colo_rng rng = { COLO_TEST_SEED(0x5eed0103 + (uint64_t)_i) };
+	struct colo_ram *ram = ram_new(mode, "shared_unshare");
+	int fd = memfd_new("colo-test-unshare", 0), fd2;
+	struct colo_ram_block *s, *a;
+	uint8_t *pat = malloc(8 * PAGE), *other, *fresh;
+	struct colo_err err;
+	uint8_t *host;
+	struct ref r;
+
+	ck_assert_ptr_nonnull(pat);
+	colo_rng_fill(&rng, pat, 8 * PAGE);
+	file_write(fd, 0, pat, 8 * PAGE);
+	a = add(ram, "a", 4 * PAGE);
+	s = add_fd(ram, "s", 8 * PAGE, fd);
+	fd2 = reopen(fd, O_RDWR);
+	other = map_other(fd2, 8 * PAGE);
+	start_clean(ram);
+	guest_write(s, 2 * PAGE + 1, "before", 6);
+	memcpy(pat + 2 * PAGE + 1, "before", 6);
+	ck_assert_uint_eq(harvest(ram), 1);
+	clear_all(ram);
+
+	host = s->host;
+	ck_assert_int_ge(count_maps("colo-test-unshare"), 2);     /* block, other */
+	unshare_ok(s);
+	ck_assert_ptr_eq(s->host, host);
+	ck_assert_uint_eq(s->length, 8 * PAGE);
+	ck_assert_int_eq(count_maps("colo-test-unshare"), 1);     /* other only */
+	ck_assert_uint_eq(colo_ram_block_count_dirty(s), s->npages);
+	ck_assert_uint_eq(colo_ram_block_count_dirty(a), 0);
+	for (uint64_t i = 0; i < s->length; i++)
+		ck_assert_msg(s->host[i] == 0, "byte %llu not zero after unshare",
+			      (unsigned long long)i);
+	check_file(fd2, 0, pat, 8 * PAGE, "after unshare");
+	ck_assert_int_eq(memcmp(other, pat, 8 * PAGE), 0);
+	fresh = map_other(fd, 8 * PAGE);
+	ck_assert_int_eq(memcmp(fresh, pat, 8 * PAGE), 0);
+	munmap(fresh, 8 * PAGE);
+
+	/* Tracked again, privately. */
+	clear_all(ram);
+	ck_assert_uint_eq(harvest(ram), 0);
+	ref_init(&r, ram);
+	write_ref(&r, s, 0, "p0", 2);
+	write_ref(&r, s, 5 * PAGE - 1, "xx", 2);
+	write_ref(&r, a, 3 * PAGE, "a3", 2);
+	memcpy(other + 7 * PAGE, "other", 5);                  /* not ours now */
+	check_round(ram, &r, "shared_unshare", 0);
+	ck_assert_uint_eq(r.extra, 0);
+	ck_assert_uint_eq(s->host[7 * PAGE], 0);
+	memcpy(pat + 7 * PAGE, "other", 5);
+	check_file(fd2, 0, pat, 8 * PAGE, "block writes after unshare");
+
+	/* Re-arm. */
+	start(ram);
+	ck_assert_uint_eq(colo_ram_block_count_dirty(s), s->npages);
+	clear_all(ram);
+	write_ref(&r, s, 6 * PAGE + 9, "again", 5);
+	check_round(ram, &r, "shared_unshare", 1);
+	ck_assert_uint_eq(r.extra, 0);
+	ck_assert_int_eq(memcmp(s->host + 6 * PAGE + 9, "again", 5), 0);
+	ck_assert_int_eq(memcmp(s->host, "p0", 2), 0);
+
+	/* Only shared blocks, and only once. */
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_ram_block_unshare(s, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "\"s\"") && strstr(err.msg, "not a shared block"),
+		      "%s", err.msg);
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_ram_block_unshare(a, &err), -EINVAL);
+	ref_free(&r);
+	colo_ram_free(ram);
+	ck_assert_int_eq(count_maps("colo-test-unshare"), 1);
+
+	/* Before start: start arms the private memory. */
+	ram = ram_new(mode, "shared_unshare");
+	s = add_fd(ram, "s", 8 * PAGE, fd);
+	ck_assert_int_eq(memcmp(s->host, pat, 8 * PAGE), 0);
+	unshare_ok(s);
+	ck_assert_uint_eq(s->host[2 * PAGE + 1], 0);
+	start_clean(ram);
+	guest_write(s, 4 * PAGE, "z", 1);
+	ck_assert_uint_eq(harvest(ram), 1);
+	ck_assert(colo_ram_page_dirty(s, 4));
+	colo_ram_free(ram);
+	check_file(fd, 0, pat, 8 * PAGE, "the end");
+	munmap(other, 8 * PAGE);
+	close(fd2);
+	close(fd);
+	free(pat);
+}
+END_TEST
+
+/* uffd-wp: the kernel's writes into an unshared block are tracked too. */
+START_TEST(unshared_kernel_writes)
+{
+	struct colo_ram *ram = ram_new(COLO_DIRTY_UFFD_WP, "unshared_kernel_writes");
+	int fd = memfd_new("colo-test-ukwrite", 0), fds[2];
+	struct colo_ram_block *b;
+
+	b = add_fd(ram, "k", 16 * PAGE, fd);
+	start_clean(ram);
+	unshare_ok(b);
+	clear_all(ram);
+	ck_assert_int_eq(pipe(fds), 0);
+	ck_assert_int_eq(write(fds[1], "hello", 5), 5);
+	ck_assert_int_eq(read(fds[0], b->host + 9 * PAGE + 10, 5), 5);
+	ck_assert_uint_eq(harvest(ram), 1);
+	ck_assert(colo_ram_page_dirty(b, 9));
+	close(fds[0]);
+	close(fds[1]);
+	colo_ram_free(ram);
+	close(fd);
+}
+END_TEST
+
+/*
+ * A second colo_ram made after a block of the first was unshared, on the
+ * same file: each reports only its own writes, and each goes on working
+ * when the other is freed.
+ */
+START_TEST(unshare_then_new)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	int fd = memfd_new("colo-test-handback", 0);
+	struct colo_ram *r1, *r2;
+	struct colo_ram_block *b1, *b2;
+	struct sigaction before, now;
+
+	ck_assert_int_eq(sigaction(SIGSEGV, NULL, &before), 0);
+	r1 = ram_new(mode, "unshare_then_new");
+	b1 = add_fd(r1, "pc.ram", 16 * PAGE, fd);
+	start_clean(r1);
+	guest_write(b1, 3 * PAGE, "r1", 2);
+	unshare_ok(b1);
+	start_clean(r1);
+
+	r2 = ram_new(mode, "unshare_then_new");
+	b2 = add_fd(r2, "pc.ram", 16 * PAGE, fd);
+	ck_assert_int_eq(memcmp(b2->host + 3 * PAGE, "r1", 2), 0);
+	start_clean(r2);
+	guest_write(b1, 5 * PAGE, "1", 1);
+	guest_write(b2, 7 * PAGE, "2", 1);
+	ck_assert_uint_eq(harvest(r1), 1);
+	ck_assert(colo_ram_page_dirty(b1, 5));
+	ck_assert_uint_eq(harvest(r2), 1);
+	ck_assert(colo_ram_page_dirty(b2, 7));
+	ck_assert_uint_eq(b1->host[7 * PAGE], 0);
+	colo_ram_free(r1);
+	clear_all(r2);
+	guest_write(b2, 9 * PAGE, "3", 1);
+	ck_assert_uint_eq(harvest(r2), 1);
+	ck_assert(colo_ram_page_dirty(b2, 9));
+	colo_ram_free(r2);
+	ck_assert_int_eq(count_maps("colo-test-handback"), 0);
+	ck_assert_int_eq(sigaction(SIGSEGV, NULL, &now), 0);
+	ck_assert(now.sa_handler == before.sa_handler);
+	check_file(fd, 7 * PAGE, "2", 1, "r2's write");
+	close(fd);
+}
+END_TEST
+
+/*
+ * The guard pages around a shared block, and around it once unshared:
+ * writes just inside work, one byte past either end kills the process
+ * (a child, with SIGSEGV at its default, as in foreign_fault_default_kills).
+ * _i: backend * 4 + case (bit 0: past the end, bit 1: unshared first).
+ */
+START_TEST(shared_guards)
+{
+	enum colo_dirty_mode mode = backends[_i / 4];
+	bool above = _i & 1, unshared = _i & 2;
+	struct colo_ram *ram;
+	int fd, st;
+	pid_t pid;
+
+	if (under_valgrind())
+		colo_test_skip("shared_guards: valgrind reports the child's intended fault "
+			       "as an error of its own");
+	ram = ram_new(mode, "shared_guards");
+	fd = memfd_new("colo-test-guards", 0);
+
+	colo_ram_free(ram);            /* the backend works: the child uses it */
+	fflush(NULL);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct colo_ram_block *b;
+		struct sigaction sa;
+		struct colo_err err;
+		uint64_t n;
+
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = SIG_DFL;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGSEGV, &sa, NULL);
+		colo_err_clear(&err);
+		if (colo_ram_new(mode, &ram, &err) ||
+		    colo_ram_add_block_fd(ram, "g", 3 * PAGE, fd, &b, &err) ||
+		    (unshared && colo_ram_block_unshare(b, &err)) || colo_ram_start(ram, &err))
+			_exit(90);
+		colo_ram_block_clear_dirty(b);
+		b->host[0] = 1;
+		b->host[b->length - 1] = 2;
+		if (mode == COLO_DIRTY_MANUAL)
+			colo_ram_mark_dirty(b, 0, b->length);
+		/* pages 0 and 2; manual marked all three */
+		if (colo_ram_harvest(ram, &n, &err) || n != (mode == COLO_DIRTY_MANUAL ? 3 : 2))
+			_exit(91);
+		*(volatile uint8_t *)(above ? b->host + b->length : b->host - 1) = 1;
+		_exit(92);                      /* survived */
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "[%s] %s guard, %s: child "
+		      "%s %d", colo_dirty_mode_name(mode), above ? "upper" : "lower",
+		      unshared ? "unshared" : "shared",
+		      WIFSIGNALED(st) ? "killed by signal" : "exited with",
+		      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	close(fd);
+}
+END_TEST
+
+/* Descriptors that cannot back a block: each says what is wrong, and
+ * nothing is added or left mapped. */
+START_TEST(shared_bad_fd)
+{
+	struct colo_ram *ram = ram_new(COLO_DIRTY_MANUAL, "shared_bad_fd");
+	int fd = memfd_new("colo-test-bad", MFD_ALLOW_SEALING), fds[2], closed, ro, path;
+	struct colo_ram_block *b = (struct colo_ram_block *)1;
+	struct colo_err err;
+	int dir;
+
+#define BAD(call, code, ...) do {						\
+		colo_err_clear(&err);						\
+		b = (struct colo_ram_block *)1;					\
+		ck_assert_int_eq((call), -(code));				\
+		ck_assert_ptr_null(b);						\
+		ck_assert_msg(!strchr(err.msg, '\n'), "%s", err.msg);		\
+		for (const char *want[] = { __VA_ARGS__, NULL }, **w = want; *w; w++) \
+			ck_assert_msg(strstr(err.msg, *w), "\"%s\" not in: %s", *w, err.msg); \
+	} while (0)
+
+	BAD(colo_ram_add_block_fd(ram, "neg", PAGE, -1, &b, &err), EBADF,
+	    "\"neg\"", "file descriptor -1", strerror(EBADF));
+	closed = dup(fd);
+	close(closed);
+	BAD(colo_ram_add_block_fd(ram, "closed", PAGE, closed, &b, &err), EBADF,
+	    "\"closed\"", strerror(EBADF));
+	ck_assert_int_eq(pipe(fds), 0);
+	BAD(colo_ram_add_block_fd(ram, "pipe", PAGE, fds[0], &b, &err), EINVAL,
+	    "\"pipe\"", "not a regular file or a memfd");
+	dir = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	BAD(colo_ram_add_block_fd(ram, "dir", PAGE, dir, &b, &err), EINVAL,
+	    "not a regular file");
+	ro = reopen(fd, O_RDONLY);
+	BAD(colo_ram_add_block_fd(ram, "ro", PAGE, ro, &b, &err), EACCES,
+	    "\"ro\"", "O_RDWR");
+	path = reopen(fd, O_PATH);
+	BAD(colo_ram_add_block_fd(ram, "path", PAGE, path, &b, &err), EACCES, "O_RDWR");
+	ck_assert_uint_eq(file_size(fd), 0);
+
+	/* Sealed against writing: mmap refuses, and says so. */
+	ck_assert_int_eq(ftruncate(fd, 2 * PAGE), 0);
+	ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE), 0);
+	BAD(colo_ram_add_block_fd(ram, "sealed", 2 * PAGE, fd, &b, &err), EPERM,
+	    "\"sealed\"", "MAP_SHARED", strerror(EPERM));
+	ck_assert_int_eq(count_maps("colo-test-bad"), 0);
+
+	/* The rules of every block. */
+	close(fd);
+	fd = memfd_new("colo-test-bad", 0);
+	BAD(colo_ram_add_block_fd(ram, "", PAGE, fd, &b, &err), EINVAL, "empty name");
+	BAD(colo_ram_add_block_fd(ram, "zero", 0, fd, &b, &err), EINVAL, "\"zero\"");
+	add(ram, "taken", PAGE);
+	BAD(colo_ram_add_block_fd(ram, "taken", PAGE, fd, &b, &err), EEXIST, "already");
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_ram_block_unshare(colo_ram_find(ram, "taken"), &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "\"taken\"") && strstr(err.msg, "not a shared block"),
+		      "%s", err.msg);
+	start(ram);
+	BAD(colo_ram_add_block_fd(ram, "late", PAGE, fd, &b, &err), EBUSY, "\"late\"");
+	ck_assert_uint_eq(colo_ram_nblocks(ram), 1);
+	ck_assert_int_eq(count_maps("colo-test-bad"), 0);
+	ck_assert_uint_eq(file_size(fd), 0);
+#undef BAD
+	colo_ram_free(ram);
+	close(fds[0]);
+	close(fds[1]);
+	close(dir);
+	close(ro);
+	close(path);
+	close(fd);
+}
+END_TEST
+
+/*
+ * A backend that cannot track shared mappings fails the add with a message
+ * naming it (forced here: this kernel can, see add_fd), without touching
+ * the probe, and leaves nothing mapped.
+ */
+START_TEST(shared_backend_forced_fails)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	const char *name = colo_dirty_mode_name(mode);
+	int fd = memfd_new("colo-test-forced", 0);
+	struct colo_ram_block *b;
+	struct colo_ram *ram;
+	struct colo_err err;
+	char env[64], want[256];
+
+	snprintf(env, sizeof(env), "manual,%s:shared", name);
+	setenv("COLO_DIRTY_PROBE_FAIL", env, 1);
+	ram = ram_new(mode, "shared_backend_forced_fails");    /* the probe passes */
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_ram_add_block_fd(ram, "pc.ram", 4 * PAGE, fd, &b, &err),
+			 -ENOTSUP);
+	ck_assert_ptr_null(b);
+	snprintf(want, sizeof(want), "RAM block \"pc.ram\": dirty tracking %s cannot track "
+		 "a shared mapping of this file: forced to fail by COLO_DIRTY_PROBE_FAIL%s",
+		 name, mode == COLO_DIRTY_UFFD_WP ? " (try dirty-tracking=mprotect)" : "");
+	ck_assert_str_eq(err.msg, want);
+	ck_assert_uint_eq(colo_ram_nblocks(ram), 0);
+	ck_assert_int_eq(count_maps("colo-test-forced"), 0);
+	add(ram, "anon", PAGE);                 /* anonymous blocks are not affected */
+	unsetenv("COLO_DIRTY_PROBE_FAIL");
+	add_fd(ram, "pc.ram", 4 * PAGE, fd);
+	ck_assert_int_eq(count_maps("colo-test-forced"), 1);
+	colo_ram_free(ram);
+	ck_assert_int_eq(count_maps("colo-test-forced"), 0);
+	close(fd);
+}
+END_TEST
+
+/* colo_ram_free unmaps shared, unshared and anonymous blocks and their
+ * guards, and leaves the caller's descriptors and files alone. */
+START_TEST(shared_free_unmaps)
+{
+	enum colo_dirty_mode mode = backends[_i];
+	int fda = memfd_new("colo-test-free-a", 0), fdb = memfd_new("colo-test-free-b", 0);
+	int fds = count_fds();
+	struct colo_ram_block *bl[3];
+	unsigned char vec[1];
+	struct colo_ram *ram;
+	uint8_t *host[3];
+
+	ram = ram_new(mode, "shared_free_unmaps");
+	bl[0] = add_fd(ram, "a", 64 * PAGE, fda);
+	bl[1] = add_fd(ram, "b", 64 * PAGE, fdb);
+	bl[2] = add(ram, "c", 64 * PAGE);
+	start_clean(ram);
+	for (uint64_t p = 0; p < 64; p += 2)
+		for (int i = 0; i < 3; i++)
+			guest_write(bl[i], p * PAGE, "w", 1);
+	ck_assert_int_ge(count_maps("colo-test-free-a"), 1);
+	unshare_ok(bl[1]);
+	ck_assert_int_eq(count_maps("colo-test-free-b"), 0);
+	for (int i = 0; i < 3; i++)
+		host[i] = bl[i]->host;
+	colo_ram_free(ram);
+	ck_assert_int_eq(count_maps("colo-test-free-a"), 0);
+	ck_assert_int_eq(count_fds(), fds);
+	for (int i = 0; i < 3; i++)
+		for (int64_t p = -1; p <= 64; p++) {
+			errno = 0;
+			ck_assert_int_eq(mincore(host[i] + p * (int64_t)PAGE, PAGE, vec), -1);
+			ck_assert_int_eq(errno, ENOMEM);
+		}
+	check_file(fda, 62 * PAGE, "w", 1, "after free");
+	close(fda);
+	close(fdb);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("ram");
@@ -1372,6 +2196,20 @@ static Suite *suite(void)
 		if (backends[k] == COLO_DIRTY_MPROTECT)
 			tcase_add_test(tc, mprotect_out_of_vmas);
 		tcase_add_loop_test(tc, free_releases_everything, k, k + 1);
+		/* Blocks backed by a shared file. */
+		tcase_add_loop_test(tc, shared_content, k, k + 1);
+		tcase_add_loop_test(tc, shared_keeps_content, k, k + 1);
+		tcase_add_loop_test(tc, shared_dirty_tracking, k, k + 1);
+		if (backends[k] != COLO_DIRTY_MANUAL) {
+			tcase_add_loop_test(tc, shared_kernel_writes, k, k + 1);
+			tcase_add_loop_test(tc, shared_backend_forced_fails, k, k + 1);
+		}
+		if (backends[k] == COLO_DIRTY_UFFD_WP)
+			tcase_add_test(tc, unshared_kernel_writes);
+		tcase_add_loop_test(tc, shared_unshare, k, k + 1);
+		tcase_add_loop_test(tc, unshare_then_new, k, k + 1);
+		tcase_add_loop_test(tc, shared_guards, 4 * k, 4 * k + 4);
+		tcase_add_loop_test(tc, shared_free_unmaps, k, k + 1);
 		suite_add_tcase(s, tc);
 	}
 
@@ -1383,6 +2221,12 @@ static Suite *suite(void)
 	tcase_add_test(tc, auto_falls_back_forced);
 	tcase_add_test(tc, auto_falls_back_env);
 	tcase_add_test(tc, explicit_backend_forced_fails);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("shared-fd");
+	tcase_add_checked_fixture(tc, reset_probe, reset_probe);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, shared_bad_fd);
 	suite_add_tcase(s, tc);
 
 	/* mprotect's SIGSEGV handler and faults that are not its own. */

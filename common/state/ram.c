@@ -1,8 +1,9 @@
 /*
  * ram.c: guest RAM blocks and the backend-independent half of dirty-page
- * tracking (see ram.h): mode names, the probe order, block set-up, the
- * bitmaps, and the dispatch of start and harvest to ram_uffd.c and
- * ram_mprotect.c (what they share: ram_int.h).
+ * tracking (see ram.h): mode names, the probe order, block set-up
+ * (anonymous or a shared file's pages, and unsharing those), the bitmaps,
+ * and the dispatch of start and harvest to ram_uffd.c and ram_mprotect.c
+ * (what they share: ram_int.h).
  *
  * Every block has two bitmaps: `dirty` (public, owned by the control
  * thread) and `written` (private, atomic words).  `written` collects what
@@ -37,6 +38,8 @@
 
 /* Largest block: 64 TiB keeps every page count and offset far from overflow. */
 #define RAM_BLOCK_MAX ((uint64_t)1 << 46)
+/* A block name's buffer, its terminating NUL included. */
+#define RAM_NAME_SIZE sizeof(((struct colo_ram_block *)NULL)->name)
 
 static atomic_bool ram_fail_forced[4];  /* colo_ram_probe_fail() */
 
@@ -290,11 +293,11 @@ struct colo_ram_block *colo_ram_find(struct colo_ram *ram, const char *name)
 static int block_check(struct colo_ram *ram, const char *name, uint64_t size,
 		       struct colo_err *err)
 {
-	size_t namelen = name ? strnlen(name, sizeof(((struct colo_ram_block *)0)->name)) : 0;
+	size_t namelen = name ? strnlen(name, RAM_NAME_SIZE) : 0;
 
 	if (namelen == 0)
 		return colo_err_set(err, EINVAL, "RAM block: empty name");
-	if (namelen >= sizeof(((struct colo_ram_block *)0)->name))
+	if (namelen >= RAM_NAME_SIZE)
 		return colo_err_set(err, ENAMETOOLONG,
 				    "RAM block \"%.32s...\": name longer than 255 bytes", name);
 	if (ram->started)

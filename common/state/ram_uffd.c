@@ -7,7 +7,9 @@
  * them on a scratch mapping; on success they belong to the colo_ram
  * (colo_ram_free closes them), as does the scan vector.  Each block is
  * registered when it is added and protected at start; a harvest reports
- * the written pages and protects them again in the same ioctl.
+ * the written pages and protects them again in the same ioctl.  A block
+ * that is a shared mapping of a file is really tried when it is added
+ * (colo__ram_uffd_shared_selftest).
  *
  * Threads: called from the control thread only.  Guest threads write block
  * memory at any time; the kernel records those writes in the page tables,

@@ -350,26 +350,49 @@ static void qemu_stop(struct colo_guest *g)
 	qemu_vm_stop(q);
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* p50 and p90 of the VM's last pauses, in ms (caller holds lock). */
+static void pause_pcts(struct qemu_guest *q, double *p50, double *p90)
+{
+	uint32_t s[QEMU_PAUSE_RING];
+	size_t n = q->ckpts < QEMU_PAUSE_RING ? (size_t)q->ckpts : QEMU_PAUSE_RING;
+
+	*p50 = *p90 = 0;
+	if (!n)
+		return;
+	memcpy(s, q->pause_us, n * sizeof(s[0]));
+	qsort(s, n, sizeof(s[0]), cmp_u32);
+	*p50 = s[n / 2] / 1000.0;
+	*p90 = s[n * 9 / 10] / 1000.0;
+}
+
 static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 {
 	struct qemu_guest *q = qg(g);
-	char exit_how[64] = "";
+	double p50, p90;
 
 	pthread_mutex_lock(&q->lock);
-	if (q->role == COLO_ROLE_SECONDARY)
+	if (q->role == COLO_ROLE_SECONDARY) {
 		snprintf(buf, len, "VM %s, %u device bytes committed, RAM in %s; standby QEMU "
 			 "pid %ld", q->dev.machine[0] ? (const char *)q->dev.machine :
 			 "(none yet)", q->dev.blob_len, q->ram_path,
 			 q->standby ? (long)q->qmp.pid : 0L);
-	else
-		snprintf(buf, len, "VM %s (QEMU pid %ld%s), x-checkpoint-delay %u ms, %" PRIu64
-			 " checkpoints from QEMU, %" PRIu64 " pages, %.1f MB in; VM pause last "
-			 "%.2f ms, mean %.2f ms, max %.2f ms%s",
-			 (const char *)q->dev.machine, (long)q->qmp.pid, exit_how,
-			 q->delay_set_ms, q->ckpts,
-			 q->pages_in, (double)q->bytes_in / 1e6, (double)q->pause_last_ns / 1e6,
+	} else {
+		pause_pcts(q, &p50, &p90);
+		snprintf(buf, len, "VM %s (QEMU pid %ld), x-checkpoint-delay %u ms, %" PRIu64
+			 " checkpoints from QEMU, %" PRIu64 " pages, %" PRIu64 " bytes in; VM "
+			 "pause p50 %.2f ms, p90 %.2f ms, mean %.2f ms, max %.2f ms%s",
+			 (const char *)q->dev.machine, (long)q->qmp.pid, q->delay_set_ms,
+			 q->ckpts, q->pages_in, q->bytes_in, p50, p90,
 			 q->ckpts ? (double)q->pause_sum_ns / (double)q->ckpts / 1e6 : 0.0,
 			 (double)q->pause_max_ns / 1e6, q->ready ? "" : ", initial migration");
+	}
 	pthread_mutex_unlock(&q->lock);
 }
 

@@ -72,6 +72,7 @@ struct qemu_rbuf {
 };
 
 #define QEMU_PATH_MAX 108             /* sun_path */
+#define QEMU_PAUSE_RING 1024
 
 struct qemu_guest {
 	struct colo_guest base;
@@ -136,6 +137,7 @@ struct qemu_guest {
 	uint64_t bytes_in;            /* bytes QEMU sent */
 	uint64_t pages_in;
 	uint64_t pause_last_ns, pause_sum_ns, pause_max_ns;
+	uint32_t pause_us[QEMU_PAUSE_RING]; /* the last pauses, for percentiles */
 	uint64_t failover_ns;         /* secondary: QEMU start to running */
 };
 

@@ -147,7 +147,7 @@ for p in $pkgs; do
 	deb_of "$p" >/dev/null || need="$need $p"
 done
 if [ -n "$need" ]; then
-	note "downloading$need"
+	note "downloading $(echo $need | wc -w) package(s) into $dir/debs"
 	dl=$(mktemp -d "$dir/debs/.dl.XXXXXX")
 	user=$(id -un)
 	# shellcheck disable=SC2086

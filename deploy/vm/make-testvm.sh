@@ -11,12 +11,15 @@
 #   deploy/vm/make-testvm.sh [-f|--force] [DIR]
 #
 # DIR (default $COLO_VM_CACHE, else ${XDG_CACHE_HOME:-$HOME/.cache}/colo/testvm)
-# keeps the downloaded packages and the result: DIR/vmlinuz, DIR/initrd.img and
-# DIR/manifest (what went in).  It rebuilds only when an input changed: this
-# script, testvm-init, or a package version apt now offers (--force rebuilds
-# anyway).  The image is reproducible: the same inputs give the same bytes.
-# Prints the paths of vmlinuz and initrd.img last.  Needs apt-get, dpkg-deb,
-# cpio, gzip and binutils (deploy/quickstart.sh vm-image installs them).
+# keeps the downloaded packages and the result: DIR/vmlinuz (Debian's),
+# DIR/vmlinux (the same kernel unpacked: it boots faster under TCG),
+# DIR/initrd.img and DIR/manifest (what went in).  It rebuilds only when an
+# input changed: this script, testvm-init, or a package version apt now
+# offers (--force rebuilds anyway).  The image is reproducible: the same
+# inputs give the same bytes.  Prints the paths of vmlinuz, vmlinux and
+# initrd.img last; a failure is one line on stderr and exit status 1.
+# Needs apt-get, dpkg-deb, cpio, gzip, xz and binutils (deploy/quickstart.sh
+# vm-image installs them).
 set -eu
 umask 022
 export LC_ALL=C
@@ -31,7 +34,7 @@ dir=""
 while [ $# -gt 0 ]; do
 	case $1 in
 	-f | --force) force=1 ;;
-	-h | --help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) die "unknown option '$1' (--help)" ;;
 	*) [ -z "$dir" ] || die "one DIR only (--help)"; dir=$1 ;;
 	esac
@@ -147,7 +150,7 @@ for p in $pkgs; do
 	deb_of "$p" >/dev/null || need="$need $p"
 done
 if [ -n "$need" ]; then
-	note "downloading $(echo $need | wc -w) package(s) into $dir/debs"
+	note "downloading $(echo "$need" | wc -w) package(s) into $dir/debs"
 	dl=$(mktemp -d "$dir/debs/.dl.XXXXXX")
 	user=$(id -un)
 	# shellcheck disable=SC2086
@@ -195,6 +198,7 @@ modpath() {
 	sed -n "s|^$mdir/\(.*/$1\.ko\(\.xz\)\{0,1\}\)$|\1|p" "$work/allmods" | head -n 1
 }
 order=""
+# shellcheck disable=SC3043 # dash's and busybox's local; the walk recurses
 visit() {
 	local m f rel deps d
 	m=$(printf '%s' "$1" | tr - _)
@@ -229,6 +233,7 @@ interp=$(readelf -l "$root/usr/bin/redis-server" |
 cp -L "$work/u/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2" "$root/lib/x86_64-linux-gnu/"
 ln -s ../lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$root/lib64/ld-linux-x86-64.so.2"
 copied=ld-linux-x86-64.so.2
+# shellcheck disable=SC3043
 copy_needed() {
 	local so f d
 	for so in $(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'); do
@@ -270,6 +275,7 @@ newc() { # NAME MODE RDEVMAJOR RDEVMINOR INO
 (cd "$root" && find . -mindepth 1 | sort |
 	cpio --quiet -o -H newc -R 0:0 --reproducible) | gzip -n -6 >>"$work/initrd.img"
 
+# shellcheck disable=SC2046,SC2086 # one line per word
 {
 	echo "# colo test VM, made by deploy/vm/make-testvm.sh (key $key)"
 	echo "kernel $kver"

@@ -11,6 +11,11 @@
 #                                 build the libFuzzer targets with clang and fuzz
 #                                 the stream reader, then the kv guest, SECONDS
 #                                 each (default 600)
+#   deploy/quickstart.sh vm-image [DIR]
+#                                 make the Linux test VM from Debian packages
+#                                 (deploy/vm/make-testvm.sh; cached in DIR,
+#                                 default ~/.cache/colo/testvm); `check` makes
+#                                 it too, so the suite boots it (docs/vm.md)
 #
 # Build trees: build/ (plain), build-asan/ (sanitizers), build-fuzz/.
 # Packages are installed with apt-get only when one is missing, so running it
@@ -35,6 +40,22 @@ libhiredis-dev"
 TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
+# What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes
+# with build-essential); the test that boots the VM needs TEST_PKGS' QEMU
+# and redis-tools.
+VM_PKGS="cpio xz-utils binutils"
+
+# as_root WHY CMD...: run CMD as root (sudo when not root).
+as_root() {
+	why=$1
+	shift
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	else
+		command -v sudo >/dev/null || die "need root or sudo to $why"
+		sudo "$@"
+	fi
+}
 
 install_pkgs() {
 	missing=""
@@ -85,8 +106,27 @@ run_check() {
 	grep -h '^# \(TOTAL\|PASS\|SKIP\|FAIL\|ERROR\)' "$top/$dir/test-suite.log" 2>/dev/null || true
 }
 
+# make_vm [DIR]: the Linux test VM, cached (deploy/vm/make-testvm.sh).  When
+# the download fails, apt's lists may be older than the archive: refresh
+# them once and try again.
+make_vm() {
+	say "the Linux test VM (deploy/vm/make-testvm.sh)"
+	sh "$top/deploy/vm/make-testvm.sh" "$@" && return 0
+	say "refreshing apt's package lists and trying again"
+	as_root "refresh apt's package lists" env DEBIAN_FRONTEND=noninteractive \
+		apt-get update -q || return 1
+	sh "$top/deploy/vm/make-testvm.sh" "$@"
+}
+
+vm_image() {
+	install_pkgs $VM_PKGS
+	make_vm "$@" || die "the test VM was not made (the message above says why)"
+}
+
 check() {
-	install_pkgs $BUILD_PKGS $TEST_PKGS
+	install_pkgs $BUILD_PKGS $TEST_PKGS $VM_PKGS
+	# Without the image, tests/vm_linux.sh skips; the rest of the suite runs.
+	make_vm || say "no test VM: the tests that boot Linux will skip"
 	bootstrap
 	build build
 	run_check build
@@ -141,6 +181,7 @@ case "${1:-}" in
 "") demo ;;
 check) check ;;
 fuzz) shift; fuzz "$@" ;;
--h | --help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
-*) die "unknown mode '$1' (use no argument, 'check' or 'fuzz'; --help)" ;;
+vm-image) shift; vm_image "$@" ;;
+-h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' ;;
+*) die "unknown mode '$1' (use no argument, 'check', 'fuzz' or 'vm-image'; --help)" ;;
 esac

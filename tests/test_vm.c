@@ -105,13 +105,22 @@ static void dump(struct node *a, struct node *b)
 	proc_dump_log(&b->p);
 }
 
-/* Wait until both say protected and n checkpoints are committed on s. */
+static uint64_t committed_counter(struct node *n);
+
+static bool cond_booted(void *ud)
+{
+	return committed_counter(ud) > 0;
+}
+
+/* Wait until both say protected, n checkpoints are committed on s and the
+ * committed guest has booted (SeaBIOS takes a second or so). */
 static void wait_protected(struct node *pri, struct node *sec, uint64_t n)
 {
 	struct wait_arg w = { .p = &sec->p, .n = n };
 
 	if (!wait_for(cond_protected, &sec->p, WAIT_MS) ||
-	    !wait_for(cond_protected, &pri->p, WAIT_MS) || !wait_for(cond_committed, &w, WAIT_MS)) {
+	    !wait_for(cond_protected, &pri->p, WAIT_MS) || !wait_for(cond_committed, &w, WAIT_MS) ||
+	    !wait_for(cond_booted, sec, WAIT_MS)) {
 		dump(pri, sec);
 		ck_abort_msg("%s did not get protected by %s", pri->name, sec->name);
 	}

@@ -90,6 +90,28 @@ START_TEST(sizes_follow_qemu_rules)
 }
 END_TEST
 
+/* A device QEMU saves the old way (user networking's "slirp") has no
+ * vmsd_name or version: one buffer of "size" bytes (seen in QEMU 7.2). */
+START_TEST(old_style_device)
+{
+	struct colo_vmdesc *vd = parse_ok(
+		"{\"page_size\": 4096, \"devices\": [{\"name\": \"slirp\", "
+		"\"instance_id\": 0, \"size\": 131, \"fields\": [{\"name\": \"data\", "
+		"\"size\": 131, \"type\": \"buffer\"}]}]}");
+	const struct colo_vmdesc_device *d = colo_vmdesc_find(vd, "slirp", 0);
+
+	ck_assert_ptr_nonnull(d);
+	ck_assert_uint_eq(d->desc.bytes, 131);
+	ck_assert_str_eq(d->desc.vmsd_name, "slirp");
+	ck_assert_int_eq(d->desc.version, 0);
+	colo_vmdesc_free(vd);
+	/* Without "size" it is not that: vmsd_name is still required. */
+	ck_assert_ptr_nonnull(strstr(parse_err(
+		"{\"page_size\": 4096, \"devices\": [{\"name\": \"x\", \"instance_id\": 0, "
+		"\"fields\": []}]}"), "\"vmsd_name\" is missing"));
+}
+END_TEST
+
 START_TEST(decode_values)
 {
 	struct colo_vmdesc *vd = parse_ok(qemu_like);
@@ -312,6 +334,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, lying_json_is_refused);
 	tcase_add_test(tc, deep_nesting_is_refused);
 	tcase_add_test(tc, locate_at_the_end);
+	tcase_add_test(tc, old_style_device);
 	suite_add_tcase(s, tc);
 	return s;
 }

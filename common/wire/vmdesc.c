@@ -152,11 +152,20 @@ static int parse_struct(json_t *o, struct colo_vmdesc_struct *s, int depth,
 
 	if (!json_is_object(o))
 		return colo_err_set(err, EPROTO, "vmdesc: %s: not an object", path);
-	if ((r = get_string(o, "vmsd_name", &s->vmsd_name, path, err)))
-		return r;
-	if ((r = get_int(o, "version", true, 0, INT32_MAX, &v, path, err)))
-		return r;
-	s->version = v;
+	if (depth == 0 && !json_object_get(o, "vmsd_name") && json_object_get(o, "size")) {
+		/* A device saved the old way (no vmstate description: QEMU's
+		 * user networking, "slirp"): its entry names one buffer field
+		 * and the payload's size; it is named after the device. */
+		if ((r = get_string(o, "name", &s->vmsd_name, path, err)))
+			return r;
+		s->version = 0;
+	} else {
+		if ((r = get_string(o, "vmsd_name", &s->vmsd_name, path, err)))
+			return r;
+		if ((r = get_int(o, "version", true, 0, INT32_MAX, &v, path, err)))
+			return r;
+		s->version = v;
+	}
 	jf = json_object_get(o, "fields");
 	if (!json_is_array(jf))
 		return colo_err_set(err, EPROTO, "vmdesc: %s: \"fields\" is missing or "

@@ -555,6 +555,8 @@ static void reader_reset(struct qemu_guest *q)
 	q->ram_started = q->ram_ended = q->enable_colo = q->in_ckpt = false;
 	q->dev_at = -1;
 	colo_buf_reset(&q->devbuf);
+	colo_vmdesc_free(q->vd);
+	q->vd = NULL;
 	q->rb.pos = q->rb.len = 0;
 }
 
@@ -710,9 +712,16 @@ void *qemu_relay_main(void *arg)
 			return NULL;
 		}
 	}
-	do
-		r = initial_step(q, -1, &err);
-	while (r == 0);
+	/* qemu_relay_begin() may have read it all (a small VM): q->vd is set
+	 * once the initial migration is whole. */
+	r = q->vd ? 1 : 0;
+	while (r == 0)
+		r = initial_step(q, STALL_MS, &err);
+	/* QEMU waits for READY once it sent all: silence means we never saw
+	 * the end, and the VM would stay stopped. */
+	if (r == -ETIMEDOUT && q->dev_at >= 0)
+		colo_err_prefix(&err, "QEMU's initial migration: %zu bytes of device "
+				"sections that no VMDESCRIPTION ends", q->devbuf.len);
 	if (r == 1)
 		r = send_msg(q, COLO_MSG_CHECKPOINT_READY, &err);
 	if (r == 0) {

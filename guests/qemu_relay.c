@@ -522,6 +522,9 @@ static int initial_step(struct qemu_guest *q, int timeout_ms, struct colo_err *e
 	if (!q->enable_colo)
 		return colo_err_set(err, EPROTO, "QEMU's migration has no ENABLE_COLO: is "
 				    "capability x-colo on?");
+	if (q->nblocks == 0)
+		return colo_err_set(err, EPROTO, "QEMU's migration announced no RAM blocks "
+				    "(no MEM_SIZE)");
 	vmdesc = colo_vmstate_alloc(q->devbuf.len - end - 5, 1);
 	if (!vmdesc)
 		return colo_err_set(err, ENOMEM, "out of memory");
@@ -614,7 +617,12 @@ static int read_checkpoint(struct qemu_guest *q, size_t *devlen, struct colo_err
 	if ((r = rb_need(q, (size_t)n, STALL_MS, err)) != 0)
 		return r;
 	blob = q->rb.data + q->rb.pos;
-	if (blob[0] != COLO_SEC_FULL || blob[n - 1] != COLO_SEC_EOF)
+	/* Device payloads are not self-delimiting: the ends are all there is
+	 * to check.  With footers the last section ends in one (0x7e, be32
+	 * id) before the EOF, which a wrong size ending on any 0 byte lacks. */
+	if (blob[0] != COLO_SEC_FULL || blob[n - 1] != COLO_SEC_EOF ||
+	    (colo_stream_reader_footers(q->sr) == 1 &&
+	     (n < 7 || blob[n - 6] != COLO_SEC_FOOTER)))
 		return colo_err_set(err, EPROTO, "QEMU's device state (%" PRIu64 " bytes) "
 				    "does not run from a device section to EOF", n);
 	*devlen = (size_t)n;

@@ -522,6 +522,9 @@ static int initial_step(struct qemu_guest *q, int timeout_ms, struct colo_err *e
 	if (!q->enable_colo)
 		return colo_err_set(err, EPROTO, "QEMU's migration has no ENABLE_COLO: is "
 				    "capability x-colo on?");
+	if (q->nblocks == 0)
+		return colo_err_set(err, EPROTO, "QEMU's migration announced no RAM blocks "
+				    "(no MEM_SIZE)");
 	vmdesc = colo_vmstate_alloc(q->devbuf.len - end - 5, 1);
 	if (!vmdesc)
 		return colo_err_set(err, ENOMEM, "out of memory");
@@ -555,6 +558,8 @@ static void reader_reset(struct qemu_guest *q)
 	q->ram_started = q->ram_ended = q->enable_colo = q->in_ckpt = false;
 	q->dev_at = -1;
 	colo_buf_reset(&q->devbuf);
+	colo_vmdesc_free(q->vd);
+	q->vd = NULL;
 	q->rb.pos = q->rb.len = 0;
 }
 
@@ -612,7 +617,12 @@ static int read_checkpoint(struct qemu_guest *q, size_t *devlen, struct colo_err
 	if ((r = rb_need(q, (size_t)n, STALL_MS, err)) != 0)
 		return r;
 	blob = q->rb.data + q->rb.pos;
-	if (blob[0] != COLO_SEC_FULL || blob[n - 1] != COLO_SEC_EOF)
+	/* Device payloads are not self-delimiting: the ends are all there is
+	 * to check.  With footers the last section ends in one (0x7e, be32
+	 * id) before the EOF, which a wrong size ending on any 0 byte lacks. */
+	if (blob[0] != COLO_SEC_FULL || blob[n - 1] != COLO_SEC_EOF ||
+	    (colo_stream_reader_footers(q->sr) == 1 &&
+	     (n < 7 || blob[n - 6] != COLO_SEC_FOOTER)))
 		return colo_err_set(err, EPROTO, "QEMU's device state (%" PRIu64 " bytes) "
 				    "does not run from a device section to EOF", n);
 	*devlen = (size_t)n;
@@ -712,9 +722,16 @@ void *qemu_relay_main(void *arg)
 			return NULL;
 		}
 	}
-	do
-		r = initial_step(q, -1, &err);
-	while (r == 0);
+	/* qemu_relay_begin() may have read it all (a small VM): q->vd is set
+	 * once the initial migration is whole. */
+	r = q->vd ? 1 : 0;
+	while (r == 0)
+		r = initial_step(q, STALL_MS, &err);
+	/* QEMU waits for READY once it sent all: silence means we never saw
+	 * the end, and the VM would stay stopped. */
+	if (r == -ETIMEDOUT && q->dev_at >= 0)
+		colo_err_prefix(&err, "QEMU's initial migration: %zu bytes of device "
+				"sections that no VMDESCRIPTION ends", q->devbuf.len);
 	if (r == 1)
 		r = send_msg(q, COLO_MSG_CHECKPOINT_READY, &err);
 	if (r == 0) {

@@ -15,6 +15,12 @@
  *     the chipset may map ROM) is extract's, with a gdbstub listening; on
  *     SIGTERM colo-replay stops it by pid and exits 0.
  * Skipped without /dev/kvm or qemu-system-x86_64.
+ *
+ * Without QEMU: a recording of the qemu guest's device made through the
+ * recorder (a blob of two QEMU-like sections, one of which grows at a
+ * checkpoint, as when a subsection appears): show decodes the section
+ * that fits QEMU's description and shows the other as hex with a note;
+ * diff names the field that changed in the one and the bytes of the other.
  */
 #include "config.h"
 
@@ -34,9 +40,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/uio.h>
+#include <xxhash.h>
+
 #include "clock.h"
+#include "colomsg.h"
 #include "pair.h"
+#include "qemu_int.h"
 #include "qmp.h"
+#include "record.h"
+#include "savevm.h"
+#include "stream.h"
 #include "testutil.h"
 
 #define QEMU "qemu-system-x86_64"
@@ -265,7 +279,202 @@ static bool port_listens(unsigned port)
 	return ok;
 }
 
-/* ---- the test ---- */
+/* ---- a VM device made by hand ---- */
+
+/* QEMU's description of the two sections below, as a sync carries it. */
+static const char qemu_desc[] =
+	"{\"page_size\": 4096, \"devices\": ["
+	"{\"name\": \"timer\", \"instance_id\": 0, \"vmsd_name\": \"timer\", "
+	"\"version\": 2, \"fields\": [{\"name\": \"ticks\", \"type\": \"int64\", "
+	"\"size\": 8}]}, "
+	"{\"name\": \"cpu\", \"instance_id\": 0, \"vmsd_name\": \"cpu\", "
+	"\"version\": 12, \"fields\": [{\"name\": \"env.eip\", \"type\": \"uint64\", "
+	"\"size\": 8}]}]}";
+
+/* One QEMU device section with its footer. */
+static void qemu_section(struct colo_buf *b, uint32_t id, const char *idstr,
+			 uint32_t version, const uint8_t *payload, size_t len)
+{
+	colo_buf_put_u8(b, COLO_SEC_FULL);
+	colo_buf_put_be32(b, id);
+	colo_buf_put_u8(b, (uint8_t)strlen(idstr));
+	colo_buf_put(b, idstr, strlen(idstr));
+	colo_buf_put_be32(b, 0);
+	colo_buf_put_be32(b, version);
+	colo_buf_put(b, payload, len);
+	colo_buf_put_u8(b, COLO_SEC_FOOTER);
+	colo_buf_put_be32(b, id);
+}
+
+/* The blob: timer (ticks), cpu (eip, then `extra` bytes more), EOF. */
+static void set_blob(struct qemu_vm_dev *dev, uint64_t ticks, uint64_t eip, size_t extra)
+{
+	struct colo_buf b = COLO_BUF_INIT;
+	uint8_t p[32] = { 0 };
+
+	colo_store_be64(p, ticks);
+	qemu_section(&b, 3, "timer", 2, p, 8);
+	colo_store_be64(p, eip);
+	qemu_section(&b, 4, "cpu", 12, p, 8 + extra);
+	colo_buf_put_u8(&b, COLO_SEC_EOF);
+	colo_vmstate_free_allocs(&qemu_vm_vmsd, dev);
+	dev->blob = colo_vmstate_alloc(b.len, 1);
+	memcpy(dev->blob, b.data, b.len);
+	dev->blob_len = (uint32_t)b.len;
+	dev->vmdesc = colo_vmstate_alloc(sizeof(qemu_desc) - 1, 1);
+	memcpy(dev->vmdesc, qemu_desc, sizeof(qemu_desc) - 1);
+	dev->vmdesc_len = sizeof(qemu_desc) - 1;
+	colo_buf_free(&b);
+}
+
+/* A checkpoint's streams: no pages, the devices, colo/checkpoint. */
+static void ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_buf *ram,
+			 struct colo_buf *dev)
+{
+	struct colo_stream_writer w;
+	struct colo_ckpt_info info;
+	XXH3_state_t *h = XXH3_createState();
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	colo_sw_init(&w, ram, false);
+	ck_assert_int_eq(colo_sw_section_begin(&w, COLO_SEC_END, sv->ram_section_id, NULL, 0,
+					       0, &err), 0);
+	colo_buf_put_be64(ram, COLO_RAM_EOS);
+	colo_sw_section_end(&w);
+	colo_sw_eof(&w);
+	colo_sw_free(&w);
+	colo_sw_init(&w, dev, false);
+	for (size_t i = 0; i < sv->ndevs; i++)
+		ck_assert_int_eq(colo_sw_device(&w, sv->devs[i].section_id, sv->devs[i].idstr, 0,
+						sv->devs[i].vmsd, sv->devs[i].opaque, &err), 0);
+	colo_sw_free(&w);
+	XXH3_64bits_reset(h);
+	XXH3_64bits_update(h, ram->data, ram->len);
+	XXH3_64bits_update(h, dev->data, dev->len);
+	memset(&info, 0, sizeof(info));
+	info.generation = 1;
+	info.seq = seq;
+	info.time_ns = 1000 + seq;
+	info.checksum = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	colo_sw_init(&w, dev, false);
+	ck_assert_int_eq(colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate,
+					&info, &err), 0);
+	colo_sw_eof(&w);
+	colo_sw_free(&w);
+}
+
+/* A sync (the description in it), then checkpoint 1, in which cpu grew. */
+static void record_by_hand(const char *rec)
+{
+	static const char *const meta[] = { "guest", "qemu", "vm-args", VM_ARGS, NULL };
+	static uint8_t ram[4 * 4096];
+	struct colo_buf full = COLO_BUF_INIT, r = COLO_BUF_INIT, d = COLO_BUF_INIT;
+	struct colo_record_cfg cfg;
+	struct colo_recorder *recorder;
+	struct qemu_vm_dev dev;
+	struct colo_savevm sv;
+	struct colo_err err;
+	struct iovec v[2];
+
+	colo_err_clear(&err);
+	memset(&dev, 0, sizeof(dev));
+	memcpy(dev.machine, "pc-i440fx-7.2", 13);
+	dev.ram_section_id = 2;
+	ram[5] = 1;
+	ck_assert_int_eq(colo_savevm_init(&sv, "colo-qemu-1", &err), 0);
+	ck_assert_int_eq(colo_savevm_add_ram(&sv, "pc.ram", ram, sizeof(ram), &err), 0);
+	ck_assert_int_eq(colo_savevm_add_device(&sv, "qemu/vm", 0, &qemu_vm_vmsd, &dev,
+						&err), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.dir = rec;
+	cfg.keyframe_every = 100;
+	cfg.queue_max = 1u << 30;
+	cfg.sv = &sv;
+	cfg.meta = meta;
+	ck_assert_msg(colo_recorder_start(&cfg, &recorder, &err) == 0, "%s", err.msg);
+	set_blob(&dev, 1000, 0xfff0, 0);
+	dev.vmdesc_due = true;
+	ck_assert_int_eq(colo_savevm_save(&sv, &full, COLO_SAVEVM_ENABLE_COLO, &err), 0);
+	v[0] = (struct iovec){ full.data, full.len };
+	colo_recorder_full(recorder, 0, 1, 0, v, 1);
+	dev.vmdesc_due = false;
+	set_blob(&dev, 2000, 0xfff0, 4);
+	ckpt_streams(&sv, 1, &r, &d);
+	v[0] = (struct iovec){ r.data, r.len };
+	v[1] = (struct iovec){ d.data, d.len };
+	colo_recorder_checkpoint(recorder, 1, 1, 1001, &v[0], 1, &v[1], 1);
+	colo_recorder_stop(recorder);
+	colo_vmstate_free_allocs(&qemu_vm_vmsd, &dev);
+	colo_savevm_free(&sv);
+	colo_buf_free(&full);
+	colo_buf_free(&r);
+	colo_buf_free(&d);
+}
+
+START_TEST(qemu_sections_that_do_not_fit_show_as_hex)
+{
+	const json_t *vm, *timer, *cpu, *f, *secs;
+	json_t *show, *diff;
+	char rec[300], *out;
+
+	snprintf(rec, sizeof(rec), "%s/rec", pair_dir());
+	record_by_hand(rec);
+	ck_assert_msg(run(&out, "'%s' verify '%s'", pair_bin("colo-replay"), rec) == 0, "%s",
+		      out);
+	free(out);
+	/* The sync: both sections fit its own description. */
+	show = run_json("show", "0", rec);
+	vm = json_object_get(find_named(json_object_get(show, "devices"), "name", "qemu/vm"),
+			     "vm");
+	ck_assert_str_eq(json_string_value(json_object_get(vm, "vmdesc")),
+			 "this checkpoint (a full sync)");
+	cpu = find_named(json_object_get(vm, "devices"), "name", "cpu");
+	f = find_named(json_object_get(json_object_get(cpu, "fields"), "fields"), "name",
+		       "env.eip");
+	ck_assert_int_eq(json_integer_value(json_object_get(f, "value")), 0xfff0);
+	json_decref(show);
+	/* Checkpoint 1: timer decodes (sync-devices' description), cpu is raw. */
+	show = run_json("show", "1", rec);
+	vm = json_object_get(find_named(json_object_get(show, "devices"), "name", "qemu/vm"),
+			     "vm");
+	ck_assert_str_eq(json_string_value(json_object_get(vm, "vmdesc")), "sync-devices");
+	timer = find_named(json_object_get(vm, "devices"), "name", "timer");
+	f = find_named(json_object_get(json_object_get(timer, "fields"), "fields"), "name",
+		       "ticks");
+	ck_assert_int_eq(json_integer_value(json_object_get(f, "value")), 2000);
+	ck_assert(json_is_true(json_object_get(timer, "changed")));
+	cpu = find_named(json_object_get(vm, "devices"), "name", "cpu");
+	ck_assert_int_eq(json_integer_value(json_object_get(cpu, "bytes")), 12);
+	ck_assert_msg(strstr(json_string_value(json_object_get(json_object_get(cpu, "fields"),
+							       "note")) ?: "",
+			     "12 bytes, QEMU's VMDESCRIPTION (of sync-devices) describes 8"),
+		      "no note");
+	f = find_named(json_object_get(json_object_get(cpu, "fields"), "fields"), "name",
+		       "(payload)");
+	ck_assert_str_eq(json_string_value(json_object_get(f, "value")),
+			 "000000000000fff000000000");
+	json_decref(show);
+	ck_assert_int_eq(run(&out, "'%s' show '%s' 1", pair_bin("colo-replay"), rec), 0);
+	ck_assert_msg(strstr(out, "(not decoded: 12 bytes"), "%s", out);
+	free(out);
+	/* diff: the timer's field, the cpu's bytes. */
+	diff = run_json("diff", "0 1", rec);
+	secs = json_object_get(find_named(json_object_get(diff, "devices"), "name", "qemu/vm"),
+			       "vm_devices");
+	ck_assert_int_eq(json_array_size(secs), 2);
+	timer = find_named(secs, "name", "timer");
+	f = json_array_get(json_object_get(timer, "fields"), 0);
+	ck_assert_str_eq(json_string_value(json_object_get(f, "path")), "ticks");
+	ck_assert_int_eq(json_integer_value(json_object_get(f, "from")), 1000);
+	ck_assert_int_eq(json_integer_value(json_object_get(f, "to")), 2000);
+	ck_assert_ptr_nonnull(find_named(secs, "name", "cpu"));
+	json_decref(diff);
+}
+END_TEST
+
+/* ---- a real VM ---- */
 
 START_TEST(a_vm_recording_lists_shows_diffs_and_serves)
 {
@@ -280,6 +489,11 @@ START_TEST(a_vm_recording_lists_shows_diffs_and_serves)
 	struct served s;
 	const char *st;
 
+	if (!(out = colo_qmp_find_program(QEMU)))
+		colo_test_skip(QEMU " not installed");
+	free(out);
+	if (access("/dev/kvm", R_OK | W_OK) != 0)
+		colo_test_skip("no usable /dev/kvm");
 	snprintf(rec, sizeof(rec), "%s/rec", pair_dir());
 	record_vm(rec);
 
@@ -392,18 +606,11 @@ END_TEST
 
 int main(void)
 {
-	char *qemu = colo_qmp_find_program(QEMU);
-	Suite *s;
-	TCase *tc;
+	Suite *s = suite_create("vmreplay");
+	TCase *tc = tcase_create("vmreplay");
 
-	if (!qemu)
-		colo_test_skip_all(QEMU " not installed");
-	free(qemu);
-	if (access("/dev/kvm", R_OK | W_OK) != 0)
-		colo_test_skip_all("no usable /dev/kvm");
-	s = suite_create("vmreplay");
-	tc = tcase_create("vmreplay");
 	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, qemu_sections_that_do_not_fit_show_as_hex);
 	tcase_add_test(tc, a_vm_recording_lists_shows_diffs_and_serves);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);

@@ -113,6 +113,16 @@ int colo_replay_list(const struct colo_recording *rec, json_t **doc, struct colo
 		for (size_t k = 0; k < e->ndevices; k++)
 			json_array_append_new(devs, colo_dump_name_json(e->devices[k]));
 		json_object_set_new(o, "devices", devs);
+		json_object_set_new(o, "format", jint(e->format));
+		if (e->ndevice_bytes) {
+			json_t *sizes = json_array();
+
+			for (size_t k = 0; k < e->ndevice_bytes; k++)
+				json_array_append_new(sizes, jint(e->device_bytes[k]));
+			json_object_set_new(o, "device_bytes", sizes);
+		} else {
+			json_object_set_new(o, "device_bytes", json_null());
+		}
 		json_array_append_new(rows, o);
 		bytes += e->length;
 		keyframes += e->keyframe;

@@ -267,6 +267,25 @@ START_TEST(measure_refuses_what_cannot_be)
 	colo_err_clear(&err);
 	ck_assert_int_eq(colo_image_measure(&colo_demo_vmstate, 3, b.data, b.len, &bytes,
 					    &err), -EINVAL);
+	/* Random bytes: an error or a size within them, never a read past. */
+	{
+		struct colo_rng rng = { COLO_TEST_SEED(7) };
+		uint8_t junk[512];
+
+		for (int i = 0; i < 20000; i++) {
+			size_t len = (size_t)colo_rng_below(&rng, sizeof(junk) + 1);
+			int r;
+
+			colo_rng_fill(&rng, junk, len);
+			if (i % 2)      /* plausible counts: small ncounters, blob_len */
+				memcpy(junk, b.data, len < 100 ? len : 100);
+			bytes = UINT64_MAX;
+			colo_err_clear(&err);
+			r = colo_image_measure(&colo_demo_vmstate, 2, junk, len, &bytes, &err);
+			ck_assert_msg(r == -EINVAL || (r == 0 && bytes <= len), "%d %" PRIu64, r,
+				      bytes);
+		}
+	}
 	/* A field_exists test needs the device: not walked. */
 	ck_assert_int_eq(colo_image_measure(&tested, 1, b.data, b.len, &bytes, &err), 1);
 	colo_buf_free(&b);

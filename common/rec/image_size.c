@@ -167,6 +167,12 @@ static int walk_field(struct walk *w, const struct colo_vmstate_field *f, uint8_
 					    len, f->cap, w->in.pos);
 		size = len;
 	}
+	/* What colo_vmstate_load() would refuse to allocate (and a count of
+	 * empty structs that would take a long walk to reach nothing). */
+	if ((f->flags & COLO_VMS_ALLOC) && n &&
+	    (f->flags & COLO_VMS_VBUFFER ? size : n * f->size) > COLO_VMSTATE_ALLOC_MAX)
+		return colo_err_set(w->err, EINVAL, "field '%s': %" PRIu64 " elements exceed "
+				    "the allocation limit at offset %zu", f->name, n, w->in.pos);
 	if (f->flags & COLO_VMS_STRUCT) {
 		uint8_t *elem = NULL;
 		size_t esz = max_sz(f->size, extent(f->vmsd, depth + 1));

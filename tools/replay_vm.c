@@ -235,8 +235,8 @@ static bool footer_at(const uint8_t *blob, size_t len, size_t p, uint32_t id)
 
 /* A section's payload decoded through the description, or raw with a note. */
 static json_t *section_tree(const struct colo_vmdesc *vd, const char *source,
-			    const char *why, const char *idstr, uint32_t instance,
-			    uint32_t version, const uint8_t *p, size_t n)
+			    const char *idstr, uint32_t instance, uint32_t version,
+			    const uint8_t *p, size_t n)
 {
 	const struct colo_vmdesc_device *vdev = vd ? colo_vmdesc_find(vd, idstr, instance) : NULL;
 	char note[COLO_ERR_MAX + 128];
@@ -245,7 +245,8 @@ static json_t *section_tree(const struct colo_vmdesc *vd, const char *source,
 	json_t *t = NULL;
 
 	if (!vd) {
-		snprintf(note, sizeof(note), "not decoded: no QEMU VMDESCRIPTION (%s)", why);
+		/* why is said once, for the whole blob */
+		snprintf(note, sizeof(note), "not decoded: no QEMU VMDESCRIPTION");
 	} else if (!vdev) {
 		snprintf(note, sizeof(note), "not decoded: not in QEMU's VMDESCRIPTION (of %s)",
 			 source);
@@ -314,9 +315,8 @@ int replay_vm_sections(struct replay_vmdesc *c, const struct replay_vm *vm,
 		json_object_set_new(o, "offset", jint(at));
 		json_object_set_new(o, "bytes", jint(end - ps));
 		json_object_set_new(o, "xxh3", jhex64(XXH3_64bits(b + ps, end - ps)));
-		json_object_set_new(o, "fields", section_tree(vd, src, c->why, idstr,
-							      instance, version, b + ps,
-							      end - ps));
+		json_object_set_new(o, "fields", section_tree(vd, src, idstr, instance, version,
+							      b + ps, end - ps));
 		json_array_append_new(a, o);
 		pos = end + 5;
 	}

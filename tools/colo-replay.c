@@ -6,12 +6,12 @@
  *   colo-replay show [--json] DIR N
  *   colo-replay diff [--json] DIR N M
  *   colo-replay extract [--json] DIR N -o OUT
- *   colo-replay serve DIR N [--listen ADDR]
+ *   colo-replay serve DIR N [--listen ADDR | --port P]
  *   colo-replay dump [--json] FILE
  *   colo-replay sample [--ram-mb N] [--seed S] FILE
  *
  * The recording commands are in replay.c; serve, which runs a guest, is
- * here.  Exit status: 0 success; 1 the input is malformed or cannot be read
+ * here (a VM's QEMU is started in replay_serve.c).  Exit status: 0 success; 1 the input is malformed or cannot be read
  * or written (one line on stderr says what and where); 2 usage.
  */
 #include "config.h"
@@ -52,10 +52,11 @@ static const char usage_text[] =
 "      record (K marks keyframes), bytes, pages by encoding.\n"
 "  show [--json] DIR N\n"
 "      The state at checkpoint N: every device's fields decoded through the\n"
-"      vmdesc, and each RAM block's XXH3-64 and pages changed in N.\n"
+"      vmdesc (a VM's: QEMU's device sections through QEMU's own), and each\n"
+"      RAM block's XXH3-64 and pages changed in N.\n"
 "  diff [--json] DIR N M\n"
-"      Device fields that differ between N and M, and the pages that differ\n"
-"      in each RAM block (merged ranges of offsets in the block).\n"
+"      Device fields that differ between N and M (a VM's: QEMU's too), and\n"
+"      the pages that differ in each RAM block (merged ranges of offsets).\n"
 "  extract [--json] DIR N -o OUT\n"
 "      Write OUT/ram/<block>.bin (one file per RAM block) and\n"
 "      OUT/devices.json (devices' fields, blocks and their files).\n"
@@ -66,6 +67,11 @@ static const char usage_text[] =
 "  serve DIR N [--listen ADDR]\n"
 "      Start the recorded guest (kv) from checkpoint N, unreplicated, and\n"
 "      serve its clients on ADDR (default 127.0.0.1:6379) until Ctrl-C.\n"
+"  serve DIR N [--port P]\n"
+"      For a VM (guest qemu): start QEMU paused (-S) on checkpoint N with\n"
+"      the VM's recorded arguments and -snapshot, a gdbstub on\n"
+"      127.0.0.1:P (default: a free port) and a QMP socket, printed; stop\n"
+"      it on Ctrl-C.\n"
 "\n"
 "Streams:\n"
 "  dump [--json] FILE\n"
@@ -217,12 +223,14 @@ enum {
 	ARG_JSON = 1u << 0,
 	ARG_OUT = 1u << 1,
 	ARG_LISTEN = 1u << 2,
+	ARG_PORT = 1u << 3,
 };
 
 struct args {
 	bool json;
 	const char *out;                 /* -o OUT */
 	const char *listen;              /* --listen ADDR */
+	const char *port;                /* --port P */
 	char **pos;                      /* the operands */
 	int npos;
 };
@@ -238,6 +246,7 @@ static int parse_args(const char *cmd, unsigned allow, int argc, char **argv,
 		{ "json", no_argument, NULL, 'j' },
 		{ "out", required_argument, NULL, 'o' },
 		{ "listen", required_argument, NULL, 'l' },
+		{ "port", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -246,7 +255,7 @@ static int parse_args(const char *cmd, unsigned allow, int argc, char **argv,
 	memset(a, 0, sizeof(*a));
 	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
 		unsigned need = c == 'j' ? ARG_JSON : c == 'o' ? ARG_OUT :
-				c == 'l' ? ARG_LISTEN : 0;
+				c == 'l' ? ARG_LISTEN : c == 'p' ? ARG_PORT : 0;
 
 		if (c == 'h') {
 			fputs(usage_text, stdout);
@@ -261,6 +270,8 @@ static int parse_args(const char *cmd, unsigned allow, int argc, char **argv,
 			a->json = true;
 		else if (c == 'o')
 			a->out = optarg;
+		else if (c == 'p')
+			a->port = optarg;
 		else
 			a->listen = optarg;
 	}
@@ -505,6 +516,49 @@ static int serve_load(struct served *s, struct colo_image *img, struct colo_err 
 	return r;
 }
 
+static const char *signal_name(int sig)
+{
+	return sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : sig == SIGHUP ?
+	       "SIGHUP" : "QEMU exited";
+}
+
+/* serve for a VM: QEMU paused on checkpoint n until a signal. */
+static int serve_vm(struct colo_recording *rec, const char *dir, uint64_t n, uint16_t port)
+{
+	struct colo_replay_vm vm;
+	struct colo_err err;
+	sigset_t set;
+	int r, sig;
+
+	colo_err_clear(&err);
+	r = colo_replay_serve_vm(rec, n, port, &vm, &err);
+	colo_recording_close(rec);
+	if (r != 0) {
+		fprintf(stderr, "colo-replay: %s: checkpoint %" PRIu64 ": %s\n", dir, n, err.msg);
+		return EXIT_BAD;
+	}
+	/* QEMU was started with the signals open: block them only now. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGCHLD);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	printf("serving checkpoint %" PRIu64 " of %s (VM %s): QEMU pid %ld, %s; Ctrl-C to "
+	       "stop\n", n, dir, vm.machine, vm.pid, vm.status);
+	printf("  gdb   target remote 127.0.0.1:%u\n", vm.port);
+	printf("  qmp   %s\n", vm.qmp_path);
+	printf("  log   %s\n", vm.log_path);
+	fflush(stdout);
+	/* Until a signal, or QEMU's end (a `quit` on its QMP). */
+	do
+		sigwait(&set, &sig);
+	while (sig == SIGCHLD && !colo_qmp_exited(&vm.qmp));
+	colo_replay_vm_stop(&vm);
+	printf("stopped QEMU pid %ld (%s)\n", vm.pid, signal_name(sig));
+	return finish_output();
+}
+
 static int cmd_serve(int argc, char **argv)
 {
 	struct served s;
@@ -513,22 +567,26 @@ static int cmd_serve(int argc, char **argv)
 	struct colo_image img;
 	struct colo_err err;
 	char kind[64], machine[COLO_IMAGE_NAME_MAX];
+	const char *guest;
+	uint64_t n, port = 0;
 	sigset_t set;
 	struct args a;
-	uint64_t n;
 	int r, sig;
 
-	if ((r = parse_args("serve", ARG_LISTEN, argc, argv, &a)) != 0)
+	if ((r = parse_args("serve", ARG_LISTEN | ARG_PORT, argc, argv, &a)) != 0)
 		return r == 1 ? 0 : r;
 	if (a.npos != 2)
 		return usage_error("%s", "serve needs DIR and N");
 	if ((r = parse_seq("serve", a.pos[1], &n)) != 0)
 		return r;
-	if (!a.listen)
-		a.listen = "127.0.0.1:6379";
+	if (a.port && parse_u64(a.port, 1, 65535, &port) != 0)
+		return usage_error("serve: --port must be 1 to 65535, not '%s'", a.port);
+	if (a.port && a.listen)
+		return usage_error("%s", "serve: --listen is for a guest that serves clients, "
+				   "--port for a VM: not both");
 	memset(&s, 0, sizeof(s));
 	colo_err_clear(&err);
-	if (serve_config("kv", a.listen, &s.cfg, &err) != 0) {
+	if (serve_config("kv", a.listen ? a.listen : "127.0.0.1:6379", &s.cfg, &err) != 0) {
 		const char *why = err.msg;
 
 		if (strncmp(why, "guest-listen: ", 14) == 0)
@@ -536,11 +594,29 @@ static int cmd_serve(int argc, char **argv)
 		return usage_error("serve: --listen: %s", why);
 	}
 	s.have_cfg = true;
-	colo_log_init("colo-replay", "replay", COLO_ROLE_SECONDARY, COLO_LOG_ERROR);
 	if ((r = open_recording(a.pos[0], &rec)) != 0) {
 		served_free(&s);
 		return r;
 	}
+	guest = colo_recording_meta(rec, "guest");
+	if (guest && strcmp(guest, "qemu") == 0) {
+		served_free(&s);
+		if (a.listen) {
+			colo_recording_close(rec);
+			return usage_error("%s", "serve: a VM has no --listen (its gdbstub "
+					   "takes --port)");
+		}
+		return serve_vm(rec, a.pos[0], n, (uint16_t)port);
+	}
+	if (a.port) {
+		colo_recording_close(rec);
+		served_free(&s);
+		return usage_error("%s", "serve: --port is for a VM (this recording is of a "
+				   "guest that serves on --listen)");
+	}
+	if (!a.listen)
+		a.listen = "127.0.0.1:6379";
+	colo_log_init("colo-replay", "replay", COLO_ROLE_SECONDARY, COLO_LOG_ERROR);
 	r = colo_replay_state(rec, n, &img, &e, &err);
 	colo_recording_close(rec);
 	if (r != 0) {
@@ -592,8 +668,7 @@ static int cmd_serve(int argc, char **argv)
 	fflush(stdout);
 	sigwait(&set, &sig);
 	served_free(&s);
-	printf("stopped (%s)\n", sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" :
-	       "SIGHUP");
+	printf("stopped (%s)\n", signal_name(sig));
 	return finish_output();
 }
 

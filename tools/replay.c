@@ -113,6 +113,16 @@ int colo_replay_list(const struct colo_recording *rec, json_t **doc, struct colo
 		for (size_t k = 0; k < e->ndevices; k++)
 			json_array_append_new(devs, colo_dump_name_json(e->devices[k]));
 		json_object_set_new(o, "devices", devs);
+		json_object_set_new(o, "format", jint(e->format));
+		if (e->ndevice_bytes) {
+			json_t *sizes = json_array();
+
+			for (size_t k = 0; k < e->ndevice_bytes; k++)
+				json_array_append_new(sizes, jint(e->device_bytes[k]));
+			json_object_set_new(o, "device_bytes", sizes);
+		} else {
+			json_object_set_new(o, "device_bytes", json_null());
+		}
 		json_array_append_new(rows, o);
 		bytes += e->length;
 		keyframes += e->keyframe;
@@ -222,7 +232,12 @@ static json_t *show_blocks(const struct colo_image *img, const struct colo_image
 	return a;
 }
 
-static json_t *show_devices(const struct colo_image *img, const struct colo_image *prev,
+/*
+ * before: the devices of the state before (a checkpoint: what QEMU's
+ * sections are compared with, since a VM sends them all every time).
+ */
+static json_t *show_devices(struct replay_vmdesc *vc, const struct colo_image *img,
+			    const struct colo_image *prev, const struct colo_image *before,
 			    enum basis basis, struct colo_err *err)
 {
 	json_t *a = json_array();
@@ -230,7 +245,7 @@ static json_t *show_devices(const struct colo_image *img, const struct colo_imag
 	for (size_t i = 0; i < img->ndevs; i++) {
 		const struct colo_image_device *d = &img->devs[i];
 		const struct colo_image_device *pd;
-		json_t *o = replay_device_head(d), *fields;
+		json_t *o = replay_device_head(d), *fields, *vm;
 
 		json_array_append_new(a, o);
 		if (basis == BASIS_SENT) {
@@ -247,6 +262,15 @@ static json_t *show_devices(const struct colo_image *img, const struct colo_imag
 			return NULL;
 		}
 		json_object_set_new(o, "fields", fields);
+		if (!replay_is_vm(d))
+			continue;
+		pd = basis == BASIS_SENT ? replay_vm_device(before) :
+		     basis == BASIS_COMPARED ? replay_vm_device(prev) : NULL;
+		if (replay_vm_json(vc, d, pd, &vm, err) != 0) {
+			json_decref(a);
+			return NULL;
+		}
+		json_object_set_new(o, "vm", vm);
 	}
 	return a;
 }
@@ -254,20 +278,32 @@ static json_t *show_devices(const struct colo_image *img, const struct colo_imag
 int colo_replay_show(const struct colo_recording *rec, uint64_t seq, json_t **doc,
 		     struct colo_err *err)
 {
-	struct colo_image img, prev;
+	struct colo_image img, prev, before;
 	const struct colo_rec_entry *e;
 	enum basis basis = BASIS_SENT;
 	struct colo_err prev_err;
+	struct replay_vmdesc vc;
 	json_t *d = NULL, *blocks = NULL, *devs = NULL;
 	size_t at;
 	int rc;
 
 	*doc = NULL;
 	colo_image_init(&prev);
+	colo_image_init(&before);
 	if (replay_find_entry(rec, seq, &at, err) != 0)
 		return -err->code;
 	e = &rec->e[at];
-	rc = replay_state_at(rec, at, &img, err);
+	replay_vmdesc_init(&vc, rec);
+	if (e->keyframe) {
+		rc = replay_state_at(rec, at, &img, err);
+	} else {
+		/* The devices just before this checkpoint are kept for comparing. */
+		rc = replay_state_at(rec, at - 1, &img, err);
+		if (rc == 0)
+			rc = replay_devices_copy(&before, &img, err);
+		if (rc == 0)
+			rc = replay_step(rec, at, &img, err);
+	}
 	colo_err_clear(&prev_err);
 	if (rc == 0 && e->keyframe) {
 		/* A keyframe carries everything: compare with the state before,
@@ -278,7 +314,7 @@ int colo_replay_show(const struct colo_recording *rec, uint64_t seq, json_t **do
 			basis = BASIS_COMPARED;
 	}
 	if (rc == 0 && (blocks = show_blocks(&img, &prev, basis, err)) &&
-	    (devs = show_devices(&img, &prev, basis, err))) {
+	    (devs = show_devices(&vc, &img, &prev, &before, basis, err))) {
 		d = json_object();
 		json_object_set_new(d, "dir", colo_dump_name_json(rec->dir));
 		replay_put_entry_id(d, e);
@@ -302,6 +338,8 @@ int colo_replay_show(const struct colo_recording *rec, uint64_t seq, json_t **do
 	json_decref(devs);
 	colo_image_free(&img);
 	colo_image_free(&prev);
+	colo_image_free(&before);
+	replay_vmdesc_free(&vc);
 	if (!d)
 		return -(err->code ? err->code : ENOMEM);
 	*doc = d;
@@ -366,13 +404,78 @@ void colo_replay_show_text(const json_t *d, FILE *out)
 			json_is_true(json_object_get(o, "changed")) ? "*" : " ", gets_(o, "name"),
 			geti(o, "instance_id"), geti(o, "version"));
 		replay_print_fields(json_object_get(o, "fields"), 6, out);
+		if (json_object_get(o, "vm"))
+			replay_vm_print(json_object_get(o, "vm"), 6, out);
 	}
 }
 
 /* ---- diff ---- */
 
-static int diff_devices(const struct colo_image *a, const struct colo_image *b,
-			json_t *out, struct colo_err *err)
+/* One side's VM sections: {"name", "instance_id", "only_in"} when so. */
+static json_t *only_in(const json_t *s, const char *side)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "name", json_string(gets_(s, "name")));
+	json_object_set_new(o, "instance_id", jint((uint64_t)geti(s, "instance_id")));
+	json_object_set_new(o, "only_in", json_string(side));
+	return o;
+}
+
+/* QEMU's device sections that differ between two qemu/vm payloads. */
+static int diff_vm(struct replay_vmdesc *vc, const struct colo_image_device *da,
+		   const struct colo_image_device *db, json_t *o, struct colo_err *err)
+{
+	struct replay_vm va, vb;
+	json_t *sa = NULL, *sb = NULL, *out;
+	const char *src;
+	int r;
+
+	if ((r = replay_vm_parse(da, &va, err)) != 0)
+		return r;
+	if ((r = replay_vm_parse(db, &vb, err)) != 0) {
+		replay_vm_free(&va);
+		return r;
+	}
+	r = replay_vm_sections(vc, &va, &sa, &src, err);
+	if (r == 0)
+		r = replay_vm_sections(vc, &vb, &sb, &src, err);
+	replay_vm_free(&va);
+	replay_vm_free(&vb);
+	out = json_array();
+	json_object_set_new(o, "vm_devices", out);
+	for (size_t i = 0; r == 0 && i < json_array_size(sa); i++) {
+		const json_t *x = json_array_get(sa, i), *y = replay_vm_find_section(sb, x);
+		json_t *c, *changes;
+
+		if (!y) {
+			json_array_append_new(out, only_in(x, "from"));
+			continue;
+		}
+		if (strcmp(gets_(x, "xxh3"), gets_(y, "xxh3")) == 0)
+			continue;
+		c = json_object();
+		json_object_set_new(c, "name", json_string(gets_(x, "name")));
+		json_object_set_new(c, "instance_id", jint((uint64_t)geti(x, "instance_id")));
+		json_object_set_new(c, "version_from", jint((uint64_t)geti(x, "version")));
+		json_object_set_new(c, "version_to", jint((uint64_t)geti(y, "version")));
+		changes = json_array();
+		json_object_set_new(c, "fields", changes);
+		json_array_append_new(out, c);
+		if (replay_diff_fields(json_object_get(x, "fields"), json_object_get(y, "fields"),
+				       changes) != 0)
+			r = colo_err_set(err, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; r == 0 && i < json_array_size(sb); i++)
+		if (!replay_vm_find_section(sa, json_array_get(sb, i)))
+			json_array_append_new(out, only_in(json_array_get(sb, i), "to"));
+	json_decref(sa);
+	json_decref(sb);
+	return r;
+}
+
+static int diff_devices(struct replay_vmdesc *vc, const struct colo_image *a,
+			const struct colo_image *b, json_t *out, struct colo_err *err)
 {
 	for (size_t i = 0; i < a->ndevs; i++) {
 		const struct colo_image_device *da = &a->devs[i];
@@ -405,6 +508,8 @@ static int diff_devices(const struct colo_image *a, const struct colo_image *b,
 		}
 		json_decref(fa);
 		json_decref(fb);
+		if (replay_is_vm(da) && diff_vm(vc, da, db, o, err) != 0)
+			return -err->code;
 	}
 	for (size_t i = 0; i < b->ndevs; i++) {
 		const struct colo_image_device *db = &b->devs[i];
@@ -474,6 +579,7 @@ int colo_replay_diff(const struct colo_recording *rec, uint64_t from, uint64_t t
 		     json_t **doc, struct colo_err *err)
 {
 	struct colo_image a, b;
+	struct replay_vmdesc vc;
 	size_t ia, ib;
 	json_t *d, *devs, *blocks, *o;
 	int rc;
@@ -496,8 +602,10 @@ int colo_replay_diff(const struct colo_recording *rec, uint64_t from, uint64_t t
 	json_object_set_new(d, "to", o);
 	json_object_set_new(d, "devices", devs);
 	json_object_set_new(d, "blocks", blocks);
+	replay_vmdesc_init(&vc, rec);
 	if (rc == 0)
-		rc = diff_devices(&a, &b, devs, err);
+		rc = diff_devices(&vc, &a, &b, devs, err);
+	replay_vmdesc_free(&vc);
 	if (rc == 0)
 		rc = diff_blocks(&a, &b, blocks, err);
 	if (rc == 0)
@@ -512,6 +620,42 @@ int colo_replay_diff(const struct colo_recording *rec, uint64_t from, uint64_t t
 	}
 	*doc = d;
 	return 0;
+}
+
+static void print_changes(const json_t *fields, int indent, FILE *out)
+{
+	for (size_t k = 0; k < json_array_size(fields); k++) {
+		const json_t *f = json_array_get(fields, k);
+		const json_t *a = json_object_get(f, "from"), *b = json_object_get(f, "to");
+
+		fprintf(out, "%*s%-32s %-14s ", indent, "", gets_(f, "path"), gets_(f, "type"));
+		replay_print_value(json_is_null(a) ? NULL : a, out);
+		fputs(" -> ", out);
+		replay_print_value(json_is_null(b) ? NULL : b, out);
+		fputc('\n', out);
+	}
+}
+
+/* QEMU's sections of a VM that differ, each with its fields. */
+static void print_vm_changes(const json_t *vm, json_int_t fs, json_int_t ts, FILE *out)
+{
+	for (size_t i = 0; i < json_array_size(vm); i++) {
+		const json_t *o = json_array_get(vm, i);
+		const char *only = gets_(o, "only_in");
+
+		fprintf(out, "    VM device '%s' instance %" JSON_INTEGER_FORMAT, gets_(o, "name"),
+			geti(o, "instance_id"));
+		if (*only) {
+			fprintf(out, ": only in %" JSON_INTEGER_FORMAT "\n",
+				strcmp(only, "from") == 0 ? fs : ts);
+			continue;
+		}
+		if (geti(o, "version_from") != geti(o, "version_to"))
+			fprintf(out, " version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT,
+				geti(o, "version_from"), geti(o, "version_to"));
+		fputc('\n', out);
+		print_changes(json_object_get(o, "fields"), 6, out);
+	}
 }
 
 void colo_replay_diff_text(const json_t *d, FILE *out)
@@ -548,16 +692,8 @@ void colo_replay_diff_text(const json_t *d, FILE *out)
 			fprintf(out, " version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT,
 				geti(o, "version_from"), geti(o, "version_to"));
 		fputc('\n', out);
-		for (size_t k = 0; k < json_array_size(fields); k++) {
-			const json_t *f = json_array_get(fields, k);
-			const json_t *a = json_object_get(f, "from"), *b = json_object_get(f, "to");
-
-			fprintf(out, "    %-32s %-14s ", gets_(f, "path"), gets_(f, "type"));
-			replay_print_value(json_is_null(a) ? NULL : a, out);
-			fputs(" -> ", out);
-			replay_print_value(json_is_null(b) ? NULL : b, out);
-			fputc('\n', out);
-		}
+		print_changes(fields, 4, out);
+		print_vm_changes(json_object_get(o, "vm_devices"), fs, ts, out);
 	}
 	fputs("RAM blocks", out);
 	fputs(json_array_size(blocks) ? "\n" : ": no page differs\n", out);

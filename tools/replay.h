@@ -1,6 +1,6 @@
 /*
  * replay.h: `colo-replay` on recordings (DESIGN.md §7, docs/replay.md):
- * list, show, diff, extract and verify.
+ * list, show, diff, extract and verify, and serve for a VM.
  *
  * Each command reads a recording opened with colo_recording_open() and
  * builds one JSON document, printed as is with --json or as text by its
@@ -18,11 +18,14 @@
 #ifndef COLO_TOOLS_REPLAY_H
 #define COLO_TOOLS_REPLAY_H
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "err.h"
 #include "image.h"
+#include "qmp.h"
 #include "record.h"
 
 struct json_t;
@@ -68,5 +71,26 @@ void colo_replay_extract_text(const struct json_t *doc, const char *outdir, FILE
 int colo_replay_verify(const struct colo_recording *rec, struct json_t **doc,
 		       struct colo_err *err);
 void colo_replay_verify_text(const struct json_t *doc, FILE *out);
+
+/*
+ * serve for a VM (the qemu guest): QEMU started paused (-S) on the state at
+ * seq, with a gdbstub on 127.0.0.1:port (0: a free port) and a QMP socket
+ * in a directory of its own, which colo_replay_vm_stop() removes.  QEMU
+ * runs with the VM's arguments from meta.json and -snapshot.
+ */
+struct colo_replay_vm {
+	struct colo_qmp qmp;
+	long pid;                        /* QEMU's, also once it is reaped */
+	uint16_t port;                   /* of the gdbstub */
+	char machine[65];                /* QEMU's machine name */
+	char status[32];                 /* QEMU's, once loaded: paused */
+	char dir[80];
+	char qmp_path[108];
+	char log_path[PATH_MAX];
+	bool have_dir, keep_log;
+};
+int colo_replay_serve_vm(const struct colo_recording *rec, uint64_t seq, uint16_t port,
+			 struct colo_replay_vm *vm, struct colo_err *err);
+void colo_replay_vm_stop(struct colo_replay_vm *vm);
 
 #endif

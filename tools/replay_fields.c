@@ -29,6 +29,51 @@ const struct colo_image_device *replay_find_device(const struct colo_image *img,
 	return NULL;
 }
 
+json_t *replay_field_json(const char *name, const char *type, uint64_t size,
+			  uint64_t offset, json_t *value)
+{
+	json_t *f = json_object();
+
+	json_object_set_new(f, "name", json_string(name));
+	json_object_set_new(f, "type", json_string(type));
+	json_object_set_new(f, "size", jint(size));
+	json_object_set_new(f, "offset", jint(offset));
+	json_object_set_new(f, "value", value);
+	return f;
+}
+
+json_t *replay_hex_json(const uint8_t *p, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *s = malloc(2 * n + 1);
+	json_t *j;
+
+	if (!s)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		s[2 * i] = hex[p[i] >> 4];
+		s[2 * i + 1] = hex[p[i] & 15];
+	}
+	s[2 * n] = '\0';
+	j = json_string(s);
+	free(s);
+	return j;
+}
+
+json_t *replay_raw_tree(const char *idstr, uint32_t version, const uint8_t *p, size_t n,
+			const char *note)
+{
+	json_t *t = json_object(), *fields = json_array();
+
+	json_object_set_new(t, "vmsd_name", colo_dump_name_json(idstr));
+	json_object_set_new(t, "version", jint(version));
+	json_object_set_new(t, "fields", fields);
+	json_array_append_new(fields, replay_field_json("(payload)", "raw", n, 0,
+							replay_hex_json(p, n)));
+	json_object_set_new(t, "note", json_string(note));
+	return t;
+}
+
 /* A device's payload as the vmdesc's tree of named, typed values. */
 int replay_device_fields(const struct colo_image *img, const struct colo_image_device *d,
 			 json_t **out, struct colo_err *err)
@@ -37,14 +82,29 @@ int replay_device_fields(const struct colo_image *img, const struct colo_image_d
 	struct colo_in in;
 
 	*out = NULL;
+	if (replay_is_vm(d)) {
+		struct replay_vm vm;
+
+		if (replay_vm_parse(d, &vm, err) != 0)
+			return -err->code;
+		*out = replay_vm_fields(&vm);
+		replay_vm_free(&vm);
+		return 0;
+	}
 	vd = img->vmdesc ? colo_vmdesc_find(img->vmdesc, d->idstr, d->instance_id) : NULL;
 	if (!vd)
 		return colo_err_set(err, EPROTO, "device '%s' instance %" PRIu32 " has no "
 				    "entry in the vmdesc", d->idstr, d->instance_id);
-	if (vd->desc.bytes != d->len)
-		return colo_err_set(err, EPROTO, "device '%s' instance %" PRIu32 " has %zu "
-				    "payload bytes, its vmdesc entry describes %" PRIu64,
-				    d->idstr, d->instance_id, d->len, vd->desc.bytes);
+	if (vd->desc.bytes != d->len) {
+		char note[160];
+
+		/* Sized by the recording's index: its size changed since the
+		 * vmdesc was written, which describes it no more. */
+		snprintf(note, sizeof(note), "not decoded: %zu bytes, the vmdesc (of the "
+			 "full sync) describes %" PRIu64, d->len, vd->desc.bytes);
+		*out = replay_raw_tree(d->idstr, d->version, d->payload, d->len, note);
+		return 0;
+	}
 	colo_in_init(&in, d->payload, d->len, 0, true);
 	if (colo_vmdesc_decode(&vd->desc, &in, out, err) != 0) {
 		colo_err_prefix(err, "device '%s' instance %" PRIu32, d->idstr, d->instance_id);
@@ -80,6 +140,7 @@ struct leaf {
 struct leaves {
 	struct leaf *v;
 	size_t n, cap;
+	json_t *paths;          /* path -> times seen */
 };
 
 static void leaves_free(struct leaves *l)
@@ -87,6 +148,7 @@ static void leaves_free(struct leaves *l)
 	for (size_t i = 0; i < l->n; i++)
 		free(l->v[i].path);
 	free(l->v);
+	json_decref(l->paths);
 	memset(l, 0, sizeof(*l));
 }
 
@@ -106,8 +168,30 @@ static char *path_of(const char *prefix, const char *name, json_int_t index, boo
 
 static int leaf_add(struct leaves *l, char *path, const char *type, const json_t *value)
 {
+	json_int_t seen;
+
 	if (!path)
 		return -ENOMEM;
+	/* A name twice in one struct (QEMU's "unused" fields): the second is
+	 * path#2, and so on, in both trees alike. */
+	if (!l->paths && !(l->paths = json_object())) {
+		free(path);
+		return -ENOMEM;
+	}
+	seen = json_integer_value(json_object_get(l->paths, path));
+	json_object_set_new(l->paths, path, json_integer(seen + 1));
+	if (seen) {
+		size_t n = strlen(path) + 24;
+		char *p = malloc(n);
+
+		if (!p) {
+			free(path);
+			return -ENOMEM;
+		}
+		snprintf(p, n, "%s#%" JSON_INTEGER_FORMAT, path, seen + 1);
+		free(path);
+		path = p;
+	}
 	if (l->n == l->cap) {
 		size_t nc = l->cap ? l->cap * 2 : 32;
 		struct leaf *nv = realloc(l->v, nc * sizeof(*nv));
@@ -197,7 +281,7 @@ static json_t *field_change(const char *path, const char *type, const json_t *a,
 /* The leaves of fa and fb that differ, arrays element by element. */
 int replay_diff_fields(const json_t *fa, const json_t *fb, json_t *changes)
 {
-	struct leaves la = { NULL, 0, 0 }, lb = { NULL, 0, 0 };
+	struct leaves la = { NULL, 0, 0, NULL }, lb = { NULL, 0, 0, NULL };
 	json_t *seen = json_object();
 	int r;
 
@@ -262,8 +346,10 @@ void replay_print_value(const json_t *v, FILE *out)
 /* Every leaf of a decoded device, one line each. */
 void replay_print_fields(const json_t *tree, int indent, FILE *out)
 {
-	struct leaves l = { NULL, 0, 0 };
+	struct leaves l = { NULL, 0, 0, NULL };
 
+	if (json_is_string(json_object_get(tree, "note")))
+		fprintf(out, "%*s(%s)\n", indent, "", gets_(tree, "note"));
 	if (flatten(tree, "", &l) != 0) {
 		fprintf(out, "%*s(out of memory)\n", indent, "");
 		leaves_free(&l);

@@ -122,11 +122,13 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 {
 	const struct colo_rec_entry *e;
 	struct colo_image img;
+	struct replay_vmdesc vc;
 	json_t *d = json_object(), *devs = json_array(), *blocks = json_array();
 	char *path = NULL;
 	int rc;
 
 	*doc = NULL;
+	replay_vmdesc_init(&vc, rec);
 	rc = colo_replay_state(rec, seq, &img, &e, err);
 	if (rc == 0) {
 		json_object_set_new(d, "config", colo_dump_name_json(img.config));
@@ -137,12 +139,15 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 	json_object_set_new(d, "blocks", blocks);
 	json_object_set_new(d, "file_names", json_string(SAFE_NAME_RULE));
 	for (size_t i = 0; rc == 0 && i < img.ndevs; i++) {
-		json_t *o = replay_device_head(&img.devs[i]), *fields;
+		json_t *o = replay_device_head(&img.devs[i]), *fields, *vm;
 
 		json_array_append_new(devs, o);
 		rc = replay_device_fields(&img, &img.devs[i], &fields, err);
 		if (rc == 0)
 			json_object_set_new(o, "fields", fields);
+		if (rc == 0 && replay_is_vm(&img.devs[i]) &&
+		    (rc = replay_vm_json(&vc, &img.devs[i], NULL, &vm, err)) == 0)
+			json_object_set_new(o, "vm", vm);
 	}
 	if (rc == 0 && (rc = make_dir(outdir, err)) == 0) {
 		path = colo_path_join(outdir, "ram");
@@ -174,6 +179,7 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 		free(path);
 	}
 	colo_image_free(&img);
+	replay_vmdesc_free(&vc);
 	if (rc != 0) {
 		json_decref(d);
 		return rc;
@@ -201,18 +207,22 @@ void colo_replay_extract_text(const json_t *d, const char *outdir, FILE *out)
 
 /* ---- verify ---- */
 
-/* Every device decodes through the vmdesc. */
-static int check_devices(const struct colo_image *img, const struct colo_rec_entry *x,
-			 struct colo_err *err)
+/* Every device decodes through the vmdesc; a VM's blob splits into QEMU's
+ * sections (which need not all decode: their sizes may have changed). */
+static int check_devices(struct replay_vmdesc *vc, const struct colo_image *img,
+			 const struct colo_rec_entry *x, struct colo_err *err)
 {
 	for (size_t i = 0; i < img->ndevs; i++) {
 		struct colo_err why;
-		json_t *fields;
+		json_t *fields, *vm = NULL;
 
 		colo_err_clear(&why);
-		if (replay_device_fields(img, &img->devs[i], &fields, &why) != 0)
+		if (replay_device_fields(img, &img->devs[i], &fields, &why) != 0 ||
+		    (replay_is_vm(&img->devs[i]) &&
+		     replay_vm_json(vc, &img->devs[i], NULL, &vm, &why) != 0))
 			return replay_record_error(x, &why, false, err);
 		json_decref(fields);
+		json_decref(vm);
 	}
 	return 0;
 }
@@ -274,12 +284,14 @@ int colo_replay_verify(const struct colo_recording *rec, json_t **doc,
 {
 	json_t *d = json_object(), *problems = json_array();
 	struct colo_image img;
+	struct replay_vmdesc vc;
 	uint64_t bytes = 0, keys = 0, segs = 0;
 	size_t at = SIZE_MAX, done = 0;
 	char buf[COLO_ERR_MAX + 64];
 	int rc = 0;
 
 	colo_image_init(&img);
+	replay_vmdesc_init(&vc, rec);
 	for (size_t i = 0; i < rec->n && rc == 0; i++) {
 		const struct colo_rec_entry *x = &rec->e[i];
 
@@ -292,7 +304,7 @@ int colo_replay_verify(const struct colo_recording *rec, json_t **doc,
 			rc = replay_state_at(rec, i, &img, err);
 		}
 		if (rc == 0)
-			rc = check_devices(&img, x, err);
+			rc = check_devices(&vc, &img, x, err);
 		if (rc != 0) {
 			json_object_set_new(d, "failed_seq", jint(x->seq));
 			break;
@@ -304,6 +316,7 @@ int colo_replay_verify(const struct colo_recording *rec, json_t **doc,
 		segs += i == 0 || x->segment != rec->e[i - 1].segment;
 	}
 	colo_image_free(&img);
+	replay_vmdesc_free(&vc);
 	if (rec->torn_bytes)
 		json_array_append_new(problems, colo_dump_name_json(rec->note));
 	if (rec->unreachable) {

@@ -8,6 +8,9 @@
  *   replay.c         list, show and diff, and the pieces of documents the
  *                    commands share
  *   replay_files.c   extract and verify
+ *   replay_vm.c      the qemu guest's device: QEMU's device sections in it,
+ *                    decoded through QEMU's VMDESCRIPTION
+ *   replay_serve.c   serve for a VM: a paused QEMU on a checkpoint
  *
  * Names, page counts and values print as dump prints them (dump.h).
  * Documents are jansson values the caller owns; nothing here is
@@ -106,9 +109,23 @@ uint64_t *replay_differing_pages(const struct colo_image_block *a,
 const struct colo_image_device *replay_find_device(const struct colo_image *img,
 						   const char *idstr, uint32_t instance);
 
-/* A device's payload as the vmdesc's tree of named, typed values. */
+/*
+ * A device's payload as the vmdesc's tree of named, typed values; the qemu
+ * guest's device with its own description (replay_vm_fields); a payload
+ * whose size the vmdesc does not give (it changed since the vmdesc was
+ * written) as a raw tree with a note.
+ */
 int replay_device_fields(const struct colo_image *img, const struct colo_image_device *d,
 			 json_t **out, struct colo_err *err);
+
+/* One decoded field {"name","type","size","offset","value"} (value stolen). */
+json_t *replay_field_json(const char *name, const char *type, uint64_t size,
+			  uint64_t offset, json_t *value);
+/* Bytes as a hex string. */
+json_t *replay_hex_json(const uint8_t *p, size_t n);
+/* A tree of one raw field "(payload)" with a "note" saying why. */
+json_t *replay_raw_tree(const char *idstr, uint32_t version, const uint8_t *p, size_t n,
+			const char *note);
 
 /* {"name","instance_id","version"} of a device. */
 json_t *replay_device_head(const struct colo_image_device *d);
@@ -123,7 +140,65 @@ int replay_diff_fields(const json_t *fa, const json_t *fb, json_t *changes);
 /* A value as dump prints it; NULL is "(absent)". */
 void replay_print_value(const json_t *v, FILE *out);
 
-/* Every leaf of a decoded device, one line each. */
+/* Every leaf of a decoded device, one line each (a tree's note first). */
 void replay_print_fields(const json_t *tree, int indent, FILE *out);
+
+/* A copy of src's devices only (no RAM), for comparing with later states;
+ * dst is initialised by the call. */
+int replay_devices_copy(struct colo_image *dst, const struct colo_image *src,
+			struct colo_err *err);
+
+/* ---- VMs (replay_vm.c) ---- */
+
+/* The qemu guest's device "qemu/vm", as the guest registers it. */
+bool replay_is_vm(const struct colo_image_device *d);
+const struct colo_image_device *replay_vm_device(const struct colo_image *img);
+
+/* qemu/vm read with the guest's description; the caller frees with
+ * replay_vm_free(). */
+struct replay_vm {
+	char machine[65];                /* QEMU's configuration name */
+	uint32_t ram_section_id;         /* QEMU's id of its "ram" section */
+	uint32_t version;
+	uint8_t *blob;                   /* QEMU's device sections, then EOF */
+	size_t blob_len;
+	uint8_t *vmdesc;                 /* QEMU's VMDESCRIPTION: in a sync only */
+	size_t vmdesc_len;
+};
+int replay_vm_parse(const struct colo_image_device *d, struct replay_vm *vm,
+		    struct colo_err *err);
+void replay_vm_free(struct replay_vm *vm);
+
+/* qemu/vm's own fields as a decoded tree (the blob is shown apart). */
+json_t *replay_vm_fields(const struct replay_vm *vm);
+
+/* Where QEMU's description comes from: the state, else sync-devices (read
+ * once per command). */
+struct replay_vmdesc {
+	const struct colo_recording *rec;
+	struct colo_vmdesc *sync, *own;
+	bool tried;
+	char why[COLO_ERR_MAX];          /* why sync has none */
+};
+void replay_vmdesc_init(struct replay_vmdesc *c, const struct colo_recording *rec);
+void replay_vmdesc_free(struct replay_vmdesc *c);
+
+/*
+ * QEMU's device sections of vm's blob, in order: {"name", "instance_id",
+ * "version", "section_id", "offset" (in the blob), "bytes", "xxh3",
+ * "fields": TREE}; TREE is raw ("(payload)" in hex) with a "note" where
+ * the description does not fit.  *source says whose description was used
+ * (NULL: none, c->why says why).  An error when the blob does not split.
+ */
+int replay_vm_sections(struct replay_vmdesc *c, const struct replay_vm *vm,
+		       json_t **out, const char **source, struct colo_err *err);
+const json_t *replay_vm_find_section(const json_t *sections, const json_t *o);
+
+/* {"machine", "ram_section_id", "blob_bytes", "vmdesc", ["vmdesc_note"],
+ * "devices": sections each with "changed" (against prev's; null without
+ * prev)}. */
+int replay_vm_json(struct replay_vmdesc *c, const struct colo_image_device *d,
+		   const struct colo_image_device *prev, json_t **out, struct colo_err *err);
+void replay_vm_print(const json_t *vm, int indent, FILE *out);
 
 #endif

@@ -97,15 +97,12 @@ int replay_step(const struct colo_recording *rec, size_t i, struct colo_image *i
 	if (x->keyframe) {
 		colo_image_free(img);
 		colo_image_init(img);
-		r = colo_image_load_full(img, data, len, &why);
-	} else {
-		r = colo_image_apply(img, data, (size_t)x->ram_length, data + x->ram_length,
-				     len - (size_t)x->ram_length, &why);
-		/* The index and the record must agree on which it is. */
-		if (r == 0 && img->ckpt.valid && img->ckpt.seq != x->seq)
-			r = colo_err_set(&why, EINVAL, "its colo/checkpoint section is of "
-					 "checkpoint %" PRIu64, img->ckpt.seq);
 	}
+	r = colo_recording_step(x, img, data, len, &why);
+	/* The index and the record must agree on which it is. */
+	if (r == 0 && !x->keyframe && img->ckpt.valid && img->ckpt.seq != x->seq)
+		r = colo_err_set(&why, EINVAL, "its colo/checkpoint section is of "
+				 "checkpoint %" PRIu64, img->ckpt.seq);
 	free(data);
 	return r ? replay_record_error(x, &why, true, err) : 0;
 }
@@ -165,6 +162,17 @@ int replay_diff_states(const struct colo_recording *rec, size_t ia, size_t ib,
 		if (replay_step(rec, i, second, err) != 0)
 			return -err->code;
 	return 0;
+}
+
+/* A copy of src's devices only (no RAM), for comparing with later states. */
+int replay_devices_copy(struct colo_image *dst, const struct colo_image *src,
+			struct colo_err *err)
+{
+	struct colo_image view = *src;       /* shallow: the devices, no RAM */
+
+	view.blocks = NULL;
+	view.nblocks = 0;
+	return colo_image_copy(dst, &view, err);
 }
 
 /* ---- pages ---- */

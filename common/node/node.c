@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -91,10 +92,51 @@ static void record_log(void *ud, bool error, const char *line)
 		colo_log_warn("%s", line);
 }
 
+/* A recording's meta.json: name, role, guest and the guest's own keys, as
+ * text ("key", "value", ..., NULL; NULL when out of memory). */
+static char **record_meta(const struct colo_node *n)
+{
+	const struct colo_guest_ops *g = n->gops;
+	const char *set = g ? colo_config_guest(&n->cfg, g) : NULL;
+	size_t nopts = set ? g->nopts : 0, k = 0;
+	char **m = calloc(2 * (3 + nopts) + 1, sizeof(*m)), num[32];
+	bool ok = m != NULL;
+
+	for (size_t i = 0; ok && i < 3 + nopts; i++) {
+		const struct colo_opt *o = i < 3 ? NULL : &g->opts[i - 3];
+		const char *key = i == 0 ? "name" : i == 1 ? "role" : i == 2 ? "guest" : o->key;
+		const char *v = i == 0 ? n->cfg.name : i == 1 ? colo_role_name(n->cfg.role) :
+				i == 2 ? (g ? g->kind : "") : NULL;
+
+		if (o && (o->type == COLO_OPT_STR || o->type == COLO_OPT_CHOICE))
+			v = *(char *const *)(set + o->off);
+		else if (o && o->type == COLO_OPT_ENUM)
+			v = o->values[*(const int *)(set + o->off)];
+		else if (o && o->type == COLO_OPT_UINT) {
+			snprintf(num, sizeof(num), "%" PRIu32, *(const uint32_t *)(set + o->off));
+			v = num;
+		}
+		if (!v)
+			continue;
+		m[k] = strdup(key);
+		m[k + 1] = strdup(v);
+		ok = m[k] && m[k + 1];
+		k += 2;
+	}
+	if (!ok && m) {
+		for (size_t i = 0; i < k; i++)
+			free(m[i]);
+		free(m);
+		m = NULL;
+	}
+	return m;
+}
+
 int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err *err)
 {
 	struct colo_record_cfg rc;
 	uint64_t ram = ram_bytes(n);
+	char **meta;
 	int r;
 
 	if (n->rec)
@@ -108,7 +150,14 @@ int colo_node_record_start(struct colo_node *n, const char *dir, struct colo_err
 	/* A full sync must fit, with room for the checkpoints behind it. */
 	rc.queue_max = 2 * ram + (256ull << 20);
 	rc.log = record_log;
+	/* Devices are walked with their descriptions: their sizes may change. */
+	rc.sv = &n->sv;
+	meta = record_meta(n);
+	rc.meta = (const char *const *)meta;
 	r = colo_recorder_start(&rc, &n->rec, err);
+	for (size_t i = 0; meta && meta[i]; i++)
+		free(meta[i]);
+	free(meta);
 	if (r)
 		return r;
 	colo_log_info("recording checkpoints to %s (a keyframe every %u, max %" PRIu64
@@ -132,7 +181,13 @@ void colo_node_record_stop(struct colo_node *n)
 int colo_node_snapshot(struct colo_node *n, struct colo_buf *out, struct colo_err *err)
 {
 	uint64_t t0 = colo_now_ns();
-	int r = colo_savevm_save(&n->sv, out, COLO_SAVEVM_ENABLE_COLO, err);
+	int r;
+
+	/* A keyframe is a full stream: what a guest sends with a sync only
+	 * (the qemu guest's description of QEMU's devices) belongs in it. */
+	if (n->gops->full_sync && n->guest_running)
+		n->gops->full_sync(n->guest);
+	r = colo_savevm_save(&n->sv, out, COLO_SAVEVM_ENABLE_COLO, err);
 
 	if (r == 0)
 		colo_log_info("recording: a keyframe of the whole state (%zu bytes) took %.1f ms",

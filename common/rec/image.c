@@ -96,6 +96,7 @@ void colo_image_free(struct colo_image *img)
 	free(img->devs);
 	free(img->vmdesc_json);
 	colo_vmdesc_free(img->vmdesc);
+	free(img->sent);
 	memset(img, 0, sizeof(*img));
 }
 
@@ -212,10 +213,14 @@ int colo_image_copy(struct colo_image *dst, const struct colo_image *src,
 	memcpy(dst->pages, src->pages, sizeof(dst->pages));
 	dst->blocks = calloc(src->nblocks ? src->nblocks : 1, sizeof(*dst->blocks));
 	dst->devs = calloc(src->ndevs ? src->ndevs : 1, sizeof(*dst->devs));
-	if (!dst->blocks || !dst->devs) {
+	dst->sent = calloc(src->nsent ? src->nsent : 1, sizeof(*dst->sent));
+	if (!dst->blocks || !dst->devs || !dst->sent) {
 		r = colo_err_set(err, ENOMEM, "out of memory");
 		goto fail;
 	}
+	if (src->nsent)
+		memcpy(dst->sent, src->sent, src->nsent * sizeof(*dst->sent));
+	dst->nsent = src->nsent;
 	for (size_t i = 0; i < src->nblocks; i++) {
 		const struct colo_image_block *s = &src->blocks[i];
 		struct colo_image_block *d = &dst->blocks[i];

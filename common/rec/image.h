@@ -12,15 +12,19 @@
  * colo-replay and colo_savevm's loader accept (QEMU's loader too when it is
  * written with QEMU's page kinds only: colo_image_save_full_kinds()).
  *
- * Device payloads are not self-delimiting: their sizes come from the
- * vmdesc (colo_vmdesc_*), which a full stream carries at its end and which
- * the image keeps for the checkpoints that follow.  A checkpoint's device
- * stream has no vmdesc, so a device must keep the payload size it had in
- * the full stream (true of every built-in guest but the demo guest, whose
- * counted arrays and blob may change size); a payload of another size is
- * refused.  Pages are decoded with every codec colo writes (zero, raw,
- * LZ4, XBZRLE, DELTA, DELTA-LZ4), against the image's own copy of the page,
- * as the secondary decodes them against its RAM cache.
+ * Device payloads are not self-delimiting.  By default their sizes come
+ * from the vmdesc (colo_vmdesc_*), which a full stream carries at its end
+ * and which the image keeps for the checkpoints that follow; a checkpoint's
+ * device stream has no vmdesc, so there a device must keep the payload
+ * size it had before, and a payload of another size is refused.  Devices
+ * whose size changes (counted arrays, optional subsections, the qemu
+ * guest's device sections) need a sizer (struct colo_image_sizer): one
+ * that walks the payload with the device's vmstate description
+ * (colo_image_measure(), what a recording node has), or one that knows
+ * the sizes from elsewhere (a recording's index).  Pages are decoded with
+ * every codec colo writes (zero, raw, LZ4, XBZRLE, DELTA, DELTA-LZ4),
+ * against the image's own copy of the page, as the secondary decodes them
+ * against its RAM cache.
  *
  * Section ids are kept (RAM's and each device's) and written back, so a
  * full stream written from an image is interchangeable with the one it was
@@ -39,8 +43,9 @@
  * colo_image_free() releases it.  Not thread-safe; an image belongs to one
  * thread at a time.
  *
- * Files: image_load.c reads streams into an image (load, apply); image.c
- * holds the rest (blocks and devices, saving, copies, comparisons).
+ * Files: image_load.c reads streams into an image (load, apply);
+ * image_size.c walks a payload with its vmstate description; image.c holds
+ * the rest (blocks and devices, saving, copies, comparisons).
  */
 #ifndef COLO_IMAGE_H
 #define COLO_IMAGE_H
@@ -53,6 +58,7 @@
 #include "err.h"
 #include "ramfmt.h"
 #include "vmdesc.h"
+#include "vmstate.h"
 
 #define COLO_IMAGE_NAME_MAX 256
 /* Largest RAM block an image takes (colo_ram's limit too). */
@@ -96,6 +102,25 @@ struct colo_image {
 	struct colo_image_ckpt ckpt;
 	/* Page records by kind (COLO_PAGE_*) in the last load or apply. */
 	uint64_t pages[COLO_PAGE_KINDS];
+	/* The devices of the last load or apply in the order of their
+	 * sections: indexes into devs. */
+	size_t *sent;
+	size_t nsent;
+};
+
+/*
+ * How big a device payload is, when its size may change.  size() is given
+ * the section's device and the bytes from its payload on (avail of them,
+ * to the end of the stream); it returns 0 with *bytes set, 1 when it does
+ * not know the device (the default applies: the vmdesc in a full stream,
+ * the image's size in a checkpoint), or a negative errno with err set when
+ * the payload cannot be what it says.  What it says is checked: the
+ * bytes must be there and, in streams with footers, the footer must follow.
+ */
+struct colo_image_sizer {
+	int (*size)(void *ud, const char *idstr, uint32_t instance_id, uint32_t version,
+		    const uint8_t *p, size_t avail, uint64_t *bytes, struct colo_err *err);
+	void *ud;
 };
 
 void colo_image_init(struct colo_image *img);
@@ -110,20 +135,43 @@ void colo_image_free(struct colo_image *img);
  */
 int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
 			 struct colo_err *err);
+/* The same, devices sized by sz first (may be NULL); a device it sizes
+ * needs no vmdesc entry. */
+int colo_image_load_full_sized(struct colo_image *img, const void *stream, size_t len,
+			       const struct colo_image_sizer *sz, struct colo_err *err);
 
 /*
  * Move the image forward by one checkpoint: ram is the continuation stream
  * after VMSTATE_SEND (RAM END section: records, EOS, footer; then EOF), dev
  * the VMSTATE_SIZE bytes (device FULL sections, colo/checkpoint, EOF).
  * Blocks must match the image's; devices must be ones the image has, with
- * the same version and payload size; the RAM section's id must be the
- * image's; colo/checkpoint's checksum must match the bytes (XXH3-64 of ram
- * and of dev up to that section, docs/protocol.md).  touched and pages[]
- * describe this checkpoint only; ckpt is set from colo/checkpoint.
- * Sequence and generation are the caller's to check.
+ * the same version and payload size (or the size a sizer gives); the RAM
+ * section's id must be the image's; colo/checkpoint's checksum must match
+ * the bytes (XXH3-64 of ram and of dev up to that section,
+ * docs/protocol.md).  touched, sent and pages[] describe this checkpoint
+ * only; ckpt is set from colo/checkpoint.  Sequence and generation are the
+ * caller's to check.
  */
 int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
 		     const void *dev, size_t dev_len, struct colo_err *err);
+/* The same, devices sized by sz first (may be NULL): a device's payload
+ * may then change size. */
+int colo_image_apply_sized(struct colo_image *img, const void *ram, size_t ram_len,
+			   const void *dev, size_t dev_len, const struct colo_image_sizer *sz,
+			   struct colo_err *err);
+
+/*
+ * The bytes of a payload saved with version `version` of vmsd: its fields
+ * walked as colo_vmstate_load() reads them (count and length fields read
+ * on the way, arrays and buffers skipped, structs and subsections
+ * followed), without a device to load into and without its hooks.  p holds
+ * avail bytes from the payload's first.  0 with *bytes set; 1 when vmsd
+ * cannot be walked without its device (a field_exists test, which needs
+ * the device's state); -EINVAL with err naming the field and the offset in
+ * the payload when the bytes are not such a payload.
+ */
+int colo_image_measure(const struct colo_vmstate_desc *vmsd, int version,
+		       const uint8_t *p, size_t avail, uint64_t *bytes, struct colo_err *err);
 
 /*
  * Append the image as a full stream: header, configuration, COMMAND

@@ -4,12 +4,12 @@
  *
  * A full stream is read by the stream reader with two payload handlers:
  * RAM records, decoded straight into the image's blocks, and device
- * payloads, kept as raw bytes and sized by the vmdesc found first at the
- * end of the stream (as tools/dump.c does).
+ * payloads, kept as raw bytes and sized by the caller's sizer, else by the
+ * vmdesc found first at the end of the stream (as tools/dump.c does).
  *
  * A checkpoint is two streams (docs/protocol.md).  The device stream is read
  * by the stream reader too (no header, no vmdesc), each payload sized by the
- * image's copy of that device.  The RAM stream is a PART/END section of the
+ * sizer, else by the image's copy of that device.  The RAM stream is a PART/END section of the
  * RAM section whose START came in the full stream, which a fresh stream
  * reader cannot place (it knows no section ids), so it is framed here and
  * its records are read by ramfmt's reader with the image's blocks as the
@@ -50,6 +50,8 @@ static int input_error(struct colo_err *err, int r)
 struct pending {
 	size_t dev;                       /* index in img->devs */
 	uint64_t offset;                  /* of its payload in the device stream */
+	size_t len;                       /* of its payload */
+	uint8_t *fresh;                   /* its new payload buffer, if resized */
 };
 
 struct loader {
@@ -57,13 +59,15 @@ struct loader {
 	struct colo_stream_reader *r;
 	struct colo_ram_reader rr;
 	struct colo_in *ram_in;           /* where the RAM record being read is */
-	size_t len;                       /* of the stream the reader reads */
+	const uint8_t *data;              /* the stream the reader reads, whole */
+	size_t len;
+	const struct colo_image_sizer *sz;
 	bool checkpoint;
 	bool apply_pages;                 /* or only check them */
 	bool have_mem_size;
 	/* a full stream's vmdesc, found from its end */
 	struct colo_vmdesc *vd;
-	bool vd_found, vd_seen;
+	bool vd_found, vd_seen, vd_used;
 	size_t vd_at;
 	struct colo_err vd_err;
 	/* the device section being read */
@@ -125,13 +129,16 @@ static int on_page(void *ud, const struct colo_ram_page *p, struct colo_err *err
 	return 0;
 }
 
-static void loader_init(struct loader *l, struct colo_image *img, size_t len)
+static void loader_init(struct loader *l, struct colo_image *img, const void *data,
+			size_t len, const struct colo_image_sizer *sz)
 {
 	struct colo_ram_sink sink = { on_mem_size, on_page, NULL };
 
 	memset(l, 0, sizeof(*l));
 	l->img = img;
+	l->data = data;
 	l->len = len;
+	l->sz = sz;
 	l->apply_pages = true;
 	sink.ud = l;
 	colo_ram_reader_init(&l->rr, &sink, COLO_PAGE_KINDS_ALL);
@@ -143,6 +150,8 @@ static void loader_free(struct loader *l)
 	colo_stream_reader_free(l->r);
 	colo_ram_reader_free(&l->rr);
 	colo_vmdesc_free(l->vd);
+	for (size_t k = 0; k < l->npend; k++)
+		free(l->pend[k].fresh);
 	free(l->pend);
 }
 
@@ -208,6 +217,31 @@ static int raw_payload(void *ctx, const struct colo_section_info *s,
 	return 0;
 }
 
+/*
+ * The caller's sizer, for the section s: 0 with *bytes (and sized_by)
+ * set, 1 when it does not know the device, else an error naming it.
+ */
+static int sizer_bytes(struct loader *l, const struct colo_section_info *s,
+		       uint64_t *bytes, struct colo_err *err)
+{
+	size_t at = s->payload_offset < l->len ? (size_t)s->payload_offset : l->len;
+	struct colo_err why;
+	int r;
+
+	if (!l->sz || !l->sz->size)
+		return 1;
+	colo_err_clear(&why);
+	r = l->sz->size(l->sz->ud, s->idstr, s->instance_id, s->version_id, l->data + at,
+			l->len - at, bytes, &why);
+	if (r < 0)
+		return colo_err_set(err, why.code ? why.code : EINVAL, "device '%s' instance %"
+				    PRIu32 " (section %" PRIu32 " at offset %" PRIu64 "): %s",
+				    s->idstr, s->instance_id, s->section_id, s->offset, why.msg);
+	if (r == 0)
+		l->sized_by = "measured";
+	return r;
+}
+
 static int payload_fits(const struct loader *l, const struct colo_section_info *s,
 			uint64_t bytes, struct colo_err *err)
 {
@@ -239,7 +273,8 @@ static int load_section(void *ud, const struct colo_section_info *s,
 	struct loader *l = ud;
 	const struct colo_vmdesc_device *vdev;
 	struct colo_image_device *d;
-	uint64_t bytes;
+	uint64_t bytes = 0;
+	int r;
 
 	if (s->type != COLO_SEC_FULL) {
 		/* Anything else is refused by the reader as unknown. */
@@ -251,28 +286,39 @@ static int load_section(void *ud, const struct colo_section_info *s,
 		}
 		return 0;
 	}
-	if (!l->vd && l->vd_found)
+	if (colo__image_find_device(l->img, s->idstr, s->instance_id) >= 0)
+		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " appears "
+				    "twice (section %" PRIu32 " at offset %" PRIu64 ")",
+				    s->idstr, s->instance_id, s->section_id, s->offset);
+	r = sizer_bytes(l, s, &bytes, err);
+	if (r < 0)
+		return r;
+	if (r == 1 && !l->vd && l->vd_found)
 		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
 				    PRIu32 " at offset %" PRIu64 ") cannot be sized: the "
 				    "vmdesc at offset %zu is invalid: %s", s->idstr,
 				    s->instance_id, s->section_id, s->offset, l->vd_at,
 				    l->vd_err.msg);
-	if (!l->vd)
+	if (r == 1 && !l->vd)
 		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
 				    PRIu32 " at offset %" PRIu64 ") cannot be sized: the "
 				    "stream has no vmdesc", s->idstr, s->instance_id,
 				    s->section_id, s->offset);
-	vdev = colo_vmdesc_find(l->vd, s->idstr, s->instance_id);
-	if (!vdev)
+	if (r == 1) {
+		vdev = colo_vmdesc_find(l->vd, s->idstr, s->instance_id);
+		if (!vdev)
+			return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32
+					    " (section %" PRIu32 " at offset %" PRIu64 ") is "
+					    "not in the vmdesc", s->idstr, s->instance_id,
+					    s->section_id, s->offset);
+		bytes = vdev->desc.bytes;
+		l->sized_by = "the vmdesc gives";
+		l->vd_used = true;
+	}
+	if (bytes > SIZE_MAX / 2)
 		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " (section %"
-				    PRIu32 " at offset %" PRIu64 ") is not in the vmdesc",
-				    s->idstr, s->instance_id, s->section_id, s->offset);
-	if (colo__image_find_device(l->img, s->idstr, s->instance_id) >= 0)
-		return colo_err_set(err, EINVAL, "device '%s' instance %" PRIu32 " appears "
-				    "twice (section %" PRIu32 " at offset %" PRIu64 ")",
-				    s->idstr, s->instance_id, s->section_id, s->offset);
-	bytes = vdev->desc.bytes;
-	l->sized_by = "the vmdesc gives";
+				    PRIu32 " at offset %" PRIu64 "): %" PRIu64 " bytes",
+				    s->idstr, s->instance_id, s->section_id, s->offset, bytes);
 	if (payload_fits(l, s, bytes, err))
 		return -err->code;
 	if (!(d = colo__image_add_device(l->img, err)))
@@ -305,7 +351,7 @@ static int load_vmdesc(void *ud, const uint8_t *json, size_t len, uint64_t offse
 				    offset, l->vd_err.msg);
 	if (!l->vd || offset != l->vd_at) {
 		/* Not the one found from the end: fine if nothing was sized by it. */
-		if (img->ndevs)
+		if (l->vd_used)
 			return colo_err_set(err, EINVAL, "devices were sized with bytes at "
 					    "offset %zu that look like a vmdesc, but the "
 					    "stream's VMDESCRIPTION is at offset %" PRIu64,
@@ -343,8 +389,8 @@ static int reader_error(struct colo_stream_reader *r, const char *what,
 	return -err->code;
 }
 
-int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
-			 struct colo_err *err)
+int colo_image_load_full_sized(struct colo_image *img, const void *stream, size_t len,
+			       const struct colo_image_sizer *sz, struct colo_err *err)
 {
 	const uint8_t *data = stream;
 	struct colo_image tmp;
@@ -353,7 +399,7 @@ int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
 	int r = 0;
 
 	colo_image_init(&tmp);
-	loader_init(&l, &tmp, len);
+	loader_init(&l, &tmp, stream, len, sz);
 	if (len && colo_vmdesc_locate(data, len, &at) == 0) {
 		l.vd_found = true;
 		l.vd_at = at;
@@ -372,7 +418,7 @@ int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
 		r = reader_error(l.r, "", err);
 		goto out;
 	}
-	if (tmp.ndevs && !l.vd_seen) {
+	if (l.vd_used && !l.vd_seen) {
 		r = colo_err_set(err, EINVAL, "the stream has no VMDESCRIPTION, but its "
 				 "devices were sized with bytes at offset %zu that look "
 				 "like one", l.vd_at);
@@ -382,6 +428,14 @@ int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
 		tmp.vmdesc = l.vd;
 		l.vd = NULL;
 	}
+	tmp.sent = calloc(tmp.ndevs ? tmp.ndevs : 1, sizeof(*tmp.sent));
+	if (!tmp.sent) {
+		r = colo_err_set(err, ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < tmp.ndevs; i++)
+		tmp.sent[i] = i;
+	tmp.nsent = tmp.ndevs;
 	colo_image_free(img);
 	*img = tmp;
 	colo_image_init(&tmp);
@@ -389,6 +443,12 @@ out:
 	loader_free(&l);
 	colo_image_free(&tmp);
 	return r ? input_error(err, r) : 0;
+}
+
+int colo_image_load_full(struct colo_image *img, const void *stream, size_t len,
+			 struct colo_err *err)
+{
+	return colo_image_load_full_sized(img, stream, len, NULL, err);
 }
 
 /* ---- checkpoints ---- */
@@ -417,7 +477,8 @@ static int dev_section(void *ud, const struct colo_section_info *s,
 {
 	struct loader *l = ud;
 	struct colo_image_device *d;
-	int i;
+	uint64_t bytes = 0;
+	int i, r;
 
 	if (s->type != COLO_SEC_FULL)
 		return colo_err_set(err, EINVAL, "%s section %" PRIu32 " at offset %" PRIu64
@@ -451,14 +512,24 @@ static int dev_section(void *ud, const struct colo_section_info *s,
 				    PRIu32 " at offset %" PRIu64 ") has version %" PRIu32
 				    ", the image's has %" PRIu32, s->idstr, s->instance_id,
 				    s->section_id, s->offset, s->version_id, d->version);
-	l->sized_by = "the image holds";
-	if (payload_fits(l, s, d->len, err))
+	r = sizer_bytes(l, s, &bytes, err);
+	if (r < 0)
+		return r;
+	if (r == 1) {
+		bytes = d->len;
+		l->sized_by = "the image holds";
+	}
+	if (payload_fits(l, s, bytes, err))
 		return -err->code;
 	l->pend[l->npend].dev = (size_t)i;
 	l->pend[l->npend].offset = s->payload_offset;
+	l->pend[l->npend].len = (size_t)bytes;
+	if (bytes != d->len && !(l->pend[l->npend].fresh = malloc(bytes ? (size_t)bytes : 1)))
+		return colo_err_set(err, ENOMEM, "out of memory for %" PRIu64 " bytes of "
+				    "device '%s'", bytes, s->idstr);
 	l->npend++;
 	l->cur = NULL;
-	l->cur_bytes = d->len;
+	l->cur_bytes = (size_t)bytes;
 	h->payload = raw_payload;
 	h->ctx = l;
 	return 0;
@@ -563,21 +634,24 @@ static int ram_stream(struct loader *l, const uint8_t *p, size_t len,
 	return 0;
 }
 
-int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
-		     const void *dev, size_t dev_len, struct colo_err *err)
+int colo_image_apply_sized(struct colo_image *img, const void *ram, size_t ram_len,
+			   const void *dev, size_t dev_len, const struct colo_image_sizer *sz,
+			   struct colo_err *err)
 {
 	const uint8_t *devb = dev;
 	XXH3_state_t *h = NULL;
 	struct loader l;
+	size_t *sent;
 	uint64_t sum;
 	int r = 0;
 
-	loader_init(&l, img, dev_len);
+	loader_init(&l, img, dev, dev_len, sz);
 	l.checkpoint = true;
 	/* 1. The device stream, whole, before anything changes. */
 	l.pend = calloc(img->ndevs ? img->ndevs : 1, sizeof(*l.pend));
+	sent = calloc(img->ndevs ? img->ndevs : 1, sizeof(*sent));
 	l.r = colo_stream_reader_new(&dev_ops, &l, COLO_SR_NO_HEADER | COLO_SR_NO_VMDESC);
-	if (!l.pend || !l.r) {
+	if (!l.pend || !l.r || !sent) {
 		r = colo_err_set(err, ENOMEM, "out of memory");
 		goto out;
 	}
@@ -628,12 +702,24 @@ int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
 		goto out;
 	}
 	for (size_t k = 0; k < l.npend; k++) {
-		struct colo_image_device *d = &img->devs[l.pend[k].dev];
+		struct pending *pd = &l.pend[k];
+		struct colo_image_device *d = &img->devs[pd->dev];
 
+		if (pd->fresh) {
+			free(d->payload);
+			d->payload = pd->fresh;
+			d->len = pd->len;
+			pd->fresh = NULL;
+		}
 		if (d->len)
-			memcpy(d->payload, devb + l.pend[k].offset, d->len);
+			memcpy(d->payload, devb + pd->offset, d->len);
 		d->touched = true;
+		sent[k] = pd->dev;
 	}
+	free(img->sent);
+	img->sent = sent;
+	img->nsent = l.npend;
+	sent = NULL;
 	img->ckpt.valid = true;
 	img->ckpt.seq = l.info.seq;
 	img->ckpt.generation = l.info.generation;
@@ -641,7 +727,14 @@ int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
 	img->ckpt.pages = l.info.pages;
 	img->ckpt.checksum = l.info.checksum;
 out:
+	free(sent);
 	XXH3_freeState(h);
 	loader_free(&l);
 	return r ? input_error(err, r) : 0;
+}
+
+int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
+		     const void *dev, size_t dev_len, struct colo_err *err)
+{
+	return colo_image_apply_sized(img, ram, ram_len, dev, dev_len, NULL, err);
 }

@@ -9,6 +9,13 @@
  *   seg-NNNNNN     segment files; each begins with a keyframe and holds the
  *                  checkpoints after it, their bytes back to back
  *   lock           flock'ed by the recorder writing here: one at a time
+ *   meta.json      the format, and what the node said of itself when the
+ *                  recorder started (its name, role, guest and the guest's
+ *                  own keys, e.g. the VM's QEMU arguments)
+ *   sync-devices   the devices of the newest full stream the node gave (a
+ *                  sync or a snapshot): a full stream without RAM, kept
+ *                  whatever retention deletes, for what only a sync
+ *                  carries (the qemu guest's description of QEMU's devices)
  *
  * A keyframe is a whole full stream (header .. EOF, vmdesc): the initial
  * sync, a later sync, or the recorder's own image of the state written out
@@ -18,6 +25,14 @@
  * of VMSTATE_SIZE.  So checkpoint N is reached from its segment's keyframe
  * and at most keyframe-every - 1 checkpoints after it, and deleting whole
  * segments (oldest first) never leaves a kept checkpoint unreachable.
+ *
+ * Device payloads whose size changes between checkpoints: the recorder
+ * walks each payload with the description the node registered
+ * (colo_image_measure()) and the index entry of every record (format 2)
+ * gives the payload bytes of each device section in it, so readers
+ * need no description: colo_recording_step() sizes the devices of a
+ * record by its entry.  Format 1 entries (older recorders) have no sizes:
+ * their devices are sized by the vmdesc and cannot change size.
  *
  * Crash safety: a record's bytes are written before its index entry, and
  * an entry is believed only when its bytes are all in the segment (and, by
@@ -36,7 +51,7 @@
  *
  * Files: recorder.c (the writer's queue and thread) and record_dir.c (the
  * directory it writes), recording.c (the reader), record_index.c (the
- * index format both read).
+ * index format both read, and sizing a record's devices by its entry).
  */
 #ifndef COLO_RECORD_H
 #define COLO_RECORD_H
@@ -52,7 +67,13 @@
 
 #define COLO_REC_INDEX "index"
 #define COLO_REC_SEG_FMT "seg-%06u"
+#define COLO_REC_META "meta.json"
+#define COLO_REC_SYNC "sync-devices"
 #define COLO_REC_ENTRY_MAX (1u << 20)       /* one index entry, encoded */
+/* The format this build writes, and the newest it reads (docs/replay.md). */
+#define COLO_REC_FORMAT 2
+
+struct colo_savevm;
 
 struct colo_record_cfg {
 	const char *dir;
@@ -68,6 +89,18 @@ struct colo_record_cfg {
 	 */
 	void (*log)(void *ud, bool error, const char *line);
 	void *log_ud;
+	/*
+	 * The node's registry: each device payload is walked with the
+	 * description registered for it, so that devices whose payload size
+	 * changes are followed.  Its device table is copied at start (the
+	 * descriptions are static tables).  NULL: payloads keep their size.
+	 */
+	const struct colo_savevm *sv;
+	/*
+	 * What the node says of itself in meta.json: "key", "value", ...,
+	 * NULL (config keys and values as text).  Copied at start; may be NULL.
+	 */
+	const char *const *meta;
 };
 
 /* ---- writing (nodes) ---- */
@@ -133,6 +166,11 @@ struct colo_rec_entry {
 	uint64_t pages[COLO_PAGE_KINDS]; /* page records by kind */
 	char **devices;                  /* "idstr/instance" */
 	size_t ndevices;
+	/* format 2: payload bytes of the record's device sections, in their
+	 * order, devices[i] naming the i-th (ndevice_bytes == ndevices) */
+	uint64_t *device_bytes;
+	size_t ndevice_bytes;
+	uint32_t format;                 /* 1 or 2 */
 	size_t key;                      /* index of its segment's keyframe entry */
 	uint32_t entry_bytes;            /* of its entry in the index */
 };
@@ -145,13 +183,17 @@ struct colo_recording {
 	uint64_t torn_bytes;             /* a torn index tail */
 	size_t unreachable;              /* entries whose bytes are missing */
 	char note[COLO_ERR_MAX];
+	/* meta.json: the node's pairs ("key", "value"); none before format 2 */
+	char **meta;
+	size_t nmeta;
 };
 
 /*
- * Read the index.  Entries whose segment is missing or too short, or that
- * have no keyframe before them in their segment, are left out and counted
- * (rec->unreachable, rec->note says which first).  -ENOENT when dir has no
- * index.
+ * Read the index (and meta.json).  Entries whose segment is missing or too
+ * short, or that have no keyframe before them in their segment, are left
+ * out and counted (rec->unreachable, rec->note says which first).  -ENOENT
+ * when dir has no index; -EPROTONOSUPPORT for a format newer than
+ * COLO_REC_FORMAT.
  */
 int colo_recording_open(const char *dir, struct colo_recording **out, struct colo_err *err);
 void colo_recording_close(struct colo_recording *rec);
@@ -163,6 +205,22 @@ const struct colo_rec_entry *colo_recording_find(const struct colo_recording *re
 /* The record's bytes, checksum checked.  *data is malloc'd. */
 int colo_recording_read(const struct colo_recording *rec, const struct colo_rec_entry *e,
 			uint8_t **data, size_t *len, struct colo_err *err);
+
+/* A value of meta.json's node pairs, or NULL. */
+const char *colo_recording_meta(const struct colo_recording *rec, const char *key);
+
+/*
+ * Move img by record e, whose bytes (read by colo_recording_read()) are
+ * data: a keyframe replaces the image, a checkpoint is applied to it; the
+ * devices are sized as e says (format 2), else as the image's default.
+ */
+int colo_recording_step(const struct colo_rec_entry *e, struct colo_image *img,
+			const uint8_t *data, size_t len, struct colo_err *err);
+
+/* The devices of the newest full stream (sync-devices) as an image without
+ * RAM; img is initialised by the call.  -ENOENT when there is none. */
+int colo_recording_sync_devices(const struct colo_recording *rec, struct colo_image *img,
+				struct colo_err *err);
 
 /*
  * The state at entry e: its segment's keyframe, then every checkpoint up

@@ -2,7 +2,8 @@
  * record_dir.c: a recording's directory as the recorder thread writes it
  * (see record.h for the layout, recorder.c for the thread): taking the
  * directory's lock, adopting what an earlier recorder left there, new
- * segments, records and their index entries, and retention.
+ * segments, records and their index entries, meta.json and
+ * sync-devices, and retention.
  *
  * Retention works on whole segments.  A segment's index entries are a
  * prefix of the index when it is the oldest (entries are appended in
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +112,7 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 	Colo__RecordIndexEntry__PagesEntry pe[COLO_PAGE_KINDS];
 	Colo__RecordIndexEntry__PagesEntry *pp[COLO_PAGE_KINDS];
 	char seg[32], **devs = NULL;
+	uint64_t *bytes = NULL;
 	struct seginfo *s = &r->segs[r->nsegs - 1];
 	size_t np = 0, nd = 0, plen;
 	uint8_t *buf;
@@ -125,6 +128,7 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 	pb.ram_length = ram_len;
 	pb.checksum = sum;
 	pb.keyframe = key;
+	pb.format = COLO_REC_FORMAT;
 	for (int k = 0; k < COLO_PAGE_KINDS; k++) {
 		if (!r->img.pages[k])
 			continue;
@@ -138,40 +142,45 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 	pb.n_pages = np;
 	if (r->img.ndevs) {
 		devs = calloc(r->img.ndevs, sizeof(*devs));
-		if (!devs) {
+		bytes = calloc(r->img.ndevs, sizeof(*bytes));
+		if (!devs || !bytes) {
+			free(devs);
+			free(bytes);
 			colo__rec_fail(r, "out of memory");
 			return -1;
 		}
 	}
-	for (size_t i = 0; i < r->img.ndevs; i++) {
-		const struct colo_image_device *d = &r->img.devs[i];
-		size_t dl;
+	/* A keyframe holds every device in the image's order; a checkpoint
+	 * the ones it carried, in its order.  Their sizes go with them. */
+	for (size_t k = 0; k < (key ? r->img.ndevs : r->img.nsent); k++) {
+		const struct colo_image_device *d = &r->img.devs[key ? k : r->img.sent[k]];
+		size_t dl = strlen(d->idstr) + 16;
 
-		if (!key && !d->touched)
-			continue;
-		dl = strlen(d->idstr) + 16;
 		devs[nd] = malloc(dl);
 		if (!devs[nd])
 			break;
 		snprintf(devs[nd], dl, "%s/%" PRIu32, d->idstr, d->instance_id);
+		bytes[nd] = d->len;
 		nd++;
 	}
 	pb.devices = devs;
 	pb.n_devices = nd;
+	pb.device_bytes = bytes;
+	pb.n_device_bytes = nd;
 	plen = colo__record_index_entry__get_packed_size(&pb);
 	buf = malloc(plen + 4);
-	if (!buf) {
-		for (size_t i = 0; i < nd; i++)
-			free(devs[i]);
-		free(devs);
-		colo__rec_fail(r, "out of memory");
-		return -1;
+	if (buf) {
+		colo_store_be32(buf, (uint32_t)plen);
+		colo__record_index_entry__pack(&pb, buf + 4);
 	}
-	colo_store_be32(buf, (uint32_t)plen);
-	colo__record_index_entry__pack(&pb, buf + 4);
 	for (size_t i = 0; i < nd; i++)
 		free(devs[i]);
 	free(devs);
+	free(bytes);
+	if (!buf) {
+		colo__rec_fail(r, "out of memory");
+		return -1;
+	}
 	e = colo_write_all(r->idx_fd, buf, plen + 4);
 	free(buf);
 	if (e) {
@@ -181,6 +190,82 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 	r->idx_size += plen + 4;
 	s->entries++;
 	s->index_bytes += plen + 4;
+	return 0;
+}
+
+/* DIR/name replaced by data whole: written to a temporary file, synced, renamed. */
+static int replace_file(const char *dir, const char *name, const void *data, size_t len)
+{
+	char tmpname[64];
+	char *path = colo_path_join(dir, name), *tmp;
+	int fd, e = 0;
+
+	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
+	tmp = colo_path_join(dir, tmpname);
+	if (!path || !tmp) {
+		free(path);
+		free(tmp);
+		return -ENOMEM;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		e = -errno;
+	if (e == 0)
+		e = colo_write_all(fd, data, len);
+	if (e == 0 && fdatasync(fd) != 0)
+		e = -errno;
+	if (fd >= 0 && close(fd) != 0 && e == 0)
+		e = -errno;
+	if (e == 0 && rename(tmp, path) != 0)
+		e = -errno;
+	if (e)
+		unlink(tmp);
+	free(path);
+	free(tmp);
+	return e;
+}
+
+int colo__rec_write_meta(struct colo_recorder *r, struct colo_err *err)
+{
+	json_t *doc = json_object(), *node = json_object();
+	char *text;
+	int e;
+
+	for (const char *const *m = r->cfg.meta; m && m[0] && m[1]; m += 2)
+		json_object_set_new(node, m[0], json_string(m[1]));
+	json_object_set_new(doc, "format", json_integer(COLO_REC_FORMAT));
+	json_object_set_new(doc, "node", node);
+	text = json_dumps(doc, JSON_INDENT(2));
+	json_decref(doc);
+	if (!text)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	e = replace_file(r->dir, COLO_REC_META, text, strlen(text));
+	free(text);
+	if (e)
+		return colo_err_set(err, -e, "record: %s/" COLO_REC_META ": %s", r->dir,
+				    strerror(-e));
+	return 0;
+}
+
+int colo__rec_put_sync(struct colo_recorder *r)
+{
+	struct colo_image view = r->img;      /* shallow: the devices, no RAM */
+	struct colo_err err;
+	int e;
+
+	view.blocks = NULL;
+	view.nblocks = 0;
+	colo_err_clear(&err);
+	colo_buf_reset(&r->kbuf);
+	if (colo_image_save_full(&view, &r->kbuf, &err) != 0) {
+		colo__rec_fail(r, COLO_REC_SYNC ": %s", err.msg);
+		return -1;
+	}
+	e = replace_file(r->dir, COLO_REC_SYNC, r->kbuf.data, r->kbuf.len);
+	if (e) {
+		colo__rec_fail(r, "%s/" COLO_REC_SYNC ": %s", r->dir, strerror(-e));
+		return -1;
+	}
 	return 0;
 }
 

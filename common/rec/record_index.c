@@ -29,6 +29,7 @@ void colo__rec_entry_free(struct colo_rec_entry *e)
 	for (size_t i = 0; i < e->ndevices; i++)
 		free(e->devices[i]);
 	free(e->devices);
+	free(e->device_bytes);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -50,8 +51,10 @@ static int entry_from_pb(const Colo__RecordIndexEntry *pb, struct colo_rec_entry
 	if (!pb->segment || colo__rec_segment_number(pb->segment, &e->segment) != 0)
 		return -1;
 	if (pb->length == 0 || pb->offset > UINT64_MAX - pb->length ||
-	    (!pb->keyframe && pb->ram_length > pb->length))
+	    (!pb->keyframe && pb->ram_length > pb->length) ||
+	    (pb->n_device_bytes && pb->n_device_bytes != pb->n_devices))
 		return -1;
+	e->format = pb->format ? pb->format : 1;
 	e->seq = pb->seq;
 	e->generation = pb->generation;
 	e->wall_ns = pb->wall_time_ns;
@@ -77,6 +80,16 @@ static int entry_from_pb(const Colo__RecordIndexEntry *pb, struct colo_rec_entry
 			}
 			e->ndevices++;
 		}
+	}
+	if (pb->n_device_bytes) {
+		e->device_bytes = malloc(pb->n_device_bytes * sizeof(*e->device_bytes));
+		if (!e->device_bytes) {
+			colo__rec_entry_free(e);
+			return -1;
+		}
+		memcpy(e->device_bytes, pb->device_bytes,
+		       pb->n_device_bytes * sizeof(*e->device_bytes));
+		e->ndevice_bytes = pb->n_device_bytes;
 	}
 	return 0;
 }

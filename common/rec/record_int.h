@@ -39,6 +39,13 @@ int colo__rec_parse_index(const uint8_t *data, size_t len, struct colo_rec_entry
 
 struct job;
 
+/* A device the node registered: what the recorder walks its payloads with. */
+struct rec_dev {
+	char idstr[COLO_IMAGE_NAME_MAX];
+	uint32_t instance_id;
+	const struct colo_vmstate_desc *vmsd;
+};
+
 struct seginfo {
 	uint32_t no;
 	uint64_t bytes;                  /* segment file size */
@@ -67,6 +74,9 @@ struct colo_recorder {
 	struct colo_image img;
 	bool have_img, failed;
 	struct colo_buf kbuf;
+	struct rec_dev *devs;            /* copied from cfg.sv at start */
+	size_t ndevs;
+	struct colo_image_sizer sizer;   /* walks payloads with devs */
 };
 
 /* recorder.c: one line to cfg.log; stop recording (the thread cannot go on). */
@@ -74,9 +84,11 @@ void colo__rec_log(struct colo_recorder *r, bool error, const char *fmt, ...)
 	COLO_PRINTF(3, 4);
 void colo__rec_fail(struct colo_recorder *r, const char *fmt, ...) COLO_PRINTF(2, 3);
 
-/* record_dir.c, before the thread runs: flock DIR/lock; adopt what is there. */
+/* record_dir.c, before the thread runs: flock DIR/lock; adopt what is there;
+ * write meta.json (the format and cfg.meta). */
 int colo__rec_lock_dir(struct colo_recorder *r, struct colo_err *err);
 int colo__rec_adopt_dir(struct colo_recorder *r, struct colo_err *err);
+int colo__rec_write_meta(struct colo_recorder *r, struct colo_err *err);
 
 /*
  * record_dir.c, on the recorder thread; -1 after colo__rec_fail().  A new
@@ -90,6 +102,8 @@ int colo__rec_put_record(struct colo_recorder *r, const void *a, size_t alen,
 			 const void *b, size_t blen, uint64_t *off);
 int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uint64_t wall,
 			uint64_t off, uint64_t len, uint64_t ram_len, uint64_t sum, bool key);
+/* Replace sync-devices by the devices of r->img (a full stream just loaded). */
+int colo__rec_put_sync(struct colo_recorder *r);
 /* Drop the oldest segments while over max-bytes or max-checkpoints. */
 void colo__rec_retention(struct colo_recorder *r);
 /* Bytes of the directory: the index and every segment. */

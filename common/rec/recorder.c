@@ -7,8 +7,11 @@
  * then its index entry, then applies retention (record_dir.c writes the
  * directory).  Every keyframe-every checkpoints the image is written out as
  * a keyframe starting a new segment, in place of that checkpoint's own
- * bytes.  The queue and the published stats are under the recorder's
- * mutex; the rest belongs to its thread.
+ * bytes.  Device payloads are sized by walking them with the descriptions
+ * the node registered (copied at start), so a device's payload may change
+ * size; each index entry says how big each one was.  The queue and the
+ * published stats are under the recorder's mutex; the rest belongs to its
+ * thread.
  */
 #include "config.h"
 
@@ -26,6 +29,7 @@
 
 #include "fs.h"
 #include "record_int.h"
+#include "savevm.h"
 
 enum { JOB_FULL, JOB_CKPT };
 
@@ -105,13 +109,50 @@ static void counted(struct colo_recorder *r, uint64_t seq, bool key)
 	pthread_mutex_unlock(&r->mu);
 }
 
+/* The image's sizer: the registered description of the device, if any. */
+static int vmsd_size(void *ud, const char *idstr, uint32_t instance_id, uint32_t version,
+		     const uint8_t *p, size_t avail, uint64_t *bytes, struct colo_err *err)
+{
+	const struct colo_recorder *r = ud;
+
+	for (size_t i = 0; i < r->ndevs; i++) {
+		if (r->devs[i].instance_id != instance_id || strcmp(r->devs[i].idstr, idstr))
+			continue;
+		if (version > INT32_MAX)
+			return colo_err_set(err, EINVAL, "version %" PRIu32 " out of range",
+					    version);
+		return colo_image_measure(r->devs[i].vmsd, (int)version, p, avail, bytes, err);
+	}
+	return 1;
+}
+
+/* The node's devices, for the sizer (before the thread runs). */
+static int copy_devices(struct colo_recorder *r, const struct colo_savevm *sv,
+			struct colo_err *err)
+{
+	r->sizer.size = vmsd_size;
+	r->sizer.ud = r;
+	if (!sv || !sv->ndevs)
+		return 0;
+	r->devs = calloc(sv->ndevs, sizeof(*r->devs));
+	if (!r->devs)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (size_t i = 0; i < sv->ndevs; i++) {
+		snprintf(r->devs[i].idstr, sizeof(r->devs[i].idstr), "%s", sv->devs[i].idstr);
+		r->devs[i].instance_id = sv->devs[i].instance_id;
+		r->devs[i].vmsd = sv->devs[i].vmsd;
+	}
+	r->ndevs = sv->ndevs;
+	return 0;
+}
+
 static void do_full(struct colo_recorder *r, struct job *j)
 {
 	struct colo_err err;
 	uint64_t off;
 
 	colo_err_clear(&err);
-	if (colo_image_load_full(&r->img, j->data, j->len, &err) != 0) {
+	if (colo_image_load_full_sized(&r->img, j->data, j->len, &r->sizer, &err) != 0) {
 		r->have_img = false;
 		colo__rec_fail(r, "full stream of checkpoint %" PRIu64 " does not decode: %s",
 			       j->seq, err.msg);
@@ -119,7 +160,7 @@ static void do_full(struct colo_recorder *r, struct job *j)
 	}
 	r->have_img = true;
 	r->since_key = 0;
-	if (colo__rec_new_segment(r) ||
+	if (colo__rec_put_sync(r) || colo__rec_new_segment(r) ||
 	    colo__rec_put_record(r, j->data, j->len, NULL, 0, &off) ||
 	    colo__rec_put_entry(r, j->seq, j->generation, j->wall_ns, off, j->len, 0,
 				XXH3_64bits(j->data, j->len), true))
@@ -133,8 +174,8 @@ static void do_ckpt(struct colo_recorder *r, struct job *j)
 	uint64_t off, sum;
 
 	colo_err_clear(&err);
-	if (colo_image_apply(&r->img, j->data, j->ram_len, j->data + j->ram_len,
-			     j->len - j->ram_len, &err) != 0) {
+	if (colo_image_apply_sized(&r->img, j->data, j->ram_len, j->data + j->ram_len,
+				   j->len - j->ram_len, &r->sizer, &err) != 0) {
 		colo__rec_fail(r, "checkpoint %" PRIu64 " does not decode: %s", j->seq, err.msg);
 		return;
 	}
@@ -348,10 +389,14 @@ int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder 
 		colo_recorder_stop(r);
 		return colo_err_set(err, ENOMEM, "out of memory");
 	}
-	if (colo__rec_lock_dir(r, err) != 0 || colo__rec_adopt_dir(r, err) != 0) {
+	if (copy_devices(r, cfg->sv, err) != 0 || colo__rec_lock_dir(r, err) != 0 ||
+	    colo__rec_adopt_dir(r, err) != 0 || colo__rec_write_meta(r, err) != 0) {
 		colo_recorder_stop(r);
 		return -err->code;
 	}
+	/* Both were the caller's, for the start only. */
+	r->cfg.sv = NULL;
+	r->cfg.meta = NULL;
 	r->st.running = true;
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -406,6 +451,7 @@ void colo_recorder_stop(struct colo_recorder *r)
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->segs);
+	free(r->devs);
 	free(r->dir);
 	free(r);
 }

@@ -44,6 +44,8 @@
 
 #define RB_READ 65536u
 #define RELAY_BEGIN_MS 30000
+/* video RAM, firmware, option ROMs, ACPI: a VGA's vram can be 256 MiB */
+#define QEMU_SMALL_BLOCK_MAX (1ull << 30)
 #define STALL_MS 10000            /* QEMU silent in the middle of a checkpoint */
 #define DEVBUF_MAX (COLO_DEVSTATE_MAX + COLO_VMDESC_MAX)
 #define STOP_AT_DEVICES (-ECANCELED)
@@ -205,6 +207,21 @@ int qemu_relay_blocks(struct qemu_guest *q, const struct colo_ram_block_info *b,
 	}
 	if (n == 0)
 		return colo_err_set(err, EPROTO, "QEMU announces no RAM blocks");
+	/* Sizes on QEMU's word are bounded by what vm-args asked for: the main
+	 * block is -m, the others (firmware, option ROMs, video) are small. */
+	for (size_t i = 0; i < n; i++) {
+		bool main_block = q->args.ram_block && strcmp(b[i].name, q->args.ram_block) == 0;
+
+		if (main_block && q->args.ram_bytes && b[i].length != q->args.ram_bytes)
+			return colo_err_set(err, EPROTO, "QEMU's RAM block '%s' is %" PRIu64
+					    " bytes; vm-args say -m %" PRIu64, b[i].name,
+					    b[i].length, q->args.ram_bytes);
+		if (!main_block && b[i].length > QEMU_SMALL_BLOCK_MAX)
+			return colo_err_set(err, EPROTO, "QEMU's RAM block '%s' is %" PRIu64
+					    " bytes (at most %llu for a block besides %s)",
+					    b[i].name, b[i].length, QEMU_SMALL_BLOCK_MAX,
+					    q->args.ram_block ? q->args.ram_block : "the main one");
+	}
 	q->blocks = calloc(n, sizeof(*q->blocks));
 	q->binfo = calloc(n, sizeof(*q->binfo));
 	if (!q->blocks || !q->binfo)
@@ -216,7 +233,8 @@ int qemu_relay_blocks(struct qemu_guest *q, const struct colo_ram_block_info *b,
 			return colo_err_set(err, EPROTO, "QEMU's RAM block '%s' is %" PRIu64
 					    " bytes, not whole pages", b[i].name, b[i].length);
 		q->binfo[i] = b[i];
-		if (q->role == COLO_ROLE_SECONDARY && strcmp(b[i].name, q->args.ram_block) == 0)
+		if (q->role == COLO_ROLE_SECONDARY && q->args.ram_block &&
+		    strcmp(b[i].name, q->args.ram_block) == 0)
 			r = add_shared(q, &b[i], &q->blocks[i], err);
 		else
 			r = colo_ram_add_block(q->ram, b[i].name, b[i].length, &q->blocks[i],

@@ -108,7 +108,7 @@ cmp -s "$work/got" "$work/want" || bad=1
 
 echo
 echo "== summary"
-grep -h 'serving as primary\|VM running on the committed' "$work/b.log" | sed 's/^.*: /  b: /'
+grep -h 'serving as primary\|VM running on the committed' "$work/b.log" | sed 's/^.*role=[a-z]*: /  b: /'
 echo "  Redis on b answered $(( (t1 - t0) / 1000000 )) ms after the kill (heartbeat timeout 1000 ms;"
 echo "  the poll that saw it runs every 200 ms)"
 echo "  Redis run_id before: $run_id"

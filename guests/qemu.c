@@ -25,6 +25,7 @@
 #include "cfgopt.h"
 #include "clock.h"
 #include "colomsg.h"
+#include "log.h"
 #include "nodecfg.h"
 #include "qemu_int.h"
 #include "ram.h"
@@ -124,6 +125,44 @@ void qemu_notify(struct qemu_guest *q)
 }
 
 /* ---- the supervisor ---- */
+
+static const char *fatal_event(json_t *ev, char *buf, size_t len);
+
+/*
+ * The relay lost QEMU's migration connection: say why if QEMU can.  QEMU
+ * closes it when it ends COLO (COLO_EXIT, whose event may not have been
+ * read yet) and when it dies; one QMP call tells which, at once when QEMU
+ * is gone (its socket is closed too).
+ */
+void qemu_explain_end(struct qemu_guest *q, struct colo_err *err)
+{
+	char why[200], ex[64];
+	struct colo_err e;
+	int r = 0;
+
+	pthread_mutex_lock(&q->qmp_lock);
+	/* QEMU alive: its COLO_EXIT comes a moment after it closed the
+	 * connection.  Dead: the first call fails at once. */
+	for (int tries = 0; r == 0 && tries < 10; tries++) {
+		if (tries)
+			usleep(50000);
+		colo_err_clear(&e);
+		r = colo_qmp_execute(&q->qmp, "query-status", NULL, NULL, 500, &e);
+		for (size_t i = 0; q->qmp.events && i < json_array_size(q->qmp.events); i++)
+			if (fatal_event(json_array_get(q->qmp.events, i), why, sizeof(why))) {
+				colo_err_clear(err);
+				colo_err_set(err, EPIPE, "%s", why);
+				goto out;
+			}
+	}
+	if (r && colo_qmp_wait_exit(&q->qmp, 100)) {
+		colo_err_clear(err);
+		colo_err_set(err, EPIPE, "QEMU %s",
+			     colo_qmp_describe_exit(&q->qmp, ex, sizeof(ex)));
+	}
+out:
+	pthread_mutex_unlock(&q->qmp_lock);
+}
 
 static int set_delay(struct qemu_guest *q, uint32_t ms, struct colo_err *err)
 {

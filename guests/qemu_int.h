@@ -150,6 +150,8 @@ static inline struct qemu_guest *qg(struct colo_guest *g)
 void qemu_died(struct qemu_guest *q, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void qemu_notify(struct qemu_guest *q);
+/* QEMU closed its migration connection: replace err by why, if QMP says. */
+void qemu_explain_end(struct qemu_guest *q, struct colo_err *err);
 extern const struct colo_vmstate_desc qemu_vm_vmsd;
 /* Replace the device sections (blob from colo_vmstate_alloc); caller
  * holds lock once the threads run. */

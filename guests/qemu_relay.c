@@ -760,6 +760,8 @@ void *qemu_relay_main(void *arg)
 		while ((r = checkpoint(q, &err)) == 0)
 			;
 	}
+	if (r == -ECONNRESET)
+		qemu_explain_end(q, &err);
 	if (r != -ECANCELED)
 		qemu_died(q, "%s", err.msg);
 	return NULL;

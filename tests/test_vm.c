@@ -134,6 +134,8 @@ static char *guest_line(struct node *n)
 				       sizeof(err));
 	char *s;
 
+	if (!r || !r->status)
+		proc_dump_log(&n->p);
 	ck_assert_msg(r && r->status, "%s: status: %s", n->name, r ? "no status" : err);
 	s = strdup(r->status->guest);
 	colo__control_response__free_unpacked(r, NULL);
@@ -388,6 +390,40 @@ START_TEST(vm_qmp_silent)
 }
 END_TEST
 
+/* QEMU ends COLO (an operator's x-colo-lost-heartbeat on the primary's
+ * QEMU: event COLO_EXIT): the VM is no longer protected by that QEMU, so
+ * the primary stops and the secondary takes over. */
+START_TEST(vm_colo_exit)
+{
+	struct node a, b;
+	struct colo_qmp q;
+	struct colo_err err;
+	uint64_t before;
+	int r;
+
+	REQUIRE_VM();
+	node_init(&a, "a");
+	node_init(&b, "b");
+	start_secondary(&b, &a);
+	start_primary(&a, &b, "no");
+	wait_protected(&a, &b, 5);
+	before = committed_counter(&b);
+	colo_qmp_init(&q);
+	colo_err_clear(&err);
+	r = colo_qmp_connect(&q, a.qmp, 5000, &err);
+	if (r == 0)
+		r = colo_qmp_execute(&q, "x-colo-lost-heartbeat", NULL, NULL, 5000, &err);
+	q.pid = 0;
+	colo_qmp_free(&q);
+	ck_assert_msg(r == 0, "x-colo-lost-heartbeat: %s", err.msg);
+	check_took_over(&a, &b, before, 7);
+	if (!proc_log_has(&a.p, "QEMU ended COLO (COLO_EXIT"))
+		proc_dump_log(&a.p);
+	ck_assert(proc_log_has(&a.p, "QEMU ended COLO (COLO_EXIT"));
+	stop_all(&a, &b);
+}
+END_TEST
+
 /* Bad configurations are refused at start, naming why. */
 START_TEST(vm_bad_config)
 {
@@ -432,6 +468,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, vm_kill_with_sync_ack);
 	tcase_add_test(tc, vm_secondary_dies);
 	tcase_add_test(tc, vm_qmp_silent);
+	tcase_add_test(tc, vm_colo_exit);
 	tcase_add_test(tc, vm_bad_config);
 	suite_add_tcase(s, tc);
 	return s;

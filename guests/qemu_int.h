@@ -111,6 +111,7 @@ struct qemu_guest {
 	bool ram_started, ram_ended, enable_colo, in_ckpt;
 	int64_t dev_at;               /* stream offset of the first device section */
 	struct colo_buf devbuf;       /* the initial migration's device sections */
+	char devs_why[640];           /* why what looked like their end was not */
 	struct colo_vmdesc *vd;
 	struct qemu_pend *pend;
 	size_t npend, pend_cap;

@@ -490,7 +490,10 @@ static int devices_complete(struct qemu_guest *q, size_t *end, struct colo_err *
 	jlen = be32toh(jlen);
 	if (at + 5 + (size_t)jlen != q->devbuf.len || d[at - 1] != COLO_SEC_EOF)
 		return 0;
+	/* It looks like the end; if it is not, say why should QEMU fall
+	 * silent here (it waits for READY once it sent everything). */
 	if (colo_vmdesc_parse((const char *)d + at + 5, jlen, &vd, err) != 0) {
+		snprintf(q->devs_why, sizeof(q->devs_why), "%s", err->msg);
 		colo_err_clear(err);
 		return 0;
 	}
@@ -502,6 +505,10 @@ static int devices_complete(struct qemu_guest *q, size_t *end, struct colo_err *
 	/* sections then EOF, ending on the byte before the vmdesc */
 	ok = colo_stream_reader_feed(w, d, at) == (ssize_t)at &&
 	     colo_stream_reader_finish(w) == 0 && colo_stream_reader_done(w);
+	if (!ok)
+		snprintf(q->devs_why, sizeof(q->devs_why), "the device sections do not "
+			 "match the VMDESCRIPTION at offset %zu: %s", at,
+			 colo_stream_reader_error(w) ? colo_stream_reader_error(w) : "?");
 	colo_stream_reader_free(w);
 	if (!ok) {
 		colo_vmdesc_free(vd);
@@ -576,6 +583,7 @@ static void reader_reset(struct qemu_guest *q)
 	q->ram_started = q->ram_ended = q->enable_colo = q->in_ckpt = false;
 	q->dev_at = -1;
 	colo_buf_reset(&q->devbuf);
+	q->devs_why[0] = '\0';
 	colo_vmdesc_free(q->vd);
 	q->vd = NULL;
 	q->rb.pos = q->rb.len = 0;
@@ -747,9 +755,13 @@ void *qemu_relay_main(void *arg)
 		r = initial_step(q, STALL_MS, &err);
 	/* QEMU waits for READY once it sent all: silence means we never saw
 	 * the end, and the VM would stay stopped. */
-	if (r == -ETIMEDOUT && q->dev_at >= 0)
+	if (r == -ETIMEDOUT && q->dev_at >= 0 && q->devs_why[0]) {
+		colo_err_clear(&err);
+		colo_err_set(&err, EPROTO, "QEMU's initial migration: %s", q->devs_why);
+	} else if (r == -ETIMEDOUT && q->dev_at >= 0) {
 		colo_err_prefix(&err, "QEMU's initial migration: %zu bytes of device "
 				"sections that no VMDESCRIPTION ends", q->devbuf.len);
+	}
 	if (r == 1)
 		r = send_msg(q, COLO_MSG_CHECKPOINT_READY, &err);
 	if (r == 0) {

@@ -382,27 +382,6 @@ out:
 	return r;
 }
 
-static int connect_unix(const char *path, int timeout_ms, struct colo_err *err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t deadline = colo_now_ms() + (uint64_t)timeout_ms;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	for (;;) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			return colo_err_set(err, errno, "socket: %s", strerror(errno));
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			return fd;
-		close(fd);
-		if (colo_now_ms() >= deadline)
-			return colo_err_set(err, ETIMEDOUT, "cannot connect to %s: %s", path,
-					    strerror(errno));
-		usleep(2000);
-	}
-}
-
 static int wait_running(struct qemu_guest *q, struct colo_err *err)
 {
 	uint64_t deadline = colo_now_ms() + RUNNING_MS;
@@ -465,7 +444,7 @@ int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err)
 	if (r == 0)
 		r = qmp_do(q, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err);
 	if (r == 0) {
-		fd = connect_unix(q->in_path, ACCEPT_MS, err);
+		fd = colo_unix_connect(q->in_path, ACCEPT_MS, err);
 		if (fd < 0)
 			r = fd;
 		else {

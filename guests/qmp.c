@@ -295,6 +295,29 @@ static int try_connect(const char *path, int *fd)
 	return 0;
 }
 
+int colo_unix_connect(const char *path, int timeout_ms, struct colo_err *err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	long long deadline = (long long)colo_now_ms() + timeout_ms;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return colo_err_set(err, ENAMETOOLONG, "%s: too long for a unix socket", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	for (;;) {
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0)
+			return colo_err_set(err, errno, "socket: %s", strerror(errno));
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		close(fd);
+		if (ms_left(deadline) == 0)
+			return colo_err_set(err, ETIMEDOUT, "cannot connect to %s: %s", path,
+					    strerror(errno));
+		sleep_ms(2);
+	}
+}
+
 int colo_qmp_connect(struct colo_qmp *q, const char *sock_path, int timeout_ms,
 		     struct colo_err *err)
 {

@@ -62,6 +62,13 @@ int colo_qmp_connect(struct colo_qmp *q, const char *sock_path, int timeout_ms,
 int colo_qmp_execute(struct colo_qmp *q, const char *cmd, json_t *args, json_t **ret,
 		     int timeout_ms, struct colo_err *err);
 
+/*
+ * Connect to a unix stream socket that may not exist yet (QEMU's listening
+ * socket for an incoming migration): retries every 2 ms up to timeout_ms.
+ * The descriptor (CLOEXEC), or a negative errno with err set.
+ */
+int colo_unix_connect(const char *path, int timeout_ms, struct colo_err *err);
+
 /* Has QEMU exited?  Reaps it (without blocking) if so. */
 bool colo_qmp_exited(struct colo_qmp *q);
 /* Wait up to timeout_ms for QEMU to exit on its own; true if it did. */

@@ -34,6 +34,7 @@
 
 #include "clock.h"
 #include "fs.h"
+#include "qemu_args.h"
 #include "replay_int.h"
 #include "savevm.h"
 #include "stream.h"
@@ -104,44 +105,6 @@ static int free_port(uint16_t *port, struct colo_err *err)
 	return r;
 }
 
-/* The VM's arguments, split on white space, into argv from *at on. */
-static int split_args(const char *args, const char **argv, size_t cap, size_t *at,
-		      char **copy, struct colo_err *err)
-{
-	char *save = NULL, *tok;
-
-	*copy = strdup(args);
-	if (!*copy)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	for (tok = strtok_r(*copy, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
-		if (*at + 1 >= cap)
-			return colo_err_set(err, E2BIG, "vm-args: more than %zu words", cap);
-		argv[(*at)++] = tok;
-	}
-	return 0;
-}
-
-static int connect_unix(const char *path, struct colo_err *err)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	uint64_t deadline = colo_now_ms() + QMP_MS;
-
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	for (;;) {
-		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-		if (fd < 0)
-			return colo_err_set(err, errno, "socket: %s", strerror(errno));
-		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-			return fd;
-		close(fd);
-		if (colo_now_ms() >= deadline)
-			return colo_err_set(err, ETIMEDOUT, "cannot connect to %s: %s", path,
-					    strerror(errno));
-		usleep(2000);
-	}
-}
-
 static int qmp(struct colo_replay_vm *s, const char *cmd, json_t *args, json_t **ret,
 	       struct colo_err *err)
 {
@@ -186,33 +149,35 @@ static int wait_loaded(struct colo_replay_vm *s, struct colo_err *err)
 static int start_qemu(struct colo_replay_vm *s, const char *binary, const char *vm_args,
 		      struct colo_err *err)
 {
-	char gdb[64], qmp_arg[sizeof(s->qmp_path) + 32], *copy = NULL, *path;
-	const char *argv[256];
-	size_t n = 0;
-	int r;
+	static const char *const tail[] = { "-snapshot", "-S", "-gdb", NULL, "-incoming",
+					    "defer", "-qmp", NULL };
+	char gdb[64], qmp_arg[sizeof(s->qmp_path) + 32], **words = NULL, *path = NULL;
+	const char **argv = NULL;
+	size_t n = 0, nt = sizeof(tail) / sizeof(tail[0]);
+	int nw = 0, r;
 
 	snprintf(gdb, sizeof(gdb), "tcp:127.0.0.1:%u", s->port);
 	snprintf(qmp_arg, sizeof(qmp_arg), "unix:%s,server=on,wait=off", s->qmp_path);
-	argv[n++] = binary;
-	r = split_args(vm_args, argv, sizeof(argv) / sizeof(argv[0]) - 10, &n, &copy, err);
+	/* The recorded vm-args, split as the node split them (shell quoting). */
+	r = colo_qemu_args_split(vm_args, &words, &nw, err);
+	if (r == 0 && !(argv = calloc((size_t)nw + nt + 2, sizeof(*argv))))
+		r = colo_err_set(err, ENOMEM, "out of memory");
 	if (r == 0) {
-		argv[n++] = "-snapshot";
-		argv[n++] = "-S";
-		argv[n++] = "-gdb";
-		argv[n++] = gdb;
-		argv[n++] = "-incoming";
-		argv[n++] = "defer";
-		argv[n++] = "-qmp";
-		argv[n++] = qmp_arg;
+		argv[n++] = binary;
+		for (int i = 0; i < nw; i++)
+			argv[n++] = words[i];
+		for (size_t i = 0; i < nt; i++)
+			argv[n++] = tail[i] ? tail[i] : i == 3 ? gdb : qmp_arg;
 		argv[n] = NULL;
 		path = strchr(binary, '/') ? strdup(binary) : colo_qmp_find_program(binary);
 		if (!path)
 			r = colo_err_set(err, ENOENT, "qemu-binary %s: not found", binary);
 		else
 			r = colo_qmp_start(&s->qmp, path, argv, s->log_path, err);
-		free(path);
 	}
-	free(copy);
+	free(path);
+	free(argv);
+	colo_qemu_args_argv_free(words);
 	if (r == 0) {
 		s->pid = s->qmp.pid;
 		r = colo_qmp_connect(&s->qmp, s->qmp_path, QMP_MS, err);
@@ -238,7 +203,7 @@ static int load(struct colo_replay_vm *s, const struct colo_buf *stream,
 	r = qmp(s, "migrate-incoming", json_pack("{s:s}", "uri", uri), NULL, err);
 	if (r)
 		return r;
-	fd = connect_unix(in_path, err);
+	fd = colo_unix_connect(in_path, QMP_MS, err);
 	if (fd < 0)
 		return fd;
 	r = colo_write_all(fd, stream->data, stream->len);

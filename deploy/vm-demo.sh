@@ -33,44 +33,10 @@ fix=$bdir/tests/vm/tcgfix.so
 
 . "$top/tests/ports.sh"
 port_a=$(free_port); port_b=$(free_port); redis_a=$(free_port); redis_b=$(free_port)
-cat >"$work/qemu" <<EOF
-#!/bin/sh
-LD_PRELOAD=$fix exec qemu-system-x86_64 "\$@"
-EOF
-chmod +x "$work/qemu"
-
-vm_args() {
-	echo "-machine pc -accel tcg -m 262136k -nodefaults -display none" \
-		"-kernel $kernel -initrd $cache/initrd.img" \
-		"-append console=ttyS0 -serial file:$work/$1-console.txt" \
-		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:$2-:6379 -device virtio-net-pci,netdev=n0"
-}
-node() { # NAME ROLE LISTEN PEER REDIS
-	"$bdir/colo-$2" --name "$1" --guest qemu --qemu-binary "$work/qemu" --qemu-tcg-ok yes \
-		--vm-args "$(vm_args "$1" "$5")" --vm-ram-path "$work/$1.ram" \
-		--listen "127.0.0.1:$3" --peer "127.0.0.1:$4" --control "$work/$1.sock" \
-		--state-dir "$work/$1" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \
-		>>"$work/$1.log" 2>&1 </dev/null &
-	last_pid=$!
-	pids="$pids $last_pid"
-}
-ctl() { c=$1; shift; "$bdir/colo-ctl" -s "$work/$c.sock" "$@" 2>&1; }
-field() { ctl "$1" status | sed -n "s/^$2  *//p"; }
-rc() { p=$1; shift; timeout 20 redis-cli -h 127.0.0.1 -p "$p" "$@" 2>&1; }
-info() { rc "$1" info server | tr -d '\r' | sed -n "s/^$2://p"; }
-wait_until() {
-	t=$1; shift
-	i=0
-	while [ $i -lt $((t * 5)) ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		i=$((i + 1)); sleep 0.2
-	done
-	return 1
-}
-protected() { [ "$(field a state)" = protected ] && [ "$(rc "$redis_a" ping)" = PONG ]; }
-primary_b() { [ "$(field b role)" = primary ] && [ "$(rc "$redis_b" ping)" = PONG ]; }
-qemu_ckpts() { field a guest | sed -n 's/.*, \([0-9]*\) checkpoints from QEMU.*/\1/p'; }
-ckpts_past() { [ "$(qemu_ckpts)" -ge "$1" ]; }
+. "$top/tests/vmpair.sh"
+vm_wrapper
+protected() { is_state a protected && pong "$redis_a"; }
+primary_b() { is_role b primary && pong "$redis_b"; }
 
 echo "starting colo-secondary (b), then colo-primary (a) with the test VM (Linux + Redis)"
 node b secondary "$port_b" "$port_a" "$redis_b"
@@ -86,8 +52,7 @@ i=1
 while [ $i -le 1000 ]; do echo "SET key:$i value:$i"; i=$((i + 1)); done |
 	redis-cli -h 127.0.0.1 -p "$redis_a" >/dev/null
 run_id=$(info "$redis_a" run_id); up=$(info "$redis_a" uptime_in_seconds)
-c=$(qemu_ckpts)
-wait_until 60 ckpts_past $((c + 2)) && ctl a checkpoint >/dev/null
+commit a || die "no checkpoint committed"
 echo "a checkpoint holding them is committed on b"
 
 qpid=$(field a guest | sed -n 's/.*QEMU pid \([0-9]*\).*/\1/p')

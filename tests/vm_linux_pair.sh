@@ -52,48 +52,12 @@ not_ok() {
 }
 bail() { echo "Bail out! $*"; for f in "$tmp"/*.log; do tail -n 20 "$f" | sed "s|^|# $(basename "$f"): |"; done; exit 1; }
 
-cat >"$tmp/qemu" <<EOF
-#!/bin/sh
-LD_PRELOAD=$fix exec qemu-system-x86_64 "\$@"
-EOF
-chmod +x "$tmp/qemu"
-
+work=$tmp
+. "$top_srcdir/tests/vmpair.sh"
+vm_wrapper
 port_a=$(free_port); port_b=$(free_port); redis_a=$(free_port); redis_b=$(free_port)
-vm_args() {
-	echo "-machine pc -accel tcg -m 262136k -nodefaults -display none" \
-		"-kernel $kernel -initrd $cache/initrd.img" \
-		"-append console=ttyS0 -serial file:$tmp/$1-console.txt" \
-		"-netdev user,id=n0,hostfwd=tcp:127.0.0.1:$2-:6379 -device virtio-net-pci,netdev=n0"
-}
-# node NAME ROLE LISTEN PEER REDIS: start colo-ROLE for NAME; $last_pid
-node() {
-	"$bdir/colo-$2" --name "$1" --guest qemu --qemu-binary "$tmp/qemu" --qemu-tcg-ok yes \
-		--vm-args "$(vm_args "$1" "$5")" --vm-ram-path "$tmp/$1.ram" \
-		--listen "127.0.0.1:$3" --peer "127.0.0.1:$4" --control "$tmp/$1.sock" \
-		--state-dir "$tmp/$1" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \
-		>>"$tmp/$1.log" 2>&1 </dev/null &
-	last_pid=$!
-	pids="$pids $last_pid"
-}
-ctl() { c=$1; shift; "$bdir/colo-ctl" -s "$tmp/$c.sock" "$@" 2>&1; }
-field() { ctl "$1" status | sed -n "s/^$2  *//p"; }
-rc() { p=$1; shift; timeout 20 redis-cli -h 127.0.0.1 -p "$p" "$@" 2>&1; }
-# wait_until SECONDS CMD...: poll CMD every 0.2 s
-wait_until() {
-	t=$1; shift
-	i=0
-	while [ $i -lt $((t * 5)) ]; do
-		"$@" >/dev/null 2>&1 && return 0
-		i=$((i + 1)); sleep 0.2
-	done
-	return 1
-}
-is_state() { [ "$(field "$1" state)" = "$2" ]; }
-is_role() { [ "$(field "$1" role)" = "$2" ]; }
-pong() { [ "$(rc "$1" ping)" = PONG ]; }
 # the pair is protected and the primary's VM has Redis up
 protected() { is_state "$1" protected && is_state "$2" protected && pong "$3"; }
-info() { rc "$1" info server | tr -d '\r' | sed -n "s/^$2://p"; }
 write_keys() { # PORT FROM TO
 	i=$2
 	while [ "$i" -le "$3" ]; do echo "SET k$i v$i"; i=$((i + 1)); done |
@@ -106,17 +70,6 @@ keys_there() { # PORT FROM TO: every key with its value
 	i=$2
 	while [ "$i" -le "$3" ]; do echo "v$i"; i=$((i + 1)); done >"$tmp/want"
 	cmp -s "$tmp/got" "$tmp/want"
-}
-qemu_ckpts() { field "$1" guest | sed -n 's/.*, \([0-9]*\) checkpoints from QEMU.*/\1/p'; }
-ckpts_past() { [ "$(qemu_ckpts "$1")" -ge "$2" ]; }
-# commit NODE: what the VM did so far is committed on the secondary.  A colo
-# checkpoint carries the VM as of QEMU's last checkpoint, so first let two
-# of QEMU's pass (the one running when we asked may predate the writes),
-# then ask for a colo checkpoint (answered once committed).
-commit() {
-	c=$(qemu_ckpts "$1")
-	wait_until 60 ckpts_past "$1" $((c + 2)) || return 1
-	ctl "$1" checkpoint >"$tmp/ckpt"
 }
 rand_ms() { echo $(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % ${1} )); }
 sleep_ms() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }

@@ -393,12 +393,13 @@ if want failover; then
 	if [ -n "$kvm_why" ]; then
 		skip "failover and memory (boot-sector guest under KVM): $kvm_why"
 	else
-		for size in 256M:256 2G:2048; do
-			r=1
-			while [ $r -le "$RUNS" ]; do
-				say "failover, ${size%%:*} VM, run $r of $RUNS"
-				failover_run "${size%%:*}" "${size##*:}" "$r"
-				r=$((r + 1))
+		# (sh has no locals: the loop's names are used nowhere else)
+		for fo_spec in 256M:256 2G:2048; do
+			fo_run=1
+			while [ $fo_run -le "$RUNS" ]; do
+				say "failover, ${fo_spec%%:*} VM, run $fo_run of $RUNS"
+				failover_run "${fo_spec%%:*}" "${fo_spec##*:}" "$fo_run"
+				fo_run=$((fo_run + 1))
 			done
 		done
 	fi

@@ -441,6 +441,10 @@ static void qemu_output_epoch(struct colo_guest *g, uint64_t seq)
 
 	pthread_mutex_lock(&q->lock);
 	q->epoch = seq;
+	/* "Everything released" (UINT64_MAX, while unprotected) covers the
+	 * epochs before this one only: vm-sync-ack must wait for this one. */
+	if (seq && q->released == UINT64_MAX)
+		q->released = seq - 1;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
 }

@@ -107,6 +107,10 @@ static void on_want_async(uv_async_t *a)
 		colo_primary_want_checkpoint(p);
 	else if (p->state == P_SYNC && p->phase == CK_IDLE && p->sync_waiting)
 		primary_sync_start(p);
+	else if (p->state == P_SYNC)
+		/* Asked while the sync is in flight: the first checkpoint after
+		 * it (a guest that drives its checkpoints may wait on it). */
+		p->want_now = true;
 }
 
 static void want_from_guest(void *ud)

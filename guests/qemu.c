@@ -257,6 +257,29 @@ static void *sup_main(void *arg)
 
 /* ---- ops ---- */
 
+/* vm-args read and held to the policy keys, without starting anything. */
+static int qemu_check(const struct colo_config *cfg, struct colo_err *err)
+{
+	const struct colo_qemu_settings *set = colo_qemu_settings(cfg);
+	struct colo_qemu_args_policy pol;
+	struct colo_qemu_args a;
+	int r;
+
+	if (!set)
+		return colo_err_set(err, EINVAL, "qemu settings not loaded");
+	if (!set->vm_args || !*set->vm_args)
+		return colo_err_set(err, EINVAL, "guest qemu needs vm-args: the VM's own QEMU "
+				    "arguments (machine, memory, kernel or disk, NICs)");
+	pol.disk_unprotected = set->disk_unprotected;
+	pol.tcg_ok = set->tcg_ok;
+	r = colo_qemu_args_parse(set->vm_args, &a, err);
+	if (r)
+		return r;
+	r = colo_qemu_args_check(&a, &pol, err);
+	colo_qemu_args_free(&a);
+	return r;
+}
+
 static int qemu_create(const struct colo_config *cfg, struct colo_guest **out,
 		       struct colo_err *err)
 {
@@ -584,6 +607,7 @@ const struct colo_guest_ops colo_qemu_ops = {
 	.settings_size = sizeof(struct colo_qemu_settings),
 	.manual_dirty = true,
 	.drives_checkpoints = true,
+	.check = qemu_check,
 	.create = qemu_create,
 	.attach = qemu_attach,
 	.start = qemu_start,

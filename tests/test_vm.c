@@ -435,24 +435,35 @@ START_TEST(vm_bad_config)
 	proc_start(&a.p, pair_bin("colo-primary"), "a", "--guest", "qemu", "--listen", a.listen,
 		   "--peer", b.listen, NULL);
 	ck_assert(proc_wait(&a.p, WAIT_MS));
-	ck_assert_int_eq(a.p.exit_status, 3);
+	ck_assert_int_eq(a.p.exit_status, 2);
 	ck_assert(proc_log_has(&a.p, "guest qemu needs vm-args"));
 	proc_start(&a.p, pair_bin("colo-primary"), "a", "--guest", "qemu", "--listen", a.listen,
 		   "--peer", b.listen, "--vm-args", "-machine pc -drive file=/x.img,if=virtio",
 		   NULL);
 	ck_assert(proc_wait(&a.p, WAIT_MS));
-	ck_assert_int_eq(a.p.exit_status, 3);
+	ck_assert_int_eq(a.p.exit_status, 2);
 	ck_assert(proc_log_has(&a.p, "-drive file=/x.img,if=virtio is writable"));
 	proc_start(&a.p, pair_bin("colo-primary"), "a", "--guest", "qemu", "--listen", a.listen,
 		   "--peer", b.listen, "--vm-args", "-machine pc -accel tcg", NULL);
 	ck_assert(proc_wait(&a.p, WAIT_MS));
-	ck_assert_int_eq(a.p.exit_status, 3);
+	ck_assert_int_eq(a.p.exit_status, 2);
 	ck_assert(proc_log_has(&a.p, "tcg"));
 	proc_start(&a.p, pair_bin("colo-primary"), "a", "--guest", "qemu", "--listen", a.listen,
 		   "--peer", b.listen, "--vm-args", "-machine pc -incoming defer", NULL);
 	ck_assert(proc_wait(&a.p, WAIT_MS));
-	ck_assert_int_eq(a.p.exit_status, 3);
+	ck_assert_int_eq(a.p.exit_status, 2);
 	ck_assert(proc_log_has(&a.p, "-incoming"));
+	/* --check-config judges vm-args too, and says OK for good ones. */
+	proc_start(&a.p, pair_bin("colo-primary"), "a", "--guest", "qemu", "--check-config",
+		   "--vm-args", "-machine pc -incoming defer", NULL);
+	ck_assert(proc_wait(&a.p, WAIT_MS));
+	ck_assert_int_eq(a.p.exit_status, 2);
+	ck_assert(proc_log_has(&a.p, "vm-args: -incoming"));
+	proc_start(&a.p, pair_bin("colo-primary"), "a", "--guest", "qemu", "--check-config",
+		   "--vm-args", a.args, NULL);
+	ck_assert(proc_wait(&a.p, WAIT_MS));
+	ck_assert_int_eq(a.p.exit_status, 0);
+	ck_assert(proc_log_has(&a.p, "configuration OK"));
 }
 END_TEST
 

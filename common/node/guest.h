@@ -97,6 +97,9 @@ struct colo_guest_ops {
 					 names it there) */
 	bool manual_dirty;            /* marks what it writes (see above) */
 	bool drives_checkpoints;      /* asks for its checkpoints (see above) */
+	/* Judge the guest's own settings before anything starts (also for
+	 * --check-config); NULL: nothing beyond the keys' own checks. */
+	int (*check)(const struct colo_config *cfg, struct colo_err *err);
 	/* Make a guest from the configuration ([guest] keys). */
 	int (*create)(const struct colo_config *cfg, struct colo_guest **out,
 		      struct colo_err *err);

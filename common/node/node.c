@@ -226,6 +226,12 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		fprintf(stderr, "%s: guest: unknown guest '%s'\n", prog, n->cfg.guest);
 		return COLO_EXIT_USAGE;
 	}
+	/* What only the guest can judge (a VM's arguments), before anything
+	 * starts: with --check-config too. */
+	if (n->gops->check && n->gops->check(&n->cfg, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return COLO_EXIT_USAGE;
+	}
 	if (check_only) {
 		printf("%s: configuration OK\n", prog);
 		*done = true;

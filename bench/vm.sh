@@ -75,6 +75,19 @@ pids=""
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "vm.sh: $*"; exit 1; }
+# fail NAME WHY: a pair failed; its logs and QEMU's are kept, the run goes on
+keep=${TMPDIR:-/tmp}/colo-vmbench-logs-$$
+failed=0
+fail() {
+	say "vm.sh: $1: $2"
+	logs "$1"
+	mkdir -p "$keep"
+	cp -r "$work/$1"-* "$keep/" 2>/dev/null || true
+	rm -f "$keep"/*.sock "$keep"/*/*.sock "$keep"/*.qmp 2>/dev/null || true
+	printf 'fail %s %s (logs in %s)\n' "$1" "$2" "$keep" >>"$res"
+	failed=1
+	return 1
+}
 
 stop_pids() {
 	for p in $pids; do
@@ -177,9 +190,9 @@ wait_ready() {
 			*"checkpoints from QEMU"*) return 0 ;;
 			esac
 		fi
-		alive || { logs "$1"; die "$1: a node stopped before the pair was protected"; }
+		alive || { fail "$1" "a node stopped before the pair was protected"; return 1; }
 		i=$((i + 1))
-		[ $i -lt $(($2 * 5)) ] || { logs "$1"; die "$1: not protected within $2 s"; }
+		[ $i -lt $(($2 * 5)) ] || { fail "$1" "not protected within $2 s"; return 1; }
 		sleep 0.2
 	done
 }
@@ -191,7 +204,7 @@ wait_booted() {
 	i=0
 	until [ "$(counter "$shm-$1-b.ram")" -gt 0 ] 2>/dev/null; do
 		i=$((i + 1))
-		[ $i -lt 300 ] || { logs "$1"; die "$1: the committed guest did not boot"; }
+		[ $i -lt 300 ] || { fail "$1" "the committed guest did not boot"; return 1; }
 		sleep 0.1
 	done
 }
@@ -220,7 +233,7 @@ redis_cmds() {
 # QEMU; appends a "pause" line to the results.
 window() {
 	sock=$work/$1-a.sock
-	s1=$(snap "$sock") || { logs "$1"; die "$1: no status"; }
+	s1=$(snap "$sock") || { fail "$1" "no status"; return 1; }
 	r1=""
 	[ -z "${5:-}" ] || r1=$(redis_cmds "$5")
 	c1=$(echo "$s1" | cut -d' ' -f2)
@@ -228,10 +241,10 @@ window() {
 	t_end=$(($(date +%s) + limit))
 	while :; do
 		sleep 0.5
-		alive || { logs "$1"; die "$1: a node stopped during the window"; }
+		alive || { fail "$1" "a node stopped during the $3 ms window"; return 1; }
 		s2=$(snap "$sock") || continue
 		[ $(($(echo "$s2" | cut -d' ' -f2) - c1)) -lt "$WINDOW" ] || break
-		[ "$(date +%s)" -lt $t_end ] || { logs "$1"; die "$1: $WINDOW checkpoints took over $limit s"; }
+		[ "$(date +%s)" -lt $t_end ] || { fail "$1" "$WINDOW checkpoints took over $limit s"; return 1; }
 	done
 	r2=""
 	[ -z "${5:-}" ] || r2=$(redis_cmds "$5")
@@ -260,42 +273,47 @@ pause_runs() {
 		if [ $sync = no ]; then ans=early; else ans="sync-ack"; fi
 		name=$base-$ans
 		say "$guest, $ans answer: starting the pair"
-		port_a=$(free_port)
-		port_b=$(free_port)
-		start_pair "$name" $sync 100 "$($argsfn "$name-a" "$port_a")" \
-			"$($argsfn "$name-b" "$port_b")" "$@"
-		wait_ready "$name" 300
-		rport=""
-		case $guest in
-		linux*)
-			i=0
-			until grep -q '^colo-testvm: redis ready' "$work/$name-a.console" 2>/dev/null; do
-				i=$((i + 1))
-				if ! alive || [ $i -ge 1500 ]; then
-					logs "$name"
-					die "$name: the Linux VM did not boot"
-				fi
-				sleep 0.2
-			done
-			i=0
-			until [ "$(timeout 10 redis-cli -h 127.0.0.1 -p "$port_a" ping 2>/dev/null)" = PONG ]; do
-				i=$((i + 1))
-				[ $i -lt 100 ] || { logs "$name"; die "$name: Redis does not answer"; }
-				sleep 0.2
-			done
-			redis-benchmark -h 127.0.0.1 -p "$port_a" -t set -c "$CLIENTS" -n 2000000000 \
-				-r 100000 -d 64 -q >/dev/null 2>&1 &
-			pids="$pids $!"
-			rport=$port_a
-			;;
-		*) wait_booted "$name" ;;
-		esac
-		for iv in 100 20; do
-			[ "$iv" = 100 ] || "$ctl" -s "$work/$name-a.sock" set-interval "$iv" >/dev/null
-			sleep "$WARMUP_S"
-			window "$name" "$guest" "$iv" "$ans" "$rport"
-		done
+		pause_pair "$@" || :
 		stop_pids
+	done
+}
+
+# pause_pair [options]: one pair of pause_runs (its variables), both intervals
+pause_pair() {
+	port_a=$(free_port)
+	port_b=$(free_port)
+	start_pair "$name" $sync 100 "$($argsfn "$name-a" "$port_a")" \
+		"$($argsfn "$name-b" "$port_b")" "$@"
+	wait_ready "$name" 300 || return 1
+	rport=""
+	case $guest in
+	linux*)
+		i=0
+		until grep -q '^colo-testvm: redis ready' "$work/$name-a.console" 2>/dev/null; do
+			i=$((i + 1))
+			if ! alive || [ $i -ge 1500 ]; then
+				fail "$name" "the Linux VM did not boot"
+				return 1
+			fi
+			sleep 0.2
+		done
+		i=0
+		until [ "$(timeout 10 redis-cli -h 127.0.0.1 -p "$port_a" ping 2>/dev/null)" = PONG ]; do
+			i=$((i + 1))
+			[ $i -lt 100 ] || { fail "$name" "Redis does not answer"; return 1; }
+			sleep 0.2
+		done
+		redis-benchmark -h 127.0.0.1 -p "$port_a" -t set -c "$CLIENTS" -n 2000000000 \
+			-r 100000 -d 64 -q >/dev/null 2>&1 &
+		pids="$pids $!"
+		rport=$port_a
+		;;
+	*) wait_booted "$name" || return 1 ;;
+	esac
+	for iv in 100 20; do
+		[ "$iv" = 100 ] || "$ctl" -s "$work/$name-a.sock" set-interval "$iv" >/dev/null
+		sleep "$WARMUP_S"
+		window "$name" "$guest" "$iv" "$ans" "$rport" || return 1
 	done
 }
 
@@ -341,11 +359,11 @@ failover_run() {
 	name=fo$mib-$run
 	VM_MEM=$size
 	start_pair "$name" no 100 "$(kvm_args "$name-a")" "$(kvm_args "$name-b")"
-	wait_ready "$name" 600
-	wait_booted "$name"
+	wait_ready "$name" 600 || return 1
+	wait_booted "$name" || return 1
 	# 3 s of checkpoints, sampled each 100 ms for the largest (pages sent
 	# per colo checkpoint in a sample), then the secondary's memory.
-	prev=$(snap "$work/$name-a.sock") || { logs "$name"; die "$name: no status"; }
+	prev=$(snap "$work/$name-a.sock") || { fail "$name" "no status"; return 1; }
 	largest=0
 	i=0
 	while [ $i -lt 30 ]; do
@@ -360,16 +378,16 @@ failover_run() {
 	done
 	standby=$(guest_line "$work/$name-b.sock" | sed -n 's/.*standby QEMU pid \([0-9]*\).*/\1/p')
 	if [ -z "$standby" ] || [ "$standby" -eq 0 ]; then
-		logs "$name"
-		die "$name: no standby QEMU"
+		fail "$name" "no standby QEMU"
+		return 1
 	fi
 	printf 'memory %s %s %s %s %s %s %s\n' "$mib" "$run" \
 		"$(proc_kb "$pid_b" VmRSS)" "$(proc_kb "$pid_b" RssShmem)" \
 		"$(proc_kb "$standby" VmRSS)" "$(proc_kb "$standby" RssShmem)" "$largest" >>"$res"
 	qpid=$(guest_line "$work/$name-a.sock" | sed -n 's/.*(QEMU pid \([0-9]*\)).*/\1/p')
-	[ -n "$qpid" ] || { logs "$name"; die "$name: no QEMU pid on the primary"; }
+	[ -n "$qpid" ] || { fail "$name" "no QEMU pid on the primary"; return 1; }
 	out=$("$bdir/bench/colo-vmwatch" "$work/$name-b-test.qmp" "$qpid" "$shm-$name-b.ram") ||
-		{ logs "$name"; die "$name: the VM did not run on the secondary"; }
+		{ fail "$name" "the VM did not run on the secondary"; return 1; }
 	# colo-primary stops once its VM died (exit 7)
 	st=0
 	wait "$pid_a" || st=$?
@@ -377,7 +395,7 @@ failover_run() {
 	until grep -q 'serving as primary' "$work/$name-b.log" &&
 		grep -q 'VM running on the committed state' "$work/$name-b.log"; do
 		i=$((i + 1))
-		[ $i -lt 300 ] || { logs "$name"; die "$name: the secondary did not log its takeover"; }
+		[ $i -lt 300 ] || { fail "$name" "the secondary did not log its takeover"; return 1; }
 		sleep 0.1
 	done
 	serving=$(sed -n 's/.*serving as primary \([0-9.]*\) ms after the last heartbeat (timeout [0-9]* ms, overhead \([0-9.-]*\) ms).*/\1 \2/p' "$work/$name-b.log" | head -n 1)
@@ -386,7 +404,6 @@ failover_run() {
 		awk -v mib="$mib" -v run="$run" -v st="$st" -v s="$serving" -v v="$vmrun" \
 			'{ printf "failover %s %s %s %s %s %s %s %s %s\n", mib, run, $1, $2, $3, $4, st, s, v }' >>"$res"
 	tail -n 1 "$res" | awk '{ printf "  %s MiB run %s: kill to running %.1f ms, to ticking %.1f ms; serving as primary %.1f ms after the last heartbeat\n", $2, $3, $4, $5, $9 }' >&2
-	stop_pids
 }
 
 if want failover; then
@@ -398,7 +415,8 @@ if want failover; then
 			fo_run=1
 			while [ $fo_run -le "$RUNS" ]; do
 				say "failover, ${fo_spec%%:*} VM, run $fo_run of $RUNS"
-				failover_run "${fo_spec%%:*}" "${fo_spec##*:}" "$fo_run"
+				failover_run "${fo_spec%%:*}" "${fo_spec##*:}" "$fo_run" || :
+				stop_pids
 				fo_run=$((fo_run + 1))
 			done
 		done
@@ -420,6 +438,7 @@ function med(a, n,    v, i, j, t) {
 function r(a, b) { return b > 0 ? a / b : 0 }
 function ok(c) { return c ? "met" : "MISSED" }
 $1 == "skip" { $1 = ""; skipped[++nskip] = substr($0, 2); next }
+$1 == "fail" { $1 = ""; failures[++nfail] = substr($0, 2); next }
 $1 == "pause" {
 	k = $2 SUBSEP $3 SUBSEP $4
 	if (!(($2 SUBSEP $3) in seenrow)) { seenrow[$2, $3] = 1; rows[++nrows] = $2 SUBSEP $3 }
@@ -478,6 +497,7 @@ END {
 	printf "\ncolo VM bench: commit %s, %s, %d CPUs, QEMU %s\n", commit, date, cpus, qver
 	printf "load average at start %s, at the end %s\n", load0, load1
 	for (i = 1; i <= nskip; i++) printf "skipped: %s\n", skipped[i]
+	for (i = 1; i <= nfail; i++) printf "FAILED: %s\n", failures[i]
 
 	if (nrows) {
 		printf "\n1. VM pause per checkpoint, QEMU REQUEST->LOADED (colo-ctl status on the primary);\n"
@@ -579,6 +599,8 @@ function print_json(    i, j, a, k, g, iv, m, first) {
 	printf "  \"load_start\": %s, \"load_end\": %s, \"window\": %d, \"warmup_s\": %d,\n", q(load0), q(load1), window, warm
 	printf "  \"heartbeat_timeout_ms\": %d, \"skipped\": [", hb
 	for (i = 1; i <= nskip; i++) printf "%s%s", (i > 1 ? ", " : ""), q(skipped[i])
+	printf "],\n  \"failed\": ["
+	for (i = 1; i <= nfail; i++) printf "%s%s", (i > 1 ? ", " : ""), q(failures[i])
 	printf "],\n  \"pause\": ["
 	first = 1
 	for (i = 1; i <= nrows; i++) {
@@ -611,3 +633,4 @@ function print_json(    i, j, a, k, g, iv, m, first) {
 	}
 	printf "\n  ]\n}\n"
 }' "$res"
+[ $failed -eq 0 ] || { say "vm.sh: a part failed; its logs are in $keep"; exit 1; }

@@ -178,6 +178,10 @@ int qemu_vm_start_primary(struct qemu_guest *q, struct colo_err *err);
 int qemu_vm_probe(struct qemu_guest *q, struct colo_err *err);
 /* Failover: QEMU on the committed RAM, loaded, running. */
 int qemu_vm_failover(struct qemu_guest *q, struct colo_err *err);
+/* The promoted node's own copy of the RAM again (the file is QEMU's).  On
+ * the relay thread, before the x-colo migration fills it: the engine does
+ * not touch the blocks until the guest is ready. */
+int qemu_vm_unshare(struct qemu_guest *q, struct colo_err *err);
 void qemu_vm_stop(struct qemu_guest *q);
 
 #endif

@@ -736,8 +736,10 @@ void *qemu_relay_main(void *arg)
 	colo_err_clear(&err);
 	if (q->colo_pending) {
 		/* A promoted node: its VM runs; protect it from here. */
+		r = qemu_vm_unshare(q, &err);
 		pthread_mutex_lock(&q->qmp_lock);
-		r = qemu_vm_start_primary(q, &err);
+		if (r == 0)
+			r = qemu_vm_start_primary(q, &err);
 		pthread_mutex_unlock(&q->qmp_lock);
 		if (r == 0)
 			r = qemu_relay_begin(q, RELAY_BEGIN_MS, &err);

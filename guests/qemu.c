@@ -423,7 +423,7 @@ static int cmp_u32(const void *a, const void *b)
 static void pause_pcts(struct qemu_guest *q, double *p50, double *p90)
 {
 	uint32_t s[QEMU_PAUSE_RING];
-	size_t n = q->ckpts < QEMU_PAUSE_RING ? (size_t)q->ckpts : QEMU_PAUSE_RING;
+	size_t n = q->pauses < QEMU_PAUSE_RING ? (size_t)q->pauses : QEMU_PAUSE_RING;
 
 	*p50 = *p90 = 0;
 	if (!n)
@@ -452,7 +452,7 @@ static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 			 "pause p50 %.2f ms, p90 %.2f ms, mean %.2f ms, max %.2f ms%s",
 			 (const char *)q->dev.machine, (long)q->qmp.pid, q->delay_set_ms,
 			 q->ckpts, q->pages_in, q->bytes_in, p50, p90,
-			 q->ckpts ? (double)q->pause_sum_ns / (double)q->ckpts / 1e6 : 0.0,
+			 q->pauses ? (double)q->pause_sum_ns / (double)q->pauses / 1e6 : 0.0,
 			 (double)q->pause_max_ns / 1e6, q->ready ? "" : ", initial migration");
 	}
 	pthread_mutex_unlock(&q->lock);

@@ -137,6 +137,7 @@ struct qemu_guest {
 	uint64_t ckpts;               /* checkpoints taken from QEMU */
 	uint64_t bytes_in;            /* bytes QEMU sent */
 	uint64_t pages_in;
+	uint64_t pauses;              /* pauses measured (checkpoints answered) */
 	uint64_t pause_last_ns, pause_sum_ns, pause_max_ns;
 	uint32_t pause_us[QEMU_PAUSE_RING]; /* the last pauses, for percentiles */
 	uint64_t failover_ns;         /* secondary: QEMU start to running */

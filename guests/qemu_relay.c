@@ -717,8 +717,9 @@ static int checkpoint(struct qemu_guest *q, struct colo_err *err)
 		return r;
 	ns = colo_now_ns() - t0;
 	pthread_mutex_lock(&q->lock);
-	q->pause_us[q->ckpts % QEMU_PAUSE_RING] = ns / 1000 > UINT32_MAX ? UINT32_MAX :
-						  (uint32_t)(ns / 1000);
+	q->pause_us[q->pauses % QEMU_PAUSE_RING] = ns / 1000 > UINT32_MAX ? UINT32_MAX :
+						   (uint32_t)(ns / 1000);
+	q->pauses++;
 	q->pause_last_ns = ns;
 	q->pause_sum_ns += ns;
 	if (ns > q->pause_max_ns)

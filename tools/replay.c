@@ -637,25 +637,29 @@ static void print_changes(const json_t *fields, int indent, FILE *out)
 }
 
 /* QEMU's sections of a VM that differ, each with its fields. */
-static void print_vm_changes(const json_t *vm, json_int_t fs, json_int_t ts, FILE *out)
+/* One device of a diff: its heading line, then its changed fields (a VM's
+ * QEMU devices nest under its qemu/vm device, indented further). */
+static void print_device_change(const json_t *o, const char *head, int indent,
+				json_int_t fs, json_int_t ts, FILE *out)
 {
-	for (size_t i = 0; i < json_array_size(vm); i++) {
-		const json_t *o = json_array_get(vm, i);
-		const char *only = gets_(o, "only_in");
+	const char *only = gets_(o, "only_in");
+	const json_t *vm = json_object_get(o, "vm_devices");
 
-		fprintf(out, "    VM device '%s' instance %" JSON_INTEGER_FORMAT, gets_(o, "name"),
-			geti(o, "instance_id"));
-		if (*only) {
-			fprintf(out, ": only in %" JSON_INTEGER_FORMAT "\n",
-				strcmp(only, "from") == 0 ? fs : ts);
-			continue;
-		}
-		if (geti(o, "version_from") != geti(o, "version_to"))
-			fprintf(out, " version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT,
-				geti(o, "version_from"), geti(o, "version_to"));
-		fputc('\n', out);
-		print_changes(json_object_get(o, "fields"), 6, out);
+	fprintf(out, "%*s%s'%s' instance %" JSON_INTEGER_FORMAT, indent - 2, "", head,
+		gets_(o, "name"), geti(o, "instance_id"));
+	if (*only) {
+		fprintf(out, ": only in %" JSON_INTEGER_FORMAT "\n",
+			strcmp(only, "from") == 0 ? fs : ts);
+		return;
 	}
+	if (geti(o, "version_from") != geti(o, "version_to"))
+		fprintf(out, " version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT,
+			geti(o, "version_from"), geti(o, "version_to"));
+	fputc('\n', out);
+	print_changes(json_object_get(o, "fields"), indent, out);
+	for (size_t i = 0; i < json_array_size(vm); i++)
+		print_device_change(json_array_get(vm, i), "VM device ", indent + 2, fs, ts,
+				    out);
 }
 
 void colo_replay_diff_text(const json_t *d, FILE *out)
@@ -676,25 +680,8 @@ void colo_replay_diff_text(const json_t *d, FILE *out)
 	}
 	fputs("devices", out);
 	fputs(json_array_size(devs) ? "\n" : ": no field differs\n", out);
-	for (size_t i = 0; i < json_array_size(devs); i++) {
-		const json_t *o = json_array_get(devs, i);
-		const json_t *fields = json_object_get(o, "fields");
-		const char *only = gets_(o, "only_in");
-
-		fprintf(out, "  '%s' instance %" JSON_INTEGER_FORMAT, gets_(o, "name"),
-			geti(o, "instance_id"));
-		if (*only) {
-			fprintf(out, ": only in %" JSON_INTEGER_FORMAT "\n",
-				strcmp(only, "from") == 0 ? fs : ts);
-			continue;
-		}
-		if (geti(o, "version_from") != geti(o, "version_to"))
-			fprintf(out, " version %" JSON_INTEGER_FORMAT " -> %" JSON_INTEGER_FORMAT,
-				geti(o, "version_from"), geti(o, "version_to"));
-		fputc('\n', out);
-		print_changes(fields, 4, out);
-		print_vm_changes(json_object_get(o, "vm_devices"), fs, ts, out);
-	}
+	for (size_t i = 0; i < json_array_size(devs); i++)
+		print_device_change(json_array_get(devs, i), "", 4, fs, ts, out);
 	fputs("RAM blocks", out);
 	fputs(json_array_size(blocks) ? "\n" : ": no page differs\n", out);
 	for (size_t i = 0; i < json_array_size(blocks); i++) {

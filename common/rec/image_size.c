@@ -107,45 +107,6 @@ static int short_payload(struct walk *w, const char *what)
 			    w->in.len);
 }
 
-/* Elements of f, as colo_vmstate_load() counts them. */
-static int field_count(struct walk *w, const struct colo_vmstate_field *f,
-		       const uint8_t *st, uint64_t *n)
-{
-	const uint8_t *cp = st + f->num_offset;
-	int64_t v;
-
-	if (f->flags & COLO_VMS_ARRAY) {
-		*n = (uint64_t)(f->num > 0 ? f->num : 0);
-		return 0;
-	}
-	if (f->flags & COLO_VMS_VARRAY_INT32) {
-		int32_t c;
-
-		memcpy(&c, cp, sizeof(c));
-		v = c;
-	} else if (f->flags & COLO_VMS_VARRAY_UINT32) {
-		uint32_t c;
-
-		memcpy(&c, cp, sizeof(c));
-		v = c;
-	} else if (f->flags & COLO_VMS_VARRAY_UINT16) {
-		uint16_t c;
-
-		memcpy(&c, cp, sizeof(c));
-		v = c;
-	} else if (f->flags & COLO_VMS_VARRAY_UINT8) {
-		v = *cp;
-	} else {
-		*n = 1;
-		return 0;
-	}
-	if (v < 0 || (f->cap && (uint64_t)v > f->cap))
-		return colo_err_set(w->err, EINVAL, "field '%s': element count %" PRId64
-				    " out of range at offset %zu", f->name, v, w->in.pos);
-	*n = (uint64_t)v;
-	return 0;
-}
-
 static int walk_state(struct walk *w, const struct colo_vmstate_desc *vmsd, int version,
 		      uint8_t *st, int depth);
 
@@ -155,7 +116,7 @@ static int walk_field(struct walk *w, const struct colo_vmstate_field *f, uint8_
 	uint64_t n = 0, size = f->size, total;
 	int r;
 
-	if ((r = field_count(w, f, st, &n)) != 0)
+	if ((r = colo_vmstate_field_count(f, st, &n, w->in.pos, w->err)) != 0)
 		return r;
 	if (f->flags & COLO_VMS_VBUFFER) {
 		uint32_t len;

@@ -72,7 +72,7 @@ static bool field_present(const struct colo_vmstate_field *f, void *opaque,
 	return f->version_id <= version_id;
 }
 
-#define NO_OFFSET UINT64_MAX
+#define NO_OFFSET COLO_VMSTATE_NO_OFFSET
 
 /* " at offset N" for load errors, nothing for save errors. */
 static const char *where(uint64_t at)
@@ -86,8 +86,8 @@ static const char *where(uint64_t at)
 }
 
 /* Number of elements, from the table or from the count field. */
-static int field_count(const struct colo_vmstate_field *f, const void *opaque,
-		       uint64_t *n, uint64_t at, struct colo_err *err)
+int colo_vmstate_field_count(const struct colo_vmstate_field *f, const void *opaque,
+			     uint64_t *n, uint64_t at, struct colo_err *err)
 {
 	const uint8_t *cp = (const uint8_t *)opaque + f->num_offset;
 	int64_t v;
@@ -174,7 +174,7 @@ static int save_field(struct colo_buf *out, const struct colo_vmstate_field *f,
 	json_t *jloop = jfields;
 	int r;
 
-	r = field_count(f, opaque, &n, NO_OFFSET, err);
+	r = colo_vmstate_field_count(f, opaque, &n, NO_OFFSET, err);
 	if (r == 0)
 		r = field_size(f, opaque, &size, NO_OFFSET, err);
 	if (r)
@@ -398,7 +398,7 @@ static int load_field(struct colo_in *in, const struct colo_vmstate_field *f,
 	uint64_t n, size;
 	int r;
 
-	r = field_count(f, opaque, &n, colo_in_offset(in), err);
+	r = colo_vmstate_field_count(f, opaque, &n, colo_in_offset(in), err);
 	if (r == 0)
 		r = field_size(f, opaque, &size, colo_in_offset(in), err);
 	if (r)

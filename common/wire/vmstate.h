@@ -133,6 +133,16 @@ void *colo_vmstate_alloc(size_t count, size_t elem);
 /* Free what ALLOC fields point to (recursively) and set them to NULL. */
 void colo_vmstate_free_allocs(const struct colo_vmstate_desc *vmsd, void *opaque);
 
+/*
+ * Elements of field f of the struct at opaque: `num` for an array, the
+ * count field's value for a VARRAY (refused when negative or over `cap`),
+ * 1 otherwise.  at: the stream offset for the message, or
+ * COLO_VMSTATE_NO_OFFSET.
+ */
+#define COLO_VMSTATE_NO_OFFSET UINT64_MAX
+int colo_vmstate_field_count(const struct colo_vmstate_field *f, const void *opaque,
+			     uint64_t *n, uint64_t at, struct colo_err *err);
+
 /* Is vmsd->needed(opaque) true (or absent)? */
 bool colo_vmstate_needed(const struct colo_vmstate_desc *vmsd, void *opaque);
 

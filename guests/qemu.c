@@ -25,6 +25,7 @@
 #include "cfgopt.h"
 #include "clock.h"
 #include "colomsg.h"
+#include "fs.h"
 #include "log.h"
 #include "nodecfg.h"
 #include "qemu_int.h"
@@ -195,44 +196,61 @@ static const char *fatal_event(json_t *ev, char *buf, size_t len)
 	return NULL;
 }
 
+/* Wait on q->cond (q->lock held) until `until` (colo_now_ns) at most. */
+static void wait_until_ns(struct qemu_guest *q, uint64_t until)
+{
+	uint64_t now = colo_now_ns(), rel = until > now ? until - now : 0;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	rel += (uint64_t)ts.tv_nsec;
+	ts.tv_sec += (time_t)(rel / 1000000000ull);
+	ts.tv_nsec = (long)(rel % 1000000000ull);
+	pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+}
+
+/*
+ * Every SUP_TICK_MS: query-status and the events.  At once: a new interval,
+ * and the checkpoint held frames ask for (setting x-checkpoint-delay starts
+ * one in QEMU's COLO), no sooner than min-interval-ms after QEMU's last.
+ */
 static void *sup_main(void *arg)
 {
 	struct qemu_guest *q = arg;
+	uint64_t tick_ns = (uint64_t)SUP_TICK_MS * 1000000ull;
+	uint64_t next_tick = colo_now_ns() + tick_ns;
 	struct colo_err err;
 	char why[200], ex[64];
 
 	pthread_mutex_lock(&q->lock);
 	while (!q->stopping) {
-		struct timespec ts;
-		uint32_t ms = 0;
-		bool set = false;
-		int r;
+		uint64_t now = colo_now_ns();
+		uint64_t kick_at = q->last_request_ns + (uint64_t)q->min_interval_ms * 1000000ull;
+		bool kick = q->kick && now >= kick_at, set = q->interval_dirty, tick;
+		uint32_t ms = q->interval_ms;
+		int r = 0;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += SUP_TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
+		tick = now >= next_tick;
+		if (!kick && !set && !tick) {
+			wait_until_ns(q, q->kick && kick_at < next_tick ? kick_at : next_tick);
+			continue;
 		}
-		if (!q->interval_dirty)
-			pthread_cond_timedwait(&q->cond, &q->lock, &ts);
-		if (q->stopping)
-			break;
-		if (q->interval_dirty) {
-			set = true;
-			ms = q->interval_ms;
-			q->interval_dirty = false;
-		}
+		if (kick)
+			q->kick = false;
+		q->interval_dirty = false;
+		if (tick)
+			next_tick = now + tick_ns;
 		pthread_mutex_unlock(&q->lock);
 		colo_err_clear(&err);
 		pthread_mutex_lock(&q->qmp_lock);
-		r = set ? set_delay(q, ms, &err) : 0;
-		if (set && r == 0) {
+		if (set || kick)
+			r = set_delay(q, ms, &err);
+		if ((set || kick) && r == 0) {
 			pthread_mutex_lock(&q->lock);
 			q->delay_set_ms = ms;
 			pthread_mutex_unlock(&q->lock);
 		}
-		if (r == 0)
+		if (r == 0 && tick)
 			r = colo_qmp_execute(&q->qmp, "query-status", NULL, NULL,
 					     (int)q->set->qmp_timeout_ms, &err);
 		for (size_t i = 0; q->qmp.events && i < json_array_size(q->qmp.events); i++)
@@ -255,7 +273,48 @@ static void *sup_main(void *arg)
 	return NULL;
 }
 
+/* Frames the VM sent wait for a checkpoint (qemu_net.c, its thread). */
+static void on_net_kick(void *ud)
+{
+	struct qemu_guest *q = ud;
+
+	pthread_mutex_lock(&q->lock);
+	q->kick = true;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+}
+
 /* ---- ops ---- */
+
+static bool has_nic(const struct colo_qemu_settings *set)
+{
+	return set->vm_nics && *set->vm_nics;
+}
+
+void qemu_policy_of(const struct colo_qemu_settings *set, struct colo_qemu_args_policy *pol)
+{
+	memset(pol, 0, sizeof(*pol));
+	pol->disk_unprotected = set->disk_unprotected;
+	pol->tcg_ok = set->tcg_ok;
+	pol->net_unprotected = set->net_unprotected;
+	pol->colo_nic = has_nic(set);
+}
+
+/* vm-nics and vm-tap come together; vm-bridge needs a tap. */
+static int net_keys_check(const struct colo_qemu_settings *set, struct colo_err *err)
+{
+	bool tap = set->vm_tap && *set->vm_tap;
+
+	if (has_nic(set) && !tap)
+		return colo_err_set(err, EINVAL, "vm-nics needs vm-tap: the tap the VM's "
+				    "frames go out on");
+	if (tap && !has_nic(set))
+		return colo_err_set(err, EINVAL, "vm-tap needs vm-nics: the NIC whose frames "
+				    "go out on it");
+	if (set->vm_bridge && *set->vm_bridge && !tap)
+		return colo_err_set(err, EINVAL, "vm-bridge needs vm-tap and vm-nics");
+	return 0;
+}
 
 /* vm-args read and held to the policy keys, without starting anything. */
 static int qemu_check(const struct colo_config *cfg, struct colo_err *err)
@@ -270,12 +329,16 @@ static int qemu_check(const struct colo_config *cfg, struct colo_err *err)
 	if (!set->vm_args || !*set->vm_args)
 		return colo_err_set(err, EINVAL, "guest qemu needs vm-args: the VM's own QEMU "
 				    "arguments (machine, memory, kernel or disk, NICs)");
-	pol.disk_unprotected = set->disk_unprotected;
-	pol.tcg_ok = set->tcg_ok;
+	r = net_keys_check(set, err);
+	if (r)
+		return r;
+	qemu_policy_of(set, &pol);
 	r = colo_qemu_args_parse(set->vm_args, &a, err);
 	if (r)
 		return r;
 	r = colo_qemu_args_check(&a, &pol, err);
+	if (r == 0 && has_nic(set))
+		r = colo_qemu_args_set_nic(&a, set->vm_nics, "net.sock", err);
 	colo_qemu_args_free(&a);
 	return r;
 }
@@ -310,9 +373,14 @@ static int qemu_create(const struct colo_config *cfg, struct colo_guest **out,
 	*out = &q->base;
 	if (pipe2(q->wake, O_CLOEXEC) != 0)
 		return colo_err_set(err, errno, "pipe: %s", strerror(errno));
-	r = qemu_vm_parse_args(q, err);
+	q->min_interval_ms = cfg->min_interval_ms;
+	r = net_keys_check(set, err);
+	if (r == 0)
+		r = qemu_vm_parse_args(q, err);
 	if (r == 0)
 		r = qemu_vm_paths(q, cfg->state_dir, err);
+	if (r == 0 && has_nic(set))
+		r = colo_qemu_args_set_nic(&q->args, set->vm_nics, q->net_path, err);
 	return r;
 }
 
@@ -327,6 +395,16 @@ static int qemu_attach(struct colo_guest *g, struct colo_ram *ram, struct colo_s
 	r = colo_savevm_add_device(sv, COLO_QEMU_DEVICE, 0, &qemu_vm_vmsd, &q->dev, err);
 	if (r)
 		return r;
+	/* The NIC's socket and tap before QEMU, which connects as it starts. */
+	if (has_nic(q->set)) {
+		r = colo_mkdir_p(q->dir, 0700, err);
+		if (r == 0)
+			r = qemu_net_open(q->net_path, q->set->vm_tap, q->set->vm_bridge,
+					  q->role == COLO_ROLE_PRIMARY, &q->net, err);
+		if (r)
+			return r;
+		qemu_net_set_kick(q->net, on_net_kick, q);
+	}
 	if (q->role == COLO_ROLE_SECONDARY)
 		return qemu_vm_probe(q, err);
 	r = qemu_vm_start_primary(q, err);
@@ -343,7 +421,14 @@ static int qemu_start(struct colo_guest *g, struct colo_err *err)
 	if (q->role == COLO_ROLE_SECONDARY) {
 		/* The failover: the VM runs from the committed state.  Then the
 		 * relay thread starts QEMU's COLO to take its checkpoints as a
-		 * primary does, while the VM already serves. */
+		 * primary does, while the VM already serves.  Its frames flow
+		 * from now on (announce-self's among them). */
+		if (q->net) {
+			r = qemu_net_check(q->net, err);
+			if (r)
+				return r;
+			qemu_net_serve(q->net);
+		}
 		r = qemu_vm_failover(q, err);
 		if (r)
 			return r;
@@ -434,6 +519,26 @@ static void pause_pcts(struct qemu_guest *q, double *p50, double *p90)
 	*p90 = s[n * 9 / 10] / 1000.0;
 }
 
+/* "; NIC ..." after what describe() wrote. */
+static void describe_net(struct qemu_guest *q, char *buf, size_t len)
+{
+	struct qemu_net_stats st;
+	size_t at = strlen(buf);
+
+	qemu_net_stats(q->net, &st);
+	if (at + 1 >= len)
+		return;
+	snprintf(buf + at, len - at, "; NIC on vm-tap %s (%s%s): held %" PRIu64 " frames, %"
+		 PRIu64 " bytes (max %" PRIu64 "); out %" PRIu64 " frames, %" PRIu64 " bytes, "
+		 "release p50 %.2f ms, p99 %.2f ms; in %" PRIu64 " frames (%" PRIu64 " waited "
+		 "for the VM to run); %" PRIu64 " epochs, %" PRIu64 " checkpoints asked for, %"
+		 PRIu64 " dropped", q->set->vm_tap, st.connected ? "connected" : "QEMU not "
+		 "connected", st.serving ? "" : ", standby", st.held_frames, st.held_bytes,
+		 st.held_max_bytes, st.out_frames, st.out_bytes, st.release_p50_ms,
+		 st.release_p99_ms, st.in_frames, st.in_waited, st.epochs, st.kicks,
+		 st.dropped);
+}
+
 static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 {
 	struct qemu_guest *q = qg(g);
@@ -456,6 +561,8 @@ static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 			 (double)q->pause_max_ns / 1e6, q->ready ? "" : ", initial migration");
 	}
 	pthread_mutex_unlock(&q->lock);
+	if (q->net)
+		describe_net(q, buf, len);
 }
 
 static void qemu_output_epoch(struct colo_guest *g, uint64_t seq)
@@ -470,6 +577,8 @@ static void qemu_output_epoch(struct colo_guest *g, uint64_t seq)
 		q->released = seq - 1;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
+	if (q->net)
+		qemu_net_epoch(q->net, seq);
 }
 
 static void qemu_output_release(struct colo_guest *g, uint64_t seq)
@@ -481,6 +590,8 @@ static void qemu_output_release(struct colo_guest *g, uint64_t seq)
 		q->released = seq;
 	pthread_cond_broadcast(&q->cond);
 	pthread_mutex_unlock(&q->lock);
+	if (q->net)
+		qemu_net_release(q->net, seq);
 }
 
 static void qemu_output_notify(struct colo_guest *g, void (*fn)(void *ud), void *ud)
@@ -491,6 +602,14 @@ static void qemu_output_notify(struct colo_guest *g, void (*fn)(void *ud), void 
 	q->notify = fn;
 	q->notify_ud = ud;
 	pthread_mutex_unlock(&q->lock);
+}
+
+/* A secondary about to take over: can anyone reach the VM it would run? */
+static int qemu_can_serve(struct colo_guest *g, struct colo_err *err)
+{
+	struct qemu_guest *q = qg(g);
+
+	return q->net ? qemu_net_check(q->net, err) : 0;
 }
 
 static bool qemu_ready(struct colo_guest *g)
@@ -535,6 +654,7 @@ static void qemu_destroy(struct colo_guest *g)
 	if (q->running)
 		qemu_stop(g);
 	qemu_vm_stop(q);
+	qemu_net_free(q->net);
 	/* The committed RAM means nothing once this node is gone; a VM that
 	 * runs on it (after a failover) was stopped with the node. */
 	if (q->nblocks && q->ram_path[0] && (q->role == COLO_ROLE_SECONDARY || q->promoted))
@@ -587,6 +707,19 @@ static const struct colo_opt qemu_opts[] = {
 	{ "vm-qmp-timeout-ms", COLO_SEC_QEMU, COLO_OPT_UINT, F(qmp_timeout_ms), 100, 600000,
 	  .def = "3000", .meta = "MS",
 	  .help = "qemu: QEMU's QMP silent this long: the VM is taken for dead" },
+	{ "vm-nics", COLO_SEC_QEMU, COLO_OPT_STR, F(vm_nics), .def = "", .meta = "DEVICE",
+	  .help = "qemu: the VM's NIC, a model and its options (virtio-net-pci,mac=..); "
+		  "colo adds its backend and holds its output until the secondary has "
+		  "the checkpoint that follows it (output commit; needs vm-tap)" },
+	{ "vm-tap", COLO_SEC_QEMU, COLO_OPT_STR, F(vm_tap), .def = "", .meta = "NAME",
+	  .help = "qemu: the tap the NIC's frames go out on, in this node's network "
+		  "namespace (created if missing; CAP_NET_ADMIN)" },
+	{ "vm-bridge", COLO_SEC_QEMU, COLO_OPT_STR, F(vm_bridge), .def = "", .meta = "NAME",
+	  .help = "qemu: a bridge colo adds vm-tap to; empty: the operator attaches it" },
+	{ "vm-net-unprotected", COLO_SEC_QEMU, COLO_OPT_ENUM, F(net_unprotected),
+	  .values = no_yes, .def = "no", .meta = "yes|no",
+	  .help = "qemu: allow the VM's own NICs in vm-args, whose output a failover "
+		  "can roll back after a client saw it" },
 };
 
 #undef F
@@ -619,6 +752,7 @@ const struct colo_guest_ops colo_qemu_ops = {
 	.output_epoch = qemu_output_epoch,
 	.output_release = qemu_output_release,
 	.output_notify = qemu_output_notify,
+	.can_serve = qemu_can_serve,
 	.ready = qemu_ready,
 	.set_interval = qemu_set_interval,
 	.watch = qemu_watch,

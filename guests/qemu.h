@@ -21,8 +21,14 @@
  * small blocks and the devices travel; then the node supervises it as a
  * primary does.
  *
+ * The VM's network (qemu_net.c): with vm-nics, the NIC's frames pass
+ * through colo (a -netdev stream to a socket of colo's, and a tap): output
+ * commit holds what the VM sends until the checkpoint that follows it is
+ * on the secondary; frames to the VM wait while QEMU has it stopped.
+ *
  * Keys ([qemu], also flags): qemu-binary, vm-args, vm-ram-path,
- * vm-sync-ack, vm-disk-unprotected, qemu-tcg-ok, vm-qmp-timeout-ms.
+ * vm-sync-ack, vm-disk-unprotected, qemu-tcg-ok, vm-qmp-timeout-ms,
+ * vm-nics, vm-tap, vm-bridge, vm-net-unprotected.
  */
 #ifndef COLO_GUEST_QEMU_H
 #define COLO_GUEST_QEMU_H
@@ -41,6 +47,10 @@ struct colo_qemu_settings {
 	int disk_unprotected;         /* vm-disk-unprotected */
 	int tcg_ok;                   /* qemu-tcg-ok */
 	uint32_t qmp_timeout_ms;      /* vm-qmp-timeout-ms: QMP silent that long = dead */
+	char *vm_nics;                /* vm-nics: colo's NIC's model and options */
+	char *vm_tap;                 /* vm-tap: the tap its frames go out on */
+	char *vm_bridge;              /* vm-bridge: "" or the bridge the tap joins */
+	int net_unprotected;          /* vm-net-unprotected: the VM's own NICs pass */
 };
 
 extern const struct colo_guest_ops colo_qemu_ops;

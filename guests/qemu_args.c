@@ -338,6 +338,7 @@ enum kind {
 	K_REFUSE,        /* a clash: `why` */
 	K_M, K_MACHINE, K_ACCEL, K_ENABLE_KVM, K_SNAPSHOT,
 	K_DRIVE, K_SHORT_DISK, K_CDROM, K_BLOCKDEV, K_FSDEV, K_DEVICE, K_OBJECT, K_SET,
+	K_NET, K_NODEFAULTS,
 };
 
 struct opt {
@@ -360,6 +361,7 @@ static const struct opt opts[] = {
 	A("pflash", K_SHORT_DISK), A("mtdblock", K_SHORT_DISK), A("sd", K_SHORT_DISK),
 	A("cdrom", K_CDROM), A("blockdev", K_BLOCKDEV), A("fsdev", K_FSDEV),
 	A("virtfs", K_FSDEV), A("device", K_DEVICE), A("object", K_OBJECT), A("set", K_SET),
+	A("netdev", K_NET), A("nic", K_NET), A("net", K_NET), F("nodefaults", K_NODEFAULTS),
 	{ "incoming", true, K_REFUSE,
 	  "colo starts the incoming side itself (on failover, -incoming defer)" },
 	{ "loadvm", true, K_REFUSE,
@@ -383,8 +385,7 @@ static const struct opt opts[] = {
 	V("audiodev"), V("bios"), V("boot"), V("chardev"), V("compat"), V("cpu"), V("d"),
 	V("debugcon"), V("dfilter"), V("display"), V("dtb"), V("dump-vmstate"), V("echr"),
 	V("fw_cfg"), V("g"), V("gdb"), V("global"), V("icount"), V("initrd"), V("iscsi"),
-	V("k"), V("kernel"), V("mon"), V("monitor"), V("msg"), V("name"), V("net"),
-	V("netdev"), V("nic"), V("numa"), V("option-rom"), V("overcommit"), V("parallel"),
+	V("k"), V("kernel"), V("mon"), V("monitor"), V("msg"), V("name"), V("numa"), V("option-rom"), V("overcommit"), V("parallel"),
 	V("pidfile"), V("plugin"), V("prom-env"), V("qmp"), V("qmp-pretty"), V("qtest"),
 	V("qtest-log"), V("rotate"), V("rtc"), V("sandbox"), V("seed"),
 	V("semihosting-config"), V("serial"), V("smbios"), V("smp"), V("spice"),
@@ -562,6 +563,18 @@ static int inspect_opt(struct scan *sc, int index, const char *word, const struc
 		}
 		free(s);
 		break;
+	case K_NET:
+		/* -nic none / -net none: no NIC at all (and no default one). */
+		s = get(v, "type", "type", false, oom);
+		if (s && strcmp(s, "none") == 0 && strcmp(word + 1 + (word[1] == '-'), "netdev"))
+			a->net_none = true;
+		else if (!a->net_arg)
+			*oom |= !(a->net_arg = fmt("%s %s", word, v));
+		free(s);
+		break;
+	case K_NODEFAULTS:
+		a->nodefaults = true;
+		break;
 	case K_SET:
 		for (size_t i = 0; i < sizeof(set_groups) / sizeof(set_groups[0]); i++) {
 			size_t n = strlen(set_groups[i]);
@@ -575,6 +588,8 @@ static int inspect_opt(struct scan *sc, int index, const char *word, const struc
 	}
 	return 0;
 }
+
+static char *escape_commas(const char *s);
 
 /* Has the ':'-separated list this name? */
 static bool list_has(const char *list, const char *name)
@@ -690,6 +705,9 @@ void colo_qemu_args_free(struct colo_qemu_args *a)
 	free(a->accel);
 	free(a->machine);
 	free(a->writable_disk);
+	free(a->net_arg);
+	free(a->nic_device);
+	free(a->nic_sock);
 	memset(a, 0, sizeof(*a));
 }
 
@@ -709,6 +727,44 @@ int colo_qemu_args_check(const struct colo_qemu_args *a,
 				    "7.2's COLO primary deadlocks and misses dirty pages under "
 				    "TCG (use kvm, or set qemu-tcg-ok = yes if your QEMU is "
 				    "fixed)", a->accel);
+	if (a->net_arg && !policy->net_unprotected)
+		return colo_err_set(err, EINVAL, "vm-args: %.*s: the VM's frames would bypass "
+				    "output commit, so a client could see what a failover rolls "
+				    "back (name the NIC in vm-nics and colo carries it, or set "
+				    "vm-net-unprotected = yes)", QUOTE_MAX, a->net_arg);
+	if (!a->net_arg && !a->net_none && !a->nodefaults && !policy->colo_nic &&
+	    !policy->net_unprotected)
+		return colo_err_set(err, EINVAL, "vm-args: no NIC named, so QEMU adds its "
+				    "default one (user networking), whose frames would bypass "
+				    "output commit (name the NIC in vm-nics, or add -nodefaults "
+				    "or -nic none, or set vm-net-unprotected = yes)");
+	return 0;
+}
+
+int colo_qemu_args_set_nic(struct colo_qemu_args *a, const char *device, const char *sock,
+			   struct colo_err *err)
+{
+	bool oom = false;
+	char *nd = get(device, "driver", "netdev", false, &oom);
+
+	if (nd || oom) {
+		free(nd);
+		return oom ? nomem(err) : colo_err_set(err, EINVAL, "vm-nics %.*s: names a "
+						       "netdev, which colo adds itself", QUOTE_MAX,
+						       device);
+	}
+	if (!*device || *device == ',' || *device == '{')
+		return colo_err_set(err, EINVAL, "vm-nics '%.*s': a NIC model with its options, "
+				    "e.g. virtio-net-pci,mac=52:54:00:12:34:56", QUOTE_MAX, device);
+	if (strchr(device, ' '))
+		return colo_err_set(err, EINVAL, "vm-nics '%.*s': one NIC (colo carries one "
+				    "for now), written without blanks", QUOTE_MAX, device);
+	free(a->nic_device);
+	free(a->nic_sock);
+	a->nic_device = strdup(device);
+	a->nic_sock = escape_commas(sock);
+	if (!a->nic_device || !a->nic_sock)
+		return nomem(err);
 	return 0;
 }
 
@@ -768,6 +824,13 @@ int colo_qemu_args_failover(const struct colo_qemu_args *a, const char *binary,
 		vec_dup(&v, "-object");
 		vec_take(&v, ram ? fmt("memory-backend-file,id=%s,size=%" PRIu64 ",mem-path=%s,"
 				       "share=on", a->ram_block, a->ram_bytes, ram) : NULL);
+	}
+	if (a->nic_device) {
+		vec_dup(&v, "-netdev");
+		vec_take(&v, fmt("stream,id=colo-net0,server=off,addr.type=unix,addr.path=%s",
+				 a->nic_sock));
+		vec_dup(&v, "-device");
+		vec_take(&v, fmt("%s,netdev=colo-net0", a->nic_device));
 	}
 	if (ram_path) {
 		vec_dup(&v, "-incoming");

@@ -92,12 +92,22 @@ struct colo_qemu_args {
 				  * ("-drive file=d.qcow2,if=virtio"); NULL
 				  * when none */
 	const char *writable_fix; /* how to make it safe (static) */
+	char *net_arg;           /* the first -netdev/-nic/-net of the VM's own
+				  * ("-netdev user,id=n0"); NULL when none */
+	bool net_none;           /* -nic none or -net none */
+	bool nodefaults;         /* -nodefaults: QEMU adds no default NIC */
+	/* colo's NIC (colo_qemu_args_set_nic): its -device, and the socket of
+	 * its -netdev stream (commas doubled); NULL when none */
+	char *nic_device;
+	char *nic_sock;
 };
 
 /* The operator's statements that relax the checks. */
 struct colo_qemu_args_policy {
 	bool disk_unprotected;   /* vm-disk-unprotected = yes */
 	bool tcg_ok;             /* qemu-tcg-ok = yes: their QEMU is fixed */
+	bool net_unprotected;    /* vm-net-unprotected = yes: their own NICs */
+	bool colo_nic;           /* vm-nics is set: colo adds the NIC */
 };
 
 /* Split `s` into *argv (NULL-terminated, malloc'd); *argc may be NULL. */
@@ -116,7 +126,12 @@ int colo_qemu_args_inspect(const char *const *argv, struct colo_qemu_args *a,
 int colo_qemu_args_parse(const char *vm_args, struct colo_qemu_args *a, struct colo_err *err);
 void colo_qemu_args_free(struct colo_qemu_args *a);
 
-/* The policy checks: a writable disk, tcg with vCPUs.  0 or -EINVAL. */
+/*
+ * The policy checks: a writable disk, tcg with vCPUs, and NICs whose frames
+ * would bypass output commit: any -netdev / -nic / -net of the VM's own
+ * (but "none"), or none at all without -nodefaults (QEMU then adds a user
+ * networking NIC), unless vm-nics names colo's.  0 or -EINVAL.
+ */
 int colo_qemu_args_check(const struct colo_qemu_args *a,
 			 const struct colo_qemu_args_policy *policy, struct colo_err *err);
 
@@ -128,8 +143,16 @@ int colo_qemu_args_check(const struct colo_qemu_args *a,
 const char *colo_qemu_args_tcg_warning(const struct colo_qemu_args *a, char *buf, size_t n);
 
 /*
+ * colo's NIC for the builders: `device` (vm-nics: a model and its options,
+ * no netdev=) gets -netdev stream,id=colo-net0,server=off,addr.type=unix,
+ * addr.path=SOCK and -device DEVICE,netdev=colo-net0.
+ */
+int colo_qemu_args_set_nic(struct colo_qemu_args *a, const char *device, const char *sock,
+			   struct colo_err *err);
+
+/*
  * The primary's QEMU: binary, the VM's arguments, -accel kvm when none was
- * given, -qmp unix:QMP_PATH,server=on,wait=off.
+ * given, -qmp unix:QMP_PATH,server=on,wait=off, colo's NIC if set.
  */
 int colo_qemu_args_primary(const struct colo_qemu_args *a, const char *binary,
 			   const char *qmp_path, char ***argv, struct colo_err *err);

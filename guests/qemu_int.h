@@ -3,7 +3,9 @@
  *
  *   qemu.c        the guest's ops, its keys, pause/resume and output
  *                 epochs, the supervisor thread (QMP liveness, events,
- *                 x-checkpoint-delay)
+ *                 x-checkpoint-delay, and the checkpoints held frames
+ *                 ask for)
+ *   qemu_net.c    the VM's frames between its NIC and a tap (qemu_net.h)
  *   qemu_relay.c  the relay thread: QEMU's COLO protocol, the secondary's
  *                 side, on the migration socket; the initial migration and
  *                 each checkpoint into the mirror
@@ -32,6 +34,7 @@
 #include "guest.h"
 #include "qemu.h"
 #include "qemu_args.h"
+#include "qemu_net.h"
 #include "qmp.h"
 #include "ramfmt.h"
 #include "role.h"
@@ -83,12 +86,15 @@ struct qemu_guest {
 	char qmp_path[QEMU_PATH_MAX];
 	char mig_path[QEMU_PATH_MAX];
 	char in_path[QEMU_PATH_MAX];
+	char net_path[QEMU_PATH_MAX]; /* the VM's NIC's socket (vm-nics) */
 	char log_path[PATH_MAX];
 	char ram_path[PATH_MAX];      /* the secondary's committed pc.ram */
 	struct colo_qemu_args args;   /* vm-args, read and checked */
 	char *binary;                 /* qemu-binary, found on PATH */
 	bool standby;                 /* secondary: qmp is the failover's QEMU,
 					 started ahead, waiting (-incoming defer) */
+	struct qemu_net *net;         /* the VM's frames (vm-nics), or NULL */
+	uint32_t min_interval_ms;     /* min-interval-ms: kicks no closer */
 	struct colo_qmp qmp;
 	pthread_mutex_t qmp_lock;     /* QMP: the relay and the supervisor */
 	int listen_fd;                /* the migration listener (primary) */
@@ -128,6 +134,8 @@ struct qemu_guest {
 	uint32_t interval_ms;
 	bool interval_dirty;
 	uint32_t delay_set_ms;        /* x-checkpoint-delay as QEMU last took it */
+	bool kick;                    /* held frames want a checkpoint now */
+	uint64_t last_request_ns;     /* QEMU's last CHECKPOINT_REQUEST */
 	void (*notify)(void *ud);
 	void *notify_ud;
 	void (*died)(void *ud, const char *why);
@@ -149,6 +157,7 @@ static inline struct qemu_guest *qg(struct colo_guest *g)
 }
 
 /* qemu.c */
+void qemu_policy_of(const struct colo_qemu_settings *set, struct colo_qemu_args_policy *pol);
 void qemu_died(struct qemu_guest *q, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void qemu_notify(struct qemu_guest *q);

@@ -18,6 +18,9 @@
  * guest not paused by the engine) and the device state replaced, so a
  * checkpoint that breaks off or does not parse never reaches the mirror,
  * and so never a secondary.  Then the engine is asked for a checkpoint.
+ * The VM's network (qemu_net.h) follows the same steps: frames to the VM
+ * wait from REQUEST to LOADED, the VM's own close their epoch at
+ * VMSTATE_SEND and take the colo checkpoint of the mirror copy as tag.
  *
  * Everything here runs on the relay thread, except qemu_relay_begin() and
  * qemu_relay_blocks() (the loop thread, before the thread starts).
@@ -696,14 +699,28 @@ static int checkpoint(struct qemu_guest *q, struct colo_err *err)
 	if ((r = expect_msg(q, COLO_MSG_CHECKPOINT_REQUEST, -1, err)) != 0)
 		return r;
 	t0 = colo_now_ns();
+	pthread_mutex_lock(&q->lock);
+	q->last_request_ns = t0;
+	q->kick = false;              /* this is the checkpoint it asked for */
+	pthread_mutex_unlock(&q->lock);
+	/* QEMU stops the VM once it reads REPLY: frames to it wait from here. */
+	if (q->net)
+		qemu_net_vm_stopping(q->net);
 	if ((r = send_msg(q, COLO_MSG_CHECKPOINT_REPLY, err)) != 0 ||
-	    (r = expect_msg(q, COLO_MSG_VMSTATE_SEND, STALL_MS, err)) != 0 ||
-	    (r = read_checkpoint(q, &devlen, err)) != 0)
+	    (r = expect_msg(q, COLO_MSG_VMSTATE_SEND, STALL_MS, err)) != 0)
+		return r;
+	/* The VM is stopped: what it sent so far is this checkpoint's output. */
+	if (q->net)
+		qemu_net_close_epoch(q->net);
+	if ((r = read_checkpoint(q, &devlen, err)) != 0)
 		return r;
 	/* the device bytes are at rb.pos */
 	if ((r = apply_checkpoint(q, devlen, &epoch, err)) != 0)
 		return r;
 	q->rb.pos += devlen;
+	/* The mirror goes out in colo checkpoint `epoch`: so does the output. */
+	if (q->net)
+		qemu_net_tag(q->net, epoch);
 	qemu_notify(q);
 	if ((r = send_msg(q, COLO_MSG_VMSTATE_RECEIVED, err)) != 0)
 		return r;
@@ -715,6 +732,8 @@ static int checkpoint(struct qemu_guest *q, struct colo_err *err)
 	}
 	if ((r = send_msg(q, COLO_MSG_VMSTATE_LOADED, err)) != 0)
 		return r;
+	if (q->net)
+		qemu_net_vm_running(q->net);
 	ns = colo_now_ns() - t0;
 	pthread_mutex_lock(&q->lock);
 	q->pause_us[q->pauses % QEMU_PAUSE_RING] = ns / 1000 > UINT32_MAX ? UINT32_MAX :

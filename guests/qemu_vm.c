@@ -66,6 +66,8 @@ int qemu_vm_paths(struct qemu_guest *q, const char *state_dir, struct colo_err *
 		r = set_path(q->mig_path, sizeof(q->mig_path), q->dir, "colo.sock", err);
 	if (r == 0)
 		r = set_path(q->in_path, sizeof(q->in_path), q->dir, "incoming.sock", err);
+	if (r == 0)
+		r = set_path(q->net_path, sizeof(q->net_path), q->dir, "net.sock", err);
 	if (r)
 		return r;
 	if (snprintf(q->log_path, sizeof(q->log_path), "%s/qemu.log", q->dir) >=
@@ -81,13 +83,11 @@ int qemu_vm_paths(struct qemu_guest *q, const char *state_dir, struct colo_err *
 
 int qemu_vm_parse_args(struct qemu_guest *q, struct colo_err *err)
 {
-	struct colo_qemu_args_policy pol = {
-		.disk_unprotected = q->set->disk_unprotected,
-		.tcg_ok = q->set->tcg_ok,
-	};
+	struct colo_qemu_args_policy pol;
 	char warn[256];
 	int r;
 
+	qemu_policy_of(q->set, &pol);
 	r = colo_qemu_args_parse(q->set->vm_args, &q->args, err);
 	if (r)
 		return r;

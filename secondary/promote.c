@@ -4,7 +4,9 @@
  *
  * When the primary's heartbeats stop for heartbeat-timeout-ms, or on
  * colo-ctl failover, and a checkpoint was committed: the checkpoint in
- * flight is discarded whole, fence-command runs if set (it must exit 0),
+ * flight is discarded whole (unless the guest says it could not serve:
+ * guest.h can_serve, e.g. a VM's tap is gone), fence-command runs if set
+ * (it must exit 0),
  * the generation goes up by one and is persisted, and the primary engine
  * starts on this node from the last committed checkpoint: the guest starts
  * from the committed state, and a new secondary can protect it
@@ -86,6 +88,15 @@ void secondary_promote(struct colo_secondary *s, const char *why, bool timeout)
 
 	if (secondary_promoted(s))
 		return;
+	/* Before anything is fenced: a guest nobody could reach (a VM whose
+	 * tap is gone) must not be the one left serving. */
+	colo_err_clear(&err);
+	if (n->gops->can_serve && n->guest && n->gops->can_serve(n->guest, &err) != 0) {
+		colo_log_error("%s, but not taking over: %s", why, err.msg);
+		if (timeout)
+			colo_node_exit(n, COLO_EXIT_GUEST);
+		return;
+	}
 	colo_log_warn("%s: taking over from %s (last committed checkpoint %" PRIu64 ")",
 		      why, s->primary_node, s->last_committed);
 	/* What failover costs is measured from the last sign of life. */
@@ -136,6 +147,10 @@ int secondary_failover(struct colo_secondary *s, char *msg, size_t len,
 	if (!s->have_committed)
 		return colo_err_set(err, EAGAIN, "no committed checkpoint yet: nothing to "
 				    "take over from");
+	if (s->n->gops->can_serve && s->n->guest && s->n->gops->can_serve(s->n->guest, err)) {
+		colo_err_prefix(err, "not taking over");
+		return -err->code;
+	}
 	snprintf(msg, len, "taking over from checkpoint %" PRIu64 ", generation %" PRIu64
 		 " -> %" PRIu64, s->last_committed, s->n->generation, s->n->generation + 1);
 	secondary_promote(s, "failover requested", false);

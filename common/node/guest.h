@@ -120,6 +120,9 @@ struct colo_guest_ops {
 	void (*output_epoch)(struct colo_guest *g, uint64_t seq);
 	void (*output_release)(struct colo_guest *g, uint64_t seq);
 	void (*output_notify)(struct colo_guest *g, void (*fn)(void *ud), void *ud);
+	/* A secondary about to take over (before any fence): 0, or why the
+	 * guest could not serve (e.g. nobody could reach it).  NULL: it can. */
+	int (*can_serve)(struct colo_guest *g, struct colo_err *err);
 	/* Guests that take their state from elsewhere (see above); NULL if not. */
 	bool (*ready)(struct colo_guest *g);
 	void (*set_interval)(struct colo_guest *g, uint32_t ms);

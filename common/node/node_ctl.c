@@ -63,7 +63,7 @@ static void ctl_status(struct colo_node *n, struct colo_ctl_pending *p)
 	Colo__Status st = COLO__STATUS__INIT;
 	Colo__PhaseTiming phases[COLO_PHASES], *pp[COLO_PHASES];
 	char state[64] = "", peer[320] = "", peer_state[64] = "", enc[128] = "";
-	char guest[256] = "", rec[4200];
+	char guest[1024] = "", rec[4200];
 	uint64_t last = 0, now = colo_now_ns();
 	size_t np;
 

@@ -98,17 +98,27 @@ static void parse_fails(const char *s, const char *msg)
 	ck_assert_ptr_null(a.accel);
 }
 
-/* Parsed, then checked under the policy: 0 or the error's text. */
+/* Parsed, then checked under the policy (colo's NIC named, so QEMU adds no
+ * default one): 0 or the error's text. */
+static void check_pol(const char *s, const struct colo_qemu_args_policy *pol, const char *msg);
+
 static void check_gives(const char *s, bool disk_ok, bool tcg_ok, const char *msg)
 {
-	struct colo_qemu_args_policy pol = { .disk_unprotected = disk_ok, .tcg_ok = tcg_ok };
+	struct colo_qemu_args_policy pol = { .disk_unprotected = disk_ok, .tcg_ok = tcg_ok,
+					     .colo_nic = true };
+
+	check_pol(s, &pol, msg);
+}
+
+static void check_pol(const char *s, const struct colo_qemu_args_policy *pol, const char *msg)
+{
 	struct colo_qemu_args a;
 	struct colo_err err;
 	int r;
 
 	parse_ok(s, &a);
 	colo_err_clear(&err);
-	r = colo_qemu_args_check(&a, &pol, &err);
+	r = colo_qemu_args_check(&a, pol, &err);
 	if (msg) {
 		ck_assert_msg(r == -EINVAL, "[%s] passed the check", s);
 		ck_assert_str_eq(err.msg, msg);
@@ -546,6 +556,81 @@ START_TEST(tcg_with_vcpus)
 }
 END_TEST
 
+/* ---- NICs: output commit ---- */
+
+START_TEST(nics_bypassing_output_commit)
+{
+	static const struct colo_qemu_args_policy none, nic = { .colo_nic = true },
+		unprot = { .net_unprotected = true };
+	static const char *const why = ": the VM's frames would bypass output commit, so a "
+		"client could see what a failover rolls back (name the NIC in vm-nics and colo "
+		"carries it, or set vm-net-unprotected = yes)";
+	static const char *const dflt = "vm-args: no NIC named, so QEMU adds its default one "
+		"(user networking), whose frames would bypass output commit (name the NIC in "
+		"vm-nics, or add -nodefaults or -nic none, or set vm-net-unprotected = yes)";
+	char want[512];
+
+	snprintf(want, sizeof(want), "vm-args: -netdev user,id=n0%s", why);
+	check_pol("-nodefaults -netdev user,id=n0 -device e1000,netdev=n0", &nic, want);
+	check_pol("-nodefaults -netdev user,id=n0 -device e1000,netdev=n0", &none, want);
+	snprintf(want, sizeof(want), "vm-args: --nic tap,ifname=t0%s", why);
+	check_pol("-m 64 --nic tap,ifname=t0", &nic, want);
+	snprintf(want, sizeof(want), "vm-args: -net nic%s", why);
+	check_pol("-net nic -net user", &nic, want);
+	check_pol("-nodefaults -netdev user,id=n0 -device e1000,netdev=n0", &unprot, NULL);
+	/* QEMU's default NIC: refused unless something else rules it out */
+	check_pol("-m 64", &none, dflt);
+	check_pol("-m 64", &nic, NULL);
+	check_pol("-m 64 -nodefaults", &none, NULL);
+	check_pol("-m 64 -nic none", &none, NULL);
+	check_pol("-m 64 -net none", &none, NULL);
+	check_pol("-m 64", &unprot, NULL);
+}
+END_TEST
+
+/* colo's NIC: -netdev stream to its socket, the operator's device on it. */
+START_TEST(nic_argv)
+{
+	struct colo_qemu_args a;
+	struct colo_err err;
+	char **v = NULL;
+
+	parse_ok("-nodefaults -m 64", &a);
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_qemu_args_set_nic(&a, "virtio-net-pci,mac=52:54:00:c0:10:64",
+						"/run/x,y/net.sock", &err), 0);
+	ck_assert_int_eq(colo_qemu_args_primary(&a, "qemu", "q", &v, &err), 0);
+	same_argv(v, (const char *[]){ "qemu", "-nodefaults", "-m", "64", "-accel", "kvm",
+		  "-qmp", "unix:q,server=on,wait=off", "-netdev",
+		  "stream,id=colo-net0,server=off,addr.type=unix,addr.path=/run/x,,y/net.sock",
+		  "-device", "virtio-net-pci,mac=52:54:00:c0:10:64,netdev=colo-net0", NULL },
+		  "primary with colo's NIC");
+	colo_qemu_args_argv_free(v);
+	ck_assert_int_eq(colo_qemu_args_failover(&a, "qemu", "q", "/dev/shm/r", &v, &err), 0);
+	same_argv(v, (const char *[]){ "qemu", "-nodefaults", "-m", "64", "-accel", "kvm",
+		  "-qmp", "unix:q,server=on,wait=off", "-machine", "memory-backend=pc.ram",
+		  "-object", "memory-backend-file,id=pc.ram,size=67108864,mem-path=/dev/shm/r,"
+		  "share=on", "-netdev",
+		  "stream,id=colo-net0,server=off,addr.type=unix,addr.path=/run/x,,y/net.sock",
+		  "-device", "virtio-net-pci,mac=52:54:00:c0:10:64,netdev=colo-net0", "-incoming",
+		  "defer", NULL }, "failover with colo's NIC");
+	colo_qemu_args_argv_free(v);
+
+	ck_assert_int_eq(colo_qemu_args_set_nic(&a, "e1000,netdev=n0", "s", &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "vm-nics e1000,netdev=n0: names a netdev, which colo adds "
+			 "itself");
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_qemu_args_set_nic(&a, "e1000 e1000", "s", &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "vm-nics 'e1000 e1000': one NIC (colo carries one for now), "
+			 "written without blanks");
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_qemu_args_set_nic(&a, ",mac=1", "s", &err), -EINVAL);
+	ck_assert_str_eq(err.msg, "vm-nics ',mac=1': a NIC model with its options, e.g. "
+			 "virtio-net-pci,mac=52:54:00:12:34:56");
+	colo_qemu_args_free(&a);
+}
+END_TEST
+
 START_TEST(strict_without_policy)
 {
 	struct colo_qemu_args a;
@@ -887,6 +972,8 @@ static Suite *suite(void)
 	tcase_add_test(tc, not_clashes);
 	tcase_add_test(tc, tcg_with_vcpus);
 	tcase_add_test(tc, strict_without_policy);
+	tcase_add_test(tc, nics_bypassing_output_commit);
+	tcase_add_test(tc, nic_argv);
 	tcase_add_test(tc, tcg_ram_warning);
 	tcase_add_test(tc, primary_argv);
 	tcase_add_test(tc, failover_argv);

@@ -25,6 +25,7 @@ vm_args() {
 # node NAME ROLE LISTEN PEER REDIS: start colo-ROLE for NAME; sets last_pid
 node() {
 	"$bdir/colo-$2" --name "$1" --guest qemu --qemu-binary "$work/qemu" --qemu-tcg-ok yes \
+		--vm-net-unprotected yes \
 		--vm-args "$(vm_args "$1" "$5")" --vm-ram-path "$work/$1.ram" \
 		--listen "127.0.0.1:$3" --peer "127.0.0.1:$4" --control "$work/$1.sock" \
 		--state-dir "$work/$1" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \

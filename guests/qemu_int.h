@@ -136,6 +136,7 @@ struct qemu_guest {
 	uint32_t delay_set_ms;        /* x-checkpoint-delay as QEMU last took it */
 	bool kick;                    /* held frames want a checkpoint now */
 	uint64_t last_request_ns;     /* QEMU's last CHECKPOINT_REQUEST */
+	uint64_t last_loaded_ns;      /* ... and the LOADED that ended it */
 	void (*notify)(void *ud);
 	void *notify_ud;
 	void (*died)(void *ud, const char *why);

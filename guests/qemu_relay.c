@@ -740,6 +740,7 @@ static int checkpoint(struct qemu_guest *q, struct colo_err *err)
 						   (uint32_t)(ns / 1000);
 	q->pauses++;
 	q->pause_last_ns = ns;
+	q->last_loaded_ns = t0 + ns;
 	q->pause_sum_ns += ns;
 	if (ns > q->pause_max_ns)
 		q->pause_max_ns = ns;

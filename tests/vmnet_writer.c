@@ -40,9 +40,10 @@
  *       acknowledged N, lost L, extra X, reconnects R
  *   N: acknowledged SETs.  L: acknowledged SETs whose key is missing or
  *   wrong, plus counters below their acknowledged value.  X: writes nobody
- *   made: a key past S (or in place of one in flight) that is not what was
- *   sent, a counter above V + K.  R: the writer's reconnects.  Each loss or
- *   extra is described on stderr (the first 10 of each).
+ *   made: the key after the last i sent, or one in flight holding another
+ *   value, or a counter above V + K (keys further on are not read).  R: the
+ *   writer's reconnects.  Each loss or extra is described on stderr (the
+ *   first 10 of each).
  *
  * Exit status: write: 0 FILE written; 2 usage, no connection at the start,
  * keys of the prefix exist, FILE not written.  check: 0 when L and X are 0;
@@ -261,6 +262,7 @@ static void check_fresh(redisContext *c, const struct opts *o)
 {
 	const char *argv[1 + 2 * MAX_CLIENTS];
 	char keys[2 * MAX_CLIENTS][KEYLEN];
+	char why[200] = "";
 	int argc = 0;
 	redisReply *r;
 
@@ -275,12 +277,14 @@ static void check_fresh(redisContext *c, const struct opts *o)
 	if (!r)
 		die(EXIT_USAGE, "EXISTS on %s:%d: %s", o->host, o->port, c->errstr);
 	if (r->type != REDIS_REPLY_INTEGER)
-		die(EXIT_USAGE, "EXISTS on %s:%d: %s", o->host, o->port,
-		    r->str ? r->str : "not an integer");
-	if (r->integer != 0)
-		die(EXIT_USAGE, "keys with prefix '%s' exist on %s:%d already: use another --prefix",
-		    o->prefix, o->host, o->port);
+		snprintf(why, sizeof(why), "EXISTS on %s:%d: %s", o->host, o->port,
+			 r->str ? r->str : "not an integer");
+	else if (r->integer != 0)
+		snprintf(why, sizeof(why), "keys with prefix '%s' exist on %s:%d already: "
+			 "use another --prefix", o->prefix, o->host, o->port);
 	freeReplyObject(r);
+	if (why[0])
+		die(EXIT_USAGE, "%s", why);
 }
 
 struct totals {
@@ -560,14 +564,24 @@ static bool in_flight(const struct record *rec, uint64_t i)
 	return false;
 }
 
-static redisReply *get_reply(redisContext *c, const char *what)
+/* The next pipelined reply, which must be an array. */
+static redisReply *get_array(redisContext *c, const char *what)
 {
 	void *r = NULL;
 
+	int type;
+
 	if (redisGetReply(c, &r) != REDIS_OK || !r)
 		die(EXIT_USAGE, "%s: %s", what, c->errstr);
-	if (((redisReply *)r)->type == REDIS_REPLY_ERROR)
-		die(EXIT_USAGE, "%s: %s", what, ((redisReply *)r)->str);
+	type = ((redisReply *)r)->type;
+	if (type != REDIS_REPLY_ARRAY) {
+		char why[200];
+
+		snprintf(why, sizeof(why), "%s", type == REDIS_REPLY_ERROR ?
+			 ((redisReply *)r)->str : "not an array");
+		freeReplyObject(r);
+		die(EXIT_USAGE, "%s: %s", what, why);
+	}
 	return r;
 }
 
@@ -624,9 +638,7 @@ static void check_client(redisContext *c, const char *prefix, const struct recor
 		if (np < WINDOW && b + BATCH <= top)
 			continue;
 		for (int k = 0; k < np; k++) {
-			r = get_reply(c, "MGET");
-			if (r->type != REDIS_REPLY_ARRAY)
-				die(EXIT_USAGE, "MGET: reply of type %d, not an array", r->type);
+			r = get_array(c, "MGET");
 			for (size_t e = 0; e < r->elements; e++)
 				judge(prefix, rec, pending[k] + e, r->element[e], t);
 			freeReplyObject(r);

@@ -27,7 +27,8 @@
 #                            SW NA NB CL (namespace names), VMNET_NS (all
 #                            four), NA_IP NB_IP CL_IP VM_IP VM_MAC VM_APPEND
 #                            VMNET_BRIDGE (vmbr).  Refuses when a namespace
-#                            of that TAG exists already.  On failure it
+#                            of that TAG exists already (one topology per
+#                            shell at a time).  On failure it
 #                            removes what it made.
 #   vmnet_down               deletes the namespaces of the last vmnet_up (and
 #                            with them their links, bridges and taps); stop
@@ -101,8 +102,8 @@ _vn_bridge() {
 
 # _vn_quiet NS: lo up, no IPv6 (no router solicitations, no DAD)
 _vn_quiet() {
-	in_ns "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 \
-		net.ipv6.conf.default.disable_ipv6=1 >/dev/null &&
+	in_ns "$1" sh -c 'echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 &&
+		echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6' &&
 		in_ns "$1" ip link set lo up
 }
 
@@ -120,7 +121,7 @@ vmnet_up() {
 	for _vn_n in $SW $NA $NB $CL; do
 		ip netns add "$_vn_n" || { vmnet_down; _vn_err "ip netns add $_vn_n"; return 1; }
 		VMNET_NS="$VMNET_NS $_vn_n"
-		_vn_quiet "$_vn_n" || { vmnet_down; _vn_err "$_vn_n: lo, sysctl"; return 1; }
+		_vn_quiet "$_vn_n" || { vmnet_down; _vn_err "$_vn_n: lo, IPv6 off"; return 1; }
 	done
 	_vn_bridge "$SW" br0 || { vmnet_down; _vn_err "$SW: bridge br0"; return 1; }
 	# each node: vmbr holds its uplink (and later the VM's tap), its address

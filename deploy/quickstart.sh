@@ -41,8 +41,9 @@ protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev
 libhiredis-dev"
 # The interop tests run real QEMU, the kv client tests Debian's redis-cli and
 # redis-benchmark and talk RESP through hiredis (test dependencies; the
-# demonstration uses redis-tools).
-TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev"
+# demonstration uses redis-tools).  The VM network tests build namespaces,
+# bridges and taps with iproute2 (tests/vmnet.sh).
+TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

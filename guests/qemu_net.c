@@ -29,6 +29,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
 #include <poll.h>
@@ -100,20 +102,54 @@ static int ifreq_sock(struct colo_err *err)
 	return s;
 }
 
-/* Is the tap a port of the bridge already? */
+/* Is the tap a port of the bridge already?  Asked of the kernel (the
+ * tap's IFLA_MASTER over rtnetlink), not of /sys/class/net: that shows the
+ * network namespace sysfs was mounted in, another one for a node that
+ * entered its namespace without mounting a sysfs of its own (unshare -n,
+ * nsenter --net), and adding the tap again then fails with EBUSY. */
 static bool in_bridge(const char *tap, const char *bridge)
 {
-	char path[96], link[256];
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+	} req;
+	uint32_t buf[4096];           /* one link's attributes (no VF list asked) */
+	unsigned int br = if_nametoindex(bridge);
+	bool in = false;
 	ssize_t k;
-	const char *base;
+	int s;
 
-	snprintf(path, sizeof(path), "/sys/class/net/%s/master", tap);
-	k = readlink(path, link, sizeof(link) - 1);
-	if (k <= 0)
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = RTM_GETLINK;
+	req.nh.nlmsg_flags = NLM_F_REQUEST;
+	req.ifi.ifi_family = AF_UNSPEC;
+	req.ifi.ifi_index = (int)if_nametoindex(tap);
+	if (br == 0 || req.ifi.ifi_index == 0)
 		return false;
-	link[k] = '\0';
-	base = strrchr(link, '/');
-	return strcmp(base ? base + 1 : link, bridge) == 0;
+	s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (s < 0)
+		return false;
+	/* The kernel answers within send(): the reply is queued when it returns. */
+	if (send(s, &req, sizeof(req), 0) == (ssize_t)sizeof(req) &&
+	    (k = recv(s, buf, sizeof(buf), 0)) > 0) {
+		struct nlmsghdr *nh = (struct nlmsghdr *)buf;
+
+		if (NLMSG_OK(nh, (size_t)k) && nh->nlmsg_type == RTM_NEWLINK) {
+			int len = (int)IFLA_PAYLOAD(nh);
+
+			for (struct rtattr *a = IFLA_RTA(NLMSG_DATA(nh)); RTA_OK(a, len);
+			     a = RTA_NEXT(a, len))
+				if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) >= 4) {
+					uint32_t m;
+
+					memcpy(&m, RTA_DATA(a), 4);
+					in = m == br;
+				}
+		}
+	}
+	close(s);
+	return in;
 }
 
 static int tap_up(struct qemu_net *n, struct colo_err *err)

@@ -434,7 +434,10 @@ static void read_tap(struct qemu_net *n)
 static void write_socket(struct qemu_net *n)
 {
 	while (n->conn_fd >= 0 && n->out_pos < n->out.len) {
-		ssize_t w = write(n->conn_fd, n->out.data + n->out_pos, n->out.len - n->out_pos);
+		/* MSG_NOSIGNAL: a QEMU that went away is an EPIPE, not a SIGPIPE
+		 * that ends the node (the program need not ignore the signal). */
+		ssize_t w = send(n->conn_fd, n->out.data + n->out_pos, n->out.len - n->out_pos,
+				 MSG_NOSIGNAL);
 
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR)

@@ -89,6 +89,7 @@ struct qemu_net {
 	uint32_t lat_us[LAT_RING];
 	uint64_t lat_n;
 	bool said_drop_in, said_drop_tap;
+	bool tap_gone;                /* deleted under us: not polled any more */
 };
 
 /* ---- the tap ---- */
@@ -485,7 +486,8 @@ static void *net_main(void *arg)
 
 		pf[np++] = (struct pollfd){ .fd = n->wake[0], .events = POLLIN };
 		pf[np++] = (struct pollfd){ .fd = n->listen_fd, .events = POLLIN };
-		pf[np++] = (struct pollfd){ .fd = n->tap_fd, .events = POLLIN |
+		/* A deleted tap's fd polls POLLERR for ever: poll() ignores fd -1. */
+		pf[np++] = (struct pollfd){ .fd = n->tap_gone ? -1 : n->tap_fd, .events = POLLIN |
 			(n->head && n->head->tag <= n->released ? POLLOUT : 0) };
 		if (n->conn_fd >= 0) {
 			ic = np;
@@ -509,6 +511,11 @@ static void *net_main(void *arg)
 			do_accept(n);
 		if (pf[2].revents & POLLIN)
 			read_tap(n);
+		if (pf[2].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			n->tap_gone = true;
+			colo_log_error("vm-tap %s is gone (deleted while this node ran): the "
+				       "VM's frames are dropped from now on", n->tap);
+		}
 		write_socket(n);
 		release_to_tap(n);
 		if (want_kick(n)) {

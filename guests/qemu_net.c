@@ -29,6 +29,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sockios.h>
 #include <net/if.h>
 #include <poll.h>
@@ -87,6 +89,7 @@ struct qemu_net {
 	uint32_t lat_us[LAT_RING];
 	uint64_t lat_n;
 	bool said_drop_in, said_drop_tap;
+	bool tap_gone;                /* deleted under us: not polled any more */
 };
 
 /* ---- the tap ---- */
@@ -100,20 +103,54 @@ static int ifreq_sock(struct colo_err *err)
 	return s;
 }
 
-/* Is the tap a port of the bridge already? */
+/* Is the tap a port of the bridge already?  Asked of the kernel (the
+ * tap's IFLA_MASTER over rtnetlink), not of /sys/class/net: that shows the
+ * network namespace sysfs was mounted in, another one for a node that
+ * entered its namespace without mounting a sysfs of its own (unshare -n,
+ * nsenter --net), and adding the tap again then fails with EBUSY. */
 static bool in_bridge(const char *tap, const char *bridge)
 {
-	char path[96], link[256];
+	struct {
+		struct nlmsghdr nh;
+		struct ifinfomsg ifi;
+	} req;
+	uint32_t buf[4096];           /* one link's attributes (no VF list asked) */
+	unsigned int br = if_nametoindex(bridge);
+	bool in = false;
 	ssize_t k;
-	const char *base;
+	int s;
 
-	snprintf(path, sizeof(path), "/sys/class/net/%s/master", tap);
-	k = readlink(path, link, sizeof(link) - 1);
-	if (k <= 0)
+	memset(&req, 0, sizeof(req));
+	req.nh.nlmsg_len = sizeof(req);
+	req.nh.nlmsg_type = RTM_GETLINK;
+	req.nh.nlmsg_flags = NLM_F_REQUEST;
+	req.ifi.ifi_family = AF_UNSPEC;
+	req.ifi.ifi_index = (int)if_nametoindex(tap);
+	if (br == 0 || req.ifi.ifi_index == 0)
 		return false;
-	link[k] = '\0';
-	base = strrchr(link, '/');
-	return strcmp(base ? base + 1 : link, bridge) == 0;
+	s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (s < 0)
+		return false;
+	/* The kernel answers within send(): the reply is queued when it returns. */
+	if (send(s, &req, sizeof(req), 0) == (ssize_t)sizeof(req) &&
+	    (k = recv(s, buf, sizeof(buf), 0)) > 0) {
+		struct nlmsghdr *nh = (struct nlmsghdr *)buf;
+
+		if (NLMSG_OK(nh, (size_t)k) && nh->nlmsg_type == RTM_NEWLINK) {
+			int len = (int)IFLA_PAYLOAD(nh);
+
+			for (struct rtattr *a = IFLA_RTA(NLMSG_DATA(nh)); RTA_OK(a, len);
+			     a = RTA_NEXT(a, len))
+				if (a->rta_type == IFLA_MASTER && RTA_PAYLOAD(a) >= 4) {
+					uint32_t m;
+
+					memcpy(&m, RTA_DATA(a), 4);
+					in = m == br;
+				}
+		}
+	}
+	close(s);
+	return in;
 }
 
 static int tap_up(struct qemu_net *n, struct colo_err *err)
@@ -398,7 +435,10 @@ static void read_tap(struct qemu_net *n)
 static void write_socket(struct qemu_net *n)
 {
 	while (n->conn_fd >= 0 && n->out_pos < n->out.len) {
-		ssize_t w = write(n->conn_fd, n->out.data + n->out_pos, n->out.len - n->out_pos);
+		/* MSG_NOSIGNAL: a QEMU that went away is an EPIPE, not a SIGPIPE
+		 * that ends the node (the program need not ignore the signal). */
+		ssize_t w = send(n->conn_fd, n->out.data + n->out_pos, n->out.len - n->out_pos,
+				 MSG_NOSIGNAL);
 
 		if (w < 0) {
 			if (errno != EAGAIN && errno != EINTR)
@@ -446,7 +486,8 @@ static void *net_main(void *arg)
 
 		pf[np++] = (struct pollfd){ .fd = n->wake[0], .events = POLLIN };
 		pf[np++] = (struct pollfd){ .fd = n->listen_fd, .events = POLLIN };
-		pf[np++] = (struct pollfd){ .fd = n->tap_fd, .events = POLLIN |
+		/* A deleted tap's fd polls POLLERR for ever: poll() ignores fd -1. */
+		pf[np++] = (struct pollfd){ .fd = n->tap_gone ? -1 : n->tap_fd, .events = POLLIN |
 			(n->head && n->head->tag <= n->released ? POLLOUT : 0) };
 		if (n->conn_fd >= 0) {
 			ic = np;
@@ -470,6 +511,11 @@ static void *net_main(void *arg)
 			do_accept(n);
 		if (pf[2].revents & POLLIN)
 			read_tap(n);
+		if (pf[2].revents & (POLLERR | POLLHUP | POLLNVAL)) {
+			n->tap_gone = true;
+			colo_log_error("vm-tap %s is gone (deleted while this node ran): the "
+				       "VM's frames are dropped from now on", n->tap);
+		}
 		write_socket(n);
 		release_to_tap(n);
 		if (want_kick(n)) {

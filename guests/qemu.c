@@ -510,6 +510,9 @@ static void qemu_stop(struct colo_guest *g)
 	if (q->sup_on)
 		pthread_join(q->sup_thr, NULL);
 	q->relay_on = q->sup_on = q->running = false;
+	/* The NIC's relay first: QEMU's going is then no news to log. */
+	qemu_net_free(q->net);
+	q->net = NULL;
 	qemu_vm_stop(q);
 }
 
@@ -579,6 +582,42 @@ static void qemu_describe(struct colo_guest *g, char *buf, size_t len)
 	pthread_mutex_unlock(&q->lock);
 	if (q->net)
 		describe_net(q, buf, len);
+}
+
+/* colo-ctl stats: the VM's checkpoints and, with vm-nics, its frames. */
+static void qemu_metrics(struct colo_guest *g, void (*put)(void *, const char *, double),
+			 void *ud)
+{
+	struct qemu_guest *q = qg(g);
+	struct qemu_net_stats st;
+	double p50, p90;
+
+	pthread_mutex_lock(&q->lock);
+	pause_pcts(q, &p50, &p90);
+	put(ud, "vm_checkpoints", (double)q->ckpts);
+	put(ud, "vm_pages_in", (double)q->pages_in);
+	put(ud, "vm_bytes_in", (double)q->bytes_in);
+	put(ud, "vm_pause_p50_ms", p50);
+	put(ud, "vm_pause_p90_ms", p90);
+	put(ud, "vm_pause_max_ms", (double)q->pause_max_ns / 1e6);
+	pthread_mutex_unlock(&q->lock);
+	if (!q->net)
+		return;
+	qemu_net_stats(q->net, &st);
+	put(ud, "vm_net_connected", st.connected);
+	put(ud, "vm_net_held_frames", (double)st.held_frames);
+	put(ud, "vm_net_held_bytes", (double)st.held_bytes);
+	put(ud, "vm_net_held_max_bytes", (double)st.held_max_bytes);
+	put(ud, "vm_net_out_frames", (double)st.out_frames);
+	put(ud, "vm_net_out_bytes", (double)st.out_bytes);
+	put(ud, "vm_net_release_p50_ms", st.release_p50_ms);
+	put(ud, "vm_net_release_p99_ms", st.release_p99_ms);
+	put(ud, "vm_net_in_frames", (double)st.in_frames);
+	put(ud, "vm_net_in_bytes", (double)st.in_bytes);
+	put(ud, "vm_net_in_waited", (double)st.in_waited);
+	put(ud, "vm_net_epochs", (double)st.epochs);
+	put(ud, "vm_net_checkpoints_asked", (double)st.kicks);
+	put(ud, "vm_net_dropped", (double)st.dropped);
 }
 
 static void qemu_output_epoch(struct colo_guest *g, uint64_t seq)
@@ -765,6 +804,7 @@ const struct colo_guest_ops colo_qemu_ops = {
 	.full_sync = qemu_full_sync,
 	.stop = qemu_stop,
 	.describe = qemu_describe,
+	.metrics = qemu_metrics,
 	.output_epoch = qemu_output_epoch,
 	.output_release = qemu_output_release,
 	.output_notify = qemu_output_notify,

@@ -69,7 +69,8 @@ struct qemu_net_stats {
  * Listen on sock_path and open the tap `tap` (created if missing, brought
  * up, added to `bridge` unless that is NULL or ""); start the thread.
  * serving: frames flow at once (a primary); else they are dropped until
- * qemu_net_serve().  One line naming the tap or bridge on failure.
+ * qemu_net_serve().  One line naming the tap or bridge on failure; *out
+ * may then hold a half-made relay: qemu_net_free() it (NULL is fine).
  */
 int qemu_net_open(const char *sock_path, const char *tap, const char *bridge, bool serving,
 		  struct qemu_net **out, struct colo_err *err);

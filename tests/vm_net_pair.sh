@@ -17,7 +17,10 @@
 #     the writer's connections were never reset (reconnects 0): TCP carried
 #     on across every failover;
 #   - the same kill with output-mode none loses acknowledged writes, and the
-#     check says so: it is not blind.
+#     check says so: it is not blind;
+#   - a secondary whose tap was deleted refuses to take over, on colo-ctl
+#     failover (an error, it stays the secondary) and when the primary
+#     dies (exit 7 before any fence: nobody could reach its VM).
 # Under TCG with the test-only QEMU 7.2 workarounds (tests/vmpair.sh).
 # Skipped without root, network namespaces, /dev/net/tun, QEMU, redis-cli or
 # the cached test VM.  Timing is printed, never asserted.  Every process is
@@ -104,7 +107,7 @@ rand_ms() { echo $(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % $1 )); }
 sleep_ms() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 reconnects() { sed -n 's/^total .* reconnects \([0-9]*\) .*/\1/p' "$1"; }
 
-echo "1..6"
+echo "1..9"
 
 # ---- 1: the pair protects the VM; the client reaches it ----
 netnode b secondary; pid_b=$last_pid
@@ -207,6 +210,16 @@ r=$(reconnects "$work/w.txt")
 [ "$r" = 0 ] && ok "the writer's 4 connections were never reset: TCP carried on across every failover" ||
 	not_ok "the writer reconnected $r times (want 0)" "$work/w.txt"
 ctl "$primary" status | sed -n 's/^guest .*; NIC/# the NIC of the last primary:/p'
+out=$(ctl "$primary" stats)
+o=$(echo "$out" | sed -n 's/^guest vm_net_out_frames  *//p')
+e=$(echo "$out" | sed -n 's/^guest vm_net_epochs  *//p')
+if [ "${o:-0}" -gt 0 ] 2>/dev/null && [ "${e:-0}" -gt 0 ] 2>/dev/null &&
+   echo "$out" | grep -q '^guest vm_net_held_bytes ' &&
+   echo "$out" | grep -q '^guest vm_net_release_p99_ms '; then
+	ok "colo-ctl stats has the NIC's figures ($o frames out, $e epochs)"
+else
+	not_ok "colo-ctl stats: $(echo "$out" | grep '^guest' | tr '\n' ' ')"
+fi
 
 # ---- 5-6: output-mode none loses what the client was told ----
 for p in $pids; do kill "$p" 2>/dev/null; done
@@ -244,4 +257,22 @@ case "$out" in
 	not_ok "check exit $cst: $out" ;;
 *) not_ok "check said: $out" ;;
 esac
+
+# ---- 7-8: a secondary whose tap is gone does not take over ----
+netnode a secondary; pid_a=$last_pid
+wait_until 300 protected b a || bail "a did not protect the VM again"
+ip -n "$NA" link del colo-vm0 || bail "cannot delete a's tap"
+out=$(ctl a failover)
+if echo "$out" | grep -q "not taking over: vm-tap colo-vm0 is gone" && is_role a secondary; then
+	ok "colo-ctl failover on a secondary whose tap is gone: refused ($out)"
+else
+	not_ok "failover with the tap gone: '$out', role $(field a role)" "$work/a.log"
+fi
+kill -9 "$(qemu_pid b)"
+wait "$pid_a"; st=$?
+if [ $st -eq 7 ] && grep -q "but not taking over: vm-tap colo-vm0 is gone" "$work/a.log"; then
+	ok "the primary dies and the secondary's tap is gone: it exits 7 without serving the VM"
+else
+	not_ok "tap gone at the heartbeat timeout: exit $st" "$work/a.log"
+fi
 [ $fails -eq 0 ]

@@ -170,6 +170,13 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "heartbeats_received", json_u64(st->heartbeats_received));
 	json_object_set_new(o, "heartbeats_refused", json_u64(st->heartbeats_refused));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
+	{
+		json_t *g = json_object();
+
+		for (size_t i = 0; i < st->n_guest; i++)
+			json_object_set_new(g, st->guest[i]->key, json_real(st->guest[i]->value));
+		json_object_set_new(o, "guest", g);
+	}
 	return o;
 }
 
@@ -323,6 +330,12 @@ static void print_stats(const Colo__Stats *st)
 	kv("heartbeats received", "%" PRIu64, st->heartbeats_received);
 	kv("heartbeats refused", "%" PRIu64, st->heartbeats_refused);
 	print_phases(st->phases, st->n_phases);
+	for (size_t i = 0; i < st->n_guest; i++) {
+		char key[80];
+
+		snprintf(key, sizeof(key), "guest %s", st->guest[i]->key);
+		kv(key, "%.15g", st->guest[i]->value);
+	}
 }
 
 /* Returns the exit status: differing pages are a failure. */

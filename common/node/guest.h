@@ -116,6 +116,10 @@ struct colo_guest_ops {
 	void (*verify)(struct colo_guest *g, struct colo_verify_report *r);
 	/* One line of what it is doing, for status (e.g. writes/s). */
 	void (*describe)(struct colo_guest *g, char *buf, size_t len);
+	/* Its own figures for colo-ctl stats: put(ud, name, value) for each,
+	 * names in snake_case and stable (scripts read them); NULL: none. */
+	void (*metrics)(struct colo_guest *g,
+			void (*put)(void *ud, const char *name, double value), void *ud);
 	/* Output commit (see above); NULL for guests without clients. */
 	void (*output_epoch)(struct colo_guest *g, uint64_t seq);
 	void (*output_release)(struct colo_guest *g, uint64_t seq);

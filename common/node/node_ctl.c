@@ -100,8 +100,31 @@ static void ctl_status(struct colo_node *n, struct colo_ctl_pending *p)
 	colo_ctl_reply(p, &resp);
 }
 
+#define GUEST_METRICS_MAX 48
+
+struct guest_metrics {
+	Colo__Stats__GuestEntry e[GUEST_METRICS_MAX], *ep[GUEST_METRICS_MAX];
+	char names[GUEST_METRICS_MAX][64];
+	size_t n;
+};
+
+static void put_metric(void *ud, const char *name, double value)
+{
+	struct guest_metrics *m = ud;
+
+	if (m->n == GUEST_METRICS_MAX)
+		return;
+	colo__stats__guest_entry__init(&m->e[m->n]);
+	snprintf(m->names[m->n], sizeof(m->names[m->n]), "%s", name);
+	m->e[m->n].key = m->names[m->n];
+	m->e[m->n].value = value;
+	m->ep[m->n] = &m->e[m->n];
+	m->n++;
+}
+
 static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 {
+	static struct guest_metrics gm;   /* loop thread only: 10 KiB off the stack */
 	Colo__ControlResponse resp = COLO__CONTROL_RESPONSE__INIT;
 	Colo__Stats st = COLO__STATS__INIT;
 	Colo__Stats__PagesByKindEntry kinds[COLO_PAGE_KINDS], *kp[COLO_PAGE_KINDS];
@@ -133,6 +156,11 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	add_phases(n, phases, pp, &np);
 	st.n_phases = np;
 	st.phases = pp;
+	gm.n = 0;
+	if (n->gops->metrics && n->guest)
+		n->gops->metrics(n->guest, put_metric, &gm);
+	st.n_guest = gm.n;
+	st.guest = gm.ep;
 	resp.ok = true;
 	resp.result_case = COLO__CONTROL_RESPONSE__RESULT_STATS;
 	resp.stats = &st;

@@ -42,14 +42,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() {
-	n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"
-	shift
-	for f in "$@"; do [ -f "$f" ] && tail -n 30 "$f" | sed 's/^/#   /'; done
-}
+. "$top_srcdir/tests/tap.sh"
 bail() { echo "Bail out! $*"; for f in "$tmp"/*.log; do tail -n 20 "$f" | sed "s|^|# $(basename "$f"): |"; done; exit 1; }
 
 work=$tmp

@@ -675,7 +675,8 @@ static bool qemu_ready(struct colo_guest *g)
 	pthread_mutex_lock(&q->lock);
 	r = q->ready;
 	pthread_mutex_unlock(&q->lock);
-	return r;
+	/* the relay's qemu_notify() after the next checkpoint asks again */
+	return r && (!q->net || qemu_net_sync_ready(q->net));
 }
 
 static void qemu_set_interval(struct colo_guest *g, uint32_t ms)

@@ -75,6 +75,9 @@ struct qemu_net {
 	bool vm_stopped;              /* QEMU stopped it for a checkpoint */
 	bool in_ckpt;                 /* between REQUEST and LOADED: no kicks */
 	bool kicked;                  /* asked for a checkpoint this epoch */
+	bool prehold;                 /* epoch 0, but a sync is coming: hold */
+	uint64_t unheld_open;         /* sent at once in QEMU's open epoch ... */
+	uint64_t unheld_closed;       /* ... and in the closed one not yet applied */
 	uint64_t epoch, released;
 	void (*kick)(void *ud);
 	void *kick_ud;
@@ -309,7 +312,7 @@ static void lat_add(struct qemu_net *n, uint64_t ns)
 static bool want_kick(const struct qemu_net *n)
 {
 	return n->tail && n->tail->tag == TAG_OPEN && !n->kicked && !n->in_ckpt &&
-	       n->epoch != 0 && n->kick;
+	       (n->epoch != 0 || n->prehold) && n->kick;
 }
 
 /* A whole frame from the VM. */
@@ -327,7 +330,8 @@ static void from_vm(struct qemu_net *n, const uint8_t *p, uint32_t len)
 		return;
 	}
 	f->next = NULL;
-	f->tag = n->epoch == 0 ? 0 : TAG_OPEN;
+	f->tag = n->epoch == 0 && !n->prehold ? 0 : TAG_OPEN;
+	n->unheld_open += f->tag == 0;
 	f->t_ns = colo_now_ns();
 	f->len = len;
 	memcpy(f->data, p, len);
@@ -687,6 +691,8 @@ void qemu_net_close_epoch(struct qemu_net *n)
 	for (struct frame *f = n->head; f; f = f->next)
 		if (f->tag == TAG_OPEN)
 			f->tag = TAG_CLOSED;
+	n->unheld_closed += n->unheld_open;
+	n->unheld_open = 0;
 	n->st.epochs++;
 	pthread_mutex_unlock(&n->lock);
 }
@@ -696,6 +702,7 @@ void qemu_net_tag(struct qemu_net *n, uint64_t seq)
 	bool any = false;
 
 	pthread_mutex_lock(&n->lock);
+	n->unheld_closed = 0;         /* their epoch is in the mirror now */
 	for (struct frame *f = n->head; f; f = f->next)
 		if (f->tag == TAG_CLOSED) {
 			f->tag = n->epoch == 0 ? 0 : seq;
@@ -725,11 +732,37 @@ void qemu_net_epoch(struct qemu_net *n, uint64_t seq)
 {
 	pthread_mutex_lock(&n->lock);
 	n->epoch = seq;
+	n->prehold = false;
 	/* "Everything released" covered the epochs before this one only. */
 	if (seq && n->released == UINT64_MAX)
 		n->released = seq - 1;
 	pthread_mutex_unlock(&n->lock);
 	wake(n);
+}
+
+bool qemu_net_sync_ready(struct qemu_net *n)
+{
+	void (*kick)(void *) = NULL;
+	void *ud = NULL;
+	bool ready;
+
+	pthread_mutex_lock(&n->lock);
+	ready = n->epoch != 0 || n->unheld_open + n->unheld_closed == 0;
+	if (!ready && !n->prehold) {
+		/* Hold from now on, and have QEMU close the epoch those went out
+		 * in: once it is in the mirror, so is all that was said. */
+		n->prehold = true;
+		if (!n->in_ckpt) {
+			kick = n->kick;
+			ud = n->kick_ud;
+			n->kicked = true;
+			n->st.kicks++;
+		}
+	}
+	pthread_mutex_unlock(&n->lock);
+	if (kick)
+		kick(ud);
+	return ready;
 }
 
 void qemu_net_release(struct qemu_net *n, uint64_t seq)

@@ -95,6 +95,14 @@ void qemu_net_vm_running(struct qemu_net *n);   /* LOADED sent: deliver to it */
 /* The engine's epochs (guest.h output commit). */
 void qemu_net_epoch(struct qemu_net *n, uint64_t seq);
 void qemu_net_release(struct qemu_net *n, uint64_t seq);
+/*
+ * May a full sync be staged now?  Not while frames sent at once (epoch 0)
+ * come from a QEMU epoch that is not in the mirror yet: a secondary synced
+ * without it could take over and roll back what a client saw.  Then frames
+ * are held from this call on, QEMU is asked for a checkpoint (kick), and
+ * the answer is yes once that checkpoint is in the mirror (qemu_net_tag).
+ */
+bool qemu_net_sync_ready(struct qemu_net *n);
 
 void qemu_net_stats(struct qemu_net *n, struct qemu_net_stats *st);
 

@@ -812,6 +812,70 @@ END_TEST
 
 /* ---- a standby node ---- */
 
+/*
+ * A full sync may not be staged while frames sent at once come from a QEMU
+ * epoch the mirror does not hold yet: the sync waits for QEMU's next
+ * checkpoint (asked for at once), and what the VM sends meanwhile is held.
+ */
+START_TEST(a_sync_waits_for_the_epoch_of_what_was_sent)
+{
+	struct env e;
+
+	netns(false);
+	open_env(&e, NULL, true);
+	atomic_store(&kicks_seen, 0);
+	qemu_net_set_kick(e.n, on_kick, &kicks_seen);
+	/* nothing said yet: a sync may start */
+	ck_assert(qemu_net_sync_ready(e.n));
+	kicks_are(&e, 0, "nothing sent");
+
+	/* sent at once in QEMU's open epoch: not yet */
+	vm_sends(&e, 1, 2);
+	outside_gets(&e, 1, 2);
+	WAIT_STAT(&e, out_frames, 2);
+	ck_assert(!qemu_net_sync_ready(e.n));
+	kicks_are(&e, 1, "a sync waits");
+	ck_assert(!qemu_net_sync_ready(e.n));
+	kicks_are(&e, 1, "asked again: no second checkpoint asked for");
+	/* from now on held, though the epoch is still 0 */
+	vm_sends(&e, 3, 3);
+	WAIT_STAT(&e, held_frames, 1);
+	barrier(&e);
+	outside_gets_nothing(&e, "held while the sync waits");
+
+	/* QEMU stopped: the epoch of 1-3 closes, and is not in the mirror yet */
+	qemu_net_vm_stopping(e.n);
+	qemu_net_close_epoch(e.n);
+	ck_assert(!qemu_net_sync_ready(e.n));
+	/* in the mirror: frame 3 goes (the sync will hold its effect), and the
+	 * sync may start */
+	qemu_net_tag(e.n, 0);
+	outside_gets(&e, 3, 3);
+	WAIT_STAT(&e, out_frames, 3);
+	ck_assert(qemu_net_sync_ready(e.n));
+	qemu_net_vm_running(e.n);
+
+	/* until the sync is staged (epoch 5), frames stay held */
+	vm_sends(&e, 4, 4);
+	WAIT_STAT(&e, held_frames, 1);
+	qemu_net_epoch(e.n, 5);
+	qemu_checkpoint(&e, 5);
+	qemu_net_release(e.n, 5);
+	outside_gets(&e, 4, 4);
+	WAIT_STAT(&e, out_frames, 4);
+	ck_assert_uint_eq(stats(&e).dropped, 0);
+	qemu_net_vm_running(e.n);
+
+	/* unprotected again (the secondary gone): frames at once */
+	qemu_net_epoch(e.n, 0);
+	qemu_net_release(e.n, UINT64_MAX);
+	vm_sends(&e, 5, 5);
+	outside_gets(&e, 5, 5);
+	WAIT_STAT(&e, out_frames, 5);
+	free_env(&e);
+}
+END_TEST
+
 START_TEST(a_standby_node_drops_both_ways_until_it_serves)
 {
 	struct env e;
@@ -1075,6 +1139,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, frames_from_the_vm_wait_for_their_checkpoint);
 	tcase_add_test(tc, the_epoch_ends_at_close_epoch);
 	tcase_add_test(tc, epoch_zero_sends_at_once_and_everything_releases_all);
+	tcase_add_test(tc, a_sync_waits_for_the_epoch_of_what_was_sent);
 	tcase_add_test(tc, frames_to_the_vm_wait_while_it_is_stopped);
 	tcase_add_test(tc, held_frames_kick_once_per_open_epoch);
 	tcase_add_test(tc, a_standby_node_drops_both_ways_until_it_serves);

@@ -16,6 +16,7 @@
 #   - at the end every acknowledged write is there (lost 0, extra 0), and
 #     the writer's connections were never reset (reconnects 0): TCP carried
 #     on across every failover;
+#   - the secondary killed: the primary answers through the VM unheld;
 #   - the same kill with output-mode none loses acknowledged writes, and the
 #     check says so: it is not blind;
 #   - a secondary whose tap was deleted refuses to take over, on colo-ctl
@@ -87,6 +88,7 @@ netnode() {
 	pids="$pids $last_pid"
 }
 protected() { is_state "$1" protected && is_state "$2" protected; }
+unprotected() { ! is_state "$1" protected; }
 # reprotected P S: protected, or P was armed and its fault fired already
 # (faults fire at regular checkpoints only, so S had the full sync)
 reprotected() {
@@ -102,7 +104,7 @@ rand_ms() { echo $(( $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % $1 )); }
 sleep_ms() { sleep "$(awk -v m="$1" 'BEGIN { printf "%.3f", m / 1000 }')"; }
 reconnects() { sed -n 's/^total .* reconnects \([0-9]*\) .*/\1/p' "$1"; }
 
-echo "1..9"
+echo "1..10"
 
 # ---- 1: the pair protects the VM; the client reaches it ----
 netnode b secondary; pid_b=$last_pid
@@ -221,7 +223,20 @@ else
 	not_ok "colo-ctl stats: $(echo "$out" | grep '^guest' | tr '\n' ' ')"
 fi
 
-# ---- 5-6: output-mode none loses what the client was told ----
+# the secondary dies: the VM's output is not held for a checkpoint nobody
+# will acknowledge (a reply at all shows it: held, none would come)
+eval "spid=\$pid_of_$(other "$primary")"
+kill -9 "$spid"
+wait "$spid" 2>/dev/null
+if wait_until 30 unprotected "$primary" &&
+   [ "$(vmnet_cli SET after-secondary 1 2>&1)" = OK ] &&
+   [ "$(vmnet_cli GET after-secondary 2>&1)" = 1 ]; then
+	ok "the secondary killed: the primary runs unprotected and the VM answers through it"
+else
+	not_ok "after the secondary's death: state $(field "$primary" state)" "$work/$primary.log"
+fi
+
+# ---- output-mode none loses what the client was told ----
 for p in $pids; do kill "$p" 2>/dev/null; done
 for p in $pids; do wait "$p" 2>/dev/null; done
 pids=""

@@ -38,7 +38,7 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 # client), but configure asks for them, so every build installs them.
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev libprotobuf-c-dev
 protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev
-libhiredis-dev"
+libsodium-dev libhiredis-dev"
 # The interop tests run real QEMU, the kv client tests Debian's redis-cli and
 # redis-benchmark and talk RESP through hiredis (test dependencies; the
 # demonstration uses redis-tools).  The VM network tests build namespaces,

@@ -35,7 +35,7 @@ expect_run() {
 	fi
 }
 
-echo "1..22"
+echo "1..25"
 
 "$bin" --help >"$tmp/help" 2>&1
 if [ $? -eq 0 ] &&
@@ -56,7 +56,7 @@ fi
 	ok "--version names the control protocol" || not_ok "--version" "$(cat "$tmp/out")"
 
 expect_run "no verb is a usage error" 2 \
-	"colo-ctl: missing VERB (status, stats, failover, set-interval MS, checkpoint, verify, record start DIR|stop)" "$bin"
+	"colo-ctl: missing VERB (status, stats, failover, set-interval MS, checkpoint, verify, record start DIR|stop, keygen FILE)" "$bin"
 expect_run "unknown verb is a usage error" 2 "colo-ctl: unknown verb 'frobnicate'" \
 	"$bin" -s "$tmp/a.sock" frobnicate
 expect_run "unknown option is a usage error" 2 "colo-ctl: unknown option '--frob'" \
@@ -97,6 +97,21 @@ expect_run "missing socket with --json after the verb" 1 \
 expect_run "nobody listening: exit 1, one line" 1 \
 	"colo-ctl: cannot connect to $tmp/file.sock: Connection refused (is the node running?)" \
 	"$bin" -s "$tmp/file.sock" checkpoint
+
+# keygen needs no node: a new key file, never over an existing one.
+"$bin" keygen "$tmp/key" >"$tmp/out" 2>"$tmp/err"
+if [ $? -eq 0 ] && [ "$(cat "$tmp/out")" = "new key written to $tmp/key (mode 0600)" ] &&
+   [ ! -s "$tmp/err" ] && [ "$(stat -c %a "$tmp/key")" = 600 ] &&
+   [ "$(wc -c <"$tmp/key")" -eq 65 ] && grep -qx '[0-9a-f]\{64\}' "$tmp/key"; then
+	ok "keygen writes 64 hex digits and a newline, mode 0600"
+else
+	not_ok "keygen writes a key" "$(cat "$tmp/out" "$tmp/err")" "$(ls -l "$tmp/key")"
+fi
+expect_run "keygen refuses to overwrite" 1 \
+	"colo-ctl: psk-file $tmp/key exists already; not overwriting a key (remove it first)" \
+	"$bin" keygen "$tmp/key"
+expect_run "keygen without FILE" 2 "colo-ctl: keygen needs a FILE to write the key to" \
+	"$bin" keygen
 
 # Without -s: the default socket of --name, the same rule as the daemons'.
 name="ctl-cli-$$"

@@ -2,10 +2,12 @@
  * colo-ctl: talk to a running node over its control socket (DESIGN.md §6).
  *
  *   colo-ctl [-s SOCK | --name NAME] [--json] VERB [ARGS]
+ *   colo-ctl keygen FILE
  *
  * One request, one response (common/node/ctl.h).  Text output is for people;
  * --json prints the response's result with the field names of
- * proto/colo.proto, for scripts and exporters.
+ * proto/colo.proto, for scripts and exporters.  keygen is the one verb that
+ * needs no node: it writes a new pre-shared key file (common/node/psk.h).
  *
  * Exit status: 0 success; 1 the node refused the request (its one-line
  * error on stderr), could not be reached, or verify found differing pages;
@@ -26,6 +28,7 @@
 
 #include "colo.pb-c.h"
 #include "ctl.h"
+#include "psk.h"
 
 #define EXIT_REFUSED 1
 #define EXIT_USAGE 2
@@ -49,6 +52,8 @@ static const char usage_text[] =
 "                    against what the guest's own state says it must hold\n"
 "  record start DIR  record every checkpoint into DIR (for colo-replay)\n"
 "  record stop       stop recording (what is queued is written first)\n"
+"  keygen FILE       write a new random pre-shared key to FILE (mode 0600;\n"
+"                    an existing FILE is never overwritten); needs no node\n"
 "\n"
 "Options:\n"
 "  -s, --socket SOCK   control socket of the node\n"
@@ -398,6 +403,34 @@ static const struct verb *find_verb(const char *name)
 	return NULL;
 }
 
+/* keygen FILE: no socket, no request; args are what follows the verb. */
+static int keygen(int argc, char **argv)
+{
+	const char *file = NULL;
+	struct colo_err err;
+
+	for (int i = 0; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (argv[i][0] == '-' && argv[i][1] != '\0')
+			return usage_error("keygen: unknown option '%s'", argv[i]);
+		if (file)
+			return usage_error("keygen takes one FILE, not '%s %s'", file, argv[i]);
+		file = argv[i];
+	}
+	if (!file)
+		return usage_error("keygen needs a FILE to write the key to");
+	colo_err_clear(&err);
+	if (colo_psk_generate(file, &err) != 0) {
+		fprintf(stderr, "colo-ctl: %s\n", err.msg);
+		return EXIT_REFUSED;
+	}
+	printf("new key written to %s (mode 0600)\n", file);
+	return 0;
+}
+
 static int run(const char *sock, const struct verb *v, uint32_t ms, const char *rec_dir,
 	       bool json, int timeout_ms)
 {
@@ -550,7 +583,9 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return usage_error("missing VERB (status, stats, failover, set-interval MS, checkpoint, "
-				   "verify, record start DIR|stop)");
+				   "verify, record start DIR|stop, keygen FILE)");
+	if (strcmp(argv[optind], "keygen") == 0)
+		return keygen(argc - optind - 1, argv + optind + 1);
 	v = find_verb(argv[optind]);
 	if (!v)
 		return usage_error("unknown verb '%s'", argv[optind]);

@@ -10,13 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sodium.h>
 
 #include "clock.h"
 #include "colo.pb-c.h"
 #include "hb.h"
 #include "log.h"
+#include "psk.h"
 
 #define HB_MAX 512               /* a heartbeat is ~60 bytes */
+#define HB_NODE_MAX 255          /* longest node id (hb->node's size) */
+/* What the MAC covers: a length-prefixed node id and five be64 fields. */
+#define HB_CANON_MAX (8 + HB_NODE_MAX + 5 * 8)
+#define HB_SENDERS 4             /* senders whose last seq is remembered */
+
+/* The highest seq accepted from one sender, against replays. */
+struct hb_sender {
+	char node[HB_NODE_MAX + 1];
+	uint64_t seq;
+	uint64_t used_ns;            /* the least recently used goes first */
+};
 
 struct colo_hb {
 	uv_udp_t udp;
@@ -37,7 +50,7 @@ struct colo_hb {
 	int fd;
 	_Atomic uint64_t loop_alive_ns;
 	uint32_t interval_ms, stall_ms;
-	char node[256];
+	char node[HB_NODE_MAX + 1];
 	int role;
 	uint64_t generation;
 	uint64_t seq;
@@ -50,6 +63,14 @@ struct colo_hb {
 	uint64_t last_valid_ns;
 	uint64_t alive_ns;           /* last valid heartbeat, or the watch's start */
 	uint64_t last_refusal_log_ns;
+	/*
+	 * Authentication (DESIGN.md §8): the heartbeat subkey of the shared key,
+	 * written on the loop thread under mu, read by the sender under mu and by
+	 * the receiver on the loop thread.  Wiped before the struct is freed.
+	 */
+	bool have_key;
+	uint8_t key[crypto_auth_KEYBYTES];
+	struct hb_sender senders[HB_SENDERS];
 	bool closing;
 	int open_handles;
 	uint8_t rxbuf[HB_MAX];
@@ -82,11 +103,39 @@ static void fmt_addr(const struct sockaddr *sa, char *buf, size_t len)
 	snprintf(buf, len, "%s:%d", host, port);
 }
 
+static uint8_t *put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--)
+		*p++ = (uint8_t)(v >> (8 * i));
+	return p;
+}
+
+/*
+ * The bytes a heartbeat's MAC covers: the fields themselves, not their
+ * protobuf encoding, so an encoder that orders or sizes them differently
+ * still agrees.  The node id is at most HB_NODE_MAX bytes (checked by the
+ * caller).  Returns the length written to canon.
+ */
+static size_t canon_len(const Colo__Heartbeat *msg, uint8_t canon[HB_CANON_MAX])
+{
+	size_t n = strlen(msg->node_id);
+	uint8_t *p = put_be64(canon, n);
+
+	memcpy(p, msg->node_id, n);
+	p += n;
+	p = put_be64(p, (uint64_t)(int64_t)msg->role);
+	p = put_be64(p, msg->generation);
+	p = put_be64(p, msg->seq);
+	p = put_be64(p, msg->committed_checkpoint);
+	p = put_be64(p, msg->sent_ns);
+	return (size_t)(p - canon);
+}
+
 /* One heartbeat to the peer; called with mu held. */
 static void send_locked(struct colo_hb *hb)
 {
 	Colo__Heartbeat msg = COLO__HEARTBEAT__INIT;
-	uint8_t buf[HB_MAX];
+	uint8_t buf[HB_MAX], mac[crypto_auth_BYTES];
 	size_t len;
 
 	msg.node_id = hb->node;
@@ -95,6 +144,13 @@ static void send_locked(struct colo_hb *hb)
 	msg.seq = ++hb->seq;
 	msg.committed_checkpoint = hb->committed;
 	msg.sent_ns = colo_now_ns();
+	if (hb->have_key) {
+		uint8_t canon[HB_CANON_MAX];
+
+		crypto_auth(mac, canon, canon_len(&msg, canon), hb->key);
+		msg.mac.data = mac;
+		msg.mac.len = sizeof(mac);
+	}
 	len = colo__heartbeat__get_packed_size(&msg);
 	if (len > sizeof(buf))
 		return;
@@ -150,19 +206,81 @@ static void alloc_rx(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 }
 
 /* At most one refusal line a second: a stale peer sends 20 a second. */
-static void refuse(struct colo_hb *hb, const struct sockaddr *from, const char *fmt,
-		   const char *node, uint64_t gen)
+static bool refusal_counted(struct colo_hb *hb)
 {
 	uint64_t now = colo_now_ns();
-	char addr[80];
 
 	if (hb->stats)
 		hb->stats->heartbeats_refused++;
 	if (now - hb->last_refusal_log_ns < 1000000000ull && hb->last_refusal_log_ns)
-		return;
+		return false;
 	hb->last_refusal_log_ns = now;
+	return true;
+}
+
+static void refuse(struct colo_hb *hb, const struct sockaddr *from, const char *fmt,
+		   const char *node, uint64_t gen)
+{
+	char addr[80];
+
+	if (!refusal_counted(hb))
+		return;
 	fmt_addr(from, addr, sizeof(addr));
 	colo_log_warn(fmt, node, addr, gen, hb->generation);
+}
+
+static void refuse_auth(struct colo_hb *hb, const struct sockaddr *from, const char *why)
+{
+	char addr[80];
+
+	if (!refusal_counted(hb))
+		return;
+	fmt_addr(from, addr, sizeof(addr));
+	colo_log_warn("refusing unauthenticated heartbeat from %s: %s", addr, why);
+}
+
+/*
+ * With a key: is msg genuine and newer than anything accepted from its
+ * sender?  A refusal is counted and logged; the caller then drops msg
+ * without believing any of it.  The sender's seq starts at its wall clock
+ * (colo_hb_set_key), so it grows across restarts without any saved state.
+ */
+static bool authentic(struct colo_hb *hb, const Colo__Heartbeat *msg,
+		      const struct sockaddr *from)
+{
+	uint8_t canon[HB_CANON_MAX];
+	struct hb_sender *s = NULL, *lru = &hb->senders[0];
+	char why[128];
+
+	if (msg->mac.len == 0) {
+		refuse_auth(hb, from, "no MAC");
+		return false;
+	}
+	if (msg->mac.len != crypto_auth_BYTES || strlen(msg->node_id) > HB_NODE_MAX ||
+	    crypto_auth_verify(msg->mac.data, canon, canon_len(msg, canon), hb->key) != 0) {
+		refuse_auth(hb, from, "wrong MAC");
+		return false;
+	}
+	for (int i = 0; i < HB_SENDERS; i++) {
+		if (hb->senders[i].used_ns && strcmp(hb->senders[i].node, msg->node_id) == 0)
+			s = &hb->senders[i];
+		if (hb->senders[i].used_ns < lru->used_ns)
+			lru = &hb->senders[i];
+	}
+	if (s && msg->seq <= s->seq) {
+		snprintf(why, sizeof(why), "replayed: seq %" PRIu64 " not above %" PRIu64
+			 " (or the sender's clock went back)", msg->seq, s->seq);
+		refuse_auth(hb, from, why);
+		return false;
+	}
+	if (!s) {
+		/* Only senders holding the key get here: the table cannot be flooded. */
+		s = lru;
+		snprintf(s->node, sizeof(s->node), "%s", msg->node_id);
+	}
+	s->seq = msg->seq;
+	s->used_ns = colo_now_ns();
+	return true;
 }
 
 static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
@@ -182,6 +300,8 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
 			colo__heartbeat__free_unpacked(msg, NULL);
 		return;
 	}
+	if (hb->have_key && !authentic(hb, msg, from))
+		goto out;
 	if (msg->generation < hb->generation) {
 		refuse(hb, from, "refusing heartbeat from node %s (%s): generation %"
 		       PRIu64 " is older than ours (%" PRIu64 ")", msg->node_id,
@@ -324,6 +444,7 @@ static void on_closed(uv_handle_t *h)
 	struct colo_hb *hb = h->data;
 
 	if (--hb->open_handles == 0) {
+		sodium_memzero(hb->key, sizeof(hb->key));
 		pthread_mutex_destroy(&hb->mu);
 		pthread_cond_destroy(&hb->cv);
 		free(hb);
@@ -369,6 +490,32 @@ void colo_hb_set_identity(struct colo_hb *hb, const char *node, int role,
 	hb->role = role;
 	hb->generation = generation;
 	pthread_mutex_unlock(&hb->mu);
+}
+
+int colo_hb_set_key(struct colo_hb *hb, const uint8_t key[COLO_PSK_BYTES],
+		    struct colo_err *err)
+{
+	uint8_t subkey[crypto_auth_KEYBYTES];
+	struct timespec ts;
+	uint64_t base;
+	int r = colo_sodium_init(err);
+
+	if (r)
+		return r;
+	/* Its own subkey: a MAC made for heartbeats is valid nowhere else. */
+	if (crypto_kdf_derive_from_key(subkey, sizeof(subkey), 1, "colo-hb_", key) != 0)
+		return colo_err_set(err, EINVAL, "cannot derive the heartbeat key");
+	clock_gettime(CLOCK_REALTIME, &ts);
+	base = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	pthread_mutex_lock(&hb->mu);
+	memcpy(hb->key, subkey, sizeof(hb->key));
+	hb->have_key = true;
+	/* Wall-clock ns: above every seq this node sent before it restarted. */
+	if (hb->seq < base)
+		hb->seq = base;
+	pthread_mutex_unlock(&hb->mu);
+	sodium_memzero(subkey, sizeof(subkey));
+	return 0;
 }
 
 void colo_hb_set_committed(struct colo_hb *hb, uint64_t seq)

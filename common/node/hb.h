@@ -13,6 +13,17 @@
  * one has been replaced and must stop).  Heartbeats that do not unpack, or
  * come from another node than the expected peer, are counted and dropped.
  *
+ * Authentication (DESIGN.md §8), once colo_hb_set_key has given the shared
+ * key: every heartbeat sent carries a MAC (HMAC-SHA-512-256 under a subkey
+ * for heartbeats only) over all its other fields, and a heartbeat received
+ * without a MAC, with a wrong one, or with a seq not above the highest
+ * accepted from its sender (a replay) changes nothing: no re-armed watch,
+ * no newer-generation report.  It is counted in heartbeats_refused and
+ * logged at most once a second.  The seq starts at the sender's wall clock
+ * in ns, so it grows across restarts with no saved state (a sender whose
+ * clock went back is refused until it passes its old seq).  Without a key,
+ * heartbeats are neither signed nor checked.
+ *
  * Heartbeats are sent by a thread of their own, so a long callback on the
  * loop does not delay them, but only while the loop keeps making progress
  * (a timer on it fires within stall_ms): a hung node goes silent.  Receiving
@@ -30,6 +41,7 @@
 
 #include "nodecfg.h"
 #include "err.h"
+#include "psk.h"
 #include "stats.h"
 
 struct colo_hb;
@@ -55,6 +67,13 @@ uint16_t colo_hb_port(const struct colo_hb *hb);
 void colo_hb_set_identity(struct colo_hb *hb, const char *node, int role,
 			  uint64_t generation);
 void colo_hb_set_committed(struct colo_hb *hb, uint64_t seq);
+/*
+ * Sign every heartbeat sent from now on with key (the shared key, see
+ * psk.h; a subkey is derived, key is not kept) and refuse every one
+ * received that is not signed with it.  Call on the loop thread.
+ */
+int colo_hb_set_key(struct colo_hb *hb, const uint8_t key[COLO_PSK_BYTES],
+		    struct colo_err *err);
 /* Send to peer every interval_ms while this node's loop has been seen
  * running within stall_ms (peer NULL: stop sending). */
 void colo_hb_send_to(struct colo_hb *hb, const struct sockaddr *peer,

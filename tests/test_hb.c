@@ -5,7 +5,11 @@
  * queued heartbeats for silence; a node whose loop is busy keeps sending
  * (heartbeats have their own thread) until the loop has been stuck for the
  * stall limit, and then goes silent so the peer sees it dead; the
- * generation guard refuses older peers and reports newer ones.
+ * generation guard refuses older peers and reports newer ones.  With a key:
+ * genuine heartbeats keep the peer alive, and forged ones (no MAC, a wrong
+ * key, a field changed) and replayed ones change nothing (the watch fires,
+ * no newer generation is reported) and are counted; a restarted sender is
+ * believed again.
  *
  * No assertion here is on time: each run lasts until what it waits for has
  * happened (counters, a long callback over, the peer declared dead), with
@@ -17,12 +21,14 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "colo.pb-c.h"
 #include "hb.h"
 #include "stats.h"
 #include "testutil.h"
@@ -59,6 +65,19 @@ struct node {
 	uint64_t mark;
 	char newer_node[64];
 	uint64_t newer_gen;
+	/* Datagrams a test sends to this node every 10 ms (run_spray). */
+	uv_timer_t spray;
+	const struct dgram *spray_list;
+	size_t spray_n;
+	bool spray_repeat;
+	int spray_fd;
+	struct sockaddr_in spray_to;
+	uint64_t sprayed;
+};
+
+struct dgram {
+	uint8_t data[512];
+	size_t len;
 };
 
 static uint64_t sent(struct node *n)
@@ -141,6 +160,7 @@ static void on_check(uv_timer_t *t)
 	uv_close((uv_handle_t *)&n->block, NULL);
 	uv_close((uv_handle_t *)&n->check, NULL);
 	uv_close((uv_handle_t *)&n->io, NULL);
+	uv_close((uv_handle_t *)&n->spray, NULL);
 }
 
 static void node_init(struct node *n, const char *name, uint64_t gen)
@@ -159,7 +179,8 @@ static void node_init(struct node *n, const char *name, uint64_t gen)
 	uv_timer_init(&n->loop, &n->block);
 	uv_timer_init(&n->loop, &n->check);
 	uv_async_init(&n->loop, &n->io, on_io);
-	n->block.data = n->check.data = n->io.data = n;
+	uv_timer_init(&n->loop, &n->spray);
+	n->block.data = n->check.data = n->io.data = n->spray.data = n;
 }
 
 static void node_addr(struct node *n, struct sockaddr_in *sa)
@@ -382,6 +403,232 @@ START_TEST(strangers_are_dropped)
 }
 END_TEST
 
+/* ---- authentication ---- */
+
+static const uint8_t key1[COLO_PSK_BYTES] = { 0x11, 0x11, 0x11, 0x11, 1, 2, 3, 4 };
+static const uint8_t key2[COLO_PSK_BYTES] = { 0x22, 0x22, 0x22, 0x22, 1, 2, 3, 4 };
+
+static void set_key(struct node *n, const uint8_t *key)
+{
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	ck_assert_msg(colo_hb_set_key(n->hb, key, &err) == 0, "%s", err.msg);
+}
+
+/* Both nodes hold the key: a keeps b's watch armed. */
+START_TEST(keyed_steady)
+{
+	struct node a, b;
+
+	node_init(&a, "a", 1);
+	node_init(&b, "b", 1);
+	set_key(&a, key1);
+	set_key(&b, key1);
+	run_pair(&a, &b, 150, 1000, received_20, "20 authenticated heartbeats received");
+	ck_assert_int_eq(deaths(&b), 0);
+	ck_assert_uint_eq(b.stats.heartbeats_refused, 0);
+}
+END_TEST
+
+/* b holds a key, a has none or another: a's heartbeats keep nothing alive. */
+START_TEST(keyed_refuses_unkeyed_and_wrong_key)
+{
+	struct node a, b;
+
+	node_init(&a, "a", 1);
+	node_init(&b, "b", 1);
+	set_key(&b, key1);
+	run_pair(&a, &b, 150, 1000, refused_and_dead, "10 refused and a called dead");
+	ck_assert_uint_eq(b.stats.heartbeats_received, 0);
+	ck_assert_int_ge(deaths(&b), 1);
+	node_init(&a, "a", 1);
+	node_init(&b, "b", 1);
+	set_key(&a, key2);
+	set_key(&b, key1);
+	run_pair(&a, &b, 150, 1000, refused_and_dead, "10 refused and a called dead");
+	ck_assert_uint_eq(b.stats.heartbeats_received, 0);
+	ck_assert_int_ge(deaths(&b), 1);
+}
+END_TEST
+
+/*
+ * One heartbeat exactly as a node sends it, caught on a plain socket: from
+ * a fresh sender (a new seq base, as after a restart), signed with key
+ * (NULL: unsigned).
+ */
+static void capture(const char *node, uint64_t gen, const uint8_t *key, struct dgram *d)
+{
+	struct colo_addr any = { "127.0.0.1", 0 };
+	struct colo_hb_cb cb = { NULL, NULL, NULL };
+	struct timeval tv = { 10, 0 };
+	struct sockaddr_in sa = { 0 };
+	socklen_t salen = sizeof(sa);
+	struct colo_hb *hb;
+	struct colo_err err;
+	uv_loop_t loop;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+	ck_assert_int_ge(fd, 0);
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
+	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	ck_assert_int_eq(uv_loop_init(&loop), 0);
+	colo_err_clear(&err);
+	ck_assert_msg(colo_hb_start(&loop, &any, &cb, NULL, &hb, &err) == 0, "%s", err.msg);
+	colo_hb_set_identity(hb, node, 1, gen);
+	if (key)
+		ck_assert_int_eq(colo_hb_set_key(hb, key, &err), 0);
+	/* The first heartbeat leaves at once; the next would be a minute later. */
+	colo_hb_send_to(hb, (struct sockaddr *)&sa, 60000, 60000);
+	n = recv(fd, d->data, sizeof(d->data), 0);
+	colo_hb_stop(hb);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	close(fd);
+	ck_assert_msg(n > 0, "no heartbeat caught");
+	d->len = (size_t)n;
+}
+
+/* A captured heartbeat with generation and seq changed; its MAC kept. */
+static void tamper(const struct dgram *in, uint64_t gen, uint64_t seq_add, struct dgram *out)
+{
+	Colo__Heartbeat *msg = colo__heartbeat__unpack(NULL, in->len, in->data);
+
+	ck_assert_ptr_nonnull(msg);
+	ck_assert_uint_gt(msg->mac.len, 0);
+	msg->generation = gen;
+	msg->seq += seq_add;
+	out->len = colo__heartbeat__get_packed_size(msg);
+	ck_assert_uint_le(out->len, sizeof(out->data));
+	colo__heartbeat__pack(msg, out->data);
+	colo__heartbeat__free_unpacked(msg, NULL);
+}
+
+static void on_spray(uv_timer_t *t)
+{
+	struct node *n = t->data;
+
+	if (atomic_load(n->done) || (n->sprayed && !n->spray_repeat))
+		return;
+	for (size_t i = 0; i < n->spray_n; i++)
+		if (sendto(n->spray_fd, n->spray_list[i].data, n->spray_list[i].len, 0,
+			   (struct sockaddr *)&n->spray_to, sizeof(n->spray_to)) ==
+		    (ssize_t)n->spray_list[i].len)
+			n->sprayed++;
+}
+
+/* b watches "a" (timeout 150 ms) and is sent list every 10 ms (repeat) or
+ * once, until until(b, b). */
+static void run_spray(struct node *b, const struct dgram *list, size_t n, bool repeat,
+		      until_fn until, const char *what)
+{
+	atomic_bool done = false;
+
+	b->peer = b;
+	b->done = &done;
+	b->until = until;
+	b->deadline_ns = colo_now_ns() + (uint64_t)DEADLINE_MS * 1000000ull;
+	b->spray_list = list;
+	b->spray_n = n;
+	b->spray_repeat = repeat;
+	b->spray_fd = socket(AF_INET, SOCK_DGRAM, 0);
+	ck_assert_int_ge(b->spray_fd, 0);
+	node_addr(b, &b->spray_to);
+	colo_hb_watch(b->hb, "a", 150);
+	uv_timer_start(&b->spray, on_spray, 0, 10);
+	node_run(b);
+	node_join(b);
+	close(b->spray_fd);
+	ck_assert_msg(!b->timed_out, "not within %d ms: %s (b: %" PRIu64 " received, %"
+		      PRIu64 " refused, %d dead, %" PRIu64 " sent to it)", DEADLINE_MS, what,
+		      b->stats.heartbeats_received, b->stats.heartbeats_refused,
+		      deaths(b), b->sprayed);
+}
+
+static bool forty_refused_and_dead(struct node *a, struct node *b)
+{
+	(void)a;
+	return b->stats.heartbeats_refused >= 40 && atomic_load(&b->dead) > 0;
+}
+
+/*
+ * Forgeries naming a newer generation, sent every 10 ms: unsigned, signed
+ * with another key, and genuine ones with the generation (and the seq)
+ * changed.  None keeps a alive, none reports the newer generation.
+ */
+START_TEST(forged_heartbeats_change_nothing)
+{
+	struct dgram list[4], genuine;
+	struct node b;
+
+	capture("a", 5, NULL, &list[0]);
+	capture("a", 5, key2, &list[1]);
+	capture("a", 1, key1, &genuine);
+	tamper(&genuine, 5, 0, &list[2]);
+	tamper(&genuine, 5, 1000, &list[3]);
+	node_init(&b, "b", 1);
+	set_key(&b, key1);
+	run_spray(&b, list, 4, true, forty_refused_and_dead, "40 refused and a called dead");
+	ck_assert_uint_eq(b.stats.heartbeats_received, 0);
+	ck_assert_uint_ge(b.stats.heartbeats_refused, 40);
+	ck_assert_int_ge(deaths(&b), 1);
+	ck_assert_uint_eq(b.newer_gen, 0);
+	ck_assert_str_eq(b.newer_node, "");
+}
+END_TEST
+
+static bool ten_refused_and_dead(struct node *a, struct node *b)
+{
+	(void)a;
+	return b->stats.heartbeats_refused >= 10 && atomic_load(&b->dead) > 0;
+}
+
+/* One genuine heartbeat, then the same datagram again every 10 ms: it is
+ * believed once, and a is called dead all the same. */
+START_TEST(replayed_heartbeat_changes_nothing)
+{
+	struct dgram genuine;
+	struct node b;
+
+	capture("a", 1, key1, &genuine);
+	node_init(&b, "b", 1);
+	set_key(&b, key1);
+	run_spray(&b, &genuine, 1, true, ten_refused_and_dead, "10 refused and a called dead");
+	ck_assert_uint_eq(b.stats.heartbeats_received, 1);
+	ck_assert_uint_ge(b.stats.heartbeats_refused, 10);
+	ck_assert_int_ge(deaths(&b), 1);
+}
+END_TEST
+
+static bool two_received_one_refused(struct node *a, struct node *b)
+{
+	(void)a;
+	return b->stats.heartbeats_received >= 2 && b->stats.heartbeats_refused >= 1;
+}
+
+/* a restarts (a new sender, a new seq base): believed; then a heartbeat of
+ * the old a comes late: refused. */
+START_TEST(restarted_sender_is_believed)
+{
+	struct dgram list[3];
+	struct node b;
+
+	capture("a", 1, key1, &list[0]);
+	capture("a", 1, key1, &list[1]);
+	list[2] = list[0];
+	node_init(&b, "b", 1);
+	set_key(&b, key1);
+	run_spray(&b, list, 3, false, two_received_one_refused,
+		  "the restarted sender believed, the old one refused");
+	ck_assert_uint_eq(b.stats.heartbeats_received, 2);
+	ck_assert_uint_eq(b.stats.heartbeats_refused, 1);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("hb");
@@ -394,6 +641,11 @@ int main(void)
 	tcase_add_test(tc, hung_sender_goes_silent);
 	tcase_add_test(tc, generations);
 	tcase_add_test(tc, strangers_are_dropped);
+	tcase_add_test(tc, keyed_steady);
+	tcase_add_test(tc, keyed_refuses_unkeyed_and_wrong_key);
+	tcase_add_test(tc, forged_heartbeats_change_nothing);
+	tcase_add_test(tc, replayed_heartbeat_changes_nothing);
+	tcase_add_test(tc, restarted_sender_is_believed);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);
 }

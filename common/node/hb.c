@@ -236,7 +236,7 @@ static void refuse_auth(struct colo_hb *hb, const struct sockaddr *from, const c
 	if (!refusal_counted(hb))
 		return;
 	fmt_addr(from, addr, sizeof(addr));
-	colo_log_warn("refusing unauthenticated heartbeat from %s: %s", addr, why);
+	colo_log_warn("refusing heartbeat from %s: %s", addr, why);
 }
 
 /*

@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "ckptgen.h"
 #include "colo.pb-c.h"
 #include "colomsg.h"
 #include "demo.h"
@@ -86,51 +87,6 @@ static void measure_is(const struct colo_vmstate_desc *vmsd, int version,
 	ck_assert_msg(r == 0, "%s: %d %s", vmsd->name, r, err.msg);
 	ck_assert_uint_eq(bytes, b->len);
 	colo_buf_free(&s);
-}
-
-/* RAM: END, no records, EOS, footer, EOF (primary.c's frame, no pages). */
-static void ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_buf *ram,
-			 struct colo_buf *dev)
-{
-	struct colo_stream_writer w;
-	struct colo_ckpt_info info;
-	XXH3_state_t *h = XXH3_createState();
-	struct colo_err err;
-
-	colo_err_clear(&err);
-	colo_buf_reset(ram);
-	colo_buf_reset(dev);
-	colo_sw_init(&w, ram, false);
-	ck_assert_int_eq(colo_sw_section_begin(&w, COLO_SEC_END, sv->ram_section_id, NULL, 0,
-					       0, &err), 0);
-	colo_buf_put_be64(ram, COLO_RAM_EOS);
-	colo_sw_section_end(&w);
-	colo_sw_eof(&w);
-	colo_sw_free(&w);
-	colo_sw_init(&w, dev, false);
-	for (size_t i = 0; i < sv->ndevs; i++) {
-		const struct colo_savevm_device *d = &sv->devs[i];
-
-		if (colo_vmstate_needed(d->vmsd, d->opaque))
-			ck_assert_msg(colo_sw_device(&w, d->section_id, d->idstr, d->instance_id,
-						     d->vmsd, d->opaque, &err) == 0, "%s", err.msg);
-	}
-	colo_sw_free(&w);
-	ck_assert_ptr_nonnull(h);
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, ram->data, ram->len);
-	XXH3_64bits_update(h, dev->data, dev->len);
-	memset(&info, 0, sizeof(info));
-	info.generation = 1;
-	info.seq = seq;
-	info.time_ns = 1000 + seq;
-	info.checksum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
-	colo_sw_init(&w, dev, false);
-	ck_assert_int_eq(colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate,
-					&info, &err), 0);
-	colo_sw_eof(&w);
-	colo_sw_free(&w);
 }
 
 static void full_stream(struct colo_savevm *sv, struct colo_buf *out)
@@ -344,7 +300,7 @@ START_TEST(apply_follows_resizes_only_with_a_sizer)
 	ck_assert_uint_eq(img.nsent, 2);
 	for (unsigned k = 3; k < 12; k++) {
 		demo_vary(&d, k);
-		ckpt_streams(&d.sv, k, &ram, &dev);
+		colo_test_ckpt_streams(&d.sv, k, &ram, &dev);
 		save_payload(&colo_demo_vmstate, &d.state, &want);
 		/* Without a sizer: refused, nothing changed. */
 		colo_err_clear(&err);
@@ -405,7 +361,7 @@ static void record_demo(const char *dir, struct colo_buf *want)
 	for (unsigned k = 1; k <= NCKPT; k++) {
 		demo_vary(&d, k);
 		save_payload(&colo_demo_vmstate, &d.state, &want[k]);
-		ckpt_streams(&d.sv, k, &ram, &dev);
+		colo_test_ckpt_streams(&d.sv, k, &ram, &dev);
 		v[0] = (struct iovec){ ram.data, ram.len };
 		v[1] = (struct iovec){ dev.data, dev.len };
 		colo_recorder_checkpoint(r, k, 1, 1000 + k, &v[0], 1, &v[1], 1);
@@ -532,7 +488,7 @@ START_TEST(format_1_recordings_still_read)
 	d.state.u64 = 99;
 	d.state.hits = 1234;
 	save_payload(&colo_demo_vmstate, &d.state, &want);
-	ckpt_streams(&d.sv, 1, &ram, &dev);
+	colo_test_ckpt_streams(&d.sv, 1, &ram, &dev);
 	colo_buf_put(&seg, ram.data, ram.len);
 	colo_buf_put(&seg, dev.data, dev.len);
 	put_v1_entry(&idx, 1, full.len, ram.len + dev.len, ram.len, seg.data + full.len,

@@ -41,8 +41,8 @@
 #include <unistd.h>
 
 #include <sys/uio.h>
-#include <xxhash.h>
 
+#include "ckptgen.h"
 #include "clock.h"
 #include "colomsg.h"
 #include "pair.h"
@@ -327,44 +327,6 @@ static void set_blob(struct qemu_vm_dev *dev, uint64_t ticks, uint64_t eip, size
 	colo_buf_free(&b);
 }
 
-/* A checkpoint's streams: no pages, the devices, colo/checkpoint. */
-static void ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_buf *ram,
-			 struct colo_buf *dev)
-{
-	struct colo_stream_writer w;
-	struct colo_ckpt_info info;
-	XXH3_state_t *h = XXH3_createState();
-	struct colo_err err;
-
-	colo_err_clear(&err);
-	colo_sw_init(&w, ram, false);
-	ck_assert_int_eq(colo_sw_section_begin(&w, COLO_SEC_END, sv->ram_section_id, NULL, 0,
-					       0, &err), 0);
-	colo_buf_put_be64(ram, COLO_RAM_EOS);
-	colo_sw_section_end(&w);
-	colo_sw_eof(&w);
-	colo_sw_free(&w);
-	colo_sw_init(&w, dev, false);
-	for (size_t i = 0; i < sv->ndevs; i++)
-		ck_assert_int_eq(colo_sw_device(&w, sv->devs[i].section_id, sv->devs[i].idstr, 0,
-						sv->devs[i].vmsd, sv->devs[i].opaque, &err), 0);
-	colo_sw_free(&w);
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, ram->data, ram->len);
-	XXH3_64bits_update(h, dev->data, dev->len);
-	memset(&info, 0, sizeof(info));
-	info.generation = 1;
-	info.seq = seq;
-	info.time_ns = 1000 + seq;
-	info.checksum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
-	colo_sw_init(&w, dev, false);
-	ck_assert_int_eq(colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate,
-					&info, &err), 0);
-	colo_sw_eof(&w);
-	colo_sw_free(&w);
-}
-
 /* A sync (the description in it), then checkpoint 1, in which cpu grew. */
 static void record_by_hand(const char *rec)
 {
@@ -401,7 +363,7 @@ static void record_by_hand(const char *rec)
 	colo_recorder_full(recorder, 0, 1, 0, v, 1);
 	dev.vmdesc_due = false;
 	set_blob(&dev, 2000, 0xfff0, 4);
-	ckpt_streams(&sv, 1, &r, &d);
+	colo_test_ckpt_streams(&sv, 1, &r, &d);
 	v[0] = (struct iovec){ r.data, r.len };
 	v[1] = (struct iovec){ d.data, d.len };
 	colo_recorder_checkpoint(recorder, 1, 1, 1001, &v[0], 1, &v[1], 1);

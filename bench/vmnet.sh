@@ -79,6 +79,8 @@ fi
 # shellcheck disable=SC2034 # (both read by tests/vmnet.sh)
 VMNET_MEM=262136k VMNET_ACCEL=tcg
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-vmnetbench-XXXXXX")
+# Off loopback a node needs a key (docs/security.md): one for every pair here.
+"$bdir/colo-ctl" keygen "$work/psk" >/dev/null || exit 1
 tag=vb$$
 pids=""
 up=0
@@ -185,6 +187,7 @@ start_pair() {
 		--vm-ram-path "$work/b.ram" --vm-nics "virtio-net-pci,mac=$VM_MAC" \
 		--vm-tap colo-vm0 --vm-bridge "$VMNET_BRIDGE" \
 		--listen "$NB_IP:$port_b" --peer "$NA_IP:$port_a" --control "$work/b.sock" \
+		--psk-file "$work/psk" \
 		--state-dir "$work/b" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \
 		>"$work/$1-b.log" 2>&1 </dev/null &
 	pids="$!"
@@ -194,6 +197,7 @@ start_pair() {
 		--vm-nics "virtio-net-pci,mac=$VM_MAC" \
 		--vm-tap colo-vm0 --vm-bridge "$VMNET_BRIDGE" \
 		--listen "$NA_IP:$port_a" --peer "$NB_IP:$port_b" --control "$work/a.sock" \
+		--psk-file "$work/psk" \
 		--state-dir "$work/a" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \
 		--output-mode "$2" ${PRIMARY_ARGS:-} \
 		>"$work/$1-a.log" 2>&1 </dev/null &

@@ -83,8 +83,11 @@ done
 in_ns "$NA" ip addr add "$VIP/24" dev vna
 echo "service address $VIP is on node a"
 
-say "2. start the secondary b and the primary a (kv guest, buffer mode)"
+say "2. start the secondary b and the primary a (kv guest, buffer mode, a shared key)"
+# Off loopback a node without a key refuses to start: both get one file.
+"$bdir/colo-ctl" keygen "$work/psk" >/dev/null || die "cannot write a key"
 common="--guest kv --guest-listen $VIP:6379 --ram-mb 64 --heartbeat-timeout-ms 300"
+common="$common --psk-file $work/psk"
 # Started by exec, not through in_ns, so that $! is the daemon itself.
 # shellcheck disable=SC2086
 ip netns exec "$NB" "$bdir/colo-secondary" --name b $common --listen 10.77.0.2:7070 \

@@ -233,6 +233,10 @@ static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err 
 	info.pages = c->pages;
 	info.checksum = XXH3_64bits_digest(h);
 	XXH3_freeState(h);
+	/* An authenticated session tags the checksum: a spliced stream fails. */
+	if (p->authed)
+		colo_ckpt_tag(p->session.ckpt, 'C', info.generation, info.seq, info.checksum,
+			      c->tag);
 	colo_sw_init(&w, &c->dev, false);
 	r = colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate, &info, err);
 	colo_sw_eof(&w);
@@ -245,12 +249,29 @@ static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err 
 	return 0;
 }
 
+/* The XXH3 of every byte of a full sync, for its tag. */
+static uint64_t sync_checksum(const uv_buf_t *bufs, unsigned n)
+{
+	XXH3_state_t *h = XXH3_createState();
+	uint64_t sum;
+
+	if (!h)
+		return 0;           /* then the tag does not check: a refused sync */
+	XXH3_64bits_reset(h);
+	for (unsigned i = 0; i < n; i++)
+		XXH3_64bits_update(h, bufs[i].base, bufs[i].len);
+	sum = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	return sum;
+}
+
 /* Encoded, and (unless the sync) REPLY in: put it on the wire. */
 void primary_ckpt_send(struct colo_primary *p)
 {
 	struct ckpt *c = p->cur;
 	struct colo_err err;
-	uv_buf_t bufs[4];
+	uv_buf_t bufs[5];
+	unsigned nbufs = 4;
 	int r;
 
 	primary_ckpt_to(p, CK_SENT);
@@ -276,16 +297,25 @@ void primary_ckpt_send(struct colo_primary *p)
 	bufs[1] = uv_buf_init((char *)c->ram.data, (unsigned)c->ram.len);
 	bufs[2] = uv_buf_init((char *)c->mid.data, (unsigned)c->mid.len);
 	bufs[3] = uv_buf_init((char *)c->dev.data, (unsigned)c->dev.len);
+	/* Authenticated: the tag of the checkpoint's checksum (seal_devices),
+	 * or of all the sync's bytes, follows them. */
+	if (p->authed) {
+		if (c->full)
+			colo_ckpt_tag(p->session.ckpt, 'S', p->n->generation, c->seq,
+				      sync_checksum(bufs, 4), c->tag);
+		bufs[nbufs++] = uv_buf_init((char *)c->tag, sizeof(c->tag));
+	}
 	if (primary_fault_mid_send(&p->fault, c->full, c->seq))
-		primary_fault_half_send(&p->fault, p->conn, bufs, 4, c->full, c->seq);
+		primary_fault_half_send(&p->fault, p->conn, bufs, nbufs, c->full, c->seq);
 	c->refs++;
-	r = colo_repl_write(p->conn, bufs, 4, on_ckpt_written, c);
+	r = colo_repl_write(p->conn, bufs, nbufs, on_ckpt_written, c);
 	if (r) {
 		c->refs--;
 		primary_go_degraded(p, uv_strerror(r));
 		return;
 	}
-	p->n->stats.bytes_sent += c->head.len + c->ram.len + c->mid.len + c->dev.len;
+	p->n->stats.bytes_sent += c->head.len + c->ram.len + c->mid.len + c->dev.len +
+				  (p->authed ? sizeof(c->tag) : 0);
 }
 
 /* ---- taking a checkpoint ---- */

@@ -155,6 +155,9 @@ void primary_go_degraded(struct colo_primary *p, const char *why)
 	 * take over while we serve.  Only stop listening for its. */
 	colo_hb_watch(p->hb, NULL, 0);
 	p->peer_node[0] = '\0';
+	colo_hello_auth_wipe(&p->auth);
+	colo_session_wipe(&p->session);
+	p->authed = false;
 	primary_answer_waiting(p, false, "not protected: the secondary was lost");
 	/* Held output must go: no client may hang on a lost secondary. */
 	primary_out_epoch(p, 0);
@@ -179,6 +182,25 @@ static void conn_lost(struct colo_repl_conn *c, void *owner, enum colo_repl_end 
 
 /* ---- what the secondary says, by state ---- */
 
+/* A secondary that failed authentication: one line, then try again later. */
+static void refuse_secondary(struct colo_primary *p, const char *why, const char *its)
+{
+	colo_log_error("refused secondary at %s: %s%s%s", p->conn->addr, why,
+		       its ? "; it said: " : "", its ? its : "");
+	p->n->stats.peers_refused++;
+	primary_go_degraded(p, NULL);
+}
+
+/* Both proved the key: prove ours, and start the session. */
+static int primary_authenticated(struct colo_primary *p)
+{
+	if (colo_hello_prove(p->conn, &p->auth) != 0)
+		return -EIO;
+	colo_hello_session(&p->auth, &p->session);
+	p->authed = true;
+	return 0;
+}
+
 /* Its Hello: accepted (the sync starts), or refused. */
 static void rx_hello(struct colo_primary *p)
 {
@@ -189,11 +211,21 @@ static void rx_hello(struct colo_primary *p)
 	int r;
 
 	colo_err_clear(&err);
-	r = colo_hello_take(p->conn, &h, &err);
+	r = colo_hello_take(p->conn, &h, &p->auth, &err);
 	if (r == 0)
 		return;
+	if (r == -EACCES) {
+		refuse_secondary(p, err.msg, NULL);
+		return;
+	}
 	if (r < 0) {
 		colo_repl_protocol_error(p->conn, "%s", err.msg);
+		return;
+	}
+	/* With a key, nothing a peer says counts before it proved it has it. */
+	if (p->auth.keyed && !h.authenticated) {
+		refuse_secondary(p, "it did not authenticate (no psk-file there?)", h.refusal);
+		colo_hello_release(&h);
 		return;
 	}
 	if (!h.accepted) {
@@ -214,6 +246,18 @@ static void rx_hello(struct colo_primary *p)
 	if (colo_hello_check(&h, n->cfg.name, n->machine, why, sizeof(why)) != 0) {
 		colo_hello_release(&h);
 		colo_repl_protocol_error(p->conn, "%s", why);
+		return;
+	}
+	if (p->auth.keyed && h.encrypt != (n->cfg.encrypt != 0)) {
+		colo_hello_release(&h);
+		colo_repl_protocol_error(p->conn, "encrypt = %s there, %s here: both nodes "
+					 "must agree", h.encrypt ? "yes" : "no",
+					 n->cfg.encrypt ? "yes" : "no");
+		return;
+	}
+	if (p->auth.keyed && primary_authenticated(p) != 0) {
+		colo_hello_release(&h);
+		primary_go_degraded(p, "cannot start the session");
 		return;
 	}
 	p->encodings = colo_hello_agree(h.encodings, n->cfg.encodings);
@@ -333,9 +377,17 @@ static void send_hello(struct colo_primary *p)
 		.heartbeat_port = colo_hb_port(p->hb),
 		/* Nothing else is numbered between this Hello and the sync. */
 		.sync_seq = p->next_seq,
+		.encrypt = n->cfg.encrypt != 0,
 	};
+	struct colo_err err;
 
-	if (colo_hello_send(p->conn, &h) != 0)
+	colo_err_clear(&err);
+	if (colo_hello_auth_init(&p->auth, n->have_psk ? n->psk : NULL, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		primary_go_degraded(p, "cannot start the handshake");
+		return;
+	}
+	if (colo_hello_send(p->conn, &h, &p->auth) != 0)
 		primary_go_degraded(p, "cannot send Hello");
 }
 
@@ -579,11 +631,18 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	r = colo_ram_encoder_new(threads, &p->enc, err);
 	if (r)
 		goto fail;
-	/* Heartbeats leave from any local address, on a port the Hello names. */
+	/* Heartbeats leave on a port the Hello names: from any local address,
+	 * or loopback's when the peer is on loopback (nobody else may reach a
+	 * node without a key: node_sec.c). */
 	memset(&any, 0, sizeof(any));
-	snprintf(any.host, sizeof(any.host), "%s",
-		 strchr(n->cfg.peer.host, ':') ? "::" : "0.0.0.0");
+	if (colo_addr_is_loopback(n->cfg.peer.host))
+		snprintf(any.host, sizeof(any.host), "%s", n->cfg.peer.host);
+	else
+		snprintf(any.host, sizeof(any.host), "%s",
+			 strchr(n->cfg.peer.host, ':') ? "::" : "0.0.0.0");
 	r = colo_hb_start(n->loop, &any, &cb, &n->stats, &p->hb, err);
+	if (r == 0 && n->have_psk)
+		r = colo_hb_set_key(p->hb, n->psk, err);
 	if (r)
 		goto fail;
 	colo_hb_set_identity(p->hb, n->cfg.name, COLO__ROLE__ROLE_PRIMARY, n->generation);

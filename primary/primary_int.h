@@ -30,6 +30,7 @@
 #include "ctl.h"
 #include "err.h"
 #include "hb.h"
+#include "hello.h"
 #include "node.h"
 #include "primary.h"
 #include "ramenc.h"
@@ -115,6 +116,7 @@ struct ckpt {
 	uint64_t t_sent;             /* the socket took the last byte (0: not yet) */
 	uint64_t wall_ns;
 	uint64_t pages;
+	uint8_t tag[COLO_CKPT_TAG_BYTES];  /* authenticated: after the last byte */
 	struct colo_buf head;        /* VMSTATE_SEND + section header (or sync prefix) */
 	struct colo_buf ram;         /* records */
 	struct colo_buf mid;         /* EOS, footer, EOF, VMSTATE_SIZE */
@@ -148,6 +150,9 @@ struct colo_primary {
 	/* agreed with the secondary */
 	uint32_t encodings;
 	char peer_node[256];
+	struct colo_hello_auth auth;  /* this connection's handshake */
+	struct colo_session session;  /* its keys, once both proved the key */
+	bool authed;                  /* ... and checkpoints carry tags */
 	struct colo_hb *hb;
 	/* the pipeline (ckpt.c) */
 	struct colo_ram_block **blocks;

@@ -184,7 +184,9 @@ int secondary_feed(struct colo_secondary *s, const uint8_t *p, size_t len, size_
 	*used = 0;
 	if (got < 0)
 		return -1;
-	if (s->state == S_CKPT_RAM)
+	/* A checkpoint's checksum covers its RAM part; an authenticated sync's
+	 * tag covers all of it. */
+	if (s->state == S_CKPT_RAM || (s->state == S_SYNC && s->authed))
 		XXH3_64bits_update(s->hash, p, (size_t)got);
 	if (s->rec_tee)
 		colo_buf_put(&s->rec_in, p, (size_t)got);
@@ -202,6 +204,8 @@ int secondary_sync_begin(struct colo_secondary *s)
 		return -ENOMEM;
 	s->enable_colo = false;
 	s->sync_pages = 0;
+	XXH3_64bits_reset(s->hash);
+	s->sync_streamed = false;
 	/* The sync overwrites the guest: until it completes we hold nothing. */
 	s->have_committed = false;
 	s->rec_tee = s->n->rec != NULL;
@@ -423,6 +427,13 @@ int secondary_ckpt_done(struct colo_secondary *s)
 					 "), sequence expected %" PRIu64, d.info.seq,
 					 d.info.checksum, sum, d.info.generation, s->primary_gen,
 					 s->last_committed + 1);
+		return -EPROTO;
+	}
+	if (s->authed && !colo_ckpt_tag_ok(s->session.ckpt, 'C', d.info.generation,
+					   d.info.seq, sum, s->tag)) {
+		restore_devices(s);
+		colo_repl_protocol_error(s->conn, "checkpoint %" PRIu64 " refused: its tag "
+					 "does not check (altered on the way?)", d.info.seq);
 		return -EPROTO;
 	}
 	/* From here on we commit this checkpoint before any promotion. */

@@ -33,20 +33,25 @@
 /* ---- the state machine (secondary_int.h) ---- */
 
 static const char *const state_names[S_STATES] = {
-	[S_WAITING] = "waiting", [S_HELLO] = "hello", [S_SYNC] = "syncing",
+	[S_WAITING] = "waiting", [S_HELLO] = "hello", [S_AUTH] = "authenticating",
+	[S_SYNC] = "syncing",
 	[S_PROTECTED] = "protected", [S_REQUESTED] = "requested",
 	[S_CKPT_RAM] = "checkpoint-ram", [S_CKPT_SIZE] = "checkpoint-size",
 	[S_CKPT_DEV] = "checkpoint-devices", [S_PROMOTING] = "promoting",
 	[S_PROMOTED] = "primary",
 };
 
+/* How long a connecting primary has for its Hello and proof. */
+#define HANDSHAKE_MS 5000
+
 #define B(s) (1u << (s))
-#define CONNECTED (B(S_HELLO) | B(S_SYNC) | B(S_PROTECTED) | B(S_REQUESTED) | \
+#define CONNECTED (B(S_HELLO) | B(S_AUTH) | B(S_SYNC) | B(S_PROTECTED) | B(S_REQUESTED) | \
 		   B(S_CKPT_RAM) | B(S_CKPT_SIZE) | B(S_CKPT_DEV))
 
 static const unsigned state_next[S_STATES] = {
 	[S_WAITING] = B(S_HELLO) | B(S_WAITING) | B(S_PROMOTING),
-	[S_HELLO] = B(S_SYNC) | B(S_WAITING),
+	[S_HELLO] = B(S_AUTH) | B(S_SYNC) | B(S_WAITING),
+	[S_AUTH] = B(S_SYNC) | B(S_WAITING),
 	[S_SYNC] = B(S_PROTECTED) | B(S_WAITING),
 	[S_PROTECTED] = B(S_REQUESTED) | B(S_WAITING),
 	[S_REQUESTED] = B(S_CKPT_RAM) | B(S_WAITING),
@@ -82,6 +87,12 @@ void secondary_drop_primary(struct colo_secondary *s, const char *why)
 	colo_repl_close(s->conn);
 	s->conn = NULL;
 	secondary_load_reset(s);
+	uv_timer_stop(&s->handshake);
+	colo_hello_auth_wipe(&s->auth);
+	colo_session_wipe(&s->session);
+	s->authed = false;
+	s->tag_len = 0;
+	s->sync_streamed = false;
 	if (syncing) {
 		/* A half-loaded sync leaves nothing to take over from. */
 		s->have_committed = false;
@@ -122,6 +133,22 @@ static void refusing_close(struct colo_secondary *s, struct colo_repl_conn *c)
 	colo_repl_close(c);
 }
 
+/*
+ * A peer that did not prove the key: one line naming its address, the
+ * connection closed, nothing of ours changed (what is committed, the
+ * primary we protect).
+ */
+static void refuse_unproven(struct colo_secondary *s, struct colo_repl_conn *c,
+			    const char *why)
+{
+	colo_log_error("refused primary at %s: %s", c->addr, why);
+	s->n->stats.peers_refused++;
+	if (c == s->conn)
+		secondary_drop_primary(s, NULL);
+	else
+		refusing_close(s, c);
+}
+
 static void conn_lost(struct colo_repl_conn *c, void *owner, enum colo_repl_end end,
 		      const char *why)
 {
@@ -131,7 +158,13 @@ static void conn_lost(struct colo_repl_conn *c, void *owner, enum colo_repl_end 
 		refusing_close(s, c);
 		return;
 	}
-	if (end == COLO_REPL_PROTOCOL && s->state != S_HELLO)
+	if (s->state == S_AUTH && end == COLO_REPL_CLOSED) {
+		/* What a primary with another key does: our proof did not check. */
+		refuse_unproven(s, c, "it closed without proving it has the key (another "
+				"psk-file?)");
+		return;
+	}
+	if (end == COLO_REPL_PROTOCOL && s->state != S_HELLO && s->state != S_AUTH)
 		secondary_fail(s, why);      /* a sync or checkpoint went wrong */
 	else
 		secondary_drop_primary(s, end == COLO_REPL_PROTOCOL ? NULL : why);
@@ -140,7 +173,7 @@ static void conn_lost(struct colo_repl_conn *c, void *owner, enum colo_repl_end 
 /* ---- the Hello ---- */
 
 static void send_hello(struct colo_secondary *s, struct colo_repl_conn *c, bool accepted,
-		       const char *refusal)
+		       const char *refusal, struct colo_hello_auth *a)
 {
 	struct colo_node *n = s->n;
 	struct colo_hello h = {
@@ -153,9 +186,10 @@ static void send_hello(struct colo_secondary *s, struct colo_repl_conn *c, bool 
 		.heartbeat_port = s->hb ? colo_hb_port(s->hb) : 0,
 		.accepted = accepted,
 		.refusal = refusal,
+		.encrypt = n->cfg.encrypt != 0,
 	};
 
-	colo_hello_send(c, &h);
+	colo_hello_send(c, &h, a);
 }
 
 /* Why this node will not be protecting the primary that said h on c. */
@@ -176,6 +210,10 @@ static bool refuse(struct colo_secondary *s, struct colo_repl_conn *c,
 	else if (c != s->conn)
 		snprintf(why, len, "node %s already protects primary %s", n->cfg.name,
 			 s->primary_node);
+	else if (n->have_psk && h->encrypt != (n->cfg.encrypt != 0))
+		snprintf(why, len, "primary %s has encrypt = %s, node %s %s: both must agree",
+			 h->node, h->encrypt ? "yes" : "no", n->cfg.name,
+			 n->cfg.encrypt ? "yes" : "no");
 	else
 		return false;
 	return true;
@@ -194,50 +232,100 @@ static void heartbeat_peer(struct colo_secondary *s, uint32_t port)
 	s->have_hb_peer = true;
 }
 
-/* A Hello on c (the primary's connection, or one being refused). */
-static bool rx_hello_on(struct colo_secondary *s, struct colo_repl_conn *c)
+/* The primary is who it said (or nobody is checked): its full sync comes. */
+static bool accept_primary(struct colo_secondary *s, struct colo_repl_conn *c)
 {
 	struct colo_node *n = s->n;
-	struct colo_hello h;
-	struct colo_err err;
-	char why[768];
-	int r;
 
-	colo_err_clear(&err);
-	r = colo_hello_take(c, &h, &err);
-	if (r == 0)
-		return false;
-	if (r < 0) {
-		colo_repl_protocol_error(c, "%s", err.msg);
-		return false;
-	}
-	if (refuse(s, c, &h, why, sizeof(why))) {
-		colo_log_warn("%s", why);
-		send_hello(s, c, false, why);
-		colo_hello_release(&h);
-		if (c == s->conn)
-			secondary_drop_primary(s, NULL);
-		else
-			refusing_close(s, c);
-		return false;
-	}
-	s->encodings = colo_hello_agree(h.encodings, n->cfg.encodings);
-	snprintf(s->primary_node, sizeof(s->primary_node), "%s", h.node);
-	colo_repl_set_peer(c, h.node);
-	s->primary_gen = h.generation;
-	s->sync_seq = h.sync_seq;
+	snprintf(s->primary_node, sizeof(s->primary_node), "%s", s->pending.node);
+	colo_repl_set_peer(c, s->primary_node);
+	s->primary_gen = s->pending.generation;
+	s->sync_seq = s->pending.sync_seq;
 	/* Heartbeats start once the sync made its generation ours (load.c). */
-	heartbeat_peer(s, h.heartbeat_port);
-	colo_hello_release(&h);
+	heartbeat_peer(s, s->pending.heartbeat_port);
+	uv_timer_stop(&s->handshake);
 	if (secondary_sync_begin(s) != 0) {
 		secondary_drop_primary(s, "out of memory");
 		return false;
 	}
 	secondary_to(s, S_SYNC);
 	n->stats.full_syncs++;
-	send_hello(s, c, true, NULL);
-	colo_log_info("primary %s (generation %" PRIu64 ") connected; loading its full "
-		      "sync", s->primary_node, s->primary_gen);
+	colo_log_info("primary %s (generation %" PRIu64 ") connected%s; loading its full "
+		      "sync", s->primary_node, s->primary_gen,
+		      s->authed ? " and authenticated" : "");
+	return true;
+}
+
+/* A Hello on c (the primary's connection, or one being refused). */
+static bool rx_hello_on(struct colo_secondary *s, struct colo_repl_conn *c)
+{
+	struct colo_node *n = s->n;
+	struct colo_hello_auth local, *a = c == s->conn ? &s->auth : &local;
+	struct colo_hello h;
+	struct colo_err err;
+	char why[768];
+	bool go = false;
+	int r;
+
+	colo_err_clear(&err);
+	if (colo_hello_auth_init(a, n->have_psk ? n->psk : NULL, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		refuse_unproven(s, c, "cannot start the handshake");
+		return false;
+	}
+	r = colo_hello_take(c, &h, a, &err);
+	if (r == 0) {
+		colo_hello_auth_wipe(a);
+		return false;
+	}
+	if (r < 0) {
+		colo_hello_auth_wipe(&local);
+		colo_repl_protocol_error(c, "%s", err.msg);
+		return false;
+	}
+	if (a->keyed && !h.authenticated) {
+		/* It cannot check an answer: say why in the clear, prove nothing. */
+		snprintf(why, sizeof(why), "node %s authenticates its peers: primary %s has "
+			 "no psk-file", n->cfg.name, h.node);
+		send_hello(s, c, false, why, NULL);
+		refuse_unproven(s, c, "it did not authenticate (no psk-file there?)");
+	} else if (!a->keyed && h.has_nonce) {
+		snprintf(why, sizeof(why), "node %s has no psk-file: primary %s has one",
+			 n->cfg.name, h.node);
+		colo_log_warn("%s", why);
+		send_hello(s, c, false, why, NULL);
+		refuse_unproven(s, c, "it authenticates, this node has no psk-file");
+	} else if (refuse(s, c, &h, why, sizeof(why))) {
+		colo_log_warn("%s (from %s%s)", why, c->addr,
+			      a->keyed ? ", which has not proven the key yet" : "");
+		/* Keyed, the refusal is proven: the primary may believe our
+		 * generation (and stop if it is newer). */
+		send_hello(s, c, false, why, a);
+		if (c == s->conn)
+			secondary_drop_primary(s, NULL);
+		else
+			refusing_close(s, c);
+	} else {
+		s->encodings = colo_hello_agree(h.encodings, n->cfg.encodings);
+		snprintf(s->pending.node, sizeof(s->pending.node), "%s", h.node);
+		s->pending.generation = h.generation;
+		s->pending.sync_seq = h.sync_seq;
+		s->pending.heartbeat_port = h.heartbeat_port;
+		go = true;
+	}
+	colo_hello_release(&h);
+	colo_hello_auth_wipe(&local);
+	if (!go)
+		return false;
+	if (!a->keyed) {
+		if (!accept_primary(s, c))
+			return false;
+		send_hello(s, c, true, NULL, NULL);
+		return true;
+	}
+	/* Our answer and its proof; the primary proves itself next. */
+	send_hello(s, c, true, NULL, a);
+	secondary_to(s, S_AUTH);
 	return true;
 }
 
@@ -253,6 +341,37 @@ typedef bool (*rx_fn)(struct colo_secondary *s);
 static bool rx_hello(struct colo_secondary *s)
 {
 	return rx_hello_on(s, s->conn);
+}
+
+/* The primary's proof: it has the key and answered our nonce. */
+static bool rx_auth(struct colo_secondary *s)
+{
+	struct colo_err err;
+	int r;
+
+	colo_err_clear(&err);
+	r = colo_hello_take_proof(s->conn, &s->auth, &err);
+	if (r == 0)
+		return false;
+	if (r < 0) {
+		refuse_unproven(s, s->conn, err.msg);
+		return false;
+	}
+	colo_hello_session(&s->auth, &s->session);
+	s->authed = true;
+	return accept_primary(s, s->conn);
+}
+
+/* Authenticated: the 32-byte tag after a sync or checkpoint; true once whole. */
+static bool rx_tag(struct colo_secondary *s)
+{
+	size_t want = sizeof(s->tag) - s->tag_len, avail = colo_repl_rx_len(s->conn);
+	size_t take = avail < want ? avail : want;
+
+	memcpy(s->tag + s->tag_len, colo_repl_rx(s->conn), take);
+	colo_repl_consume(s->conn, take);
+	s->tag_len += take;
+	return s->tag_len == sizeof(s->tag);
 }
 
 /* A savevm stream (the sync, a checkpoint's RAM part) into the reader. */
@@ -272,10 +391,23 @@ static int rx_stream(struct colo_secondary *s, const char *what)
 
 static bool rx_sync(struct colo_secondary *s)
 {
-	int r = rx_stream(s, "bad full sync");
-
-	if (r <= 0)
-		return false;
+	if (!s->sync_streamed) {
+		if (rx_stream(s, "bad full sync") <= 0)
+			return false;
+		s->sync_streamed = true;
+		s->tag_len = 0;
+	}
+	if (s->authed) {
+		if (!rx_tag(s))
+			return false;
+		if (!colo_ckpt_tag_ok(s->session.ckpt, 'S', s->primary_gen, s->sync_seq,
+				      XXH3_64bits_digest(s->hash), s->tag)) {
+			colo_repl_protocol_error(s->conn, "full sync refused: its tag does not "
+						 "check (altered on the way?)");
+			return false;
+		}
+	}
+	s->sync_streamed = false;
 	if (secondary_sync_done(s) != 0)
 		return false;
 	secondary_to(s, S_PROTECTED);
@@ -347,6 +479,7 @@ static bool rx_size(struct colo_secondary *s)
 	colo_repl_consume(s->conn, 8);
 	s->dev_len = n;
 	colo_buf_reset(&s->dev);
+	s->tag_len = 0;
 	secondary_to(s, S_CKPT_DEV);
 	return true;
 }
@@ -360,6 +493,8 @@ static bool rx_dev(struct colo_secondary *s)
 	colo_repl_consume(s->conn, take);
 	if (s->dev.len < s->dev_len)
 		return false;
+	if (s->authed && !rx_tag(s))
+		return false;
 	if (secondary_ckpt_done(s) != 0)
 		return false;
 	secondary_to(s, S_PROTECTED);
@@ -368,6 +503,7 @@ static bool rx_dev(struct colo_secondary *s)
 
 static const rx_fn rx_by_state[S_STATES] = {
 	[S_HELLO] = rx_hello,
+	[S_AUTH] = rx_auth,
 	[S_SYNC] = rx_sync,
 	[S_PROTECTED] = rx_request,
 	[S_REQUESTED] = rx_send,
@@ -395,6 +531,18 @@ static const struct colo_repl_ops conn_ops = {
 	.lost = conn_lost,
 };
 
+static void on_handshake_timeout(uv_timer_t *t)
+{
+	struct colo_secondary *s = t->data;
+
+	if (s->conn && (s->state == S_HELLO || s->state == S_AUTH)) {
+		colo_log_warn("replication connection from %s closed: no %s within %d ms",
+			      s->conn->addr, s->state == S_HELLO ? "Hello" : "proof of the key",
+			      HANDSHAKE_MS);
+		secondary_drop_primary(s, NULL);
+	}
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
 	struct colo_secondary *s = server->data;
@@ -421,6 +569,8 @@ static void on_connection(uv_stream_t *server, int status)
 	}
 	s->conn = c;
 	secondary_to(s, S_HELLO);
+	/* A peer that connects and never finishes would keep the primary out. */
+	uv_timer_start(&s->handshake, on_handshake_timeout, HANDSHAKE_MS, 0);
 }
 
 /* ---- engine ops ---- */
@@ -490,6 +640,9 @@ static void eng_stop(void *eng)
 	for (int i = 0; i < SECONDARY_REFUSING_MAX; i++)
 		refusing_close(s, s->refusing[i]);
 	uv_close((uv_handle_t *)&s->listener, NULL);
+	uv_close((uv_handle_t *)&s->handshake, NULL);
+	colo_hello_auth_wipe(&s->auth);
+	colo_session_wipe(&s->session);
 	colo_hb_stop(s->hb);
 	s->hb = NULL;
 }
@@ -544,7 +697,14 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 	r = colo_hb_start(n->loop, &n->cfg.listen, &cb, &n->stats, &s->hb, err);
 	if (r)
 		goto fail;
+	if (n->have_psk && (r = colo_hb_set_key(s->hb, n->psk, err)) != 0) {
+		colo_hb_stop(s->hb);
+		s->hb = NULL;
+		goto fail;
+	}
 	colo_hb_set_identity(s->hb, n->cfg.name, COLO__ROLE__ROLE_SECONDARY, n->generation);
+	uv_timer_init(n->loop, &s->handshake);
+	s->handshake.data = s;
 	uv_tcp_init(n->loop, &s->listener);
 	s->listener.data = s;
 	r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
@@ -554,6 +714,7 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 		colo_err_set(err, -r, "cannot listen on %s:%u: %s", n->cfg.listen.host,
 			     n->cfg.listen.port, uv_strerror(r));
 		uv_close((uv_handle_t *)&s->listener, NULL);
+		uv_close((uv_handle_t *)&s->handshake, NULL);
 		colo_hb_stop(s->hb);
 		s->hb = NULL;
 		r = -err->code;

@@ -32,6 +32,7 @@
 #include "buf.h"
 #include "cache.h"
 #include "hb.h"
+#include "hello.h"
 #include "node.h"
 #include "primary.h"
 #include "ramfmt.h"
@@ -46,6 +47,9 @@
  *
  *   WAITING    -> HELLO        a primary connected
  *   HELLO      -> SYNC         its Hello accepted: our Hello sent
+ *   HELLO      -> AUTH         with a key: its Hello proven to be fresh and
+ *                              accepted: our Hello and proof sent
+ *   AUTH       -> SYNC         its proof checks: the session starts
  *   SYNC       -> PROTECTED    the full sync loaded: CHECKPOINT_READY sent
  *   PROTECTED  -> REQUESTED    CHECKPOINT_REQUEST: CHECKPOINT_REPLY sent
  *   REQUESTED  -> CKPT_RAM     VMSTATE_SEND
@@ -54,8 +58,10 @@
  *   CKPT_DEV   -> PROTECTED    n bytes in, verified, committed:
  *                              VMSTATE_RECEIVED and VMSTATE_LOADED sent
  *   HELLO .. CKPT_DEV -> WAITING
- *                              refused, the connection went, or a protocol
- *                              error: a checkpoint in flight is discarded,
+ *                              refused, failed authentication, the
+ *                              handshake took too long, the connection
+ *                              went, or a protocol error (a tag that does
+ *                              not check): a checkpoint in flight is discarded,
  *                              a half-loaded sync leaves nothing committed
  *   WAITING    -> WAITING      dropped again (promotion drops first)
  *   WAITING    -> PROMOTING    no heartbeat, or colo-ctl failover, with a
@@ -65,6 +71,7 @@
 enum secondary_state {
 	S_WAITING,       /* no primary connected; what was committed is kept */
 	S_HELLO,         /* a primary connected; its Hello awaited */
+	S_AUTH,          /* with a key: accepted, the primary's proof awaited */
 	S_SYNC,          /* its full sync loads into the guest */
 	S_PROTECTED,     /* a checkpoint committed; CHECKPOINT_REQUEST awaited */
 	S_REQUESTED,     /* REPLY sent; VMSTATE_SEND awaited */
@@ -102,12 +109,25 @@ struct colo_secondary {
 	XXH3_state_t *hash;
 	uint64_t dev_len;
 	struct colo_buf dev;
+	uint8_t tag[COLO_CKPT_TAG_BYTES];  /* authenticated: the sync's or checkpoint's */
+	size_t tag_len;
+	bool sync_streamed;              /* the sync's stream is in; its tag awaited */
 	struct colo_buf *backup;         /* one per device */
 	/* what we hold */
 	bool have_committed;
 	uint64_t last_committed;
 	uint64_t sync_seq;               /* the number the primary's Hello gave the sync */
 	uint64_t sync_pages;
+	/* the handshake (DESIGN.md §8): the primary's proof awaited in S_AUTH */
+	struct colo_hello_auth auth;
+	struct colo_session session;
+	bool authed;                     /* checkpoints carry tags */
+	uv_timer_t handshake;            /* a primary that does not finish it goes */
+	struct {
+		char node[256];
+		uint64_t generation, sync_seq;
+		uint32_t heartbeat_port;
+	} pending;                       /* its Hello, believed once it proved the key */
 	/* the primary */
 	char primary_node[256];
 	uint64_t primary_gen;

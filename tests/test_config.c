@@ -606,7 +606,41 @@ START_TEST(bad_flags)
 	load_err("unknown option '--check-c' (did you mean --check-config?)", P,
 		 "--check-c", NULL);
 	/* The file key "fault" is a flag too; "config" is not a file key. */
-	load_err("unknown option '--psk-file' (see --help)", P, "--psk-file", "/tmp/k", NULL);
+	load_err("unknown option '--pskfile' (see --help)", P, "--pskfile", "/tmp/k", NULL);
+	load_err("option '--psk-file' needs a value", P, "--psk-file", NULL);
+	/* A switch takes a value only after "=". */
+	load_err("unexpected argument 'yes' (options only; see --help)", P, "--insecure",
+		 "yes", NULL);
+	load_err("insecure: 'maybe' is not one of no, yes", P, "--insecure=maybe", NULL);
+}
+END_TEST
+
+START_TEST(security_keys)
+{
+	struct colo_config c;
+	const char *f;
+
+	load_ok(&c, COLO_ROLE_PRIMARY, NULL);
+	ck_assert_str_eq(c.psk_file, "");
+	ck_assert_int_eq(c.encrypt, 0);
+	ck_assert_int_eq(c.insecure, 0);
+	colo_config_free(&c);
+	load_ok(&c, COLO_ROLE_SECONDARY, "--insecure", NULL);
+	ck_assert_int_eq(c.insecure, 1);
+	colo_config_free(&c);
+	load_ok(&c, COLO_ROLE_SECONDARY, "--insecure", "--insecure=no", NULL);
+	ck_assert_int_eq(c.insecure, 0);
+	colo_config_free(&c);
+	f = write_ini("sec.ini", "[security]\npsk-file = /etc/colo/key\nencrypt = yes\n"
+		      "insecure = yes\n");
+	load_ok(&c, COLO_ROLE_PRIMARY, "-c", f, NULL);
+	ck_assert_str_eq(c.psk_file, "/etc/colo/key");
+	ck_assert_int_eq(c.encrypt, 1);
+	ck_assert_int_eq(c.insecure, 1);
+	colo_config_free(&c);
+	/* The connection's keys come from the shared one. */
+	load_err("encrypt = yes needs a psk-file: the connection's keys come from it",
+		 COLO_ROLE_PRIMARY, "--encrypt", "yes", NULL);
 }
 END_TEST
 
@@ -656,12 +690,11 @@ START_TEST(file_errors)
 	file_err("[record]\nkeyframe-every = 0\n",
 		 "2: [record] keyframe-every: '0' is not an integer from 1 to 1000000");
 	file_err("[security]\ninsecure = true\n",
-		 "1: section [security] is not supported by this version (peer "
-		 "authentication is not built yet)");
+		 "2: [security] insecure: 'true' is not one of no, yes");
 	/* A section with no keys is still checked. */
 	file_err("[node]\nname = a\n[Guest]\n",
 		 "3: unknown section [Guest] (sections: [node] [replication] "
-		 "[heartbeat] [guest] [qemu] [record])");
+		 "[heartbeat] [guest] [qemu] [record] [security])");
 	file_err("name = a\n", "1: name: outside any section (before the first [section])");
 	file_err("[node]\nname\n", "2: syntax error (expected [section] or key = value)");
 	file_err("[node\nname = a\n", "1: syntax error (expected [section] or key = value)");
@@ -809,6 +842,7 @@ START_TEST(help_lists_every_key)
 		"guest-listen", "ram-mb", "memtouch-rate", "memtouch-pattern",
 		"memtouch-bytes", "memtouch-threads", "memtouch-seed", "record",
 		"keyframe-every", "record-max-bytes", "record-max-checkpoints",
+		"psk-file", "encrypt",
 	};
 	char *got = NULL, want[64];
 	size_t len = 0;
@@ -1448,6 +1482,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, bad_addresses);
 	tcase_add_test(tc, good_addresses);
 	tcase_add_test(tc, bad_flags);
+	tcase_add_test(tc, security_keys);
 	tcase_add_test(tc, cross_checks);
 	tcase_add_test(tc, file_errors);
 	tcase_add_test(tc, file_long_line);

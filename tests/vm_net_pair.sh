@@ -66,6 +66,7 @@ bail() {
 vm_wrapper
 VMNET_MEM=262136k
 vmnet_up "v$$" || bail "cannot build the network namespaces"
+"$bdir/colo-ctl" keygen "$work/psk" >/dev/null || bail "cannot write a key"
 
 ip_of() { [ "$1" = a ] && echo "$NA_IP" || echo "$NB_IP"; }
 ns_of() { [ "$1" = a ] && echo "$NA" || echo "$NB"; }
@@ -81,6 +82,7 @@ netnode() {
 		--vm-nics "virtio-net-pci,mac=$VM_MAC" --vm-tap colo-vm0 \
 		--vm-bridge "$VMNET_BRIDGE" --vm-ram-path "$work/$nm.ram" \
 		--listen "$(ip_of "$nm"):7070" --peer "$(ip_of "$(other "$nm")"):7070" \
+		--psk-file "$work/psk" \
 		--control "$work/$nm.sock" --state-dir "$work/$nm" \
 		--heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 "$@" \
 		>>"$work/$nm.log" 2>&1 </dev/null &

@@ -174,6 +174,7 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "heartbeats_sent", json_u64(st->heartbeats_sent));
 	json_object_set_new(o, "heartbeats_received", json_u64(st->heartbeats_received));
 	json_object_set_new(o, "heartbeats_refused", json_u64(st->heartbeats_refused));
+	json_object_set_new(o, "peers_refused", json_u64(st->peers_refused));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
 	{
 		json_t *g = json_object();
@@ -334,6 +335,7 @@ static void print_stats(const Colo__Stats *st)
 	kv("heartbeats sent", "%" PRIu64, st->heartbeats_sent);
 	kv("heartbeats received", "%" PRIu64, st->heartbeats_received);
 	kv("heartbeats refused", "%" PRIu64, st->heartbeats_refused);
+	kv("peers refused", "%" PRIu64, st->peers_refused);
 	print_phases(st->phases, st->n_phases);
 	for (size_t i = 0; i < st->n_guest; i++) {
 		char key[80];

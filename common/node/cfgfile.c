@@ -85,26 +85,18 @@ static char *file_reader(char *str, int num, void *stream)
 			    memcmp(colo_opt_section_names[s], p + 1, len) == 0)
 				break;
 		if (close && s == COLO_SEC_COUNT) {
-			char name[64], q[80];
+			char name[64], q[80], list[160];
+			size_t at = 0;
 
 			if (len >= sizeof(name))
 				len = sizeof(name) - 1;
 			memcpy(name, p + 1, len);
 			name[len] = '\0';
-			if (strcmp(name, "security") == 0)
-				file_fail(c, "section [%s] is not supported by this version "
-					  "(peer authentication is not built yet)", name);
-			else {
-				char list[128];
-				size_t at = 0;
-
-				for (s = 0; s < COLO_SEC_COUNT && at < sizeof(list); s++)
-					at += (size_t)snprintf(list + at, sizeof(list) - at,
-							       "%s[%s]", s ? " " : "",
-							       colo_opt_section_names[s]);
-				file_fail(c, "unknown section [%s] (sections: %s)",
-					  colo_opt_shown(name, q, sizeof(q)), list);
-			}
+			for (s = 0; s < COLO_SEC_COUNT && at < sizeof(list); s++)
+				at += (size_t)snprintf(list + at, sizeof(list) - at, "%s[%s]",
+						       s ? " " : "", colo_opt_section_names[s]);
+			file_fail(c, "unknown section [%s] (sections: %s)",
+				  colo_opt_shown(name, q, sizeof(q)), list);
 			return NULL;
 		}
 	}

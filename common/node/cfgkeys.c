@@ -23,6 +23,7 @@
 
 static const char *const level_values[] = { "error", "warn", "info", "debug", NULL };
 static const char *const output_values[] = { "buffer", "none", NULL };
+static const char *const no_yes[] = { "no", "yes", NULL };
 static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", NULL };
 
 /* The table writes enums through an int: they must be int-sized. */
@@ -112,6 +113,17 @@ static const struct colo_opt opts[] = {
 	{ "record-max-checkpoints", COLO_SEC_RECORD, COLO_OPT_U64,
 	  F(record_max_checkpoints), .def = "0", .meta = "N",
 	  .help = "delete the oldest segments above N checkpoints, 0 = no limit" },
+	/* [security] */
+	{ "psk-file", COLO_SEC_SECURITY, COLO_OPT_STR, F(psk_file), .def = "", .meta = "FILE",
+	  .help = "the pre-shared key both nodes authenticate with (32 bytes or 64 hex "
+	  "digits, mode 0600; colo-ctl keygen FILE writes one); empty: none, "
+	  "loopback only" },
+	{ "encrypt", COLO_SEC_SECURITY, COLO_OPT_ENUM, F(encrypt), .values = no_yes,
+	  .def = "no", .meta = "no|yes", .help = "also encrypt the replication "
+	  "connection (needs psk-file; both nodes must agree)" },
+	{ "insecure", COLO_SEC_SECURITY, COLO_OPT_ENUM, F(insecure), .values = no_yes,
+	  .def = "no", .bare = "yes", .meta = "yes|no", .help = "run without psk-file on "
+	  "addresses that are not loopback: anyone who reaches them is believed" },
 };
 
 #undef F
@@ -409,7 +421,8 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 			if (!head)
 				fprintf(out, "\n[%s]\n", colo_opt_section_names[s]);
 			head = true;
-			snprintf(left, sizeof(left), "--%s %s", o->key, o->meta);
+			snprintf(left, sizeof(left), o->bare ? "--%s[=%s]" : "--%s %s",
+				 o->key, o->meta);
 			snprintf(text, sizeof(text), "%s (default %s)", o->help,
 				 default_text(o, role));
 			help_entry(out, left, text);

@@ -43,6 +43,7 @@ enum colo_opt_section {
 	COLO_SEC_GUEST,
 	COLO_SEC_QEMU,        /* the qemu guest's keys */
 	COLO_SEC_RECORD,
+	COLO_SEC_SECURITY,
 	COLO_SEC_COUNT
 };
 
@@ -63,6 +64,9 @@ struct colo_opt {
 	int dyn;                         /* the node's own table only: how a
 					    default without text is computed */
 	bool hidden;                     /* accepted, not in --help */
+	const char *bare;                /* the value of "--key" without one
+					    ("yes" for a switch); NULL: a
+					    value is required */
 	const char *meta;                /* --help: "--key META" */
 	const char *help;                /* --help: one line, "(default X)" follows */
 };

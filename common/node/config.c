@@ -83,6 +83,9 @@ static int cross_check(const struct colo_config *cfg, struct colo_err *err)
 		return colo_err_set(err, EINVAL, "min-interval-ms (%" PRIu32 ") must not "
 				    "be greater than checkpoint-interval-ms (%" PRIu32 ")",
 				    cfg->min_interval_ms, cfg->checkpoint_interval_ms);
+	if (cfg->encrypt && !cfg->psk_file[0])
+		return colo_err_set(err, EINVAL, "encrypt = yes needs a psk-file: the "
+				    "connection's keys come from it");
 	return 0;
 }
 
@@ -104,9 +107,13 @@ static void long_options(struct option *lo, const struct colo__cfg_keys *k)
 	lo[n++] = (struct option){ "help", no_argument, NULL, FLAG_HELP };
 	lo[n++] = (struct option){ "version", no_argument, NULL, FLAG_VERSION };
 	lo[n++] = (struct option){ "check-config", no_argument, NULL, FLAG_CHECK };
-	for (size_t i = 0; i < k->n; i++)
-		lo[n++] = (struct option){ colo__cfg_key(k, i, NULL)->key,
+	for (size_t i = 0; i < k->n; i++) {
+		const struct colo_opt *o = colo__cfg_key(k, i, NULL);
+
+		/* A switch takes its value only as "--key=VALUE". */
+		lo[n++] = (struct option){ o->key, o->bare ? optional_argument :
 					   required_argument, NULL, FLAG_KEY + (int)i };
+	}
 	lo[n] = (struct option){ NULL, 0, NULL, 0 };
 }
 
@@ -248,7 +255,8 @@ static int build(struct colo_config *cfg, enum colo_role role,
 		}
 		default:
 			flags[nflags].key = (size_t)(c - FLAG_KEY);
-			flags[nflags++].value = optarg;
+			flags[nflags++].value = optarg ? optarg :
+				colo__cfg_key(&keys, (size_t)(c - FLAG_KEY), NULL)->bare;
 			break;
 		}
 	}

@@ -16,12 +16,95 @@ static Colo__Role role_to_pb(enum colo_role r)
 	return r == COLO_ROLE_PRIMARY ? COLO__ROLE__ROLE_PRIMARY : COLO__ROLE__ROLE_SECONDARY;
 }
 
-int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h)
+/* ---- the transcript and the proofs ---- */
+
+/* Subkeys of the shared key: one for proofs, one for sessions. */
+#define KDF_CONTEXT "colo-hel"
+#define KDF_PROOF 1
+#define KDF_SESSION 2
+
+static const char LABEL_OPENER[] = "colo hello: the opener's proof";
+static const char LABEL_ANSWERER[] = "colo hello: the answerer's proof";
+
+int colo_hello_auth_init(struct colo_hello_auth *a, const uint8_t *psk,
+			 struct colo_err *err)
+{
+	memset(a, 0, sizeof(*a));
+	if (!psk)
+		return 0;
+	if (colo_sodium_init(err) != 0)
+		return -EINVAL;
+	if (crypto_kdf_derive_from_key(a->key, sizeof(a->key), KDF_PROOF, KDF_CONTEXT,
+				       psk) != 0 ||
+	    crypto_kdf_derive_from_key(a->session_key, sizeof(a->session_key), KDF_SESSION,
+				       KDF_CONTEXT, psk) != 0)
+		return colo_err_set(err, EINVAL, "cannot derive the handshake's keys");
+	randombytes_buf(a->nonce, sizeof(a->nonce));
+	crypto_generichash_init(&a->transcript, NULL, 0, crypto_generichash_BYTES);
+	a->keyed = true;
+	return 0;
+}
+
+void colo_hello_auth_wipe(struct colo_hello_auth *a)
+{
+	sodium_memzero(a, sizeof(*a));
+}
+
+/* A Hello as framed on the wire joins the transcript. */
+static void transcript_add(struct colo_hello_auth *a, const uint8_t *frame, size_t len)
+{
+	if (!a || !a->keyed)
+		return;
+	crypto_generichash_update(&a->transcript, frame, len);
+	a->hellos++;
+}
+
+/* The transcript's digest so far (the state goes on). */
+static void transcript_digest(const struct colo_hello_auth *a,
+			      uint8_t out[crypto_generichash_BYTES])
+{
+	crypto_generichash_state copy = a->transcript;
+
+	crypto_generichash_final(&copy, out, crypto_generichash_BYTES);
+	sodium_memzero(&copy, sizeof(copy));
+}
+
+static void proof(const struct colo_hello_auth *a, bool opener,
+		  uint8_t out[COLO_HELLO_PROOF_BYTES])
+{
+	crypto_auth_hmacsha512256_state st;
+	uint8_t digest[crypto_generichash_BYTES];
+	const char *label = opener ? LABEL_OPENER : LABEL_ANSWERER;
+
+	transcript_digest(a, digest);
+	crypto_auth_hmacsha512256_init(&st, a->key, sizeof(a->key));
+	crypto_auth_hmacsha512256_update(&st, (const uint8_t *)label, strlen(label));
+	crypto_auth_hmacsha512256_update(&st, digest, sizeof(digest));
+	crypto_auth_hmacsha512256_final(&st, out);
+	sodium_memzero(&st, sizeof(st));
+}
+
+static bool proof_ok(const struct colo_hello_auth *a, bool opener, const uint8_t *got)
+{
+	uint8_t want[COLO_HELLO_PROOF_BYTES];
+	bool ok;
+
+	proof(a, opener, want);
+	ok = sodium_memcmp(want, got, sizeof(want)) == 0;
+	sodium_memzero(want, sizeof(want));
+	return ok;
+}
+
+/* ---- Hellos ---- */
+
+int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h,
+		    struct colo_hello_auth *a)
 {
 	Colo__Hello pb = COLO__HELLO__INIT;
 	char names[128], *list[COLO_PAGE_KINDS], *save = NULL, *tok;
-	size_t count = 0, len;
+	size_t count = 0, len, total;
 	uint8_t *buf;
+	bool keyed = a && a->keyed, answer;
 	int r;
 
 	/* Encodings travel by name, so a peer that knows fewer ignores the rest. */
@@ -40,22 +123,38 @@ int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h)
 	pb.sync_seq = h->sync_seq;
 	pb.accepted = h->accepted;
 	pb.refusal = (char *)(h->refusal ? h->refusal : "");
+	pb.encrypt = h->encrypt;
+	if (keyed) {
+		pb.nonce.data = a->nonce;
+		pb.nonce.len = sizeof(a->nonce);
+	}
+	/* The second Hello is the answer: its proof follows it. */
+	answer = keyed && a->hellos == 1;
 	len = colo__hello__get_packed_size(&pb);
-	buf = malloc(4 + len);
+	total = 4 + len + (answer ? COLO_HELLO_PROOF_BYTES : 0);
+	buf = malloc(total);
 	if (!buf)
 		return -ENOMEM;
 	colo_store_be32(buf, (uint32_t)len);
 	colo__hello__pack(&pb, buf + 4);
-	r = colo_repl_send(c, buf, 4 + len);
+	transcript_add(a, buf, 4 + len);
+	if (keyed && a->hellos == 1)
+		a->opener = true;
+	if (answer)
+		proof(a, false, buf + 4 + len);
+	r = colo_repl_send(c, buf, total);
 	free(buf);
 	return r;
 }
 
-int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h, struct colo_err *err)
+int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h,
+		    struct colo_hello_auth *a, struct colo_err *err)
 {
 	Colo__Hello *pb;
 	struct colo_err ignored;
 	uint32_t len;
+	bool keyed = a && a->keyed, answer = keyed && a->hellos == 1, nonce;
+	size_t need;
 
 	memset(h, 0, sizeof(*h));
 	if (colo_repl_rx_len(c) < 4)
@@ -67,12 +166,40 @@ int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h, struct colo_
 	if (colo_repl_rx_len(c) < 4 + (size_t)len)
 		return 0;
 	pb = colo__hello__unpack(NULL, len, colo_repl_rx(c) + 4);
-	colo_repl_consume(c, 4 + (size_t)len);
 	if (!pb || !pb->node_id) {
 		if (pb)
 			colo__hello__free_unpacked(pb, NULL);
+		colo_repl_consume(c, 4 + (size_t)len);
 		return colo_err_set(err, EPROTO, "a Hello that does not unpack");
 	}
+	nonce = pb->nonce.len > 0;
+	if (nonce && pb->nonce.len != COLO_HELLO_NONCE_BYTES) {
+		colo__hello__free_unpacked(pb, NULL);
+		colo_repl_consume(c, 4 + (size_t)len);
+		return colo_err_set(err, EPROTO, "a Hello with a nonce of %zu bytes (not %d)",
+				    pb->nonce.len, COLO_HELLO_NONCE_BYTES);
+	}
+	/* An answer with a nonce is believed only with its proof. */
+	need = 4 + (size_t)len + (answer && nonce ? COLO_HELLO_PROOF_BYTES : 0);
+	if (colo_repl_rx_len(c) < need) {
+		colo__hello__free_unpacked(pb, NULL);
+		return 0;
+	}
+	if (keyed && nonce && sodium_memcmp(pb->nonce.data, a->nonce, sizeof(a->nonce)) == 0) {
+		/* Our own nonce coming back: a reflection. */
+		colo__hello__free_unpacked(pb, NULL);
+		colo_repl_consume(c, need);
+		return colo_err_set(err, EACCES, "failed authentication: it sent this node's "
+				    "own nonce back");
+	}
+	transcript_add(a, colo_repl_rx(c), 4 + (size_t)len);
+	if (answer && nonce && !proof_ok(a, false, colo_repl_rx(c) + 4 + len)) {
+		colo__hello__free_unpacked(pb, NULL);
+		colo_repl_consume(c, need);
+		return colo_err_set(err, EACCES, "failed authentication: its proof does not "
+				    "check (another psk-file?)");
+	}
+	colo_repl_consume(c, need);
 	h->priv = pb;
 	h->protocol = pb->protocol;
 	h->node = pb->node_id;
@@ -91,7 +218,85 @@ int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h, struct colo_
 	h->sync_seq = pb->sync_seq;
 	h->accepted = pb->accepted;
 	h->refusal = pb->refusal && pb->refusal[0] ? pb->refusal : NULL;
+	h->encrypt = pb->encrypt;
+	h->has_nonce = nonce;
+	h->authenticated = keyed && nonce;
 	return 1;
+}
+
+int colo_hello_prove(struct colo_repl_conn *c, struct colo_hello_auth *a)
+{
+	uint8_t p[COLO_HELLO_PROOF_BYTES];
+	int r;
+
+	proof(a, true, p);
+	r = colo_repl_send(c, p, sizeof(p));
+	sodium_memzero(p, sizeof(p));
+	return r;
+}
+
+int colo_hello_take_proof(struct colo_repl_conn *c, struct colo_hello_auth *a,
+			  struct colo_err *err)
+{
+	bool ok;
+
+	if (colo_repl_rx_len(c) < COLO_HELLO_PROOF_BYTES)
+		return 0;
+	ok = proof_ok(a, true, colo_repl_rx(c));
+	colo_repl_consume(c, COLO_HELLO_PROOF_BYTES);
+	if (!ok)
+		return colo_err_set(err, EACCES, "failed authentication: its proof does not "
+				    "check (another psk-file?)");
+	return 1;
+}
+
+void colo_hello_session(const struct colo_hello_auth *a, struct colo_session *s)
+{
+	uint8_t digest[crypto_generichash_BYTES], master[COLO_SESSION_KEY_BYTES];
+
+	transcript_digest(a, digest);
+	/* Keyed by the shared key's session subkey: the transcript is public. */
+	crypto_generichash(master, sizeof(master), digest, sizeof(digest), a->session_key,
+			   sizeof(a->session_key));
+	crypto_kdf_derive_from_key(s->opener_to_answerer, sizeof(s->opener_to_answerer), 1,
+				   "colo-ses", master);
+	crypto_kdf_derive_from_key(s->answerer_to_opener, sizeof(s->answerer_to_opener), 2,
+				   "colo-ses", master);
+	crypto_kdf_derive_from_key(s->ckpt, sizeof(s->ckpt), 3, "colo-ses", master);
+	sodium_memzero(master, sizeof(master));
+}
+
+void colo_session_wipe(struct colo_session *s)
+{
+	sodium_memzero(s, sizeof(*s));
+}
+
+static void ckpt_message(char kind, uint64_t generation, uint64_t seq, uint64_t checksum,
+			 uint8_t m[25])
+{
+	m[0] = (uint8_t)kind;
+	colo_store_be64(m + 1, generation);
+	colo_store_be64(m + 9, seq);
+	colo_store_be64(m + 17, checksum);
+}
+
+void colo_ckpt_tag(const uint8_t key[COLO_SESSION_KEY_BYTES], char kind, uint64_t generation,
+		   uint64_t seq, uint64_t checksum, uint8_t tag[COLO_CKPT_TAG_BYTES])
+{
+	uint8_t m[25];
+
+	ckpt_message(kind, generation, seq, checksum, m);
+	crypto_auth(tag, m, sizeof(m), key);
+}
+
+bool colo_ckpt_tag_ok(const uint8_t key[COLO_SESSION_KEY_BYTES], char kind,
+		      uint64_t generation, uint64_t seq, uint64_t checksum,
+		      const uint8_t tag[COLO_CKPT_TAG_BYTES])
+{
+	uint8_t m[25];
+
+	ckpt_message(kind, generation, seq, checksum, m);
+	return crypto_auth_verify(tag, m, sizeof(m), key) == 0;
 }
 
 void colo_hello_release(struct colo_hello *h)

@@ -232,6 +232,10 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return COLO_EXIT_USAGE;
 	}
+	if (colo__node_security_init(n, &err) != 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return COLO_EXIT_USAGE;
+	}
 	if (check_only) {
 		printf("%s: configuration OK\n", prog);
 		*done = true;
@@ -272,10 +276,7 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	colo_log_info("%s %s: guest %s, %.1f MiB, dirty tracking: %s, control %s",
 		      prog, PACKAGE_VERSION, n->machine, (double)ram_bytes(n) / 1048576.0,
 		      colo_ram_tracking_reason(n->ram), n->cfg.control);
-	/* DESIGN.md §8: until peer authentication exists, say so at start. */
-	colo_log_warn("running without peer authentication (not built yet): anyone who "
-		      "can reach this node's replication and heartbeat ports is believed; "
-		      "use loopback or a trusted network");
+	colo__node_security_start(n);
 	return 0;
 }
 
@@ -314,6 +315,7 @@ void colo_node_exit(struct colo_node *n, int status)
 	colo__node_ctl_stop(n);
 	colo_node_record_stop(n);
 	colo__node_signals_stop(n);
+	colo__node_security_stop(n);
 	if (n->died_on) {
 		n->died_on = false;
 		uv_close((uv_handle_t *)&n->died_async, NULL);
@@ -330,4 +332,5 @@ void colo_node_fini(struct colo_node *n)
 	n->ram = NULL;
 	colo_savevm_free(&n->sv);
 	colo_config_free(&n->cfg);
+	colo__node_security_fini(n);
 }

@@ -28,6 +28,7 @@
 #include "err.h"
 #include "guest.h"
 #include "node_hook.h"        /* colo_node_run_hook() */
+#include "psk.h"
 #include "ram.h"
 #include "savevm.h"
 #include "stats.h"
@@ -96,12 +97,20 @@ struct colo_node {
 	uv_async_t died_async;
 	bool died_on;
 	char died_why[256];            /* set once, before the async is sent */
+	/* [security] (node_sec.c): the shared key, when psk-file is set */
+	uint8_t psk[COLO_PSK_BYTES];
+	bool have_psk;
+	uv_timer_t insecure_timer;     /* --insecure off loopback: a warning a minute */
+	bool insecure_on;
 	struct {
 		void (*fn)(void *ud);
 		void *ud;
 	} stop_hooks[4];
 	int nstop_hooks;
 };
+
+/* A numeric host in 127.0.0.0/8, ::1 or ::ffff:127.x (the loopback rule). */
+bool colo_addr_is_loopback(const char *host);
 
 /*
  * How long this node's loop may go without turning before its heartbeats

@@ -142,6 +142,7 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	st.heartbeats_sent = n->stats.heartbeats_sent;
 	st.heartbeats_received = n->stats.heartbeats_received;
 	st.heartbeats_refused = n->stats.heartbeats_refused;
+	st.peers_refused = n->stats.peers_refused;
 	for (int k = 0; k < COLO_PAGE_KINDS; k++) {
 		if (!n->stats.pages_by_kind[k])
 			continue;

@@ -16,6 +16,12 @@ int colo__node_ctl_start(struct colo_node *n, struct colo_err *err);
 void colo__node_ctl_stop(struct colo_node *n);
 
 /* node_signal.c: SIGTERM, SIGINT, SIGHUP and the loop watchdog; their end. */
+/* node_sec.c: the key, the loopback rule, the insecure warnings. */
+int colo__node_security_init(struct colo_node *n, struct colo_err *err);
+void colo__node_security_start(struct colo_node *n);
+void colo__node_security_stop(struct colo_node *n);
+void colo__node_security_fini(struct colo_node *n);
+
 void colo__node_signals_start(struct colo_node *n);
 void colo__node_signals_stop(struct colo_node *n);
 

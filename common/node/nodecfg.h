@@ -78,6 +78,10 @@ struct colo_config {
 	uint32_t keyframe_every;                /* 100, 1..1000000 */
 	uint64_t record_max_bytes;              /* 0 = no limit */
 	uint64_t record_max_checkpoints;        /* 0 = no limit */
+	/* [security] (read at start; a reload does not change them) */
+	char *psk_file;                         /* "" = no key */
+	int encrypt;                            /* no|yes: seal the connection */
+	int insecure;                           /* no|yes: no key off loopback */
 	/* tests only, not in --help: abort() at a named phase */
 	char *fault;                            /* "" = none */
 

@@ -51,6 +51,7 @@ struct colo_stats {
 	uint64_t loop_stalls;            /* callbacks longer than a heartbeat interval */
 	uint64_t full_syncs, failovers;
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
+	uint64_t peers_refused;          /* replication peers that failed authentication */
 };
 
 void colo_stats_init(struct colo_stats *s);

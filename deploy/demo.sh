@@ -25,9 +25,12 @@ for p in redis-cli redis-benchmark; do
 	command -v "$p" >/dev/null || die "$p is missing (apt-get install redis-tools)"
 done
 
-common="--guest kv --ram-mb 64 --heartbeat-timeout-ms 300"
+# One key for both nodes: they prove it to each other on every connection
+# and sign their heartbeats (docs/security.md).
+"$bdir/colo-ctl" keygen "$work/psk" >/dev/null || die "cannot write a key"
+common="--guest kv --ram-mb 64 --heartbeat-timeout-ms 300 --psk-file $work/psk"
 
-say "1. start the secondary b and the primary a (kv guest, 64 MiB)"
+say "1. start the secondary b and the primary a (kv guest, 64 MiB, a shared key)"
 # shellcheck disable=SC2086
 "$bdir/colo-secondary" --name b --listen "127.0.0.1:$port_b" --peer "127.0.0.1:$port_a" \
 	--guest-listen "127.0.0.1:$kv_b" --control "$work/b.sock" --state-dir "$work/b" \
@@ -93,6 +96,7 @@ redis-benchmark SET through output commit          ${sets:-?} requests/s
 checkpoints committed by b before the failover     $before
 failover: serving after the last heartbeat         ${took% *} ms (timeout 300 ms, overhead ${took#* } ms)
 acknowledged keys found on the new primary         $ok of $acked (counter $counter, want 42)
+peers authenticated with                           a key colo-ctl keygen wrote ($(grep -c 'peers authenticate with the key' "$work/a.log" "$work/b.log" | grep -c ':1$') of 2 nodes)
 b stopped with SIGTERM: exit $st_b
 EOF
 [ "$ok" -eq "$acked" ] && [ "$counter" = 42 ] || die "acknowledged writes were lost"

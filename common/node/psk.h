@@ -8,11 +8,9 @@
  * others can read authenticates nobody, so such a file is refused rather
  * than used with a warning.
  *
- * This is the first step of issue 11: the key file and authenticated
- * heartbeats (colo_hb_set_key in hb.h).  There is no psk-file config key or
- * option yet, and the nodes do not load a key: that comes together with the
- * authenticated Hello, so that no key option ever exists that protects the
- * heartbeats but not the replication connection.
+ * A node loads it once at start ([security] psk-file, node_sec.c); the
+ * heartbeats (hb.h) and the replication handshake (hello.h) derive their
+ * own subkeys from it.  docs/security.md says what it protects.
  *
  * Memory: the caller owns the key buffer and should wipe it with
  * sodium_memzero once done; every copy made here is wiped before return.

@@ -4,7 +4,10 @@
 #   (unprotected), kv protected with output-mode none, and kv protected with
 #   output-mode buffer (the default: no reply before its checkpoint is
 #   acknowledged).  Prints requests/s and p50/p99 latency of each test for
-#   each target, and the ratios to the kv guest alone and to redis-server.
+#   each target, and the ratios to the kv guest alone, to redis-server and
+#   to kv buffer.  With SECURITY=yes two more buffer-mode pairs run in the
+#   same rounds: "auth" (a psk-file: authenticated Hello, tagged checkpoints,
+#   signed heartbeats) and "encrypt" (the same and encrypt = yes).
 #
 # Environment: N (requests per test, default 100000), C (clients, 50),
 # P (pipeline, 1), TESTS (ping,set,get,incr,mset), KV_RAM_MB (64, the nodes' default),
@@ -24,6 +27,8 @@ RAM=${KV_RAM_MB:-64}
 ROUNDS=${ROUNDS:-3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-kvbench-XXXXXX")
 pids=""
+MODES="none buffer"
+[ "${SECURITY:-no}" != yes ] || MODES="$MODES auth encrypt"
 
 die() { printf 'kv.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -110,48 +115,57 @@ speer=$(free_port)
 	--state-dir "$work/alone" >"$work/alone.log" 2>&1 &
 pids="$pids $!"
 
-# 3, 4. protected pairs, output-mode none and buffer
-for mode in none buffer; do
+# 3, 4 (5, 6). protected pairs: output-mode none, buffer (and buffer with a
+# key, and with a key and encryption)
+"$bdir/colo-ctl" keygen "$work/psk" >/dev/null
+for mode in $MODES; do
 	kvport=$(free_port)
 	kvport_b=$(free_port)
 	speer=$(free_port)
+	case $mode in
+	auth) sec="--psk-file $work/psk" out=buffer ;;
+	encrypt) sec="--psk-file $work/psk --encrypt yes" out=buffer ;;
+	*) sec="" out=$mode ;;
+	esac
+	# shellcheck disable=SC2086
 	"$bdir/colo-secondary" --name "b-$mode" --guest kv --guest-listen "127.0.0.1:$kvport_b" \
 		--ram-mb "$RAM" --listen "127.0.0.1:$speer" --control "$work/b-$mode.sock" \
-		--state-dir "$work/b-$mode" >"$work/b-$mode.log" 2>&1 &
+		--state-dir "$work/b-$mode" $sec >"$work/b-$mode.log" 2>&1 &
 	pids="$pids $!"
 	# shellcheck disable=SC2086
 	"$bdir/colo-primary" --name "a-$mode" --guest kv --guest-listen "127.0.0.1:$kvport" \
 		--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/a-$mode.sock" \
-		--state-dir "$work/a-$mode" --output-mode "$mode" ${PRIMARY_ARGS:-} \
+		--state-dir "$work/a-$mode" --output-mode "$out" $sec ${PRIMARY_ARGS:-} \
 		>"$work/a-$mode.log" 2>&1 &
 	pids="$pids $!"
 	eval "port_$mode=$kvport"
 done
 wait_port "$port_redis"
 wait_port "$port_alone"
-wait_protected "$work/a-none.sock"
-wait_protected "$work/a-buffer.sock"
-wait_port "$port_none"
-wait_port "$port_buffer"
+for mode in $MODES; do
+	wait_protected "$work/a-$mode.sock"
+	eval "wait_port \"\$port_$mode\""
+done
 
 r=1
 while [ $r -le "$ROUNDS" ]; do
-	printf 'round %d of %d: redis-server, kv alone, kv none, kv buffer\n' "$r" "$ROUNDS"
+	printf 'round %d of %d: redis-server, kv alone, kv %s\n' "$r" "$ROUNDS" "$MODES"
 	bench "redis.$r" "$port_redis"
 	bench "alone.$r" "$port_alone"
-	bench "none.$r" "$port_none"
-	bench "buffer.$r" "$port_buffer"
+	for mode in $MODES; do
+		eval "bench \"\$mode.\$r\" \"\$port_$mode\""
+	done
 	r=$((r + 1))
 done
 "$bdir/colo-ctl" -s "$work/a-buffer.sock" status >"$work/status-buffer.txt"
-for mode in none buffer; do
+for mode in $MODES; do
 	"$bdir/colo-ctl" -s "$work/a-$mode.sock" status --json | grep -q '"state": "protected"' ||
 		die "the $mode pair lost its protection during the run (see its logs)"
 done
 stop_pids
 
 # The table.  CSV: "test","rps","avg","min","p50","p95","p99","max"
-awk -F'"' -v work="$work" -v rounds="$ROUNDS" '
+awk -F'"' -v work="$work" -v rounds="$ROUNDS" -v modes="$MODES" '
 function load(name, r, file,    line, f) {
 	while ((getline line < file) > 0) {
 		split(line, f, "\"")
@@ -173,26 +187,28 @@ function med(a, k,    v, i, j, t, n) {
 	return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
 BEGIN {
-	split("redis alone none buffer", names, " ")
-	for (i = 1; i <= 4; i++)
+	nnames = split("redis alone " modes, names, " ")
+	for (i = 1; i <= nnames; i++)
 		for (r = 1; r <= rounds; r++)
 			load(names[i], r, work "/" names[i] "." r ".csv")
 	label["redis"] = "redis-server"; label["alone"] = "kv alone"
 	label["none"] = "kv, none"; label["buffer"] = "kv, buffer"
+	label["auth"] = "kv, buf+auth"; label["encrypt"] = "kv, buf+enc"
 	printf "\nmedians of %d rounds\n", rounds
-	printf "%-22s %-13s %12s %9s %9s %9s %9s\n", "test", "target", "requests/s",
-	       "p50 ms", "p99 ms", "vs alone", "vs redis"
+	printf "%-22s %-13s %12s %9s %9s %9s %9s %9s\n", "test", "target", "requests/s",
+	       "p50 ms", "p99 ms", "vs alone", "vs redis", "vs buffer"
 	for (t = 1; t <= ntests; t++) {
 		test = order[t]
-		for (i = 1; i <= 4; i++) {
+		for (i = 1; i <= nnames; i++) {
 			n = names[i]
 			R[n] = med(rps, n SUBSEP test)
 		}
-		for (i = 1; i <= 4; i++) {
+		for (i = 1; i <= nnames; i++) {
 			n = names[i]
-			printf "%-22s %-13s %12.0f %9.3f %9.3f %8.2fx %8.2fx\n",
+			printf "%-22s %-13s %12.0f %9.3f %9.3f %8.2fx %8.2fx %8.2fx\n",
 			       (i == 1 ? test : ""), label[n], R[n], med(p50, n SUBSEP test),
-			       med(p99, n SUBSEP test), R[n] / R["alone"], R[n] / R["redis"]
+			       med(p99, n SUBSEP test), R[n] / R["alone"], R[n] / R["redis"],
+			       R[n] / R["buffer"]
 		}
 	}
 }' /dev/null

@@ -51,6 +51,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,6 +60,7 @@
 #include "colo.pb-c.h"
 #include "ctl.h"
 #include "image.h"
+#include "psk.h"
 #include "record.h"
 
 #define PAGE 4096u
@@ -502,10 +504,33 @@ static const struct rt_case rt_cases[] = {
 	{ "full", 10240, 1, 40, "sequential", "4096", 10240 * 100 },
 };
 
-/* Run one case for `secs` after a warm-up; rec: both nodes record there. */
-static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,
-		       struct rt_result *res)
+/* How the pair's peers authenticate (docs/security.md). */
+enum rt_sec { SEC_NONE, SEC_AUTH, SEC_ENCRYPT };
+
+/* The key file every keyed pair of this run shares. */
+static const char *psk_path(void)
 {
+	static char path[128];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/psk", opt.tmp);
+	if (stat(path, &st) != 0) {
+		struct colo_err err;
+
+		colo_err_clear(&err);
+		if (colo_psk_generate(path, &err) != 0)
+			die("%s", err.msg);
+	}
+	return path;
+}
+
+/* Run one case for `secs` after a warm-up; rec: both nodes record there;
+ * sec: with a key (and encryption). */
+static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
+		       enum rt_sec sec, struct rt_result *res)
+{
+	const char *psk = sec == SEC_NONE ? "" : psk_path();
+	const char *enc = sec == SEC_ENCRYPT ? "yes" : "no";
 	struct daemon a, b;
 	char listen[32], ram[16], rate[24], interval[16], rec_a[200], rec_b[200];
 	uint64_t c0, c1, ck0, ck1, pg0, pg1, by0, by1;
@@ -523,12 +548,14 @@ static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,
 		snprintf(rec_b, sizeof(rec_b), "%s/b", rec);
 	}
 	d_start(&b, "colo-secondary", "b", "--guest", "memtouch",
-		"--listen", listen, "--ram-mb", ram, "--record", rec ? rec_b : "", NULL);
+		"--listen", listen, "--ram-mb", ram, "--record", rec ? rec_b : "",
+		"--psk-file", psk, "--encrypt", enc, NULL);
 	d_start(&a, "colo-primary", "a", "--guest", "memtouch",
 		"--peer", listen, "--ram-mb", ram,
 		"--memtouch-pattern", c->pattern, "--memtouch-bytes", c->bytes,
 		"--memtouch-rate", rate, "--checkpoint-interval-ms", interval,
-		"--min-interval-ms", "0", "--record", rec && opt.record_both ? rec_a : "", NULL);
+		"--min-interval-ms", "0", "--record", rec && opt.record_both ? rec_a : "",
+		"--psk-file", psk, "--encrypt", enc, NULL);
 	if (!d_wait_state(&a, "protected", -1, 60)) {
 		die("the pair did not get protected");
 	}
@@ -589,6 +616,12 @@ static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,
 	d_stop(&a);
 	d_stop(&b);
 	res->base_us = baseline_us((uint64_t)res->pages, (uint64_t)res->bytes);
+}
+
+static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,
+		       struct rt_result *res)
+{
+	run_rt_sec(c, secs, rec, SEC_NONE, res);
 }
 
 static void run_rt(const struct rt_case *c, double secs, struct rt_result *res)
@@ -735,6 +768,70 @@ static void bench_record(void)
 	}
 	json_object_set_new(out, "record", arr);
 	bench_replay_cost();
+}
+
+/*
+ * What peer authentication costs: the round trip and checkpoints/s back
+ * to back of a pair without a key, with one (proofs, tags, signed
+ * heartbeats) and with one and encrypt = yes, alternating, ROUNDS each;
+ * the medians and their ratios to the pair without a key.
+ */
+static void bench_auth(void)
+{
+	static const struct rt_case cases[] = {
+		{ "sparse", 1024, 10, 64, "random", "64", 1024 * 100 },
+		{ "full", 1024, 1, 4, "sequential", "4096", 1024 * 1000 },
+		{ "full", 10240, 1, 40, "sequential", "4096", 10240 * 100 },
+	};
+	static const char *const names[] = { "plain", "auth", "encrypt" };
+	const int rounds = opt.quick ? 1 : 3;
+	double secs = opt.quick ? 2 : 4;
+	json_t *arr = json_array();
+
+	if (!opt.json)
+		printf("\nPeer authentication: round trip p50 and checkpoints/s, without a key,\n"
+		       "with psk-file, with psk-file and encrypt = yes (%d rounds each, "
+		       "alternating; medians)\n\n%-7s %6s %-9s %-8s %8s %8s %8s %8s %8s\n", rounds,
+		       "guest", "pages", "interval", "peers", "KiB/ck", "p50 ms", "ratio", "ck/s",
+		       "ratio");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		double p50[3][8], cps[3][8], kib[3] = { 0, 0, 0 }, m50[3], mcps[3];
+		json_t *o = json_object();
+
+		for (int r = 0; r < rounds; r++)
+			for (int s = 0; s < 3; s++) {
+				struct rt_result res;
+
+				run_rt_sec(&cases[i], secs, NULL, (enum rt_sec)s, &res);
+				p50[s][r] = res.p50_us / 1000;
+				cps[s][r] = res.cps;
+				kib[s] = res.bytes / 1024;
+			}
+		for (int s = 0; s < 3; s++) {
+			qsort(p50[s], (size_t)rounds, sizeof(double), cmp_dbl);
+			qsort(cps[s], (size_t)rounds, sizeof(double), cmp_dbl);
+			m50[s] = p50[s][rounds / 2];
+			mcps[s] = cps[s][rounds / 2];
+			if (!opt.json)
+				printf("%-7s %6" PRIu64 " %-9s %-8s %8.0f %8.2f %7.2fx %8.0f %7.2fx\n",
+				       s ? "" : cases[i].workload, cases[i].pages,
+				       cases[i].interval_ms == 1 ? "max" : "10 ms", names[s], kib[s],
+				       m50[s], m50[0] > 0 ? m50[s] / m50[0] : 0, mcps[s],
+				       mcps[0] > 0 ? mcps[s] / mcps[0] : 0);
+			json_object_set_new(o, names[s], json_pack("{s:f, s:f, s:f}", "rtt_p50_ms",
+								   m50[s], "checkpoints_per_s",
+								   mcps[s], "kib_per_checkpoint",
+								   kib[s]));
+		}
+		json_object_set_new(o, "workload", json_string(cases[i].workload));
+		json_object_set_new(o, "target_pages", json_integer((json_int_t)cases[i].pages));
+		json_object_set_new(o, "interval_ms", json_integer(cases[i].interval_ms));
+		json_array_append_new(arr, o);
+	}
+	json_object_set_new(out, "auth", arr);
+	if (!opt.json)
+		printf("(ratio: to the same pair without a key, in this run.  p50 ratio above\n"
+		       " 1 is slower; ck/s ratio below 1 is slower.)\n");
 }
 
 static void bench_roundtrip(void)
@@ -1097,7 +1194,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 "Usage: colo-pair-bench [--quick] [--json]\n"
-"                       [--only roundtrip|throughput|failover|control|record]\n"
+"                       [--only roundtrip|throughput|failover|control|record|auth]\n"
 "                       [--record-both]\n"
 "\n"
 "Runs colo-primary and colo-secondary on loopback and prints checkpoint round\n"
@@ -1110,7 +1207,9 @@ static void usage(FILE *f)
 "min-interval-ms imposes, heartbeats per heartbeat interval.\n"
 "record: checkpoints/s without and with --record on the secondary (both nodes\n"
 "with --record-both), and the time to rebuild a checkpoint of a recorded 1 GiB\n"
-"guest.\n");
+"guest.\n"
+"auth: round trip and checkpoints/s without a key, with psk-file and with\n"
+"psk-file and encrypt = yes, as ratios to the first.\n");
 }
 
 static void find_bin_dir(const char *argv0)
@@ -1171,9 +1270,9 @@ int main(int argc, char **argv)
 			opt.only = optarg;
 			if (strcmp(optarg, "roundtrip") && strcmp(optarg, "throughput") &&
 			    strcmp(optarg, "failover") && strcmp(optarg, "control") &&
-			    strcmp(optarg, "record")) {
+			    strcmp(optarg, "record") && strcmp(optarg, "auth")) {
 				fprintf(stderr, "colo-pair-bench: --only takes roundtrip, throughput, "
-					"failover, control or record, not '%s'\n", optarg);
+					"failover, control, record or auth, not '%s'\n", optarg);
 				return 2;
 			}
 			break;
@@ -1212,6 +1311,8 @@ int main(int argc, char **argv)
 		bench_control();
 	if (!opt.only || !strcmp(opt.only, "record"))
 		bench_record();
+	if (!opt.only || !strcmp(opt.only, "auth"))
+		bench_auth();
 	if (opt.json) {
 		char *s = json_dumps(out, JSON_INDENT(2));
 

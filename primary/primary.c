@@ -275,7 +275,9 @@ static void rx_hello(struct colo_primary *p)
 	}
 	/* Its heartbeats start once the sync is loaded: watch from READY. */
 	colo_hello_release(&h);
-	colo_log_info("secondary %s accepted us; full sync", p->peer_node);
+	colo_log_info("secondary %s accepted us%s; full sync", p->peer_node,
+		      p->authed ? " and proved the key" : "");
+	uv_timer_stop(&p->reconnect);
 	primary_to(p, P_SYNC);
 	n->stats.full_syncs++;
 	/* An abandoned checkpoint still encoding starts the sync when it returns. */
@@ -391,6 +393,17 @@ static void send_hello(struct colo_primary *p)
 		primary_go_degraded(p, "cannot send Hello");
 }
 
+static void hello_timeout(uv_timer_t *t)
+{
+	struct colo_primary *p = t->data;
+
+	if (p->state != P_HELLO)
+		return;
+	colo_log_warn("secondary at %s: no answer to our Hello within %d ms", p->conn->addr,
+		      COLO_HELLO_TIMEOUT_MS);
+	primary_go_degraded(p, NULL);
+}
+
 static void conn_connected(struct colo_repl_conn *c, void *owner, int status)
 {
 	struct colo_primary *p = owner;
@@ -410,6 +423,9 @@ static void conn_connected(struct colo_repl_conn *c, void *owner, int status)
 	}
 	primary_to(p, P_HELLO);
 	send_hello(p);
+	/* A listener that never answers must not keep us from trying again. */
+	if (p->state == P_HELLO)
+		uv_timer_start(&p->reconnect, hello_timeout, COLO_HELLO_TIMEOUT_MS, 0);
 }
 
 static const struct colo_repl_ops conn_ops = {

@@ -41,9 +41,6 @@ static const char *const state_names[S_STATES] = {
 	[S_PROMOTED] = "primary",
 };
 
-/* How long a connecting primary has for its Hello and proof. */
-#define HANDSHAKE_MS 5000
-
 #define B(s) (1u << (s))
 #define CONNECTED (B(S_HELLO) | B(S_AUTH) | B(S_SYNC) | B(S_PROTECTED) | B(S_REQUESTED) | \
 		   B(S_CKPT_RAM) | B(S_CKPT_SIZE) | B(S_CKPT_DEV))
@@ -538,7 +535,7 @@ static void on_handshake_timeout(uv_timer_t *t)
 	if (s->conn && (s->state == S_HELLO || s->state == S_AUTH)) {
 		colo_log_warn("replication connection from %s closed: no %s within %d ms",
 			      s->conn->addr, s->state == S_HELLO ? "Hello" : "proof of the key",
-			      HANDSHAKE_MS);
+			      COLO_HELLO_TIMEOUT_MS);
 		secondary_drop_primary(s, NULL);
 	}
 }
@@ -570,7 +567,7 @@ static void on_connection(uv_stream_t *server, int status)
 	s->conn = c;
 	secondary_to(s, S_HELLO);
 	/* A peer that connects and never finishes would keep the primary out. */
-	uv_timer_start(&s->handshake, on_handshake_timeout, HANDSHAKE_MS, 0);
+	uv_timer_start(&s->handshake, on_handshake_timeout, COLO_HELLO_TIMEOUT_MS, 0);
 }
 
 /* ---- engine ops ---- */

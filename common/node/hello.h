@@ -48,6 +48,9 @@
 
 /* The replication protocol version a Hello carries; another is refused. */
 #define COLO_REPL_VERSION 1
+/* How long either side waits for the other's Hello (and proof) before it
+ * closes the connection: one that never answers must not block the pair. */
+#define COLO_HELLO_TIMEOUT_MS 10000
 /* Largest Hello either side accepts (its be32 length, without itself). */
 #define COLO_HELLO_MAX (64u << 10)
 

@@ -9,10 +9,11 @@
  * identical and in order, both ways, with done() called once per write;
  * writes queued plain before the seal go first; a seal called while the
  * peer's sealed bytes already wait in rx (from the read callback or not)
- * opens them; a wrong key, a flipped ciphertext byte, a chunk length over
- * the maximum and a FINAL chunk each end the connection with a protocol
- * error that says so in one log line naming the peer, and no byte of the
- * bad chunk is handed on; on the wire there is the 24-byte header and
+ * opens them; a wrong key, a flipped ciphertext byte, a cut chunk, a chunk
+ * length over the maximum or under the tag's, a FINAL or other non-MESSAGE
+ * chunk and a replayed one each end the connection with a protocol error
+ * that says so (in one log line naming the peer), and no byte of the bad
+ * chunk is handed on; on the wire there is the 24-byte header and
  * chunks exactly as docs/protocol.md says, and never the plaintext.  The
  * bad streams are crafted here with libsodium and sent by an end left
  * plain.
@@ -691,6 +692,18 @@ START_TEST(final_chunk_is_a_protocol_error)
 }
 END_TEST
 
+START_TEST(other_tag_is_a_protocol_error)
+{
+	struct crafted cr;
+
+	craft_start(&cr, k1);
+	craft_chunk(&cr, "rekey", 5, crypto_secretstream_xchacha20poly1305_TAG_REKEY);
+	send_crafted(&cr);
+	expect_protocol_error(&F.b, "a sealed chunk tagged 2 (only MESSAGE chunks are sent)");
+	ck_assert_uint_eq(F.b.got.len, 0);
+}
+END_TEST
+
 /* A genuine chunk sent twice does not open the second time: the key moved on. */
 START_TEST(replayed_chunk_is_a_protocol_error)
 {
@@ -782,6 +795,7 @@ int main(void)
 	tcase_add_test(tc, chunk_over_the_maximum_is_a_protocol_error);
 	tcase_add_test(tc, chunk_under_the_tag_size_is_a_protocol_error);
 	tcase_add_test(tc, final_chunk_is_a_protocol_error);
+	tcase_add_test(tc, other_tag_is_a_protocol_error);
 	tcase_add_test(tc, replayed_chunk_is_a_protocol_error);
 	tcase_add_test(tc, wire_is_header_and_chunks_never_plaintext);
 	suite_add_tcase(s, tc);

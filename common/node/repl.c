@@ -14,6 +14,9 @@
 #include "repl.h"
 #include "seal.h"
 
+_Static_assert(COLO_SEAL_KEY_BYTES == crypto_secretstream_xchacha20poly1305_KEYBYTES,
+	       "a seal key is a secretstream key");
+
 /* What one read may add to rx: a checkpoint arrives in pieces this big. */
 #define READ_CHUNK 65536
 
@@ -407,7 +410,6 @@ int colo_repl_seal(struct colo_repl_conn *c, const uint8_t tx_key[COLO_SEAL_KEY_
 	}
 	/* Plain, behind every plain write before it: the peer opens from here. */
 	r = colo_repl_send(c, header, sizeof(header));
-	sodium_memzero(header, sizeof(header));
 	if (r) {
 		colo__seal_free(s);
 		return colo_err_set(err, -r, "cannot send to %s: %s", c->addr, uv_strerror(r));

@@ -23,5 +23,6 @@ uint64_t bench_rand(uint64_t *state);
 void bench_tracking(struct json_t *out);
 void bench_pause(struct json_t *out);
 void bench_guest(struct json_t *out);
+void bench_seal(struct json_t *out);
 
 #endif

@@ -9,8 +9,10 @@
  *             harvest time for 1k/10k/100k dirty pages in a 1 GiB block
  *   pause     the guest pause of a checkpoint: harvest + copy of 10k dirty
  *             pages into the staging buffer, as a ratio to memcpy of them
+ *   seal      throughput of the sealed replication connection over loopback
+ *             as a ratio to the plain one (seal.c)
  *
- * Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause|guest]
+ * Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause|guest|seal]
  * Every figure is the best of several repetitions (noise only slows).
  */
 #include "config.h"
@@ -421,11 +423,12 @@ static void bench_codecs(json_t *out)
 
 static void usage(FILE *f)
 {
-	fputs("Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause|guest]\n"
+	fputs("Usage: colo-bench [--quick] [--json] [--only codecs|tracking|pause|guest|seal]\n"
 	      "  --quick     fewer pages and repetitions (under 30 s)\n"
 	      "  --json      print the figures as one JSON document\n"
-	      "  --only X    run one part: codecs, tracking, pause or guest (memtouch's\n"
-	      "              pacing and stop)\n"
+	      "  --only X    run one part: codecs, tracking, pause, guest (memtouch's\n"
+	      "              pacing and stop) or seal (the sealed replication\n"
+	      "              connection against the plain one)\n"
 	      "Figures are ratios to baselines measured in the same run.\n", f);
 }
 
@@ -453,9 +456,10 @@ int main(int argc, char **argv)
 		case 'o':
 			only = optarg;
 			if (strcmp(only, "codecs") && strcmp(only, "tracking") &&
-			    strcmp(only, "pause") && strcmp(only, "guest")) {
+			    strcmp(only, "pause") && strcmp(only, "guest") &&
+			    strcmp(only, "seal")) {
 				fprintf(stderr, "colo-bench: --only takes codecs, tracking, "
-					"pause or guest, not '%s'\n", only);
+					"pause, guest or seal, not '%s'\n", only);
 				return 2;
 			}
 			break;
@@ -480,6 +484,8 @@ int main(int argc, char **argv)
 		bench_pause(out);
 	if (!only || strcmp(only, "guest") == 0)
 		bench_guest(out);
+	if (!only || strcmp(only, "seal") == 0)
+		bench_seal(out);
 	if (bench_opts.json) {
 		json_dumpf(out, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(4));
 		fputc('\n', stdout);

@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +12,10 @@
 
 #include "log.h"
 #include "repl.h"
+#include "seal.h"
+
+_Static_assert(COLO_SEAL_KEY_BYTES == crypto_secretstream_xchacha20poly1305_KEYBYTES,
+	       "a seal key is a secretstream key");
 
 /* What one read may add to rx: a checkpoint arrives in pieces this big. */
 #define READ_CHUNK 65536
@@ -18,6 +24,14 @@ static void on_closed(uv_handle_t *h)
 {
 	struct colo_repl_conn *c = h->data;
 
+	/* libuv has called back every batch's write by now (tcp's close). */
+	if (--c->handles > 0)
+		return;
+	if (c->seal) {
+		colo__seal_free(c->seal);
+		if (c->rx.data)
+			sodium_memzero(c->rx.data, c->rx.cap);
+	}
 	colo_buf_free(&c->rx);
 	free(c);
 }
@@ -27,6 +41,12 @@ void colo_repl_close(struct colo_repl_conn *c)
 	if (!c || !c->owner)
 		return;
 	c->owner = NULL;
+	c->handles = 1;
+	if (c->seal) {
+		colo__seal_stop(c->seal);
+		c->handles++;
+		uv_close((uv_handle_t *)&c->kick, on_closed);
+	}
 	uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -93,13 +113,44 @@ static struct colo_repl_conn *conn_new(uv_loop_t *loop, const struct colo_repl_o
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct colo_repl_conn *c = h->data;
+	/* Sealed, the socket's bytes are ciphertext: they go to the seal. */
+	struct colo_buf *to = c->seal ? colo__seal_in(c->seal) : &c->rx;
 
 	(void)suggested;
-	if (!colo_buf_reserve(&c->rx, READ_CHUNK)) {
+	if (!colo_buf_reserve(to, READ_CHUNK)) {
 		*buf = uv_buf_init(NULL, 0);      /* libuv reports UV_ENOBUFS */
 		return;
 	}
-	*buf = uv_buf_init((char *)c->rx.data + c->rx.len, (unsigned)(c->rx.cap - c->rx.len));
+	*buf = uv_buf_init((char *)to->data + to->len, (unsigned)(to->cap - to->len));
+}
+
+/* Closed by the callback or not, the memory is still ours: compact. */
+static void compact(struct colo_repl_conn *c)
+{
+	if (c->rx_pos) {
+		memmove(c->rx.data, c->rx.data + c->rx_pos, c->rx.len - c->rx_pos);
+		c->rx.len -= c->rx_pos;
+		c->rx_pos = 0;
+	}
+}
+
+/* Open what whole chunks came and hand their plaintext to the owner. */
+static void open_sealed(struct colo_repl_conn *c)
+{
+	char why[192];
+	size_t added;
+	int r;
+
+	r = colo__seal_open(c->seal, &c->rx, &added, why, sizeof(why));
+	if (added)
+		c->ops->read(c, c->owner, added);
+	if (r && c->owner) {
+		if (r == -EPROTO)
+			colo_repl_protocol_error(c, "%s", why);
+		else
+			c->ops->lost(c, c->owner, COLO_REPL_CLOSED, why);
+	}
+	compact(c);
 }
 
 static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
@@ -110,18 +161,28 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	if (!c->owner || nread == 0)
 		return;
 	if (nread < 0) {
+		/* What came before the end goes first, as it does plain. */
+		if (c->seal) {
+			open_sealed(c);
+			if (!c->owner)
+				return;
+		}
 		c->ops->lost(c, c->owner, COLO_REPL_CLOSED, nread == UV_EOF ?
 			     "closed by peer" : uv_strerror((int)nread));
 		return;
 	}
+	if (c->seal) {
+		colo__seal_in(c->seal)->len += (size_t)nread;
+		open_sealed(c);
+		return;
+	}
 	c->rx.len += (size_t)nread;
 	c->ops->read(c, c->owner, (size_t)nread);
-	/* Closed by the callback or not, the memory is still ours: compact. */
-	if (c->rx_pos) {
-		memmove(c->rx.data, c->rx.data + c->rx_pos, c->rx.len - c->rx_pos);
-		c->rx.len -= c->rx_pos;
-		c->rx_pos = 0;
-	}
+	compact(c);
+	/* Sealed by the callback: the peer's sealed bytes behind its last
+	 * plain message may be here already. */
+	if (c->seal && c->owner)
+		open_sealed(c);
 }
 
 static int start_reading(struct colo_repl_conn *c, struct colo_err *err)
@@ -236,6 +297,8 @@ int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 
 	if (!c || !c->owner)
 		return UV_ENOTCONN;
+	if (c->seal)
+		return colo__seal_write(c->seal, bufs, n, false, false, done, ud);
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return UV_ENOMEM;
@@ -255,6 +318,10 @@ int colo_repl_send(struct colo_repl_conn *c, const void *data, size_t len)
 
 	if (!c || !c->owner)
 		return UV_ENOTCONN;
+	if (c->seal) {
+		b = uv_buf_init((char *)data, (unsigned)len);
+		return colo__seal_write(c->seal, &b, 1, true, false, NULL, NULL);
+	}
 	w = calloc(1, sizeof(*w) + len);
 	if (!w)
 		return UV_ENOMEM;
@@ -277,10 +344,90 @@ int colo_repl_send_msg(struct colo_repl_conn *c, uint32_t msg)
 int colo_repl_try_write(struct colo_repl_conn *c, const void *data, size_t len)
 {
 	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	int r;
 
 	if (!c || !c->owner)
 		return UV_ENOTCONN;
+	if (c->seal) {
+		b.len = len < INT_MAX ? len : INT_MAX;
+		r = colo__seal_write(c->seal, &b, 1, true, true, NULL, NULL);
+		return r ? r : (int)b.len;
+	}
 	return uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+}
+
+/* ---- sealing ---- */
+
+static void on_kick(uv_timer_t *t)
+{
+	struct colo_repl_conn *c = t->data;
+	int werr;
+
+	if (!c->owner)
+		return;
+	werr = colo__seal_write_error(c->seal);
+	if (werr) {
+		c->ops->lost(c, c->owner, COLO_REPL_CLOSED, uv_strerror(werr));
+		return;
+	}
+	open_sealed(c);
+}
+
+/* A uv_write refused at once: tell the owner on the next turn, not from
+ * inside whatever call of its own it is in. */
+static void on_write_failed(void *arg, int status)
+{
+	struct colo_repl_conn *c = arg;
+
+	(void)status;
+	if (c->owner)
+		uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+int colo_repl_seal(struct colo_repl_conn *c, const uint8_t tx_key[COLO_SEAL_KEY_BYTES],
+		   const uint8_t rx_key[COLO_SEAL_KEY_BYTES], struct colo_err *err)
+{
+	uint8_t header[COLO_SEAL_HEADER];
+	struct colo_seal *s;
+	size_t left;
+	int r;
+
+	if (!c || !c->owner)
+		return colo_err_set(err, ENOTCONN, "cannot seal a closed connection");
+	if (c->seal)
+		return colo_err_set(err, EALREADY, "the connection to %s is sealed already",
+				    c->addr);
+	r = colo__seal_new(tx_key, rx_key, (uv_stream_t *)&c->tcp, on_write_failed, c, header,
+			   &s, err);
+	if (r)
+		return r;
+	/* What the peer sent after its last plain message is its sealed start. */
+	left = colo_repl_rx_len(c);
+	colo_buf_put(colo__seal_in(s), colo_repl_rx(c), left);
+	if (!colo_buf_ok(colo__seal_in(s))) {
+		colo__seal_free(s);
+		return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	/* Plain, behind every plain write before it: the peer opens from here. */
+	r = colo_repl_send(c, header, sizeof(header));
+	if (r) {
+		colo__seal_free(s);
+		return colo_err_set(err, -r, "cannot send to %s: %s", c->addr, uv_strerror(r));
+	}
+	c->rx.len = c->rx_pos;
+	uv_timer_init(c->tcp.loop, &c->kick);
+	c->kick.data = c;
+	c->seal = s;
+	/* Not opened here: the owner may be inside its read callback.  on_read
+	 * opens them when that returns, else the next turn of the loop does. */
+	if (left)
+		uv_timer_start(&c->kick, on_kick, 0, 0);
+	return 0;
+}
+
+bool colo_repl_sealed(const struct colo_repl_conn *c)
+{
+	return c && c->seal;
 }
 
 /* ---- ending ---- */

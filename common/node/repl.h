@@ -31,6 +31,20 @@
  * what they send; colo_repl_write() borrows the caller's buffers until its
  * done() callback, which is always called (with an error once the
  * connection is closed).  Loop thread only.
+ *
+ * Sealing ([security] encrypt, docs/protocol.md "Sealed connection").
+ * After colo_repl_seal() every byte either way travels sealed (libsodium
+ * secretstream, XChaCha20-Poly1305, in chunks of at most 64 KiB of
+ * plaintext), transparently: the owner still reads plaintext in
+ * colo_repl_rx() and sends with the same calls.  What it hears of the peer
+ * changes in two ways only: read()'s nread counts plaintext, and a chunk
+ * that does not open, is too long or is marked final is a protocol error
+ * (lost(COLO_REPL_PROTOCOL), logged by this layer), its bytes never handed
+ * on.  Sealed, colo_repl_write() seals the caller's buffers a few chunks at
+ * a time as the socket drains (a bounded window, so a GiB-sized write costs
+ * neither a GiB copy nor a long stall of the loop) and still borrows them
+ * until done().  The keys are copied here and wiped on close, with the
+ * stream states (seal.h).
  */
 #ifndef COLO_REPL_H
 #define COLO_REPL_H
@@ -45,6 +59,9 @@
 #include "err.h"
 
 struct colo_repl_conn;
+struct colo_seal;
+
+#define COLO_SEAL_KEY_BYTES 32
 
 enum colo_repl_end {
 	COLO_REPL_CLOSED,       /* the peer closed, or a read failed */
@@ -54,7 +71,9 @@ enum colo_repl_end {
 struct colo_repl_ops {
 	/* Connected (colo_repl_connect only): status 0, or a libuv error. */
 	void (*connected)(struct colo_repl_conn *c, void *owner, int status);
-	/* nread new bytes came: colo_repl_rx(c) holds them at its end. */
+	/* nread new bytes came: colo_repl_rx(c) holds them at its end.  Once
+	 * sealed, nread is plaintext: the wire carried 21 bytes more per chunk
+	 * (a be32 length and the tag), and the peer's 24-byte header. */
 	void (*read)(struct colo_repl_conn *c, void *owner, size_t nread);
 	/* The connection is over (see above); why is one short phrase. */
 	void (*lost)(struct colo_repl_conn *c, void *owner, enum colo_repl_end end,
@@ -70,6 +89,9 @@ struct colo_repl_conn {
 	char addr[64];                   /* the peer, "a.b.c.d:port" or "[v6]:port" */
 	char peer[64];                   /* its node name once known, else "" */
 	uv_connect_t connect_req;
+	struct colo_seal *seal;          /* NULL until colo_repl_seal() */
+	uv_timer_t kick;                 /* sealed only: work for the next loop turn */
+	int handles;                     /* still to close: tcp, and kick when sealed */
 };
 
 /* Connect to `to`; ops->connected() tells how it went. */
@@ -95,8 +117,29 @@ int colo_repl_send_msg(struct colo_repl_conn *c, uint32_t msg);
 /* Send bufs as they are; done(ud, 0 or a libuv error) once written. */
 int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 		    void (*done)(void *ud, int status), void *ud);
-/* As much of data as the socket takes now (uv_try_write): for fault tests. */
+/*
+ * As much of data as the socket takes now (uv_try_write): for fault tests.
+ * Sealed, it seals all of data at once (up to INT_MAX bytes) and hands it
+ * to libuv behind what is queued, returning its length: the socket takes
+ * what it can now and libuv writes the rest, as colo_repl_send() would.
+ */
 int colo_repl_try_write(struct colo_repl_conn *c, const void *data, size_t len);
+
+/*
+ * From now on everything sent on c is sealed with tx_key and everything
+ * received is opened with rx_key (libsodium crypto_secretstream_xchacha20poly1305).
+ * Bytes already received and not yet consumed (colo_repl_rx) are taken as the
+ * first sealed bytes: call it right after consuming the last plain message
+ * (typically from inside the read callback). Keys are copied (and wiped on close).
+ *
+ * What was sent before goes first, plain; then this side's 24-byte header.
+ * Bytes taken from rx are opened once the read callback that called this
+ * returns, or on the next turn of the loop: never inside this call.  Fails
+ * on a closed connection or one sealed already.
+ */
+int colo_repl_seal(struct colo_repl_conn *c, const uint8_t tx_key[COLO_SEAL_KEY_BYTES],
+		   const uint8_t rx_key[COLO_SEAL_KEY_BYTES], struct colo_err *err);
+bool colo_repl_sealed(const struct colo_repl_conn *c);
 
 /* What came and was not consumed yet, valid until the read callback returns. */
 static inline const uint8_t *colo_repl_rx(const struct colo_repl_conn *c)

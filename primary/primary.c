@@ -194,10 +194,20 @@ static void refuse_secondary(struct colo_primary *p, const char *why, const char
 /* Both proved the key: prove ours, and start the session. */
 static int primary_authenticated(struct colo_primary *p)
 {
+	struct colo_err err;
+
 	if (colo_hello_prove(p->conn, &p->auth) != 0)
 		return -EIO;
 	colo_hello_session(&p->auth, &p->session);
 	p->authed = true;
+	/* encrypt = yes: everything after our proof is sealed, both ways. */
+	colo_err_clear(&err);
+	if (p->n->cfg.encrypt &&
+	    colo_repl_seal(p->conn, p->session.opener_to_answerer,
+			   p->session.answerer_to_opener, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		return -EIO;
+	}
 	return 0;
 }
 
@@ -276,7 +286,9 @@ static void rx_hello(struct colo_primary *p)
 	/* Its heartbeats start once the sync is loaded: watch from READY. */
 	colo_hello_release(&h);
 	colo_log_info("secondary %s accepted us%s; full sync", p->peer_node,
-		      p->authed ? " and proved the key" : "");
+		      !p->authed ? "" : colo_repl_sealed(p->conn) ?
+		      " and proved the key; the connection is encrypted" :
+		      " and proved the key");
 	uv_timer_stop(&p->reconnect);
 	primary_to(p, P_SYNC);
 	n->stats.full_syncs++;

@@ -249,7 +249,9 @@ static bool accept_primary(struct colo_secondary *s, struct colo_repl_conn *c)
 	n->stats.full_syncs++;
 	colo_log_info("primary %s (generation %" PRIu64 ") connected%s; loading its full "
 		      "sync", s->primary_node, s->primary_gen,
-		      s->authed ? " and authenticated" : "");
+		      !s->authed ? "" : colo_repl_sealed(c) ?
+		      " and proved the key; the connection is encrypted" :
+		      " and proved the key");
 	return true;
 }
 
@@ -343,6 +345,7 @@ static bool rx_hello(struct colo_secondary *s)
 /* The primary's proof: it has the key and answered our nonce. */
 static bool rx_auth(struct colo_secondary *s)
 {
+	struct colo_node *n = s->n;
 	struct colo_err err;
 	int r;
 
@@ -356,6 +359,14 @@ static bool rx_auth(struct colo_secondary *s)
 	}
 	colo_hello_session(&s->auth, &s->session);
 	s->authed = true;
+	/* encrypt = yes: everything after its proof is sealed, both ways. */
+	if (n->cfg.encrypt &&
+	    colo_repl_seal(s->conn, s->session.answerer_to_opener,
+			   s->session.opener_to_answerer, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		secondary_drop_primary(s, NULL);
+		return false;
+	}
 	return accept_primary(s, s->conn);
 }
 

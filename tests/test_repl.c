@@ -380,6 +380,15 @@ static void splice_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
 	}
 }
 
+/* One primary only: a reconnect is closed at once. */
+static void turn_away(int lfd)
+{
+	int fd = accept(lfd, NULL, NULL);
+
+	if (fd >= 0)
+		close(fd);
+}
+
 static void *proxy_main(void *arg)
 {
 	struct proxy *px = arg;
@@ -397,9 +406,6 @@ static void *proxy_main(void *arg)
 			break;
 	}
 	pfd = accept(px->lfd, NULL, NULL);
-	/* One primary only: a reconnect finds no one. */
-	close(px->lfd);
-	px->lfd = -1;
 	sfd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
@@ -408,11 +414,14 @@ static void *proxy_main(void *arg)
 	if (pfd < 0 || sfd < 0 || connect(sfd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
 		goto out;
 	while (!atomic_load(&px->stop)) {
-		struct pollfd pl[2] = { { pfd, POLLIN, 0 }, { sfd, POLLIN, 0 } };
+		struct pollfd pl[3] = { { pfd, POLLIN, 0 }, { sfd, POLLIN, 0 },
+					{ px->lfd, POLLIN, 0 } };
 		ssize_t n;
 
-		if (poll(pl, 2, 50) < 0 && errno != EINTR)
+		if (poll(pl, 3, 50) < 0 && errno != EINTR)
 			break;
+		if (pl[2].revents)
+			turn_away(px->lfd);
 		if (pl[0].revents) {
 			n = read(pfd, buf, sizeof(buf));
 			if (n <= 0)
@@ -448,6 +457,14 @@ out:
 		close(pfd);
 	if (sfd >= 0)
 		close(sfd);
+	/* Until the test ends the port stays ours, so that a reconnect finds
+	 * nobody there rather than whoever took the port next. */
+	while (!atomic_load(&px->stop)) {
+		struct pollfd pl = { px->lfd, POLLIN, 0 };
+
+		if (poll(&pl, 1, 50) > 0)
+			turn_away(px->lfd);
+	}
 	return NULL;
 }
 
@@ -566,8 +583,11 @@ static void expect_state(struct proc *p, const char *state)
 	struct state_arg a = { p, state };
 
 	if (!wait_for(cond_state, &a, 20000)) {
+		char now[64] = "(no answer)";
+
+		ctl_status(p, NULL, now, sizeof(now), NULL, NULL);
 		proc_dump_log(p);
-		ck_abort_msg("%s never got to state %s", p->name, state);
+		ck_abort_msg("%s never got to state %s (it is %s)", p->name, state, now);
 	}
 }
 

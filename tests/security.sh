@@ -95,7 +95,8 @@ echo "1..25"
 
 p=$(free_port)
 q=$(free_port)
-open="is not loopback and there is no psk-file: anyone who reaches it would be believed (set [security] psk-file, or --insecure to run so anyway)"
+open="is not loopback and there is no psk-file: anyone who reaches it would be believed"
+open="$open (set [security] psk-file, or --insecure to run so anyway)"
 
 # ---- no key: loopback only ----
 refused "secondary listening on 0.0.0.0 without a key" \
@@ -125,8 +126,10 @@ refused "the same from the config file" \
 	ok "--insecure passes --check-config" ||
 	not_ok "--insecure passes --check-config" "$tmp/out" "$tmp/err"
 
+warn="WARN node=b gen=1 role=secondary: insecure: no psk-file, and listen 0.0.0.0:$p"
+warn="$warn is not loopback: anyone who reaches this node's replication and heartbeat"
 if start b colo_node secondary b --listen "0.0.0.0:$p" --insecure &&
-   logged b "WARN node=b gen=1 role=secondary: insecure: no psk-file, and listen 0.0.0.0:$p is not loopback: anyone who reaches this node's replication and heartbeat ports is believed" &&
+   logged b "$warn ports is believed" &&
    ! grep -q "peers authenticate" "$tmp/b.log" && stop; then
 	ok "--insecure on 0.0.0.0: runs, warns that anyone is believed, stops cleanly"
 else
@@ -161,6 +164,7 @@ chmod 620 "$tmp/gw.key"
 printf 'short key\n' >"$tmp/short.key"
 chmod 600 "$tmp/short.key"
 keygen_hint() { echo "(colo-ctl keygen $1 writes one)"; }
+short="10 bytes; wanted 32 random bytes or 64 hex digits"
 
 refused "secondary: psk-file readable by others" \
 	"colo-secondary: psk-file $tmp/open.key: mode 0644 lets others read it (chmod 600 $tmp/open.key)" \
@@ -172,10 +176,10 @@ refused "primary: psk-file writable by its group" \
 	"colo-primary: psk-file $tmp/gw.key: mode 0620 lets others change it (chmod 600 $tmp/gw.key)" \
 	colo_node primary a --peer "127.0.0.1:$q" --psk-file "$tmp/gw.key"
 refused "secondary: short psk-file" \
-	"colo-secondary: psk-file $tmp/short.key: 10 bytes; wanted 32 random bytes or 64 hex digits $(keygen_hint "$tmp/short.key")" \
+	"colo-secondary: psk-file $tmp/short.key: $short $(keygen_hint "$tmp/short.key")" \
 	colo_node secondary b --listen "127.0.0.1:$p" --psk-file "$tmp/short.key"
 refused "primary: short psk-file (--check-config)" \
-	"colo-primary: psk-file $tmp/short.key: 10 bytes; wanted 32 random bytes or 64 hex digits $(keygen_hint "$tmp/short.key")" \
+	"colo-primary: psk-file $tmp/short.key: $short $(keygen_hint "$tmp/short.key")" \
 	colo_node primary a --peer "127.0.0.1:$q" --psk-file "$tmp/short.key" --check-config
 refused "secondary: missing psk-file" \
 	"colo-secondary: psk-file $tmp/none.key: no such file $(keygen_hint "$tmp/none.key")" \

@@ -272,7 +272,7 @@ START_TEST(rogue_primary_refused_while_protected)
 	uint64_t base, last;
 	unsigned ports[64];
 	char peer[64], its[256];
-	int tries, n, lines;
+	int tries, n;
 
 	start_keyed_pair(&pr, pair_keyfile("psk"), "1000");
 	base = peers_refused(&pr.b);
@@ -288,12 +288,12 @@ START_TEST(rogue_primary_refused_while_protected)
 	expect_advancing(&pr.b, last, 3);
 
 	/*
-	 * Another key: b, busy, refuses it for that before it could prove
-	 * anything (one line naming it, which says it has not proven the key);
-	 * the rogue finds b's proof does not check and goes.  Nothing of the
-	 * rogue is believed, so b's count of unproven peers stays.
+	 * Another key: b, busy, refuses it for that before the rogue had to
+	 * prove anything (one line naming it, which says it has not proven the
+	 * key); the rogue finds b's proof does not check and goes.  (b cannot
+	 * tell this rogue from a second primary with the right key, so it does
+	 * not count it in peers_refused: not asserted either way here.)
 	 */
-	lines = proc_log_count(&pr.b, "refused primary at 127.0.0.1:");
 	snprintf(its, sizeof(its), "refused secondary at 127.0.0.1:%u: failed authentication: "
 		 "its proof does not check (another psk-file?)", pr.port);
 	tries = rogue_tries(&pr, "w", pair_keyfile("other"), its);
@@ -302,7 +302,6 @@ START_TEST(rogue_primary_refused_while_protected)
 			    ", which has not proven the key yet)", ports, 64);
 	ck_assert_msg(n >= tries && n <= tries + 1, "%d lines for %d attempts", n, tries);
 	assert_distinct(ports, n < 64 ? n : 64);
-	ck_assert_int_eq(proc_log_count(&pr.b, "refused primary at 127.0.0.1:"), lines);
 
 	/* a is b's primary throughout, and checkpoints go on. */
 	ck_assert(ctl_peer(&pr.b, peer, sizeof(peer)));

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "ctl.h"
 #include "pair.h"
+#include "psk.h"
 #include "testutil.h"
 
 static char *dir;
@@ -323,4 +324,166 @@ bool cond_log(void *ud)
 bool cond_exited(void *ud)
 {
 	return proc_wait(ud, 0);
+}
+
+/* ---- additions for the authentication tests (issue 11) ---- */
+
+void proc_startv(struct proc *p, const char *bin, const char *name,
+		 const char *const *args)
+{
+	const char *a[PROC_ARGS_MAX + 1] = { NULL };
+
+	for (size_t i = 0; args && args[i]; i++) {
+		ck_assert_uint_lt(i, PROC_ARGS_MAX);
+		a[i] = args[i];
+	}
+	/* proc_start stops at the first NULL: the unused slots end the list. */
+	proc_start(p, bin, name, a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8], a[9],
+		   a[10], a[11], a[12], a[13], a[14], a[15], a[16], a[17], a[18], a[19], a[20],
+		   a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31],
+		   (const char *)NULL);
+}
+
+int proc_log_count(const struct proc *p, const char *text)
+{
+	size_t len;
+	uint8_t *data = colo_test_read_file(p->log, &len);
+	int count = 0;
+
+	if (!data)
+		return 0;
+	data[len] = '\0';
+	for (const char *at = (char *)data; (at = strstr(at, text)); at += strlen(text))
+		count++;
+	free(data);
+	return count;
+}
+
+/* The inodes of the sockets a process holds: /proc/PID/fd links "socket:[N]". */
+static size_t socket_inodes(pid_t pid, unsigned long *out, size_t max)
+{
+	char path[64], link[64];
+	size_t n = 0;
+
+	for (int fd = 0; fd < 1024 && n < max; fd++) {
+		ssize_t l;
+
+		snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)pid, fd);
+		l = readlink(path, link, sizeof(link) - 1);
+		if (l <= 0)
+			continue;
+		link[l] = '\0';
+		if (sscanf(link, "socket:[%lu]", &out[n]) == 1)
+			n++;
+	}
+	return n;
+}
+
+uint16_t proc_udp_port(const struct proc *p)
+{
+	unsigned long inodes[256];
+	size_t n = socket_inodes(p->pid, inodes, 256);
+	char path[64], line[512];
+	uint16_t port = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/net/udp", (int)p->pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	/* "sl local_address rem_address st ... uid timeout inode": addresses in hex */
+	while (!port && fgets(line, sizeof(line), f)) {
+		unsigned addr, lport;
+		unsigned long inode;
+
+		if (sscanf(line, " %*u: %x:%x %*x:%*x %*x %*x:%*x %*x:%*x %*x %*u %*u %lu",
+			   &addr, &lport, &inode) != 3)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (inodes[i] == inode)
+				port = (uint16_t)lport;
+	}
+	fclose(f);
+	return port;
+}
+
+const char *pair_keyfile(const char *name)
+{
+	static char paths[4][300];
+	static int k;
+	struct colo_err err;
+
+	k = (k + 1) % 4;
+	snprintf(paths[k], sizeof(paths[k]), "%s/%s", pair_dir(), name);
+	colo_err_clear(&err);
+	ck_assert_msg(colo_psk_generate(paths[k], &err) == 0, "%s", err.msg);
+	return paths[k];
+}
+
+bool ctl_refusals(const struct proc *p, uint64_t *peers, uint64_t *heartbeats)
+{
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_STATS, 0, NULL, 0);
+	bool ok = r && r->ok && r->result_case == COLO__CONTROL_RESPONSE__RESULT_STATS;
+
+	if (ok) {
+		if (peers)
+			*peers = r->stats->peers_refused;
+		if (heartbeats)
+			*heartbeats = r->stats->heartbeats_refused;
+	}
+	if (r)
+		colo__control_response__free_unpacked(r, NULL);
+	return ok;
+}
+
+bool ctl_peer(const struct proc *p, char *peer, size_t len)
+{
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_STATUS, 0, NULL, 0);
+	bool ok = r && r->ok && r->result_case == COLO__CONTROL_RESPONSE__RESULT_STATUS;
+
+	if (ok)
+		snprintf(peer, len, "%s", r->status->peer ? r->status->peer : "");
+	if (r)
+		colo__control_response__free_unpacked(r, NULL);
+	return ok;
+}
+
+bool ctl_block_hash(const struct proc *p, char *out, size_t len, uint64_t *last)
+{
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_VERIFY, 0, NULL, 0);
+	bool ok = r && r->ok && r->result_case == COLO__CONTROL_RESPONSE__RESULT_VERIFY &&
+		  r->verify->n_block_hashes > 0;
+
+	if (ok) {
+		snprintf(out, len, "%s", r->verify->block_hashes[0]);
+		if (last)
+			*last = r->verify->last_committed;
+	}
+	if (r)
+		colo__control_response__free_unpacked(r, NULL);
+	return ok;
+}
+
+struct state_wait {
+	struct proc *p;
+	const char *state;
+};
+
+static bool state_is(void *ud)
+{
+	struct state_wait *w = ud;
+	char state[64];
+
+	return ctl_status(w->p, NULL, state, sizeof(state), NULL, NULL) &&
+	       strcmp(state, w->state) == 0;
+}
+
+bool proc_wait_state(struct proc *p, const char *state, int ms)
+{
+	struct state_wait w = { p, state };
+
+	if (wait_for(state_is, &w, ms))
+		return true;
+	proc_dump_log(p);
+	return false;
 }

@@ -75,5 +75,31 @@ bool cond_committed(void *wait_arg);        /* last_committed >= n */
 bool cond_log(void *wait_arg);              /* log has text */
 bool cond_exited(void *proc);
 
+/* ---- additions for the authentication tests (issue 11) ---- */
+
+/* proc_start with the extra flags in a NULL-terminated array (at most
+ * PROC_ARGS_MAX of them). */
+#define PROC_ARGS_MAX 32
+void proc_startv(struct proc *p, const char *bin, const char *name,
+		 const char *const *args);
+/* How many times its log contains this text. */
+int proc_log_count(const struct proc *p, const char *text);
+/* The local port of its UDP socket (its heartbeats), from /proc; 0: none. */
+uint16_t proc_udp_port(const struct proc *p);
+
+/* A new key file (colo_psk_generate) in the scratch dir; the path. */
+const char *pair_keyfile(const char *name);
+
+/* Counters of `colo-ctl stats`; false if the node did not answer. */
+bool ctl_refusals(const struct proc *p, uint64_t *peers_refused,
+		  uint64_t *heartbeats_refused);
+/* Status: the peer it names (a secondary: its primary's node). */
+bool ctl_peer(const struct proc *p, char *peer, size_t len);
+/* Verify: "NAME XXH3" of its first RAM block (a secondary: committed RAM)
+ * and the checkpoint that RAM holds. */
+bool ctl_block_hash(const struct proc *p, char *out, size_t len, uint64_t *last_committed);
+/* Wait up to ms for its state to be `state`; false (log dumped) if not. */
+bool proc_wait_state(struct proc *p, const char *state, int ms);
+
 
 #endif

@@ -118,7 +118,7 @@ static void start_keyed_pair(struct pair *pr, const char *key, const char *timeo
 	if (!proc_wait_state(&pr->b, "protected", WAIT_MS) ||
 	    !proc_wait_state(&pr->a, "protected", WAIT_MS))
 		ck_abort_msg("the keyed pair did not get protected");
-	ck_assert(proc_log_has(&pr->b, "primary a (generation 1) connected and authenticated; "
+	ck_assert(proc_log_has(&pr->b, "primary a (generation 1) connected and proved the key; "
 			       "loading its full sync"));
 	expect_advancing(&pr->b, 0, 3);
 }
@@ -312,7 +312,7 @@ START_TEST(rogue_primary_refused_while_protected)
 	ck_assert(!proc_log_has(&pr.b, "primary r ("));
 	ck_assert(!proc_log_has(&pr.b, "primary w ("));
 	ck_assert(!proc_log_has(&pr.a, "lost secondary"));
-	ck_assert_int_eq(proc_log_count(&pr.b, "connected and authenticated"), 1);
+	ck_assert_int_eq(proc_log_count(&pr.b, "connected and proved the key"), 1);
 	ck_assert_int_eq(proc_stop(&pr.a), 0);
 	ck_assert_int_eq(proc_stop(&pr.b), 0);
 }
@@ -372,7 +372,7 @@ START_TEST(rogue_primary_refused_while_waiting)
 	start_primary(&pr.a, &pr, "a", key, "60000");
 	ck_assert(proc_wait_state(&pr.b, "protected", WAIT_MS));
 	ck_assert_int_eq(proc_log_count(&pr.b, "primary a (generation 1) connected and "
-					"authenticated; loading its full sync"), 2);
+					"proved the key; loading its full sync"), 2);
 	ck_assert(ctl_peer(&pr.b, peer, sizeof(peer)));
 	ck_assert_str_eq(peer, "a");
 	expect_advancing(&pr.b, committed(&pr.b), 3);

@@ -182,10 +182,12 @@ int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h,
 	}
 	nonce = pb->nonce.len > 0;
 	if (nonce && pb->nonce.len != COLO_HELLO_NONCE_BYTES) {
+		size_t got = pb->nonce.len;     /* pb is freed before the message */
+
 		colo__hello__free_unpacked(pb, NULL);
 		colo_repl_consume(c, 4 + (size_t)len);
 		return colo_err_set(err, EPROTO, "a Hello with a nonce of %zu bytes (not %d)",
-				    pb->nonce.len, COLO_HELLO_NONCE_BYTES);
+				    got, COLO_HELLO_NONCE_BYTES);
 	}
 	/* An answer with a nonce is believed only with its proof. */
 	need = 4 + (size_t)len + (answer && nonce ? COLO_HELLO_PROOF_BYTES : 0);

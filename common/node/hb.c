@@ -131,19 +131,22 @@ static size_t canon_len(const Colo__Heartbeat *msg, uint8_t canon[HB_CANON_MAX])
 	return (size_t)(p - canon);
 }
 
-/* One heartbeat to the peer; called with mu held. */
-static void send_locked(struct colo_hb *hb)
+/* colo_hb_encode with mu held. */
+static size_t encode_locked(const struct colo_hb *hb, const struct colo_hb_fields *f,
+			    uint8_t *buf, size_t cap)
 {
 	Colo__Heartbeat msg = COLO__HEARTBEAT__INIT;
-	uint8_t buf[HB_MAX], mac[crypto_auth_BYTES];
+	uint8_t mac[crypto_auth_BYTES];
 	size_t len;
 
-	msg.node_id = hb->node;
-	msg.role = hb->role;
-	msg.generation = hb->generation;
-	msg.seq = ++hb->seq;
-	msg.committed_checkpoint = hb->committed;
-	msg.sent_ns = colo_now_ns();
+	if (strlen(f->node) > HB_NODE_MAX)
+		return 0;
+	msg.node_id = (char *)f->node;
+	msg.role = f->role;
+	msg.generation = f->generation;
+	msg.seq = f->seq;
+	msg.committed_checkpoint = f->committed;
+	msg.sent_ns = f->sent_ns;
 	if (hb->have_key) {
 		uint8_t canon[HB_CANON_MAX];
 
@@ -152,9 +155,39 @@ static void send_locked(struct colo_hb *hb)
 		msg.mac.len = sizeof(mac);
 	}
 	len = colo__heartbeat__get_packed_size(&msg);
-	if (len > sizeof(buf))
-		return;
+	if (len > cap)
+		return 0;
 	colo__heartbeat__pack(&msg, buf);
+	return len;
+}
+
+size_t colo_hb_encode(struct colo_hb *hb, const struct colo_hb_fields *f, uint8_t *buf,
+		      size_t cap)
+{
+	size_t len;
+
+	pthread_mutex_lock(&hb->mu);
+	len = encode_locked(hb, f, buf, cap);
+	pthread_mutex_unlock(&hb->mu);
+	return len;
+}
+
+/* One heartbeat to the peer; called with mu held. */
+static void send_locked(struct colo_hb *hb)
+{
+	struct colo_hb_fields f = {
+		.node = hb->node,
+		.role = hb->role,
+		.generation = hb->generation,
+		.seq = ++hb->seq,
+		.committed = hb->committed,
+		.sent_ns = colo_now_ns(),
+	};
+	uint8_t buf[HB_MAX];
+	size_t len = encode_locked(hb, &f, buf, sizeof(buf));
+
+	if (!len)
+		return;
 	/* A lost heartbeat is what heartbeats are for: errors are not retried. */
 	if (sendto(hb->fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&hb->peer,
 		   hb->peer.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) :
@@ -283,16 +316,14 @@ static bool authentic(struct colo_hb *hb, const Colo__Heartbeat *msg,
 	return true;
 }
 
-static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
-		    const struct sockaddr *from, unsigned flags)
+void colo_hb_receive(struct colo_hb *hb, const uint8_t *data, size_t len,
+		     const struct sockaddr *from)
 {
-	struct colo_hb *hb = h->data;
 	Colo__Heartbeat *msg;
 
-	(void)flags;
-	if (n <= 0 || !from || hb->closing)
+	if (len == 0 || !from || hb->closing)
 		return;
-	msg = colo__heartbeat__unpack(NULL, (size_t)n, (const uint8_t *)buf->base);
+	msg = colo__heartbeat__unpack(NULL, len, data);
 	if (!msg || !msg->node_id) {
 		if (hb->stats)
 			hb->stats->heartbeats_refused++;
@@ -323,11 +354,19 @@ static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
 	hb->last_valid_ns = hb->alive_ns = colo_now_ns();
 	if (hb->timeout_ms) {
 		/* the loop's clock may be stale after a long callback */
-		uv_update_time(h->loop);
+		uv_update_time(hb->udp.loop);
 		uv_timer_start(&hb->dead_timer, on_dead, hb->timeout_ms, 0);
 	}
 out:
 	colo__heartbeat__free_unpacked(msg, NULL);
+}
+
+static void on_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf,
+		    const struct sockaddr *from, unsigned flags)
+{
+	(void)flags;
+	if (n > 0)
+		colo_hb_receive(h->data, (const uint8_t *)buf->base, (size_t)n, from);
 }
 
 /*
@@ -346,11 +385,10 @@ static void drain(struct colo_hb *hb)
 		socklen_t len = sizeof(from);
 		ssize_t n = recvfrom(fd, hb->rxbuf, sizeof(hb->rxbuf), MSG_DONTWAIT,
 				     (struct sockaddr *)&from, &len);
-		uv_buf_t b = uv_buf_init((char *)hb->rxbuf, sizeof(hb->rxbuf));
 
 		if (n < 0)
 			break;
-		on_recv(&hb->udp, n, &b, (const struct sockaddr *)&from, 0);
+		colo_hb_receive(hb, hb->rxbuf, (size_t)n, (const struct sockaddr *)&from);
 	}
 }
 

@@ -86,4 +86,30 @@ void colo_hb_watch(struct colo_hb *hb, const char *peer_node, uint32_t timeout_m
 /* ns since the last valid heartbeat (UINT64_MAX: none yet). */
 uint64_t colo_hb_since_last(const struct colo_hb *hb);
 
+/* The fields of one heartbeat (DESIGN.md §4), for colo_hb_encode. */
+struct colo_hb_fields {
+	const char *node;               /* at most 255 bytes */
+	int role;
+	uint64_t generation, seq, committed, sent_ns;
+};
+
+/*
+ * f packed as the datagram a sender puts on the wire, with its MAC when hb
+ * has a key: its length in buf, or 0 when it does not fit in cap or the
+ * node id is too long.  The sender thread sends these; tests and the fuzz
+ * target (tests/fuzz/fuzz_hb.c) make genuine heartbeats with it.  Any
+ * thread.
+ */
+size_t colo_hb_encode(struct colo_hb *hb, const struct colo_hb_fields *f, uint8_t *buf,
+		      size_t cap);
+/*
+ * What this node does with one datagram of len bytes that came from
+ * `from`: unpack it, authenticate it, check generation and node, and re-arm
+ * the watch (or count it refused).  The socket's read callback calls it;
+ * tests and the fuzz target feed it datagrams without a socket.  Loop
+ * thread; callbacks may run from inside it.
+ */
+void colo_hb_receive(struct colo_hb *hb, const uint8_t *data, size_t len,
+		     const struct sockaddr *from);
+
 #endif

@@ -97,15 +97,14 @@ static bool proof_ok(const struct colo_hello_auth *a, bool opener, const uint8_t
 
 /* ---- Hellos ---- */
 
-int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h,
-		    struct colo_hello_auth *a)
+int colo_hello_frame(const struct colo_hello *h, struct colo_hello_auth *a,
+		     struct colo_buf *out)
 {
 	Colo__Hello pb = COLO__HELLO__INIT;
 	char names[128], *list[COLO_PAGE_KINDS], *save = NULL, *tok;
-	size_t count = 0, len, total;
+	size_t count = 0, len;
 	uint8_t *buf;
 	bool keyed = a && a->keyed, answer;
-	int r;
 
 	/* Encodings travel by name, so a peer that knows fewer ignores the rest. */
 	colo_encodings_format(h->encodings, names, sizeof(names));
@@ -131,8 +130,7 @@ int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h,
 	/* The second Hello is the answer: its proof follows it. */
 	answer = keyed && a->hellos == 1;
 	len = colo__hello__get_packed_size(&pb);
-	total = 4 + len + (answer ? COLO_HELLO_PROOF_BYTES : 0);
-	buf = malloc(total);
+	buf = colo_buf_append(out, 4 + len + (answer ? COLO_HELLO_PROOF_BYTES : 0));
 	if (!buf)
 		return -ENOMEM;
 	colo_store_be32(buf, (uint32_t)len);
@@ -142,8 +140,18 @@ int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h,
 		a->opener = true;
 	if (answer)
 		proof(a, false, buf + 4 + len);
-	r = colo_repl_send(c, buf, total);
-	free(buf);
+	return 0;
+}
+
+int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h,
+		    struct colo_hello_auth *a)
+{
+	struct colo_buf out = COLO_BUF_INIT;
+	int r = colo_hello_frame(h, a, &out);
+
+	if (r == 0)
+		r = colo_repl_send(c, out.data, out.len);
+	colo_buf_free(&out);
 	return r;
 }
 
@@ -174,10 +182,12 @@ int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h,
 	}
 	nonce = pb->nonce.len > 0;
 	if (nonce && pb->nonce.len != COLO_HELLO_NONCE_BYTES) {
+		size_t got = pb->nonce.len;     /* pb is freed before the message */
+
 		colo__hello__free_unpacked(pb, NULL);
 		colo_repl_consume(c, 4 + (size_t)len);
 		return colo_err_set(err, EPROTO, "a Hello with a nonce of %zu bytes (not %d)",
-				    pb->nonce.len, COLO_HELLO_NONCE_BYTES);
+				    got, COLO_HELLO_NONCE_BYTES);
 	}
 	/* An answer with a nonce is believed only with its proof. */
 	need = 4 + (size_t)len + (answer && nonce ? COLO_HELLO_PROOF_BYTES : 0);
@@ -224,12 +234,17 @@ int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h,
 	return 1;
 }
 
+void colo_hello_proof(const struct colo_hello_auth *a, uint8_t p[COLO_HELLO_PROOF_BYTES])
+{
+	proof(a, true, p);
+}
+
 int colo_hello_prove(struct colo_repl_conn *c, struct colo_hello_auth *a)
 {
 	uint8_t p[COLO_HELLO_PROOF_BYTES];
 	int r;
 
-	proof(a, true, p);
+	colo_hello_proof(a, p);
 	r = colo_repl_send(c, p, sizeof(p));
 	sodium_memzero(p, sizeof(p));
 	return r;

@@ -111,6 +111,17 @@ void colo_hello_auth_wipe(struct colo_hello_auth *a);
  */
 int colo_hello_send(struct colo_repl_conn *c, const struct colo_hello *h,
 		    struct colo_hello_auth *a);
+/*
+ * What colo_hello_send sends, appended to out instead (a's transcript
+ * moves on just the same): 0, or -ENOMEM (out keeps its bytes, the
+ * transcript is untouched).  For tests and the fuzz target
+ * (tests/fuzz/fuzz_hello.c), which play a handshake without a connection:
+ * colo_hello_take and colo_hello_take_proof read only a struct
+ * colo_repl_conn's rx, so a zeroed one whose rx they fill with
+ * colo_buf_put() serves.
+ */
+int colo_hello_frame(const struct colo_hello *h, struct colo_hello_auth *a,
+		     struct colo_buf *out);
 
 /*
  * Take a whole Hello from the front of c->rx: 1 when it was there (*h
@@ -128,6 +139,8 @@ void colo_hello_release(struct colo_hello *h);
 
 /* The opener's proof, once the answer checked: send it. */
 int colo_hello_prove(struct colo_repl_conn *c, struct colo_hello_auth *a);
+/* The bytes colo_hello_prove sends (tests and the fuzz target). */
+void colo_hello_proof(const struct colo_hello_auth *a, uint8_t p[COLO_HELLO_PROOF_BYTES]);
 /* The answerer takes the opener's proof: 1 (it checks), 0 (more bytes
  * needed) or -EACCES. */
 int colo_hello_take_proof(struct colo_repl_conn *c, struct colo_hello_auth *a,

@@ -179,6 +179,10 @@ fuzz() {
 	(cd "$top/build-fuzz" && make fuzz-kv FUZZ_SECONDS="$seconds")
 	say "fuzzing colo-primary's reading of QEMU's COLO stream for $seconds s"
 	(cd "$top/build-fuzz" && make fuzz-qemu FUZZ_SECONDS="$seconds")
+	say "fuzzing the authenticated Hello for $seconds s"
+	(cd "$top/build-fuzz" && make fuzz-hello FUZZ_SECONDS="$seconds")
+	say "fuzzing the heartbeat decoder for $seconds s"
+	(cd "$top/build-fuzz" && make fuzz-hb FUZZ_SECONDS="$seconds")
 }
 
 demo() {

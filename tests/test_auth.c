@@ -42,6 +42,7 @@
 
 #include "clock.h"
 #include "hb.h"
+#include "hbcap.h"
 #include "pair.h"
 #include "psk.h"
 #include "testutil.h"
@@ -440,53 +441,6 @@ END_TEST
 
 /* ---- forged heartbeats ---- */
 
-struct dgram {
-	uint8_t data[512];
-	size_t len;
-};
-
-/*
- * One heartbeat exactly as a node sends it (hb.c), caught on a plain
- * socket: node, role, generation, signed with key (NULL: unsigned).  Its
- * seq starts at the wall clock now, as a node's does when it starts.
- */
-static void capture(const char *node, int role, uint64_t gen, const uint8_t *key,
-		    struct dgram *d)
-{
-	struct colo_addr any = { "127.0.0.1", 0 };
-	struct colo_hb_cb cb = { NULL, NULL, NULL };
-	struct timeval tv = { 10, 0 };
-	struct sockaddr_in sa = { 0 };
-	socklen_t salen = sizeof(sa);
-	struct colo_hb *hb;
-	struct colo_err err;
-	uv_loop_t loop;
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
-	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	colo_err_clear(&err);
-	ck_assert_msg(colo_hb_start(&loop, &any, &cb, NULL, &hb, &err) == 0, "%s", err.msg);
-	colo_hb_set_identity(hb, node, role, gen);
-	if (key)
-		ck_assert_msg(colo_hb_set_key(hb, key, &err) == 0, "%s", err.msg);
-	/* The first heartbeat leaves at once; the next would be a minute later. */
-	colo_hb_send_to(hb, (struct sockaddr *)&sa, 60000, 60000);
-	n = recv(fd, d->data, sizeof(d->data), 0);
-	colo_hb_stop(hb);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
-	close(fd);
-	ck_assert_msg(n > 0, "no heartbeat caught");
-	d->len = (size_t)n;
-}
-
 static uint64_t seq_of(const struct dgram *d)
 {
 	Colo__Heartbeat *msg = colo__heartbeat__unpack(NULL, d->len, d->data);
@@ -588,9 +542,9 @@ START_TEST(forged_heartbeats_do_not_stop_the_primary)
 	load_key(key_path, key);
 	load_key(pair_keyfile("other"), other);
 	/* Before b exists: a heartbeat b could have sent long ago. */
-	capture("b", COLO__ROLE__ROLE_SECONDARY, 2, key, &old_hb);
-	capture("b", COLO__ROLE__ROLE_SECONDARY, 2, NULL, &unsigned_hb);
-	capture("b", COLO__ROLE__ROLE_SECONDARY, 2, other, &wrong_hb);
+	hb_capture("b", COLO__ROLE__ROLE_SECONDARY, 2, key, &old_hb);
+	hb_capture("b", COLO__ROLE__ROLE_SECONDARY, 2, NULL, &unsigned_hb);
+	hb_capture("b", COLO__ROLE__ROLE_SECONDARY, 2, other, &wrong_hb);
 	start_keyed_pair(&pr, key_path, "1000");
 	port = proc_udp_port(&pr.a);
 	ck_assert_msg(port != 0, "no heartbeat socket found for a");
@@ -616,7 +570,7 @@ START_TEST(forged_heartbeats_do_not_stop_the_primary)
 	expect_advancing(&pr.b, committed(&pr.b), 3);
 
 	/* The same code with the key and a fresh seq is believed: a stops. */
-	capture("b", COLO__ROLE__ROLE_SECONDARY, 2, key, &new_hb);
+	hb_capture("b", COLO__ROLE__ROLE_SECONDARY, 2, key, &new_hb);
 	send_to(fd, port, &new_hb);
 	ck_assert_msg(proc_wait(&pr.a, WAIT_MS), "a genuine newer generation did not stop a");
 	ck_assert_int_eq(pr.a.exit_status, 5);
@@ -650,9 +604,9 @@ START_TEST(forged_heartbeats_do_not_hold_off_the_takeover)
 
 	load_key(key_path, key);
 	load_key(pair_keyfile("other"), other);
-	capture("a", COLO__ROLE__ROLE_PRIMARY, 1, key, &list[0]);
-	capture("a", COLO__ROLE__ROLE_PRIMARY, 1, NULL, &list[1]);
-	capture("a", COLO__ROLE__ROLE_PRIMARY, 1, other, &list[2]);
+	hb_capture("a", COLO__ROLE__ROLE_PRIMARY, 1, key, &list[0]);
+	hb_capture("a", COLO__ROLE__ROLE_PRIMARY, 1, NULL, &list[1]);
+	hb_capture("a", COLO__ROLE__ROLE_PRIMARY, 1, other, &list[2]);
 	start_keyed_pair(&pr, key_path, "500");
 	base = heartbeats_refused(&pr.b);
 	fd = forger(&from);

@@ -30,6 +30,7 @@
 
 #include "colo.pb-c.h"
 #include "hb.h"
+#include "hbcap.h"
 #include "stats.h"
 #include "testutil.h"
 
@@ -73,11 +74,6 @@ struct node {
 	int spray_fd;
 	struct sockaddr_in spray_to;
 	uint64_t sprayed;
-};
-
-struct dgram {
-	uint8_t data[512];
-	size_t len;
 };
 
 static uint64_t sent(struct node *n)
@@ -452,47 +448,6 @@ START_TEST(keyed_refuses_unkeyed_and_wrong_key)
 }
 END_TEST
 
-/*
- * One heartbeat exactly as a node sends it, caught on a plain socket: from
- * a fresh sender (a new seq base, as after a restart), signed with key
- * (NULL: unsigned).
- */
-static void capture(const char *node, uint64_t gen, const uint8_t *key, struct dgram *d)
-{
-	struct colo_addr any = { "127.0.0.1", 0 };
-	struct colo_hb_cb cb = { NULL, NULL, NULL };
-	struct timeval tv = { 10, 0 };
-	struct sockaddr_in sa = { 0 };
-	socklen_t salen = sizeof(sa);
-	struct colo_hb *hb;
-	struct colo_err err;
-	uv_loop_t loop;
-	ssize_t n;
-	int fd = socket(AF_INET, SOCK_DGRAM, 0);
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &salen), 0);
-	ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	colo_err_clear(&err);
-	ck_assert_msg(colo_hb_start(&loop, &any, &cb, NULL, &hb, &err) == 0, "%s", err.msg);
-	colo_hb_set_identity(hb, node, 1, gen);
-	if (key)
-		ck_assert_int_eq(colo_hb_set_key(hb, key, &err), 0);
-	/* The first heartbeat leaves at once; the next would be a minute later. */
-	colo_hb_send_to(hb, (struct sockaddr *)&sa, 60000, 60000);
-	n = recv(fd, d->data, sizeof(d->data), 0);
-	colo_hb_stop(hb);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
-	close(fd);
-	ck_assert_msg(n > 0, "no heartbeat caught");
-	d->len = (size_t)n;
-}
-
 /* A captured heartbeat with generation and seq changed; its MAC kept. */
 static void tamper(const struct dgram *in, uint64_t gen, uint64_t seq_add, struct dgram *out)
 {
@@ -565,9 +520,9 @@ START_TEST(forged_heartbeats_change_nothing)
 	struct dgram list[4], genuine;
 	struct node b;
 
-	capture("a", 5, NULL, &list[0]);
-	capture("a", 5, key2, &list[1]);
-	capture("a", 1, key1, &genuine);
+	hb_capture("a", 1, 5, NULL, &list[0]);
+	hb_capture("a", 1, 5, key2, &list[1]);
+	hb_capture("a", 1, 1, key1, &genuine);
 	tamper(&genuine, 5, 0, &list[2]);
 	tamper(&genuine, 5, 1000, &list[3]);
 	node_init(&b, "b", 1);
@@ -594,7 +549,7 @@ START_TEST(replayed_heartbeat_changes_nothing)
 	struct dgram genuine;
 	struct node b;
 
-	capture("a", 1, key1, &genuine);
+	hb_capture("a", 1, 1, key1, &genuine);
 	node_init(&b, "b", 1);
 	set_key(&b, key1);
 	run_spray(&b, &genuine, 1, true, ten_refused_and_dead, "10 refused and a called dead");
@@ -617,8 +572,8 @@ START_TEST(restarted_sender_is_believed)
 	struct dgram list[3];
 	struct node b;
 
-	capture("a", 1, key1, &list[0]);
-	capture("a", 1, key1, &list[1]);
+	hb_capture("a", 1, 1, key1, &list[0]);
+	hb_capture("a", 1, 1, key1, &list[1]);
 	list[2] = list[0];
 	node_init(&b, "b", 1);
 	set_key(&b, key1);

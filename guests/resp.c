@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hex.h"
 #include "resp.h"
 
 enum {
@@ -228,17 +229,6 @@ static bool is_space(uint8_t c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-static int hex_value(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* End this word; false when the arrays cannot grow. */
 static bool end_word(struct colo_resp_parser *p, size_t start)
 {
@@ -279,9 +269,10 @@ static int split_line(struct colo_resp_parser *p, const uint8_t *line, size_t n)
 
 			if (inq) {
 				if (c == '\\' && next == 'x' && i + 3 < n &&
-				    hex_value(line[i + 2]) >= 0 && hex_value(line[i + 3]) >= 0) {
-					colo_buf_put_u8(w, (uint8_t)(hex_value(line[i + 2]) * 16 +
-								     hex_value(line[i + 3])));
+				    colo_hex_digit(line[i + 2]) >= 0 &&
+				    colo_hex_digit(line[i + 3]) >= 0) {
+					colo_buf_put_u8(w, (uint8_t)(colo_hex_digit(line[i + 2]) * 16 +
+								     colo_hex_digit(line[i + 3])));
 					i += 3;
 				} else if (c == '\\' && i + 1 < n) {
 					uint8_t e;

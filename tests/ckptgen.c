@@ -11,12 +11,37 @@
 #include "stream.h"
 #include "vmstate.h"
 
-void colo_test_ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_buf *ram,
-			    struct colo_buf *dev)
+void colo_test_ckpt_seal(const struct colo_buf *ram, struct colo_buf *dev,
+			 uint64_t generation, uint64_t seq, uint64_t pages)
 {
 	struct colo_stream_writer w;
 	struct colo_ckpt_info info;
 	XXH3_state_t *h = XXH3_createState();
+	struct colo_err err;
+
+	ck_assert_ptr_nonnull(h);
+	colo_err_clear(&err);
+	XXH3_64bits_reset(h);
+	XXH3_64bits_update(h, ram->data, ram->len);
+	XXH3_64bits_update(h, dev->data, dev->len);
+	memset(&info, 0, sizeof(info));
+	info.generation = generation;
+	info.seq = seq;
+	info.time_ns = 1000 + seq;
+	info.pages = pages;
+	info.checksum = XXH3_64bits_digest(h);
+	XXH3_freeState(h);
+	colo_sw_init(&w, dev, false);
+	ck_assert_int_eq(colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate,
+					&info, &err), 0);
+	colo_sw_eof(&w);
+	colo_sw_free(&w);
+}
+
+void colo_test_ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_buf *ram,
+			    struct colo_buf *dev)
+{
+	struct colo_stream_writer w;
 	struct colo_err err;
 
 	colo_err_clear(&err);
@@ -38,19 +63,5 @@ void colo_test_ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_bu
 						     d->vmsd, d->opaque, &err) == 0, "%s", err.msg);
 	}
 	colo_sw_free(&w);
-	ck_assert_ptr_nonnull(h);
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, ram->data, ram->len);
-	XXH3_64bits_update(h, dev->data, dev->len);
-	memset(&info, 0, sizeof(info));
-	info.generation = 1;
-	info.seq = seq;
-	info.time_ns = 1000 + seq;
-	info.checksum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
-	colo_sw_init(&w, dev, false);
-	ck_assert_int_eq(colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate,
-					&info, &err), 0);
-	colo_sw_eof(&w);
-	colo_sw_free(&w);
+	colo_test_ckpt_seal(ram, dev, 1, seq, 0);
 }

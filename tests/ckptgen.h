@@ -8,6 +8,10 @@
  * (every needed device of sv, then colo/checkpoint with generation 1, seq,
  * time 1000 + seq and the XXH3 of both streams, then EOF).  Both buffers
  * are reset first and owned by the caller.  Failures end the Check test.
+ *
+ * colo_test_ckpt_seal(ram, dev, generation, seq, pages): append to dev the
+ * colo/checkpoint section (time 1000 + seq, the XXH3 of ram then dev as
+ * they are) and EOF, as the primary closes a checkpoint's devices.
  */
 #ifndef COLO_TESTS_CKPTGEN_H
 #define COLO_TESTS_CKPTGEN_H
@@ -17,6 +21,8 @@
 #include "buf.h"
 #include "savevm.h"
 
+void colo_test_ckpt_seal(const struct colo_buf *ram, struct colo_buf *dev,
+			 uint64_t generation, uint64_t seq, uint64_t pages);
 void colo_test_ckpt_streams(struct colo_savevm *sv, uint64_t seq, struct colo_buf *ram,
 			    struct colo_buf *dev);
 

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "ckptgen.h"
 #include "colomsg.h"
 #include "demo.h"
 #include "dump.h"
@@ -165,34 +166,6 @@ static void ram_close(struct colo_buf *ram, struct colo_stream_writer *w)
 	colo_sw_free(w);
 }
 
-/* colo/checkpoint with the checksum of everything before it, then EOF. */
-static void dev_seal(const struct colo_buf *ram, struct colo_buf *dev, uint64_t seq,
-		     uint64_t pages)
-{
-	struct colo_stream_writer w;
-	struct colo_ckpt_info info;
-	XXH3_state_t *h = XXH3_createState();
-	struct colo_err err;
-
-	ck_assert_ptr_nonnull(h);
-	colo_err_clear(&err);
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, ram->data, ram->len);
-	XXH3_64bits_update(h, dev->data, dev->len);
-	memset(&info, 0, sizeof(info));
-	info.generation = 3;
-	info.seq = seq;
-	info.time_ns = 1000 + seq;
-	info.pages = pages;
-	info.checksum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
-	colo_sw_init(&w, dev, false);
-	ck_assert_int_eq(colo_sw_device(&w, 0, COLO_CKPT_IDSTR, 0, &colo_ckpt_info_vmstate,
-					&info, &err), 0);
-	colo_sw_eof(&w);
-	colo_sw_free(&w);
-}
-
 /*
  * A full sync as primary.c writes it: every page staged and encoded
  * without a base (so LZ4 where it pays) in one PART, devices, EOF, vmdesc.
@@ -278,7 +251,7 @@ static void build_ckpt(struct colo_savevm *sv, struct colo_ram_encoder *enc,
 						     &err) == 0, "%s", err.msg);
 	}
 	colo_sw_free(&w);
-	dev_seal(ram, dev, seq, st->n);
+	colo_test_ckpt_seal(ram, dev, 3, seq, st->n);
 }
 
 static void apply_ok(struct colo_image *img, const struct colo_buf *ram,
@@ -938,7 +911,7 @@ static void toy_ckpt(struct toy *t, struct colo_image *img, struct colo_buf *ram
 	ck_assert_int_eq(colo_sw_device(&w, 2, "toy-dev", 0, &colo_ckpt_info_vmstate, &t->dev,
 					&err), 0);
 	colo_sw_free(&w);
-	dev_seal(ram, dev, 9, 2);
+	colo_test_ckpt_seal(ram, dev, 3, 9, 2);
 }
 
 START_TEST(checkpoint_truncated_everywhere)
@@ -995,7 +968,7 @@ static void forge_ckpt(struct colo_buf *ram, struct colo_buf *dev, uint32_t ram_
 		ck_assert_int_eq(colo_sw_device_raw(&w, 2, devname, 0, dev_version, payload,
 						    dev_bytes, &err), 0);
 	colo_sw_free(&w);
-	dev_seal(ram, dev, 1, 1);
+	colo_test_ckpt_seal(ram, dev, 3, 1, 1);
 }
 
 START_TEST(checkpoint_lies)

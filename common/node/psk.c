@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hex.h"
 #include "psk.h"
 
 #define HEX_LEN (2 * COLO_PSK_BYTES)
@@ -21,17 +22,6 @@ int colo_sodium_init(struct colo_err *err)
 	return 0;
 }
 
-static int hexval(uint8_t c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* raw: what the file held (len bytes, already checked to be a key's size). */
 static int decode(const char *path, const uint8_t *raw, size_t len,
 		  uint8_t key[COLO_PSK_BYTES], struct colo_err *err)
@@ -41,14 +31,14 @@ static int decode(const char *path, const uint8_t *raw, size_t len,
 		return 0;
 	}
 	for (size_t i = 0; i < HEX_LEN; i++) {
-		if (hexval(raw[i]) < 0) {
+		if (colo_hex_digit(raw[i]) < 0) {
 			sodium_memzero(key, COLO_PSK_BYTES);
 			return colo_err_set(err, EINVAL, "psk-file %s: %zu characters but character "
 					    "%zu is not a hex digit; wanted 32 random bytes or "
 					    "64 hex digits (colo-ctl keygen %s writes one)", path,
 					    len, i + 1, path);
 		}
-		key[i / 2] = (uint8_t)(key[i / 2] << 4 | hexval(raw[i]));
+		key[i / 2] = (uint8_t)(key[i / 2] << 4 | colo_hex_digit(raw[i]));
 	}
 	return 0;
 }

@@ -91,7 +91,7 @@ stop() {
 	return $st
 }
 
-echo "1..25"
+echo "1..26"
 
 p=$(free_port)
 q=$(free_port)
@@ -121,14 +121,15 @@ refused "the same from the config file" \
 	colo_node secondary b -c "$tmp/open.ini" --check-config
 
 "$bin/colo-secondary" --name b --control "$tmp/b.sock" --state-dir "$tmp/b.state" \
-	--listen "0.0.0.0:$p" --insecure --check-config >"$tmp/out" 2>"$tmp/err" &&
+	--listen "0.0.0.0:$p" --insecure --allow-split-brain --check-config >"$tmp/out" \
+	2>"$tmp/err" &&
 	[ "$(cat "$tmp/out")" = "colo-secondary: configuration OK" ] && [ ! -s "$tmp/err" ] &&
 	ok "--insecure passes --check-config" ||
 	not_ok "--insecure passes --check-config" "$tmp/out" "$tmp/err"
 
 warn="WARN node=b gen=1 role=secondary: insecure: no psk-file, and listen 0.0.0.0:$p"
 warn="$warn is not loopback: anyone who reaches this node's replication and heartbeat"
-if start b colo_node secondary b --listen "0.0.0.0:$p" --insecure &&
+if start b colo_node secondary b --listen "0.0.0.0:$p" --insecure --allow-split-brain &&
    logged b "$warn ports is believed" &&
    ! grep -q "peers authenticate" "$tmp/b.log" && stop; then
 	ok "--insecure on 0.0.0.0: runs, warns that anyone is believed, stops cleanly"
@@ -197,7 +198,8 @@ refused "a bad key is refused with --insecure too" \
 
 # ---- a good key ----
 "$bin/colo-secondary" --name b --control "$tmp/b.sock" --state-dir "$tmp/b.state" \
-	--listen "0.0.0.0:$p" --psk-file "$tmp/key" --check-config >"$tmp/out" 2>"$tmp/err" &&
+	--listen "0.0.0.0:$p" --psk-file "$tmp/key" --fence-command true --check-config \
+	>"$tmp/out" 2>"$tmp/err" &&
 	[ "$(cat "$tmp/out")" = "colo-secondary: configuration OK" ] && [ ! -s "$tmp/err" ] &&
 	ok "a good key passes --check-config on 0.0.0.0" ||
 	not_ok "a good key passes --check-config on 0.0.0.0" "$tmp/out" "$tmp/err"
@@ -207,7 +209,13 @@ refused "a bad key is refused with --insecure too" \
 	ok "a good key passes --check-config with a peer that is not loopback" ||
 	not_ok "a good key passes --check-config, peer not loopback" "$tmp/out" "$tmp/err"
 
-printf '[security]\npsk-file = %s\n' "$tmp/key" >"$tmp/key.ini"
+# Off loopback a secondary also needs something against a split brain
+# (docs/arbiter.md): an arbiter, a fence-command, or consent.
+refused "keyed secondary on 0.0.0.0, no arbiter, no fence-command" \
+	"colo-secondary: listen 0.0.0.0:$p is not loopback and there is neither an arbiter nor a fence-command: a partition would let both nodes serve (set [arbiter] arbiter = etcd, or fence-command, or --allow-split-brain)" \
+	colo_node secondary b --listen "0.0.0.0:$p" --psk-file "$tmp/key" --check-config
+printf '[security]\npsk-file = %s\n[arbiter]\nallow-split-brain = yes\n' "$tmp/key" \
+	>"$tmp/key.ini"
 if start b colo_node secondary b --listen "0.0.0.0:$p" -c "$tmp/key.ini" &&
    logged b "INFO node=b gen=1 role=secondary: peers authenticate with the key in $tmp/key" &&
    ! grep -q "no psk-file" "$tmp/b.log" && ! grep -q "insecure" "$tmp/b.log" && stop; then

@@ -295,13 +295,18 @@ static bool release_span(const char *file, uint64_t from_ns, uint64_t *first,
 	return any;
 }
 
+/* Stop what runs: each must exit 0 (clean, and no leak under ASan). */
 static void stop_all(struct node *a, struct node *b)
 {
-	if (a && !a->p.exited)
-		proc_stop(&a->p);
-	if (b && !b->p.exited)
-		proc_stop(&b->p);
+	int sa = 0, sb = 0;
+
+	if (a && !a->p.exited && (sa = proc_stop(&a->p)) != 0)
+		proc_dump_log(&a->p);
+	if (b && !b->p.exited && (sb = proc_stop(&b->p)) != 0)
+		proc_dump_log(&b->p);
 	colo_etcdsrv_stop(&etcd);
+	ck_assert_int_eq(sa, 0);
+	ck_assert_int_eq(sb, 0);
 }
 
 /* ---- tests ---- */

@@ -847,7 +847,7 @@ int main(void)
 		colo_test_skip_all("no etcd binary (Debian's etcd-server) in PATH or $COLO_ETCD");
 	s = suite_create("etcd");
 	tc = tcase_create("etcd");
-	tcase_set_timeout(tc, 60);
+	tcase_set_timeout(tc, 120);
 	tcase_add_unchecked_fixture(tc, srv_up, srv_down);
 	tcase_add_checked_fixture(tc, loop_up, loop_down);
 	tcase_add_test(tc, lease_grant_keepalive_revoke);

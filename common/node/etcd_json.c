@@ -259,6 +259,43 @@ int colo__etcd_get_answer(colo_etcd_get_cb cb, void *ud, json_t *root, const cha
 	return r;
 }
 
+int colo__etcd_grant_answer(colo_etcd_grant_cb cb, void *ud, json_t *root, const char *ep,
+			    char *why, size_t whylen)
+{
+	int64_t id, ttl;
+	int r;
+
+	r = colo__etcd_i64(root, "ID", &id, ep, why, whylen);
+	if (r == 0)
+		r = colo__etcd_i64(root, "TTL", &ttl, ep, why, whylen);
+	if (r == 0 && id == 0) {
+		snprintf(why, whylen, "etcd %s: granted a lease without an ID", ep);
+		r = -EBADMSG;
+	}
+	if (r == 0)
+		cb(ud, 0, id, ttl, NULL);
+	return r;
+}
+
+/* A streaming call on the gateway: {"result": {...}}; a lease that is gone
+ * answers without a TTL (proto3: 0). */
+int colo__etcd_keepalive_answer(colo_etcd_keepalive_cb cb, void *ud, json_t *root,
+				const char *ep, char *why, size_t whylen)
+{
+	json_t *res = json_object_get(root, "result");
+	int64_t ttl;
+	int r;
+
+	if (!json_is_object(res)) {
+		snprintf(why, whylen, "etcd %s: a keepalive answer without a result", ep);
+		return -EBADMSG;
+	}
+	r = colo__etcd_i64(res, "TTL", &ttl, ep, why, whylen);
+	if (r == 0)
+		cb(ud, 0, ttl, NULL);
+	return r;
+}
+
 int colo__etcd_txn_answer(colo_etcd_txn_cb cb, void *ud, json_t *root, size_t n_else,
 			  const char *ep, char *why, size_t whylen)
 {

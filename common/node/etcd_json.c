@@ -108,7 +108,15 @@ int colo__etcd_parse(const char *ep, long status, const char *buf, size_t len, j
 	}
 	if (j != NULL && (status != 200 || json_object_get(j, "error") != NULL) &&
 	    etcd_error_of(j, &msg, &code)) {
-		snprintf(why, whylen, "etcd %s: answered HTTP %ld: %s", ep, status, msg);
+		/* etcd's message goes to the log and to colo-ctl status: one
+		 * line, whatever a broken or hostile etcd puts in it. */
+		char line[256];
+		size_t n = 0;
+
+		for (; msg[n] != '\0' && n < sizeof(line) - 1; n++)
+			line[n] = (unsigned char)msg[n] < 0x20 || msg[n] == 0x7f ? '?' : msg[n];
+		line[n] = '\0';
+		snprintf(why, whylen, "etcd %s: answered HTTP %ld: %s", ep, status, line);
 		json_decref(j);
 		return etcd_grpc_errno(code);
 	}

@@ -280,6 +280,12 @@ int colo__etcd_grant_answer(colo_etcd_grant_cb cb, void *ud, json_t *root, const
 		snprintf(why, whylen, "etcd %s: granted a lease without an ID", ep);
 		r = -EBADMSG;
 	}
+	/* etcd grants no more than its MaxLeaseTTL; a TTL past it is no
+	 * etcd's, and would overflow the callers' milliseconds. */
+	if (r == 0 && (ttl < 0 || ttl > COLO_ETCD_MAX_TTL_S)) {
+		snprintf(why, whylen, "etcd %s: granted a lease of %" PRId64 " s", ep, ttl);
+		r = -EBADMSG;
+	}
 	if (r == 0)
 		cb(ud, 0, id, ttl, NULL);
 	return r;
@@ -299,6 +305,10 @@ int colo__etcd_keepalive_answer(colo_etcd_keepalive_cb cb, void *ud, json_t *roo
 		return -EBADMSG;
 	}
 	r = colo__etcd_i64(res, "TTL", &ttl, ep, why, whylen);
+	if (r == 0 && ttl > COLO_ETCD_MAX_TTL_S) {
+		snprintf(why, whylen, "etcd %s: renewed a lease for %" PRId64 " s", ep, ttl);
+		r = -EBADMSG;
+	}
 	if (r == 0)
 		cb(ud, 0, ttl, NULL);
 	return r;

@@ -26,7 +26,8 @@
  *   - a kv handed to a callback has a NUL-terminated key and a value that is
  *     NUL-terminated at value_len, every byte readable (ASan); a txn's
  *     callback gets as many kvs as else-ranges asked, all NULL when it
- *     succeeded; a granted lease has an ID;
+ *     succeeded; a granted lease has an ID and a TTL within 0 and etcd's
+ *     longest, a renewed one no longer (the arbiter counts it in ms);
  *   - colo__arb_seen keeps within its fields: raw is the value's start (at
  *     most 500 bytes), node NUL-terminated, the revision copied;
  *   - no crash, leak or undefined behaviour (the sanitizers).
@@ -169,20 +170,21 @@ static void on_grant(void *ud, int rc, int64_t id, int64_t ttl_s, const char *wh
 {
 	struct seen_cb *c = ud;
 
-	(void)ttl_s;
 	c->calls++;
 	c->id = id;
 	CHECK(rc == 0 && why == NULL, "grant callback with rc %d, why %s", rc, why);
 	CHECK(id != 0, "a lease granted without an ID");
+	CHECK(ttl_s >= 0 && ttl_s <= COLO_ETCD_MAX_TTL_S, "a lease granted for %" PRId64 " s",
+	      ttl_s);
 }
 
 static void on_keepalive(void *ud, int rc, int64_t ttl_s, const char *why)
 {
 	struct seen_cb *c = ud;
 
-	(void)ttl_s;
 	c->calls++;
 	CHECK(rc == 0 && why == NULL, "keepalive callback with rc %d, why %s", rc, why);
+	CHECK(ttl_s <= COLO_ETCD_MAX_TTL_S, "a lease renewed for %" PRId64 " s", ttl_s);
 }
 
 /* The body as a key's value, straight to the arbiter (no base64 to get

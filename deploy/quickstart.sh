@@ -184,6 +184,8 @@ fuzz() {
 	(cd "$top/build-fuzz" && make fuzz-hello FUZZ_SECONDS="$seconds")
 	say "fuzzing the heartbeat decoder for $seconds s"
 	(cd "$top/build-fuzz" && make fuzz-hb FUZZ_SECONDS="$seconds")
+	say "fuzzing the answers of etcd to the arbiter for $seconds s"
+	(cd "$top/build-fuzz" && make fuzz-etcd FUZZ_SECONDS="$seconds")
 }
 
 demo() {

@@ -2,7 +2,7 @@
  * etcd.c: the etcd v3 JSON gateway client (etcd.h): libcurl's multi
  * interface driven by the loop (curl_multi_socket_action from one uv_poll
  * per socket and one uv_timer), the calls, and their answers.  The JSON of
- * the requests and of the transaction's answer is in etcd_json.c.
+ * the requests and the decoding of the answers are in etcd_json.c.
  */
 #include "config.h"
 
@@ -464,8 +464,7 @@ static int etcd_answer(struct etcd_call *c, char *why, size_t whylen)
 {
 	const char *ep = c->e->eps[c->ep];
 	long status = 0;
-	json_t *root, *res;
-	int64_t a, b;
+	json_t *root;
 	int r;
 
 	curl_easy_getinfo(c->easy, CURLINFO_RESPONSE_CODE, &status);
@@ -474,28 +473,10 @@ static int etcd_answer(struct etcd_call *c, char *why, size_t whylen)
 		return r;
 	switch (c->kind) {
 	case CALL_GRANT:
-		r = colo__etcd_i64(root, "ID", &a, ep, why, whylen);
-		if (r == 0)
-			r = colo__etcd_i64(root, "TTL", &b, ep, why, whylen);
-		if (r == 0 && a == 0) {
-			snprintf(why, whylen, "etcd %s: granted a lease without an ID", ep);
-			r = -EBADMSG;
-		}
-		if (r == 0)
-			c->cb.grant(c->ud, 0, a, b, NULL);
+		r = colo__etcd_grant_answer(c->cb.grant, c->ud, root, ep, why, whylen);
 		break;
 	case CALL_KEEPALIVE:
-		/* A streaming call on the gateway: {"result": {...}}; a lease
-		 * that is gone answers without a TTL (proto3: 0). */
-		res = json_object_get(root, "result");
-		if (!json_is_object(res)) {
-			snprintf(why, whylen, "etcd %s: a keepalive answer without a result", ep);
-			r = -EBADMSG;
-			break;
-		}
-		r = colo__etcd_i64(res, "TTL", &a, ep, why, whylen);
-		if (r == 0)
-			c->cb.keepalive(c->ud, 0, a, NULL);
+		r = colo__etcd_keepalive_answer(c->cb.keepalive, c->ud, root, ep, why, whylen);
 		break;
 	case CALL_REVOKE:
 		if (c->cb.done != NULL)

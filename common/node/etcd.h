@@ -57,6 +57,9 @@
 
 /* The largest answer read; a larger one fails the call with -EMSGSIZE. */
 #define COLO_ETCD_MAX_REPLY (1024 * 1024)
+/* The longest lease etcd grants (its MaxLeaseTTL); a grant or keepalive
+ * answering more fails with -EBADMSG, so ttl_s * 1000 fits an int64. */
+#define COLO_ETCD_MAX_TTL_S INT64_C(9000000000)
 
 struct colo_etcd;
 

@@ -1,6 +1,7 @@
 /*
  * etcd_int.h: what etcd.c (the transport and the calls) and etcd_json.c (the
- * JSON of requests and answers) share.  Not for use outside those two.
+ * JSON of requests and answers) share.  Not for use outside those two, but
+ * for their fuzz target (tests/fuzz/fuzz_etcd.c), which feeds the decoders.
  *
  * The builders return new references (NULL: out of memory).  The answer
  * decoders read an answer parsed by colo__etcd_parse, call the call's
@@ -30,6 +31,12 @@ int colo__etcd_i64(json_t *obj, const char *name, int64_t *out, const char *ep, 
 		   size_t whylen);
 int colo__etcd_get_answer(colo_etcd_get_cb cb, void *ud, json_t *root, const char *ep,
 			  char *why, size_t whylen);
+/* The lease calls' answers (a revoke's has nothing to read but its status,
+ * which colo__etcd_parse checks). */
+int colo__etcd_grant_answer(colo_etcd_grant_cb cb, void *ud, json_t *root, const char *ep,
+			    char *why, size_t whylen);
+int colo__etcd_keepalive_answer(colo_etcd_keepalive_cb cb, void *ud, json_t *root,
+				const char *ep, char *why, size_t whylen);
 int colo__etcd_txn_answer(colo_etcd_txn_cb cb, void *ud, json_t *root, size_t n_else,
 			  const char *ep, char *why, size_t whylen);
 /* Free t; *body: the TxnRequest (NULL if any builder ran out of memory).

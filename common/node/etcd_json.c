@@ -108,7 +108,15 @@ int colo__etcd_parse(const char *ep, long status, const char *buf, size_t len, j
 	}
 	if (j != NULL && (status != 200 || json_object_get(j, "error") != NULL) &&
 	    etcd_error_of(j, &msg, &code)) {
-		snprintf(why, whylen, "etcd %s: answered HTTP %ld: %s", ep, status, msg);
+		/* etcd's message goes to the log and to colo-ctl status: one
+		 * line, whatever a broken or hostile etcd puts in it. */
+		char line[256];
+		size_t n = 0;
+
+		for (; msg[n] != '\0' && n < sizeof(line) - 1; n++)
+			line[n] = (unsigned char)msg[n] < 0x20 || msg[n] == 0x7f ? '?' : msg[n];
+		line[n] = '\0';
+		snprintf(why, whylen, "etcd %s: answered HTTP %ld: %s", ep, status, line);
 		json_decref(j);
 		return etcd_grpc_errno(code);
 	}
@@ -256,6 +264,53 @@ int colo__etcd_get_answer(colo_etcd_get_cb cb, void *ud, json_t *root, const cha
 	if (r == 0)
 		cb(ud, 0, found ? &kb.kv : NULL, rev, NULL);
 	etcd_kv_clear(&kb);
+	return r;
+}
+
+int colo__etcd_grant_answer(colo_etcd_grant_cb cb, void *ud, json_t *root, const char *ep,
+			    char *why, size_t whylen)
+{
+	int64_t id, ttl;
+	int r;
+
+	r = colo__etcd_i64(root, "ID", &id, ep, why, whylen);
+	if (r == 0)
+		r = colo__etcd_i64(root, "TTL", &ttl, ep, why, whylen);
+	if (r == 0 && id == 0) {
+		snprintf(why, whylen, "etcd %s: granted a lease without an ID", ep);
+		r = -EBADMSG;
+	}
+	/* etcd grants no more than its MaxLeaseTTL; a TTL past it is no
+	 * etcd's, and would overflow the callers' milliseconds. */
+	if (r == 0 && (ttl < 0 || ttl > COLO_ETCD_MAX_TTL_S)) {
+		snprintf(why, whylen, "etcd %s: granted a lease of %" PRId64 " s", ep, ttl);
+		r = -EBADMSG;
+	}
+	if (r == 0)
+		cb(ud, 0, id, ttl, NULL);
+	return r;
+}
+
+/* A streaming call on the gateway: {"result": {...}}; a lease that is gone
+ * answers without a TTL (proto3: 0). */
+int colo__etcd_keepalive_answer(colo_etcd_keepalive_cb cb, void *ud, json_t *root,
+				const char *ep, char *why, size_t whylen)
+{
+	json_t *res = json_object_get(root, "result");
+	int64_t ttl;
+	int r;
+
+	if (!json_is_object(res)) {
+		snprintf(why, whylen, "etcd %s: a keepalive answer without a result", ep);
+		return -EBADMSG;
+	}
+	r = colo__etcd_i64(res, "TTL", &ttl, ep, why, whylen);
+	if (r == 0 && ttl > COLO_ETCD_MAX_TTL_S) {
+		snprintf(why, whylen, "etcd %s: renewed a lease for %" PRId64 " s", ep, ttl);
+		r = -EBADMSG;
+	}
+	if (r == 0)
+		cb(ud, 0, ttl, NULL);
 	return r;
 }
 

@@ -214,6 +214,13 @@ static void on_claimed(void *ud, int rc, bool ok, int64_t rev,
 	a->step = 0;
 	if (rc) {
 		colo__arb_etcd_error(a, "cannot write the leader key", why);
+		if (rc == -ENOENT) {
+			/* The lease ended in etcd while it was cut off (etcd:
+			 * "requested lease not found"): a new one, then claim. */
+			colo_log_warn("arbiter: the lease ended in etcd: getting a new one");
+			a->lease = 0;
+			colo__arb_to(a, A_GRANT);
+		}
 		colo__arb_arm(a, RETRY_MS);
 		return;
 	}

@@ -6,9 +6,9 @@
  * told and what the pair kept.
  *
  *   partclient write --host H --port P --schedule S --client C --out LOG
- *                    [--timeout-ms MS] [--read-every N] [--seed N]
+ *                    [--timeout-ms MS] [--read-every N] [--rate N] [--seed N]
  *   partclient read  --host H --port P --out FILE [--timeout-ms MS]
- *                    [--deadline-ms MS] LOG...
+ *                    [--deadline-ms MS] [--flush] LOG...
  *
  * write: one connection at a time.  Each operation is a SET of a key never
  *   used before, S:C:i with the value vC.i (i = 1, 2, ...), or, every N-th
@@ -24,6 +24,9 @@
  *   was sent and after its reply (or failure); OUTCOME is ok (the reply came:
  *   +OK, or the GET's value, "-" for none), fail (an error reply: not
  *   applied) or unknown (sent, no reply: it may or may not have been applied).
+ *   --rate N starts at most N operations a second (default 0: no limit), so
+ *   that a long run's logs stay small; a slow reply does not make the next
+ *   ones come faster to catch up.
  *   Connection attempts are not operations and are not logged.  SIGTERM or
  *   SIGINT ends it after the current operation with a line "# end".
  *
@@ -32,6 +35,9 @@
  *   DEADLINE (default 30000 ms), and FILE gets (through FILE.tmp and a rename)
  *       # readback
  *       KEY VALUE|-
+ *   With --flush it then empties the store (FLUSHALL), so that a long run's
+ *   schedules do not fill the guest's RAM (each schedule's keys are unique
+ *   and read back before the next one starts).
  *
  * Exit status: 0 done; 1 read: the deadline passed before every key was
  * read; 2 usage, an unreadable LOG, FILE not written.
@@ -70,7 +76,9 @@ struct opts {
 	const char *out;
 	long timeout_ms;
 	long deadline_ms;
+	bool flush;
 	int read_every;
+	long rate;
 	unsigned seed;
 };
 
@@ -165,7 +173,7 @@ static int run_write(const struct opts *o)
 {
 	struct sigaction sa;
 	redisContext *c = NULL;
-	uint64_t i = 0, ops = 0, acked = 0, unknown = 0;
+	uint64_t i = 0, ops = 0, acked = 0, unknown = 0, next_us = 0;
 	char key[KEYLEN], val[48];
 	int fd;
 
@@ -194,6 +202,14 @@ static int run_write(const struct opts *o)
 				nap_ms(50);
 				continue;
 			}
+		}
+		if (o->rate > 0) {
+			uint64_t now = mono_ms() * 1000u;
+
+			if (next_us > now)
+				nap_ms((long)((next_us - now + 999) / 1000));
+			now = mono_ms() * 1000u;
+			next_us = (next_us > now ? next_us : now) + 1000000u / (uint64_t)o->rate;
 		}
 		ops++;
 		k = is_get ? 1 + (uint64_t)rand() % i : ++i;
@@ -340,6 +356,23 @@ static int run_read(const struct opts *o, char **logs, int nlogs)
 		c = NULL;
 		nap_ms(100);
 	}
+	while (o->flush && done == k.n && mono_ms() < deadline) {
+		redisReply *r;
+
+		if (!c && !(c = connect_to(o))) {
+			nap_ms(100);
+			continue;
+		}
+		r = redisCommand(c, "FLUSHALL");
+		if (r && r->type == REDIS_REPLY_STATUS) {
+			freeReplyObject(r);
+			break;
+		}
+		if (r)
+			freeReplyObject(r);
+		redisFree(c);
+		c = NULL;
+	}
 	if (c)
 		redisFree(c);
 	if (fclose(out) != 0 || rename(tmp, o->out) != 0)
@@ -358,9 +391,9 @@ static void usage(const char *why)
 	if (why)
 		fprintf(stderr, "partclient: %s\n", why);
 	fputs("usage: partclient write --host H --port P --schedule S --client C --out LOG\n"
-	      "                        [--timeout-ms MS] [--read-every N] [--seed N]\n"
+	      "                        [--timeout-ms MS] [--read-every N] [--rate N] [--seed N]\n"
 	      "       partclient read --host H --port P --out FILE [--timeout-ms MS]\n"
-	      "                       [--deadline-ms MS] LOG...\n", stderr);
+	      "                       [--deadline-ms MS] [--flush] LOG...\n", stderr);
 	exit(EXIT_USAGE);
 }
 
@@ -391,6 +424,8 @@ int main(int argc, char **argv)
 		{ "deadline-ms", required_argument, NULL, 'd' },
 		{ "read-every", required_argument, NULL, 'r' },
 		{ "seed", required_argument, NULL, 'S' },
+		{ "flush", no_argument, NULL, 'F' },
+		{ "rate", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct opts o = { .client = -1, .timeout_ms = 1000, .deadline_ms = 30000,
@@ -417,6 +452,8 @@ int main(int argc, char **argv)
 		case 't': o.timeout_ms = number("--timeout-ms", optarg, 1, 600000); break;
 		case 'd': o.deadline_ms = number("--deadline-ms", optarg, 1, 3600000); break;
 		case 'r': o.read_every = (int)number("--read-every", optarg, 0, 1000); break;
+		case 'F': o.flush = true; break;
+		case 'R': o.rate = number("--rate", optarg, 0, 1000000); break;
 		case 'S': o.seed = (unsigned)number("--seed", optarg, 0, 2147483647); break;
 		default: usage(NULL);
 		}

@@ -187,7 +187,7 @@ start_pair() {
 		--vm-ram-path "$work/b.ram" --vm-nics "virtio-net-pci,mac=$VM_MAC" \
 		--vm-tap colo-vm0 --vm-bridge "$VMNET_BRIDGE" \
 		--listen "$NB_IP:$port_b" --peer "$NA_IP:$port_a" --control "$work/b.sock" \
-		--psk-file "$work/psk" \
+		--psk-file "$work/psk" --allow-split-brain \
 		--state-dir "$work/b" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \
 		>"$work/$1-b.log" 2>&1 </dev/null &
 	pids="$!"

@@ -38,12 +38,13 @@ die() { printf 'quickstart: %s\n' "$*" >&2; exit 1; }
 # client), but configure asks for them, so every build installs them.
 BUILD_PKGS="build-essential autoconf automake pkg-config libuv1-dev libprotobuf-c-dev
 protobuf-c-compiler liblz4-dev check libjansson-dev libinih-dev libxxhash-dev
-libsodium-dev libhiredis-dev"
+libsodium-dev libhiredis-dev libcurl4-openssl-dev"
 # The interop tests run real QEMU, the kv client tests Debian's redis-cli and
 # redis-benchmark and talk RESP through hiredis (test dependencies; the
 # demonstration uses redis-tools).  The VM network tests build namespaces,
-# bridges and taps with iproute2 (tests/vmnet.sh).
-TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2"
+# bridges and taps with iproute2 (tests/vmnet.sh).  The arbiter's tests run
+# a real etcd member (etcd-server; tests/etcdsrv.c).
+TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

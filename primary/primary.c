@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arbiter.h"
 #include "colo.pb-c.h"
 #include "colomsg.h"
 #include "hello.h"
@@ -89,12 +90,46 @@ void primary_out_epoch(struct colo_primary *p, uint64_t seq)
 {
 	if (p->n->gops->output_epoch && p->n->guest)
 		p->n->gops->output_epoch(p->n->guest, seq);
+	if (seq && p->passing) {
+		p->passing = false;
+		colo_node_release_event(p->n, "close", 0);
+	}
 }
 
 void primary_out_release(struct colo_primary *p, uint64_t seq)
 {
 	if (p->n->gops->output_release && p->n->guest)
 		p->n->gops->output_release(p->n->guest, seq);
+	if (seq != UINT64_MAX)
+		colo_node_release_event(p->n, "ckpt", seq);
+	else if (!p->passing) {
+		p->passing = true;
+		colo_node_release_event(p->n, "open", 0);
+	}
+}
+
+/*
+ * With an arbiter and no secondary: what the guest said so far goes out
+ * only while the arbiter says this node may serve alone, checked now, on
+ * the loop, at each release.  Each release closes an epoch (it takes a
+ * number, as a checkpoint would), so that what the guest says after it
+ * waits for the next check.  Not between our Hello and the sync: the
+ * Hello named the sync's number, and the sync releases what waits.
+ */
+void primary_alone_round(struct colo_primary *p)
+{
+	uint64_t e = p->next_seq;
+
+	if (!p->n->arb || !p->alone_waits ||
+	    (p->state != P_DEGRADED && p->state != P_CONNECTING) ||
+	    !colo_arbiter_may_serve_alone(p->n->arb))
+		return;
+	p->alone_waits = false;
+	primary_out_epoch(p, e + 1);
+	if (p->n->gops->output_release && p->n->guest)
+		p->n->gops->output_release(p->n->guest, e);
+	p->next_seq = e + 1;
+	colo_node_release_event(p->n, "alone", e);
 }
 
 /* Group commit: held output asks for a checkpoint now (min-interval-ms
@@ -105,6 +140,10 @@ static void on_want_async(uv_async_t *a)
 
 	if (p->state == P_PROTECTED)
 		colo_primary_want_checkpoint(p);
+	else if (p->state == P_DEGRADED || p->state == P_CONNECTING) {
+		p->alone_waits = true;
+		primary_alone_round(p);
+	}
 	else if (p->state == P_SYNC && p->phase == CK_IDLE && p->sync_waiting)
 		primary_sync_start(p);
 	else if (p->state == P_SYNC)
@@ -159,9 +198,17 @@ void primary_go_degraded(struct colo_primary *p, const char *why)
 	colo_session_wipe(&p->session);
 	p->authed = false;
 	primary_answer_waiting(p, false, "not protected: the secondary was lost");
-	/* Held output must go: no client may hang on a lost secondary. */
-	primary_out_epoch(p, 0);
-	primary_out_release(p, UINT64_MAX);
+	if (p->n->arb) {
+		/* Held output goes once the arbiter lets this node serve alone
+		 * (its secondary can no longer take over); until then it waits. */
+		colo_arbiter_set_secondary(p->n->arb, "");
+		p->alone_waits = true;
+		primary_alone_round(p);
+	} else {
+		/* Held output must go: no client may hang on a lost secondary. */
+		primary_out_epoch(p, 0);
+		primary_out_release(p, UINT64_MAX);
+	}
 	uv_timer_start(&p->reconnect, try_connect, RECONNECT_MS, 0);
 }
 
@@ -305,6 +352,8 @@ static void on_ready(struct colo_primary *p)
 	colo_hb_watch(p->hb, p->peer_node, p->n->cfg.heartbeat_timeout_ms);
 	colo_log_info("protected by %s (generation %" PRIu64 ")", p->peer_node,
 		      p->n->generation);
+	/* It holds all that was released: from now on it may take over. */
+	colo_arbiter_set_secondary(p->n->arb, p->peer_node);
 	primary_schedule(p);
 }
 
@@ -468,6 +517,19 @@ static void on_peer_dead(void *ud)
 
 	if (p->state == P_SYNC || p->state == P_PROTECTED || p->state == P_HELLO)
 		primary_go_degraded(p, "no heartbeat");
+}
+
+static void on_arb_gate(void *ud)
+{
+	primary_alone_round(ud);
+}
+
+static void on_arb_superseded(void *ud, const char *why)
+{
+	struct colo_primary *p = ud;
+
+	colo_log_error("%s; stopping", why);
+	colo_node_exit(p->n, COLO_EXIT_SUPERSEDED);
 }
 
 static void on_newer_generation(void *ud, const char *node, uint64_t gen)
@@ -675,9 +737,15 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 		goto fail;
 	colo_hb_set_identity(p->hb, n->cfg.name, COLO__ROLE__ROLE_PRIMARY, n->generation);
 	colo_hb_set_committed(p->hb, p->last_committed);
-	/* No secondary yet: the guest answers at once. */
-	primary_out_epoch(p, 0);
-	primary_out_release(p, UINT64_MAX);
+	if (n->arb) {
+		/* No secondary yet: the guest answers once the arbiter says
+		 * this node may serve alone. */
+		primary_out_epoch(p, p->next_seq);
+	} else {
+		/* No secondary yet: the guest answers at once. */
+		primary_out_epoch(p, 0);
+		primary_out_release(p, UINT64_MAX);
+	}
 	if (!n->guest_running) {
 		r = colo_node_start_guest(n, err);
 		if (r)
@@ -695,6 +763,11 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	if (n->gops->set_interval && n->guest)
 		n->gops->set_interval(n->guest, n->cfg.checkpoint_interval_ms);
 	colo_node_set_engine(n, &primary_ops, p);
+	if (n->arb) {
+		static const struct colo_arbiter_cb acb = { on_arb_gate, on_arb_superseded };
+
+		colo_arbiter_lead(n->arb, &acb, p);
+	}
 	colo_log_info("primary engine started: peer %s:%u, interval %u ms, %u encode "
 		      "threads, dirty tracking %s", n->cfg.peer.host, n->cfg.peer.port,
 		      n->cfg.checkpoint_interval_ms, threads,

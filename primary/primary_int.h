@@ -169,6 +169,8 @@ struct colo_primary {
 	uv_async_t want_async;       /* the guest's output waits (any thread) */
 	bool want_async_on;
 	struct primary_fault_cfg fault;
+	bool passing;                /* output passes at once (release log: open) */
+	bool alone_waits;            /* arbiter, no secondary: output may be held */
 };
 
 /* primary.c */
@@ -178,6 +180,7 @@ void primary_go_degraded(struct colo_primary *p, const char *why);
 bool primary_buffering(const struct colo_primary *p);
 void primary_out_epoch(struct colo_primary *p, uint64_t seq);
 void primary_out_release(struct colo_primary *p, uint64_t seq);
+void primary_alone_round(struct colo_primary *p);
 void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg);
 
 /* ckpt.c */

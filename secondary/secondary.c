@@ -649,6 +649,7 @@ static void eng_stop(void *eng)
 		refusing_close(s, s->refusing[i]);
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	uv_close((uv_handle_t *)&s->handshake, NULL);
+	uv_close((uv_handle_t *)&s->arb_timer, NULL);
 	colo_hello_auth_wipe(&s->auth);
 	colo_session_wipe(&s->session);
 	colo_hb_stop(s->hb);
@@ -712,6 +713,8 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 	}
 	colo_hb_set_identity(s->hb, n->cfg.name, COLO__ROLE__ROLE_SECONDARY, n->generation);
 	uv_timer_init(n->loop, &s->handshake);
+	uv_timer_init(n->loop, &s->arb_timer);
+	s->arb_timer.data = s;
 	s->handshake.data = s;
 	uv_tcp_init(n->loop, &s->listener);
 	s->listener.data = s;

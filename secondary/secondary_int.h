@@ -67,6 +67,9 @@
  *   WAITING    -> PROMOTING    no heartbeat, or colo-ctl failover, with a
  *                              committed checkpoint to take over from
  *   PROMOTING  -> PROMOTED     fenced; generation bumped; primary started
+ * With an arbiter, the node asks it for the cluster before it leaves the
+ * state it is in (so that its primary cannot clear the sync key first):
+ * WAITING .. CKPT_DEV -> WAITING -> PROMOTING once it won.
  */
 enum secondary_state {
 	S_WAITING,       /* no primary connected; what was committed is kept */
@@ -139,6 +142,10 @@ struct colo_secondary {
 	/* failover (promote.c) */
 	uint64_t promote_from_ns;        /* last heartbeat (or the request) */
 	bool promote_on_timeout;
+	uv_timer_t arb_timer;            /* with an arbiter: the wait before serving,
+					    or the next try to take over */
+	uint64_t arb_gen;                /* the generation won in etcd */
+	bool taking;                     /* the arbiter is being asked */
 	struct colo_primary *primary;    /* after promotion */
 	bool stopped;
 };

@@ -615,6 +615,54 @@ START_TEST(bad_flags)
 }
 END_TEST
 
+START_TEST(arbiter_keys)
+{
+	struct colo_config c;
+	const char *f;
+
+	load_ok(&c, COLO_ROLE_PRIMARY, NULL);
+	ck_assert_int_eq(c.arbiter, COLO_ARBITER_NONE);
+	ck_assert_str_eq(c.etcd_endpoints, "");
+	ck_assert_uint_eq(c.lease_ttl_ms, 2000);
+	ck_assert_str_eq(c.cluster, "colo");
+	ck_assert_str_eq(c.release_log, "");
+	ck_assert_int_eq(c.allow_split_brain, 0);
+	colo_config_free(&c);
+	f = write_ini("arb.ini", "[arbiter]\narbiter = etcd\netcd-endpoints = "
+		      "http://10.0.0.5:2379,http://[::1]:2379\nlease-ttl-ms = 3000\n"
+		      "cluster = shop-db\nrelease-log = /tmp/r.log\n");
+	load_ok(&c, COLO_ROLE_SECONDARY, "-c", f, "--allow-split-brain", NULL);
+	ck_assert_int_eq(c.arbiter, COLO_ARBITER_ETCD);
+	ck_assert_str_eq(c.etcd_endpoints, "http://10.0.0.5:2379,http://[::1]:2379");
+	ck_assert_uint_eq(c.lease_ttl_ms, 3000);
+	ck_assert_str_eq(c.cluster, "shop-db");
+	ck_assert_str_eq(c.release_log, "/tmp/r.log");
+	ck_assert_int_eq(c.allow_split_brain, 1);
+	colo_config_free(&c);
+	load_err("arbiter = etcd needs etcd-endpoints (http://HOST:PORT, comma-separated)",
+		 COLO_ROLE_PRIMARY, "--arbiter", "etcd", NULL);
+	load_err("lease-ttl-ms (2500) must be a multiple of 1000: etcd counts leases in "
+		 "seconds", COLO_ROLE_PRIMARY, "--lease-ttl-ms", "2500", NULL);
+	load_err("arbiter = etcd needs output-mode = buffer: with none, replies leave "
+		 "before anything is checked", COLO_ROLE_PRIMARY, "--arbiter", "etcd",
+		 "--etcd-endpoints", "http://127.0.0.1:2379", "--output-mode", "none", NULL);
+	load_err("etcd-endpoints: 'https://h:1' is not a list of http://HOST:PORT, "
+		 "comma-separated", COLO_ROLE_PRIMARY, "--etcd-endpoints", "https://h:1", NULL);
+	load_err("etcd-endpoints: 'http://h:1,' is not a list of http://HOST:PORT, "
+		 "comma-separated", COLO_ROLE_PRIMARY, "--etcd-endpoints", "http://h:1,", NULL);
+	load_err("etcd-endpoints: 'http://h:99999' is not a list of http://HOST:PORT, "
+		 "comma-separated", COLO_ROLE_PRIMARY, "--etcd-endpoints", "http://h:99999",
+		 NULL);
+	load_err("etcd-endpoints: 'http://h:1/v3' is not a list of http://HOST:PORT, "
+		 "comma-separated", COLO_ROLE_PRIMARY, "--etcd-endpoints", "http://h:1/v3",
+		 NULL);
+	load_err("cluster: 'a/b' is not a cluster name (1 to 63 of A-Z a-z 0-9 . _ -, not "
+		 "starting with . or -)", COLO_ROLE_PRIMARY, "--cluster", "a/b", NULL);
+	load_err("arbiter: 'zk' is not one of none, etcd", COLO_ROLE_PRIMARY, "--arbiter",
+		 "zk", NULL);
+}
+END_TEST
+
 START_TEST(security_keys)
 {
 	struct colo_config c;
@@ -694,7 +742,7 @@ START_TEST(file_errors)
 	/* A section with no keys is still checked. */
 	file_err("[node]\nname = a\n[Guest]\n",
 		 "3: unknown section [Guest] (sections: [node] [replication] "
-		 "[heartbeat] [guest] [qemu] [record] [security])");
+		 "[heartbeat] [guest] [qemu] [record] [security] [arbiter])");
 	file_err("name = a\n", "1: name: outside any section (before the first [section])");
 	file_err("[node]\nname\n", "2: syntax error (expected [section] or key = value)");
 	file_err("[node\nname = a\n", "1: syntax error (expected [section] or key = value)");
@@ -1483,6 +1531,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, good_addresses);
 	tcase_add_test(tc, bad_flags);
 	tcase_add_test(tc, security_keys);
+	tcase_add_test(tc, arbiter_keys);
 	tcase_add_test(tc, cross_checks);
 	tcase_add_test(tc, file_errors);
 	tcase_add_test(tc, file_long_line);

@@ -73,6 +73,7 @@ ns_of() { [ "$1" = a ] && echo "$NA" || echo "$NB"; }
 other() { [ "$1" = a ] && echo b || echo a; }
 # netnode NAME ROLE [options]: colo-ROLE for NAME in its namespace, the VM's
 # NIC on the tap colo-vm0 in its bridge; sets last_pid (colo's: ip execs it)
+# No fence-command: this test kills nodes, it never partitions them.
 netnode() {
 	nm=$1 role=$2
 	shift 2
@@ -82,7 +83,7 @@ netnode() {
 		--vm-nics "virtio-net-pci,mac=$VM_MAC" --vm-tap colo-vm0 \
 		--vm-bridge "$VMNET_BRIDGE" --vm-ram-path "$work/$nm.ram" \
 		--listen "$(ip_of "$nm"):7070" --peer "$(ip_of "$(other "$nm")"):7070" \
-		--psk-file "$work/psk" \
+		--psk-file "$work/psk" --allow-split-brain \
 		--control "$work/$nm.sock" --state-dir "$work/$nm" \
 		--heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 "$@" \
 		>>"$work/$nm.log" 2>&1 </dev/null &

@@ -152,6 +152,10 @@ static json_t *status_json(const Colo__Status *st)
 	json_object_set_new(o, "uptime_ms", json_u64(st->uptime_ms));
 	json_object_set_new(o, "encodings", json_string(st->encodings));
 	json_object_set_new(o, "recording", json_string(st->recording));
+	json_object_set_new(o, "arbiter", json_string(*st->arbiter ? st->arbiter : "none"));
+	json_object_set_new(o, "lease_holder", json_string(st->lease_holder));
+	json_object_set_new(o, "lease_left_ms", json_integer(st->lease_left_ms));
+	json_object_set_new(o, "takeover", json_string(st->takeover));
 	return o;
 }
 
@@ -312,6 +316,15 @@ static void print_status(const Colo__Status *st)
 	kv("encodings", "%s", or_dash(st->encodings));
 	kv("guest", "%s", or_dash(st->guest));
 	kv("recording", "%s", *st->recording ? st->recording : "no");
+	kv("arbiter", "%s", *st->arbiter ? st->arbiter : "none");
+	if (*st->arbiter && strcmp(st->arbiter, "none") != 0) {
+		kv("lease holder", "%s", or_dash(st->lease_holder));
+		if (st->lease_left_ms >= 0)
+			kv("lease left", "%.1f s", (double)st->lease_left_ms / 1000.0);
+		else
+			kv("lease left", "%s", "- (held by another node, or none)");
+		kv("may take over", "%s", or_dash(st->takeover));
+	}
 	print_uptime(st->uptime_ms);
 	print_phases(st->phases, st->n_phases);
 }

@@ -24,16 +24,20 @@
 static const char *const level_values[] = { "error", "warn", "info", "debug", NULL };
 static const char *const output_values[] = { "buffer", "none", NULL };
 static const char *const no_yes[] = { "no", "yes", NULL };
+static const char *const arbiter_values[] = { "none", "etcd", NULL };
 static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", NULL };
 
 /* The table writes enums through an int: they must be int-sized. */
 _Static_assert(sizeof(enum colo_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum colo_output_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum colo_dirty_mode) == sizeof(int), "enum size");
+_Static_assert(COLO_ARBITER_ETCD == 1, "arbiter_values follows the enum");
 _Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 && COLO_DIRTY_MANUAL == 3,
 	       "value tables follow the enums");
 
 static bool check_name(const char *v, char *why, size_t len);
+static bool check_endpoints(const char *v, char *why, size_t len);
+static bool check_cluster(const char *v, char *why, size_t len);
 
 #define F(field) offsetof(struct colo_config, field)
 
@@ -124,6 +128,26 @@ static const struct colo_opt opts[] = {
 	{ "insecure", COLO_SEC_SECURITY, COLO_OPT_ENUM, F(insecure), .values = no_yes,
 	  .def = "no", .bare = "yes", .meta = "yes|no", .help = "run without psk-file on "
 	  "addresses that are not loopback: anyone who reaches them is believed" },
+	/* [arbiter] */
+	{ "arbiter", COLO_SEC_ARBITER, COLO_OPT_ENUM, F(arbiter), .values = arbiter_values,
+	  .def = "none", .meta = "none|etcd", .help = "who decides which node serves: none "
+	  "(the pair alone, heartbeats) or etcd (a lease there; no split brain)" },
+	{ "etcd-endpoints", COLO_SEC_ARBITER, COLO_OPT_STR, F(etcd_endpoints), .def = "",
+	  .check = check_endpoints, .meta = "URLS",
+	  .help = "etcd's client URLs, http://HOST:PORT, comma-separated" },
+	{ "lease-ttl-ms", COLO_SEC_ARBITER, COLO_OPT_UINT, F(lease_ttl_ms), 1000, 600000,
+	  .def = "2000", .meta = "MS", .help = "the primary's lease in etcd, a multiple of "
+	  "1000 from 1000; a promotion may wait this long" },
+	{ "cluster", COLO_SEC_ARBITER, COLO_OPT_STR, F(cluster), .def = "colo",
+	  .check = check_cluster, .meta = "NAME",
+	  .help = "this pair's keys in etcd are under /colo/NAME/ (one etcd, many pairs)" },
+	{ "release-log", COLO_SEC_ARBITER, COLO_OPT_STR, F(release_log), .def = "",
+	  .meta = "FILE", .help = "append a line per release of held output to FILE "
+	  "(for audits and the partition test); empty: none" },
+	{ "allow-split-brain", COLO_SEC_ARBITER, COLO_OPT_ENUM, F(allow_split_brain),
+	  .values = no_yes, .def = "no", .bare = "yes", .meta = "yes|no",
+	  .help = "run with arbiter none and no fence-command on addresses that are not "
+	  "loopback, where a partition lets both nodes serve" },
 };
 
 #undef F
@@ -138,16 +162,70 @@ const char *colo_output_mode_name(enum colo_output_mode m)
 /* ---- value checks ---- */
 
 /* A name goes into socket paths, file names and log lines. */
-static bool check_name(const char *v, char *why, size_t len)
+static bool is_name(const char *v)
 {
 	size_t n = strspn(v, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 			  "0123456789._-");
+
+	return n > 0 && n <= 63 && !v[n] && v[0] != '.' && v[0] != '-';
+}
+
+static bool check_name(const char *v, char *why, size_t len)
+{
 	char q[128];
 
-	if (n > 0 && n <= 63 && !v[n] && v[0] != '.' && v[0] != '-')
+	if (is_name(v))
 		return true;
 	snprintf(why, len, "'%s' is not a node name (1 to 63 of A-Z a-z 0-9 . _ -, "
 		 "not starting with . or -)", colo_opt_shown(v, q, sizeof(q)));
+	return false;
+}
+
+/* The cluster is a path element of the keys in etcd. */
+static bool check_cluster(const char *v, char *why, size_t len)
+{
+	char q[128];
+
+	if (is_name(v))
+		return true;
+	snprintf(why, len, "'%s' is not a cluster name (1 to 63 of A-Z a-z 0-9 . _ -, "
+		 "not starting with . or -)", colo_opt_shown(v, q, sizeof(q)));
+	return false;
+}
+
+/* http://HOST:PORT[,...]: plain HTTP on a numeric port, nothing after it. */
+static bool check_endpoints(const char *v, char *why, size_t len)
+{
+	const char *p = v;
+	char q[128];
+
+	if (!*v)
+		return true;
+	while (*p) {
+		const char *end = strchr(p, ','), *colon;
+		size_t n = end ? (size_t)(end - p) : strlen(p);
+		unsigned long port;
+		char one[256], *stop;
+
+		if (n >= sizeof(one) || n <= 7 || strncmp(p, "http://", 7) != 0)
+			goto bad;
+		memcpy(one, p, n);
+		one[n] = '\0';
+		colon = strrchr(one + 7, ':');
+		if (!colon || colon == one + 7 || strchr(one + 7, '/'))
+			goto bad;
+		errno = 0;
+		port = strtoul(colon + 1, &stop, 10);
+		if (errno || *stop || colon[1] == '\0' || port == 0 || port > 65535)
+			goto bad;
+		p += n;
+		if (*p == ',' && *++p == '\0')
+			goto bad;
+	}
+	return true;
+bad:
+	snprintf(why, len, "'%s' is not a list of http://HOST:PORT, comma-separated",
+		 colo_opt_shown(v, q, sizeof(q)));
 	return false;
 }
 

@@ -21,7 +21,7 @@
 #include "ramfmt.h"
 
 const char *const colo_opt_section_names[COLO_SEC_COUNT] = {
-	"node", "replication", "heartbeat", "guest", "qemu", "record", "security",
+	"node", "replication", "heartbeat", "guest", "qemu", "record", "security", "arbiter",
 };
 
 /* ---- values ---- */

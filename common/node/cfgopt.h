@@ -44,6 +44,7 @@ enum colo_opt_section {
 	COLO_SEC_QEMU,        /* the qemu guest's keys */
 	COLO_SEC_RECORD,
 	COLO_SEC_SECURITY,
+	COLO_SEC_ARBITER,
 	COLO_SEC_COUNT
 };
 

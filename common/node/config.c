@@ -86,6 +86,16 @@ static int cross_check(const struct colo_config *cfg, struct colo_err *err)
 	if (cfg->encrypt && !cfg->psk_file[0])
 		return colo_err_set(err, EINVAL, "encrypt = yes needs a psk-file: the "
 				    "connection's keys come from it");
+	if (cfg->arbiter == COLO_ARBITER_ETCD && !cfg->etcd_endpoints[0])
+		return colo_err_set(err, EINVAL, "arbiter = etcd needs etcd-endpoints "
+				    "(http://HOST:PORT, comma-separated)");
+	if (cfg->lease_ttl_ms % 1000)
+		return colo_err_set(err, EINVAL, "lease-ttl-ms (%" PRIu32 ") must be a "
+				    "multiple of 1000: etcd counts leases in seconds",
+				    cfg->lease_ttl_ms);
+	if (cfg->arbiter == COLO_ARBITER_ETCD && cfg->output_mode != COLO_OUTPUT_BUFFER)
+		return colo_err_set(err, EINVAL, "arbiter = etcd needs output-mode = buffer: "
+				    "with none, replies leave before anything is checked");
 	return 0;
 }
 

@@ -9,11 +9,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "arbiter.h"
+#include "clock.h"
 #include "log.h"
 #include "node.h"
 #include "node_int.h"
@@ -206,6 +210,7 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	int r;
 
 	memset(n, 0, sizeof(*n));
+	n->release_fd = -1;
 	*done = false;
 	n->prog = prog;
 	n->loop = uv_default_loop();
@@ -247,6 +252,20 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		return COLO_EXIT_STATE;
 	}
 	colo_log_set_generation(n->generation);
+	if (n->cfg.release_log[0]) {
+		n->release_fd = open(n->cfg.release_log, O_WRONLY | O_CREAT | O_APPEND |
+				     O_CLOEXEC, 0644);
+		if (n->release_fd < 0) {
+			colo_log_error("release-log %s: %s", n->cfg.release_log,
+				       strerror(errno));
+			return COLO_EXIT_SETUP;
+		}
+	}
+	if (n->cfg.arbiter == COLO_ARBITER_ETCD &&
+	    colo_arbiter_new(n, &n->arb, &err) != 0) {
+		colo_log_error("arbiter: %s", err.msg);
+		return COLO_EXIT_SETUP;
+	}
 	colo_guest_machine_name(n->gops, n->machine, sizeof(n->machine));
 	if (colo_ram_new(n->gops->manual_dirty ? COLO_DIRTY_MANUAL : n->cfg.dirty_tracking,
 			 &n->ram, &err) != 0 ||
@@ -306,6 +325,9 @@ void colo_node_exit(struct colo_node *n, int status)
 	n->exit_status = status;
 	if (n->eops && n->eops->stop)
 		n->eops->stop(n->engine);
+	colo_node_release_event(n, "stop", 0);
+	colo_arbiter_close(n->arb);
+	n->arb = NULL;
 	for (int i = 0; i < n->nstop_hooks; i++)
 		n->stop_hooks[i].fn(n->stop_hooks[i].ud);
 	if (n->guest_running) {
@@ -333,4 +355,21 @@ void colo_node_fini(struct colo_node *n)
 	colo_savevm_free(&n->sv);
 	colo_config_free(&n->cfg);
 	colo__node_security_fini(n);
+	if (n->release_fd >= 0)
+		close(n->release_fd);
+	n->release_fd = -1;
+}
+
+void colo_node_release_event(struct colo_node *n, const char *what, uint64_t seq)
+{
+	char line[400];
+	int len;
+
+	if (n->release_fd < 0)
+		return;
+	/* One write per line, appended: lines of several runs never mix. */
+	len = snprintf(line, sizeof(line), "%" PRIu64 " %s %" PRIu64 " %s %" PRIu64 "\n",
+		       colo_wall_ns(), n->cfg.name, n->generation, what, seq);
+	if (len > 0 && write(n->release_fd, line, (size_t)len) != len)
+		colo_log_warn("release-log %s: %s", n->cfg.release_log, strerror(errno));
 }

@@ -102,6 +102,9 @@ struct colo_node {
 	bool have_psk;
 	uv_timer_t insecure_timer;     /* --insecure off loopback: a warning a minute */
 	bool insecure_on;
+	/* [arbiter] (arbiter.h): NULL with arbiter none */
+	struct colo_arbiter *arb;
+	int release_fd;                /* release-log, or -1 */
 	struct {
 		void (*fn)(void *ud);
 		void *ud;
@@ -165,6 +168,15 @@ int colo_node_start_guest(struct colo_node *n, struct colo_err *err);
 
 /* Stop the node: engine, control socket, signals; the loop ends. */
 void colo_node_exit(struct colo_node *n, int status);
+
+/*
+ * The release log ([arbiter] release-log; docs/arbiter.md): one line per
+ * event, "<wall_ns> <node> <generation> <what> <seq>", what being ckpt
+ * (replies of checkpoint seq released, acknowledged), alone (released with
+ * no secondary), open (replies pass at once from now on), close (they are
+ * held again) or stop.  Nothing when release-log is not set.
+ */
+void colo_node_release_event(struct colo_node *n, const char *what, uint64_t seq);
 
 /* Answer a deferred control request (a checkpoint committed, or failed). */
 void colo_node_reply_checkpoint(struct colo_ctl_pending *p, bool ok, const char *msg);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "arbiter.h"
 #include "ctl.h"
 #include "log.h"
 #include "node.h"
@@ -64,6 +65,8 @@ static void ctl_status(struct colo_node *n, struct colo_ctl_pending *p)
 	Colo__PhaseTiming phases[COLO_PHASES], *pp[COLO_PHASES];
 	char state[64] = "", peer[320] = "", peer_state[64] = "", enc[128] = "";
 	char guest[1024] = "", rec[4200];
+	char arb[700] = "none", holder[320] = "", takeover[160] = "";
+	int64_t left = -1;
 	uint64_t last = 0, now = colo_now_ns();
 	size_t np;
 
@@ -94,6 +97,13 @@ static void ctl_status(struct colo_node *n, struct colo_ctl_pending *p)
 	st.encodings = enc;
 	recording_text(n, rec, sizeof(rec));
 	st.recording = rec;
+	if (n->arb)
+		colo_arbiter_status(n->arb, arb, sizeof(arb), holder, sizeof(holder), &left,
+				    takeover, sizeof(takeover));
+	st.arbiter = arb;
+	st.lease_holder = holder;
+	st.lease_left_ms = left;
+	st.takeover = takeover;
 	resp.ok = true;
 	resp.result_case = COLO__CONTROL_RESPONSE__RESULT_STATUS;
 	resp.status = &st;

@@ -68,13 +68,23 @@ int colo__node_security_init(struct colo_node *n, struct colo_err *err)
 		if (colo_psk_load(n->cfg.psk_file, n->psk, err) != 0)
 			return -EINVAL;
 		n->have_psk = true;
-		return 0;
+	} else {
+		open = open_address(n, &what);
+		if (open && !n->cfg.insecure)
+			return colo_err_set(err, EPERM, "%s %s:%u is not loopback and there "
+					    "is no psk-file: anyone who reaches it would be "
+					    "believed (set [security] psk-file, or --insecure to "
+					    "run so anyway)", what, open->host, open->port);
 	}
-	open = open_address(n, &what);
-	if (open && !n->cfg.insecure)
-		return colo_err_set(err, EPERM, "%s %s:%u is not loopback and there is no "
-				    "psk-file: anyone who reaches it would be believed (set "
-				    "[security] psk-file, or --insecure to run so anyway)", what,
+	/* A secondary that takes over while its primary lives is a split brain:
+	 * off loopback, something must stop that (docs/arbiter.md). */
+	if (n->cfg.role == COLO_ROLE_SECONDARY && n->cfg.arbiter == COLO_ARBITER_NONE &&
+	    !n->cfg.fence_command[0] && !n->cfg.allow_split_brain &&
+	    (open = open_address(n, &what)) != NULL)
+		return colo_err_set(err, EPERM, "%s %s:%u is not loopback and there is "
+				    "neither an arbiter nor a fence-command: a partition "
+				    "would let both nodes serve (set [arbiter] arbiter = etcd, "
+				    "or fence-command, or --allow-split-brain)", what,
 				    open->host, open->port);
 	return 0;
 }

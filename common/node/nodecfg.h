@@ -43,6 +43,12 @@ enum colo_output_mode {
 	COLO_OUTPUT_NONE,
 };
 
+/* [arbiter] arbiter: who decides which node may serve (DESIGN.md §4, docs/arbiter.md). */
+enum colo_arbiter_kind {
+	COLO_ARBITER_NONE,          /* the pair alone: heartbeats (and fence-command) */
+	COLO_ARBITER_ETCD,          /* a lease and two keys in etcd */
+};
+
 struct colo_config {
 	/* [node] */
 	char *name;                 /* default: "primary" / "secondary" */
@@ -82,6 +88,13 @@ struct colo_config {
 	char *psk_file;                         /* "" = no key */
 	int encrypt;                            /* no|yes: seal the connection */
 	int insecure;                           /* no|yes: no key off loopback */
+	/* [arbiter] (read at start; a reload does not change them) */
+	int arbiter;                            /* none|etcd (enum colo_arbiter_kind) */
+	char *etcd_endpoints;                   /* http://H:P[,...] */
+	uint32_t lease_ttl_ms;                  /* 2000: a multiple of 1000 */
+	char *cluster;                          /* "colo": keys under /colo/<cluster>/ */
+	char *release_log;                      /* "" = none: a line per output release */
+	int allow_split_brain;                  /* no|yes: arbiter none off loopback */
 	/* tests only, not in --help: abort() at a named phase */
 	char *fault;                            /* "" = none */
 

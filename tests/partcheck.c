@@ -11,6 +11,9 @@
  * Reported:
  *   - lost acknowledged writes: a SET whose +OK came back, and whose key the
  *     read-back found missing or holding another value;
+ *   - unread acknowledged writes: the same, whose key no read-back holds at
+ *     all (the read-back did not happen or was cut short): nothing shows
+ *     they were kept;
  *   - lost observed writes: a SET with no reply (outcome unknown) whose value
  *     a GET returned, missing in the read-back (a reply, the GET's, showed it);
  *   - contradicting reads: a GET that started after its key's SET was
@@ -25,8 +28,8 @@
  * Times are printed as seconds after the earliest time in any input (t0,
  * printed in nanoseconds first).  The last line sums it up:
  *   partcheck: schedules S acknowledged A lost L observed-lost O
- *   contradictions C windows W
- * Exit status: 0 when L, O, C and W are 0; 1 otherwise; 2 usage, a file
+ *   contradictions C windows W unread U
+ * Exit status: 0 when L, O, C, W and U are 0; 1 otherwise; 2 usage, a file
  * that cannot be read or a line that is not of its kind (named with
  * FILE:LINE).
  *
@@ -344,12 +347,13 @@ static bool same(const char *a, const char *b)
 	return a && b && strcmp(a, b) == 0;
 }
 
-static uint64_t judge_writes(uint64_t *acked, uint64_t *observed_lost)
+static uint64_t judge_writes(uint64_t *acked, uint64_t *observed_lost, uint64_t *unread)
 {
 	uint64_t lost = 0;
 
 	*acked = 0;
 	*observed_lost = 0;
+	*unread = 0;
 	for (size_t i = 0; i < g.cap; i++) {
 		const struct write *wr = &g.slot[i];
 		bool kept;
@@ -359,11 +363,15 @@ static uint64_t judge_writes(uint64_t *acked, uint64_t *observed_lost)
 		kept = same(wr->readback, wr->value);
 		if (wr->how == OUT_OK) {
 			(*acked)++;
-			if (!kept && lost++ < (uint64_t)g.show)
+			if (!wr->readback) {
+				if ((*unread)++ < (uint64_t)g.show)
+					printf("unread: %s = %s acknowledged at +%.3fs, in no read-back\n",
+					       wr->key, wr->value, rel(wr->end));
+			} else if (!kept && lost++ < (uint64_t)g.show) {
 				printf("lost: %s = %s acknowledged at +%.3fs (sent +%.3fs), read back %s\n",
 				       wr->key, wr->value, rel(wr->end), rel(wr->start),
-				       !wr->readback ? "never (not in any read-back)" :
 				       strcmp(wr->readback, "-") == 0 ? "missing" : wr->readback);
+			}
 		} else if (wr->how == OUT_UNKNOWN && wr->observed && !kept) {
 			if ((*observed_lost)++ < (uint64_t)g.show)
 				printf("lost (observed): %s = %s sent at +%.3fs with no reply, seen by a "
@@ -460,7 +468,7 @@ int main(int argc, char **argv)
 		{ "show", required_argument, NULL, 's' },
 		{ NULL, 0, NULL, 0 },
 	};
-	uint64_t end = 0, acked, lost, observed_lost, bad_reads, windows;
+	uint64_t end = 0, acked, lost, observed_lost, bad_reads, windows, unread;
 	int ch;
 
 	/* Files are read in kind order whatever the command line's order. */
@@ -497,11 +505,11 @@ int main(int argc, char **argv)
 	printf("t0 %" PRIu64 " ns (the earliest time in the inputs); end of the run +%.3fs\n",
 	       g.t_min, rel(end));
 	bad_reads = judge_reads();
-	lost = judge_writes(&acked, &observed_lost);
+	lost = judge_writes(&acked, &observed_lost, &unread);
 	windows = judge_periods(end);
 	printf("partcheck: schedules %zu acknowledged %" PRIu64 " lost %" PRIu64 " observed-lost %"
-	       PRIu64 " contradictions %" PRIu64 " windows %" PRIu64 "\n", g.n_schedules, acked,
-	       lost, observed_lost, bad_reads, windows);
+	       PRIu64 " contradictions %" PRIu64 " windows %" PRIu64 " unread %" PRIu64 "\n",
+	       g.n_schedules, acked, lost, observed_lost, bad_reads, windows, unread);
 
 	for (size_t i = 0; i < g.cap; i++) {
 		free(g.slot[i].key);
@@ -522,5 +530,5 @@ int main(int argc, char **argv)
 	for (size_t i = 0; i < g.n_schedules; i++)
 		free(g.schedules[i]);
 	free(g.schedules);
-	return lost || observed_lost || bad_reads || windows ? EXIT_BAD : 0;
+	return lost || observed_lost || bad_reads || windows || unread ? EXIT_BAD : 0;
 }

@@ -1,7 +1,8 @@
 #!/bin/sh
 # partcheck.sh: the partition test's checker (tests/partcheck.c) on small
 # crafted logs, so that it is shown to fail when it must: a clean run, a
-# lost acknowledged write, a write seen by a read and then lost, a read
+# lost acknowledged write, one never read back, a write seen by a read and
+# then lost, a read
 # contradicting an acknowledged write, two nodes whose release periods
 # overlap (also through an `open` that lasts to a `killed` line or to the
 # end of the run), periods that only touch other generations of one pair,
@@ -14,7 +15,7 @@ set -u
 pc="$top_builddir/tests/partcheck"
 w=$(mktemp -d "${TMPDIR:-/tmp}/partcheck-XXXXXX")
 trap 'rm -rf "$w"' EXIT
-echo "1..10"
+echo "1..11"
 
 # Times in ns: 1000000000 is t0; the checker prints seconds after it.
 cat >"$w/c0" <<'EOF'
@@ -56,7 +57,7 @@ summary() { grep '^partcheck:' "$w/$1.out"; }
 
 run clean --client "$w/c0" --readback "$w/rb" --release "$w/ra" --release "$w/rb2"
 if [ $st -eq 0 ] && summary clean | grep -q \
-	'schedules 1 acknowledged 2 lost 0 observed-lost 0 contradictions 0 windows 0$'; then
+	'schedules 1 acknowledged 2 lost 0 observed-lost 0 contradictions 0 windows 0 unread 0$'; then
 	ok "a clean run: exit 0, 2 acknowledged, nothing lost, no window"
 else
 	not_ok "a clean run (exit $st)" "$w/clean.out" "$w/clean.err"
@@ -70,6 +71,15 @@ if [ $st -eq 1 ] && summary lost | grep -q 'lost 1 observed-lost 0' &&
 	ok "an acknowledged write read back missing: lost 1, exit 1"
 else
 	not_ok "lost write (exit $st)" "$w/lost.out" "$w/lost.err"
+fi
+
+grep -v '^s1:0:2 ' "$w/rb" >"$w/rb-cut"
+run unread --client "$w/c0" --readback "$w/rb-cut"
+if [ $st -eq 1 ] && summary unread | grep -q 'lost 0 .* unread 1$' &&
+	grep -q '^unread: s1:0:2 = v0.2 acknowledged at +0.003s, in no read-back' "$w/unread.out"; then
+	ok "an acknowledged write in no read-back: unread 1, exit 1"
+else
+	not_ok "unread write (exit $st)" "$w/unread.out" "$w/unread.err"
 fi
 
 sed 's/^s1:0:1 v0.1$/s1:0:1 v9.9/' "$w/rb" >"$w/rb-other"
@@ -107,7 +117,7 @@ fi
 # b gen 2 releases at +1.5 s, when a gen 1 is killed; its last ckpt was +1 s.
 sed 's/^3000000000 b 2 alone 41$/2500000000 b 2 alone 41/' "$w/rb2" >"$w/rb2-early"
 run overlap --client "$w/c0" --readback "$w/rb" --release "$w/ra" --release "$w/rb2-early"
-if [ $st -eq 0 ] && summary overlap | grep -q 'windows 0$'; then
+if [ $st -eq 0 ] && summary overlap | grep -q 'windows 0 unread 0$'; then
 	ok "a killed node's last ckpt before the other's first release: no window"
 else
 	not_ok "ckpt period ends at the last ckpt (exit $st)" "$w/overlap.out" "$w/overlap.err"
@@ -115,7 +125,7 @@ fi
 
 printf '1900000000 b 2 alone 41\n' >"$w/rb3"
 run window --client "$w/c0" --readback "$w/rb" --release "$w/ra" --release "$w/rb3"
-if [ $st -eq 1 ] && summary window | grep -q 'windows 1$' &&
+if [ $st -eq 1 ] && summary window | grep -q 'windows 1 unread 0$' &&
 	grep -q '^window: node a gen 1 (+0.000s..+1.000s) and node b gen 2 (+0.900s..+0.900s) both released from +0.900s to +0.900s' \
 		"$w/window.out"; then
 	ok "a release of b gen 2 inside a gen 1's period: 1 window with its times, exit 1"
@@ -130,7 +140,7 @@ printf '1000000000 a 1 open 0\n1200000000 a 1 close 0\n1300000000 a 1 open 0\n25
 printf '2400000000 b 2 open 0\n' >"$w/rb-open"
 run open --end 5000000000 --client "$w/c0" --readback "$w/rb" --release "$w/ra-open" \
 	--release "$w/rb-open"
-if [ $st -eq 1 ] && summary open | grep -q 'windows 1$' &&
+if [ $st -eq 1 ] && summary open | grep -q 'windows 1 unread 0$' &&
 	grep -q '^window: node a gen 1 (+0.000s..+1.500s) and node b gen 2 (+1.400s..+4.000s) both released from +1.400s to +1.500s (100.0 ms)' \
 		"$w/open.out" && grep -q 'node b gen 2 .*(open to the end)' "$w/open.out"; then
 	ok "open windows last to the killed line and to the end of the run: 1 window of 100 ms"
@@ -144,7 +154,7 @@ printf '1200000000 a 3 ckpt 1\n1300000000 a 3 ckpt 2\n' >"$w/g3"
 printf '1250000000 a 3 ckpt 9\n' >"$w/g3b"
 run gens --client "$w/c0" --readback "$w/rb" --release "$w/g1" --release "$w/g3" \
 	--release "$w/g3b"
-if [ $st -eq 0 ] && summary gens | grep -q 'windows 0$'; then
+if [ $st -eq 0 ] && summary gens | grep -q 'windows 0 unread 0$'; then
 	ok "successive generations, and one pair seen in two files: no window"
 else
 	not_ok "successive generations (exit $st)" "$w/gens.out" "$w/gens.err"

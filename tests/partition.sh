@@ -300,8 +300,10 @@ tick() {           # tick MS: wait MS, restarting nodes that exit
 # wait_protected: until a primary is protected (20 s), its secondary the
 # other node; the service address then only on the primary.
 wait_protected() {
-	local i x r s g c o
-	for i in $(seq 1 400); do
+	local i=0 x r s g c o t0
+	t0=$(now_ns)
+	while [ $(($(now_ns) - t0)) -lt 20000000000 ]; do
+		i=$((i + 1))
 		reap
 		for x in a b; do
 			[ -n "${PID[$x]}" ] || continue
@@ -316,7 +318,7 @@ wait_protected() {
 				fi
 				in_ns "${NS[$x]}" arping -q -U -c 1 -I v0 "$VIP"
 				LAST_P=$x
-				say "protected: $x primary gen $g after $((i * 50)) ms"
+				say "protected: $x primary gen $g after $(( ($(now_ns) - t0) / 1000000 )) ms"
 				return 0
 			fi
 		done
@@ -473,7 +475,12 @@ phase() {
 	fi
 	for i in $(seq 1 "$count"); do
 		name="${MODE_TAG}s$i"
-		run_schedule "$name" $((SEED + i)) || { bad=1; say "schedule $name did not end protected"; }
+		if ! run_schedule "$name" $((SEED + i)); then
+			# The rest of the phase would only wait on the same stuck pair.
+			bad=1
+			say "schedule $name did not end protected: the phase stops here"
+			break
+		fi
 	done
 	stop_nodes
 	stop_etcd
@@ -485,7 +492,7 @@ phase() {
 	st=$?
 	out=$(grep '^partcheck:' "$work/check-$MODE_TAG.out")
 	say "$out (exit $st) in $(( ($(now_ns) - t0) / 1000000000 )) s"
-	grep -E '^(window|lost|contradiction)' "$work/check-$MODE_TAG.out" | head -20 | sed 's/^/#   /'
+	grep -E '^(window|lost|contradiction|unread)' "$work/check-$MODE_TAG.out" | head -20 | sed 's/^/#   /'
 	[ -n "$UNEXPECTED" ] && say "unexpected exits (not 5):$UNEXPECTED"
 	say "node exits:${EXITS:- none}"
 	PH_ST=$st PH_BAD=$bad PH_SUM=$out
@@ -523,7 +530,7 @@ else
 	plan=("e1 etcd 1 ${SCHEDULES:-3} -" "n none 0 0 split")
 fi
 echo "1..${#plan[@]}"
-k=0 tot_s=0 tot_a=0 tot_l=0 tot_w=0 tot_c=0
+k=0 tot_s=0 tot_a=0 tot_l=0 tot_w=0 tot_c=0 tot_u=0
 for p in "${plan[@]}"; do
 	read -r tag arb members count split <<<"$p"
 	k=$((k + 1))
@@ -540,9 +547,9 @@ for p in "${plan[@]}"; do
 		continue
 	fi
 	s=$(figure schedules) a=$(figure acknowledged) l=$(figure lost) w=$(figure windows)
-	o=$(figure observed-lost) c=$(figure contradictions)
+	o=$(figure observed-lost) c=$(figure contradictions) u=$(figure unread)
 	tot_s=$((tot_s + s)) tot_a=$((tot_a + a)) tot_l=$((tot_l + l + o)) tot_w=$((tot_w + w))
-	tot_c=$((tot_c + c))
+	tot_c=$((tot_c + c)) tot_u=$((tot_u + u))
 	if [ "$arb" = etcd ]; then
 		if [ "$PH_ST" -eq 0 ] && [ "$PH_BAD" -eq 0 ]; then
 			echo "ok $k - etcd arbiter, $members member(s): $s schedules, $a acknowledged writes, 0 lost, 0 contradicting reads, 0 double-release windows"
@@ -562,5 +569,5 @@ for p in "${plan[@]}"; do
 		fi
 	fi
 done
-echo "# total: schedules $tot_s acknowledged $tot_a lost $tot_l contradictions $tot_c windows $tot_w (seed $SEED)"
+echo "# total: schedules $tot_s acknowledged $tot_a lost $tot_l contradictions $tot_c windows $tot_w unread $tot_u (seed $SEED)"
 [ $failed -eq 0 ]

@@ -43,8 +43,10 @@ libsodium-dev libhiredis-dev libcurl4-openssl-dev"
 # redis-benchmark and talk RESP through hiredis (test dependencies; the
 # demonstration uses redis-tools).  The VM network tests build namespaces,
 # bridges and taps with iproute2 (tests/vmnet.sh).  The arbiter's tests run
-# a real etcd member (etcd-server; tests/etcdsrv.c).
-TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server"
+# a real etcd member (etcd-server; tests/etcdsrv.c).  The partition test
+# cuts links with nft rules on a bridge (nftables; tests/partition.sh).
+TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server
+nftables"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

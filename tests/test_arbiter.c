@@ -341,6 +341,29 @@ START_TEST(claims_and_names_its_secondary)
 }
 END_TEST
 
+/* SIGTERM of the primary gives its lease back: the secondary finds the
+ * leader key gone and serves after one heartbeat timeout, not the TTL. */
+START_TEST(clean_stop_gives_the_lease_back)
+{
+	struct node a = { 0 }, b = { 0 };
+	char v[16];
+
+	need_etcd();
+	start_pair(&a, &b);
+	wait_key("sync", "{\"generation\":1,\"secondary\":\"b\"}", 10000);
+	ck_assert(kv_set(a.kv, "k", "v", 5000));
+	ck_assert_int_eq(proc_stop(&a.p), 0);
+	ck_assert(proc_log_has(&a.p, "arbiter: lease given back"));
+	wait_key("leader", "{\"node\":\"b\",\"generation\":2,\"ttl_ms\":1000}", 10000);
+	ck_assert_msg(wait_for(cond_primary, &b.p, 10000), "b did not take over");
+	ck_assert(proc_log_has(&b.p, "won generation 2 in etcd from a (its lease had ended)"));
+	ck_assert(proc_log_has(&b.p, "serving in 300 ms"));
+	ck_assert(kv_get(b.kv, "k", v, sizeof(v)));
+	ck_assert_str_eq(v, "v");
+	stop_all(NULL, &b);
+}
+END_TEST
+
 /* kill -9 of the primary: the secondary wins generation 2 in etcd, waits
  * out the old lease, and serves everything that was acknowledged. */
 START_TEST(takes_over_through_the_key)
@@ -594,6 +617,7 @@ static Suite *suite(void)
 
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, claims_and_names_its_secondary);
+	tcase_add_test(t, clean_stop_gives_the_lease_back);
 	tcase_add_test(t, takes_over_through_the_key);
 	tcase_add_test(t, frozen_primary_never_serves_beside_the_new_one);
 	tcase_add_test(t, alone_primary_fences_itself);

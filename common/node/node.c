@@ -261,11 +261,6 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 			return COLO_EXIT_SETUP;
 		}
 	}
-	if (n->cfg.arbiter == COLO_ARBITER_ETCD &&
-	    colo_arbiter_new(n, &n->arb, &err) != 0) {
-		colo_log_error("arbiter: %s", err.msg);
-		return COLO_EXIT_SETUP;
-	}
 	colo_guest_machine_name(n->gops, n->machine, sizeof(n->machine));
 	if (colo_ram_new(n->gops->manual_dirty ? COLO_DIRTY_MANUAL : n->cfg.dirty_tracking,
 			 &n->ram, &err) != 0 ||
@@ -288,6 +283,12 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 	if (n->cfg.record && n->cfg.record[0] &&
 	    colo_node_record_start(n, n->cfg.record, &err) != 0) {
 		colo_log_error("%s", err.msg);
+		return COLO_EXIT_SETUP;
+	}
+	/* Last of what can fail: nothing after it needs undoing. */
+	if (n->cfg.arbiter == COLO_ARBITER_ETCD &&
+	    colo_arbiter_new(n, &n->arb, &err) != 0) {
+		colo_log_error("arbiter: %s", err.msg);
 		return COLO_EXIT_SETUP;
 	}
 	colo__node_signals_start(n);

@@ -96,16 +96,22 @@ void primary_out_epoch(struct colo_primary *p, uint64_t seq)
 	}
 }
 
-void primary_out_release(struct colo_primary *p, uint64_t seq)
+/* Let the guest's replies up to seq go; the release log says why (what). */
+static void out_release(struct colo_primary *p, uint64_t seq, const char *what)
 {
 	if (p->n->gops->output_release && p->n->guest)
 		p->n->gops->output_release(p->n->guest, seq);
 	if (seq != UINT64_MAX)
-		colo_node_release_event(p->n, "ckpt", seq);
+		colo_node_release_event(p->n, what, seq);
 	else if (!p->passing) {
 		p->passing = true;
 		colo_node_release_event(p->n, "open", 0);
 	}
+}
+
+void primary_out_release(struct colo_primary *p, uint64_t seq)
+{
+	out_release(p, seq, "ckpt");
 }
 
 /*
@@ -126,10 +132,8 @@ void primary_alone_round(struct colo_primary *p)
 		return;
 	p->alone_waits = false;
 	primary_out_epoch(p, e + 1);
-	if (p->n->gops->output_release && p->n->guest)
-		p->n->gops->output_release(p->n->guest, e);
+	out_release(p, e, "alone");
 	p->next_seq = e + 1;
-	colo_node_release_event(p->n, "alone", e);
 }
 
 /* Group commit: held output asks for a checkpoint now (min-interval-ms

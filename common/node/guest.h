@@ -54,6 +54,36 @@
  *                         when the guest is gone for good (its process
  *                         exited or stopped answering): the node stops, so
  *                         its heartbeats stop and a secondary takes over.
+ *
+ * Compare mode (output-mode compare, docs/compare.md).  The secondary runs
+ * its own copy of the guest on the inputs the primary's guest consumed, in
+ * the order it consumed them, and a reply goes out as soon as the
+ * secondary produced the same bytes.  A guest that can run so has the
+ * three ops below (NULL for the others: the mode is refused for them); its
+ * execution must be deterministic given the units (no wall clock, no
+ * randomness that the unit does not carry).  An input unit is what the
+ * guest ran in one go on one connection (kv: the complete commands of one
+ * read), with all it needs to run it again elsewhere.
+ *   compare_tap(g, fn, ud)   primary, before start: from then on fn(ud, u)
+ *                         is called on the guest's thread for every unit
+ *                         it ran, in the order they ran, before any reply
+ *                         of the unit may go; fn copies what it keeps.  A
+ *                         unit over COLO_CMP_UNIT_MAX bytes comes with data
+ *                         NULL: it is not compared, its replies wait for a
+ *                         checkpoint.
+ *                         Every reply of the unit is held under its epoch
+ *                         (output_epoch) and its position.
+ *   output_match(g, pos)  primary: every held reply of a unit at or before
+ *                         position pos may go too (the engine matched them
+ *                         or a checkpoint covers them).  Monotone; any
+ *                         thread.  A reply goes when its epoch is released
+ *                         or its position matched, whichever comes first.
+ *   compare_run(g, data, len, d, err)
+ *                         secondary, loop thread, guest attached but not
+ *                         started: run one unit's bytes (u->data of the
+ *                         primary) on the guest's RAM and devices, and give
+ *                         the digest of its output; 0, or -errno and a line
+ *                         for bytes that are not a unit.
  */
 #ifndef COLO_GUEST_H
 #define COLO_GUEST_H
@@ -69,6 +99,23 @@ struct colo_opt;
 struct colo_ram;
 struct colo_savevm;
 struct colo_guest;
+
+/* Compare mode (see above): an output's digest, and an input unit. */
+struct colo_cmp_digest {
+	uint64_t len;                 /* the output's bytes */
+	uint64_t hash;                /* XXH3-64 of them (0 for none) */
+};
+
+struct colo_cmp_unit {
+	uint64_t pos;                 /* 1, 2, ... in the order the units ran */
+	uint64_t epoch;               /* the output epoch it ran under */
+	const uint8_t *data;          /* what compare_run takes: the guest's own
+					 format, at most COLO_CMP_UNIT_MAX bytes */
+	size_t len;
+	struct colo_cmp_digest out;   /* what it said */
+};
+
+#define COLO_CMP_UNIT_MAX (16u << 20)
 
 /* What verify() found. */
 #define COLO_VERIFY_LIST_MAX 16
@@ -132,6 +179,12 @@ struct colo_guest_ops {
 	void (*set_interval)(struct colo_guest *g, uint32_t ms);
 	void (*watch)(struct colo_guest *g, void (*died)(void *ud, const char *why),
 		      void *ud);
+	/* Compare mode (see above); NULL if the guest cannot run it. */
+	void (*compare_tap)(struct colo_guest *g,
+			    void (*fn)(void *ud, const struct colo_cmp_unit *u), void *ud);
+	void (*output_match)(struct colo_guest *g, uint64_t pos);
+	int (*compare_run)(struct colo_guest *g, const uint8_t *data, size_t len,
+			   struct colo_cmp_digest *d, struct colo_err *err);
 	void (*destroy)(struct colo_guest *g);
 };
 

@@ -1,9 +1,10 @@
 #!/bin/sh
 # kv.sh [BUILD_DIR]: the kv guest under redis-benchmark, in one run, against
 #   redis-server (Debian's, installed if missing), the kv guest alone
-#   (unprotected), kv protected with output-mode none, and kv protected with
+#   (unprotected), kv protected with output-mode none, kv protected with
 #   output-mode buffer (the default: no reply before its checkpoint is
-#   acknowledged).  Prints requests/s and p50/p99 latency of each test for
+#   acknowledged) and kv protected with output-mode compare (a reply goes once
+#   the secondary's copy said the same; docs/compare.md).  Prints requests/s and p50/p99 latency of each test for
 #   each target, and the ratios to the kv guest alone, to redis-server and
 #   to kv buffer.  With SECURITY=yes two more buffer-mode pairs run in the
 #   same rounds: "auth" (a psk-file: authenticated Hello, tagged checkpoints,
@@ -27,7 +28,7 @@ RAM=${KV_RAM_MB:-64}
 ROUNDS=${ROUNDS:-3}
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-kvbench-XXXXXX")
 pids=""
-MODES="none buffer"
+MODES="none buffer compare"
 [ "${SECURITY:-no}" != yes ] || MODES="$MODES auth encrypt"
 
 die() { printf 'kv.sh: %s\n' "$*" >&2; exit 1; }
@@ -127,10 +128,12 @@ for mode in $MODES; do
 	encrypt) sec="--psk-file $work/psk --encrypt yes" out=buffer ;;
 	*) sec="" out=$mode ;;
 	esac
+	bout=buffer
+	[ "$out" != compare ] || bout=compare
 	# shellcheck disable=SC2086
 	"$bdir/colo-secondary" --name "b-$mode" --guest kv --guest-listen "127.0.0.1:$kvport_b" \
 		--ram-mb "$RAM" --listen "127.0.0.1:$speer" --control "$work/b-$mode.sock" \
-		--state-dir "$work/b-$mode" $sec >"$work/b-$mode.log" 2>&1 &
+		--state-dir "$work/b-$mode" --output-mode "$bout" $sec >"$work/b-$mode.log" 2>&1 &
 	pids="$pids $!"
 	# shellcheck disable=SC2086
 	"$bdir/colo-primary" --name "a-$mode" --guest kv --guest-listen "127.0.0.1:$kvport" \
@@ -158,6 +161,7 @@ while [ $r -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 "$bdir/colo-ctl" -s "$work/a-buffer.sock" status >"$work/status-buffer.txt"
+"$bdir/colo-ctl" -s "$work/a-compare.sock" stats >"$work/stats-compare.txt"
 for mode in $MODES; do
 	"$bdir/colo-ctl" -s "$work/a-$mode.sock" status --json | grep -q '"state": "protected"' ||
 		die "the $mode pair lost its protection during the run (see its logs)"
@@ -194,6 +198,7 @@ BEGIN {
 	label["redis"] = "redis-server"; label["alone"] = "kv alone"
 	label["none"] = "kv, none"; label["buffer"] = "kv, buffer"
 	label["auth"] = "kv, buf+auth"; label["encrypt"] = "kv, buf+enc"
+	label["compare"] = "kv, compare"
 	printf "\nmedians of %d rounds\n", rounds
 	printf "%-22s %-13s %12s %9s %9s %9s %9s %9s\n", "test", "target", "requests/s",
 	       "p50 ms", "p99 ms", "vs alone", "vs redis", "vs buffer"
@@ -212,6 +217,10 @@ BEGIN {
 		}
 	}
 }' /dev/null
+echo
+echo "output-mode compare (primary's colo-ctl stats, over all rounds):"
+grep -E '^ *(checkpoints|interval|output|request|mismatch|timeout|uncompared|units compared|matched|mismatches) ' \
+	"$work/stats-compare.txt" || true
 echo
 echo "checkpoints under output-mode buffer (primary's colo-ctl status):"
 grep -E '^(phase|last committed|pause|sync|copy|resume|encode|send|ack|round-trip) ' "$work/status-buffer.txt" || true

@@ -397,6 +397,8 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	colo_stats_phase(&n->stats, COLO_PHASE_COPY, t3 - t2);
 	colo_stats_phase(&n->stats, COLO_PHASE_RESUME, c->t_staged - t3);
 	p->last_start_ns = c->t0;
+	if (!full)
+		n->stats.by_cause[p->want_now ? p->want_cause : COLO_CAUSE_INTERVAL]++;
 	p->want_now = false;
 	if (r) {
 		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, err.msg);

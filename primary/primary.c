@@ -83,13 +83,16 @@ void primary_ckpt_to(struct colo_primary *p, enum ckpt_phase to)
 
 bool primary_buffering(const struct colo_primary *p)
 {
-	return p->n->cfg.output_mode == COLO_OUTPUT_BUFFER && p->n->gops->output_epoch;
+	/* Compare mode is fixed at start (the Hello agreed on it). */
+	return p->cmp.on ||
+	       (p->n->cfg.output_mode != COLO_OUTPUT_NONE && p->n->gops->output_epoch);
 }
 
 void primary_out_epoch(struct colo_primary *p, uint64_t seq)
 {
 	if (p->n->gops->output_epoch && p->n->guest)
 		p->n->gops->output_epoch(p->n->guest, seq);
+	primary_cmp_epoch(p, seq);
 	if (seq && p->passing) {
 		p->passing = false;
 		colo_node_release_event(p->n, "close", 0);
@@ -101,6 +104,7 @@ static void out_release(struct colo_primary *p, uint64_t seq, const char *what)
 {
 	if (p->n->gops->output_release && p->n->guest)
 		p->n->gops->output_release(p->n->guest, seq);
+	primary_cmp_released(p, seq);
 	if (seq != UINT64_MAX)
 		colo_node_release_event(p->n, what, seq);
 	else if (!p->passing) {
@@ -142,9 +146,11 @@ static void on_want_async(uv_async_t *a)
 {
 	struct colo_primary *p = a->data;
 
-	if (p->state == P_PROTECTED)
-		colo_primary_want_checkpoint(p);
-	else if (p->state == P_DEGRADED || p->state == P_CONNECTING) {
+	if (p->state == P_PROTECTED) {
+		/* Compare mode: the comparator decides (compare.c). */
+		if (!p->cmp.on)
+			primary_want(p, COLO_CAUSE_OUTPUT);
+	} else if (p->state == P_DEGRADED || p->state == P_CONNECTING) {
 		p->alone_waits = true;
 		primary_alone_round(p);
 	}
@@ -190,6 +196,7 @@ void primary_go_degraded(struct colo_primary *p, const char *why)
 	if (why && was_protected)
 		colo_log_warn("lost secondary %s (%s): running unprotected", p->peer_node, why);
 	primary_to(p, P_DEGRADED);
+	primary_cmp_lost(p);
 	colo_repl_close(p->conn);
 	p->conn = NULL;
 	primary_ckpt_abandon(p);
@@ -388,7 +395,39 @@ static const struct {
 	[COLO_MSG_VMSTATE_LOADED] = { P_PROTECTED, B(CK_RECEIVED), on_loaded },
 };
 
-/* COLO messages, one be32 each, in SYNC and PROTECTED. */
+/* OUTPUT (compare mode): be32 kind, be32 24, be64 pos, length, hash.
+ * 1: taken; 0: more bytes needed; -1: a protocol error. */
+static int rx_output(struct colo_primary *p)
+{
+	struct colo_repl_conn *c = p->conn;
+	const uint8_t *b = colo_repl_rx(c);
+	uint64_t pos, olen, hash;
+	uint32_t len;
+
+	if (!p->cmp.on || p->state != P_PROTECTED) {
+		colo_repl_protocol_error(c, "unexpected OUTPUT while %s%s",
+					 state_names[p->state], p->cmp.on ? "" :
+					 " (output-mode is not compare)");
+		return -1;
+	}
+	if (colo_repl_rx_len(c) < COLO_FRAME_HEAD)
+		return 0;
+	len = colo_load_be32(b + 4);
+	if (len != COLO_FRAME_OUTPUT_LEN) {
+		colo_repl_protocol_error(c, "OUTPUT of %" PRIu32 " bytes (it has %u)", len,
+					 COLO_FRAME_OUTPUT_LEN);
+		return -1;
+	}
+	if (colo_repl_rx_len(c) < COLO_FRAME_HEAD + COLO_FRAME_OUTPUT_LEN)
+		return 0;
+	pos = colo_load_be64(b + 8);
+	olen = colo_load_be64(b + 16);
+	hash = colo_load_be64(b + 24);
+	colo_repl_consume(c, COLO_FRAME_HEAD + COLO_FRAME_OUTPUT_LEN);
+	return primary_cmp_output(p, pos, olen, hash) == 0 ? 1 : -1;
+}
+
+/* COLO messages, one be32 each, in SYNC and PROTECTED; OUTPUT frames. */
 static void rx_messages(struct colo_primary *p)
 {
 	struct colo_repl_conn *c = p->conn;
@@ -396,6 +435,11 @@ static void rx_messages(struct colo_primary *p)
 	while (p->conn == c && colo_repl_rx_len(c) >= 4) {
 		uint32_t m = colo_load_be32(colo_repl_rx(c));
 
+		if (m == COLO_FRAME_OUTPUT) {
+			if (rx_output(p) <= 0)
+				return;
+			continue;
+		}
 		colo_repl_consume(c, 4);
 		if (m >= COLO_MSG_COUNT || !on_msg[m].fn || on_msg[m].state != p->state ||
 		    !(on_msg[m].phases & B(p->phase))) {
@@ -445,6 +489,7 @@ static void send_hello(struct colo_primary *p)
 		/* Nothing else is numbered between this Hello and the sync. */
 		.sync_seq = p->next_seq,
 		.encrypt = n->cfg.encrypt != 0,
+		.compare = p->cmp.on,
 	};
 	struct colo_err err;
 
@@ -605,7 +650,7 @@ static int eng_checkpoint(void *eng, struct colo_ctl_pending *ctl, struct colo_e
 	w->ctl = ctl;
 	w->next = p->waiting;
 	p->waiting = w;
-	colo_primary_want_checkpoint(p);
+	primary_want(p, COLO_CAUSE_REQUEST);
 	return 0;
 }
 
@@ -635,6 +680,7 @@ static void eng_stop(void *eng)
 		p->want_async_on = false;
 		uv_close((uv_handle_t *)&p->want_async, NULL);
 	}
+	primary_cmp_stop(p);
 	primary_answer_waiting(p, false, "the node is stopping");
 	colo_repl_close(p->conn);
 	p->conn = NULL;
@@ -660,6 +706,14 @@ static const struct colo_engine_ops primary_ops = {
 
 void colo_primary_want_checkpoint(struct colo_primary *p)
 {
+	primary_want(p, COLO_CAUSE_REQUEST);
+}
+
+/* A checkpoint as soon as min-interval-ms allows; the first why counts. */
+void primary_want(struct colo_primary *p, enum colo_ckpt_cause why)
+{
+	if (!p->want_now)
+		p->want_cause = why;
 	p->want_now = true;
 	primary_schedule(p);
 }
@@ -750,6 +804,9 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 		primary_out_epoch(p, 0);
 		primary_out_release(p, UINT64_MAX);
 	}
+	r = primary_cmp_init(p, err);
+	if (r)
+		goto fail;
 	if (!n->guest_running) {
 		r = colo_node_start_guest(n, err);
 		if (r)
@@ -764,6 +821,7 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	p->want_async_on = true;
 	if (n->gops->output_notify && n->guest)
 		n->gops->output_notify(n->guest, want_from_guest, p);
+	primary_cmp_start(p);
 	if (n->gops->set_interval && n->guest)
 		n->gops->set_interval(n->guest, n->cfg.checkpoint_interval_ms);
 	colo_node_set_engine(n, &primary_ops, p);
@@ -792,6 +850,8 @@ void colo_primary_free(struct colo_primary *p)
 		colo_ram_shadow_free(&p->shadows[b]);
 	free(p->shadows);
 	free(p->blocks);
+	primary_cmp_stop(p);
+	primary_cmp_free(p);
 	colo_ram_stage_free(&p->stage);
 	colo_ram_encoder_free(p->enc);
 	if (p->hb)

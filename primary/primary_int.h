@@ -21,6 +21,7 @@
 #ifndef COLO_PRIMARY_INT_H
 #define COLO_PRIMARY_INT_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -29,6 +30,7 @@
 #include "buf.h"
 #include "ctl.h"
 #include "err.h"
+#include "guest.h"
 #include "hb.h"
 #include "hello.h"
 #include "node.h"
@@ -130,6 +132,30 @@ struct ckpt {
 };
 
 /* A colo-ctl checkpoint request, answered once a checkpoint committed. */
+/* Output-mode compare (compare.c). */
+struct cmp_entry {
+	uint64_t pos, epoch;
+	uint64_t sent_ns;
+	struct colo_cmp_digest out;  /* what our guest said */
+	uint8_t st;                  /* compare.c: pending, matched, held */
+};
+
+struct cmp_frame;
+
+struct primary_cmp {
+	bool on;                     /* output-mode compare */
+	pthread_mutex_t mu;          /* head, tail, async_on: the guest's thread */
+	struct cmp_frame *head, *tail;
+	bool async_on;
+	uv_async_t async;
+	uv_timer_t timer;            /* compare-timeout-ms */
+	struct cmp_entry *ring;      /* the FIFO, by position */
+	size_t cap, first, n;
+	uint64_t covered;            /* epochs up to it are released */
+	uint64_t matched;            /* the watermark the guest was given */
+	uint64_t asked;              /* a checkpoint was asked for this epoch */
+};
+
 struct pending {
 	struct colo_ctl_pending *ctl;
 	struct pending *next;
@@ -171,6 +197,8 @@ struct colo_primary {
 	struct primary_fault_cfg fault;
 	bool passing;                /* output passes at once (release log: open) */
 	bool alone_waits;            /* arbiter, no secondary: output may be held */
+	enum colo_ckpt_cause want_cause;  /* why want_now was set */
+	struct primary_cmp cmp;
 };
 
 /* primary.c */
@@ -182,6 +210,17 @@ void primary_out_epoch(struct colo_primary *p, uint64_t seq);
 void primary_out_release(struct colo_primary *p, uint64_t seq);
 void primary_alone_round(struct colo_primary *p);
 void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg);
+void primary_want(struct colo_primary *p, enum colo_ckpt_cause why);
+
+int primary_cmp_init(struct colo_primary *p, struct colo_err *err);
+void primary_cmp_start(struct colo_primary *p);
+void primary_cmp_stop(struct colo_primary *p);
+void primary_cmp_free(struct colo_primary *p);
+void primary_cmp_drain(struct colo_primary *p);
+int primary_cmp_output(struct colo_primary *p, uint64_t pos, uint64_t len, uint64_t hash);
+void primary_cmp_released(struct colo_primary *p, uint64_t seq);
+void primary_cmp_epoch(struct colo_primary *p, uint64_t seq);
+void primary_cmp_lost(struct colo_primary *p);
 
 /* ckpt.c */
 void primary_ckpt_start(struct colo_primary *p, bool full);

@@ -83,7 +83,8 @@ uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct col
 	k = (uint32_t)c->n + 1;
 	c->refs[c->n].block = b;
 	c->refs[c->n].page = pg;
-	memcpy(c->pages + c->n * PAGE, c->blocks[b]->host + (size_t)pg * PAGE, PAGE);
+	memcpy(c->pages + c->n * PAGE, (c->base ? c->base[b] : c->blocks[b]->host) +
+	       (size_t)pg * PAGE, PAGE);
 	c->n++;
 	c->index[b][pg] = k;
 	return c->pages + (size_t)(k - 1) * PAGE;
@@ -93,11 +94,19 @@ void ram_cache_commit(struct ram_cache *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
 		struct colo_ram_block *b = c->blocks[c->refs[i].block];
+		size_t off = (size_t)c->refs[i].page * PAGE;
 
-		memcpy(b->host + (size_t)c->refs[i].page * PAGE, c->pages + i * PAGE, PAGE);
+		if (c->base)
+			memcpy(c->base[c->refs[i].block] + off, c->pages + i * PAGE, PAGE);
+		memcpy(b->host + off, c->pages + i * PAGE, PAGE);
 		c->index[c->refs[i].block][c->refs[i].page] = 0;
 	}
 	c->n = 0;
+}
+
+void ram_cache_set_base(struct ram_cache *c, uint8_t **base)
+{
+	c->base = base;
 }
 
 void ram_cache_discard(struct ram_cache *c)

@@ -10,8 +10,13 @@
  * slots are one growing anonymous mapping, kept across checkpoints so a
  * steady load allocates nothing.
  *
+ * Output-mode compare (docs/compare.md): the guest runs on the blocks, so
+ * the committed RAM is a copy of its own (the base, ram_cache_set_base):
+ * slots start from the base, and commit copies each slot over the base and
+ * the block both.
+ *
  * The cache borrows the blocks (they belong to the node's colo_ram) and
- * owns its slots and index.  Loop thread only.
+ * the bases, and owns its slots and index.  Loop thread only.
  */
 #ifndef COLO_SECONDARY_CACHE_H
 #define COLO_SECONDARY_CACHE_H
@@ -29,6 +34,8 @@ struct ram_cache {
 	struct { uint32_t block, page; } *refs;   /* what each slot holds */
 	size_t n, cap;
 	uint32_t **index;                /* per block: slot + 1 of each page, or 0 */
+	uint8_t **base;                  /* per block: the committed RAM; NULL:
+					    the blocks themselves */
 };
 
 int ram_cache_init(struct ram_cache *c, struct colo_ram_block **blocks, size_t nblocks,
@@ -40,6 +47,8 @@ uint32_t ram_cache_block_index(const struct ram_cache *c, const struct colo_ram_
 uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct colo_err *err);
 /* Every slot over its committed page; the cache is then empty. */
 void ram_cache_commit(struct ram_cache *c);
+/* Committed RAM is base[b] for block b from now on (NULL: the blocks). */
+void ram_cache_set_base(struct ram_cache *c, uint8_t **base);
 /* Forget the slots (a checkpoint cut off). */
 void ram_cache_discard(struct ram_cache *c);
 

@@ -232,6 +232,11 @@ int secondary_sync_done(struct colo_secondary *s)
 	if (s->have_hb_peer)
 		colo_hb_send_to(s->hb, (struct sockaddr *)&s->hb_peer,
 				n->cfg.heartbeat_interval_ms, colo_node_stall_ms(n));
+	if (secondary_cmp_synced(s, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		secondary_fail(s, "cannot keep a copy of the sync");
+		return -ENOMEM;
+	}
 	s->have_committed = true;
 	s->last_committed = s->sync_seq;
 	if (s->rec_tee && n->rec && colo_buf_ok(&s->rec_in)) {
@@ -440,6 +445,9 @@ int secondary_ckpt_done(struct colo_secondary *s)
 	colo_repl_send_msg(s->conn, COLO_MSG_VMSTATE_RECEIVED);
 	ram_cache_commit(&s->cache);
 	s->last_committed = d.info.seq;
+	secondary_cmp_committed(s);
+	/* A recording's keyframe is taken here, before the running copy (compare
+	 * mode) moves on from the checkpoint. */
 	record_committed(s, &d.info);
 	colo_hb_set_committed(s->hb, s->last_committed);
 	n->stats.checkpoints++;
@@ -447,5 +455,8 @@ int secondary_ckpt_done(struct colo_secondary *s)
 			      n->stats.bytes_received - s->ckpt_rx_start);
 	colo_repl_send_msg(s->conn, COLO_MSG_VMSTATE_LOADED);
 	colo_buf_reset(&s->dev);
-	return 0;
+	/* Compare mode: what waited for this checkpoint runs (a unit the guest
+	 * cannot read closes the connection). */
+	secondary_cmp_run_queued(s);
+	return s->conn ? 0 : -EPROTO;
 }

@@ -84,6 +84,7 @@ void secondary_drop_primary(struct colo_secondary *s, const char *why)
 	colo_repl_close(s->conn);
 	s->conn = NULL;
 	secondary_load_reset(s);
+	secondary_cmp_reset(&s->cmp);
 	uv_timer_stop(&s->handshake);
 	colo_hello_auth_wipe(&s->auth);
 	colo_session_wipe(&s->session);
@@ -184,6 +185,7 @@ static void send_hello(struct colo_secondary *s, struct colo_repl_conn *c, bool 
 		.accepted = accepted,
 		.refusal = refusal,
 		.encrypt = n->cfg.encrypt != 0,
+		.compare = s->cmp.on,
 	};
 
 	colo_hello_send(c, &h, a);
@@ -211,6 +213,11 @@ static bool refuse(struct colo_secondary *s, struct colo_repl_conn *c,
 		snprintf(why, len, "primary %s has encrypt = %s, node %s %s: both must agree",
 			 h->node, h->encrypt ? "yes" : "no", n->cfg.name,
 			 n->cfg.encrypt ? "yes" : "no");
+	else if (h->compare != s->cmp.on)
+		snprintf(why, len, "primary %s has output-mode %s, node %s %s: both must "
+			 "say compare or neither", h->node, h->compare ? "compare" :
+			 "buffer or none", n->cfg.name, s->cmp.on ? "compare" :
+			 "buffer or none");
 	else
 		return false;
 	return true;
@@ -442,6 +449,10 @@ static int rx_message(struct colo_secondary *s, uint32_t want)
 
 static bool rx_request(struct colo_secondary *s)
 {
+	int f = secondary_cmp_rx(s);
+
+	if (f != 2)
+		return f == 1;
 	if (rx_message(s, COLO_MSG_CHECKPOINT_REQUEST) <= 0)
 		return false;
 	secondary_to(s, S_REQUESTED);
@@ -451,6 +462,10 @@ static bool rx_request(struct colo_secondary *s)
 
 static bool rx_send(struct colo_secondary *s)
 {
+	int f = secondary_cmp_rx(s);
+
+	if (f != 2)
+		return f == 1;
 	if (rx_message(s, COLO_MSG_VMSTATE_SEND) <= 0)
 		return false;
 	secondary_ckpt_begin(s);
@@ -532,6 +547,8 @@ static void conn_read(struct colo_repl_conn *c, void *owner, size_t nread)
 	s->n->stats.bytes_received += nread;
 	while (s->conn == c && colo_repl_rx_len(c) && rx_by_state[s->state](s))
 		;
+	if (s->conn == c)
+		secondary_cmp_flush(s);
 }
 
 static const struct colo_repl_ops conn_ops = {
@@ -698,6 +715,8 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 	for (size_t b = 0; b < s->nblocks; b++)
 		s->blocks[b] = colo_ram_block_at(n->ram, b);
 	r = secondary_load_init(s, err);
+	if (r == 0)
+		r = secondary_cmp_init(s, err);
 	if (r)
 		goto fail;
 	r = colo_addr_sockaddr(&n->cfg.listen, &ss, err);
@@ -750,6 +769,7 @@ void colo_secondary_free(struct colo_secondary *s)
 		return;
 	colo_primary_free(s->primary);
 	secondary_load_free(s);
+	secondary_cmp_free(s);
 	free(s->blocks);
 	free(s);
 }

@@ -88,6 +88,17 @@ enum secondary_state {
 
 #define SECONDARY_REFUSING_MAX 8
 
+struct sec_unit;
+
+/* Output-mode compare: the running copy (compare.c). */
+struct secondary_cmp {
+	bool on;
+	uint8_t **mirror;                /* per block: the committed RAM */
+	struct sec_unit *head, *tail;    /* units waiting for their checkpoint */
+	uint64_t last_pos, last_epoch;   /* of the last INPUT */
+	struct colo_buf out;             /* OUTPUT frames of this read */
+};
+
 struct colo_secondary {
 	struct colo_node *n;
 	enum secondary_state state;
@@ -148,6 +159,7 @@ struct colo_secondary {
 	bool taking;                     /* the arbiter is being asked */
 	struct colo_primary *primary;    /* after promotion */
 	bool stopped;
+	struct secondary_cmp cmp;
 };
 
 /* secondary.c */
@@ -181,6 +193,15 @@ int secondary_sync_done(struct colo_secondary *s);
 int secondary_ckpt_done(struct colo_secondary *s);
 
 /* promote.c */
+int secondary_cmp_init(struct colo_secondary *s, struct colo_err *err);
+void secondary_cmp_free(struct colo_secondary *s);
+void secondary_cmp_reset(struct secondary_cmp *c);
+int secondary_cmp_synced(struct colo_secondary *s, struct colo_err *err);
+void secondary_cmp_committed(struct colo_secondary *s);
+void secondary_cmp_run_queued(struct colo_secondary *s);
+int secondary_cmp_rx(struct colo_secondary *s);
+void secondary_cmp_flush(struct colo_secondary *s);
+
 void secondary_promote(struct colo_secondary *s, const char *why, bool timeout);
 void secondary_on_peer_dead(void *ud);
 int secondary_failover(struct colo_secondary *s, char *msg, size_t len,

@@ -436,6 +436,36 @@ bool ctl_refusals(const struct proc *p, uint64_t *peers, uint64_t *heartbeats)
 	return ok;
 }
 
+bool ctl_stat(const struct proc *p, const char *name, uint64_t *value)
+{
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_STATS, 0, NULL, 0);
+	bool ok = r && r->ok && r->result_case == COLO__CONTROL_RESPONSE__RESULT_STATS;
+	const Colo__Stats *st = ok ? r->stats : NULL;
+
+	*value = 0;
+	if (!ok)
+		;
+	else if (strcmp(name, "checkpoints") == 0)
+		*value = st->checkpoints;
+	else if (strcmp(name, "compared") == 0)
+		*value = st->compared;
+	else if (strcmp(name, "matched") == 0)
+		*value = st->matched;
+	else if (strcmp(name, "mismatches") == 0)
+		*value = st->mismatches;
+	else if (strcmp(name, "compare_dropped") == 0)
+		*value = st->compare_dropped;
+	else if (strncmp(name, "cause:", 6) == 0) {
+		for (size_t i = 0; i < st->n_checkpoints_by_cause; i++)
+			if (strcmp(st->checkpoints_by_cause[i]->key, name + 6) == 0)
+				*value = st->checkpoints_by_cause[i]->value;
+	} else
+		ok = false;
+	if (r)
+		colo__control_response__free_unpacked(r, NULL);
+	return ok;
+}
+
 bool ctl_peer(const struct proc *p, char *peer, size_t len)
 {
 	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_STATUS, 0, NULL, 0);

@@ -442,23 +442,23 @@ START_TEST(bad_integers)
 {
 	const enum colo_role P = COLO_ROLE_PRIMARY;
 
-	load_err("checkpoint-interval-ms: 'fast' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: 'fast' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", "fast", NULL);
-	load_err("checkpoint-interval-ms: '0' is not an integer from 1 to 60000", P,
-		 "--checkpoint-interval-ms=0", NULL);
-	load_err("checkpoint-interval-ms: '60001' is not an integer from 1 to 60000", P,
+	load_err("compare-timeout-ms: '0' is not an integer from 1 to 60000", P,
+		 "--compare-timeout-ms=0", NULL);
+	load_err("checkpoint-interval-ms: '60001' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", "60001", NULL);
-	load_err("checkpoint-interval-ms: '-1' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: '-1' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", "-1", NULL);
-	load_err("checkpoint-interval-ms: '+5' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: '+5' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", "+5", NULL);
-	load_err("checkpoint-interval-ms: ' 5' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: ' 5' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", " 5", NULL);
-	load_err("checkpoint-interval-ms: '5ms' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: '5ms' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", "5ms", NULL);
-	load_err("checkpoint-interval-ms: '' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: '' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms=", NULL);
-	load_err("checkpoint-interval-ms: '0x10' is not an integer from 1 to 60000", P,
+	load_err("checkpoint-interval-ms: '0x10' is not an integer from 0 to 60000", P,
 		 "--checkpoint-interval-ms", "0x10", NULL);
 	load_err("min-interval-ms: '60001' is not an integer from 0 to 60000", P,
 		 "--min-interval-ms", "60001", NULL);
@@ -492,7 +492,7 @@ START_TEST(bad_enums)
 		 "--log-level", "verbose", NULL);
 	load_err("log-level: 'INFO' is not one of error, warn, info, debug", S,
 		 "--log-level", "INFO", NULL);
-	load_err("output-mode: 'fast' is not one of buffer, none", S,
+	load_err("output-mode: 'fast' is not one of buffer, none, compare", S,
 		 "--output-mode", "fast", NULL);
 	load_err("dirty-tracking: 'uffd' is not one of auto, uffd-wp, mprotect, manual", S,
 		 "--dirty-tracking", "uffd", NULL);
@@ -615,6 +615,44 @@ START_TEST(bad_flags)
 }
 END_TEST
 
+/* output-mode compare: its key, the interval's default by mode, and the
+ * guests that cannot run it. */
+START_TEST(compare_keys)
+{
+	const enum colo_role P = COLO_ROLE_PRIMARY;
+	struct colo_config c;
+
+	load_ok(&c, P, NULL);
+	ck_assert_int_eq(c.output_mode, COLO_OUTPUT_BUFFER);
+	ck_assert_uint_eq(c.checkpoint_interval_ms, 100);
+	ck_assert_uint_eq(c.compare_timeout_ms, 200);
+	colo_config_free(&c);
+	/* kv, the default guest, runs it; its checkpoints are 20 s apart. */
+	load_ok(&c, P, "--output-mode", "compare", NULL);
+	ck_assert_int_eq(c.output_mode, COLO_OUTPUT_COMPARE);
+	ck_assert_uint_eq(c.checkpoint_interval_ms, 20000);
+	ck_assert_str_eq(colo_output_mode_name(c.output_mode), "compare");
+	colo_config_free(&c);
+	/* An interval said is kept; 0 says "the mode's". */
+	load_ok(&c, COLO_ROLE_SECONDARY, "--output-mode", "compare",
+		"--checkpoint-interval-ms", "500", "--compare-timeout-ms", "50", NULL);
+	ck_assert_uint_eq(c.checkpoint_interval_ms, 500);
+	ck_assert_uint_eq(c.compare_timeout_ms, 50);
+	colo_config_free(&c);
+	load_ok(&c, P, "--checkpoint-interval-ms", "0", NULL);
+	ck_assert_uint_eq(c.checkpoint_interval_ms, 100);
+	colo_config_free(&c);
+	load_err("output-mode compare: the memtouch guest cannot run it (its copy on the "
+		 "secondary would not say the same; it is for guests that answer clients "
+		 "deterministically, e.g. kv): use buffer", P, "--guest", "memtouch",
+		 "--output-mode", "compare", NULL);
+	load_err("output-mode: 'compared' is not one of buffer, none, compare", P,
+		 "--output-mode", "compared", NULL);
+	load_err("compare-timeout-ms: '60001' is not an integer from 1 to 60000", P,
+		 "--compare-timeout-ms", "60001", NULL);
+}
+END_TEST
+
 START_TEST(arbiter_keys)
 {
 	struct colo_config c;
@@ -643,8 +681,8 @@ START_TEST(arbiter_keys)
 		 COLO_ROLE_PRIMARY, "--arbiter", "etcd", NULL);
 	load_err("lease-ttl-ms (2500) must be a multiple of 1000: etcd counts leases in "
 		 "seconds", COLO_ROLE_PRIMARY, "--lease-ttl-ms", "2500", NULL);
-	load_err("arbiter = etcd needs output-mode = buffer: with none, replies leave "
-		 "before anything is checked", COLO_ROLE_PRIMARY, "--arbiter", "etcd",
+	load_err("arbiter = etcd needs output-mode = buffer or compare: with none, "
+		 "replies leave before anything is checked", COLO_ROLE_PRIMARY, "--arbiter", "etcd",
 		 "--etcd-endpoints", "http://127.0.0.1:2379", "--output-mode", "none", NULL);
 	load_err("etcd-endpoints: 'https://h:1' is not a list of http://HOST:PORT, "
 		 "comma-separated", COLO_ROLE_PRIMARY, "--etcd-endpoints", "https://h:1", NULL);
@@ -1531,6 +1569,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, good_addresses);
 	tcase_add_test(tc, bad_flags);
 	tcase_add_test(tc, security_keys);
+	tcase_add_test(tc, compare_keys);
 	tcase_add_test(tc, arbiter_keys);
 	tcase_add_test(tc, cross_checks);
 	tcase_add_test(tc, file_errors);

@@ -13,7 +13,10 @@
  * `make check` runs 10 trials (COLO_LOSS_TRIALS to change it; `make
  * check-long` runs 100).  A last test shows the checker is not blind: with
  * output-mode none and checkpoints far apart, the same kill loses writes
- * and the checker says so.  Another freezes the secondary: a reply is held
+ * and the checker says so.  The same trials run in output-mode compare
+ * (docs/compare.md), also with a client that sends a command whose reply
+ * differs between the nodes (COLOTEST.NONDET, a test-only kv hook), so
+ * that mismatch checkpoints happen under the kills.  Another freezes the secondary: a reply is held
  * until the primary declares it lost, then released (no client hangs).
  *
  * The clients are hiredis, a RESP parser the kv guest did not write.  The
@@ -48,6 +51,7 @@ struct client {
 	/* what was acknowledged, and whether one more was in flight */
 	uint64_t sets, incrs, appends;
 	bool set_open, incr_open, append_open;
+	bool nondet;                /* also COLOTEST.NONDET c<id>:nd, every 4th op */
 	char odd[200];              /* a reply that makes no sense */
 	char no_connect[200];       /* why it could not connect, if it could not */
 };
@@ -88,6 +92,20 @@ static void *client_main(void *arg)
 	for (uint64_t op = 0; !atomic_load(cl->stop); op++) {
 		redisReply *r;
 
+		if (cl->nondet && op % 4 == 3) {
+			/* Its reply differs between the nodes: a mismatch, so a
+			 * checkpoint; the reply is 16 hex characters. */
+			r = redisCommand(c, "COLOTEST.NONDET c%d:nd", cl->id);
+			if (!r)
+				goto out;
+			if (r->type != REDIS_REPLY_STRING || r->len != 16)
+				snprintf(cl->odd, sizeof(cl->odd), "COLOTEST.NONDET: type %d %s",
+					 r->type, text(r));
+			freeReplyObject(r);
+			if (cl->odd[0])
+				break;
+			continue;
+		}
 		switch (op % 3) {
 		case 0:
 			snprintf(key, sizeof(key), "c%d:s:%" PRIu64, cl->id, cl->sets);
@@ -227,6 +245,14 @@ static int check_clients(uint16_t port, struct client *cls, int n, uint64_t *ack
 		}
 		freeReplyObject(r);
 	}
+	/* A client's COLOTEST.NONDET key may be there (it is not counted). */
+	for (int i = 0; i < n; i++) {
+		if (!cls[i].nondet)
+			continue;
+		r = kv_call(c, "EXISTS c%d:nd", cls[i].id);
+		total += r->type == REDIS_REPLY_INTEGER ? (uint64_t)r->integer : 0;
+		freeReplyObject(r);
+	}
 	/* Nothing else exists. */
 	r = kv_call(c, "DBSIZE");
 	if (r->type != REDIS_REPLY_INTEGER || (uint64_t)r->integer != total) {
@@ -240,9 +266,11 @@ static int check_clients(uint16_t port, struct client *cls, int n, uint64_t *ack
 
 struct trial {
 	const char *fault;           /* NULL: SIGKILL at a random moment */
-	const char *output_mode;     /* "buffer" (default) or "none" */
+	const char *output_mode;     /* "buffer", "none" or "compare" (both nodes) */
 	const char *interval_ms;
 	uint32_t kill_after_ms;      /* for a random kill */
+	bool nondet;                 /* compare: client 0 sends COLOTEST.NONDET */
+	uint64_t mismatches;         /* out: the primary's, just before the kill */
 };
 
 static bool cond_all_connected(void *ud)
@@ -256,7 +284,7 @@ static bool cond_all_connected(void *ud)
 }
 
 /* One trial; returns the number of violations found. */
-static int run_trial(const struct trial *t, uint64_t *acked_out)
+static int run_trial(struct trial *t, uint64_t *acked_out)
 {
 	struct proc a, b;
 	struct client cls[CLIENTS];
@@ -270,12 +298,17 @@ static int run_trial(const struct trial *t, uint64_t *acked_out)
 	snprintf(a_kv, sizeof(a_kv), "127.0.0.1:%u", a_port);
 	snprintf(b_kv, sizeof(b_kv), "127.0.0.1:%u", b_port);
 	snprintf(fault, sizeof(fault), "%s", t->fault ? t->fault : "");
+	/* The test-only command exists only where this is set. */
+	setenv("COLO_KV_TEST_NONDET", t->nondet ? "1" : "0", 1);
 	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "kv", "--guest-listen", b_kv,
-		   "--listen", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300", NULL);
+		   "--listen", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300",
+		   "--output-mode", strcmp(t->output_mode, "compare") == 0 ? "compare" :
+		   "buffer", NULL);
 	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "kv", "--guest-listen", a_kv,
 		   "--peer", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300",
 		   "--checkpoint-interval-ms", t->interval_ms, "--output-mode", t->output_mode,
 		   "--fault", fault, NULL);
+	unsetenv("COLO_KV_TEST_NONDET");
 	if (!wait_for(cond_protected, &a, 20000) || !wait_for(cond_protected, &b, 20000)) {
 		proc_dump_log(&a);
 		proc_dump_log(&b);
@@ -286,6 +319,7 @@ static int run_trial(const struct trial *t, uint64_t *acked_out)
 		cls[i].id = i;
 		cls[i].port = a_port;
 		cls[i].stop = &stop;
+		cls[i].nondet = t->nondet && i == 0;
 		ck_assert_int_eq(pthread_create(&cls[i].th, NULL, client_main, &cls[i]), 0);
 	}
 	if (!t->fault) {
@@ -300,6 +334,8 @@ static int run_trial(const struct trial *t, uint64_t *acked_out)
 		}
 		/* The workload: the clients write for a while before the kill. */
 		usleep(t->kill_after_ms * 1000u);
+		if (t->nondet)
+			ctl_stat(&a, "mismatches", &t->mismatches);
 		proc_signal(&a, SIGKILL);
 	}
 	if (!proc_wait(&a, 30000)) {
@@ -345,7 +381,7 @@ static const char *const phases[] = {
 START_TEST(no_acknowledged_write_is_lost)
 {
 	struct colo_rng rng = { colo_test_seed_random("no_acknowledged_write_is_lost") };
-	struct trial t = { NULL, "buffer", "50", 0 };
+	struct trial t = { NULL, "buffer", "50", 0, false, 0 };
 	char fault[64];
 	uint64_t acked;
 
@@ -362,11 +398,50 @@ START_TEST(no_acknowledged_write_is_lost)
 }
 END_TEST
 
+/*
+ * output-mode compare: replies go once the secondary's copy said the same;
+ * checkpoints every second bound the drift.  Trial i: a random kill, or
+ * the primary dies at a phase of its 2nd to 4th checkpoint.  Odd trials
+ * add a client whose COLOTEST.NONDET differs between the nodes, so the
+ * kills also land among mismatch checkpoints.
+ */
+START_TEST(compare_no_acknowledged_write_is_lost)
+{
+	struct colo_rng rng = { colo_test_seed_random("compare_no_acknowledged_write_is_lost") };
+	struct trial t = { NULL, "compare", "1000", 0, _i % 2 == 1, 0 };
+	char fault[64];
+	uint64_t acked;
+
+	if (_i % (NPHASES + 1) != 0) {
+		snprintf(fault, sizeof(fault), "abort-at=%s,after=%" PRIu64,
+			 phases[_i % (NPHASES + 1) - 1], 2 + colo_rng_below(&rng, 3));
+		t.fault = fault;
+	} else {
+		t.kill_after_ms = 300 + (uint32_t)colo_rng_below(&rng, 1200);
+	}
+	ck_assert_int_eq(run_trial(&t, &acked), 0);
+	ck_assert_uint_gt(acked, 0);
+}
+END_TEST
+
+/* The nondeterministic command makes mismatches, and with them
+ * checkpoints, while nothing acknowledged is lost. */
+START_TEST(compare_mismatches_lose_nothing)
+{
+	struct trial t = { NULL, "compare", "20000", 1500, true, 0 };
+	uint64_t acked;
+
+	ck_assert_int_eq(run_trial(&t, &acked), 0);
+	ck_assert_uint_gt(acked, 0);
+	ck_assert_msg(t.mismatches > 0, "COLOTEST.NONDET made no mismatch");
+}
+END_TEST
+
 /* The checker is not blind: without output commit, acknowledged writes
  * made after the last checkpoint are gone, and it says so. */
 START_TEST(checker_sees_loss_without_output_commit)
 {
-	struct trial t = { NULL, "none", "60000", 500 };
+	struct trial t = { NULL, "none", "60000", 500, false, 0 };
 	uint64_t acked;
 
 	ck_assert_int_gt(run_trial(&t, &acked), 0);
@@ -457,6 +532,8 @@ int main(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, no_acknowledged_write_is_lost, 0, trials);
+	tcase_add_loop_test(tc, compare_no_acknowledged_write_is_lost, 0, trials);
+	tcase_add_test(tc, compare_mismatches_lose_nothing);
 	tcase_add_test(tc, checker_sees_loss_without_output_commit);
 	tcase_add_test(tc, held_output_is_released_when_the_secondary_is_lost);
 	suite_add_tcase(s, tc);

@@ -179,6 +179,18 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "heartbeats_received", json_u64(st->heartbeats_received));
 	json_object_set_new(o, "heartbeats_refused", json_u64(st->heartbeats_refused));
 	json_object_set_new(o, "peers_refused", json_u64(st->peers_refused));
+	{
+		json_t *c = json_object();
+
+		for (size_t i = 0; i < st->n_checkpoints_by_cause; i++)
+			json_object_set_new(c, st->checkpoints_by_cause[i]->key,
+					    json_u64(st->checkpoints_by_cause[i]->value));
+		json_object_set_new(o, "checkpoints_by_cause", c);
+	}
+	json_object_set_new(o, "compared", json_u64(st->compared));
+	json_object_set_new(o, "matched", json_u64(st->matched));
+	json_object_set_new(o, "mismatches", json_u64(st->mismatches));
+	json_object_set_new(o, "compare_dropped", json_u64(st->compare_dropped));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
 	{
 		json_t *g = json_object();
@@ -332,7 +344,19 @@ static void print_status(const Colo__Status *st)
 static void print_stats(const Colo__Stats *st)
 {
 	kv("checkpoints", "%" PRIu64, st->checkpoints);
+	for (size_t i = 0; i < st->n_checkpoints_by_cause; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "  %s", st->checkpoints_by_cause[i]->key);
+		kv(key, "%" PRIu64, st->checkpoints_by_cause[i]->value);
+	}
 	kv("checkpoints failed", "%" PRIu64, st->checkpoints_failed);
+	if (st->compared || st->compare_dropped) {
+		kv("units compared", "%" PRIu64, st->compared);
+		kv("  matched", "%" PRIu64, st->matched);
+		kv("  mismatches", "%" PRIu64, st->mismatches);
+		kv("  dropped", "%" PRIu64, st->compare_dropped);
+	}
 	kv("pages sent", "%" PRIu64, st->pages_sent);
 	for (size_t i = 0; i < st->n_pages_by_kind; i++) {
 		char key[64];

@@ -22,7 +22,7 @@
 /* ---- the node's own keys ---- */
 
 static const char *const level_values[] = { "error", "warn", "info", "debug", NULL };
-static const char *const output_values[] = { "buffer", "none", NULL };
+static const char *const output_values[] = { "buffer", "none", "compare", NULL };
 static const char *const no_yes[] = { "no", "yes", NULL };
 static const char *const arbiter_values[] = { "none", "etcd", NULL };
 static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", NULL };
@@ -32,7 +32,7 @@ _Static_assert(sizeof(enum colo_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum colo_output_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum colo_dirty_mode) == sizeof(int), "enum size");
 _Static_assert(COLO_ARBITER_ETCD == 1, "arbiter_values follows the enum");
-_Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 && COLO_DIRTY_MANUAL == 3,
+_Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 && COLO_OUTPUT_COMPARE == 2 && COLO_DIRTY_MANUAL == 3,
 	       "value tables follow the enums");
 
 static bool check_name(const char *v, char *why, size_t len);
@@ -62,15 +62,21 @@ static const struct colo_opt opts[] = {
 	{ "peer", COLO_SEC_REPLICATION, COLO_OPT_ADDR, F(peer), .def = "127.0.0.1:7070",
 	  .meta = "ADDR", .help = "primary: the secondary's listen address" },
 	{ "checkpoint-interval-ms", COLO_SEC_REPLICATION, COLO_OPT_UINT,
-	  F(checkpoint_interval_ms), 1, 60000, .def = "100", .meta = "MS",
-	  .help = "primary: checkpoints every MS ms, 1 to 60000" },
+	  F(checkpoint_interval_ms), 0, 60000, .def = "0", .meta = "MS",
+	  .help = "primary: checkpoints every MS ms, 1 to 60000; 0 = 100, or 20000 "
+	  "with output-mode compare" },
 	{ "min-interval-ms", COLO_SEC_REPLICATION, COLO_OPT_UINT, F(min_interval_ms),
 	  0, 60000, .def = "0", .meta = "MS", .help = "primary: never start two "
 	  "checkpoints less than MS ms apart, 0 to checkpoint-interval-ms" },
 	{ "output-mode", COLO_SEC_REPLICATION, COLO_OPT_ENUM, F(output_mode),
 	  .values = output_values, .def = "buffer", .meta = "MODE",
 	  .help = "primary: buffer holds the guest's output until its checkpoint "
-	  "is acknowledged; none releases it at once, which is unsafe" },
+	  "is acknowledged; compare releases it once the secondary's copy of the "
+	  "guest said the same (both nodes must say compare); none releases it "
+	  "at once, which is unsafe" },
+	{ "compare-timeout-ms", COLO_SEC_REPLICATION, COLO_OPT_UINT, F(compare_timeout_ms),
+	  1, 60000, .def = "200", .meta = "MS", .help = "primary, output-mode compare: "
+	  "a checkpoint when the secondary's answer for a reply is MS ms late" },
 	{ "encodings", COLO_SEC_REPLICATION, COLO_OPT_ENCODINGS, F(encodings),
 	  .def = "zero,raw,lz4,delta,delta-lz4", .meta = "LIST",
 	  .help = "page encodings the primary offers and the secondary accepts, "
@@ -156,7 +162,7 @@ static const struct colo_opt opts[] = {
 
 const char *colo_output_mode_name(enum colo_output_mode m)
 {
-	return (unsigned)m < 2 ? output_values[m] : "?";
+	return (unsigned)m < 3 ? output_values[m] : "?";
 }
 
 /* ---- value checks ---- */

@@ -75,6 +75,14 @@ static int set_derived(struct colo_config *cfg, struct colo_err *err)
 
 static int cross_check(const struct colo_config *cfg, struct colo_err *err)
 {
+	const struct colo_guest_ops *g = colo_config_guest_ops(cfg);
+
+	if (cfg->output_mode == COLO_OUTPUT_COMPARE && g &&
+	    (!g->compare_tap || !g->compare_run || !g->output_match))
+		return colo_err_set(err, EINVAL, "output-mode compare: the %s guest cannot "
+				    "run it (its copy on the secondary would not say the "
+				    "same; it is for guests that answer clients "
+				    "deterministically, e.g. kv): use buffer", g->kind);
 	if (cfg->heartbeat_timeout_ms <= cfg->heartbeat_interval_ms)
 		return colo_err_set(err, EINVAL, "heartbeat-timeout-ms (%" PRIu32 ") must "
 				    "be greater than heartbeat-interval-ms (%" PRIu32 ")",
@@ -93,9 +101,10 @@ static int cross_check(const struct colo_config *cfg, struct colo_err *err)
 		return colo_err_set(err, EINVAL, "lease-ttl-ms (%" PRIu32 ") must be a "
 				    "multiple of 1000: etcd counts leases in seconds",
 				    cfg->lease_ttl_ms);
-	if (cfg->arbiter == COLO_ARBITER_ETCD && cfg->output_mode != COLO_OUTPUT_BUFFER)
-		return colo_err_set(err, EINVAL, "arbiter = etcd needs output-mode = buffer: "
-				    "with none, replies leave before anything is checked");
+	if (cfg->arbiter == COLO_ARBITER_ETCD && cfg->output_mode == COLO_OUTPUT_NONE)
+		return colo_err_set(err, EINVAL, "arbiter = etcd needs output-mode = buffer "
+				    "or compare: with none, replies leave before anything "
+				    "is checked");
 	return 0;
 }
 
@@ -301,6 +310,10 @@ static int build(struct colo_config *cfg, enum colo_role role,
 		if (rc)
 			goto out;
 	}
+	if (cfg->checkpoint_interval_ms == 0)
+		cfg->checkpoint_interval_ms = cfg->output_mode == COLO_OUTPUT_COMPARE ?
+					      COLO_INTERVAL_COMPARE_MS :
+					      COLO_INTERVAL_BUFFER_MS;
 	rc = set_derived(cfg, err);
 	if (rc == 0)
 		rc = cross_check(cfg, err);

@@ -123,6 +123,7 @@ int colo_hello_frame(const struct colo_hello *h, struct colo_hello_auth *a,
 	pb.accepted = h->accepted;
 	pb.refusal = (char *)(h->refusal ? h->refusal : "");
 	pb.encrypt = h->encrypt;
+	pb.compare = h->compare;
 	if (keyed) {
 		pb.nonce.data = a->nonce;
 		pb.nonce.len = sizeof(a->nonce);
@@ -229,6 +230,7 @@ int colo_hello_take(struct colo_repl_conn *c, struct colo_hello *h,
 	h->accepted = pb->accepted;
 	h->refusal = pb->refusal && pb->refusal[0] ? pb->refusal : NULL;
 	h->encrypt = pb->encrypt;
+	h->compare = pb->compare;
 	h->has_nonce = nonce;
 	h->authenticated = keyed && nonce;
 	return 1;

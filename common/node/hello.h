@@ -66,6 +66,7 @@ struct colo_hello {
 	bool accepted;                /* secondary's answer */
 	const char *refusal;          /* why not, when !accepted */
 	bool encrypt;                 /* the sender wants the connection sealed */
+	bool compare;                 /* the sender runs output-mode compare */
 	bool has_nonce;               /* taken: the sender has a key */
 	bool authenticated;           /* taken: it had a nonce (and, from the
 					 answerer, a proof that checked) */

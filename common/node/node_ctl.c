@@ -139,7 +139,8 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	Colo__Stats st = COLO__STATS__INIT;
 	Colo__Stats__PagesByKindEntry kinds[COLO_PAGE_KINDS], *kp[COLO_PAGE_KINDS];
 	Colo__PhaseTiming phases[COLO_PHASES], *pp[COLO_PHASES];
-	size_t np, nk = 0;
+	Colo__Stats__CheckpointsByCauseEntry causes[COLO_CAUSES], *cp[COLO_CAUSES];
+	size_t np, nk = 0, nc = 0;
 
 	st.checkpoints = n->stats.checkpoints;
 	st.checkpoints_failed = n->stats.checkpoints_failed;
@@ -153,6 +154,21 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	st.heartbeats_received = n->stats.heartbeats_received;
 	st.heartbeats_refused = n->stats.heartbeats_refused;
 	st.peers_refused = n->stats.peers_refused;
+	st.compared = n->stats.compared;
+	st.matched = n->stats.matched;
+	st.mismatches = n->stats.mismatches;
+	st.compare_dropped = n->stats.compare_dropped;
+	for (int k = 0; k < COLO_CAUSES; k++) {
+		if (!n->stats.by_cause[k])
+			continue;
+		colo__stats__checkpoints_by_cause_entry__init(&causes[nc]);
+		causes[nc].key = (char *)colo_ckpt_cause_name((enum colo_ckpt_cause)k);
+		causes[nc].value = n->stats.by_cause[k];
+		cp[nc] = &causes[nc];
+		nc++;
+	}
+	st.n_checkpoints_by_cause = nc;
+	st.checkpoints_by_cause = cp;
 	for (int k = 0; k < COLO_PAGE_KINDS; k++) {
 		if (!n->stats.pages_by_kind[k])
 			continue;

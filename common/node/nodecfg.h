@@ -41,7 +41,12 @@
 enum colo_output_mode {
 	COLO_OUTPUT_BUFFER,
 	COLO_OUTPUT_NONE,
+	COLO_OUTPUT_COMPARE,        /* the secondary runs the guest too (docs/compare.md) */
 };
+
+/* checkpoint-interval-ms 0: the output mode's own default. */
+#define COLO_INTERVAL_BUFFER_MS 100
+#define COLO_INTERVAL_COMPARE_MS 20000
 
 /* [arbiter] arbiter: who decides which node may serve (DESIGN.md §4, docs/arbiter.md). */
 enum colo_arbiter_kind {
@@ -60,9 +65,11 @@ struct colo_config {
 	/* [replication] */
 	struct colo_addr listen;                /* 127.0.0.1:7070 */
 	struct colo_addr peer;                  /* 127.0.0.1:7070 */
-	uint32_t checkpoint_interval_ms;        /* 100, 1..60000 */
+	uint32_t checkpoint_interval_ms;        /* 0 = by output mode: 100, compare
+						   20000; 1..60000 */
 	uint32_t min_interval_ms;               /* 0, 0..60000 */
 	enum colo_output_mode output_mode;      /* buffer */
+	uint32_t compare_timeout_ms;            /* 200, 1..60000 */
 	uint32_t encodings;                     /* COLO_PAGE_KIND_BIT set; names
 						   zero,raw,lz4,delta,delta-lz4,xbzrle;
 						   default all but xbzrle */

@@ -10,6 +10,15 @@ static const char *const names[COLO_PHASES] = {
 	"pause", "sync", "copy", "resume", "encode", "send", "ack", "round-trip",
 };
 
+static const char *const causes[COLO_CAUSES] = {
+	"interval", "output", "request", "mismatch", "timeout", "uncompared",
+};
+
+const char *colo_ckpt_cause_name(enum colo_ckpt_cause c)
+{
+	return (unsigned)c < COLO_CAUSES ? causes[c] : "unknown";
+}
+
 const char *colo_phase_name(enum colo_phase p)
 {
 	return (unsigned)p < COLO_PHASES ? names[p] : "unknown";

@@ -26,6 +26,19 @@ enum colo_phase {
 	COLO_PHASES
 };
 
+/* Why a checkpoint was taken (colo-ctl stats: checkpoints by cause). */
+enum colo_ckpt_cause {
+	COLO_CAUSE_INTERVAL,     /* checkpoint-interval-ms passed */
+	COLO_CAUSE_OUTPUT,       /* held output asked (buffer mode's group commit) */
+	COLO_CAUSE_REQUEST,      /* colo-ctl checkpoint */
+	COLO_CAUSE_MISMATCH,     /* compare: the secondary said something else */
+	COLO_CAUSE_TIMEOUT,      /* compare: its answer was compare-timeout-ms late */
+	COLO_CAUSE_UNCOMPARED,   /* compare: a unit that could not be sent */
+	COLO_CAUSES
+};
+
+const char *colo_ckpt_cause_name(enum colo_ckpt_cause c);
+
 #define COLO_STATS_SAMPLES 1000
 #define COLO_STATS_RATE_WINDOW 64
 
@@ -52,6 +65,10 @@ struct colo_stats {
 	uint64_t full_syncs, failovers;
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
 	uint64_t peers_refused;          /* replication peers that failed authentication */
+	uint64_t by_cause[COLO_CAUSES];  /* checkpoints started, by why */
+	/* output-mode compare: primary: units sent, matched, not; secondary:
+	 * units run (compared) and dropped (a checkpoint held them) */
+	uint64_t compared, matched, mismatches, compare_dropped;
 };
 
 void colo_stats_init(struct colo_stats *s);

@@ -18,8 +18,25 @@ enum colo_msg {
 	COLO_MSG_COUNT
 };
 
+/*
+ * Output-mode compare (docs/compare.md): frames of their own, numbered
+ * outside QEMU's messages: be32 kind, be32 length, length bytes.
+ */
+enum colo_frame {
+	COLO_FRAME_INPUT = 0x100,          /* P->S: be64 pos, be64 epoch, the unit */
+	COLO_FRAME_OUTPUT = 0x101,         /* S->P: be64 pos, be64 length, be64 XXH3-64 */
+};
+
+#define COLO_FRAME_HEAD 8                  /* kind + length */
+#define COLO_FRAME_INPUT_HEAD 16           /* pos + epoch, before the unit */
+#define COLO_FRAME_OUTPUT_LEN 24
+
 static inline const char *colo_msg_name(uint32_t m)
 {
+	if (m == COLO_FRAME_INPUT)
+		return "INPUT";
+	if (m == COLO_FRAME_OUTPUT)
+		return "OUTPUT";
 	static const char *const names[COLO_MSG_COUNT] = {
 		"CHECKPOINT_READY", "CHECKPOINT_REQUEST", "CHECKPOINT_REPLY",
 		"VMSTATE_SEND", "VMSTATE_SIZE", "VMSTATE_RECEIVED", "VMSTATE_LOADED",

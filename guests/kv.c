@@ -10,8 +10,17 @@
  *   - epoch and released (atomics): the tag of new replies and how far
  *     replies may go out; release() wakes the kv thread to write them;
  *   - the want hook (hook_mu): the kv thread asks the engine for a
- *     checkpoint when a reply is held.
+ *     checkpoint when a reply is held;
+ *   - compare mode (kv_compare.c): the tap (hook_mu) is called on the kv
+ *     thread with each batch's unit, and matched (an atomic watermark of
+ *     positions, raised by output_match) lets held replies go like
+ *     released does.
  * Everything else (connections, their queues) belongs to the kv thread.
+ *
+ * A held reply goes when `tag <= released || (pos && pos <= matched)`.
+ * Along one connection tags and positions both only grow, so once a chunk
+ * may go so may every chunk before it: flushing from the head in order
+ * keeps the connection's order.
  */
 #include "config.h"
 
@@ -30,6 +39,7 @@
 #include "clock.h"
 #include "nodecfg.h"
 #include "kv.h"
+#include "kv_int.h"
 #include "kvcmd.h"
 #include "kvstore.h"
 #include "log.h"
@@ -42,10 +52,12 @@
 #define READ_CHUNK (64u << 10)
 #define LISTEN_RETRY_MS 200
 
-/* One read's replies, waiting for their epoch to be released. */
+/* One batch's replies, waiting for their epoch to be released (or, in
+ * compare mode, their position to be matched). */
 struct chunk {
 	struct chunk *next;
 	uint64_t tag;
+	uint64_t pos;                    /* the unit's position; 0: none */
 	size_t len;
 	uint8_t data[];
 };
@@ -70,49 +82,9 @@ struct kv_conn {
 	bool reading, closing, done;     /* done: close once the output is out */
 };
 
-struct kv {
-	struct colo_guest g;
-	uint64_t region_size;
-	uint64_t seed;
-	char listen_host[64];
-	uint16_t listen_port;
-	struct colo_ram_block *block;
-	struct colo_kv_meta meta;
-	struct colo_kvstore store;
-	bool started;
-
-	/* the kv thread */
-	pthread_t th;
-	uv_loop_t loop;
-	uv_tcp_t listener;
-	uv_async_t wake;
-	atomic_bool stop_req;
-	uv_timer_t retry;                /* guest-listen was in use */
-	struct sockaddr_storage addr;    /* guest-listen */
-	_Atomic uint16_t port;           /* bound; 0 before */
-	struct kv_conn *conns;
-	uint64_t nconns;
-	uint64_t start_ns;
-	_Atomic uint64_t commands;
-	_Atomic uint64_t clients;
-	uint64_t want_sent;              /* the epoch the engine was last asked for */
-
-	/* the run gate */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	bool paused, busy;
-
-	/* output commit */
-	_Atomic uint64_t epoch;
-	_Atomic uint64_t released;
-	pthread_mutex_t hook_mu;
-	void (*want)(void *ud);
-	void *want_ud;
-};
-
 static struct kv *to_kv(struct colo_guest *g)
 {
-	return (struct kv *)g;
+	return kv_of(g);
 }
 
 /* ---- the run gate ---- */
@@ -135,6 +107,31 @@ static void section_leave(struct kv *kv)
 }
 
 /* ---- output ---- */
+
+/* What may go now: a snapshot of the two watermarks. */
+struct gate {
+	uint64_t released, matched;
+};
+
+static struct gate gate_now(struct kv *kv)
+{
+	struct gate g = { atomic_load(&kv->released), atomic_load(&kv->matched) };
+
+	return g;
+}
+
+static bool may_go(const struct gate *g, uint64_t tag, uint64_t pos)
+{
+	return tag <= g->released || (pos && pos <= g->matched);
+}
+
+void kv_wake(struct kv *kv)
+{
+	pthread_mutex_lock(&kv->wake_mu);
+	if (kv->wake_ok)
+		uv_async_send(&kv->wake);
+	pthread_mutex_unlock(&kv->wake_mu);
+}
 
 static void conn_close(struct kv_conn *c);
 static void conn_resume(struct kv_conn *c);
@@ -180,9 +177,9 @@ static ssize_t conn_try_write(struct kv_conn *c, const uint8_t *data, size_t len
 	return -1;
 }
 
-/* Write every chunk whose epoch is released: what the socket takes at
+/* Write every chunk that may go (see the top): what the socket takes at
  * once, the rest in one uv_write. */
-static void conn_flush(struct kv_conn *c, uint64_t released)
+static void conn_flush(struct kv_conn *c, const struct gate *gt)
 {
 	struct chunk *first, *last = NULL, *ch;
 	uv_buf_t bufs[64];
@@ -192,7 +189,7 @@ static void conn_flush(struct kv_conn *c, uint64_t released)
 
 	if (c->closing)
 		return;
-	while ((ch = c->head) && ch->tag <= released) {
+	while ((ch = c->head) && may_go(gt, ch->tag, ch->pos)) {
 		ssize_t put = conn_try_write(c, ch->data, ch->len);
 
 		if (put < 0)
@@ -209,7 +206,7 @@ static void conn_flush(struct kv_conn *c, uint64_t released)
 		free(ch);
 	}
 	first = c->head;
-	for (ch = c->head; ch && ch->tag <= released && n < 64; ch = ch->next) {
+	for (ch = c->head; ch && may_go(gt, ch->tag, ch->pos) && n < 64; ch = ch->next) {
 		bufs[n++] = uv_buf_init((char *)ch->data, (unsigned)ch->len);
 		bytes += ch->len;
 		last = ch;
@@ -243,8 +240,8 @@ static void conn_flush(struct kv_conn *c, uint64_t released)
 		conn_close(c);
 		return;
 	}
-	if (c->head && c->head->tag <= released)
-		conn_flush(c, released);    /* more than 64 chunks were ready */
+	if (c->head && may_go(gt, c->head->tag, c->head->pos))
+		conn_flush(c, gt);          /* more than 64 chunks were ready */
 }
 
 static void ask_for_checkpoint(struct kv *kv, uint64_t tag)
@@ -258,16 +255,20 @@ static void ask_for_checkpoint(struct kv *kv, uint64_t tag)
 	pthread_mutex_unlock(&kv->hook_mu);
 }
 
-/* Queue this read's replies (c->out) under tag, and send what may go. */
-static void conn_queue(struct kv_conn *c, uint64_t tag)
+/*
+ * Queue this batch's replies (c->out) under tag and pos, and send what may
+ * go.  The watermarks are read only now, after the tap saw the unit: a
+ * match that came in between lets the replies go at once.
+ */
+static void conn_queue(struct kv_conn *c, uint64_t tag, uint64_t pos)
 {
 	struct kv *kv = c->kv;
-	uint64_t released = atomic_load(&kv->released);
+	struct gate gt = gate_now(kv);
 	struct chunk *ch;
 
-	if (c->out.len && tag <= released && !c->head) {
-		/* Nothing held before it and its epoch is out: straight to the
-		 * socket, no copy. */
+	if (c->out.len && may_go(&gt, tag, pos) && !c->head) {
+		/* Nothing held before it and it may go: straight to the socket,
+		 * no copy. */
 		ssize_t put = conn_try_write(c, c->out.data, c->out.len);
 
 		if (put < 0)
@@ -287,6 +288,7 @@ static void conn_queue(struct kv_conn *c, uint64_t tag)
 		}
 		ch->next = NULL;
 		ch->tag = tag;
+		ch->pos = pos;
 		ch->len = c->out.len;
 		memcpy(ch->data, c->out.data, c->out.len);
 		colo_buf_reset(&c->out);
@@ -296,10 +298,10 @@ static void conn_queue(struct kv_conn *c, uint64_t tag)
 			c->head = ch;
 		c->tail = ch;
 		c->held += ch->len;
-		if (tag > released)
+		if (!may_go(&gt, tag, pos))
 			ask_for_checkpoint(kv, tag);
 	}
-	conn_flush(c, released);
+	conn_flush(c, &gt);
 }
 
 /* ---- connections ---- */
@@ -349,20 +351,26 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	*buf = uv_buf_init((char *)c->in.data + c->in.len, READ_CHUNK);
 }
 
-/* Run every complete command in c->in; replies to c->out. */
 /*
  * One batch: the commands in c->in, until the input runs out or the
  * replies waiting on this connection reach HOLD_MAX (a pipeline of GETs of
  * big values must not make the output unbounded).  true if it stopped for
  * the latter with commands left.
+ *
+ * In compare mode the batch is one unit (kv_compare.c): the bytes it ran
+ * with the client state and counters as they were before it, handed to
+ * the tap inside the section, so a pause() that returned has seen the unit
+ * of every command that ran before it.
  */
 static bool conn_run_batch(struct kv_conn *c)
 {
 	struct kv *kv = c->kv;
 	struct colo_kvcmd_ctx ctx;
-	size_t off = 0;
-	uint64_t tag, n = 0;
-	bool capped = false;
+	struct colo_kvcmd_client before;
+	size_t off = 0, ran = 0;
+	uint64_t tag, pos = 0, n = 0, base;
+	unsigned uflags = 0;
+	bool capped = false, tapped;
 
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kv = &kv->store;
@@ -373,6 +381,12 @@ static bool conn_run_batch(struct kv_conn *c)
 	ctx.connected_clients = atomic_load(&kv->clients);
 	ctx.role = "master";
 	ctx.maxmemory = kv->store.size;
+	/* Only this thread adds to commands: it holds for the whole batch. */
+	base = atomic_load(&kv->commands);
+	ctx.commands_processed = base;
+	tapped = atomic_load(&kv->tap_set);
+	if (tapped)
+		before = c->cli;
 	section_enter(kv);
 	tag = atomic_load(&kv->epoch);
 	while (off < c->in.len) {
@@ -387,22 +401,31 @@ static bool conn_run_batch(struct kv_conn *c)
 		if (r == 0)
 			break;
 		if (r < 0) {
-			/* Redis answers a protocol error and closes the connection. */
+			/* Redis answers a protocol error and closes the connection.
+			 * The unit takes all the input: the fault is in it. */
 			colo_resp_error(&c->out, "ERR %s", c->parser.error);
 			c->done = true;
-			off = c->in.len;
+			off = ran = c->in.len;
+			uflags |= KV_UNIT_PROTO_ERROR;
 			break;
 		}
-		ctx.commands_processed = atomic_load(&kv->commands) + n;
+		ctx.commands_processed = base + n;
 		flags = colo_kvcmd_exec(&ctx, c->parser.argc, c->parser.argv, c->parser.argl,
 					&c->out);
 		off += used;
+		ran = off;
 		n++;
 		if (flags & COLO_KVCMD_QUIT) {
+			/* What came after QUIT is dropped, and is not in the unit. */
 			c->done = true;
 			off = c->in.len;
 			break;
 		}
+	}
+	if (tapped && ran) {
+		ctx.client = &before;
+		ctx.commands_processed = base;
+		pos = kv_cmp_emit(kv, &ctx, c->in.data, ran, uflags, tag, c->out.data, c->out.len);
 	}
 	section_leave(kv);
 	atomic_fetch_add(&kv->commands, n);
@@ -410,7 +433,7 @@ static bool conn_run_batch(struct kv_conn *c)
 		memmove(c->in.data, c->in.data + off, c->in.len - off);
 		c->in.len -= off;
 	}
-	conn_queue(c, tag);
+	conn_queue(c, tag, pos);
 	return capped;
 }
 
@@ -500,7 +523,7 @@ static void on_connection(uv_stream_t *server, int status)
 static void on_wake(uv_async_t *a)
 {
 	struct kv *kv = a->data;
-	uint64_t released = atomic_load(&kv->released);
+	struct gate gt = gate_now(kv);
 
 	if (atomic_load(&kv->stop_req)) {
 		while (kv->conns)
@@ -512,7 +535,7 @@ static void on_wake(uv_async_t *a)
 	}
 	for (struct kv_conn *c = kv->conns, *n; c; c = n) {
 		n = c->next;
-		conn_flush(c, released);
+		conn_flush(c, &gt);
 		if (!c->closing)
 			conn_resume(c);
 	}
@@ -617,6 +640,9 @@ static int kv_create(const struct colo_config *cfg, struct colo_guest **out,
 	pthread_mutex_init(&kv->mu, NULL);
 	pthread_cond_init(&kv->cv, NULL);
 	pthread_mutex_init(&kv->hook_mu, NULL);
+	pthread_mutex_init(&kv->wake_mu, NULL);
+	colo_buf_init(&kv->unit);
+	colo_buf_init(&kv->cmp_out);
 	atomic_store(&kv->released, UINT64_MAX);
 	*out = &kv->g;
 	return 0;
@@ -699,9 +725,17 @@ static int kv_start(struct colo_guest *g, struct colo_err *err)
 	sigdelset(&all, SIGFPE);
 	sigdelset(&all, SIGILL);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
+	/* Before the thread: a release or match meanwhile is pending on the
+	 * handle when its loop first runs. */
+	pthread_mutex_lock(&kv->wake_mu);
+	kv->wake_ok = true;
+	pthread_mutex_unlock(&kv->wake_mu);
 	r = pthread_create(&kv->th, NULL, kv_main, kv);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r) {
+		pthread_mutex_lock(&kv->wake_mu);
+		kv->wake_ok = false;
+		pthread_mutex_unlock(&kv->wake_mu);
 		kv_loop_close(kv);
 		return colo_err_set(err, r, "kv: cannot start its thread: %s", strerror(r));
 	}
@@ -737,8 +771,13 @@ static void kv_stop(struct colo_guest *g)
 	if (!kv->started)
 		return;
 	kv_resume(g);
+	/* The thread closes the handle on this wake-up: nobody sends to it
+	 * after. */
+	pthread_mutex_lock(&kv->wake_mu);
+	kv->wake_ok = false;
 	atomic_store(&kv->stop_req, true);
 	uv_async_send(&kv->wake);
+	pthread_mutex_unlock(&kv->wake_mu);
 	pthread_join(kv->th, NULL);
 	uv_loop_close(&kv->loop);
 	kv->started = false;
@@ -809,8 +848,7 @@ static void kv_output_release(struct colo_guest *g, uint64_t seq)
 
 	while (rel < seq && !atomic_compare_exchange_weak(&kv->released, &rel, seq))
 		;
-	if (kv->started)
-		uv_async_send(&kv->wake);
+	kv_wake(kv);
 }
 
 static void kv_output_notify(struct colo_guest *g, void (*fn)(void *ud), void *ud)
@@ -830,6 +868,9 @@ static void kv_destroy(struct colo_guest *g)
 	if (!g)
 		return;
 	kv_stop(g);
+	colo_buf_free(&kv->unit);
+	colo_buf_free(&kv->cmp_out);
+	pthread_mutex_destroy(&kv->wake_mu);
 	pthread_mutex_destroy(&kv->hook_mu);
 	pthread_cond_destroy(&kv->cv);
 	pthread_mutex_destroy(&kv->mu);
@@ -856,5 +897,8 @@ const struct colo_guest_ops colo_kv_ops = {
 	.output_epoch = kv_output_epoch,
 	.output_release = kv_output_release,
 	.output_notify = kv_output_notify,
+	.compare_tap = kv_compare_tap,
+	.output_match = kv_output_match,
+	.compare_run = kv_compare_run,
 	.destroy = kv_destroy,
 };

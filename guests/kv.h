@@ -16,6 +16,14 @@
  * commands ran, written once that epoch is released.  A connection with
  * 16 MiB of replies waiting runs no more of its commands and is not read
  * until they drain below 4 MiB.
+ *
+ * Compare mode (guest.h; kv_compare.c has the unit's format): each batch of
+ * commands run on one connection is a unit, handed to the tap inside the
+ * run section (so a pause() that returned has seen every unit that ran
+ * before it) and before its replies are queued; its replies then also go
+ * once output_match reaches its position.  The tap must not wait for the
+ * engine's loop thread (it runs with the kv thread's hook lock held).
+ * compare_run runs a unit on the attached, not started guest's store.
  */
 #ifndef COLO_GUEST_KV_H
 #define COLO_GUEST_KV_H

@@ -10,12 +10,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
 
 #include "kvcmd.h"
 #include "resp.h"
@@ -1076,6 +1079,63 @@ static const struct cmd *lookup(const struct cmd *table, const uint8_t *name, si
 	return NULL;
 }
 
+/* ---- test only ---- */
+
+/* n random bytes from the kernel; false if there are none to be had. */
+static bool random_bytes(uint8_t *b, size_t n)
+{
+	ssize_t got = getrandom(b, n, 0);
+	int fd;
+
+	if (got == (ssize_t)n)
+		return true;
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	got = read(fd, b, n);
+	close(fd);
+	return got == (ssize_t)n;
+}
+
+/*
+ * COLOTEST.NONDET key: the key becomes 16 random hex digits, which are the
+ * reply.  Deliberately not deterministic, so that tests can make the two
+ * nodes of compare mode disagree (docs/kv.md).
+ */
+static int cmd_colotest_nondet(struct exec *x)
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t rnd[8];
+	char v[16];
+	int r;
+
+	if (!random_bytes(rnd, sizeof(rnd)))
+		return reply_error(x, "ERR no random bytes to be had");
+	for (size_t i = 0; i < sizeof(rnd); i++) {
+		v[2 * i] = hex[rnd[i] >> 4];
+		v[2 * i + 1] = hex[rnd[i] & 15];
+	}
+	r = colo_kv_set(x->kv, x->argv[1], x->argl[1], v, sizeof(v), 0);
+	if (r < 0)
+		return reply_store_error(x, r);
+	colo_resp_bulk(x->out, v, sizeof(v));
+	return COLO_KVCMD_WROTE;
+}
+
+/* Known only with COLO_KV_TEST_NONDET=1 in the environment; not counted
+ * or listed by COMMAND. */
+static const struct cmd test_commands[] = {
+	{ "colotest.nondet", "colotest.nondet", 2, cmd_colotest_nondet, NULL },
+	{ NULL, NULL, 0, NULL, NULL },
+};
+
+static bool test_commands_on(void)
+{
+	const char *v = getenv("COLO_KV_TEST_NONDET");
+
+	return v && strcmp(v, "1") == 0;
+}
+
 /* Redis's text, with its C-string view of the arguments and its length caps. */
 static void reply_unknown(struct exec *x)
 {
@@ -1102,6 +1162,8 @@ int colo_kvcmd_exec(struct colo_kvcmd_ctx *ctx, int argc, uint8_t *const *argv,
 	struct exec x = { ctx, ctx->kv, argc, argv, argl, out };
 	const struct cmd *c = lookup(commands, argv[0], argl[0]);
 
+	if (!c && test_commands_on())
+		c = lookup(test_commands, argv[0], argl[0]);
 	if (c && c->subs && argc >= 2) {
 		const struct cmd *sub = lookup(c->subs, argv[1], argl[1]);
 

@@ -16,6 +16,11 @@
  *   - COMMAND and COMMAND DOCS answer empty arrays, CONFIG SET and
  *     RESETSTAT errors, CLIENT SETINFO (Redis 7.2) OK.
  *
+ * Test only: with COLO_KV_TEST_NONDET=1 in the process's environment,
+ * COLOTEST.NONDET key sets the key to 16 random hex digits and answers
+ * them (compare mode's tests make the nodes disagree with it); without it
+ * the command is unknown like any other.
+ *
  * Memory: argv and the store belong to the caller; replies are appended to
  * `out`.  Not thread-safe (the store is not): one thread at a time.
  */

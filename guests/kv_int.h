@@ -1,0 +1,113 @@
+/*
+ * kv_int.h: what kv.c (the service) and kv_compare.c (compare mode) share:
+ * the guest's struct and the compare-mode calls the service makes.  Not
+ * for other users: they have kv.h.
+ *
+ * Memory and threads are as kv.c's opening comment says; the compare-mode
+ * fields are marked with the thread that owns them.
+ */
+#ifndef COLO_GUEST_KV_INT_H
+#define COLO_GUEST_KV_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "guest.h"
+#include "kvcmd.h"
+#include "kvstore.h"
+
+struct kv_conn;
+
+struct kv {
+	struct colo_guest g;
+	uint64_t region_size;
+	uint64_t seed;
+	char listen_host[64];
+	uint16_t listen_port;
+	struct colo_ram_block *block;
+	struct colo_kv_meta meta;
+	struct colo_kvstore store;
+	bool started;
+
+	/* the kv thread */
+	pthread_t th;
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	uv_async_t wake;
+	atomic_bool stop_req;
+	uv_timer_t retry;                /* guest-listen was in use */
+	struct sockaddr_storage addr;    /* guest-listen */
+	_Atomic uint16_t port;           /* bound; 0 before */
+	struct kv_conn *conns;
+	uint64_t nconns;
+	uint64_t start_ns;
+	_Atomic uint64_t commands;
+	_Atomic uint64_t clients;
+	uint64_t want_sent;              /* the epoch the engine was last asked for */
+
+	/* the run gate */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool paused, busy;
+
+	/* output commit */
+	_Atomic uint64_t epoch;
+	_Atomic uint64_t released;
+	pthread_mutex_t hook_mu;         /* want and tap, and their calls */
+	void (*want)(void *ud);
+	void *want_ud;
+	/* wake_mu guards wake_ok: true while the kv thread's wake handle may
+	 * be sent to (release and match come from any thread, also while the
+	 * guest stops).  Not hook_mu: a tap may call output_match. */
+	pthread_mutex_t wake_mu;
+	bool wake_ok;
+
+	/* compare mode (kv_compare.c) */
+	atomic_bool tap_set;             /* a tap is set: build units */
+	void (*tap)(void *ud, const struct colo_cmp_unit *u);
+	void *tap_ud;
+	uint64_t last_pos;               /* kv thread: the last position given */
+	struct colo_buf unit;            /* kv thread: the unit being built */
+	_Atomic uint64_t matched;        /* output_match's watermark */
+	struct colo_buf cmp_out;         /* compare_run's replies (loop thread) */
+};
+
+static inline struct kv *kv_of(struct colo_guest *g)
+{
+	return (struct kv *)g;
+}
+
+/* Wake the kv thread (it flushes what may go now), if it runs. */
+void kv_wake(struct kv *kv);
+
+/* Unit flags (docs/kv.md, "Compare mode"). */
+#define KV_UNIT_PROTO_ERROR 0x01u    /* the batch ended in a protocol error */
+
+/*
+ * The kv thread, inside the run section, after a batch of one connection
+ * ran (off > 0) and before any of its replies may be written: hand the
+ * unit to the tap.  ctx is the batch's context as it was before its first
+ * command (client state before it, commands_processed before it); resp
+ * [0, len) the bytes the batch ran; out [0, outlen) its replies.  Returns
+ * the unit's position, 0 when no tap is set.
+ */
+uint64_t kv_cmp_emit(struct kv *kv, const struct colo_kvcmd_ctx *ctx, const uint8_t *resp,
+		     size_t len, unsigned flags, uint64_t epoch, const uint8_t *out,
+		     size_t outlen);
+
+/* The digest of an output (guest.h): both sides compute it here. */
+void kv_cmp_digest(const uint8_t *out, size_t len, struct colo_cmp_digest *d);
+
+/* The compare-mode ops (guest.h). */
+void kv_compare_tap(struct colo_guest *g, void (*fn)(void *ud, const struct colo_cmp_unit *u),
+		    void *ud);
+void kv_output_match(struct colo_guest *g, uint64_t pos);
+int kv_compare_run(struct colo_guest *g, const uint8_t *data, size_t len,
+		   struct colo_cmp_digest *d, struct colo_err *err);
+
+#endif

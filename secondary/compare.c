@@ -290,7 +290,7 @@ void secondary_cmp_flush(struct colo_secondary *s)
 
 	if (!c->out.len)
 		return;
-	if (s->conn)
-		colo_repl_send(s->conn, c->out.data, c->out.len);
+	if (s->conn && colo_repl_send(s->conn, c->out.data, c->out.len) == 0)
+		s->n->stats.bytes_sent += c->out.len;
 	colo_buf_reset(&c->out);
 }

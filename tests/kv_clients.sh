@@ -1,7 +1,9 @@
 #!/bin/sh
 # kv_clients.sh: Debian's unmodified redis-cli and redis-benchmark against a
-# protected kv guest (output-mode buffer): replies as Redis words them, and a
-# benchmark run with no errors.  Skipped without redis-tools.
+# protected kv guest, in output-mode buffer and then in output-mode compare:
+# replies as Redis words them, and a benchmark run with no errors; in compare
+# mode every unit the secondary ran matched (no mismatch checkpoint).
+# Skipped without redis-tools.
 set -u
 
 : "${top_builddir:=.}"
@@ -33,23 +35,33 @@ expect() {
 	name=$1 want=$2
 	shift 2
 	got=$(redis-cli -p "$kv" "$@" 2>&1)
-	if [ "$got" = "$want" ]; then ok "$name"; else
-		not_ok "$name"
+	if [ "$got" = "$want" ]; then ok "$mode: $name"; else
+		not_ok "$mode: $name"
 		printf '#   want: %s\n#   got:  %s\n' "$want" "$got"
 	fi
 }
 
+# stat SOCK NAME: one figure of colo-ctl stats --json
+stat() {
+	"$top_builddir/colo-ctl" -s "$1" stats --json |
+		sed -n "s/^ *\"$2\": \([0-9][0-9]*\).*/\1/p"
+}
+
+run_mode() {
+mode=$1
+rm -rf "$work/a" "$work/b" "$work/a.sock" "$work/b.sock"
 rep=$(free_port)
 kv=$(free_port)
 kvb=$(free_port)
 "$top_builddir/colo-secondary" --name b --guest kv --listen "127.0.0.1:$rep" \
 	--guest-listen "127.0.0.1:$kvb" --ram-mb 32 --control "$work/b.sock" \
-	--state-dir "$work/b" >"$work/b.log" 2>&1 &
+	--state-dir "$work/b" --output-mode "$mode" >"$work/b.log" 2>&1 &
 pid_b=$!
 "$top_builddir/colo-primary" --name a --guest kv --peer "127.0.0.1:$rep" \
 	--guest-listen "127.0.0.1:$kv" --ram-mb 32 --control "$work/a.sock" \
-	--state-dir "$work/a" >"$work/a.log" 2>&1 &
+	--state-dir "$work/a" --output-mode "$mode" >"$work/a.log" 2>&1 &
 pid_a=$!
+echo "# output-mode $mode"
 i=0
 # Waits on the node's state; the sleep only paces the polling.
 until "$top_builddir/colo-ctl" -s "$work/a.sock" status --json 2>/dev/null |
@@ -130,6 +142,17 @@ for t in PING_INLINE PING_MBULK SET GET INCR 'MSET (10 keys)'; do
 	else not_ok "redis-benchmark $t"; sed 's/^/#   /' "$work/bench2.txt"; fi
 done
 
+if [ "$mode" = compare ]; then
+	matched=$(stat "$work/a.sock" matched)
+	mism=$(stat "$work/a.sock" mismatches)
+	if [ "${matched:-0}" -gt 1000 ] && [ "${mism:-1}" -eq 0 ]; then
+		ok "compare: $matched units matched, none differed"
+	else
+		not_ok "compare: ${matched:-?} units matched, ${mism:-?} differed"
+		"$top_builddir/colo-ctl" -s "$work/a.sock" stats | sed 's/^/#   /'
+	fi
+fi
+
 kill "$pid_a" "$pid_b"
 st_a=0 st_b=0
 wait "$pid_a" || st_a=$?
@@ -139,5 +162,9 @@ if [ $st_a -eq 0 ] && [ $st_b -eq 0 ]; then ok "both stop cleanly"; else
 	not_ok "both stop cleanly (a $st_a, b $st_b)"
 	cat "$work/a.log" "$work/b.log"
 fi
+}
+
+run_mode buffer
+run_mode compare
 echo "1..$n"
 [ $fails -eq 0 ]

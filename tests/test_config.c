@@ -768,7 +768,7 @@ START_TEST(file_errors)
 {
 	file_err("[replication]\n\ncheckpoint-interval-ms = fast\n",
 		 "3: [replication] checkpoint-interval-ms: 'fast' is not an integer "
-		 "from 1 to 60000");
+		 "from 0 to 60000");
 	file_err("[node]\nnmae = a\n", "2: [node] nmae: unknown key");
 	file_err("[node]\nconfig = x.ini\n", "2: [node] config: unknown key");
 	file_err("[node]\ncheckpoint-interval-ms = 5\n",

@@ -223,6 +223,7 @@ void primary_cmp_drain(struct colo_primary *p)
 			n++;
 			p->n->stats.compared++;
 		}
+		c->top = e.pos;
 		if (push(c, &e) != 0) {
 			colo_log_error("compare: out of memory for the comparator; stopping");
 			abort();
@@ -290,15 +291,14 @@ int primary_cmp_output(struct colo_primary *p, uint64_t pos, uint64_t len, uint6
 	struct cmp_entry *e;
 	uint64_t first;
 
+	if (pos == 0 || pos > c->top) {
+		colo_repl_protocol_error(p->conn, "OUTPUT for unit %" PRIu64 ", which was "
+					 "never sent (the last is %" PRIu64 ")", pos, c->top);
+		return -1;
+	}
 	if (!c->n || pos < entry_at(c, 0)->pos)
 		return 0;                   /* a checkpoint released it already */
 	first = entry_at(c, 0)->pos;
-	if (pos - first >= c->n) {
-		colo_repl_protocol_error(p->conn, "OUTPUT for unit %" PRIu64 ", which was "
-					 "never sent (last sent %" PRIu64 ")", pos,
-					 first + c->n - 1);
-		return -1;
-	}
 	e = entry_at(c, (size_t)(pos - first));
 	if (e->st != E_PENDING)
 		return 0;

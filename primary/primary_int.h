@@ -154,6 +154,7 @@ struct primary_cmp {
 	uint64_t covered;            /* epochs up to it are released */
 	uint64_t matched;            /* the watermark the guest was given */
 	uint64_t asked;              /* a checkpoint was asked for this epoch */
+	uint64_t top;                /* the last position the guest ran */
 };
 
 struct pending {

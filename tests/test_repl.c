@@ -18,6 +18,10 @@
  * that page: the attack works); with a key the tag does not check and the
  * checkpoint is refused, the committed state kept.
  *
+ * Compare mode (docs/compare.md) adds two frames; a kv pair in that mode,
+ * with no client, gets an INPUT that is too short or no unit, or an
+ * OUTPUT for a unit never sent or of the wrong size, and refuses each.
+ *
  * Each test runs in its own process (Check's fork mode) and stops its
  * daemons by pid.
  */
@@ -52,7 +56,17 @@ enum inject {
 	P_LOADED_UNASKED,       /* primary, protected: VMSTATE_LOADED with none in flight */
 	SPLICE,                 /* relay all, but alter a page of the first checkpoint
 				   that has one and recompute its checksum */
+	/* output-mode compare, a kv pair */
+	S_INPUT_SHORT,          /* secondary, protected: an INPUT of 8 bytes */
+	S_INPUT_NO_UNIT,        /* secondary: an INPUT whose unit is not kv's */
+	P_OUTPUT_UNSENT,        /* primary: an OUTPUT for a unit never sent */
+	P_OUTPUT_LONG,          /* primary: an OUTPUT of 32 bytes */
 };
+
+static bool compare_mode(enum inject m)
+{
+	return m >= S_INPUT_SHORT;
+}
 
 struct proxy {
 	int lfd;
@@ -206,6 +220,36 @@ static bool inject(struct proxy *px, int pfd, int sfd)
 		if (!px->ready_seen)
 			return false;
 		send_msg(pfd, 6);
+		return true;
+	case S_INPUT_SHORT:
+	case S_INPUT_NO_UNIT:
+		if (!px->ready_seen)
+			return false;
+		colo_store_be32(b, 0x100);
+		if (px->mode == S_INPUT_SHORT) {
+			colo_store_be32(b + 4, 8);
+			memset(b + 8, 0, 8);
+			write_all(sfd, b, 16);
+			return true;
+		}
+		/* unit 1 of epoch 1 (the sync was 0): it runs at once */
+		colo_store_be32(b + 4, 16 + 12);
+		colo_store_be32(b + 8, 0);
+		colo_store_be32(b + 12, 1);
+		colo_store_be32(b + 16, 0);
+		colo_store_be32(b + 20, 1);
+		memset(b + 24, 0xee, 12);
+		write_all(sfd, b, 36);
+		return true;
+	case P_OUTPUT_UNSENT:
+	case P_OUTPUT_LONG:
+		if (!px->ready_seen)
+			return false;
+		colo_store_be32(b, 0x101);
+		colo_store_be32(b + 4, px->mode == P_OUTPUT_LONG ? 32 : 24);
+		memset(b + 8, 0, 32);
+		colo_store_be32(b + 12, 7);          /* unit 7 */
+		write_all(pfd, b, px->mode == P_OUTPUT_LONG ? 40 : 32);
 		return true;
 	case SPLICE:
 		break;
@@ -518,7 +562,11 @@ static void start_through(struct proc *a, struct proc *b, struct proxy *px,
 	proxy_start(px, mode, port, key != NULL);
 	snprintf(peer, sizeof(peer), "127.0.0.1:%u", px->port);
 	args[n++] = "--guest";
-	args[n++] = "memtouch";
+	args[n++] = compare_mode(mode) ? "kv" : "memtouch";
+	if (compare_mode(mode)) {
+		args[n++] = "--output-mode";
+		args[n++] = "compare";
+	}
 	args[n++] = "--ram-mb";
 	args[n++] = "16";
 	args[n++] = "--heartbeat-timeout-ms";
@@ -757,6 +805,67 @@ START_TEST(keyed_primary_refuses_loaded_with_nothing_in_flight)
 }
 END_TEST
 
+/* ---- compare mode's frames ---- */
+
+START_TEST(secondary_refuses_a_short_input)
+{
+	struct proc a, b;
+	struct proxy px;
+
+	start_through(&a, &b, &px, S_INPUT_SHORT, NULL);
+	expect_log(&b, "protocol error from a (127.0.0.1:");
+	expect_log(&b, "INPUT of 8 bytes (from 16 to 16777232)");
+	secondary_kept_its_state(&a, &b);
+	proc_stop(&a);
+	ck_assert_int_eq(proc_stop(&b), 0);
+	proxy_stop(&px);
+}
+END_TEST
+
+START_TEST(secondary_refuses_an_input_that_is_no_unit)
+{
+	struct proc a, b;
+	struct proxy px;
+
+	start_through(&a, &b, &px, S_INPUT_NO_UNIT, NULL);
+	expect_log(&b, "protocol error from a (127.0.0.1:");
+	expect_log(&b, "INPUT unit 1: kv unit: 12 bytes, shorter than its ");
+	secondary_kept_its_state(&a, &b);
+	proc_stop(&a);
+	ck_assert_int_eq(proc_stop(&b), 0);
+	proxy_stop(&px);
+}
+END_TEST
+
+static void primary_refuses_output(enum inject mode, const char *text)
+{
+	struct proc a, b;
+	struct proxy px;
+
+	start_through(&a, &b, &px, mode, NULL);
+	expect_log(&a, "protocol error from b (127.0.0.1:");
+	expect_log(&a, text);
+	expect_log(&a, "lost secondary b (protocol error): running unprotected");
+	expect_state(&a, "degraded");
+	ck_assert_msg(!proc_wait(&a, 0), "the primary died");
+	ck_assert_int_eq(proc_stop(&a), 0);
+	proc_stop(&b);
+	proxy_stop(&px);
+}
+
+START_TEST(primary_refuses_an_output_never_asked_for)
+{
+	primary_refuses_output(P_OUTPUT_UNSENT, "OUTPUT for unit 7, which was never sent "
+			       "(the last is 0)");
+}
+END_TEST
+
+START_TEST(primary_refuses_an_output_of_the_wrong_size)
+{
+	primary_refuses_output(P_OUTPUT_LONG, "OUTPUT of 32 bytes (it has 24)");
+}
+END_TEST
+
 /* ---- the splice ---- */
 
 /*
@@ -861,6 +970,10 @@ static Suite *suite(void)
 	tcase_add_test(tc, secondary_refuses_a_lying_device_size);
 	tcase_add_test(tc, primary_refuses_reply_during_sync);
 	tcase_add_test(tc, primary_refuses_loaded_with_nothing_in_flight);
+	tcase_add_test(tc, secondary_refuses_a_short_input);
+	tcase_add_test(tc, secondary_refuses_an_input_that_is_no_unit);
+	tcase_add_test(tc, primary_refuses_an_output_never_asked_for);
+	tcase_add_test(tc, primary_refuses_an_output_of_the_wrong_size);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("out of turn, keyed");
 	tcase_set_timeout(tc, 60);

@@ -437,6 +437,37 @@ START_TEST(compare_mismatches_lose_nothing)
 }
 END_TEST
 
+/* Both nodes must say compare: a secondary that does not refuses the
+ * primary's Hello, naming both settings, and each side says so. */
+START_TEST(compare_needs_both_nodes)
+{
+	struct proc a, b;
+	char listen[32], a_kv[32], b_kv[32];
+	struct wait_arg wa, wb;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
+	snprintf(a_kv, sizeof(a_kv), "127.0.0.1:%u", pair_free_port());
+	snprintf(b_kv, sizeof(b_kv), "127.0.0.1:%u", pair_free_port());
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "kv", "--guest-listen", b_kv,
+		   "--listen", listen, "--ram-mb", "16", NULL);
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "kv", "--guest-listen", a_kv,
+		   "--peer", listen, "--ram-mb", "16", "--output-mode", "compare", NULL);
+	wa = (struct wait_arg){ &a, 0, "secondary b refused us: primary a has output-mode "
+				"compare, node b buffer or none: both must say compare or "
+				"neither" };
+	wb = (struct wait_arg){ &b, 0, "primary a has output-mode compare, node b buffer "
+				"or none" };
+	if (!wait_for(cond_log, &wa, 20000) || !wait_for(cond_log, &wb, 20000)) {
+		proc_dump_log(&a);
+		proc_dump_log(&b);
+		ck_abort_msg("the disagreement was not said");
+	}
+	ck_assert(!proc_log_has(&a, "protected by b"));
+	ck_assert_int_eq(proc_stop(&a), 0);
+	ck_assert_int_eq(proc_stop(&b), 0);
+}
+END_TEST
+
 /* The checker is not blind: without output commit, acknowledged writes
  * made after the last checkpoint are gone, and it says so. */
 START_TEST(checker_sees_loss_without_output_commit)
@@ -534,6 +565,7 @@ int main(void)
 	tcase_add_loop_test(tc, no_acknowledged_write_is_lost, 0, trials);
 	tcase_add_loop_test(tc, compare_no_acknowledged_write_is_lost, 0, trials);
 	tcase_add_test(tc, compare_mismatches_lose_nothing);
+	tcase_add_test(tc, compare_needs_both_nodes);
 	tcase_add_test(tc, checker_sees_loss_without_output_commit);
 	tcase_add_test(tc, held_output_is_released_when_the_secondary_is_lost);
 	suite_add_tcase(s, tc);

@@ -6,7 +6,9 @@
 #   acknowledged) and kv protected with output-mode compare (a reply goes once
 #   the secondary's copy said the same; docs/compare.md).  Prints requests/s and p50/p99 latency of each test for
 #   each target, and the ratios to the kv guest alone, to redis-server and
-#   to kv buffer.  With SECURITY=yes two more buffer-mode pairs run in the
+#   to kv buffer; then the CPU time each target's processes used per 1000
+#   requests (both nodes of a pair), since on a small machine the nodes and
+#   redis-benchmark share the same CPUs.  With SECURITY=yes two more buffer-mode pairs run in the
 #   same rounds: "auth" (a psk-file: authenticated Hello, tagged checkpoints,
 #   signed heartbeats) and "encrypt" (the same and encrypt = yes).
 #
@@ -82,8 +84,19 @@ wait_protected() {
 	done
 }
 
-# bench NAME PORT: redis-benchmark CSV into $work/NAME.csv
+# cpu PIDS: their CPU time so far, in clock ticks (user + system)
+cpu() {
+	t=0
+	for p in $1; do
+		t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+
+# bench NAME PORT PIDS: redis-benchmark CSV into $work/NAME.csv; the CPU
+# ticks PIDS used meanwhile are added to $work/NAME.cpu's target
 bench() {
+	c0=$(cpu "$3")
 	redis-benchmark -h 127.0.0.1 -p "$2" -n "$N" -c "$C" -P "$P" -t "$TESTS" --csv \
 		>"$work/$1.csv" 2>"$work/$1.err" || {
 		cat "$work/$1.err" >&2
@@ -93,6 +106,7 @@ bench() {
 		cat "$work/$1.err" >&2
 		die "redis-benchmark reported errors against $1"
 	fi
+	echo $(($(cpu "$3") - c0)) >>"$work/${1%.*}.cpu"
 }
 
 
@@ -107,6 +121,7 @@ port_redis=$(free_port)
 redis-server --port "$port_redis" --bind 127.0.0.1 --save '' --appendonly no \
 	--daemonize no --logfile "$work/redis.log" &
 pids="$!"
+cpu_pids_redis=$!
 
 # 2. the kv guest alone: a primary with no secondary
 port_alone=$(free_port)
@@ -115,6 +130,7 @@ speer=$(free_port)
 	--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/alone.sock" \
 	--state-dir "$work/alone" >"$work/alone.log" 2>&1 &
 pids="$pids $!"
+cpu_pids_alone=$!
 
 # 3, 4 (5, 6). protected pairs: output-mode none, buffer (and buffer with a
 # key, and with a key and encryption)
@@ -135,12 +151,14 @@ for mode in $MODES; do
 		--ram-mb "$RAM" --listen "127.0.0.1:$speer" --control "$work/b-$mode.sock" \
 		--state-dir "$work/b-$mode" --output-mode "$bout" $sec >"$work/b-$mode.log" 2>&1 &
 	pids="$pids $!"
+	eval "cpu_pids_$mode=$!"
 	# shellcheck disable=SC2086
 	"$bdir/colo-primary" --name "a-$mode" --guest kv --guest-listen "127.0.0.1:$kvport" \
 		--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/a-$mode.sock" \
 		--state-dir "$work/a-$mode" --output-mode "$out" $sec ${PRIMARY_ARGS:-} \
 		>"$work/a-$mode.log" 2>&1 &
 	pids="$pids $!"
+	eval "cpu_pids_$mode=\"\$cpu_pids_$mode $!\""
 	eval "port_$mode=$kvport"
 done
 wait_port "$port_redis"
@@ -153,10 +171,10 @@ done
 r=1
 while [ $r -le "$ROUNDS" ]; do
 	printf 'round %d of %d: redis-server, kv alone, kv %s\n' "$r" "$ROUNDS" "$MODES"
-	bench "redis.$r" "$port_redis"
-	bench "alone.$r" "$port_alone"
+	bench "redis.$r" "$port_redis" "$cpu_pids_redis"
+	bench "alone.$r" "$port_alone" "$cpu_pids_alone"
 	for mode in $MODES; do
-		eval "bench \"\$mode.\$r\" \"\$port_$mode\""
+		eval "bench \"\$mode.\$r\" \"\$port_$mode\" \"\$cpu_pids_$mode\""
 	done
 	r=$((r + 1))
 done
@@ -217,6 +235,16 @@ BEGIN {
 		}
 	}
 }' /dev/null
+# requests per run: N for each test redis-benchmark ran (ping is two)
+ntests=$(grep -vc '^"test"' "$work/alone.1.csv")
+hz=$(getconf CLK_TCK)
+echo
+echo "CPU time per 1000 requests (all tests and rounds; a pair: both nodes):"
+for name in redis alone $MODES; do
+	awk -v n="$N" -v t="$ntests" -v r="$ROUNDS" -v hz="$hz" -v name="$name" \
+		'{ s += $1 } END { printf "  %-10s %8.2f ms\n", name, s * 1000 / hz / (n * t * r / 1000) }' \
+		"$work/$name.cpu"
+done
 echo
 echo "output-mode compare (primary's colo-ctl stats, over all rounds):"
 grep -E '^ *(checkpoints|interval|output|request|mismatch|timeout|uncompared|units compared|matched|mismatches) ' \

@@ -172,6 +172,9 @@ static void want_for(struct colo_primary *p, uint64_t epoch, enum colo_ckpt_caus
 
 	if (epoch <= c->covered || epoch <= c->asked)
 		return;
+	/* The checkpoint in flight holds it: its acknowledgement releases it. */
+	if (p->cur && !p->cur->full && p->cur->seq >= epoch)
+		return;
 	c->asked = epoch;
 	primary_want(p, why);
 }

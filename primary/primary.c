@@ -323,6 +323,14 @@ static void rx_hello(struct colo_primary *p)
 					 n->cfg.encrypt ? "yes" : "no");
 		return;
 	}
+	if (h.compare != p->cmp.on) {
+		/* A secondary that accepted without checking (an older one). */
+		colo_hello_release(&h);
+		colo_repl_protocol_error(p->conn, "output-mode %s there, %s here: both nodes "
+					 "must say compare or neither", h.compare ? "compare" :
+					 "not compare", p->cmp.on ? "compare" : "not compare");
+		return;
+	}
 	if (p->auth.keyed && primary_authenticated(p) != 0) {
 		colo_hello_release(&h);
 		primary_go_degraded(p, "cannot start the session");

@@ -137,8 +137,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * with the client state and counters as they were before it, handed to
  * the tap inside the section, so a pause() that returned has seen the unit
  * of every command that ran before it.
+ *
+ * The replies are left in c->out for conn_run_batch() to queue under
+ * *tag_out and *pos_out.
  */
-static bool conn_run_batch(struct kv_conn *c)
+bool kv_conn_run_batch(struct kv_conn *c, uint64_t *tag_out, uint64_t *pos_out)
 {
 	struct kv *kv = c->kv;
 	struct colo_kvcmd_ctx ctx;
@@ -209,6 +212,16 @@ static bool conn_run_batch(struct kv_conn *c)
 		memmove(c->in.data, c->in.data + off, c->in.len - off);
 		c->in.len -= off;
 	}
+	*tag_out = tag;
+	*pos_out = pos;
+	return capped;
+}
+
+static bool conn_run_batch(struct kv_conn *c)
+{
+	uint64_t tag, pos;
+	bool capped = kv_conn_run_batch(c, &tag, &pos);
+
 	kv_conn_queue(c, tag, pos);
 	return capped;
 }

@@ -2,7 +2,9 @@
  * kv_int.h: what kv.c (the service), kv_output.c (replies on their way
  * out) and kv_compare.c (compare mode) share: the guest's struct, a
  * connection's struct, and the calls between them.  Not for other users:
- * they have kv.h.
+ * they have kv.h (but for the compare-mode fuzz target's rig,
+ * tests/fuzz/kvunit_rig.c, which runs the primary's batches without a
+ * socket to check them against compare_run).
  *
  * Memory and threads are as kv.c's opening comment says; the compare-mode
  * fields are marked with the thread that owns them.
@@ -107,6 +109,16 @@ struct kv_conn {
  * run the commands left waiting once its output drained, then read again. */
 void kv_conn_close(struct kv_conn *c);
 void kv_conn_resume(struct kv_conn *c);
+
+/*
+ * kv.c: one batch of c's input, inside the run section (the unit handed to
+ * the tap, in compare mode): its replies are appended to c->out, to be
+ * queued under *tag (the epoch) and *pos (the unit's position, 0: none);
+ * the commands it ran are dropped from c->in; c->done is set by QUIT or a
+ * protocol error.  true if it stopped at the output cap (c->out plus
+ * c->held) with commands left.  Uses neither c->tcp nor the held chunks.
+ */
+bool kv_conn_run_batch(struct kv_conn *c, uint64_t *tag, uint64_t *pos);
 
 /* kv_output.c.  What may go now: a snapshot of the two watermarks. */
 struct kv_gate {

@@ -180,6 +180,8 @@ fuzz() {
 	(cd "$top/build-fuzz" && make fuzz FUZZ_SECONDS="$seconds")
 	say "fuzzing the kv guest's client path for $seconds s"
 	(cd "$top/build-fuzz" && make fuzz-kv FUZZ_SECONDS="$seconds")
+	say "fuzzing the kv guest's compare-mode units for $seconds s"
+	(cd "$top/build-fuzz" && make fuzz-kvunit FUZZ_SECONDS="$seconds")
 	say "fuzzing colo-primary's reading of QEMU's COLO stream for $seconds s"
 	(cd "$top/build-fuzz" && make fuzz-qemu FUZZ_SECONDS="$seconds")
 	say "fuzzing the authenticated Hello for $seconds s"

@@ -17,10 +17,9 @@
  *     released does.
  * Everything else (connections, their queues) belongs to the kv thread.
  *
- * A held reply goes when `tag <= released || (pos && pos <= matched)`.
- * Along one connection tags and positions both only grow, so once a chunk
- * may go so may every chunk before it: flushing from the head in order
- * keeps the connection's order.
+ * This file has the ops, the kv thread's loop and its connections (reading
+ * and running commands); kv_output.c holds each connection's replies until
+ * they may go and writes them.
  */
 #include "config.h"
 
@@ -52,36 +51,6 @@
 #define READ_CHUNK (64u << 10)
 #define LISTEN_RETRY_MS 200
 
-/* One batch's replies, waiting for their epoch to be released (or, in
- * compare mode, their position to be matched). */
-struct chunk {
-	struct chunk *next;
-	uint64_t tag;
-	uint64_t pos;                    /* the unit's position; 0: none */
-	size_t len;
-	uint8_t data[];
-};
-
-struct wreq {
-	uv_write_t req;
-	struct kv_conn *c;
-	struct chunk *chunks;
-	size_t bytes;
-};
-
-struct kv_conn {
-	uv_tcp_t tcp;
-	struct kv *kv;
-	struct kv_conn *prev, *next;
-	struct colo_resp_parser parser;
-	struct colo_kvcmd_client cli;    /* CLIENT ID, SETNAME */
-	struct colo_buf in;              /* input not yet consumed */
-	struct colo_buf out;             /* replies of the read being handled */
-	struct chunk *head, *tail;       /* held, in order */
-	size_t held;                     /* bytes in chunks + being written */
-	bool reading, closing, done;     /* done: close once the output is out */
-};
-
 static struct kv *to_kv(struct colo_guest *g)
 {
 	return kv_of(g);
@@ -106,24 +75,7 @@ static void section_leave(struct kv *kv)
 	pthread_mutex_unlock(&kv->mu);
 }
 
-/* ---- output ---- */
-
-/* What may go now: a snapshot of the two watermarks. */
-struct gate {
-	uint64_t released, matched;
-};
-
-static struct gate gate_now(struct kv *kv)
-{
-	struct gate g = { atomic_load(&kv->released), atomic_load(&kv->matched) };
-
-	return g;
-}
-
-static bool may_go(const struct gate *g, uint64_t tag, uint64_t pos)
-{
-	return tag <= g->released || (pos && pos <= g->matched);
-}
+/* ---- waking the kv thread ---- */
 
 void kv_wake(struct kv *kv)
 {
@@ -133,196 +85,20 @@ void kv_wake(struct kv *kv)
 	pthread_mutex_unlock(&kv->wake_mu);
 }
 
-static void conn_close(struct kv_conn *c);
-static void conn_resume(struct kv_conn *c);
-
-static void on_written(uv_write_t *req, int status)
-{
-	struct wreq *w = (struct wreq *)req;
-	struct kv_conn *c = w->c;
-
-	(void)status;
-	while (w->chunks) {
-		struct chunk *n = w->chunks->next;
-
-		free(w->chunks);
-		w->chunks = n;
-	}
-	c->held -= w->bytes;
-	free(w);
-	if (c->closing)
-		return;
-	if (c->done && !c->head && c->held == 0) {
-		conn_close(c);
-		return;
-	}
-	conn_resume(c);
-}
-
-/*
- * Write what the socket takes now, without a request (uv_try_write refuses
- * while earlier writes are queued, so order holds).  Returns how much of
- * [data, len) went, or -1 after closing the connection.
- */
-static ssize_t conn_try_write(struct kv_conn *c, const uint8_t *data, size_t len)
-{
-	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
-	int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-
-	if (r >= 0)
-		return r;
-	if (r == UV_EAGAIN)
-		return 0;
-	conn_close(c);                  /* the client went away */
-	return -1;
-}
-
-/* Write every chunk that may go (see the top): what the socket takes at
- * once, the rest in one uv_write. */
-static void conn_flush(struct kv_conn *c, const struct gate *gt)
-{
-	struct chunk *first, *last = NULL, *ch;
-	uv_buf_t bufs[64];
-	unsigned n = 0;
-	size_t bytes = 0;
-	struct wreq *w;
-
-	if (c->closing)
-		return;
-	while ((ch = c->head) && may_go(gt, ch->tag, ch->pos)) {
-		ssize_t put = conn_try_write(c, ch->data, ch->len);
-
-		if (put < 0)
-			return;
-		c->held -= (size_t)put;
-		if ((size_t)put < ch->len) {
-			memmove(ch->data, ch->data + put, ch->len - (size_t)put);
-			ch->len -= (size_t)put;
-			break;
-		}
-		c->head = ch->next;
-		if (!c->head)
-			c->tail = NULL;
-		free(ch);
-	}
-	first = c->head;
-	for (ch = c->head; ch && may_go(gt, ch->tag, ch->pos) && n < 64; ch = ch->next) {
-		bufs[n++] = uv_buf_init((char *)ch->data, (unsigned)ch->len);
-		bytes += ch->len;
-		last = ch;
-	}
-	if (!last) {
-		if (c->done && !c->head && c->held == 0)
-			conn_close(c);
-		return;
-	}
-	w = calloc(1, sizeof(*w));
-	if (!w) {
-		conn_close(c);
-		return;
-	}
-	c->head = last->next;
-	if (!c->head)
-		c->tail = NULL;
-	last->next = NULL;
-	w->c = c;
-	w->chunks = first;
-	w->bytes = bytes;
-	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_written) != 0) {
-		while (w->chunks) {
-			struct chunk *nx = w->chunks->next;
-
-			free(w->chunks);
-			w->chunks = nx;
-		}
-		c->held -= bytes;
-		free(w);
-		conn_close(c);
-		return;
-	}
-	if (c->head && may_go(gt, c->head->tag, c->head->pos))
-		conn_flush(c, gt);          /* more than 64 chunks were ready */
-}
-
-static void ask_for_checkpoint(struct kv *kv, uint64_t tag)
-{
-	if (kv->want_sent == tag)
-		return;
-	kv->want_sent = tag;
-	pthread_mutex_lock(&kv->hook_mu);
-	if (kv->want)
-		kv->want(kv->want_ud);
-	pthread_mutex_unlock(&kv->hook_mu);
-}
-
-/*
- * Queue this batch's replies (c->out) under tag and pos, and send what may
- * go.  The watermarks are read only now, after the tap saw the unit: a
- * match that came in between lets the replies go at once.
- */
-static void conn_queue(struct kv_conn *c, uint64_t tag, uint64_t pos)
-{
-	struct kv *kv = c->kv;
-	struct gate gt = gate_now(kv);
-	struct chunk *ch;
-
-	if (c->out.len && may_go(&gt, tag, pos) && !c->head) {
-		/* Nothing held before it and it may go: straight to the socket,
-		 * no copy. */
-		ssize_t put = conn_try_write(c, c->out.data, c->out.len);
-
-		if (put < 0)
-			return;
-		if ((size_t)put == c->out.len) {
-			colo_buf_reset(&c->out);
-		} else {
-			memmove(c->out.data, c->out.data + put, c->out.len - (size_t)put);
-			c->out.len -= (size_t)put;
-		}
-	}
-	if (c->out.len) {
-		ch = malloc(sizeof(*ch) + c->out.len);
-		if (!ch) {
-			conn_close(c);
-			return;
-		}
-		ch->next = NULL;
-		ch->tag = tag;
-		ch->pos = pos;
-		ch->len = c->out.len;
-		memcpy(ch->data, c->out.data, c->out.len);
-		colo_buf_reset(&c->out);
-		if (c->tail)
-			c->tail->next = ch;
-		else
-			c->head = ch;
-		c->tail = ch;
-		c->held += ch->len;
-		if (!may_go(&gt, tag, pos))
-			ask_for_checkpoint(kv, tag);
-	}
-	conn_flush(c, &gt);
-}
-
 /* ---- connections ---- */
 
 static void on_conn_closed(uv_handle_t *h)
 {
 	struct kv_conn *c = h->data;
 
-	while (c->head) {
-		struct chunk *n = c->head->next;
-
-		free(c->head);
-		c->head = n;
-	}
+	kv_conn_drop_held(c);
 	colo_resp_parser_free(&c->parser);
 	colo_buf_free(&c->in);
 	colo_buf_free(&c->out);
 	free(c);
 }
 
-static void conn_close(struct kv_conn *c)
+void kv_conn_close(struct kv_conn *c)
 {
 	struct kv *kv = c->kv;
 
@@ -361,8 +137,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
  * with the client state and counters as they were before it, handed to
  * the tap inside the section, so a pause() that returned has seen the unit
  * of every command that ran before it.
+ *
+ * The replies are left in c->out for conn_run_batch() to queue under
+ * *tag_out and *pos_out.
  */
-static bool conn_run_batch(struct kv_conn *c)
+bool kv_conn_run_batch(struct kv_conn *c, uint64_t *tag_out, uint64_t *pos_out)
 {
 	struct kv *kv = c->kv;
 	struct colo_kvcmd_ctx ctx;
@@ -433,7 +212,17 @@ static bool conn_run_batch(struct kv_conn *c)
 		memmove(c->in.data, c->in.data + off, c->in.len - off);
 		c->in.len -= off;
 	}
-	conn_queue(c, tag, pos);
+	*tag_out = tag;
+	*pos_out = pos;
+	return capped;
+}
+
+static bool conn_run_batch(struct kv_conn *c)
+{
+	uint64_t tag, pos;
+	bool capped = kv_conn_run_batch(c, &tag, &pos);
+
+	kv_conn_queue(c, tag, pos);
 	return capped;
 }
 
@@ -453,7 +242,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		return;
 	if (nread < 0) {
 		/* The client left: what it was owed goes nowhere. */
-		conn_close(c);
+		kv_conn_close(c);
 		return;
 	}
 	if (nread == 0)
@@ -476,7 +265,7 @@ static void conn_read_again(struct kv_conn *c)
 
 /* The output drained (a write finished, or held replies were released):
  * run the commands left waiting, then read again. */
-static void conn_resume(struct kv_conn *c)
+void kv_conn_resume(struct kv_conn *c)
 {
 	if (c->closing || c->done || c->reading || c->held >= HOLD_RESUME)
 		return;
@@ -523,11 +312,11 @@ static void on_connection(uv_stream_t *server, int status)
 static void on_wake(uv_async_t *a)
 {
 	struct kv *kv = a->data;
-	struct gate gt = gate_now(kv);
+	struct kv_gate gt = kv_gate_now(kv);
 
 	if (atomic_load(&kv->stop_req)) {
 		while (kv->conns)
-			conn_close(kv->conns);
+			kv_conn_close(kv->conns);
 		uv_close((uv_handle_t *)&kv->listener, NULL);
 		uv_close((uv_handle_t *)&kv->wake, NULL);
 		uv_close((uv_handle_t *)&kv->retry, NULL);
@@ -535,9 +324,9 @@ static void on_wake(uv_async_t *a)
 	}
 	for (struct kv_conn *c = kv->conns, *n; c; c = n) {
 		n = c->next;
-		conn_flush(c, &gt);
+		kv_conn_flush(c, &gt);
 		if (!c->closing)
-			conn_resume(c);
+			kv_conn_resume(c);
 	}
 }
 

@@ -42,6 +42,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -195,6 +196,27 @@ static int unit_parse(const uint8_t *data, size_t len, struct unit *u, struct co
 }
 
 /*
+ * The parser's error as part of our one-line message: it quotes the byte
+ * it found where a '$' belonged (Redis's text, for the client), which may
+ * be any byte; the secondary logs our line.
+ */
+static const char *printable(const char *s, char *out, size_t len)
+{
+	size_t o = 0;
+
+	for (; *s && o + 5 < len; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch >= ' ' && ch <= '~' && ch != '\\')
+			out[o++] = (char)ch;
+		else
+			o += (size_t)snprintf(out + o, len - o, "\\x%02x", ch);
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/*
  * Parse the RESP bytes without running them: whole commands only, ending
  * as the flags say.  The primary's parser kept its progress across reads;
  * a fresh one on the same bytes finds the same commands and the same fault
@@ -203,6 +225,7 @@ static int unit_parse(const uint8_t *data, size_t len, struct unit *u, struct co
 static int unit_check_resp(const struct unit *u, struct colo_err *err)
 {
 	struct colo_resp_parser p;
+	char why[4 * COLO_RESP_ERROR_MAX + 1];
 	size_t off = 0;
 	uint64_t n = 0;
 	int r = 0;
@@ -222,7 +245,7 @@ static int unit_check_resp(const struct unit *u, struct colo_err *err)
 	else if (r < 0 && !(u->flags & KV_UNIT_PROTO_ERROR))
 		r = colo_err_set(err, EPROTO, "kv unit: a protocol error in its command %" PRIu64
 				 " at RESP byte %zu (%s) that the unit does not flag",
-				 n + 1, off, p.error);
+				 n + 1, off, printable(p.error, why, sizeof(why)));
 	else if (r >= 0 && (u->flags & KV_UNIT_PROTO_ERROR))
 		r = colo_err_set(err, EPROTO, "kv unit: flagged as ending in a protocol error, "
 				 "but its %zu RESP bytes have none", u->len);

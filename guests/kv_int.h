@@ -1,7 +1,10 @@
 /*
- * kv_int.h: what kv.c (the service) and kv_compare.c (compare mode) share:
- * the guest's struct and the compare-mode calls the service makes.  Not
- * for other users: they have kv.h.
+ * kv_int.h: what kv.c (the service), kv_output.c (replies on their way
+ * out) and kv_compare.c (compare mode) share: the guest's struct, a
+ * connection's struct, and the calls between them.  Not for other users:
+ * they have kv.h (but for the compare-mode fuzz target's rig,
+ * tests/fuzz/kvunit_rig.c, which runs the primary's batches without a
+ * socket to check them against compare_run).
  *
  * Memory and threads are as kv.c's opening comment says; the compare-mode
  * fields are marked with the thread that owns them.
@@ -20,8 +23,10 @@
 #include "guest.h"
 #include "kvcmd.h"
 #include "kvstore.h"
+#include "resp.h"
 
 struct kv_conn;
+struct kv_chunk;
 
 struct kv {
 	struct colo_guest g;
@@ -84,6 +89,53 @@ static inline struct kv *kv_of(struct colo_guest *g)
 
 /* Wake the kv thread (it flushes what may go now), if it runs. */
 void kv_wake(struct kv *kv);
+
+/* ---- connections: kv thread only ---- */
+
+struct kv_conn {
+	uv_tcp_t tcp;
+	struct kv *kv;
+	struct kv_conn *prev, *next;
+	struct colo_resp_parser parser;
+	struct colo_kvcmd_client cli;    /* CLIENT ID, SETNAME */
+	struct colo_buf in;              /* input not yet consumed */
+	struct colo_buf out;             /* replies of the read being handled */
+	struct kv_chunk *head, *tail;    /* held, in order (kv_output.c) */
+	size_t held;                     /* bytes in chunks + being written */
+	bool reading, closing, done;     /* done: close once the output is out */
+};
+
+/* kv.c: close the connection (its handle's close callback frees it), and
+ * run the commands left waiting once its output drained, then read again. */
+void kv_conn_close(struct kv_conn *c);
+void kv_conn_resume(struct kv_conn *c);
+
+/*
+ * kv.c: one batch of c's input, inside the run section (the unit handed to
+ * the tap, in compare mode): its replies are appended to c->out, to be
+ * queued under *tag (the epoch) and *pos (the unit's position, 0: none);
+ * the commands it ran are dropped from c->in; c->done is set by QUIT or a
+ * protocol error.  true if it stopped at the output cap (c->out plus
+ * c->held) with commands left.  Uses neither c->tcp nor the held chunks.
+ */
+bool kv_conn_run_batch(struct kv_conn *c, uint64_t *tag, uint64_t *pos);
+
+/* kv_output.c.  What may go now: a snapshot of the two watermarks. */
+struct kv_gate {
+	uint64_t released, matched;
+};
+
+struct kv_gate kv_gate_now(struct kv *kv);
+
+/* Queue this batch's replies (c->out) under tag and pos, and send what may
+ * go.  May close the connection. */
+void kv_conn_queue(struct kv_conn *c, uint64_t tag, uint64_t pos);
+
+/* Write every held chunk that may go under gt.  May close the connection. */
+void kv_conn_flush(struct kv_conn *c, const struct kv_gate *gt);
+
+/* Free the chunks still held (the connection is being freed). */
+void kv_conn_drop_held(struct kv_conn *c);
 
 /* Unit flags (docs/kv.md, "Compare mode"). */
 #define KV_UNIT_PROTO_ERROR 0x01u    /* the batch ended in a protocol error */

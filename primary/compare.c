@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
 #include "colomsg.h"
 #include "log.h"
 #include "primary_int.h"
@@ -49,20 +50,6 @@ struct cmp_write {
 };
 
 enum { E_PENDING, E_MATCHED, E_HELD };
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
 
 static void frames_free(struct cmp_frame *f)
 {
@@ -99,10 +86,10 @@ static void on_unit(void *ud, const struct colo_cmp_unit *u)
 	f->out = u->out;
 	f->sendable = u->data != NULL;
 	f->len = COLO_FRAME_HEAD + COLO_FRAME_INPUT_HEAD + body;
-	put_be32(f->frame, COLO_FRAME_INPUT);
-	put_be32(f->frame + 4, (uint32_t)(COLO_FRAME_INPUT_HEAD + body));
-	put_be64(f->frame + 8, u->pos);
-	put_be64(f->frame + 16, u->epoch);
+	colo_store_be32(f->frame, COLO_FRAME_INPUT);
+	colo_store_be32(f->frame + 4, (uint32_t)(COLO_FRAME_INPUT_HEAD + body));
+	colo_store_be64(f->frame + 8, u->pos);
+	colo_store_be64(f->frame + 16, u->epoch);
 	if (body)
 		memcpy(f->frame + COLO_FRAME_HEAD + COLO_FRAME_INPUT_HEAD, u->data, body);
 	pthread_mutex_lock(&c->mu);

@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "buf.h"
 #include "colomsg.h"
 #include "log.h"
 #include "ramfmt.h"
@@ -42,20 +43,6 @@ struct sec_unit {
 	size_t len;
 	uint8_t data[];
 };
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	p[0] = (uint8_t)(v >> 24);
-	p[1] = (uint8_t)(v >> 16);
-	p[2] = (uint8_t)(v >> 8);
-	p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	put_be32(p, (uint32_t)(v >> 32));
-	put_be32(p + 4, (uint32_t)v);
-}
 
 int secondary_cmp_init(struct colo_secondary *s, struct colo_err *err)
 {
@@ -146,11 +133,11 @@ static int run(struct colo_secondary *s, uint64_t pos, const uint8_t *data, size
 		colo_repl_protocol_error(s->conn, "INPUT unit %" PRIu64 ": %s", pos, err.msg);
 		return -1;
 	}
-	put_be32(f, COLO_FRAME_OUTPUT);
-	put_be32(f + 4, COLO_FRAME_OUTPUT_LEN);
-	put_be64(f + 8, pos);
-	put_be64(f + 16, d.len);
-	put_be64(f + 24, d.hash);
+	colo_store_be32(f, COLO_FRAME_OUTPUT);
+	colo_store_be32(f + 4, COLO_FRAME_OUTPUT_LEN);
+	colo_store_be64(f + 8, pos);
+	colo_store_be64(f + 16, d.len);
+	colo_store_be64(f + 24, d.hash);
 	colo_buf_put(&c->out, f, sizeof(f));
 	if (!colo_buf_ok(&c->out)) {
 		secondary_fail(s, "out of memory for OUTPUT frames");

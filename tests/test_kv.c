@@ -82,26 +82,7 @@ static void rig_free(struct rig *r)
 	colo_ram_free(r->ram);
 }
 
-/* ---- the client: hiredis, blocking, with a 10 s timeout on everything ---- */
-
-static redisContext *kv_connect(uint16_t port)
-{
-	struct timeval tv = { 10, 0 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-
-	ck_assert_msg(c && !c->err, "connect to port %u: %s", port, c ? c->errstr : "no memory");
-	ck_assert_int_eq(redisSetTimeout(c, tv), REDIS_OK);
-	return c;
-}
-
-/* Write out whatever hiredis holds for the server. */
-static void kv_flush(redisContext *c)
-{
-	int done = 0;
-
-	while (!done)
-		ck_assert_msg(redisBufferWrite(c, &done) == REDIS_OK, "send: %s", c->errstr);
-}
+/* ---- the client (kvcall.h: hiredis, blocking, 10 s timeouts) ---- */
 
 /* Send a command, do not wait for its reply. */
 static void kv_send(redisContext *c, const char *fmt, ...)
@@ -114,84 +95,6 @@ static void kv_send(redisContext *c, const char *fmt, ...)
 	va_end(ap);
 	ck_assert_int_eq(rc, REDIS_OK);
 	kv_flush(c);
-}
-
-/* Send bytes as they are (inline commands, pipelines, garbage). */
-static void kv_send_raw(redisContext *c, const char *bytes, size_t len)
-{
-	ck_assert_int_eq(redisAppendFormattedCommand(c, bytes, len), REDIS_OK);
-	kv_flush(c);
-}
-
-/* The next reply; fails the test on a closed connection or a timeout. */
-static redisReply *kv_read(redisContext *c)
-{
-	void *r = NULL;
-
-	ck_assert_msg(redisGetReply(c, &r) == REDIS_OK && r, "no reply: %s", c->errstr);
-	return r;
-}
-
-/* Is there no more reply: the connection closed (hiredis: an error). */
-static bool kv_closed(redisContext *c)
-{
-	void *r = NULL;
-
-	if (redisGetReply(c, &r) == REDIS_OK) {
-		freeReplyObject(r);
-		return false;
-	}
-	return true;
-}
-
-/* Is a reply waiting on the connection within ms? */
-static bool readable(redisContext *c, int ms)
-{
-	struct pollfd p = { c->fd, POLLIN, 0 };
-
-	return c->reader->len > c->reader->pos || poll(&p, 1, ms) == 1;
-}
-
-static void expect_status(redisContext *c, const char *want)
-{
-	redisReply *r = kv_read(c);
-
-	ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
-	ck_assert_str_eq(r->str, want);
-	freeReplyObject(r);
-}
-
-/* The commands the guest has run, from its describe line. */
-static unsigned long long commands_run(struct rig *r)
-{
-	char line[256];
-	const char *p;
-
-	r->g->ops->describe(r->g, line, sizeof(line));
-	p = strstr(line, " clients, ");
-	ck_assert_msg(p, "%s", line);
-	return strtoull(p + strlen(" clients, "), NULL, 10);
-}
-
-struct ran_arg {
-	struct rig *r;
-	unsigned long long n;
-};
-
-static bool cond_ran(void *ud)
-{
-	struct ran_arg *a = ud;
-
-	return commands_run(a->r) >= a->n;
-}
-
-/* Wait until the guest has run n commands in all (20 s at most). */
-static void wait_ran(struct rig *r, unsigned long long n)
-{
-	struct ran_arg a = { r, n };
-
-	ck_assert_msg(colo_test_wait(cond_ran, &a, 20000), "the guest ran %llu commands, "
-		      "not %llu", commands_run(r), n);
 }
 
 static bool cond_wants(void *ud)
@@ -208,7 +111,7 @@ START_TEST(serves_resp)
 	char line[256];
 
 	rig_init(&r, true);
-	c = kv_connect(r.port);
+	c = kv_open(r.port);
 	rep = kv_call(c, "PING");
 	ck_assert_str_eq(rep->str, "PONG");
 	freeReplyObject(rep);
@@ -221,8 +124,8 @@ START_TEST(serves_resp)
 	freeReplyObject(rep);
 	/* inline commands, pipelined, as redis-benchmark's PING_INLINE sends */
 	kv_send_raw(c, "PING\r\nPING\r\n", 12);
-	expect_status(c, "PONG");
-	expect_status(c, "PONG");
+	kv_expect_status(c, "PONG");
+	kv_expect_status(c, "PONG");
 	r.g->ops->describe(r.g, line, sizeof(line));
 	ck_assert_msg(strstr(line, "kv: 1 keys, serving 127.0.0.1:"), "%s", line);
 	/* a protocol error closes only this connection, with an error first */
@@ -233,7 +136,7 @@ START_TEST(serves_resp)
 	freeReplyObject(rep);
 	ck_assert(kv_closed(c));
 	redisFree(c);
-	c = kv_connect(r.port);
+	c = kv_open(r.port);
 	rep = kv_call(c, "GET %s", "k");
 	ck_assert_str_eq(rep->str, "v1");
 	freeReplyObject(rep);
@@ -258,26 +161,26 @@ START_TEST(output_waits_for_its_checkpoint)
 	rig_init(&r, true);
 	atomic_store(&wants, 0);
 	r.g->ops->output_notify(r.g, on_want, NULL);
-	c = kv_connect(r.port);
-	d = kv_connect(r.port);
+	c = kv_open(r.port);
+	d = kv_open(r.port);
 	/* as the engine does at a checkpoint: pause, new epoch, resume */
 	r.g->ops->pause(r.g);
 	r.g->ops->output_epoch(r.g, 7);
 	r.g->ops->resume(r.g);
-	ran = commands_run(&r);
+	ran = kv_commands_run(r.g);
 	kv_send(c, "SET %s %s", "a", "1");
-	wait_ran(&r, ran + 1);                  /* it ran; its reply is held */
-	ck_assert(!readable(c, 200));
+	kv_wait_ran(r.g, ran + 1);                  /* it ran; its reply is held */
+	ck_assert(!kv_readable(c, 200));
 	ck_assert(colo_test_wait(cond_wants, NULL, 20000));
 	/* a read of it on another connection waits too */
 	kv_send(d, "GET %s", "a");
-	wait_ran(&r, ran + 2);
-	ck_assert(!readable(d, 100));
+	kv_wait_ran(r.g, ran + 2);
+	ck_assert(!kv_readable(d, 100));
 	r.g->ops->output_release(r.g, 6);
-	ck_assert(!readable(c, 100));
+	ck_assert(!kv_readable(c, 100));
 	r.g->ops->output_release(r.g, 7);
-	ck_assert(readable(c, 10000));
-	expect_status(c, "OK");
+	ck_assert(kv_readable(c, 10000));
+	kv_expect_status(c, "OK");
 	rep = kv_read(d);
 	ck_assert_str_eq(rep->str, "1");
 	freeReplyObject(rep);
@@ -291,14 +194,14 @@ START_TEST(output_waits_for_its_checkpoint)
 	r.g->ops->pause(r.g);
 	r.g->ops->output_epoch(r.g, 9);
 	r.g->ops->resume(r.g);
-	ran = commands_run(&r);
+	ran = kv_commands_run(r.g);
 	kv_send(c, "INCR %s", "n");
-	wait_ran(&r, ran + 1);
-	ck_assert(!readable(c, 150));
+	kv_wait_ran(r.g, ran + 1);
+	ck_assert(!kv_readable(c, 150));
 	/* protection lost: everything goes */
 	r.g->ops->output_epoch(r.g, 0);
 	r.g->ops->output_release(r.g, UINT64_MAX);
-	ck_assert(readable(c, 10000));
+	ck_assert(kv_readable(c, 10000));
 	rep = kv_read(c);
 	ck_assert_int_eq(rep->integer, 2);
 	freeReplyObject(rep);
@@ -318,16 +221,16 @@ START_TEST(pause_holds_commands)
 	unsigned long long ran;
 
 	rig_init(&r, true);
-	c = kv_connect(r.port);
+	c = kv_open(r.port);
 	r.g->ops->pause(r.g);
-	ran = commands_run(&r);
+	ran = kv_commands_run(r.g);
 	kv_send(c, "SET %s %s", "p", "1");
 	/* A window in which the paused guest must run nothing. */
-	ck_assert(!readable(c, 200));
-	ck_assert_uint_eq(commands_run(&r), ran);
+	ck_assert(!kv_readable(c, 200));
+	ck_assert_uint_eq(kv_commands_run(r.g), ran);
 	r.g->ops->resume(r.g);
-	ck_assert(readable(c, 10000));
-	expect_status(c, "OK");
+	ck_assert(kv_readable(c, 10000));
+	kv_expect_status(c, "OK");
 	rep = kv_call(c, "DBSIZE");
 	ck_assert_int_eq(rep->integer, 1);
 	freeReplyObject(rep);
@@ -350,7 +253,7 @@ START_TEST(state_moves_to_another_guest)
 	char key[32], val[32];
 
 	rig_init(&a, true);
-	c = kv_connect(a.port);
+	c = kv_open(a.port);
 	for (int i = 0; i < 2000; i++) {
 		snprintf(key, sizeof(key), "key:%d", i);
 		snprintf(val, sizeof(val), "value-%d", i * 7);
@@ -376,7 +279,7 @@ START_TEST(state_moves_to_another_guest)
 	ck_assert_msg(strstr(vr.summary, "1999 keys"), "%s", vr.summary);
 	ck_assert_msg(b.g->ops->start(b.g, &err) == 0, "%s", err.msg);
 	b.port = colo_kv_port(b.g);
-	c = kv_connect(b.port);
+	c = kv_open(b.port);
 	rep = kv_call(c, "DBSIZE");
 	ck_assert_int_eq(rep->integer, 1999);
 	freeReplyObject(rep);
@@ -420,13 +323,13 @@ START_TEST(busy_address_is_waited_for)
 	b.g->ops->describe(b.g, line, sizeof(line));
 	ck_assert_msg(strstr(line, "waiting for 127.0.0.1:"), "%s", line);
 	/* a still answers on the port */
-	c = kv_connect(port);
+	c = kv_open(port);
 	freeReplyObject(kv_call(c, "SET %s %s", "who", "a"));
 	redisFree(c);
 	rig_free(&a);
 	ck_assert(colo_test_wait(cond_serving, b.g, 20000));
 	ck_assert_uint_eq(colo_kv_port(b.g), port);
-	c = kv_connect(port);
+	c = kv_open(port);
 	rep = kv_call(c, "GET %s", "who");
 	ck_assert_int_eq(rep->type, REDIS_REPLY_NIL);   /* b's own (empty) store */
 	freeReplyObject(rep);
@@ -454,7 +357,7 @@ START_TEST(held_output_is_bounded)
 	memset(big, 'x', BIG);
 	big[BIG] = '\0';
 	rig_init(&r, true);
-	c = kv_connect(r.port);
+	c = kv_open(r.port);
 	rep = kv_call(c, "SET %s %b", "big", big, (size_t)BIG);
 	ck_assert_str_eq(rep->str, "OK");
 	freeReplyObject(rep);
@@ -474,10 +377,10 @@ START_TEST(held_output_is_bounded)
 	}
 	/* SET, then as many GETs as fill 16 MiB of replies; then a window in
 	 * which it must run no more. */
-	wait_ran(&r, 1 + 16);
+	kv_wait_ran(r.g, 1 + 16);
 	usleep(300000);
-	ck_assert_uint_eq(commands_run(&r), 1 + 16);
-	ck_assert(!readable(c, 0));
+	ck_assert_uint_eq(kv_commands_run(r.g), 1 + 16);
+	ck_assert(!kv_readable(c, 0));
 	r.g->ops->output_release(r.g, 5);
 	for (int i = 0; i < GETS; i++) {
 		rep = kv_read(c);
@@ -485,7 +388,7 @@ START_TEST(held_output_is_bounded)
 		ck_assert_uint_eq(rep->len, BIG);
 		freeReplyObject(rep);
 	}
-	ck_assert_uint_eq(commands_run(&r), 1 + GETS);
+	ck_assert_uint_eq(kv_commands_run(r.g), 1 + GETS);
 	redisFree(c);
 	rig_free(&r);
 	free(big);

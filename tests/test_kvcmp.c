@@ -215,25 +215,7 @@ static bool cond_proto_unit(void *ud)
 	return found;
 }
 
-/* ---- the client: hiredis, blocking, with a 10 s timeout ---- */
-
-static redisContext *kv_connect(uint16_t port)
-{
-	struct timeval tv = { 10, 0 };
-	redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-
-	ck_assert_msg(c && !c->err, "connect to port %u: %s", port, c ? c->errstr : "no memory");
-	ck_assert_int_eq(redisSetTimeout(c, tv), REDIS_OK);
-	return c;
-}
-
-static void kv_flush(redisContext *c)
-{
-	int done = 0;
-
-	while (!done)
-		ck_assert_msg(redisBufferWrite(c, &done) == REDIS_OK, "send: %s", c->errstr);
-}
+/* ---- the client (kvcall.h: hiredis, blocking, 10 s timeouts) ---- */
 
 /* Queue a command; kv_flush() sends what is queued in one go. */
 static void kv_append(redisContext *c, const char *fmt, ...)
@@ -245,47 +227,6 @@ static void kv_append(redisContext *c, const char *fmt, ...)
 	rc = redisvAppendCommand(c, fmt, ap);
 	va_end(ap);
 	ck_assert_int_eq(rc, REDIS_OK);
-}
-
-static void kv_send_raw(redisContext *c, const char *bytes, size_t len)
-{
-	ck_assert_int_eq(redisAppendFormattedCommand(c, bytes, len), REDIS_OK);
-	kv_flush(c);
-}
-
-static redisReply *kv_read(redisContext *c)
-{
-	void *r = NULL;
-
-	ck_assert_msg(redisGetReply(c, &r) == REDIS_OK && r, "no reply: %s", c->errstr);
-	return r;
-}
-
-static bool kv_closed(redisContext *c)
-{
-	void *r = NULL;
-
-	if (redisGetReply(c, &r) == REDIS_OK) {
-		freeReplyObject(r);
-		return false;
-	}
-	return true;
-}
-
-static bool readable(redisContext *c, int ms)
-{
-	struct pollfd p = { c->fd, POLLIN, 0 };
-
-	return c->reader->len > c->reader->pos || poll(&p, 1, ms) == 1;
-}
-
-static void expect_status(redisContext *c, const char *want)
-{
-	redisReply *r = kv_read(c);
-
-	ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
-	ck_assert_str_eq(r->str, want);
-	freeReplyObject(r);
 }
 
 static void expect_str(redisContext *c, const char *want)
@@ -313,39 +254,6 @@ static void expect_error(redisContext *c, const char *part)
 	ck_assert_int_eq(r->type, REDIS_REPLY_ERROR);
 	ck_assert_msg(strstr(r->str, part), "%s", r->str);
 	freeReplyObject(r);
-}
-
-static unsigned long long commands_run(struct rig *r)
-{
-	char line[256];
-	const char *p;
-
-	r->g->ops->describe(r->g, line, sizeof(line));
-	p = strstr(line, " clients, ");
-	ck_assert_msg(p, "%s", line);
-	return strtoull(p + strlen(" clients, "), NULL, 10);
-}
-
-struct ran_arg {
-	struct rig *r;
-	unsigned long long n;
-};
-
-static bool cond_ran(void *ud)
-{
-	struct ran_arg *a = ud;
-
-	return commands_run(a->r) >= a->n;
-}
-
-/* Wait until the guest ran n commands in all; their units were handed to
- * the tap before the count moved. */
-static void wait_ran(struct rig *r, unsigned long long n)
-{
-	struct ran_arg a = { r, n };
-
-	ck_assert_msg(colo_test_wait(cond_ran, &a, 20000), "the guest ran %llu commands, "
-		      "not %llu", commands_run(r), n);
 }
 
 /* Run unit i of t on guest g; its digest must be (or not be) the primary's. */
@@ -413,7 +321,7 @@ START_TEST(units_replay_on_a_second_guest)
 	rig_start(&a);
 	set_epoch(&a, 5);                   /* released 4: nothing of 5 goes */
 
-	c1 = kv_connect(a.port);
+	c1 = kv_open(a.port);
 	kv_append(c1, "SET k1 v1");
 	kv_append(c1, "GET k1");
 	kv_append(c1, "INCR n");
@@ -438,42 +346,42 @@ START_TEST(units_replay_on_a_second_guest)
 	kv_append(c1, "GET");
 	kv_append(c1, "COMMAND COUNT");
 	kv_flush(c1);
-	wait_ran(&a, 23);
-	ck_assert(!readable(c1, 200));
+	kv_wait_ran(a.g, 23);
+	ck_assert(!kv_readable(c1, 200));
 
 	/* client state across batches: the unit carries it from before the
 	 * batch, which here changes it after reading it */
-	c2 = kv_connect(a.port);
+	c2 = kv_open(a.port);
 	kv_append(c2, "CLIENT SETNAME beta");
 	kv_flush(c2);
-	wait_ran(&a, 24);
+	kv_wait_ran(a.g, 24);
 	n = tap_count(&t);
 	kv_append(c2, "CLIENT GETNAME");
 	kv_append(c2, "CLIENT SETNAME gamma");
 	kv_append(c2, "CLIENT GETNAME");
 	kv_flush(c2);
-	wait_ran(&a, 27);
+	kv_wait_ran(a.g, 27);
 	u = tap_unit(&t, n);
 	ck_assert_uint_eq(u->data[U_NAMELEN], 4);
 	ck_assert(memcmp(u->data + U_NAME, "beta", 4) == 0);
 
 	/* a protocol error after a command: one flagged unit ends with it */
-	c3 = kv_connect(a.port);
+	c3 = kv_open(a.port);
 	kv_send_raw(c3, proto_err, sizeof(proto_err) - 1);
 	ck_assert(colo_test_wait(cond_proto_unit, &t, 20000));
 
 	/* QUIT: what follows it is neither run nor in the unit */
-	c4 = kv_connect(a.port);
-	ran = commands_run(&a);
+	c4 = kv_open(a.port);
+	ran = kv_commands_run(a.g);
 	kv_send_raw(c4, quit, sizeof(quit) - 1);
-	wait_ran(&a, ran + 2);
+	kv_wait_ran(a.g, ran + 2);
 	n = tap_count(&t);
 	u = tap_unit(&t, n - 1);
 	ck_assert_uint_ge(u->len, U_HDR + 6);
 	ck_assert(memcmp(u->data + u->len - 6, "QUIT\r\n", 6) == 0);
-	ck_assert(!readable(c1, 100));
-	ck_assert(!readable(c3, 0));
-	ck_assert(!readable(c4, 0));
+	ck_assert(!kv_readable(c1, 100));
+	ck_assert(!kv_readable(c3, 0));
+	ck_assert(!kv_readable(c4, 0));
 
 	/* the second guest runs them all: same digests, same store */
 	for (size_t i = 0; i < n; i++) {
@@ -488,12 +396,12 @@ START_TEST(units_replay_on_a_second_guest)
 
 	/* matched: every reply goes, in order */
 	a.g->ops->output_match(a.g, tap_unit(&t, n - 1)->pos);
-	ck_assert(readable(c1, 10000));
-	expect_status(c1, "OK");
+	ck_assert(kv_readable(c1, 10000));
+	kv_expect_status(c1, "OK");
 	expect_str(c1, "v1");
 	expect_int(c1, 1);
 	expect_int(c1, 2);
-	expect_status(c1, "OK");
+	kv_expect_status(c1, "OK");
 	expect_str(c1, "alpha");
 	expect_int(c1, 1);                  /* the first connection */
 	rep = kv_read(c1);
@@ -512,7 +420,7 @@ START_TEST(units_replay_on_a_second_guest)
 	snprintf(want, sizeof(want), "%u", a.port);
 	ck_assert_str_eq(rep->element[1]->str, want);
 	freeReplyObject(rep);
-	expect_status(c1, "OK");
+	kv_expect_status(c1, "OK");
 	rep = kv_read(c1);
 	ck_assert_uint_eq(rep->elements, 3);
 	ck_assert_str_eq(rep->element[0]->str, "1");
@@ -528,22 +436,22 @@ START_TEST(units_replay_on_a_second_guest)
 	ck_assert_uint_eq(rep->elements, 2);
 	freeReplyObject(rep);
 	expect_int(c1, 3);
-	expect_status(c1, "PONG");
+	kv_expect_status(c1, "PONG");
 	expect_str(c1, "hi");
 	expect_error(c1, "unknown command 'NOSUCH'");
 	expect_error(c1, "wrong number of arguments for 'get'");
 	rep = kv_read(c1);
 	ck_assert_int_eq(rep->type, REDIS_REPLY_INTEGER);
 	freeReplyObject(rep);
-	expect_status(c2, "OK");
+	kv_expect_status(c2, "OK");
 	expect_str(c2, "beta");
-	expect_status(c2, "OK");
+	kv_expect_status(c2, "OK");
 	expect_str(c2, "gamma");
-	expect_status(c3, "OK");
+	kv_expect_status(c3, "OK");
 	expect_error(c3, "Protocol error");
 	ck_assert(kv_closed(c3));
 	expect_str(c4, "v1");
-	expect_status(c4, "OK");
+	kv_expect_status(c4, "OK");
 	ck_assert(kv_closed(c4));
 	redisFree(c1);
 	redisFree(c2);
@@ -552,7 +460,7 @@ START_TEST(units_replay_on_a_second_guest)
 
 	/* promoted: the second guest serves what the units made */
 	rig_start(&b);
-	c1 = kv_connect(b.port);
+	c1 = kv_open(b.port);
 	rep = kv_call(c1, "MGET k1 n a pe b");
 	ck_assert_uint_eq(rep->elements, 5);
 	ck_assert_str_eq(rep->element[0]->str, "v1");
@@ -587,23 +495,23 @@ START_TEST(release_and_match_both_free_replies)
 	a.g->ops->compare_tap(a.g, on_unit, &t);
 	rig_start(&a);
 	set_epoch(&a, 5);
-	c = kv_connect(a.port);
+	c = kv_open(a.port);
 	kv_append(c, "SET x 1");
 	kv_flush(c);
 	wait_units(&t, 1);
 	kv_append(c, "SET y 2");
 	kv_flush(c);
 	wait_units(&t, 2);
-	ck_assert(!readable(c, 200));
+	ck_assert(!kv_readable(c, 200));
 	/* the first unit matched: its reply alone */
 	a.g->ops->output_match(a.g, tap_unit(&t, 0)->pos);
-	ck_assert(readable(c, 10000));
-	expect_status(c, "OK");
-	ck_assert(!readable(c, 150));
+	ck_assert(kv_readable(c, 10000));
+	kv_expect_status(c, "OK");
+	ck_assert(!kv_readable(c, 150));
 	/* its epoch released: the second goes, unmatched */
 	a.g->ops->output_release(a.g, 5);
-	ck_assert(readable(c, 10000));
-	expect_status(c, "OK");
+	ck_assert(kv_readable(c, 10000));
+	kv_expect_status(c, "OK");
 
 	/* a later epoch, a match below the unit: still held; its release
 	 * frees it */
@@ -613,9 +521,9 @@ START_TEST(release_and_match_both_free_replies)
 	wait_units(&t, 3);
 	ck_assert_uint_eq(tap_unit(&t, 2)->epoch, 6);
 	a.g->ops->output_match(a.g, tap_unit(&t, 2)->pos - 1);
-	ck_assert(!readable(c, 150));
+	ck_assert(!kv_readable(c, 150));
 	a.g->ops->output_release(a.g, 6);
-	ck_assert(readable(c, 10000));
+	ck_assert(kv_readable(c, 10000));
 	expect_int(c, 1);
 
 	/* matched from inside the tap, before the replies are queued: they
@@ -654,7 +562,7 @@ START_TEST(nondet_command_mismatches)
 	a.g->ops->compare_tap(a.g, on_unit, &t);
 	rig_start(&a);
 	set_epoch(&a, 5);
-	c = kv_connect(a.port);
+	c = kv_open(a.port);
 	kv_append(c, "SET k v");
 	kv_flush(c);
 	wait_units(&t, 1);
@@ -669,7 +577,7 @@ START_TEST(nondet_command_mismatches)
 	ck_assert_uint_eq(tap_unit(&t, 1)->out.len, strlen("$16\r\n\r\n") + 16);
 	replay(&b, &t, 2, true);
 	a.g->ops->output_match(a.g, 3);
-	expect_status(c, "OK");
+	kv_expect_status(c, "OK");
 	rep = kv_read(c);
 	ck_assert_int_eq(rep->type, REDIS_REPLY_STRING);
 	ck_assert_uint_eq(rep->len, 16);
@@ -759,7 +667,7 @@ START_TEST(bad_units_are_refused)
 	rig_init(&b);
 	a.g->ops->compare_tap(a.g, on_unit, &t);
 	rig_start(&a);
-	c = kv_connect(a.port);
+	c = kv_open(a.port);
 	freeReplyObject(kv_call(c, "CLIENT SETNAME who"));
 	freeReplyObject(kv_call(c, "SET a 1"));
 	redisFree(c);
@@ -851,7 +759,7 @@ START_TEST(big_unit_comes_without_bytes)
 	rig_init(&a);
 	a.g->ops->compare_tap(a.g, on_unit, &t);
 	rig_start(&a);
-	c = kv_connect(a.port);
+	c = kv_open(a.port);
 	rep = kv_call(c, "SET big %b", v, big);       /* a 4 MiB store: it does not fit */
 	ck_assert_int_eq(rep->type, REDIS_REPLY_ERROR);
 	freeReplyObject(rep);

@@ -807,33 +807,30 @@ END_TEST
 
 /* ---- compare mode's frames ---- */
 
-START_TEST(secondary_refuses_a_short_input)
+static void secondary_refuses_input(enum inject mode, const char *text)
 {
 	struct proc a, b;
 	struct proxy px;
 
-	start_through(&a, &b, &px, S_INPUT_SHORT, NULL);
+	start_through(&a, &b, &px, mode, NULL);
 	expect_log(&b, "protocol error from a (127.0.0.1:");
-	expect_log(&b, "INPUT of 8 bytes (from 16 to 16777232)");
+	expect_log(&b, text);
 	secondary_kept_its_state(&a, &b);
 	proc_stop(&a);
 	ck_assert_int_eq(proc_stop(&b), 0);
 	proxy_stop(&px);
 }
+
+START_TEST(secondary_refuses_a_short_input)
+{
+	secondary_refuses_input(S_INPUT_SHORT, "INPUT of 8 bytes (from 16 to 16777232)");
+}
 END_TEST
 
 START_TEST(secondary_refuses_an_input_that_is_no_unit)
 {
-	struct proc a, b;
-	struct proxy px;
-
-	start_through(&a, &b, &px, S_INPUT_NO_UNIT, NULL);
-	expect_log(&b, "protocol error from a (127.0.0.1:");
-	expect_log(&b, "INPUT unit 1: kv unit: 12 bytes, shorter than its ");
-	secondary_kept_its_state(&a, &b);
-	proc_stop(&a);
-	ck_assert_int_eq(proc_stop(&b), 0);
-	proxy_stop(&px);
+	secondary_refuses_input(S_INPUT_NO_UNIT, "INPUT unit 1: kv unit: 12 bytes, shorter "
+				"than its ");
 }
 END_TEST
 

@@ -70,7 +70,7 @@ static void on_unit(void *ud, const struct colo_cmp_unit *u)
 	size_t body = u->data ? u->len : 0;
 	struct cmp_frame *f = malloc(sizeof(*f) + COLO_FRAME_HEAD + COLO_FRAME_INPUT_HEAD +
 				     body);
-	bool wake;
+	bool wake, was_empty;
 
 	if (!f) {
 		/* Not compared: the entry must still exist, or the watermark
@@ -93,12 +93,16 @@ static void on_unit(void *ud, const struct colo_cmp_unit *u)
 	if (body)
 		memcpy(f->frame + COLO_FRAME_HEAD + COLO_FRAME_INPUT_HEAD, u->data, body);
 	pthread_mutex_lock(&c->mu);
+	was_empty = !c->head;
 	if (c->tail)
 		c->tail->next = f;
 	else
 		c->head = f;
 	c->tail = f;
-	wake = c->async_on;
+	/* A queue that held something already has its wake-up on the way (the
+	 * drain takes the whole queue): one per batch spares the loop's
+	 * eventfd and libuv's spinning on a send in progress. */
+	wake = c->async_on && was_empty;
 	pthread_mutex_unlock(&c->mu);
 	if (wake)
 		uv_async_send(&c->async);
@@ -130,8 +134,20 @@ static int push(struct primary_cmp *c, const struct cmp_entry *e)
 	return 0;
 }
 
-/* Pop what may go; tell the guest how far. */
-static void advance(struct colo_primary *p)
+/* Tell the guest how far its replies may go, if that moved. */
+void primary_cmp_tell(struct colo_primary *p)
+{
+	struct primary_cmp *c = &p->cmp;
+
+	if (c->matched > c->told) {
+		c->told = c->matched;
+		if (p->n->gops->output_match && p->n->guest)
+			p->n->gops->output_match(p->n->guest, c->told);
+	}
+}
+
+/* Pop what may go; the watermark follows (told to the guest by the caller). */
+static void pop(struct colo_primary *p)
 {
 	struct primary_cmp *c = &p->cmp;
 	uint64_t upto = c->matched;
@@ -145,11 +161,14 @@ static void advance(struct colo_primary *p)
 		c->first = (c->first + 1) % c->cap;
 		c->n--;
 	}
-	if (upto > c->matched) {
+	if (upto > c->matched)
 		c->matched = upto;
-		if (p->n->gops->output_match && p->n->guest)
-			p->n->gops->output_match(p->n->guest, upto);
-	}
+}
+
+static void advance(struct colo_primary *p)
+{
+	pop(p);
+	primary_cmp_tell(p);
 }
 
 /* A checkpoint must hold an entry that will not match. */
@@ -295,7 +314,7 @@ int primary_cmp_output(struct colo_primary *p, uint64_t pos, uint64_t len, uint6
 	if (e->out.len == len && e->out.hash == hash) {
 		e->st = E_MATCHED;
 		p->n->stats.matched++;
-		advance(p);
+		pop(p);                 /* told once per read: primary_cmp_tell */
 		return 0;
 	}
 	e->st = E_HELD;

@@ -479,6 +479,8 @@ static void conn_read(struct colo_repl_conn *c, void *owner, size_t nread)
 		if (p->state == before)
 			break;
 	}
+	/* Compare mode: what the OUTPUTs of this read matched goes in one go. */
+	primary_cmp_tell(p);
 }
 
 /* ---- connecting ---- */

@@ -152,7 +152,8 @@ struct primary_cmp {
 	struct cmp_entry *ring;      /* the FIFO, by position */
 	size_t cap, first, n;
 	uint64_t covered;            /* epochs up to it are released */
-	uint64_t matched;            /* the watermark the guest was given */
+	uint64_t matched;            /* the watermark */
+	uint64_t told;               /* ... as the guest was last given it */
 	uint64_t asked;              /* a checkpoint was asked for this epoch */
 	uint64_t top;                /* the last position the guest ran */
 };
@@ -222,6 +223,7 @@ int primary_cmp_output(struct colo_primary *p, uint64_t pos, uint64_t len, uint6
 void primary_cmp_released(struct colo_primary *p, uint64_t seq);
 void primary_cmp_epoch(struct colo_primary *p, uint64_t seq);
 void primary_cmp_lost(struct colo_primary *p);
+void primary_cmp_tell(struct colo_primary *p);
 
 /* ckpt.c */
 void primary_ckpt_start(struct colo_primary *p, bool full);

@@ -326,6 +326,33 @@ int primary_cmp_output(struct colo_primary *p, uint64_t pos, uint64_t len, uint6
 	return 0;
 }
 
+/* An OUTPUT frame at the front of what came (while protected, in compare
+ * mode): be32 kind, be32 24, be64 pos, length, hash.  1: taken; 0: more
+ * bytes needed; -1: a protocol error. */
+int primary_cmp_rx(struct colo_primary *p)
+{
+	struct colo_repl_conn *c = p->conn;
+	const uint8_t *b = colo_repl_rx(c);
+	uint64_t pos, olen, hash;
+	uint32_t len;
+
+	if (colo_repl_rx_len(c) < COLO_FRAME_HEAD)
+		return 0;
+	len = colo_load_be32(b + 4);
+	if (len != COLO_FRAME_OUTPUT_LEN) {
+		colo_repl_protocol_error(c, "OUTPUT of %" PRIu32 " bytes (it has %u)", len,
+					 COLO_FRAME_OUTPUT_LEN);
+		return -1;
+	}
+	if (colo_repl_rx_len(c) < COLO_FRAME_HEAD + COLO_FRAME_OUTPUT_LEN)
+		return 0;
+	pos = colo_load_be64(b + 8);
+	olen = colo_load_be64(b + 16);
+	hash = colo_load_be64(b + 24);
+	colo_repl_consume(c, COLO_FRAME_HEAD + COLO_FRAME_OUTPUT_LEN);
+	return primary_cmp_output(p, pos, olen, hash) == 0 ? 1 : -1;
+}
+
 /* Replies of epochs up to seq went out (a checkpoint, or alone). */
 void primary_cmp_released(struct colo_primary *p, uint64_t seq)
 {

@@ -1,8 +1,9 @@
 /*
  * primary.c: the primary role engine (see primary.h): its state machine,
- * the replication connection to the secondary, heartbeats, output commit,
- * control requests, start and stop.  The checkpoint pipeline is ckpt.c;
- * the states and their transitions are documented in primary_int.h.
+ * the replication connection to the secondary, heartbeats, control
+ * requests, start and stop.  The checkpoint pipeline is ckpt.c, output
+ * commit output.c, compare mode's comparator compare.c; the states and
+ * their transitions are documented in primary_int.h.
  */
 #include "config.h"
 
@@ -77,109 +78,6 @@ void primary_ckpt_to(struct colo_primary *p, enum ckpt_phase to)
 	assert(to == CK_IDLE || to == CK_ABANDONED || p->state == P_SYNC ||
 	       p->state == P_PROTECTED);
 	p->phase = to;
-}
-
-/* ---- output commit (guest.h) ---- */
-
-bool primary_buffering(const struct colo_primary *p)
-{
-	/* Compare mode is fixed at start (the Hello agreed on it). */
-	return p->cmp.on ||
-	       (p->n->cfg.output_mode != COLO_OUTPUT_NONE && p->n->gops->output_epoch);
-}
-
-void primary_out_epoch(struct colo_primary *p, uint64_t seq)
-{
-	if (p->n->gops->output_epoch && p->n->guest)
-		p->n->gops->output_epoch(p->n->guest, seq);
-	primary_cmp_epoch(p, seq);
-	if (seq && p->passing) {
-		p->passing = false;
-		colo_node_release_event(p->n, "close", 0);
-	}
-}
-
-/* Let the guest's replies up to seq go; the release log says why (what). */
-static void out_release(struct colo_primary *p, uint64_t seq, const char *what)
-{
-	if (p->n->gops->output_release && p->n->guest)
-		p->n->gops->output_release(p->n->guest, seq);
-	primary_cmp_released(p, seq);
-	if (seq != UINT64_MAX)
-		colo_node_release_event(p->n, what, seq);
-	else if (!p->passing) {
-		p->passing = true;
-		colo_node_release_event(p->n, "open", 0);
-	}
-}
-
-void primary_out_release(struct colo_primary *p, uint64_t seq)
-{
-	out_release(p, seq, "ckpt");
-}
-
-/*
- * With an arbiter and no secondary: what the guest said so far goes out
- * only while the arbiter says this node may serve alone, checked now, on
- * the loop, at each release.  Each release closes an epoch (it takes a
- * number, as a checkpoint would), so that what the guest says after it
- * waits for the next check.  Not between our Hello and the sync: the
- * Hello named the sync's number, and the sync releases what waits.
- */
-void primary_alone_round(struct colo_primary *p)
-{
-	uint64_t e = p->next_seq;
-
-	if (!p->n->arb || !p->alone_waits ||
-	    (p->state != P_DEGRADED && p->state != P_CONNECTING) ||
-	    !colo_arbiter_may_serve_alone(p->n->arb))
-		return;
-	p->alone_waits = false;
-	primary_out_epoch(p, e + 1);
-	out_release(p, e, "alone");
-	p->next_seq = e + 1;
-}
-
-/* Group commit: held output asks for a checkpoint now (min-interval-ms
- * still applies). */
-static void on_want_async(uv_async_t *a)
-{
-	struct colo_primary *p = a->data;
-
-	if (p->state == P_PROTECTED) {
-		/* Compare mode: the comparator decides (compare.c). */
-		if (!p->cmp.on)
-			primary_want(p, COLO_CAUSE_OUTPUT);
-	} else if (p->state == P_DEGRADED || p->state == P_CONNECTING) {
-		p->alone_waits = true;
-		primary_alone_round(p);
-	}
-	else if (p->state == P_SYNC && p->phase == CK_IDLE && p->sync_waiting)
-		primary_sync_start(p);
-	else if (p->state == P_SYNC)
-		/* Asked while the sync is in flight: the first checkpoint after
-		 * it (a guest that drives its checkpoints may wait on it). */
-		p->want_now = true;
-}
-
-static void want_from_guest(void *ud)
-{
-	struct colo_primary *p = ud;
-
-	uv_async_send(&p->want_async);
-}
-
-/* ---- answering colo-ctl checkpoint requests ---- */
-
-void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg)
-{
-	while (p->waiting) {
-		struct pending *w = p->waiting;
-
-		p->waiting = w->next;
-		colo_node_reply_checkpoint(w->ctl, ok, msg);
-		free(w);
-	}
 }
 
 /* ---- losing the secondary ---- */
@@ -403,38 +301,6 @@ static const struct {
 	[COLO_MSG_VMSTATE_LOADED] = { P_PROTECTED, B(CK_RECEIVED), on_loaded },
 };
 
-/* OUTPUT (compare mode): be32 kind, be32 24, be64 pos, length, hash.
- * 1: taken; 0: more bytes needed; -1: a protocol error. */
-static int rx_output(struct colo_primary *p)
-{
-	struct colo_repl_conn *c = p->conn;
-	const uint8_t *b = colo_repl_rx(c);
-	uint64_t pos, olen, hash;
-	uint32_t len;
-
-	if (!p->cmp.on || p->state != P_PROTECTED) {
-		colo_repl_protocol_error(c, "unexpected OUTPUT while %s%s",
-					 state_names[p->state], p->cmp.on ? "" :
-					 " (output-mode is not compare)");
-		return -1;
-	}
-	if (colo_repl_rx_len(c) < COLO_FRAME_HEAD)
-		return 0;
-	len = colo_load_be32(b + 4);
-	if (len != COLO_FRAME_OUTPUT_LEN) {
-		colo_repl_protocol_error(c, "OUTPUT of %" PRIu32 " bytes (it has %u)", len,
-					 COLO_FRAME_OUTPUT_LEN);
-		return -1;
-	}
-	if (colo_repl_rx_len(c) < COLO_FRAME_HEAD + COLO_FRAME_OUTPUT_LEN)
-		return 0;
-	pos = colo_load_be64(b + 8);
-	olen = colo_load_be64(b + 16);
-	hash = colo_load_be64(b + 24);
-	colo_repl_consume(c, COLO_FRAME_HEAD + COLO_FRAME_OUTPUT_LEN);
-	return primary_cmp_output(p, pos, olen, hash) == 0 ? 1 : -1;
-}
-
 /* COLO messages, one be32 each, in SYNC and PROTECTED; OUTPUT frames. */
 static void rx_messages(struct colo_primary *p)
 {
@@ -444,7 +310,13 @@ static void rx_messages(struct colo_primary *p)
 		uint32_t m = colo_load_be32(colo_repl_rx(c));
 
 		if (m == COLO_FRAME_OUTPUT) {
-			if (rx_output(p) <= 0)
+			if (!p->cmp.on || p->state != P_PROTECTED) {
+				colo_repl_protocol_error(c, "unexpected OUTPUT while %s%s",
+							 state_names[p->state], p->cmp.on ? "" :
+							 " (output-mode is not compare)");
+				return;
+			}
+			if (primary_cmp_rx(p) <= 0)
 				return;
 			continue;
 		}
@@ -719,15 +591,6 @@ void colo_primary_want_checkpoint(struct colo_primary *p)
 	primary_want(p, COLO_CAUSE_REQUEST);
 }
 
-/* A checkpoint as soon as min-interval-ms allows; the first why counts. */
-void primary_want(struct colo_primary *p, enum colo_ckpt_cause why)
-{
-	if (!p->want_now)
-		p->want_cause = why;
-	p->want_now = true;
-	primary_schedule(p);
-}
-
 uint64_t colo_primary_next_seq(const struct colo_primary *p)
 {
 	return p->next_seq;
@@ -826,11 +689,11 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	uv_timer_init(n->loop, &p->reconnect);
 	p->reconnect.data = p;
 	primary_clock_start(p);
-	uv_async_init(n->loop, &p->want_async, on_want_async);
+	uv_async_init(n->loop, &p->want_async, primary_on_want_async);
 	p->want_async.data = p;
 	p->want_async_on = true;
 	if (n->gops->output_notify && n->guest)
-		n->gops->output_notify(n->guest, want_from_guest, p);
+		n->gops->output_notify(n->guest, primary_want_from_guest, p);
 	primary_cmp_start(p);
 	if (n->gops->set_interval && n->guest)
 		n->gops->set_interval(n->guest, n->cfg.checkpoint_interval_ms);

@@ -213,6 +213,8 @@ void primary_out_release(struct colo_primary *p, uint64_t seq);
 void primary_alone_round(struct colo_primary *p);
 void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg);
 void primary_want(struct colo_primary *p, enum colo_ckpt_cause why);
+void primary_on_want_async(uv_async_t *a);
+void primary_want_from_guest(void *ud);
 
 int primary_cmp_init(struct colo_primary *p, struct colo_err *err);
 void primary_cmp_start(struct colo_primary *p);
@@ -220,6 +222,7 @@ void primary_cmp_stop(struct colo_primary *p);
 void primary_cmp_free(struct colo_primary *p);
 void primary_cmp_drain(struct colo_primary *p);
 int primary_cmp_output(struct colo_primary *p, uint64_t pos, uint64_t len, uint64_t hash);
+int primary_cmp_rx(struct colo_primary *p);
 void primary_cmp_released(struct colo_primary *p, uint64_t seq);
 void primary_cmp_epoch(struct colo_primary *p, uint64_t seq);
 void primary_cmp_lost(struct colo_primary *p);

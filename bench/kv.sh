@@ -16,7 +16,9 @@
 # P (pipeline, 1), TESTS (ping,set,get,incr,mset), KV_RAM_MB (64, the nodes' default),
 # ROUNDS (3: every figure is the median of this many runs),
 # PRIMARY_ARGS (more colo-primary options for the protected runs, e.g.
-# "--min-interval-ms 0").
+# "--min-interval-ms 0"), PIN (yes: every secondary on the last CPU, all the
+# rest, redis-benchmark included, on the others; a secondary then competes
+# with no primary or client for CPU, as on a host of its own).
 # Every process started here is stopped here, by its pid.
 set -eu
 
@@ -44,6 +46,14 @@ stop_pids() {
 	done
 	pids=""
 }
+
+pin_main="" pin_sec=""
+if [ "${PIN:-no}" = yes ]; then
+	ncpu=$(nproc)
+	[ "$ncpu" -ge 2 ] || die "PIN=yes needs 2 CPUs or more"
+	pin_main="taskset -c 0-$((ncpu - 2))"
+	pin_sec="taskset -c $((ncpu - 1))"
+fi
 
 cleanup() {
 	stop_pids
@@ -97,7 +107,7 @@ cpu() {
 # ticks PIDS used meanwhile are added to $work/NAME.cpu's target
 bench() {
 	c0=$(cpu "$3")
-	redis-benchmark -h 127.0.0.1 -p "$2" -n "$N" -c "$C" -P "$P" -t "$TESTS" --csv \
+	$pin_main redis-benchmark -h 127.0.0.1 -p "$2" -n "$N" -c "$C" -P "$P" -t "$TESTS" --csv \
 		>"$work/$1.csv" 2>"$work/$1.err" || {
 		cat "$work/$1.err" >&2
 		die "redis-benchmark against $1 failed"
@@ -112,13 +122,14 @@ bench() {
 
 echo "kv.sh: redis-benchmark -n $N -c $C -P $P -t $TESTS; kv RAM $RAM MiB; $(nproc) CPUs; $ROUNDS rounds"
 [ -z "${PRIMARY_ARGS:-}" ] || echo "kv.sh: protected primaries run with: $PRIMARY_ARGS"
+[ -z "$pin_sec" ] || echo "kv.sh: PIN=yes: secondaries ($pin_sec), the rest ($pin_main)"
 
 # All four targets run at once (idle ones cost next to nothing: a protected
 # pair with no writes checkpoints nothing), and each round benchmarks them
 # one after another, so that the machine's drift hits them alike.
 # 1. redis-server (no persistence, like the kv guest)
 port_redis=$(free_port)
-redis-server --port "$port_redis" --bind 127.0.0.1 --save '' --appendonly no \
+$pin_main redis-server --port "$port_redis" --bind 127.0.0.1 --save '' --appendonly no \
 	--daemonize no --logfile "$work/redis.log" &
 pids="$!"
 cpu_pids_redis=$!
@@ -126,7 +137,7 @@ cpu_pids_redis=$!
 # 2. the kv guest alone: a primary with no secondary
 port_alone=$(free_port)
 speer=$(free_port)
-"$bdir/colo-primary" --name alone --guest kv --guest-listen "127.0.0.1:$port_alone" \
+$pin_main "$bdir/colo-primary" --name alone --guest kv --guest-listen "127.0.0.1:$port_alone" \
 	--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/alone.sock" \
 	--state-dir "$work/alone" >"$work/alone.log" 2>&1 &
 pids="$pids $!"
@@ -147,13 +158,13 @@ for mode in $MODES; do
 	bout=buffer
 	[ "$out" != compare ] || bout=compare
 	# shellcheck disable=SC2086
-	"$bdir/colo-secondary" --name "b-$mode" --guest kv --guest-listen "127.0.0.1:$kvport_b" \
+	$pin_sec "$bdir/colo-secondary" --name "b-$mode" --guest kv --guest-listen "127.0.0.1:$kvport_b" \
 		--ram-mb "$RAM" --listen "127.0.0.1:$speer" --control "$work/b-$mode.sock" \
 		--state-dir "$work/b-$mode" --output-mode "$bout" $sec >"$work/b-$mode.log" 2>&1 &
 	pids="$pids $!"
 	eval "cpu_pids_$mode=$!"
 	# shellcheck disable=SC2086
-	"$bdir/colo-primary" --name "a-$mode" --guest kv --guest-listen "127.0.0.1:$kvport" \
+	$pin_main "$bdir/colo-primary" --name "a-$mode" --guest kv --guest-listen "127.0.0.1:$kvport" \
 		--ram-mb "$RAM" --peer "127.0.0.1:$speer" --control "$work/a-$mode.sock" \
 		--state-dir "$work/a-$mode" --output-mode "$out" $sec ${PRIMARY_ARGS:-} \
 		>"$work/a-$mode.log" 2>&1 &

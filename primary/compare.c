@@ -212,7 +212,10 @@ void primary_cmp_drain(struct colo_primary *p)
 	list = c->head;
 	c->head = c->tail = NULL;
 	pthread_mutex_unlock(&c->mu);
-	for (f = list; f; f = f->next) {
+	/* One entry per unit; the frames to send are kept, in order, the
+	 * rest freed. */
+	for (f = list; f;) {
+		struct cmp_frame *nx = f->next;
 		struct cmp_entry e = { .pos = f->pos, .epoch = f->epoch, .out = f->out,
 				       .sent_ns = now, .st = E_PENDING };
 
@@ -228,22 +231,16 @@ void primary_cmp_drain(struct colo_primary *p)
 			e.st = E_HELD;
 			if (send)
 				want_for(p, f->epoch, COLO_CAUSE_UNCOMPARED);
-		} else {
-			n++;
-			p->n->stats.compared++;
 		}
 		c->top = e.pos;
 		if (push(c, &e) != 0) {
 			colo_log_error("compare: out of memory for the comparator; stopping");
 			abort();
 		}
-	}
-	/* Keep the frames to send, in order; free the rest. */
-	for (f = list; f;) {
-		struct cmp_frame *nx = f->next;
-
 		f->next = NULL;
-		if (send && f->sendable && f->epoch > c->covered) {
+		if (e.st == E_PENDING) {
+			n++;
+			p->n->stats.compared++;
 			*tail = f;
 			tail = &f->next;
 		} else {

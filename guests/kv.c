@@ -2,7 +2,9 @@
  * kv.c: the kv guest (see kv.h).
  *
  * Threads.  The engine's loop thread calls the ops; the service runs on
- * the kv thread (its own uv loop: listener, connections, a wake-up async).
+ * the kv thread (its own uv loop: listener, connections, a wake-up async),
+ * or, embedded (compare mode on a primary), on the engine's loop thread
+ * itself (kv_run.c says how; "the kv thread" below is then that thread).
  * The two meet in three places:
  *   - the run gate (mu, cv, paused, busy): the kv thread runs commands only
  *     inside a section it enters when not paused; pause() waits for the
@@ -17,9 +19,9 @@
  *     released does.
  * Everything else (connections, their queues) belongs to the kv thread.
  *
- * This file has the ops, the kv thread's loop and its connections (reading
- * and running commands); kv_output.c holds each connection's replies until
- * they may go and writes them.
+ * This file has the ops and the connections (reading and running
+ * commands); kv_run.c runs the loop, on a thread or embedded; kv_output.c
+ * holds each connection's replies until they may go and writes them.
  */
 #include "config.h"
 
@@ -54,35 +56,6 @@
 static struct kv *to_kv(struct colo_guest *g)
 {
 	return kv_of(g);
-}
-
-/* ---- the run gate ---- */
-
-static void section_enter(struct kv *kv)
-{
-	pthread_mutex_lock(&kv->mu);
-	while (kv->paused)
-		pthread_cond_wait(&kv->cv, &kv->mu);
-	kv->busy = true;
-	pthread_mutex_unlock(&kv->mu);
-}
-
-static void section_leave(struct kv *kv)
-{
-	pthread_mutex_lock(&kv->mu);
-	kv->busy = false;
-	pthread_cond_broadcast(&kv->cv);
-	pthread_mutex_unlock(&kv->mu);
-}
-
-/* ---- waking the kv thread ---- */
-
-void kv_wake(struct kv *kv)
-{
-	pthread_mutex_lock(&kv->wake_mu);
-	if (kv->wake_ok)
-		uv_async_send(&kv->wake);
-	pthread_mutex_unlock(&kv->wake_mu);
 }
 
 /* ---- connections ---- */
@@ -166,7 +139,7 @@ bool kv_conn_run_batch(struct kv_conn *c, uint64_t *tag_out, uint64_t *pos_out)
 	tapped = atomic_load(&kv->tap_set);
 	if (tapped)
 		before = c->cli;
-	section_enter(kv);
+	kv_section_enter(kv);
 	tag = atomic_load(&kv->epoch);
 	while (off < c->in.len) {
 		size_t used = 0;
@@ -206,7 +179,7 @@ bool kv_conn_run_batch(struct kv_conn *c, uint64_t *tag_out, uint64_t *pos_out)
 		ctx.commands_processed = base;
 		pos = kv_cmp_emit(kv, &ctx, c->in.data, ran, uflags, tag, c->out.data, c->out.len);
 	}
-	section_leave(kv);
+	kv_section_leave(kv);
 	atomic_fetch_add(&kv->commands, n);
 	if (off) {
 		memmove(c->in.data, c->in.data + off, c->in.len - off);
@@ -309,27 +282,6 @@ static void on_connection(uv_stream_t *server, int status)
 	conn_read_again(c);
 }
 
-static void on_wake(uv_async_t *a)
-{
-	struct kv *kv = a->data;
-	struct kv_gate gt = kv_gate_now(kv);
-
-	if (atomic_load(&kv->stop_req)) {
-		while (kv->conns)
-			kv_conn_close(kv->conns);
-		uv_close((uv_handle_t *)&kv->listener, NULL);
-		uv_close((uv_handle_t *)&kv->wake, NULL);
-		uv_close((uv_handle_t *)&kv->retry, NULL);
-		return;
-	}
-	for (struct kv_conn *c = kv->conns, *n; c; c = n) {
-		n = c->next;
-		kv_conn_flush(c, &gt);
-		if (!c->closing)
-			kv_conn_resume(c);
-	}
-}
-
 /*
  * Bind guest-listen with IP_FREEBIND, so the address need not be on this
  * host yet: a promote-command that brings a service address up after the
@@ -387,23 +339,6 @@ static void on_retry(uv_timer_t *t)
 			       kv->listen_port, strerror(-r));
 	else
 		colo_log_info("kv: serving on %s:%u", kv->listen_host, kv->listen_port);
-}
-
-static void kv_loop_close(struct kv *kv)
-{
-	uv_close((uv_handle_t *)&kv->listener, NULL);
-	uv_close((uv_handle_t *)&kv->wake, NULL);
-	uv_close((uv_handle_t *)&kv->retry, NULL);
-	uv_run(&kv->loop, UV_RUN_DEFAULT);
-	uv_loop_close(&kv->loop);
-}
-
-static void *kv_main(void *arg)
-{
-	struct kv *kv = arg;
-
-	uv_run(&kv->loop, UV_RUN_DEFAULT);
-	return NULL;
 }
 
 /* ---- ops ---- */
@@ -464,7 +399,6 @@ static int kv_attach(struct colo_guest *g, struct colo_ram *ram, struct colo_sav
 static int kv_start(struct colo_guest *g, struct colo_err *err)
 {
 	struct kv *kv = to_kv(g);
-	sigset_t all, old;
 	int r;
 
 	if (!kv->block)
@@ -486,7 +420,7 @@ static int kv_start(struct colo_guest *g, struct colo_err *err)
 	if (r)
 		return colo_err_set(err, -r, "kv: %s", uv_strerror(r));
 	uv_tcp_init(&kv->loop, &kv->listener);
-	uv_async_init(&kv->loop, &kv->wake, on_wake);
+	uv_async_init(&kv->loop, &kv->wake, kv_on_wake);
 	uv_timer_init(&kv->loop, &kv->retry);
 	kv->listener.data = kv->wake.data = kv->retry.data = kv;
 	r = kv_listen(kv);
@@ -503,54 +437,21 @@ static int kv_start(struct colo_guest *g, struct colo_err *err)
 		kv_loop_close(kv);
 		return -err->code;
 	}
-	atomic_store(&kv->stop_req, false);
 	kv->start_ns = colo_now_ns();
-	kv->paused = kv->busy = false;
-	/* The daemon's signals are for its loop thread; SIGSEGV stays open for
-	 * the mprotect tracker. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	/* Before the thread: a release or match meanwhile is pending on the
-	 * handle when its loop first runs. */
-	pthread_mutex_lock(&kv->wake_mu);
-	kv->wake_ok = true;
-	pthread_mutex_unlock(&kv->wake_mu);
-	r = pthread_create(&kv->th, NULL, kv_main, kv);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r) {
-		pthread_mutex_lock(&kv->wake_mu);
-		kv->wake_ok = false;
-		pthread_mutex_unlock(&kv->wake_mu);
-		kv_loop_close(kv);
-		return colo_err_set(err, r, "kv: cannot start its thread: %s", strerror(r));
-	}
-	kv->started = true;
-	return 0;
+	r = kv_run_start(kv, err);
+	if (r == 0)
+		kv->started = true;
+	return r;
 }
 
 static void kv_pause(struct colo_guest *g)
 {
-	struct kv *kv = to_kv(g);
-
-	pthread_mutex_lock(&kv->mu);
-	kv->paused = true;
-	while (kv->busy)
-		pthread_cond_wait(&kv->cv, &kv->mu);
-	pthread_mutex_unlock(&kv->mu);
+	kv_run_pause(to_kv(g));
 }
 
 static void kv_resume(struct colo_guest *g)
 {
-	struct kv *kv = to_kv(g);
-
-	pthread_mutex_lock(&kv->mu);
-	kv->paused = false;
-	pthread_cond_broadcast(&kv->cv);
-	pthread_mutex_unlock(&kv->mu);
+	kv_run_resume(to_kv(g));
 }
 
 static void kv_stop(struct colo_guest *g)
@@ -559,18 +460,19 @@ static void kv_stop(struct colo_guest *g)
 
 	if (!kv->started)
 		return;
-	kv_resume(g);
-	/* The thread closes the handle on this wake-up: nobody sends to it
-	 * after. */
-	pthread_mutex_lock(&kv->wake_mu);
-	kv->wake_ok = false;
-	atomic_store(&kv->stop_req, true);
-	uv_async_send(&kv->wake);
-	pthread_mutex_unlock(&kv->wake_mu);
-	pthread_join(kv->th, NULL);
-	uv_loop_close(&kv->loop);
+	kv_run_stop(kv);
 	kv->started = false;
 	atomic_store(&kv->port, 0);
+}
+
+static int kv_embed(struct colo_guest *g, uv_loop_t *loop, struct colo_err *err)
+{
+	struct kv *kv = to_kv(g);
+
+	if (kv->started)
+		return colo_err_set(err, EBUSY, "kv: already started on a thread of its own");
+	kv->host = loop;
+	return 0;
 }
 
 static void kv_verify(struct colo_guest *g, struct colo_verify_report *r)
@@ -637,7 +539,8 @@ static void kv_output_release(struct colo_guest *g, uint64_t seq)
 
 	while (rel < seq && !atomic_compare_exchange_weak(&kv->released, &rel, seq))
 		;
-	kv_wake(kv);
+	if (kv_flush_here(kv) != 0)
+		kv_wake(kv);
 }
 
 static void kv_output_notify(struct colo_guest *g, void (*fn)(void *ud), void *ud)
@@ -678,6 +581,7 @@ const struct colo_guest_ops colo_kv_ops = {
 	.create = kv_create,
 	.attach = kv_attach,
 	.start = kv_start,
+	.embed = kv_embed,
 	.pause = kv_pause,
 	.resume = kv_resume,
 	.stop = kv_stop,

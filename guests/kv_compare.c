@@ -136,7 +136,7 @@ void kv_output_match(struct colo_guest *g, uint64_t pos)
 	while (m < pos && !atomic_compare_exchange_weak(&kv->matched, &m, pos))
 		;
 	/* m is what it was before: below pos if this call raised it. */
-	if (m < pos)
+	if (m < pos && kv_flush_here(kv) != 0)
 		kv_wake(kv);
 }
 

@@ -27,6 +27,7 @@
 
 struct kv_conn;
 struct kv_chunk;
+struct kv_hosted;
 
 struct kv {
 	struct colo_guest g;
@@ -39,8 +40,12 @@ struct kv {
 	struct colo_kvstore store;
 	bool started;
 
-	/* the kv thread */
+	/* the kv thread, or the engine's loop (embed): then host is that loop
+	 * and hosted its handles that run ours */
 	pthread_t th;
+	uv_loop_t *host;
+	struct kv_hosted *hosted;
+	bool in_run;                     /* hosted: our loop is running */
 	uv_loop_t loop;
 	uv_tcp_t listener;
 	uv_async_t wake;
@@ -89,6 +94,25 @@ static inline struct kv *kv_of(struct colo_guest *g)
 
 /* Wake the kv thread (it flushes what may go now), if it runs. */
 void kv_wake(struct kv *kv);
+/* Flush what may go now on the calling thread if that is ours (embed, not
+ * in our loop's turn, not paused): 0; else -1, and nothing happened. */
+int kv_flush_here(struct kv *kv);
+
+/* ---- running: kv_run.c ---- */
+
+/* The run gate: commands run between enter and leave, never paused. */
+void kv_section_enter(struct kv *kv);
+void kv_section_leave(struct kv *kv);
+/* The wake handle's callback: flush, or close everything on a stop. */
+void kv_on_wake(uv_async_t *a);
+/* Our loop is set up and listening: run it on a thread of its own, or on
+ * kv->host if set (embed).  0, or -errno and err; our loop is closed then. */
+int kv_run_start(struct kv *kv, struct colo_err *err);
+void kv_run_pause(struct kv *kv);
+void kv_run_resume(struct kv *kv);
+void kv_run_stop(struct kv *kv);
+/* Close our loop's handles and the loop (a start that failed). */
+void kv_loop_close(struct kv *kv);
 
 /* ---- connections: kv thread only ---- */
 

@@ -18,7 +18,10 @@
  * Memory: the queue's frames belong to this module until their write is
  * done; the FIFO is one growing ring.  Threads: the tap runs on the
  * guest's thread and touches only the queue (mutex); everything else is
- * the loop thread's.
+ * the loop thread's.  A guest that can run on the loop (embed) does, here:
+ * then the tap runs on the loop too, and a check handle drains the queue
+ * at the end of each turn of the loop instead of the async (docs/compare.md,
+ * "Where the guest runs").
  */
 #include "config.h"
 
@@ -102,7 +105,7 @@ static void on_unit(void *ud, const struct colo_cmp_unit *u)
 	/* A queue that held something already has its wake-up on the way (the
 	 * drain takes the whole queue): one per batch spares the loop's
 	 * eventfd and libuv's spinning on a send in progress. */
-	wake = c->async_on && was_empty;
+	wake = c->async_on && was_empty && !c->embedded;
 	pthread_mutex_unlock(&c->mu);
 	if (wake)
 		uv_async_send(&c->async);
@@ -270,6 +273,15 @@ static void on_async(uv_async_t *a)
 	primary_cmp_drain(a->data);
 }
 
+/* Embedded guest: its units of this turn of the loop go out at its end. */
+static void on_check(uv_check_t *h)
+{
+	struct colo_primary *p = h->data;
+
+	if (p->cmp.head)
+		primary_cmp_drain(p);
+}
+
 /* The oldest unanswered unit is compare-timeout-ms late: a checkpoint. */
 static void on_timer(uv_timer_t *t)
 {
@@ -397,6 +409,15 @@ int primary_cmp_init(struct colo_primary *p, struct colo_err *err)
 		return colo_err_set(err, r, "compare: %s", strerror(r));
 	c->on = true;
 	p->n->gops->compare_tap(p->n->guest, on_unit, p);
+	/* Every reply waits on a trip from the guest through this loop and
+	 * back: a guest that can run on the loop saves two thread hand-offs a
+	 * trip.  One already running (promoted here) keeps its threads. */
+	if (p->n->gops->embed && !p->n->guest_running) {
+		r = p->n->gops->embed(p->n->guest, p->n->loop, err);
+		if (r)
+			return r;
+		c->embedded = true;
+	}
 	return 0;
 }
 
@@ -413,6 +434,11 @@ void primary_cmp_start(struct colo_primary *p)
 	uv_timer_init(p->n->loop, &c->timer);
 	c->timer.data = p;
 	uv_timer_start(&c->timer, on_timer, tick ? tick : 1, tick ? tick : 1);
+	if (c->embedded) {
+		uv_check_init(p->n->loop, &c->check);
+		c->check.data = p;
+		uv_check_start(&c->check, on_check);
+	}
 	pthread_mutex_lock(&c->mu);
 	c->async_on = true;
 	pthread_mutex_unlock(&c->mu);
@@ -434,6 +460,8 @@ void primary_cmp_stop(struct colo_primary *p)
 		uv_close((uv_handle_t *)&c->async, NULL);
 		uv_timer_stop(&c->timer);
 		uv_close((uv_handle_t *)&c->timer, NULL);
+		if (c->embedded)
+			uv_close((uv_handle_t *)&c->check, NULL);
 	}
 	pthread_mutex_unlock(&c->mu);
 }

@@ -148,6 +148,9 @@ struct primary_cmp {
 	struct cmp_frame *head, *tail;
 	bool async_on;
 	uv_async_t async;
+	bool embedded;               /* the guest runs on this loop: no async,
+					the check handle drains after its turn */
+	uv_check_t check;
 	uv_timer_t timer;            /* compare-timeout-ms */
 	struct cmp_entry *ring;      /* the FIFO, by position */
 	size_t cap, first, n;

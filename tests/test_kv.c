@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "nodecfg.h"
 #include "kv.h"
@@ -396,6 +397,83 @@ START_TEST(held_output_is_bounded)
 END_TEST
 
 /* Garbage in the store's RAM: verify says so (and never reads outside it). */
+/* ---- embedded: the guest on a loop of the test's (embed) ---- */
+
+/* Turn the host loop until the guest ran n commands (10 s at most). */
+static void host_until_ran(uv_loop_t *host, struct colo_guest *g, unsigned long long n)
+{
+	for (int i = 0; i < 10000 && kv_commands_run(g) < n; i++) {
+		uv_run(host, UV_RUN_NOWAIT);
+		usleep(1000);
+	}
+	ck_assert_uint_ge(kv_commands_run(g), n);
+}
+
+/* Turn the host loop until c has a reply (ms at most); whether it has. */
+static bool host_until_readable(uv_loop_t *host, redisContext *c, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		uv_run(host, UV_RUN_NOWAIT);
+		if (kv_readable(c, 1))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * With no thread of its own the guest serves only while its host loop
+ * turns; a pause stops it at once; a release or a match writes the held
+ * reply on the spot, with the host loop not turning; a guest already
+ * started cannot be embedded; stopped, it leaves the host loop with
+ * nothing open.
+ */
+START_TEST(embedded_runs_on_the_host_loop)
+{
+	struct rig r;
+	uv_loop_t host;
+	redisContext *c;
+	struct colo_err err;
+	unsigned long long ran;
+
+	ck_assert_int_eq(uv_loop_init(&host), 0);
+	rig_init(&r, false);
+	colo_err_clear(&err);
+	ck_assert_msg(r.g->ops->embed(r.g, &host, &err) == 0, "%s", err.msg);
+	ck_assert_msg(r.g->ops->start(r.g, &err) == 0, "%s", err.msg);
+	r.port = colo_kv_port(r.g);
+	ck_assert_uint_ne(r.port, 0);
+	c = kv_open(r.port);
+	ran = kv_commands_run(r.g);
+	kv_send(c, "SET %s %s", "e", "1");
+	/* The loop not turning: nothing runs. */
+	ck_assert(!kv_readable(c, 100));
+	ck_assert_uint_eq(kv_commands_run(r.g), ran);
+	ck_assert(host_until_readable(&host, c, 10000));
+	kv_expect_status(c, "OK");
+
+	/* Paused, the turning loop runs nothing; resumed, it does. */
+	r.g->ops->pause(r.g);
+	kv_send(c, "SET %s %s", "e", "2");
+	ck_assert(!host_until_readable(&host, c, 150));
+	ck_assert_uint_eq(kv_commands_run(r.g), ran + 1);
+	r.g->ops->output_epoch(r.g, 5);           /* paused, as the engine does */
+	r.g->ops->resume(r.g);
+	host_until_ran(&host, r.g, ran + 2);
+	ck_assert(!host_until_readable(&host, c, 100));   /* held for epoch 5 */
+	/* The release writes here and now: no turn of the loop. */
+	r.g->ops->output_release(r.g, 5);
+	ck_assert(kv_readable(c, 1000));
+	kv_expect_status(c, "OK");
+
+	ck_assert_int_ne(r.g->ops->embed(r.g, &host, &err), 0);
+	ck_assert_str_eq(err.msg, "kv: already started on a thread of its own");
+	redisFree(c);
+	rig_free(&r);
+	uv_run(&host, UV_RUN_DEFAULT);             /* the host's handles close */
+	ck_assert_int_eq(uv_loop_close(&host), 0);
+}
+END_TEST
+
 START_TEST(garbage_is_reported)
 {
 	struct rig r;
@@ -444,6 +522,7 @@ int main(void)
 	tcase_add_test(tc, state_moves_to_another_guest);
 	tcase_add_test(tc, held_output_is_bounded);
 	tcase_add_test(tc, busy_address_is_waited_for);
+	tcase_add_test(tc, embedded_runs_on_the_host_loop);
 	tcase_add_test(tc, garbage_is_reported);
 	tcase_add_test(tc, manual_tracking_is_refused);
 	suite_add_tcase(s, tc);

@@ -24,7 +24,15 @@
  *
  * Threads: ops are called from the engine's loop thread; a guest runs its
  * own threads between start and stop, and pause() returns only once they
- * are all parked.
+ * are all parked.  A guest with embed() can run on the engine's loop
+ * instead, where thread hand-offs would cost more than the thread gives
+ * (compare mode: every reply waits on a round trip through the engine):
+ *   embed(g, loop)        before start: run on loop, no thread of its own.
+ *                         Everything it does then happens on the loop
+ *                         thread (so output_notify's and compare_tap's fns
+ *                         are called there, from the guest's callbacks:
+ *                         they must not call back into the guest), and
+ *                         pause() is immediate.
  *
  * Output commit (guests that answer clients; the ops are NULL for others).
  * No client may see a reply the secondary could not reproduce, so each
@@ -96,6 +104,7 @@
 
 struct colo_config;
 struct colo_opt;
+struct uv_loop_s;
 struct colo_ram;
 struct colo_savevm;
 struct colo_guest;
@@ -154,6 +163,8 @@ struct colo_guest_ops {
 	int (*attach)(struct colo_guest *g, struct colo_ram *ram,
 		      struct colo_savevm *sv, struct colo_err *err);
 	int (*start)(struct colo_guest *g, struct colo_err *err);
+	/* Run on the engine's loop (see above); NULL: threads only. */
+	int (*embed)(struct colo_guest *g, struct uv_loop_s *loop, struct colo_err *err);
 	void (*pause)(struct colo_guest *g);
 	void (*resume)(struct colo_guest *g);
 	/* Called paused, before a full sync's devices are saved (a new

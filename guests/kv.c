@@ -367,6 +367,7 @@ static int kv_create(const struct colo_config *cfg, struct colo_guest **out,
 	pthread_mutex_init(&kv->wake_mu, NULL);
 	colo_buf_init(&kv->unit);
 	colo_buf_init(&kv->cmp_out);
+	colo_resp_parser_init(&kv->cmp_parser);
 	atomic_store(&kv->released, UINT64_MAX);
 	*out = &kv->g;
 	return 0;
@@ -562,6 +563,7 @@ static void kv_destroy(struct colo_guest *g)
 	kv_stop(g);
 	colo_buf_free(&kv->unit);
 	colo_buf_free(&kv->cmp_out);
+	colo_resp_parser_free(&kv->cmp_parser);
 	pthread_mutex_destroy(&kv->wake_mu);
 	pthread_mutex_destroy(&kv->hook_mu);
 	pthread_cond_destroy(&kv->cv);

@@ -54,6 +54,7 @@
 #define UNIT_FIXED 45u               /* through the name's length byte */
 #define UNIT_HDR (UNIT_FIXED + 4u)   /* plus the RESP length, without the name */
 #define UNIT_KEEP (1u << 20)         /* a scratch buffer above this is freed */
+#define PARSER_KEEP 4096             /* ... and a parser with room for more args */
 
 void kv_cmp_digest(const uint8_t *out, size_t len, struct colo_cmp_digest *d)
 {
@@ -222,30 +223,30 @@ static const char *printable(const char *s, char *out, size_t len)
  * a fresh one on the same bytes finds the same commands and the same fault
  * (docs/kv.md), so anything else is not a unit.
  */
-static int unit_check_resp(const struct unit *u, struct colo_err *err)
+static int unit_check_resp(struct kv *kv, const struct unit *u, struct colo_err *err)
 {
-	struct colo_resp_parser p;
+	struct colo_resp_parser *p = &kv->cmp_parser;
 	char why[4 * COLO_RESP_ERROR_MAX + 1];
 	size_t off = 0;
 	uint64_t n = 0;
 	int r = 0;
 
-	colo_resp_parser_init(&p);
+	colo_resp_parser_reset(p);
 	while (off < u->len) {
 		size_t used = 0;
 
-		r = colo_resp_parse(&p, u->resp + off, u->len - off, &used);
+		r = colo_resp_parse(p, u->resp + off, u->len - off, &used);
 		if (r <= 0)
 			break;
 		off += used;
 		n++;
 	}
-	if (r < 0 && strcmp(p.error, "out of memory") == 0)
+	if (r < 0 && strcmp(p->error, "out of memory") == 0)
 		r = colo_err_set(err, ENOMEM, "kv unit: out of memory parsing its commands");
 	else if (r < 0 && !(u->flags & KV_UNIT_PROTO_ERROR))
 		r = colo_err_set(err, EPROTO, "kv unit: a protocol error in its command %" PRIu64
 				 " at RESP byte %zu (%s) that the unit does not flag",
-				 n + 1, off, printable(p.error, why, sizeof(why)));
+				 n + 1, off, printable(p->error, why, sizeof(why)));
 	else if (r >= 0 && (u->flags & KV_UNIT_PROTO_ERROR))
 		r = colo_err_set(err, EPROTO, "kv unit: flagged as ending in a protocol error, "
 				 "but its %zu RESP bytes have none", u->len);
@@ -256,7 +257,6 @@ static int unit_check_resp(const struct unit *u, struct colo_err *err)
 		r = colo_err_set(err, EPROTO, "kv unit: holds no command");
 	else
 		r = 0;
-	colo_resp_parser_free(&p);
 	return r;
 }
 
@@ -264,7 +264,7 @@ int kv_compare_run(struct colo_guest *g, const uint8_t *data, size_t len,
 		   struct colo_cmp_digest *d, struct colo_err *err)
 {
 	struct kv *kv = kv_of(g);
-	struct colo_resp_parser p;
+	struct colo_resp_parser *p = &kv->cmp_parser;
 	struct colo_kvcmd_ctx ctx;
 	struct colo_buf *out = &kv->cmp_out;
 	struct unit u;
@@ -277,7 +277,7 @@ int kv_compare_run(struct colo_guest *g, const uint8_t *data, size_t len,
 		return colo_err_set(err, EINVAL, "kv: compare_run before attach");
 	if (kv->started)
 		return colo_err_set(err, EBUSY, "kv: compare_run while serving");
-	if ((r = unit_parse(data, len, &u, err)) || (r = unit_check_resp(&u, err)))
+	if ((r = unit_parse(data, len, &u, err)) || (r = unit_check_resp(kv, &u, err)))
 		return r;
 	/* RAM and meta may have come from a checkpoint since the last unit. */
 	r = colo_kv_open(&kv->store, kv->block->host, kv->block->length, &kv->meta, err);
@@ -295,30 +295,32 @@ int kv_compare_run(struct colo_guest *g, const uint8_t *data, size_t len,
 	ctx.role = "master";                /* it answers as the primary did */
 	ctx.maxmemory = kv->store.size;
 	colo_buf_reset(out);
-	colo_resp_parser_init(&p);
+	colo_resp_parser_reset(p);
 	while (off < u.len) {
 		size_t used = 0;
 
-		r = colo_resp_parse(&p, u.resp + off, u.len - off, &used);
+		r = colo_resp_parse(p, u.resp + off, u.len - off, &used);
 		if (r == 0)
 			break;                  /* unit_check_resp() said it cannot */
 		if (r < 0) {
 			/* The primary's fault, answered as it did; unflagged, the
 			 * parser ran out of memory this time. */
 			if (u.flags & KV_UNIT_PROTO_ERROR)
-				colo_resp_error(out, "ERR %s", p.error);
+				colo_resp_error(out, "ERR %s", p->error);
 			else
 				oom = true;
 			break;
 		}
 		ctx.commands_processed = u.commands + n;
-		r = colo_kvcmd_exec(&ctx, p.argc, p.argv, p.argl, out);
+		r = colo_kvcmd_exec(&ctx, p->argc, p->argv, p->argl, out);
 		off += used;
 		n++;
 		if (r & COLO_KVCMD_QUIT)
 			break;
 	}
-	colo_resp_parser_free(&p);
+	/* A unit of very many arguments leaves big arrays: not kept. */
+	if (p->cap > PARSER_KEEP || p->words.cap > UNIT_KEEP)
+		colo_resp_parser_free(p);
 	if (oom || !colo_buf_ok(out)) {
 		colo_buf_free(out);
 		return colo_err_set(err, ENOMEM, "kv unit: out of memory running its commands");

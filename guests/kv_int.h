@@ -85,6 +85,7 @@ struct kv {
 	struct colo_buf unit;            /* kv thread: the unit being built */
 	_Atomic uint64_t matched;        /* output_match's watermark */
 	struct colo_buf cmp_out;         /* compare_run's replies (loop thread) */
+	struct colo_resp_parser cmp_parser; /* compare_run's (loop thread) */
 };
 
 static inline struct kv *kv_of(struct colo_guest *g)

@@ -55,6 +55,18 @@ static void restart(struct colo_resp_parser *p)
 	p->want = 0;
 }
 
+void colo_resp_parser_reset(struct colo_resp_parser *p)
+{
+	restart(p);
+	p->error[0] = '\0';
+	if (colo_buf_ok(&p->words))
+		colo_buf_reset(&p->words);
+	else {
+		colo_buf_free(&p->words);
+		colo_buf_init(&p->words);
+	}
+}
+
 static int fail(struct colo_resp_parser *p, const char *what)
 {
 	snprintf(p->error, sizeof(p->error), "%s", what);

@@ -83,6 +83,8 @@ struct colo_resp_parser {
 
 void colo_resp_parser_init(struct colo_resp_parser *p);
 void colo_resp_parser_free(struct colo_resp_parser *p);
+/* As new for the next input, keeping what it allocated. */
+void colo_resp_parser_reset(struct colo_resp_parser *p);
 
 /*
  * Read the next command from buf[0, len), the connection's unconsumed input.

@@ -558,6 +558,34 @@ START_TEST(error_then_reuse)
 }
 END_TEST
 
+/* reset() forgets a command half read and an error, and keeps its arrays. */
+START_TEST(reset_keeps_room)
+{
+	struct colo_resp_parser p;
+	size_t used, cap;
+
+	colo_resp_parser_init(&p);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n",
+					 29, &used), 1);
+	cap = p.cap;
+	ck_assert_uint_ge(cap, 3);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"*2\r\n$3\r\nGET\r\n", 15, &used), 0);
+	colo_resp_parser_reset(&p);
+	/* The half-read GET is gone: this is a command of its own. */
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"ECHO x\r\n", 8, &used), 1);
+	ck_assert_int_eq(p.argc, 2);
+	ck_assert_uint_eq(used, 8);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"*1\r\n$x\r\n", 8, &used), -1);
+	ck_assert_str_ne(p.error, "");
+	colo_resp_parser_reset(&p);
+	ck_assert_str_eq(p.error, "");
+	ck_assert_uint_eq(p.cap, cap);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"PING\r\n", 6, &used), 1);
+	ck_assert_int_eq(p.argc, 1);
+	colo_resp_parser_free(&p);
+}
+END_TEST
+
 /*
  * Robustness: 20k random inputs, biased towards the protocol's bytes, in
  * random pieces.  Nothing may crash (run it under ASan), every answer must
@@ -613,6 +641,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, str2ll);
 	tcase_add_test(tc, writers);
 	tcase_add_test(tc, error_then_reuse);
+	tcase_add_test(tc, reset_keeps_room);
 	tcase_add_test(tc, random_inputs);
 	suite_add_tcase(s, tc);
 	return s;

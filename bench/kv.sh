@@ -3,14 +3,18 @@
 #   redis-server (Debian's, installed if missing), the kv guest alone
 #   (unprotected), kv protected with output-mode none, kv protected with
 #   output-mode buffer (the default: no reply before its checkpoint is
-#   acknowledged) and kv protected with output-mode compare (a reply goes once
-#   the secondary's copy said the same; docs/compare.md).  Prints requests/s and p50/p99 latency of each test for
-#   each target, and the ratios to the kv guest alone, to redis-server and
-#   to kv buffer; then the CPU time each target's processes used per 1000
-#   requests (both nodes of a pair), since on a small machine the nodes and
-#   redis-benchmark share the same CPUs.  With SECURITY=yes two more buffer-mode pairs run in the
-#   same rounds: "auth" (a psk-file: authenticated Hello, tagged checkpoints,
-#   signed heartbeats) and "encrypt" (the same and encrypt = yes).
+#   acknowledged) and kv protected with output-mode compare (a reply goes
+#   once the secondary's copy said the same; docs/compare.md).  Prints
+#   requests/s and p50/p99 latency of each test for each target, and the
+#   ratios to the kv guest alone, to redis-server and to kv buffer; then the
+#   CPU time each target's processes used per 1000 requests (both nodes of a
+#   pair), since on a small machine the nodes and redis-benchmark share the
+#   same CPUs.  "rd alone" is the median of each round's own ratio to kv
+#   alone (the two ran back to back, so a machine that slows down between
+#   rounds moves both); "vs alone" divides the medians.  With SECURITY=yes
+#   two more buffer-mode pairs run in the same rounds: "auth" (a psk-file:
+#   authenticated Hello, tagged checkpoints, signed heartbeats) and
+#   "encrypt" (the same and encrypt = yes).
 #
 # Environment: N (requests per test, default 100000), C (clients, 50),
 # P (pipeline, 1), TESTS (ping,set,get,incr,mset), KV_RAM_MB (64, the nodes' default),
@@ -229,20 +233,22 @@ BEGIN {
 	label["auth"] = "kv, buf+auth"; label["encrypt"] = "kv, buf+enc"
 	label["compare"] = "kv, compare"
 	printf "\nmedians of %d rounds\n", rounds
-	printf "%-22s %-13s %12s %9s %9s %9s %9s %9s\n", "test", "target", "requests/s",
-	       "p50 ms", "p99 ms", "vs alone", "vs redis", "vs buffer"
+	printf "%-22s %-13s %12s %9s %9s %9s %9s %9s %9s\n", "test", "target", "requests/s",
+	       "p50 ms", "p99 ms", "vs alone", "vs redis", "vs buffer", "rd alone"
 	for (t = 1; t <= ntests; t++) {
 		test = order[t]
 		for (i = 1; i <= nnames; i++) {
 			n = names[i]
 			R[n] = med(rps, n SUBSEP test)
+			for (r = 1; r <= rounds; r++)
+				rd[n, test, r] = rps[n, test, r] / rps["alone", test, r]
 		}
 		for (i = 1; i <= nnames; i++) {
 			n = names[i]
-			printf "%-22s %-13s %12.0f %9.3f %9.3f %8.2fx %8.2fx %8.2fx\n",
+			printf "%-22s %-13s %12.0f %9.3f %9.3f %8.2fx %8.2fx %8.2fx %8.2fx\n",
 			       (i == 1 ? test : ""), label[n], R[n], med(p50, n SUBSEP test),
 			       med(p99, n SUBSEP test), R[n] / R["alone"], R[n] / R["redis"],
-			       R[n] / R["buffer"]
+			       R[n] / R["buffer"], med(rd, n SUBSEP test)
 		}
 	}
 }' /dev/null

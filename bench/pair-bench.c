@@ -10,7 +10,11 @@
  *                checkpoint.  Baseline: memcpy of those pages plus a
  *                loopback TCP send of the checkpoint's bytes and a 4-byte
  *                answer, timed in this process: what one checkpoint costs
- *                with no colo code at all.
+ *                with no colo code at all.  With each case, where the time
+ *                goes (both nodes' phases), each loop's longest busy
+ *                stretch over the pair's life (its first sync included),
+ *                and the secondary's resident memory against guest RAM
+ *                plus one checkpoint's pages.
  *   throughput   memtouch writes/s with the primary alone (unprotected)
  *                and then protected, same process, same guest.
  *   failover     kill -9 of the primary; the secondary logs how long after
@@ -466,7 +470,35 @@ struct rt_result {
 	bool rec_ok;
 	double cps, p50_us, p99_us, pages, bytes, base_us;
 	char phases[160];
+	char sec_phases[96];            /* the secondary's decode, load, commit */
+	double busy_a_ms, busy_b_ms;    /* each loop's longest busy stretch */
+	double rss_b_mib, hwm_b_mib;    /* the secondary's resident memory, peak */
 };
+
+/* A "Vm...:" line of /proc/PID/status in MiB (0: not there). */
+static double proc_mib(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t kl = strlen(key);
+	double kib = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, key, kl) == 0) {
+			kib = strtod(line + kl, NULL);
+			break;
+		}
+	fclose(f);
+	return kib / 1024;
+}
+
+/* p50 of the named phases of r, "name X.XX, ..." in ms, into buf. */
+static void phases_text(const Colo__ControlResponse *r, const char *const *names, size_t n,
+			char *buf, size_t len);
 
 static const Colo__PhaseTiming *phase(const Colo__ControlResponse *r, const char *name)
 {
@@ -583,19 +615,23 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 	res->p99_us = rt ? rt->p99_us : 0;
 	{
 		static const char *const names[] = { "pause", "copy", "encode", "send", "ack" };
-		size_t off = 0;
 
-		res->phases[0] = '\0';
-		for (size_t i = 0; i < 5; i++) {
-			const Colo__PhaseTiming *ph = phase(r, names[i]);
-
-			if (ph && off < sizeof(res->phases))
-				off += (size_t)snprintf(res->phases + off, sizeof(res->phases) - off,
-							"%s%s %.2f", i ? ", " : "", names[i],
-							ph->p50_us / 1000);
-		}
+		phases_text(r, names, 5, res->phases, sizeof(res->phases));
 	}
+	res->busy_a_ms = (double)r->stats->loop_busy_max_us / 1000;
 	colo__control_response__free_unpacked(r, NULL);
+	r = d_ctl(&b, COLO__CONTROL_REQUEST__CMD_STATS, &err);
+	if (!r)
+		die("stats of the secondary: %s", err.msg);
+	{
+		static const char *const names[] = { "decode", "load", "commit" };
+
+		phases_text(r, names, 3, res->sec_phases, sizeof(res->sec_phases));
+	}
+	res->busy_b_ms = (double)r->stats->loop_busy_max_us / 1000;
+	colo__control_response__free_unpacked(r, NULL);
+	res->rss_b_mib = proc_mib(b.pid, "VmRSS:");
+	res->hwm_b_mib = proc_mib(b.pid, "VmHWM:");
 	res->rec_ok = true;
 	if (rec) {
 		/* the recording must still be running on both nodes */
@@ -616,6 +652,21 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 	d_stop(&a);
 	d_stop(&b);
 	res->base_us = baseline_us((uint64_t)res->pages, (uint64_t)res->bytes);
+}
+
+static void phases_text(const Colo__ControlResponse *r, const char *const *names, size_t n,
+			char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const Colo__PhaseTiming *ph = phase(r, names[i]);
+
+		if (ph && off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s %.2f", i ? ", " : "",
+						names[i], ph->p50_us / 1000);
+	}
 }
 
 static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,
@@ -834,6 +885,16 @@ static void bench_auth(void)
 		       " 1 is slower; ck/s ratio below 1 is slower.)\n");
 }
 
+/* The secondary's peak resident memory against guest RAM plus one
+ * checkpoint's pages (the average of the run stands for the largest: these
+ * workloads dirty the same number of pages every time). */
+static double mem_ratio(const struct rt_case *c, const struct rt_result *res)
+{
+	double want = c->ram_mb + res->pages * COLO_PAGE_SIZE / 1048576.0;
+
+	return want > 0 ? res->hwm_b_mib / want : 0;
+}
+
 static void bench_roundtrip(void)
 {
 	double secs = opt.quick ? 2 : 5;
@@ -865,15 +926,26 @@ static void bench_roundtrip(void)
 			       c->workload, c->pages, iv, res.pages, res.bytes / 1024,
 			       res.p50_us / 1000, res.p99_us / 1000, res.base_us / 1000, ratio,
 			       res.cps, use);
-			printf("        p50 ms by phase: %s\n", res.phases);
+			printf("        p50 ms by phase: %s; secondary: %s\n", res.phases,
+			       res.sec_phases);
+			printf("        longest loop stall: primary %.1f ms, secondary %.1f ms; "
+			       "secondary RSS %.0f MiB (peak %.0f) = %.2fx RAM + a checkpoint\n",
+			       res.busy_a_ms, res.busy_b_ms, res.rss_b_mib, res.hwm_b_mib,
+			       mem_ratio(c, &res));
 		}
-		o = json_pack("{s:s, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s}",
+		o = json_pack("{s:s, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:s, "
+			      "s:f, s:f, s:f, s:f, s:f}",
 			      "workload", c->workload, "target_pages", (json_int_t)c->pages,
 			      "interval_ms", c->interval_ms, "pages_per_checkpoint", res.pages,
 			      "bytes_per_checkpoint", res.bytes, "rtt_p50_us", res.p50_us,
 			      "rtt_p99_us", res.p99_us, "baseline_us", res.base_us,
 			      "checkpoints_per_s", res.cps, "rtt_p50_vs_baseline", ratio,
-			      "phases_p50_ms", res.phases);
+			      "phases_p50_ms", res.phases, "secondary_phases_p50_ms",
+			      res.sec_phases, "loop_stall_max_ms_primary", res.busy_a_ms,
+			      "loop_stall_max_ms_secondary", res.busy_b_ms,
+			      "secondary_rss_mib", res.rss_b_mib, "secondary_rss_peak_mib",
+			      res.hwm_b_mib, "secondary_peak_vs_ram_and_checkpoint",
+			      mem_ratio(c, &res));
 		json_array_append_new(arr, o);
 	}
 	json_object_set_new(out, "roundtrip", arr);

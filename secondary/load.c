@@ -179,8 +179,12 @@ void secondary_load_free(struct colo_secondary *s)
 
 int secondary_feed(struct colo_secondary *s, const uint8_t *p, size_t len, size_t *used)
 {
+	bool timed = s->state == S_CKPT_RAM;
+	uint64_t t0 = timed ? colo_now_ns() : 0;
 	ssize_t got = colo_stream_reader_feed(s->reader, p, len);
 
+	if (timed)
+		s->ckpt_decode_ns += colo_now_ns() - t0;
 	*used = 0;
 	if (got < 0)
 		return -1;
@@ -259,6 +263,7 @@ int secondary_sync_done(struct colo_secondary *s)
 void secondary_ckpt_begin(struct colo_secondary *s)
 {
 	s->ckpt_rx_start = s->n->stats.bytes_received;
+	s->ckpt_decode_ns = 0;
 	s->rec_tee = s->n->rec != NULL && !colo_recorder_wants_keyframe(s->n->rec);
 	colo_buf_reset(&s->rec_in);
 	XXH3_64bits_reset(s->hash);
@@ -408,7 +413,7 @@ int secondary_ckpt_done(struct colo_secondary *s)
 	struct colo_node *n = s->n;
 	struct devload d;
 	struct colo_err err;
-	uint64_t sum;
+	uint64_t sum, t0 = colo_now_ns(), t1;
 
 	colo_err_clear(&err);
 	if (backup_devices(s, &err)) {
@@ -443,6 +448,7 @@ int secondary_ckpt_done(struct colo_secondary *s)
 	}
 	/* From here on we commit this checkpoint before any promotion. */
 	colo_repl_send_msg(s->conn, COLO_MSG_VMSTATE_RECEIVED);
+	t1 = colo_now_ns();
 	ram_cache_commit(&s->cache);
 	s->last_committed = d.info.seq;
 	secondary_cmp_committed(s);
@@ -454,6 +460,9 @@ int secondary_ckpt_done(struct colo_secondary *s)
 	colo_stats_checkpoint(&n->stats, colo_now_ns(), d.info.pages,
 			      n->stats.bytes_received - s->ckpt_rx_start);
 	colo_repl_send_msg(s->conn, COLO_MSG_VMSTATE_LOADED);
+	colo_stats_phase(&n->stats, COLO_PHASE_DECODE, s->ckpt_decode_ns);
+	colo_stats_phase(&n->stats, COLO_PHASE_LOAD, t1 - t0);
+	colo_stats_phase(&n->stats, COLO_PHASE_COMMIT, colo_now_ns() - t1);
 	colo_buf_reset(&s->dev);
 	/* Compare mode: what waited for this checkpoint runs (a unit the guest
 	 * cannot read closes the connection). */

@@ -117,6 +117,7 @@ struct colo_secondary {
 	struct colo_savevm_device *cur_dev;
 	bool enable_colo;                /* the sync had COMMAND ENABLE_COLO */
 	uint64_t ckpt_rx_start;          /* bytes_received when it began */
+	uint64_t ckpt_decode_ns;       /* this checkpoint's time in the decoder */
 	bool rec_tee;                    /* keep what arrives for the recording */
 	struct colo_buf rec_in;
 	struct ram_cache cache;

@@ -191,6 +191,9 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "matched", json_u64(st->matched));
 	json_object_set_new(o, "mismatches", json_u64(st->mismatches));
 	json_object_set_new(o, "compare_dropped", json_u64(st->compare_dropped));
+	json_object_set_new(o, "loop_busy_max_us", json_u64(st->loop_busy_max_us));
+	json_object_set_new(o, "loop_busy_over_10ms", json_u64(st->loop_busy_over_10ms));
+	json_object_set_new(o, "loop_stalls", json_u64(st->loop_stalls));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
 	{
 		json_t *g = json_object();
@@ -373,6 +376,9 @@ static void print_stats(const Colo__Stats *st)
 	kv("heartbeats received", "%" PRIu64, st->heartbeats_received);
 	kv("heartbeats refused", "%" PRIu64, st->heartbeats_refused);
 	kv("peers refused", "%" PRIu64, st->peers_refused);
+	kv("loop busy max", "%.1f ms", (double)st->loop_busy_max_us / 1000.0);
+	kv("loop busy > 10 ms", "%" PRIu64, st->loop_busy_over_10ms);
+	kv("loop stalls", "%" PRIu64, st->loop_stalls);
 	print_phases(st->phases, st->n_phases);
 	for (size_t i = 0; i < st->n_guest; i++) {
 		char key[80];

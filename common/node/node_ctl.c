@@ -24,8 +24,14 @@
 static void add_phases(struct colo_node *n, Colo__PhaseTiming *store,
 		       Colo__PhaseTiming **ptrs, size_t *count)
 {
+	/* Each role times its own phases: a node shows those of its role now. */
+	int first = n->role == COLO_ROLE_SECONDARY ? COLO_PHASE_SECONDARY_FIRST :
+		COLO_PHASE_PRIMARY_FIRST;
+	int end = n->role == COLO_ROLE_SECONDARY ? COLO_PHASE_SECONDARY_END :
+		COLO_PHASE_PRIMARY_END;
+
 	*count = 0;
-	for (int ph = 0; ph < COLO_PHASES; ph++) {
+	for (int ph = first; ph < end; ph++) {
 		Colo__PhaseTiming *t = &store[ph];
 		uint64_t cnt;
 
@@ -158,6 +164,9 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	st.matched = n->stats.matched;
 	st.mismatches = n->stats.mismatches;
 	st.compare_dropped = n->stats.compare_dropped;
+	st.loop_busy_max_us = n->stats.loop_busy_max_ns / 1000;
+	st.loop_busy_over_10ms = n->stats.loop_busy_over_10ms;
+	st.loop_stalls = n->stats.loop_stalls;
 	for (int k = 0; k < COLO_CAUSES; k++) {
 		if (!n->stats.by_cause[k])
 			continue;

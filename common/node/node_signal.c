@@ -60,6 +60,10 @@ static void on_stall_prepare(uv_prepare_t *h)
 	if (n->stall_from_ns) {
 		busy = now - n->stall_from_ns;
 		busy = idle - n->stall_idle_ns < busy ? busy - (idle - n->stall_idle_ns) : 0;
+		if (busy > n->stats.loop_busy_max_ns)
+			n->stats.loop_busy_max_ns = busy;
+		if (busy > 10000000ull)
+			n->stats.loop_busy_over_10ms++;
 		if (busy > (uint64_t)n->cfg.heartbeat_interval_ms * 1000000ull) {
 			n->stats.loop_stalls++;
 			if (now - n->stall_logged_ns > 1000000000ull) {

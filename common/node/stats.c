@@ -8,6 +8,7 @@
 
 static const char *const names[COLO_PHASES] = {
 	"pause", "sync", "copy", "resume", "encode", "send", "ack", "round-trip",
+	"decode", "load", "commit",
 };
 
 static const char *const causes[COLO_CAUSES] = {

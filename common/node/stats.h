@@ -23,8 +23,18 @@ enum colo_phase {
 	COLO_PHASE_SEND,         /* writing the checkpoint to the socket */
 	COLO_PHASE_ACK,          /* sent to VMSTATE_RECEIVED */
 	COLO_PHASE_ROUND_TRIP,   /* pause start to VMSTATE_LOADED */
+	/* the secondary's */
+	COLO_PHASE_DECODE,       /* in the decoder: the RAM part, as it arrives */
+	COLO_PHASE_LOAD,         /* device stream checked and loaded */
+	COLO_PHASE_COMMIT,       /* the RAM cache into committed RAM, recorded */
 	COLO_PHASES
 };
+
+/* The phases a node of this role times: [first, end). */
+#define COLO_PHASE_PRIMARY_FIRST COLO_PHASE_PAUSE
+#define COLO_PHASE_PRIMARY_END COLO_PHASE_DECODE
+#define COLO_PHASE_SECONDARY_FIRST COLO_PHASE_DECODE
+#define COLO_PHASE_SECONDARY_END COLO_PHASES
 
 /* Why a checkpoint was taken (colo-ctl stats: checkpoints by cause). */
 enum colo_ckpt_cause {
@@ -62,6 +72,8 @@ struct colo_stats {
 	uint64_t pages_sent, pages_unchanged, pages_by_kind[16];
 	uint64_t bytes_sent, bytes_received;
 	uint64_t loop_stalls;            /* callbacks longer than a heartbeat interval */
+	uint64_t loop_busy_max_ns;       /* the longest busy stretch of the loop */
+	uint64_t loop_busy_over_10ms;    /* busy stretches over 10 ms */
 	uint64_t full_syncs, failovers;
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
 	uint64_t peers_refused;          /* replication peers that failed authentication */

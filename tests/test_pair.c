@@ -156,6 +156,21 @@ static bool cond_guest_wrote(void *ud)
 	return guest_writes(g->p) > g->writes;
 }
 
+/* The phases p's status lists, "name:count name:count ..." into buf. */
+static void status_phases(struct proc *p, char *buf, size_t len)
+{
+	Colo__ControlResponse *r = ctl(p, COLO__CONTROL_REQUEST__CMD_STATUS, 0, NULL, 0);
+	size_t off = 0;
+
+	ck_assert(r && r->ok && r->status);
+	buf[0] = '\0';
+	for (size_t i = 0; i < r->status->n_phases && off < len; i++)
+		off += (size_t)snprintf(buf + off, len - off, "%s%s:%" PRIu64, i ? " " : "",
+					r->status->phases[i]->phase,
+					r->status->phases[i]->count ? 1 : (uint64_t)0);
+	colo__control_response__free_unpacked(r, NULL);
+}
+
 START_TEST(pair_checkpoints_and_verifies)
 {
 	struct pair pr;
@@ -175,6 +190,23 @@ START_TEST(pair_checkpoints_and_verifies)
 	ck_assert_uint_ge(last, 50);
 	ck_assert(ctl_status(&pr.b, &role, state, sizeof(state), &last, &gen));
 	ck_assert_int_eq(role, COLO__ROLE__ROLE_SECONDARY);
+	/* Each node times its own phases, and has timed every one of them
+	 * (1: some samples). */
+	{
+		char ph[256];
+		uint64_t busy;
+
+		status_phases(&pr.a, ph, sizeof(ph));
+		ck_assert_str_eq(ph, "pause:1 sync:1 copy:1 resume:1 encode:1 send:1 ack:1 "
+				 "round-trip:1");
+		status_phases(&pr.b, ph, sizeof(ph));
+		ck_assert_str_eq(ph, "decode:1 load:1 commit:1");
+		/* The full sync kept both loops busy for a while at least. */
+		ck_assert(ctl_stat(&pr.a, "loop_busy_max_us", &busy));
+		ck_assert_uint_gt(busy, 0);
+		ck_assert(ctl_stat(&pr.b, "loop_busy_max_us", &busy));
+		ck_assert_uint_gt(busy, 0);
+	}
 	assert_clean(&pr.a);
 	assert_clean(&pr.b);
 	check_alive(&pr.a);

@@ -561,21 +561,24 @@ END_TEST
 /* reset() forgets a command half read and an error, and keeps its arrays. */
 START_TEST(reset_keeps_room)
 {
+	static const char set[] = "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n";
+	static const char half[] = "*2\r\n$3\r\nGET\r\n";
+	static const char echo[] = "ECHO x\r\n";
+	static const char bad[] = "*1\r\n$x\r\n";
 	struct colo_resp_parser p;
 	size_t used, cap;
 
 	colo_resp_parser_init(&p);
-	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\nb\r\n",
-					 29, &used), 1);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)set, strlen(set), &used), 1);
 	cap = p.cap;
 	ck_assert_uint_ge(cap, 3);
-	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"*2\r\n$3\r\nGET\r\n", 15, &used), 0);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)half, strlen(half), &used), 0);
 	colo_resp_parser_reset(&p);
 	/* The half-read GET is gone: this is a command of its own. */
-	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"ECHO x\r\n", 8, &used), 1);
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)echo, strlen(echo), &used), 1);
 	ck_assert_int_eq(p.argc, 2);
-	ck_assert_uint_eq(used, 8);
-	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)"*1\r\n$x\r\n", 8, &used), -1);
+	ck_assert_uint_eq(used, strlen(echo));
+	ck_assert_int_eq(colo_resp_parse(&p, (const uint8_t *)bad, strlen(bad), &used), -1);
 	ck_assert_str_ne(p.error, "");
 	colo_resp_parser_reset(&p);
 	ck_assert_str_eq(p.error, "");

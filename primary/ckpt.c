@@ -1,9 +1,11 @@
 /*
  * ckpt.c: the primary's checkpoint pipeline (DESIGN.md §4, §5).
  *
- * A checkpoint (struct ckpt) is staged on the loop with the guest paused,
- * encoded on a libuv worker thread (which drives the encoder's own
- * threads), and written with one write of several buffers:
+ * A checkpoint (struct ckpt) is staged with the guest paused (a big copy
+ * on a libuv worker, so that the loop goes on meanwhile; the guest is
+ * paused and resumed on the loop), encoded on a libuv worker thread (which
+ * drives the encoder's own threads), and written with one write of several
+ * buffers:
  *   VMSTATE_SEND, RAM END section header, records, EOS + footer, EOF,
  *   VMSTATE_SIZE n, device stream (device FULL sections, colo/checkpoint, EOF)
  * The full sync goes the same way with a migration's framing instead.  A
@@ -35,6 +37,8 @@
 #include "stream.h"
 
 #define INLINE_ENCODE_PAGES 32  /* fewer dirty pages: encode on the loop */
+#define INLINE_STAGE_PAGES 1024 /* no more (4 MiB, about a millisecond):
+				   stage on the loop */
 
 static void ckpt_unref(struct ckpt *c)
 {
@@ -61,9 +65,10 @@ void primary_ckpt_abandon(struct colo_primary *p)
 {
 	if (!p->cur)
 		return;
-	/* A worker that still encodes keeps the pipeline until it returns. */
-	primary_ckpt_to(p, p->phase == CK_ENCODING || p->phase == CK_REPLIED ?
-			CK_ABANDONED : CK_IDLE);
+	/* A worker that still stages or encodes keeps the pipeline until it
+	 * returns. */
+	primary_ckpt_to(p, p->phase == CK_STAGING || p->phase == CK_ENCODING ||
+			p->phase == CK_REPLIED ? CK_ABANDONED : CK_IDLE);
 	ckpt_release(p);
 }
 
@@ -334,12 +339,59 @@ void primary_sync_start(struct colo_primary *p)
 	primary_ckpt_start(p, true);
 }
 
+static void encode_start(struct colo_primary *p, struct ckpt *c);
+
+/* ---- staging: on a worker when big, the guest paused throughout ---- */
+
+static void stage_work(uv_work_t *w)
+{
+	struct ckpt *c = w->data;
+	struct colo_primary *p = c->p;
+
+	/* The loop leaves stage and the blocks' dirty bitmaps alone here. */
+	colo_err_clear(&c->enc_err);
+	c->enc_rc = colo_ram_stage_collect(&p->stage, p->blocks, p->nblocks, &c->enc_err);
+}
+
+static void stage_done(uv_work_t *w, int status)
+{
+	struct ckpt *c = w->data;
+	struct colo_primary *p = c->p;
+	struct colo_node *n = p->n;
+	uint64_t t3 = colo_now_ns();
+
+	(void)status;
+	if (c == p->cur && !c->full)
+		primary_fault_at(&p->fault, F_STAGED, c->seq);
+	colo_node_resume_guest(n);
+	/* ... to here. */
+	c->t_staged = colo_now_ns();
+	c->pages = p->stage.n;
+	colo_stats_phase(&n->stats, COLO_PHASE_COPY, t3 - c->t_harvested);
+	colo_stats_phase(&n->stats, COLO_PHASE_RESUME, c->t_staged - t3);
+	if (c != p->cur) {
+		/* Abandoned while it ran: the pipeline is free again, and a
+		 * secondary that connected meanwhile waits for its sync. */
+		primary_ckpt_to(p, CK_IDLE);
+		if (p->state == P_SYNC)
+			primary_sync_start(p);
+	} else if (c->enc_rc) {
+		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, c->enc_err.msg);
+		primary_ckpt_to(p, CK_IDLE);
+		ckpt_release(p);
+		primary_go_degraded(p, "staging failed");
+	} else {
+		encode_start(p, c);
+	}
+	ckpt_unref(c);
+}
+
 void primary_ckpt_start(struct colo_primary *p, bool full)
 {
 	struct colo_node *n = p->n;
 	struct colo_err err;
 	struct ckpt *c;
-	uint64_t t1, t2, t3;
+	uint64_t t1, dirty = 0;
 	int r;
 
 	c = calloc(1, sizeof(*c));
@@ -372,9 +424,9 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	r = colo_ram_harvest(n->ram, NULL, &err);
 	if (r == 0 && full)
 		mark_all_dirty(p);
-	t2 = colo_now_ns();
-	if (r == 0)
-		r = colo_ram_stage_collect(&p->stage, p->blocks, p->nblocks, &err);
+	c->t_harvested = colo_now_ns();
+	/* The devices do not change while the guest is paused: saved before
+	 * the copy, here on the loop (guests expect their ops here). */
 	if (r == 0)
 		r = save_devices(p, &c->dev, full, &err);
 	/* A recording started on a running pair needs a first keyframe: the
@@ -385,43 +437,56 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 		colo_buf_reset(&c->snap);
 		colo_err_clear(&err);
 	}
-	t3 = colo_now_ns();
-	if (!full)
-		primary_fault_at(&p->fault, F_STAGED, c->seq);
-	colo_node_resume_guest(n);
-	/* ... to here. */
-	c->t_staged = colo_now_ns();
-	c->pages = p->stage.n;
 	colo_stats_phase(&n->stats, COLO_PHASE_PAUSE, t1 - c->t0);
-	colo_stats_phase(&n->stats, COLO_PHASE_SYNC, t2 - t1);
-	colo_stats_phase(&n->stats, COLO_PHASE_COPY, t3 - t2);
-	colo_stats_phase(&n->stats, COLO_PHASE_RESUME, c->t_staged - t3);
+	colo_stats_phase(&n->stats, COLO_PHASE_SYNC, c->t_harvested - t1);
 	p->last_start_ns = c->t0;
 	if (!full)
 		n->stats.by_cause[p->want_now ? p->want_cause : COLO_CAUSE_INTERVAL]++;
 	p->want_now = false;
 	if (r) {
+		colo_node_resume_guest(n);
 		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, err.msg);
 		ckpt_unref(c);
 		primary_go_degraded(p, "staging failed");
 		return;
 	}
-	if (full) {
+	p->cur = c;
+	primary_ckpt_to(p, CK_STAGING);
+	c->stage.data = c->work.data = c;
+	c->refs++;
+	for (size_t b = 0; b < p->nblocks && dirty <= INLINE_STAGE_PAGES; b++)
+		dirty += colo_ram_block_count_dirty(p->blocks[b]);
+	/* A big copy goes to a worker, so that this loop (the control socket,
+	 * the replication connection, an embedded guest's clients once it
+	 * resumes) does not stall on it; a small one is faster here than the
+	 * two thread hops. */
+	if (dirty > INLINE_STAGE_PAGES &&
+	    uv_queue_work(n->loop, &c->stage, stage_work, stage_done) == 0)
+		return;
+	stage_work(&c->stage);
+	stage_done(&c->stage, 0);
+}
+
+/* Staged and resumed: ask the secondary, and encode. */
+static void encode_start(struct colo_primary *p, struct ckpt *c)
+{
+	struct colo_node *n = p->n;
+
+	if (c->full) {
 		/* The secondary holds nothing yet: every page goes without a base. */
 		for (size_t b = 0; b < p->nblocks; b++)
 			p->shadows[b].valid = false;
 	} else if (colo_repl_send_msg(p->conn, COLO_MSG_CHECKPOINT_REQUEST) != 0) {
-		ckpt_unref(c);
+		primary_ckpt_to(p, CK_IDLE);
+		ckpt_release(p);
 		primary_go_degraded(p, "cannot send CHECKPOINT_REQUEST");
 		return;
 	} else {
 		primary_fault_at(&p->fault, F_REQUEST, c->seq);
 	}
-	p->cur = c;
 	primary_ckpt_to(p, CK_ENCODING);
-	c->work.data = c;
 	c->refs++;
-	if (!full && p->stage.n <= INLINE_ENCODE_PAGES) {
+	if (!c->full && p->stage.n <= INLINE_ENCODE_PAGES) {
 		/* A few pages encode faster here than the two thread hops take
 		 * (worker, then back to this loop): this is the latency a client
 		 * waits for under output-mode buffer. */

@@ -33,7 +33,7 @@ static const char *const state_names[P_STATES] = {
 };
 
 static const char *const phase_names[CK_PHASES] = {
-	[CK_IDLE] = "idle", [CK_ENCODING] = "encoding", [CK_REPLIED] = "replied",
+	[CK_IDLE] = "idle", [CK_STAGING] = "staging", [CK_ENCODING] = "encoding", [CK_REPLIED] = "replied",
 	[CK_ENCODED] = "encoded", [CK_SENT] = "sent", [CK_RECEIVED] = "received",
 	[CK_ABANDONED] = "abandoned",
 };
@@ -50,7 +50,9 @@ static const unsigned state_next[P_STATES] = {
 };
 
 static const unsigned phase_next[CK_PHASES] = {
-	[CK_IDLE] = B(CK_ENCODING),
+	[CK_IDLE] = B(CK_STAGING),
+	/* ... -> IDLE: staging failed, or REQUEST could not be sent. */
+	[CK_STAGING] = B(CK_ENCODING) | B(CK_ABANDONED) | B(CK_IDLE),
 	/* ... -> IDLE from the encoding phases: the encoding failed, or could
 	 * not be queued (the worker is not running). */
 	[CK_ENCODING] = B(CK_REPLIED) | B(CK_ENCODED) | B(CK_SENT) | B(CK_ABANDONED) |

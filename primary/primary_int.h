@@ -86,12 +86,13 @@ enum primary_state {
  */
 enum ckpt_phase {
 	CK_IDLE,         /* no checkpoint in flight */
+	CK_STAGING,      /* guest paused; its dirty pages are being copied */
 	CK_ENCODING,     /* staged; the encoder runs and the REPLY is awaited */
 	CK_REPLIED,      /* REPLY in; the encoder still runs */
 	CK_ENCODED,      /* encoded; the REPLY is awaited */
 	CK_SENT,         /* written; VMSTATE_RECEIVED (a sync: READY) awaited */
 	CK_RECEIVED,     /* will be committed; VMSTATE_LOADED awaited */
-	CK_ABANDONED,    /* dropped while a worker encodes it */
+	CK_ABANDONED,    /* dropped while a worker stages or encodes it */
 	CK_PHASES
 };
 
@@ -108,11 +109,12 @@ struct primary_fault_cfg {
 
 /* One checkpoint, or the full sync (full). */
 struct ckpt {
-	int refs;                    /* the engine, the worker, the write */
+	int refs;                    /* the engine, a worker, the write */
 	struct colo_primary *p;      /* the engine outlives its work */
 	bool full;                   /* the full sync, not a checkpoint */
 	uint64_t seq;
 	uint64_t t0;                 /* the guest paused */
+	uint64_t t_harvested;        /* its dirty pages known: the copy starts */
 	uint64_t t_staged;           /* the guest resumed */
 	uint64_t t_ready;            /* handed to the socket */
 	uint64_t t_sent;             /* the socket took the last byte (0: not yet) */
@@ -126,9 +128,10 @@ struct ckpt {
 	struct colo_buf snap;        /* a recording's first keyframe, taken paused */
 	struct colo_ram_enc_stats st;
 	uint32_t allowed;            /* encodings, fixed when it was staged */
-	int enc_rc;
+	int enc_rc;                  /* of the staging copy, then of encoding */
 	struct colo_err enc_err;
-	uv_work_t work;
+	uv_work_t stage;             /* the staging copy, when on a worker */
+	uv_work_t work;              /* encoding */
 };
 
 /* A colo-ctl checkpoint request, answered once a checkpoint committed. */

@@ -75,19 +75,19 @@ static int grow(struct ram_cache *c, struct colo_err *err)
 uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct colo_err *err)
 {
 	uint32_t k = c->index[b][pg];
+	uint8_t *page = c->blocks[b]->host + (size_t)pg * PAGE;
 
 	if (k)
-		return c->pages + (size_t)(k - 1) * PAGE;
+		return c->base ? c->pages + (size_t)(k - 1) * PAGE : page;
 	if (c->n == c->cap && grow(c, err) != 0)
 		return NULL;
 	k = (uint32_t)c->n + 1;
 	c->refs[c->n].block = b;
 	c->refs[c->n].page = pg;
-	memcpy(c->pages + c->n * PAGE, (c->base ? c->base[b] : c->blocks[b]->host) +
-	       (size_t)pg * PAGE, PAGE);
+	memcpy(c->pages + c->n * PAGE, c->base ? c->base[b] + (size_t)pg * PAGE : page, PAGE);
 	c->n++;
 	c->index[b][pg] = k;
-	return c->pages + (size_t)(k - 1) * PAGE;
+	return c->base ? c->pages + (size_t)(k - 1) * PAGE : page;
 }
 
 void ram_cache_commit(struct ram_cache *c)
@@ -96,9 +96,10 @@ void ram_cache_commit(struct ram_cache *c)
 		struct colo_ram_block *b = c->blocks[c->refs[i].block];
 		size_t off = (size_t)c->refs[i].page * PAGE;
 
-		if (c->base)
+		if (c->base) {
 			memcpy(c->base[c->refs[i].block] + off, c->pages + i * PAGE, PAGE);
-		memcpy(b->host + off, c->pages + i * PAGE, PAGE);
+			memcpy(b->host + off, c->pages + i * PAGE, PAGE);
+		}
 		c->index[c->refs[i].block][c->refs[i].page] = 0;
 	}
 	c->n = 0;
@@ -106,12 +107,38 @@ void ram_cache_commit(struct ram_cache *c)
 
 void ram_cache_set_base(struct ram_cache *c, uint8_t **base)
 {
+	/* The two modes keep different things in the slots: none may be in
+	 * use across the change (it comes between checkpoints anyway). */
+	ram_cache_discard(c);
 	c->base = base;
 }
 
 void ram_cache_discard(struct ram_cache *c)
 {
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
+		struct colo_ram_block *b = c->blocks[c->refs[i].block];
+
+		if (!c->base)
+			memcpy(b->host + (size_t)c->refs[i].page * PAGE, c->pages + i * PAGE,
+			       PAGE);
 		c->index[c->refs[i].block][c->refs[i].page] = 0;
+	}
 	c->n = 0;
+}
+
+void ram_cache_swap(struct ram_cache *c)
+{
+	uint8_t tmp[PAGE];
+
+	if (c->base)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		uint8_t *page = c->blocks[c->refs[i].block]->host +
+			(size_t)c->refs[i].page * PAGE;
+		uint8_t *slot = c->pages + i * PAGE;
+
+		memcpy(tmp, page, PAGE);
+		memcpy(page, slot, PAGE);
+		memcpy(slot, tmp, PAGE);
+	}
 }

@@ -3,17 +3,25 @@
  * checkpoint in flight, kept apart from the committed RAM until the whole
  * checkpoint has arrived and verified.
  *
- * A page's slot starts as a copy of the committed page (its base, which the
- * page's record is decoded against) the first time the checkpoint touches
- * it.  Commit copies every slot over the committed page; discard forgets
- * them.  The committed RAM is the guest's own memory (the blocks); the
- * slots are one growing anonymous mapping, kept across checkpoints so a
- * steady load allocates nothing.
+ * The committed RAM is the guest's own memory (the blocks), and a
+ * checkpoint is decoded in place, into the blocks: the first time the
+ * checkpoint touches a page, its committed content is saved in a slot (an
+ * undo log), and the page's record is decoded over the page itself.
+ * Commit forgets the slots: nothing is copied.  Discard (a checkpoint cut
+ * off, refused, or a takeover) copies every slot back over its page, so
+ * the blocks hold the committed checkpoint again; every path that drops a
+ * checkpoint in flight discards before anything else reads the blocks.
+ * Whoever must read the committed RAM while a checkpoint is in flight
+ * (colo-ctl verify, its block hashes) calls ram_cache_swap() before and
+ * after: it exchanges each touched page with its slot.  The slots are one
+ * growing anonymous mapping, kept across checkpoints so a steady load
+ * allocates nothing.
  *
  * Output-mode compare (docs/compare.md): the guest runs on the blocks, so
  * the committed RAM is a copy of its own (the base, ram_cache_set_base):
- * slots start from the base, and commit copies each slot over the base and
- * the block both.
+ * there a slot is the page in flight, starting as a copy of the base page,
+ * and commit copies each slot over the base and the block both; discard
+ * forgets the slots.
  *
  * The cache borrows the blocks (they belong to the node's colo_ram) and
  * the bases, and owns its slots and index.  Loop thread only.
@@ -30,7 +38,9 @@
 struct ram_cache {
 	struct colo_ram_block **blocks;  /* borrowed, by index */
 	size_t nblocks;
-	uint8_t *pages;                  /* slots of 4 KiB, mmap'd */
+	uint8_t *pages;                  /* slots of 4 KiB, mmap'd: the saved
+					    committed pages (no base), or the
+					    pages in flight (base) */
 	struct { uint32_t block, page; } *refs;   /* what each slot holds */
 	size_t n, cap;
 	uint32_t **index;                /* per block: slot + 1 of each page, or 0 */
@@ -43,13 +53,19 @@ int ram_cache_init(struct ram_cache *c, struct colo_ram_block **blocks, size_t n
 void ram_cache_free(struct ram_cache *c);
 /* The block's index among the cache's blocks (the caller knows it is one). */
 uint32_t ram_cache_block_index(const struct ram_cache *c, const struct colo_ram_block *b);
-/* The slot of page pg of block b, made from the committed page on first use. */
+/* Where page pg of block b of the checkpoint in flight is decoded: the page
+ * itself, its committed content saved on first use (no base); or its slot,
+ * made from the base page on first use (base). */
 uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct colo_err *err);
-/* Every slot over its committed page; the cache is then empty. */
+/* The checkpoint in flight is committed; the cache is then empty. */
 void ram_cache_commit(struct ram_cache *c);
 /* Committed RAM is base[b] for block b from now on (NULL: the blocks). */
 void ram_cache_set_base(struct ram_cache *c, uint8_t **base);
-/* Forget the slots (a checkpoint cut off). */
+/* The checkpoint in flight is dropped: the committed RAM is as it was. */
 void ram_cache_discard(struct ram_cache *c);
+/* No base: exchange each page the checkpoint in flight touched with its
+ * saved committed content (twice: back as it was).  With a base: nothing
+ * (the base is the committed RAM already). */
+void ram_cache_swap(struct ram_cache *c);
 
 #endif

@@ -673,6 +673,16 @@ static void eng_stop(void *eng)
 	s->hb = NULL;
 }
 
+/* Checkpoints are decoded in place (cache.h): verify swaps the committed
+ * pages back in while it reads. */
+static void eng_committed_view(void *eng, bool on)
+{
+	struct colo_secondary *s = eng;
+
+	(void)on;                     /* a swap is its own inverse */
+	ram_cache_swap(&s->cache);
+}
+
 static const struct colo_engine_ops secondary_ops = {
 	.role = COLO_ROLE_SECONDARY,
 	.status = eng_status,
@@ -681,6 +691,7 @@ static const struct colo_engine_ops secondary_ops = {
 	.checkpoint = eng_checkpoint,
 	.reloaded = eng_reloaded,
 	.stop = eng_stop,
+	.committed_view = eng_committed_view,
 };
 
 static void on_newer_generation(void *ud, const char *node, uint64_t gen)

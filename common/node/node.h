@@ -65,6 +65,10 @@ struct colo_engine_ops {
 	void (*reloaded)(void *eng);
 	/* SIGTERM: close connections, stop timers; the loop then ends. */
 	void (*stop)(void *eng);
+	/* Around a synchronous read of the guest's RAM that must see the
+	 * committed state (verify): on true the RAM shows it, on false it goes
+	 * back to what is in flight.  NULL: the RAM always shows it. */
+	void (*committed_view)(void *eng, bool on);
 };
 
 struct colo_node {

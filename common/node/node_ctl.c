@@ -217,8 +217,12 @@ static void ctl_verify(struct colo_node *n, struct colo_ctl_pending *p)
 
 	memset(&rep, 0, sizeof(rep));
 	/* The guest holds still while its RAM is recomputed; on a secondary
-	 * the loop thread is also where commits happen, so this sees one. */
+	 * the loop thread is also where commits happen, and a checkpoint in
+	 * flight, decoded in place, is swapped out meanwhile (committed_view):
+	 * this sees the last committed one. */
 	colo_node_pause_guest(n);
+	if (n->eops && n->eops->committed_view)
+		n->eops->committed_view(n->engine, true);
 	if (n->gops->verify)
 		n->gops->verify(n->guest, &rep);
 	nh = colo_ram_nblocks(n->ram);
@@ -231,6 +235,8 @@ static void ctl_verify(struct colo_node *n, struct colo_ctl_pending *p)
 			 (uint64_t)XXH3_64bits(b->host, b->length));
 		hashp[i] = hashes[i];
 	}
+	if (n->eops && n->eops->committed_view)
+		n->eops->committed_view(n->engine, false);
 	colo_node_resume_guest(n);
 	if (n->eops)
 		n->eops->status(n->engine, state, sizeof(state), peer, sizeof(peer), pst,

@@ -69,6 +69,7 @@ static int grow(struct ram_cache *c, struct colo_err *err)
 	}
 	c->pages = np;
 	c->cap = cap;
+	c->touched = c->n;
 	return 0;
 }
 
@@ -86,12 +87,32 @@ uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct col
 	c->refs[c->n].page = pg;
 	memcpy(c->pages + c->n * PAGE, c->base ? c->base[b] + (size_t)pg * PAGE : page, PAGE);
 	c->n++;
+	if (c->n > c->touched)
+		c->touched = c->n;
 	c->index[b][pg] = k;
 	return c->base ? c->pages + (size_t)(k - 1) * PAGE : page;
 }
 
+/*
+ * The checkpoint is over and used n slots.  Slots above what it and the
+ * next one are likely to need (twice n, at least the first mapping's)
+ * go back to the kernel: one big checkpoint (the first after a sync, say)
+ * must not keep the secondary's memory up for good.  The mapping stays.
+ */
+static void trim(struct ram_cache *c, size_t n)
+{
+	size_t keep = n * 2 > 1024 ? n * 2 : 1024;
+
+	if (c->touched > keep) {
+		madvise(c->pages + keep * PAGE, (c->touched - keep) * PAGE, MADV_DONTNEED);
+		c->touched = keep;
+	}
+}
+
 void ram_cache_commit(struct ram_cache *c)
 {
+	size_t used = c->n;
+
 	for (size_t i = 0; i < c->n; i++) {
 		struct colo_ram_block *b = c->blocks[c->refs[i].block];
 		size_t off = (size_t)c->refs[i].page * PAGE;
@@ -103,6 +124,7 @@ void ram_cache_commit(struct ram_cache *c)
 		c->index[c->refs[i].block][c->refs[i].page] = 0;
 	}
 	c->n = 0;
+	trim(c, used);
 }
 
 void ram_cache_set_base(struct ram_cache *c, uint8_t **base)
@@ -115,6 +137,8 @@ void ram_cache_set_base(struct ram_cache *c, uint8_t **base)
 
 void ram_cache_discard(struct ram_cache *c)
 {
+	size_t used = c->n;
+
 	for (size_t i = 0; i < c->n; i++) {
 		struct colo_ram_block *b = c->blocks[c->refs[i].block];
 
@@ -124,6 +148,7 @@ void ram_cache_discard(struct ram_cache *c)
 		c->index[c->refs[i].block][c->refs[i].page] = 0;
 	}
 	c->n = 0;
+	trim(c, used);
 }
 
 void ram_cache_swap(struct ram_cache *c)

@@ -43,6 +43,8 @@ struct ram_cache {
 					    pages in flight (base) */
 	struct { uint32_t block, page; } *refs;   /* what each slot holds */
 	size_t n, cap;
+	size_t touched;                  /* slots that may hold memory: the most
+					    used since the last trim */
 	uint32_t **index;                /* per block: slot + 1 of each page, or 0 */
 	uint8_t **base;                  /* per block: the committed RAM; NULL:
 					    the blocks themselves */

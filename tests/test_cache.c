@@ -107,6 +107,30 @@ START_TEST(in_place_commit_discard_swap)
 }
 END_TEST
 
+/* After a big checkpoint and a small one, the slots the small one did not
+ * need go back to the kernel; a big one after that still works. */
+START_TEST(trimmed_slots_still_work)
+{
+	struct rig r;
+	struct colo_err err;
+
+	rig_init(&r);
+	colo_err_clear(&err);
+	write_checkpoint(&r, 0x01);
+	ram_cache_discard(&r.c);
+	ck_assert_uint_ge(r.c.touched, NPAGES / 2);
+	for (uint32_t pg = 0; pg < 10; pg++)
+		ram_cache_slot(&r.c, 0, pg, &err)[7] ^= 0x40;
+	ram_cache_discard(&r.c);
+	ck_assert_uint_eq(r.c.touched, 1024);
+	ck_assert(block_is_committed(&r));
+	write_checkpoint(&r, 0x02);
+	ram_cache_discard(&r.c);
+	ck_assert(block_is_committed(&r));
+	rig_free(&r);
+}
+END_TEST
+
 START_TEST(with_a_base)
 {
 	struct rig r;
@@ -153,6 +177,7 @@ int main(void)
 	TCase *tc = tcase_create("cache");
 
 	tcase_add_test(tc, in_place_commit_discard_swap);
+	tcase_add_test(tc, trimmed_slots_still_work);
 	tcase_add_test(tc, with_a_base);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);

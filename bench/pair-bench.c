@@ -14,7 +14,7 @@
  *                goes (both nodes' phases), each loop's longest busy
  *                stretch over the pair's life (its first sync included),
  *                and the secondary's resident memory against guest RAM
- *                plus one checkpoint's pages.
+ *                plus its largest checkpoint's pages.
  *   throughput   memtouch writes/s with the primary alone (unprotected)
  *                and then protected, same process, same guest.
  *   failover     kill -9 of the primary; the secondary logs how long after
@@ -473,6 +473,7 @@ struct rt_result {
 	char sec_phases[96];            /* the secondary's decode, load, commit */
 	double busy_a_ms, busy_b_ms;    /* each loop's longest busy stretch */
 	double rss_b_mib, hwm_b_mib;    /* the secondary's resident memory, peak */
+	double pages_max;               /* the largest checkpoint (the secondary's) */
 };
 
 /* A "Vm...:" line of /proc/PID/status in MiB (0: not there). */
@@ -629,6 +630,7 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 		phases_text(r, names, 3, res->sec_phases, sizeof(res->sec_phases));
 	}
 	res->busy_b_ms = (double)r->stats->loop_busy_max_us / 1000;
+	res->pages_max = (double)r->stats->checkpoint_pages_max;
 	colo__control_response__free_unpacked(r, NULL);
 	res->rss_b_mib = proc_mib(b.pid, "VmRSS:");
 	res->hwm_b_mib = proc_mib(b.pid, "VmHWM:");
@@ -885,12 +887,12 @@ static void bench_auth(void)
 		       " 1 is slower; ck/s ratio below 1 is slower.)\n");
 }
 
-/* The secondary's peak resident memory against guest RAM plus one
- * checkpoint's pages (the average of the run stands for the largest: these
- * workloads dirty the same number of pages every time). */
+/* The secondary's peak resident memory against guest RAM plus its largest
+ * checkpoint's pages (often the first after the sync, which holds what the
+ * guest wrote during it). */
 static double mem_ratio(const struct rt_case *c, const struct rt_result *res)
 {
-	double want = c->ram_mb + res->pages * COLO_PAGE_SIZE / 1048576.0;
+	double want = c->ram_mb + res->pages_max * COLO_PAGE_SIZE / 1048576.0;
 
 	return want > 0 ? res->hwm_b_mib / want : 0;
 }
@@ -929,9 +931,9 @@ static void bench_roundtrip(void)
 			printf("        p50 ms by phase: %s; secondary: %s\n", res.phases,
 			       res.sec_phases);
 			printf("        longest loop stall: primary %.1f ms, secondary %.1f ms; "
-			       "secondary RSS %.0f MiB (peak %.0f) = %.2fx RAM + a checkpoint\n",
-			       res.busy_a_ms, res.busy_b_ms, res.rss_b_mib, res.hwm_b_mib,
-			       mem_ratio(c, &res));
+			       "secondary RSS %.0f MiB (peak %.0f) = %.2fx RAM + the largest "
+			       "checkpoint (%.0f pages)\n", res.busy_a_ms, res.busy_b_ms,
+			       res.rss_b_mib, res.hwm_b_mib, mem_ratio(c, &res), res.pages_max);
 		}
 		o = json_pack("{s:s, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:s, "
 			      "s:f, s:f, s:f, s:f, s:f}",

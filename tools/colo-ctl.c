@@ -194,6 +194,7 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "loop_busy_max_us", json_u64(st->loop_busy_max_us));
 	json_object_set_new(o, "loop_busy_over_10ms", json_u64(st->loop_busy_over_10ms));
 	json_object_set_new(o, "loop_stalls", json_u64(st->loop_stalls));
+	json_object_set_new(o, "checkpoint_pages_max", json_u64(st->checkpoint_pages_max));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
 	{
 		json_t *g = json_object();
@@ -376,6 +377,7 @@ static void print_stats(const Colo__Stats *st)
 	kv("heartbeats received", "%" PRIu64, st->heartbeats_received);
 	kv("heartbeats refused", "%" PRIu64, st->heartbeats_refused);
 	kv("peers refused", "%" PRIu64, st->peers_refused);
+	kv("largest checkpoint", "%" PRIu64 " pages", st->checkpoint_pages_max);
 	kv("loop busy max", "%.1f ms", (double)st->loop_busy_max_us / 1000.0);
 	kv("loop busy > 10 ms", "%" PRIu64, st->loop_busy_over_10ms);
 	kv("loop stalls", "%" PRIu64, st->loop_stalls);

@@ -70,6 +70,8 @@ void colo_stats_percentiles(const struct colo_stats *s, enum colo_phase p,
 void colo_stats_checkpoint(struct colo_stats *s, uint64_t now_ns, uint64_t pages,
 			   uint64_t bytes)
 {
+	if (pages > s->ckpt_pages_max)
+		s->ckpt_pages_max = pages;
 	s->recent[s->recent_next].t_ns = now_ns;
 	s->recent[s->recent_next].pages = pages;
 	s->recent[s->recent_next].bytes = bytes;

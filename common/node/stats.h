@@ -74,6 +74,7 @@ struct colo_stats {
 	uint64_t loop_stalls;            /* callbacks longer than a heartbeat interval */
 	uint64_t loop_busy_max_ns;       /* the longest busy stretch of the loop */
 	uint64_t loop_busy_over_10ms;    /* busy stretches over 10 ms */
+	uint64_t ckpt_pages_max;         /* the largest checkpoint, in pages */
 	uint64_t full_syncs, failovers;
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
 	uint64_t peers_refused;          /* replication peers that failed authentication */

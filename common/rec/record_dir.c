@@ -35,7 +35,7 @@
 
 uint64_t colo__rec_total_bytes(const struct colo_recorder *r)
 {
-	uint64_t t = r->idx_size;
+	uint64_t t = r->idx_size + r->meta_size + r->sync_size;
 
 	for (size_t i = 0; i < r->nsegs; i++)
 		t += r->segs[i].bytes;
@@ -240,6 +240,8 @@ int colo__rec_write_meta(struct colo_recorder *r, struct colo_err *err)
 	if (!text)
 		return colo_err_set(err, ENOMEM, "out of memory");
 	e = replace_file(r->dir, COLO_REC_META, text, strlen(text));
+	if (e == 0)
+		r->meta_size = strlen(text);
 	free(text);
 	if (e)
 		return colo_err_set(err, -e, "record: %s/" COLO_REC_META ": %s", r->dir,
@@ -266,6 +268,7 @@ int colo__rec_put_sync(struct colo_recorder *r)
 		colo__rec_fail(r, "%s/" COLO_REC_SYNC ": %s", r->dir, strerror(-e));
 		return -1;
 	}
+	r->sync_size = r->kbuf.len;
 	return 0;
 }
 
@@ -377,6 +380,15 @@ int colo__rec_adopt_dir(struct colo_recorder *r, struct colo_err *err)
 
 	if (!idx)
 		return colo_err_set(err, ENOMEM, "out of memory");
+	{
+		/* A sync-devices left from before counts until replaced. */
+		char *sync = colo_path_join(r->dir, COLO_REC_SYNC);
+		struct stat st;
+
+		if (sync && stat(sync, &st) == 0)
+			r->sync_size = (uint64_t)st.st_size;
+		free(sync);
+	}
 	e = colo_read_file(idx, &data, &len);
 	if (e && e != -ENOENT) {
 		colo_err_set(err, -e, "%s: %s", idx, strerror(-e));

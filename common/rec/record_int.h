@@ -67,6 +67,8 @@ struct colo_recorder {
 	/* the thread's own */
 	int idx_fd, seg_fd, lock_fd;
 	uint64_t idx_size;
+	uint64_t meta_size, sync_size;   /* meta.json and sync-devices: they count
+					    against max-bytes too */
 	struct seginfo *segs;
 	size_t nsegs;
 	uint32_t next_seg;

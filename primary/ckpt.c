@@ -111,6 +111,30 @@ static void mark_all_dirty(struct colo_primary *p)
 	}
 }
 
+/*
+ * A worker (staging or encoding) returned.  False if the checkpoint ends
+ * here: abandoned while it ran (the pipeline is free again, and a
+ * secondary that connected meanwhile gets its sync), or failed (`failed`
+ * is why, for the engine's log).
+ */
+static bool worker_back(struct colo_primary *p, struct ckpt *c, const char *failed)
+{
+	if (c != p->cur) {
+		primary_ckpt_to(p, CK_IDLE);
+		if (p->state == P_SYNC)
+			primary_sync_start(p);
+		return false;
+	}
+	if (c->enc_rc) {
+		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, c->enc_err.msg);
+		primary_ckpt_to(p, CK_IDLE);
+		ckpt_release(p);
+		primary_go_degraded(p, failed);
+		return false;
+	}
+	return true;
+}
+
 /* ---- encoding, on a worker thread ---- */
 
 static void encode_work(uv_work_t *w)
@@ -130,18 +154,7 @@ static void encode_done(uv_work_t *w, int status)
 	struct colo_primary *p = c->p;
 
 	(void)status;
-	if (c != p->cur) {
-		/* Abandoned while it ran: the pipeline is free again, and a
-		 * secondary that connected meanwhile waits for its sync. */
-		primary_ckpt_to(p, CK_IDLE);
-		if (p->state == P_SYNC)
-			primary_sync_start(p);
-	} else if (c->enc_rc) {
-		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, c->enc_err.msg);
-		primary_ckpt_to(p, CK_IDLE);
-		ckpt_release(p);
-		primary_go_degraded(p, "encoding failed");
-	} else {
+	if (worker_back(p, c, "encoding failed")) {
 		colo_stats_phase(&p->n->stats, COLO_PHASE_ENCODE, colo_now_ns() - c->t_staged);
 		if (p->phase == CK_ENCODING && !c->full)
 			primary_ckpt_to(p, CK_ENCODED);     /* the REPLY is not here yet */
@@ -369,20 +382,8 @@ static void stage_done(uv_work_t *w, int status)
 	c->pages = p->stage.n;
 	colo_stats_phase(&n->stats, COLO_PHASE_COPY, t3 - c->t_harvested);
 	colo_stats_phase(&n->stats, COLO_PHASE_RESUME, c->t_staged - t3);
-	if (c != p->cur) {
-		/* Abandoned while it ran: the pipeline is free again, and a
-		 * secondary that connected meanwhile waits for its sync. */
-		primary_ckpt_to(p, CK_IDLE);
-		if (p->state == P_SYNC)
-			primary_sync_start(p);
-	} else if (c->enc_rc) {
-		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, c->enc_err.msg);
-		primary_ckpt_to(p, CK_IDLE);
-		ckpt_release(p);
-		primary_go_degraded(p, "staging failed");
-	} else {
+	if (worker_back(p, c, "staging failed"))
 		encode_start(p, c);
-	}
 	ckpt_unref(c);
 }
 

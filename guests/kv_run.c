@@ -115,16 +115,8 @@ static void *kv_main(void *arg)
 	return NULL;
 }
 
-/*
- * ---- on the engine's loop (embed) ----
- *
- * Our loop runs inside the engine's: a poll handle there watches our
- * loop's backend (its epoll descriptor) and a timer our loop's next
- * timeout; either runs our loop once without waiting.  Paused, both stop,
- * so nothing of ours runs until resume.  The two handles are the engine
- * loop's: they are freed when it has closed them, which may be after this
- * guest is gone.
- */
+/* ---- on the engine's loop (embed; the opening comment says how) ---- */
+
 struct kv_hosted {
 	uv_poll_t poll;
 	uv_timer_t timer;

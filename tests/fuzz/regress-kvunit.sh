@@ -15,13 +15,4 @@
 # top_srcdir and top_builddir come from the test environment (Makefile.am).
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 
-fresh=$(mktemp -d "${TMPDIR:-/tmp}/colo-fuzz-kvunit.XXXXXX") || {
-	echo "Bail out! cannot make a temporary directory"
-	exit 1
-}
-trap 'rm -rf "$fresh"' EXIT
-if ! "$top_builddir/tests/fuzz/gen_kvunit_seeds" "$fresh" >/dev/null; then
-	echo "Bail out! gen_kvunit_seeds failed"
-	exit 1
-fi
-"$top_builddir/tests/fuzz/fuzz-kvunit-regress" "$top_srcdir/tests/fuzz/kvunit-regress" "$fresh"
+exec sh "$top_srcdir/tests/fuzz/regress.sh" gen_kvunit_seeds fuzz-kvunit-regress kvunit-regress

@@ -1,7 +1,10 @@
 #!/bin/sh
-# regress.sh: run the stream fuzz target (plain main(), standalone.c) on its
-# regression corpus and on freshly made seeds, in every `make check`.  The
-# runner prints the TAP, one test per input.
+# regress.sh [GEN RUNNER CORPUS]: run the stream fuzz target (plain main(),
+# standalone.c) on its regression corpus and on freshly made seeds, in every
+# `make check`.  The runner prints the TAP, one test per input.  Another
+# target's script passes its seed generator, runner (tests/fuzz/ of the
+# build tree) and corpus (tests/fuzz/ of the source tree), to be run the
+# same way (regress-kvunit.sh).
 #
 # tests/fuzz/regress/ holds inputs as the target reads them (mode byte,
 # piece-seed byte, stream; see fuzz_stream.h), named MODE-WHAT-GOES-WRONG
@@ -12,9 +15,9 @@
 # top_srcdir and top_builddir come from the test environment (Makefile.am).
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 
-regress="$top_srcdir/tests/fuzz/regress"
-runner="$top_builddir/tests/fuzz/fuzz-stream-regress"
-gen="$top_builddir/tests/fuzz/gen_seeds"
+gen="$top_builddir/tests/fuzz/${1:-gen_seeds}"
+runner="$top_builddir/tests/fuzz/${2:-fuzz-stream-regress}"
+regress="$top_srcdir/tests/fuzz/${3:-regress}"
 
 seeds=$(mktemp -d "${TMPDIR:-/tmp}/colo-fuzz-seeds.XXXXXX") || {
 	echo "Bail out! cannot make a temporary directory"
@@ -23,7 +26,7 @@ seeds=$(mktemp -d "${TMPDIR:-/tmp}/colo-fuzz-seeds.XXXXXX") || {
 trap 'rm -rf "$seeds"' EXIT
 # Seeds must never trip the target: they come from colo's own writer.
 if ! "$gen" "$seeds" >/dev/null; then
-	echo "Bail out! gen_seeds failed"
+	echo "Bail out! ${1:-gen_seeds} failed"
 	exit 1
 fi
 "$runner" "$regress" "$seeds"

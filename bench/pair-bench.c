@@ -497,16 +497,28 @@ static double proc_mib(pid_t pid, const char *key)
 	return kib / 1024;
 }
 
-/* p50 of the named phases of r, "name X.XX, ..." in ms, into buf. */
-static void phases_text(const Colo__ControlResponse *r, const char *const *names, size_t n,
-			char *buf, size_t len);
-
 static const Colo__PhaseTiming *phase(const Colo__ControlResponse *r, const char *name)
 {
 	for (size_t i = 0; i < r->stats->n_phases; i++)
 		if (strcmp(r->stats->phases[i]->phase, name) == 0)
 			return r->stats->phases[i];
 	return NULL;
+}
+
+/* p50 of the named phases of r, "name X.XX, ..." in ms, into buf. */
+static void phases_text(const Colo__ControlResponse *r, const char *const *names, size_t n,
+			char *buf, size_t len)
+{
+	size_t off = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const Colo__PhaseTiming *ph = phase(r, names[i]);
+
+		if (ph && off < len)
+			off += (size_t)snprintf(buf + off, len - off, "%s%s %.2f", i ? ", " : "",
+						names[i], ph->p50_us / 1000);
+	}
 }
 
 /*
@@ -654,21 +666,6 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 	d_stop(&a);
 	d_stop(&b);
 	res->base_us = baseline_us((uint64_t)res->pages, (uint64_t)res->bytes);
-}
-
-static void phases_text(const Colo__ControlResponse *r, const char *const *names, size_t n,
-			char *buf, size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (size_t i = 0; i < n; i++) {
-		const Colo__PhaseTiming *ph = phase(r, names[i]);
-
-		if (ph && off < len)
-			off += (size_t)snprintf(buf + off, len - off, "%s%s %.2f", i ? ", " : "",
-						names[i], ph->p50_us / 1000);
-	}
 }
 
 static void run_rt_rec(const struct rt_case *c, double secs, const char *rec,

@@ -125,6 +125,7 @@ fi
 ip netns exec "$CL" "$writer" write --host "$VM_IP" --port 6379 --clients 4 --prefix w \
 	--out "$work/w.txt" >"$work/writer.log" 2>&1 &
 wpid=$!
+t_w0=$(date +%s.%N)
 wait_until 120 acked_some w || bail "the writer acknowledged nothing: $(cat "$work/writer.log")"
 
 primary=a
@@ -189,9 +190,10 @@ while [ $k -lt "$KILLS" ]; do
 		not_ok "kill $k: $primary protects the VM again" "$work/$primary.log" "$work/$sec.log"
 		bail "no reprotect after kill $k"
 	fi
+	# (t= as the writer counts, to match its lines about lost connections)
 	echo "# kill $k: $primary, $how; $sec serves the VM" \
-		"($(awk -v a="$t_kill" -v b="$t_took" -v c="$(date +%s.%N)" \
-		'BEGIN { printf "%.1f s after the kill, protected again %.1f s later", b - a, c - b }'))"
+		"($(awk -v w="$t_w0" -v a="$t_kill" -v b="$t_took" -v c="$(date +%s.%N)" \
+		'BEGIN { printf "killed at t=%.1f, served %.1f s after, protected again %.1f s later", a - w, b - a, c - b }'))"
 	primary=$sec
 done
 echo "# takeover after the last heartbeat (ms):$took"
@@ -213,7 +215,7 @@ case "$out" in
 esac
 r=$(reconnects "$work/w.txt")
 [ "$r" = 0 ] && ok "the writer's 4 connections were never reset: TCP carried on across every failover" ||
-	not_ok "the writer reconnected $r times (want 0)" "$work/w.txt"
+	not_ok "the writer reconnected $r times (want 0)" "$work/w.txt" "$work/writer.log"
 ctl "$primary" status | sed -n 's/^guest .*; NIC/# the NIC of the last primary:/p'
 out=$(ctl "$primary" stats)
 o=$(echo "$out" | sed -n 's/^guest vm_net_out_frames  *//p')

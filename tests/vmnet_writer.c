@@ -31,9 +31,9 @@
  *   S is the highest i acknowledged, V the highest INCR value acknowledged,
  *   I "0" or the comma-separated i's in flight at a failure, K the INCRs in
  *   flight at a failure since the last acknowledged one (the counter may be
- *   up to V + K); A and B count acknowledged SETs and INCRs.  One summary
- *   line goes to stdout; with --verbose, progress every second and a line
- *   per lost connection.
+ *   up to V + K); A and B count acknowledged SETs and INCRs.  On stdout: a
+ *   line per lost connection and per error (what came back), one summary
+ *   line at the end and, with --verbose, progress every second.
  *
  * check: reads FILE back from the server (MGET in batches of 1000,
  *   pipelined) and prints one line:
@@ -107,6 +107,7 @@ struct client {
 };
 
 static atomic_bool stopping;
+static double t_start;             /* when the clients started */
 
 static void die(int status, const char *fmt, ...)
 {
@@ -178,23 +179,40 @@ static bool reconnect(struct client *cl, const char *doing)
 	double t0 = now_s();
 
 	/* hiredis words a reply that did not come in time as EAGAIN. */
-	if (cl->o->verbose)
-		printf("client %d: connection lost during %s: %s\n", cl->id, doing,
-		       strcmp(cl->c->errstr, strerror(EAGAIN)) == 0 ? "no reply in time" :
-		       cl->c->errstr);
+	printf("t=%.1f client %d: connection lost during %s: %s\n", t0 - t_start, cl->id,
+	       doing, strcmp(cl->c->errstr, strerror(EAGAIN)) == 0 ? "no reply in time" :
+	       cl->c->errstr);
+	fflush(stdout);
 	redisFree(cl->c);
 	cl->c = NULL;
 	atomic_fetch_add(&cl->reconnects, 1);
 	while (!atomic_load(&stopping)) {
 		cl->c = connect_to(cl->o, why, sizeof(why));
 		if (cl->c) {
-			if (cl->o->verbose)
-				printf("client %d: reconnected after %.2f s\n", cl->id, now_s() - t0);
+			printf("t=%.1f client %d: reconnected after %.2f s\n", now_s() - t_start,
+			       cl->id, now_s() - t0);
+			fflush(stdout);
 			return true;
 		}
 		nap_ms(100);
 	}
 	return false;
+}
+
+/* An error counted: say what came back, and to which command. */
+static void note_error(struct client *cl, const char *cmd, const redisReply *r,
+		       const char *why)
+{
+	cl->errors++;
+	if (r->type == REDIS_REPLY_INTEGER)
+		printf("t=%.1f client %d: %s: %s: %lld (the last was %lld, %" PRIu64
+		       " in flight)\n", now_s() - t_start, cl->id, cmd, why, r->integer,
+		       cl->last_incr, cl->incr_open);
+	else
+		printf("t=%.1f client %d: %s: %s: reply type %d \"%.*s\"\n", now_s() - t_start,
+		       cl->id, cmd, why, r->type, r->str ? (int)(r->len < 120 ? r->len : 120) : 0,
+		       r->str ? r->str : "");
+	fflush(stdout);
 }
 
 static bool is_ok(const redisReply *r)
@@ -223,7 +241,7 @@ static void *client_main(void *arg)
 		}
 		if (!is_ok(r)) {
 			/* Refused, so not applied: the same i again, not too fast. */
-			cl->errors++;
+			note_error(cl, "SET", r, "not +OK");
 			freeReplyObject(r);
 			nap_ms(100);
 			continue;
@@ -240,12 +258,12 @@ static void *client_main(void *arg)
 			continue;
 		}
 		if (r->type != REDIS_REPLY_INTEGER) {
-			cl->errors++;
+			note_error(cl, "INCR", r, "not an integer");
 		} else {
 			/* One more than the last, or more by the ones in flight. */
 			if (r->integer <= cl->last_incr ||
 			    (uint64_t)(r->integer - cl->last_incr) > cl->incr_open + 1)
-				cl->errors++;
+				note_error(cl, "INCR", r, "out of step");
 			cl->last_incr = r->integer;
 			if (r->integer > cl->acked_incr)
 				cl->acked_incr = r->integer;
@@ -373,6 +391,7 @@ static int run_write(const struct opts *o)
 	}
 	check_fresh(cls[0].c, o);
 	t0 = now_s();
+	t_start = t0;
 	for (int i = 0; i < o->clients; i++) {
 		err = pthread_create(&cls[i].th, NULL, client_main, &cls[i]);
 		if (err)

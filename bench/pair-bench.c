@@ -472,6 +472,7 @@ struct rt_result {
 	char phases[160];
 	char sec_phases[96];            /* the secondary's decode, load, commit */
 	double busy_a_ms, busy_b_ms;    /* each loop's longest busy stretch */
+	double cpu_a_ms, cpu_b_ms;      /* and its thread's CPU in its longest turn */
 	double rss_b_mib, hwm_b_mib;    /* the secondary's resident memory, peak */
 	double pages_max;               /* the largest checkpoint (the secondary's) */
 };
@@ -632,6 +633,7 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 		phases_text(r, names, 5, res->phases, sizeof(res->phases));
 	}
 	res->busy_a_ms = (double)r->stats->loop_busy_max_us / 1000;
+	res->cpu_a_ms = (double)r->stats->loop_cpu_max_us / 1000;
 	colo__control_response__free_unpacked(r, NULL);
 	r = d_ctl(&b, COLO__CONTROL_REQUEST__CMD_STATS, &err);
 	if (!r)
@@ -642,6 +644,7 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 		phases_text(r, names, 3, res->sec_phases, sizeof(res->sec_phases));
 	}
 	res->busy_b_ms = (double)r->stats->loop_busy_max_us / 1000;
+	res->cpu_b_ms = (double)r->stats->loop_cpu_max_us / 1000;
 	res->pages_max = (double)r->stats->checkpoint_pages_max;
 	colo__control_response__free_unpacked(r, NULL);
 	res->rss_b_mib = proc_mib(b.pid, "VmRSS:");
@@ -927,13 +930,14 @@ static void bench_roundtrip(void)
 			       res.cps, use);
 			printf("        p50 ms by phase: %s; secondary: %s\n", res.phases,
 			       res.sec_phases);
-			printf("        longest loop stall: primary %.1f ms, secondary %.1f ms; "
-			       "secondary RSS %.0f MiB (peak %.0f) = %.2fx RAM + the largest "
-			       "checkpoint (%.0f pages)\n", res.busy_a_ms, res.busy_b_ms,
-			       res.rss_b_mib, res.hwm_b_mib, mem_ratio(c, &res), res.pages_max);
+			printf("        longest loop stall (its CPU time): primary %.1f ms (%.1f), "
+			       "secondary %.1f ms (%.1f); secondary RSS %.0f MiB (peak %.0f) = "
+			       "%.2fx RAM + the largest checkpoint (%.0f pages)\n", res.busy_a_ms,
+			       res.cpu_a_ms, res.busy_b_ms, res.cpu_b_ms, res.rss_b_mib,
+			       res.hwm_b_mib, mem_ratio(c, &res), res.pages_max);
 		}
 		o = json_pack("{s:s, s:I, s:i, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:s, s:s, "
-			      "s:f, s:f, s:f, s:f, s:f}",
+			      "s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
 			      "workload", c->workload, "target_pages", (json_int_t)c->pages,
 			      "interval_ms", c->interval_ms, "pages_per_checkpoint", res.pages,
 			      "bytes_per_checkpoint", res.bytes, "rtt_p50_us", res.p50_us,
@@ -942,6 +946,8 @@ static void bench_roundtrip(void)
 			      "phases_p50_ms", res.phases, "secondary_phases_p50_ms",
 			      res.sec_phases, "loop_stall_max_ms_primary", res.busy_a_ms,
 			      "loop_stall_max_ms_secondary", res.busy_b_ms,
+			      "loop_cpu_max_ms_primary", res.cpu_a_ms,
+			      "loop_cpu_max_ms_secondary", res.cpu_b_ms,
 			      "secondary_rss_mib", res.rss_b_mib, "secondary_rss_peak_mib",
 			      res.hwm_b_mib, "secondary_peak_vs_ram_and_checkpoint",
 			      mem_ratio(c, &res));

@@ -206,6 +206,11 @@ START_TEST(pair_checkpoints_and_verifies)
 		ck_assert_uint_gt(busy, 0);
 		ck_assert(ctl_stat(&pr.b, "loop_busy_max_us", &busy));
 		ck_assert_uint_gt(busy, 0);
+		/* and used the loop thread's CPU (the sync's decode on b) */
+		ck_assert(ctl_stat(&pr.a, "loop_cpu_max_us", &busy));
+		ck_assert_uint_gt(busy, 0);
+		ck_assert(ctl_stat(&pr.b, "loop_cpu_max_us", &busy));
+		ck_assert_uint_gt(busy, 0);
 	}
 	assert_clean(&pr.a);
 	assert_clean(&pr.b);

@@ -193,6 +193,8 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "compare_dropped", json_u64(st->compare_dropped));
 	json_object_set_new(o, "loop_busy_max_us", json_u64(st->loop_busy_max_us));
 	json_object_set_new(o, "loop_busy_over_10ms", json_u64(st->loop_busy_over_10ms));
+	json_object_set_new(o, "loop_cpu_max_us", json_u64(st->loop_cpu_max_us));
+	json_object_set_new(o, "loop_cpu_over_10ms", json_u64(st->loop_cpu_over_10ms));
 	json_object_set_new(o, "loop_stalls", json_u64(st->loop_stalls));
 	json_object_set_new(o, "checkpoint_pages_max", json_u64(st->checkpoint_pages_max));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
@@ -380,6 +382,8 @@ static void print_stats(const Colo__Stats *st)
 	kv("largest checkpoint", "%" PRIu64 " pages", st->checkpoint_pages_max);
 	kv("loop busy max", "%.1f ms", (double)st->loop_busy_max_us / 1000.0);
 	kv("loop busy > 10 ms", "%" PRIu64, st->loop_busy_over_10ms);
+	kv("loop cpu max", "%.1f ms", (double)st->loop_cpu_max_us / 1000.0);
+	kv("loop cpu > 10 ms", "%" PRIu64, st->loop_cpu_over_10ms);
 	kv("loop stalls", "%" PRIu64, st->loop_stalls);
 	print_phases(st->phases, st->n_phases);
 	for (size_t i = 0; i < st->n_guest; i++) {

@@ -11,6 +11,15 @@ uint64_t colo_now_ns(void)
 	return uv_hrtime();
 }
 
+uint64_t colo_thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * COLO_NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
 uint64_t colo_wall_ns(void)
 {
 	struct timespec ts;

@@ -26,6 +26,9 @@
 /* Nanoseconds on the monotonic clock (uv_hrtime()). */
 uint64_t colo_now_ns(void);
 
+/* CPU time the calling thread has used, in nanoseconds. */
+uint64_t colo_thread_cpu_ns(void);
+
 static inline uint64_t colo_now_ms(void)
 {
 	return colo_now_ns() / COLO_NSEC_PER_MS;

@@ -94,6 +94,7 @@ struct colo_node {
 	/* Loop watchdog: time spent in callbacks per loop iteration. */
 	uv_prepare_t stall_prepare;
 	uint64_t stall_from_ns, stall_idle_ns, stall_logged_ns;
+	uint64_t stall_cpu_ns;           /* the loop thread's CPU time at the last turn */
 	enum colo_role role;           /* of the engine running now */
 	int exit_status;
 	bool stopping;

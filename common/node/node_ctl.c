@@ -166,6 +166,8 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	st.compare_dropped = n->stats.compare_dropped;
 	st.loop_busy_max_us = n->stats.loop_busy_max_ns / 1000;
 	st.loop_busy_over_10ms = n->stats.loop_busy_over_10ms;
+	st.loop_cpu_max_us = n->stats.loop_cpu_max_ns / 1000;
+	st.loop_cpu_over_10ms = n->stats.loop_cpu_over_10ms;
 	st.loop_stalls = n->stats.loop_stalls;
 	st.checkpoint_pages_max = n->stats.ckpt_pages_max;
 	for (int k = 0; k < COLO_CAUSES; k++) {

@@ -50,14 +50,21 @@ static void on_hup(uv_signal_t *h, int sig)
  * stalls for a heartbeat timeout): say so when one iteration's callbacks
  * ran for longer than a heartbeat interval.  uv_prepare runs once per
  * iteration, just before the poll; the iteration's busy time is the time
- * since the last one minus what the loop spent idle in the poll.
+ * since the last one minus what the loop spent idle in the poll.  Its CPU
+ * time (the loop thread's own) tells work on the loop from waiting for a
+ * CPU the host gave to others.
  */
 static void on_stall_prepare(uv_prepare_t *h)
 {
 	struct colo_node *n = h->data;
 	uint64_t now = colo_now_ns(), idle = uv_metrics_idle_time(n->loop), busy;
+	uint64_t cpu = colo_thread_cpu_ns();
 
 	if (n->stall_from_ns) {
+		if (cpu - n->stall_cpu_ns > n->stats.loop_cpu_max_ns)
+			n->stats.loop_cpu_max_ns = cpu - n->stall_cpu_ns;
+		if (cpu - n->stall_cpu_ns > 10000000ull)
+			n->stats.loop_cpu_over_10ms++;
 		busy = now - n->stall_from_ns;
 		busy = idle - n->stall_idle_ns < busy ? busy - (idle - n->stall_idle_ns) : 0;
 		if (busy > n->stats.loop_busy_max_ns)
@@ -76,6 +83,7 @@ static void on_stall_prepare(uv_prepare_t *h)
 	}
 	n->stall_from_ns = now;
 	n->stall_idle_ns = idle;
+	n->stall_cpu_ns = cpu;
 }
 
 void colo__node_signals_start(struct colo_node *n)

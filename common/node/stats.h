@@ -74,6 +74,8 @@ struct colo_stats {
 	uint64_t loop_stalls;            /* callbacks longer than a heartbeat interval */
 	uint64_t loop_busy_max_ns;       /* the longest busy stretch of the loop */
 	uint64_t loop_busy_over_10ms;    /* busy stretches over 10 ms */
+	uint64_t loop_cpu_max_ns;        /* the loop thread's CPU in one turn, longest */
+	uint64_t loop_cpu_over_10ms;     /* turns that used over 10 ms of CPU */
 	uint64_t ckpt_pages_max;         /* the largest checkpoint, in pages */
 	uint64_t full_syncs, failovers;
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;

@@ -79,6 +79,9 @@ fi
 # shellcheck disable=SC2034 # (both read by tests/vmnet.sh)
 VMNET_MEM=262136k VMNET_ACCEL=tcg
 work=$(mktemp -d "${TMPDIR:-/tmp}/colo-vmnetbench-XXXXXX")
+# the secondary's RAM file on a tmpfs, as by default (a disk would throttle it)
+ram=/dev/shm/colo-vmnetbench-$$-b.ram
+[ -d /dev/shm ] && [ -w /dev/shm ] || ram=$work/b.ram
 # Off loopback a node needs a key (docs/security.md): one for every pair here.
 "$bdir/colo-ctl" keygen "$work/psk" >/dev/null || exit 1
 tag=vb$$
@@ -113,7 +116,7 @@ cleanup() {
 		done
 		vmnet_down || rc=1
 	fi
-	rm -f "$work/b.ram"
+	rm -f "$ram"
 	if [ $rc -eq 0 ]; then
 		rm -rf "$work"
 	else
@@ -176,7 +179,7 @@ start_plain() {
 start_pair() {
 	port_b=$(free_port)
 	port_a=$(free_port)
-	rm -rf "$work/a" "$work/b" "$work/a.sock" "$work/b.sock" "$work/b.ram"
+	rm -rf "$work/a" "$work/b" "$work/a.sock" "$work/b.sock" "$ram"
 	# colo splits vm-args as a shell does: the kernel's command line is one
 	# argument in single quotes.  A console file per node (the secondary's
 	# standby QEMU opens its own).
@@ -184,7 +187,7 @@ start_pair() {
 	vmargs_b="$(vmnet_vm_args "$work/$1-b-console.txt") -append '$VM_APPEND'"
 	ip netns exec "$NB" "$bdir/colo-secondary" --name b --guest qemu \
 		--qemu-binary "$work/qemu" --qemu-tcg-ok yes --vm-args "$vmargs_b" \
-		--vm-ram-path "$work/b.ram" --vm-nics "virtio-net-pci,mac=$VM_MAC" \
+		--vm-ram-path "$ram" --vm-nics "virtio-net-pci,mac=$VM_MAC" \
 		--vm-tap colo-vm0 --vm-bridge "$VMNET_BRIDGE" \
 		--listen "$NB_IP:$port_b" --peer "$NA_IP:$port_a" --control "$work/b.sock" \
 		--psk-file "$work/psk" --allow-split-brain \

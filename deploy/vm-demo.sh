@@ -19,6 +19,7 @@ die() { printf 'vm-demo: %s\n' "$*" >&2; exit 1; }
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	for p in $pids; do wait "$p" 2>/dev/null || true; done
+	! command -v vm_ram_clean >/dev/null || vm_ram_clean
 	rm -rf "$work"
 }
 trap cleanup EXIT

@@ -747,8 +747,8 @@ static const struct colo_opt qemu_opts[] = {
 		  "NICs); colo adds QMP, the migration and the RAM backend" },
 	{ "vm-ram-path", COLO_SEC_QEMU, COLO_OPT_STR, F(vm_ram_path), .def = "",
 	  .meta = "FILE", .help = "qemu: secondary: the file holding the committed RAM "
-				  "that QEMU maps on failover; empty: "
-				  "/dev/shm/colo-NODE-pc.ram" },
+				  "that QEMU maps on failover, on a tmpfs or "
+				  "hugetlbfs; empty: /dev/shm/colo-NODE-pc.ram" },
 	{ "vm-sync-ack", COLO_SEC_QEMU, COLO_OPT_ENUM, F(sync_ack), .values = no_yes,
 	  .def = "no", .meta = "yes|no",
 	  .help = "qemu: primary: let the VM run on only once the secondary has each "

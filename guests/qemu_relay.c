@@ -34,6 +34,7 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -175,6 +176,29 @@ static int send_msg(struct qemu_guest *q, uint32_t m, struct colo_err *err)
 
 /* ---- RAM ---- */
 
+/* Filesystems whose pages are never written back to a disk. */
+#define FS_TMPFS 0x01021994
+#define FS_RAMFS 0x858458f6
+#define FS_HUGETLBFS 0x958458f6
+
+/*
+ * On a disk filesystem the kernel writes the VM's RAM back as the sync and
+ * the checkpoints dirty it, and throttles the writer (the loop, inside a
+ * page fault) to the disk's pace: a full sync then stalls for seconds.
+ * Allowed (it works), but said.
+ */
+static void say_if_on_disk(const char *path, int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf) != 0 || sf.f_type == FS_TMPFS || sf.f_type == FS_RAMFS ||
+	    sf.f_type == FS_HUGETLBFS)
+		return;
+	colo_log_warn("vm-ram-path %s is not on a tmpfs or hugetlbfs: the kernel writes the "
+		      "VM's RAM back to disk and slows this node's loop to the disk's pace "
+		      "(seconds at a full sync); /dev/shm is the default", path);
+}
+
 /* The secondary's main block lives in the file a failover's QEMU maps. */
 static int add_shared(struct qemu_guest *q, const struct colo_ram_block_info *b,
 		      struct colo_ram_block **out, struct colo_err *err)
@@ -185,6 +209,7 @@ static int add_shared(struct qemu_guest *q, const struct colo_ram_block_info *b,
 	if (fd < 0)
 		return colo_err_set(err, errno, "vm-ram-path %s: %s", q->ram_path,
 				    strerror(errno));
+	say_if_on_disk(q->ram_path, fd);
 	r = colo_ram_add_block_fd(q->ram, b->name, b->length, fd, out, err);
 	close(fd);
 	if (r)

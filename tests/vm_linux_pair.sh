@@ -37,6 +37,7 @@ pids=""
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null; done
 	for p in $pids; do wait "$p" 2>/dev/null; done
+	! command -v vm_ram_clean >/dev/null || vm_ram_clean
 	[ -n "${COLO_TEST_KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT

@@ -50,6 +50,7 @@ cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null; done
 	for p in $wpid $pids; do wait "$p" 2>/dev/null; done
 	vmnet_down >/dev/null 2>&1
+	! command -v vm_ram_clean >/dev/null || vm_ram_clean
 	[ -n "${COLO_TEST_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -81,7 +82,7 @@ netnode() {
 		--qemu-binary "$work/qemu" --qemu-tcg-ok yes \
 		--vm-args "$(vmnet_vm_args "$work/$nm-console.txt") -append '$VM_APPEND'" \
 		--vm-nics "virtio-net-pci,mac=$VM_MAC" --vm-tap colo-vm0 \
-		--vm-bridge "$VMNET_BRIDGE" --vm-ram-path "$work/$nm.ram" \
+		--vm-bridge "$VMNET_BRIDGE" --vm-ram-path "$(vm_ram "$nm")" \
 		--listen "$(ip_of "$nm"):7070" --peer "$(ip_of "$(other "$nm")"):7070" \
 		--psk-file "$work/psk" --allow-split-brain \
 		--control "$work/$nm.sock" --state-dir "$work/$nm" \

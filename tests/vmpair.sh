@@ -15,6 +15,18 @@ LD_PRELOAD=$fix exec qemu-system-x86_64 "\$@"
 EOS
 	chmod +x "$work/qemu"
 }
+# vm_ram NAME: node NAME's vm-ram-path.  On /dev/shm, as by default: in
+# $work (a disk, /tmp) the kernel writes the RAM back and throttles the
+# node's loop for seconds at each full sync.  vm_ram_clean removes them
+# (a node killed with -9 leaves its own).
+vm_ram() {
+	if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+		echo "/dev/shm/colo-test-$(basename "$work")-$1.ram"
+	else
+		echo "$work/$1.ram"
+	fi
+}
+vm_ram_clean() { rm -f "/dev/shm/colo-test-$(basename "$work")-"*.ram; }
 # vm_args NAME REDIS_PORT: the VM's arguments for node NAME
 vm_args() {
 	echo "-machine pc -accel tcg -m 262136k -nodefaults -display none" \
@@ -26,7 +38,7 @@ vm_args() {
 node() {
 	"$bdir/colo-$2" --name "$1" --guest qemu --qemu-binary "$work/qemu" --qemu-tcg-ok yes \
 		--vm-net-unprotected yes \
-		--vm-args "$(vm_args "$1" "$5")" --vm-ram-path "$work/$1.ram" \
+		--vm-args "$(vm_args "$1" "$5")" --vm-ram-path "$(vm_ram "$1")" \
 		--listen "127.0.0.1:$3" --peer "127.0.0.1:$4" --control "$work/$1.sock" \
 		--state-dir "$work/$1" --heartbeat-timeout-ms 1000 --checkpoint-interval-ms 100 \
 		>>"$work/$1.log" 2>&1 </dev/null &

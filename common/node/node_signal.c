@@ -61,9 +61,11 @@ static void on_stall_prepare(uv_prepare_t *h)
 	uint64_t cpu = colo_thread_cpu_ns();
 
 	if (n->stall_from_ns) {
-		if (cpu - n->stall_cpu_ns > n->stats.loop_cpu_max_ns)
-			n->stats.loop_cpu_max_ns = cpu - n->stall_cpu_ns;
-		if (cpu - n->stall_cpu_ns > 10000000ull)
+		uint64_t used = cpu - n->stall_cpu_ns;
+
+		if (used > n->stats.loop_cpu_max_ns)
+			n->stats.loop_cpu_max_ns = used;
+		if (used > 10000000ull)
 			n->stats.loop_cpu_over_10ms++;
 		busy = now - n->stall_from_ns;
 		busy = idle - n->stall_idle_ns < busy ? busy - (idle - n->stall_idle_ns) : 0;
@@ -75,8 +77,9 @@ static void on_stall_prepare(uv_prepare_t *h)
 			n->stats.loop_stalls++;
 			if (now - n->stall_logged_ns > 1000000000ull) {
 				n->stall_logged_ns = now;
-				colo_log_warn("the event loop was busy for %.1f ms in one go "
-					      "(heartbeat interval %u ms)", (double)busy / 1e6,
+				colo_log_warn("the event loop was busy for %.1f ms in one go, "
+					      "%.1f ms of it on a CPU (heartbeat interval %u ms)",
+					      (double)busy / 1e6, (double)used / 1e6,
 					      n->cfg.heartbeat_interval_ms);
 			}
 		}

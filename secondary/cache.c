@@ -14,6 +14,8 @@
 int ram_cache_init(struct ram_cache *c, struct colo_ram_block **blocks, size_t nblocks,
 		   struct colo_err *err)
 {
+	size_t total = 0;
+
 	memset(c, 0, sizeof(*c));
 	c->blocks = blocks;
 	c->nblocks = nblocks;
@@ -25,7 +27,20 @@ int ram_cache_init(struct ram_cache *c, struct colo_ram_block **blocks, size_t n
 				     sizeof(uint32_t));
 		if (!c->index[b])
 			return colo_err_set(err, ENOMEM, "out of memory");
+		total += blocks[b]->npages;
 	}
+	if (total == 0)
+		return 0;
+	/* A page is saved at most once per checkpoint: a slot for each. */
+	c->pages = mmap(NULL, total * PAGE, PROT_READ | PROT_WRITE,
+			MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	c->refs = calloc(total, sizeof(*c->refs));
+	if (c->pages == MAP_FAILED || !c->refs) {
+		if (c->pages == MAP_FAILED)
+			c->pages = NULL;
+		return colo_err_set(err, ENOMEM, "RAM cache: cannot reserve %zu pages", total);
+	}
+	c->cap = total;
 	return 0;
 }
 
@@ -48,31 +63,6 @@ uint32_t ram_cache_block_index(const struct ram_cache *c, const struct colo_ram_
 	return 0;
 }
 
-/* Room for one more slot: double the mapping (slots move, so copy them). */
-static int grow(struct ram_cache *c, struct colo_err *err)
-{
-	size_t cap = c->cap ? c->cap * 2 : 1024;
-	uint8_t *np = mmap(NULL, cap * PAGE, PROT_READ | PROT_WRITE,
-			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	void *nr = realloc(c->refs, cap * sizeof(*c->refs));
-
-	if (nr)
-		c->refs = nr;
-	if (np == MAP_FAILED || !nr) {
-		if (np != MAP_FAILED)
-			munmap(np, cap * PAGE);
-		return colo_err_set(err, ENOMEM, "RAM cache: cannot hold %zu pages", cap);
-	}
-	if (c->pages) {
-		memcpy(np, c->pages, c->n * PAGE);
-		munmap(c->pages, c->cap * PAGE);
-	}
-	c->pages = np;
-	c->cap = cap;
-	c->touched = c->n;
-	return 0;
-}
-
 uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct colo_err *err)
 {
 	uint32_t k = c->index[b][pg];
@@ -80,8 +70,10 @@ uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct col
 
 	if (k)
 		return c->base ? c->pages + (size_t)(k - 1) * PAGE : page;
-	if (c->n == c->cap && grow(c, err) != 0)
+	if (c->n == c->cap) {        /* cannot be: each page has a slot */
+		colo_err_set(err, ENOMEM, "RAM cache: all %zu slots used", c->cap);
 		return NULL;
+	}
 	k = (uint32_t)c->n + 1;
 	c->refs[c->n].block = b;
 	c->refs[c->n].page = pg;
@@ -95,9 +87,9 @@ uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct col
 
 /*
  * The checkpoint is over and used n slots.  Slots above what it and the
- * next one are likely to need (twice n, at least the first mapping's)
- * go back to the kernel: one big checkpoint (the first after a sync, say)
- * must not keep the secondary's memory up for good.  The mapping stays.
+ * next one are likely to need (twice n, at least 1024) go back to the
+ * kernel: one big checkpoint (the first after a sync, say) must not keep
+ * the secondary's memory up for good.  The mapping stays.
  */
 static void trim(struct ram_cache *c, size_t n)
 {

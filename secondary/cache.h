@@ -14,7 +14,10 @@
  * Whoever must read the committed RAM while a checkpoint is in flight
  * (colo-ctl verify, its block hashes) calls ram_cache_swap() before and
  * after: it exchanges each touched page with its slot.  The slots are one
- * growing anonymous mapping, kept across checkpoints so a steady load
+ * anonymous mapping with room for every page of the guest, reserved at
+ * init (address space only: a slot takes memory once used, and trimming
+ * gives it back), so that no checkpoint ever moves the slots (doubling a
+ * mapping of 32k slots was a 100 ms copy on the loop) and a steady load
  * allocates nothing.
  *
  * Output-mode compare (docs/compare.md): the guest runs on the blocks, so
@@ -42,7 +45,7 @@ struct ram_cache {
 					    committed pages (no base), or the
 					    pages in flight (base) */
 	struct { uint32_t block, page; } *refs;   /* what each slot holds */
-	size_t n, cap;
+	size_t n, cap;                   /* slots used, and the guest's pages */
 	size_t touched;                  /* slots that may hold memory: the most
 					    used since the last trim */
 	uint32_t **index;                /* per block: slot + 1 of each page, or 0 */

@@ -389,19 +389,36 @@ static bool rx_tag(struct colo_secondary *s)
 	return s->tag_len == sizeof(s->tag);
 }
 
-/* A savevm stream (the sync, a checkpoint's RAM part) into the reader. */
+/*
+ * A savevm stream (the sync, a checkpoint's RAM part) into the reader, a
+ * slice at a time: 64 KiB of a sync can be 16k zero pages, 10-20 ms of
+ * page faults and memset.  Once the loop thread has used TURN_BUDGET_NS of
+ * CPU in this turn, the rest waits for the next one (s->yield), so that
+ * no turn of the loop decodes for much longer than that.
+ */
+#define FEED_SLICE 8192
+#define TURN_BUDGET_NS 4000000ull
+
 static int rx_stream(struct colo_secondary *s, const char *what)
 {
-	size_t used = 0;
-	int r = secondary_feed(s, colo_repl_rx(s->conn), colo_repl_rx_len(s->conn), &used);
+	for (;;) {
+		size_t avail = colo_repl_rx_len(s->conn), used = 0;
+		size_t len = avail < FEED_SLICE ? avail : FEED_SLICE;
+		int r = secondary_feed(s, colo_repl_rx(s->conn), len, &used);
 
-	if (r < 0) {
-		colo_repl_protocol_error(s->conn, "%s: %s", what,
-					 colo_stream_reader_error(s->reader));
-		return -1;
+		if (r < 0) {
+			colo_repl_protocol_error(s->conn, "%s: %s", what,
+						 colo_stream_reader_error(s->reader));
+			return -1;
+		}
+		colo_repl_consume(s->conn, used);
+		if (r > 0 || used < len || used == avail)
+			return r;
+		if (colo_node_turn_spent(s->n, TURN_BUDGET_NS)) {
+			s->yield = true;
+			return 0;
+		}
 	}
-	colo_repl_consume(s->conn, used);
-	return r;
 }
 
 static bool rx_sync(struct colo_secondary *s)
@@ -545,8 +562,11 @@ static void conn_read(struct colo_repl_conn *c, void *owner, size_t nread)
 		return;
 	}
 	s->n->stats.bytes_received += nread;
+	s->yield = false;
 	while (s->conn == c && colo_repl_rx_len(c) && rx_by_state[s->state](s))
 		;
+	if (s->conn == c && s->yield)
+		colo_repl_yield(c);
 	if (s->conn == c)
 		secondary_cmp_flush(s);
 }

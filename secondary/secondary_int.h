@@ -104,6 +104,7 @@ struct colo_secondary {
 	enum secondary_state state;
 	uv_tcp_t listener;
 	struct colo_repl_conn *conn;     /* the primary's */
+	bool yield;                      /* this turn's decoding budget is spent */
 	/* Connections heard out and refused (busy, or promoted): a few at a
 	 * time, so that a flood of them costs nothing but closed sockets. */
 	struct colo_repl_conn *refusing[SECONDARY_REFUSING_MAX];

@@ -14,7 +14,9 @@
  * chunk and a replayed one each end the connection with a protocol error
  * that says so (in one log line naming the peer), and no byte of the bad
  * chunk is handed on; on the wire there is the 24-byte header and
- * chunks exactly as docs/protocol.md says, and never the plaintext.  The
+ * chunks exactly as docs/protocol.md says, and never the plaintext; an
+ * owner that yields (colo_repl_yield) gets the rest on the next turns, one
+ * slice per turn, plain or sealed.  The
  * bad streams are crafted here with libsodium and sent by an end left
  * plain.
  *
@@ -58,12 +60,18 @@ struct end {
 	size_t extra_at_seal;          /* what was in rx behind them then */
 	const uint8_t *tx, *rx;
 	bool hold;                     /* consume nothing (the test does) */
+	/* Consume at most slice bytes per read callback and yield the rest
+	 * to the next turn (colo_repl_yield); count the calls per turn. */
+	size_t slice;
+	unsigned turn_seen, in_turn, in_turn_max, resumed;
 };
 
 struct fix {
 	uv_loop_t loop;
 	uv_tcp_t server;
 	uv_timer_t tick;
+	uv_check_t turn_end;           /* counts turns of the loop */
+	unsigned turns;
 	struct sockaddr_in addr;
 	struct end a, b;
 	int log_pipe[2];
@@ -101,6 +109,22 @@ static void on_read(struct colo_repl_conn *c, void *owner, size_t nread)
 	}
 	if (e->hold)
 		return;
+	if (e->slice) {
+		size_t n = colo_repl_rx_len(c) < e->slice ? colo_repl_rx_len(c) : e->slice;
+
+		if (e->turn_seen != F.turns) {
+			e->turn_seen = F.turns;
+			e->in_turn = 0;
+		}
+		if (++e->in_turn > e->in_turn_max)
+			e->in_turn_max = e->in_turn;
+		e->resumed += nread == 0;
+		colo_buf_put(&e->got, colo_repl_rx(c), n);
+		colo_repl_consume(c, n);
+		if (colo_repl_rx_len(c))
+			colo_repl_yield(c);
+		return;
+	}
 	colo_buf_put(&e->got, colo_repl_rx(c), colo_repl_rx_len(c));
 	colo_repl_consume(c, colo_repl_rx_len(c));
 }
@@ -136,6 +160,12 @@ static void on_accept(uv_stream_t *server, int status)
 static void on_tick(uv_timer_t *t)
 {
 	(void)t;        /* only wakes the loop, so that run_until sees its deadline */
+}
+
+static void on_turn_end(uv_check_t *h)
+{
+	(void)h;
+	F.turns++;
 }
 
 typedef bool (*cond_fn)(void *ud);
@@ -176,6 +206,8 @@ static void setup(void)
 	ck_assert_int_eq(uv_loop_init(&F.loop), 0);
 	uv_timer_init(&F.loop, &F.tick);
 	uv_timer_start(&F.tick, on_tick, 10, 10);
+	uv_check_init(&F.loop, &F.turn_end);
+	uv_check_start(&F.turn_end, on_turn_end);
 	uv_tcp_init(&F.loop, &F.server);
 	uv_ip4_addr("127.0.0.1", 0, &any);
 	ck_assert_int_eq(uv_tcp_bind(&F.server, (const struct sockaddr *)&any, 0), 0);
@@ -200,6 +232,7 @@ static void teardown(void)
 	colo_repl_close(F.b.c);
 	uv_close((uv_handle_t *)&F.server, NULL);
 	uv_close((uv_handle_t *)&F.tick, NULL);
+	uv_close((uv_handle_t *)&F.turn_end, NULL);
 	uv_run(&F.loop, UV_RUN_DEFAULT);
 	ck_assert_int_eq(uv_loop_close(&F.loop), 0);
 	colo_buf_free(&F.a.got);
@@ -774,6 +807,56 @@ START_TEST(wire_is_header_and_chunks_never_plaintext)
 }
 END_TEST
 
+/* ---- an owner that yields takes one slice per turn ---- */
+
+/*
+ * b takes 1000 bytes per read callback and yields the rest: every byte of
+ * a 1 MiB write still arrives, in order, a slice per turn of the loop
+ * (read again with nread 0 on the next turn), and the connection goes on
+ * normally after.  Without the yield's resume the rest would wait in rx
+ * for bytes that never come; without its stop, libuv would read again in
+ * the same turn.
+ */
+static void yield_slices(bool sealed)
+{
+	const size_t len = 1024 * 1024 + 17;
+	uint8_t *p = random_bytes(len, 3);
+	struct done_count d = { 0, 1 };
+	uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+
+	if (sealed)
+		seal_both();
+	F.b.slice = 1000;
+	ck_assert_int_eq(colo_repl_write(F.a.c, &b, 1, on_done, &d), 0);
+	wait_got(&F.b, len);
+	ck_assert_uint_eq(F.b.got.len, len);
+	ck_assert_msg(memcmp(F.b.got.data, p, len) == 0, "b got other bytes");
+	ck_assert_uint_ge(F.b.resumed, len / 1000 / 2);
+	/* One slice per turn, or two when the resume's slice was the last
+	 * and the socket, read again, had more in the same turn. */
+	if (!sealed)
+		ck_assert_uint_le(F.b.in_turn_max, 2);
+	/* Reading goes on once nothing is left over. */
+	F.b.slice = 0;
+	ck_assert_int_eq(colo_repl_send(F.a.c, "after", 5), 0);
+	wait_got(&F.b, len + 5);
+	ck_assert(memcmp(F.b.got.data + len, "after", 5) == 0);
+	run_until(done_called, &d, "the write's done");
+	free(p);
+}
+
+START_TEST(yield_takes_one_slice_per_turn)
+{
+	yield_slices(false);
+}
+END_TEST
+
+START_TEST(yield_takes_slices_sealed)
+{
+	yield_slices(true);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("seal");
@@ -798,6 +881,8 @@ int main(void)
 	tcase_add_test(tc, other_tag_is_a_protocol_error);
 	tcase_add_test(tc, replayed_chunk_is_a_protocol_error);
 	tcase_add_test(tc, wire_is_header_and_chunks_never_plaintext);
+	tcase_add_test(tc, yield_takes_one_slice_per_turn);
+	tcase_add_test(tc, yield_takes_slices_sealed);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);
 }

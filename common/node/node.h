@@ -131,6 +131,14 @@ static inline uint32_t colo_node_stall_ms(const struct colo_node *n)
 }
 
 /*
+ * Has the loop thread used `budget_ns` of CPU in this turn of the loop
+ * already (since the loop last got ready to poll)?  A long job on the loop
+ * asks between slices and yields when it has.  Never true where the loop
+ * watchdog is not running (no turns are counted).
+ */
+bool colo_node_turn_spent(const struct colo_node *n, uint64_t budget_ns);
+
+/*
  * Configure (argv; `guests` is the program's guest list, see nodecfg.h),
  * start logging, open state-dir and read the generation,
  * make and attach the guest, open the control socket and install signal

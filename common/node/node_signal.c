@@ -89,6 +89,12 @@ static void on_stall_prepare(uv_prepare_t *h)
 	n->stall_cpu_ns = cpu;
 }
 
+bool colo_node_turn_spent(const struct colo_node *n, uint64_t budget_ns)
+{
+	return n->signals_on && n->stall_from_ns &&
+	       colo_thread_cpu_ns() - n->stall_cpu_ns > budget_ns;
+}
+
 void colo__node_signals_start(struct colo_node *n)
 {
 	uv_signal_init(n->loop, &n->sig_term);

@@ -41,12 +41,13 @@ void colo_repl_close(struct colo_repl_conn *c)
 	if (!c || !c->owner)
 		return;
 	c->owner = NULL;
-	c->handles = 1;
+	c->handles = 2;
 	if (c->seal) {
 		colo__seal_stop(c->seal);
 		c->handles++;
 		uv_close((uv_handle_t *)&c->kick, on_closed);
 	}
+	uv_close((uv_handle_t *)&c->resume, on_closed);
 	uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
@@ -105,6 +106,8 @@ static struct colo_repl_conn *conn_new(uv_loop_t *loop, const struct colo_repl_o
 	snprintf(c->addr, sizeof(c->addr), "?");
 	uv_tcp_init(loop, &c->tcp);
 	c->tcp.data = c;
+	uv_idle_init(loop, &c->resume);
+	c->resume.data = c;
 	return c;
 }
 
@@ -180,8 +183,8 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	c->ops->read(c, c->owner, (size_t)nread);
 	compact(c);
 	/* Sealed by the callback: the peer's sealed bytes behind its last
-	 * plain message may be here already. */
-	if (c->seal && c->owner)
+	 * plain message may be here already (yielded: on the next turn). */
+	if (c->seal && c->owner && !c->yielded)
 		open_sealed(c);
 }
 
@@ -203,6 +206,48 @@ static int start_reading(struct colo_repl_conn *c, struct colo_err *err)
 void colo_repl_consume(struct colo_repl_conn *c, size_t n)
 {
 	c->rx_pos += n < colo_repl_rx_len(c) ? n : colo_repl_rx_len(c);
+}
+
+/*
+ * The turn after a yield: the rest of what came, then the socket again.
+ * An idle handle runs once per turn, and the loop does not wait in its poll
+ * while one is active (a zero timer started from its own callback would run
+ * again at once, in the same turn).
+ */
+static void on_resume(uv_idle_t *h)
+{
+	struct colo_repl_conn *c = h->data;
+	int r;
+
+	uv_idle_stop(h);
+	if (!c->owner)
+		return;
+	c->yielded = false;
+	if (colo_repl_rx_len(c))
+		c->ops->read(c, c->owner, 0);
+	if (!c->owner)
+		return;
+	compact(c);
+	if (c->yielded)
+		return;
+	/* Whole sealed chunks that waited behind the yield. */
+	if (c->seal) {
+		open_sealed(c);
+		if (!c->owner || c->yielded)
+			return;
+	}
+	r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	if (r)
+		c->ops->lost(c, c->owner, COLO_REPL_CLOSED, uv_strerror(r));
+}
+
+void colo_repl_yield(struct colo_repl_conn *c)
+{
+	if (!c || !c->owner || c->yielded)
+		return;
+	c->yielded = true;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	uv_idle_start(&c->resume, on_resume);
 }
 
 /* ---- making connections ---- */

@@ -91,7 +91,9 @@ struct colo_repl_conn {
 	uv_connect_t connect_req;
 	struct colo_seal *seal;          /* NULL until colo_repl_seal() */
 	uv_timer_t kick;                 /* sealed only: work for the next loop turn */
-	int handles;                     /* still to close: tcp, and kick when sealed */
+	uv_idle_t resume;                /* the owner yielded: read on next turn */
+	bool yielded;                    /* reading stopped until resume runs */
+	int handles;                     /* still to close: tcp, resume, kick if sealed */
 };
 
 /* Connect to `to`; ops->connected() tells how it went. */
@@ -154,6 +156,15 @@ static inline size_t colo_repl_rx_len(const struct colo_repl_conn *c)
 
 /* The owner parsed n bytes from the front of what came. */
 void colo_repl_consume(struct colo_repl_conn *c, size_t n);
+
+/*
+ * From inside ops->read(): the owner has had its share of this turn of the
+ * loop.  Nothing more is read now; on the next turn ops->read() is called
+ * again (nread 0) with what is left in colo_repl_rx(), and the socket is
+ * read again once a call returns without yielding.  So a large transfer
+ * is taken in slices and the loop's other work runs between them.
+ */
+void colo_repl_yield(struct colo_repl_conn *c);
 
 /*
  * The peer broke the protocol: log one line naming it and why, then tell

@@ -111,6 +111,7 @@ static void *kv_main(void *arg)
 {
 	struct kv *kv = arg;
 
+	pthread_setname_np(pthread_self(), "guest-kv");
 	uv_run(&kv->loop, UV_RUN_DEFAULT);
 	return NULL;
 }

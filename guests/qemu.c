@@ -238,6 +238,7 @@ static void *sup_main(void *arg)
 	struct colo_err err;
 	char why[200], ex[64];
 
+	pthread_setname_np(pthread_self(), "vm-supervisor");
 	pthread_mutex_lock(&q->lock);
 	while (!q->stopping) {
 		uint64_t now = colo_now_ns();

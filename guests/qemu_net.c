@@ -508,6 +508,7 @@ static void *net_main(void *arg)
 {
 	struct qemu_net *n = arg;
 
+	pthread_setname_np(pthread_self(), "vm-nic");
 	pthread_mutex_lock(&n->lock);
 	while (!n->stopping) {
 		struct pollfd pf[4];

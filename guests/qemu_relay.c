@@ -779,6 +779,7 @@ void *qemu_relay_main(void *arg)
 	struct colo_err err;
 	int r;
 
+	pthread_setname_np(pthread_self(), "vm-relay");
 	colo_err_clear(&err);
 	if (q->colo_pending) {
 		/* A promoted node: its VM runs; protect it from here. */

@@ -201,6 +201,7 @@ static void *tx_main(void *arg)
 	/* Absolute deadlines: hb->cv waits on CLOCK_MONOTONIC, colo_now_ns()'s clock. */
 	struct timespec next = colo_mono_timespec(colo_now_ns());
 
+	pthread_setname_np(pthread_self(), "colo-heartbeat");
 	pthread_mutex_lock(&hb->mu);
 	while (!hb->tx_stop) {
 		uint64_t alive, now;

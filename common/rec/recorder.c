@@ -208,6 +208,7 @@ static void *rec_main(void *arg)
 {
 	struct colo_recorder *r = arg;
 
+	pthread_setname_np(pthread_self(), "colo-recorder");
 	for (;;) {
 		struct job *j;
 

@@ -239,6 +239,7 @@ static void *worker(void *arg)
 	struct colo_ram_encoder *enc = arg;
 	uint64_t seen = 0;
 
+	pthread_setname_np(pthread_self(), "colo-encoder");
 	pthread_mutex_lock(&enc->mu);
 	for (;;) {
 		while (!enc->stop && enc->gen == seen)

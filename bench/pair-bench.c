@@ -39,6 +39,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -475,7 +476,55 @@ struct rt_result {
 	double cpu_a_ms, cpu_b_ms;      /* and its thread's CPU in its longest turn */
 	double rss_b_mib, hwm_b_mib;    /* the secondary's resident memory, peak */
 	double pages_max;               /* the largest checkpoint (the secondary's) */
+	double cpu_all, cpu_rec;        /* CPUs both daemons used while timed; of
+					   it, their recorder threads */
 };
+
+/* CPU seconds the threads of pid named `name` (all of them: NULL) used. */
+static double threads_cpu_s(pid_t pid, const char *name)
+{
+	char path[320], comm[32], line[1024];
+	double ticks = 0;
+	struct dirent *e;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		unsigned long ut, st;
+		char *p;
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		if (!fgets(line, sizeof(line), f))
+			line[0] = '\0';
+		fclose(f);
+		/* pid (comm) state ...: utime and stime are fields 14 and 15 */
+		p = strrchr(line, ')');
+		if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+				 &ut, &st) != 2)
+			continue;
+		if (name) {
+			char *open = strchr(line, '(');
+			size_t n = open && p > open ? (size_t)(p - open - 1) : 0;
+
+			snprintf(comm, sizeof(comm), "%.*s", (int)(n < sizeof(comm) ? n : 0),
+				 open ? open + 1 : "");
+			if (strcmp(comm, name) != 0)
+				continue;
+		}
+		ticks += (double)(ut + st);
+	}
+	closedir(d);
+	return ticks / (double)sysconf(_SC_CLK_TCK);
+}
 
 /* A "Vm...:" line of /proc/PID/status in MiB (0: not there). */
 static double proc_mib(pid_t pid, const char *key)
@@ -583,7 +632,7 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 	Colo__ControlResponse *r;
 	const Colo__PhaseTiming *rt;
 	struct colo_err err;
-	double t0, t1;
+	double t0, t1, cpu0, rec0;
 
 	snprintf(listen, sizeof(listen), "127.0.0.1:%u", free_port());
 	snprintf(ram, sizeof(ram), "%u", c->ram_mb);
@@ -614,10 +663,16 @@ static void run_rt_sec(const struct rt_case *c, double secs, const char *rec,
 	by0 = r->stats->bytes_sent;
 	colo__control_response__free_unpacked(r, NULL);
 	c0 = d_last_committed(&a);
+	cpu0 = threads_cpu_s(a.pid, NULL) + threads_cpu_s(b.pid, NULL);
+	rec0 = threads_cpu_s(a.pid, "colo-recorder") + threads_cpu_s(b.pid, "colo-recorder");
 	t0 = now_s();
 	sleep_s(secs);
 	c1 = d_last_committed(&a);
 	t1 = now_s();
+	res->cpu_all = (threads_cpu_s(a.pid, NULL) + threads_cpu_s(b.pid, NULL) - cpu0) /
+		       (t1 - t0);
+	res->cpu_rec = (threads_cpu_s(a.pid, "colo-recorder") +
+			threads_cpu_s(b.pid, "colo-recorder") - rec0) / (t1 - t0);
 	r = d_ctl(&a, COLO__CONTROL_REQUEST__CMD_STATS, &err);
 	if (!r)
 		die("stats: %s", err.msg);
@@ -784,13 +839,17 @@ static void bench_record(void)
 
 	if (!opt.json)
 		printf("\nRecording: checkpoints/s back to back, without and with --record on %s\n"
-		       "(%d rounds each, alternating; medians)\n\n%-7s %8s %12s %12s %8s\n",
+		       "(%d rounds each, alternating; medians)\n\n%-7s %8s %12s %12s %8s  %s\n",
 		       opt.record_both ? "both nodes" : "the secondary", rounds, "guest",
-		       "pages/ck", "ck/s plain", "ck/s record", "ratio");
+		       "pages/ck", "ck/s plain", "ck/s record", "ratio",
+		       "CPUs used: plain / record (recorders)");
 	if (!opt.json)
-		printf("(pages/ck: plain / recording, in the last round)\n");
+		printf("(pages/ck: plain / recording, in the last round; CPUs: both daemons, "
+		       "every thread, in the last round, of the host's %ld)\n",
+		       sysconf(_SC_NPROCESSORS_ONLN));
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		double plain[8], with[8], pages = 0, pages_plain = 0;
+		double cpu_plain = 0, cpu_with = 0, cpu_rec = 0;
 		bool ok = true;
 
 		for (int r = 0; r < rounds; r++) {
@@ -799,25 +858,30 @@ static void bench_record(void)
 			run_rt_rec(&cases[i], secs, NULL, &res);
 			plain[r] = res.cps;
 			pages_plain = res.pages;
+			cpu_plain = res.cpu_all;
 			snprintf(rec, sizeof(rec), "%s/rec-%zu-%d", opt.tmp, i, r);
 			run_rt_rec(&cases[i], secs, rec, &res);
 			with[r] = res.cps;
 			pages = res.pages;
+			cpu_with = res.cpu_all;
+			cpu_rec = res.cpu_rec;
 			ok = ok && res.rec_ok;
 		}
 		qsort(plain, (size_t)rounds, sizeof(double), cmp_dbl);
 		qsort(with, (size_t)rounds, sizeof(double), cmp_dbl);
 		if (!opt.json)
-			printf("%-7s %4.0f/%-4.0f %12.0f %12.0f %7.2fx%s\n", cases[i].workload,
-			       pages_plain, pages,
+			printf("%-7s %4.0f/%-4.0f %12.0f %12.0f %7.2fx  %.2f / %.2f (%.2f)%s\n",
+			       cases[i].workload, pages_plain, pages,
 			       plain[rounds / 2], with[rounds / 2],
-			       with[rounds / 2] / plain[rounds / 2],
+			       with[rounds / 2] / plain[rounds / 2], cpu_plain, cpu_with, cpu_rec,
 			       ok ? "" : "  (a recording stopped: see the logs)");
-		json_array_append_new(arr, json_pack("{s:s, s:f, s:f, s:f, s:b}", "workload",
-						     cases[i].workload, "pages_per_checkpoint",
-						     pages, "cps_plain", plain[rounds / 2],
-						     "cps_record", with[rounds / 2], "recording_ok",
-						     ok));
+		json_array_append_new(arr, json_pack("{s:s, s:f, s:f, s:f, s:b, s:f, s:f, s:f}",
+						     "workload", cases[i].workload,
+						     "pages_per_checkpoint", pages, "cps_plain",
+						     plain[rounds / 2], "cps_record",
+						     with[rounds / 2], "recording_ok", ok,
+						     "cpus_plain", cpu_plain, "cpus_record",
+						     cpu_with, "cpus_recorders", cpu_rec));
 	}
 	json_object_set_new(out, "record", arr);
 	bench_replay_cost();
@@ -1283,8 +1347,8 @@ static void usage(FILE *f)
 "asked, colo-ctl checkpoint latency against a status round trip, the wait\n"
 "min-interval-ms imposes, heartbeats per heartbeat interval.\n"
 "record: checkpoints/s without and with --record on the secondary (both nodes\n"
-"with --record-both), and the time to rebuild a checkpoint of a recorded 1 GiB\n"
-"guest.\n"
+"with --record-both), the CPUs the daemons used (of it, the recorder threads),\n"
+"and the time to rebuild a checkpoint of a recorded 1 GiB guest.\n"
 "auth: round trip and checkpoints/s without a key, with psk-file and with\n"
 "psk-file and encrypt = yes, as ratios to the first.\n");
 }

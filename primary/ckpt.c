@@ -283,18 +283,104 @@ static uint64_t sync_checksum(const uv_buf_t *bufs, unsigned n)
 	return sum;
 }
 
-/* Encoded, and (unless the sync) REPLY in: put it on the wire. */
+/* ---- streaming: records out as the encoder threads finish them ---- */
+
+static void on_part_written(void *ud, int status)
+{
+	(void)status;                /* a failed write also fails the read */
+	ckpt_unref(ud);
+}
+
+/* One more piece of the checkpoint on the wire; false: the pair is lost. */
+static bool send_part(struct colo_primary *p, struct ckpt *c, const void *data, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+	int r;
+
+	if (len == 0)
+		return true;
+	c->refs++;
+	r = colo_repl_write(p->conn, &b, 1, on_part_written, c);
+	if (r) {
+		c->refs--;
+		primary_go_degraded(p, uv_strerror(r));
+		return false;
+	}
+	p->n->stats.bytes_sent += len;
+	return true;
+}
+
+/* Every chunk that is ready, in order, behind those sent. */
+static bool stream_ready(struct colo_primary *p, struct ckpt *c)
+{
+	const uint8_t *data;
+	size_t len;
+
+	while (c->streamed < c->nchunks &&
+	       colo_ram_encoder_chunk(p->enc, c->streamed, &data, &len)) {
+		if (!send_part(p, c, data, len))
+			return false;
+		c->streamed++;
+	}
+	return true;
+}
+
+void primary_ckpt_stream(struct colo_primary *p)
+{
+	struct ckpt *c = p->cur;
+
+	if (!c || c->full || !c->nchunks || c->streaming)
+		return;
+	frame_ram(p, c);
+	if (!colo_buf_ok(&c->head) || !colo_buf_ok(&c->mid)) {
+		primary_go_degraded(p, "out of memory building a checkpoint");
+		return;
+	}
+	c->streaming = true;
+	if (send_part(p, c, c->head.data, c->head.len))
+		stream_ready(p, c);
+}
+
+void primary_on_chunk(void *ud)
+{
+	struct colo_primary *p = ud;
+
+	if (atomic_load(&p->chunk_async_on))
+		uv_async_send(&p->chunk_async);
+}
+
+void primary_on_chunk_async(uv_async_t *a)
+{
+	struct colo_primary *p = a->data;
+
+	if (p->cur && p->cur->streaming && p->phase == CK_REPLIED)
+		stream_ready(p, p->cur);
+}
+
+/* Encoded, and (unless the sync) REPLY in: put it on the wire (what a
+ * stream has not sent yet). */
 void primary_ckpt_send(struct colo_primary *p)
 {
 	struct ckpt *c = p->cur;
 	struct colo_err err;
 	uv_buf_t bufs[5];
-	unsigned nbufs = 4;
+	unsigned nbufs = 4, first = 0;
 	int r;
 
 	primary_ckpt_to(p, CK_SENT);
 	colo_err_clear(&err);
-	frame_ram(p, c);
+	if (c->streaming) {
+		/* Head and records are out (all are ready now): the rest. */
+		if (!stream_ready(p, c))
+			return;
+		if (c->streamed != c->nchunks) {
+			primary_go_degraded(p, "a chunk of the checkpoint was not encoded");
+			return;
+		}
+		first = 2;
+	} else {
+		frame_ram(p, c);
+	}
 	if (!c->full && seal_devices(p, c, &err)) {
 		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, err.msg);
 		primary_go_degraded(p, "cannot build the checkpoint");
@@ -324,16 +410,17 @@ void primary_ckpt_send(struct colo_primary *p)
 		bufs[nbufs++] = uv_buf_init((char *)c->tag, sizeof(c->tag));
 	}
 	if (primary_fault_mid_send(&p->fault, c->full, c->seq))
-		primary_fault_half_send(&p->fault, p->conn, bufs, nbufs, c->full, c->seq);
+		primary_fault_half_send(&p->fault, p->conn, bufs + first, nbufs - first, c->full,
+					c->seq);
 	c->refs++;
-	r = colo_repl_write(p->conn, bufs, nbufs, on_ckpt_written, c);
+	r = colo_repl_write(p->conn, bufs + first, nbufs - first, on_ckpt_written, c);
 	if (r) {
 		c->refs--;
 		primary_go_degraded(p, uv_strerror(r));
 		return;
 	}
-	p->n->stats.bytes_sent += c->head.len + c->ram.len + c->mid.len + c->dev.len +
-				  (p->authed ? sizeof(c->tag) : 0);
+	for (unsigned i = first; i < nbufs; i++)
+		p->n->stats.bytes_sent += bufs[i].len;
 }
 
 /* ---- taking a checkpoint ---- */
@@ -487,6 +574,8 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 	}
 	primary_ckpt_to(p, CK_ENCODING);
 	c->refs++;
+	c->nchunks = c->streamed = 0;
+	c->streaming = false;
 	if (!c->full && p->stage.n <= INLINE_ENCODE_PAGES) {
 		/* A few pages encode faster here than the two thread hops take
 		 * (worker, then back to this loop): this is the latency a client
@@ -495,6 +584,10 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 		encode_done(&c->work, 0);
 		return;
 	}
+	/* On a worker: what is encoded goes out once the REPLY is in, while
+	 * the rest is encoded (so the secondary decodes meanwhile). */
+	if (!c->full)
+		c->nchunks = colo_ram_encode_prepare(p->enc, p->stage.n);
 	if (uv_queue_work(n->loop, &c->work, encode_work, encode_done) != 0) {
 		c->refs--;
 		primary_ckpt_to(p, CK_IDLE);

@@ -278,10 +278,12 @@ static void on_ready(struct colo_primary *p)
 
 static void on_reply(struct colo_primary *p)
 {
-	if (p->phase == CK_ENCODING)
-		primary_ckpt_to(p, CK_REPLIED);       /* sent once encoded */
-	else
+	if (p->phase == CK_ENCODING) {
+		primary_ckpt_to(p, CK_REPLIED);       /* the rest once encoded */
+		primary_ckpt_stream(p);
+	} else {
 		primary_ckpt_send(p);
+	}
 }
 
 static void on_loaded(struct colo_primary *p)
@@ -564,6 +566,10 @@ static void eng_stop(void *eng)
 		p->want_async_on = false;
 		uv_close((uv_handle_t *)&p->want_async, NULL);
 	}
+	/* An encoder thread still at work may find it closed: it then sends
+	 * nothing (primary_on_chunk), and p outlives the loop's work. */
+	if (atomic_exchange(&p->chunk_async_on, false))
+		uv_close((uv_handle_t *)&p->chunk_async, NULL);
 	primary_cmp_stop(p);
 	primary_answer_waiting(p, false, "the node is stopping");
 	colo_repl_close(p->conn);
@@ -694,6 +700,10 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	uv_async_init(n->loop, &p->want_async, primary_on_want_async);
 	p->want_async.data = p;
 	p->want_async_on = true;
+	uv_async_init(n->loop, &p->chunk_async, primary_on_chunk_async);
+	p->chunk_async.data = p;
+	atomic_store(&p->chunk_async_on, true);
+	colo_ram_encoder_on_chunk(p->enc, primary_on_chunk, p);
 	if (n->gops->output_notify && n->guest)
 		n->gops->output_notify(n->guest, primary_want_from_guest, p);
 	primary_cmp_start(p);

@@ -22,6 +22,7 @@
 #define COLO_PRIMARY_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -130,6 +131,11 @@ struct ckpt {
 	uint32_t allowed;            /* encodings, fixed when it was staged */
 	int enc_rc;                  /* of the staging copy, then of encoding */
 	struct colo_err enc_err;
+	/* Streamed (ckpt.c): encoded on a worker, its records go out chunk by
+	 * chunk as they are ready, once the REPLY is in. */
+	size_t nchunks;              /* the job's chunks (0: not streamed) */
+	size_t streamed;             /* chunks handed to the socket */
+	bool streaming;              /* head sent: the rest follows */
 	uv_work_t stage;             /* the staging copy, when on a worker */
 	uv_work_t work;              /* encoding */
 };
@@ -202,6 +208,8 @@ struct colo_primary {
 	struct pending *waiting;     /* colo-ctl checkpoint requests */
 	uv_async_t want_async;       /* the guest's output waits (any thread) */
 	bool want_async_on;
+	uv_async_t chunk_async;      /* an encoder thread finished a chunk */
+	atomic_bool chunk_async_on;
 	struct primary_fault_cfg fault;
 	bool passing;                /* output passes at once (release log: open) */
 	bool alone_waits;            /* arbiter, no secondary: output may be held */
@@ -239,6 +247,11 @@ void primary_ckpt_start(struct colo_primary *p, bool full);
 /* The full sync, once the guest is ready (guest.h); else when it says so. */
 void primary_sync_start(struct colo_primary *p);
 void primary_ckpt_send(struct colo_primary *p);
+/* The REPLY came while encoding on a worker: send what is encoded so far. */
+void primary_ckpt_stream(struct colo_primary *p);
+/* chunk_async's callback, and the encoder's (any thread). */
+void primary_on_chunk_async(uv_async_t *a);
+void primary_on_chunk(void *ud);
 void primary_ckpt_received(struct colo_primary *p);
 void primary_ckpt_committed(struct colo_primary *p);
 void primary_ckpt_abandon(struct colo_primary *p);

@@ -9,6 +9,9 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -292,6 +295,86 @@ START_TEST(output_does_not_depend_on_threads)
 }
 END_TEST
 
+/* ---- the records streamed as their chunks are encoded ---- */
+
+struct enc_job {
+	struct world *w;
+	struct colo_buf out;
+	atomic_uint calls;            /* on_chunk */
+	int rc;
+};
+
+static void count_chunk(void *ud)
+{
+	atomic_fetch_add(&((struct enc_job *)ud)->calls, 1);
+}
+
+static void *encode_thread(void *arg)
+{
+	struct enc_job *j = arg;
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	j->rc = colo_ram_encode(j->w->enc, &j->w->stage, j->w->shadow, NBLK, j->w->allowed,
+				&j->out, NULL, &err);
+	return NULL;
+}
+
+/*
+ * Prepared, a job's chunks are not ready; encoded on another thread (3
+ * threads of its own), each becomes ready once, with a call of on_chunk,
+ * and read in order as they come they are exactly the records
+ * colo_ram_encode appends; prepared again, none is ready.
+ */
+START_TEST(chunks_stream_as_encoded)
+{
+	struct colo_buf streamed = COLO_BUF_INIT;
+	struct enc_job j = { 0 };
+	struct colo_err err;
+	const uint8_t *data;
+	size_t n, next = 0, len;
+	pthread_t th;
+	struct world w;
+
+	world_init(&w, codec_sets[0], 3, COLO_TEST_SEED(11));
+	for (int b = 0; b < NBLK; b++) {
+		colo_rng_fill(&w.rng, w.src[b].host, sizes[b]);
+		mark(&w.src[b], 0, sizes[b]);
+	}
+	colo_err_clear(&err);
+	colo_ram_stage_reset(&w.stage);
+	ck_assert_int_eq(colo_ram_stage_collect(&w.stage, w.srcp, NBLK, &err), 0);
+	n = colo_ram_encode_prepare(w.enc, w.stage.n);
+	ck_assert_uint_eq(n, (w.stage.n + COLO_RAM_ENC_CHUNK - 1) / COLO_RAM_ENC_CHUNK);
+	ck_assert_uint_ge(n, 2);
+	ck_assert(!colo_ram_encoder_chunk(w.enc, 0, &data, &len));
+	j.w = &w;
+	colo_ram_encoder_on_chunk(w.enc, count_chunk, &j);
+	ck_assert_int_eq(pthread_create(&th, NULL, encode_thread, &j), 0);
+	while (next < n) {
+		if (colo_ram_encoder_chunk(w.enc, next, &data, &len)) {
+			colo_buf_put(&streamed, data, len);
+			next++;
+		} else {
+			sched_yield();
+		}
+	}
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	ck_assert_int_eq(j.rc, 0);
+	ck_assert_uint_eq(atomic_load(&j.calls), n);
+	ck_assert(!colo_ram_encoder_chunk(w.enc, n, &data, &len));
+	ck_assert_uint_eq(streamed.len, j.out.len);
+	ck_assert_mem_eq(streamed.data, j.out.data, j.out.len);
+	ck_assert_uint_eq(colo_ram_encode_prepare(w.enc, w.stage.n), n);
+	for (size_t k = 0; k < n; k++)
+		ck_assert(!colo_ram_encoder_chunk(w.enc, k, &data, &len));
+	colo_ram_encoder_on_chunk(w.enc, NULL, NULL);
+	colo_buf_free(&streamed);
+	colo_buf_free(&j.out);
+	world_free(&w);
+}
+END_TEST
+
 START_TEST(stats_count_what_was_sent)
 {
 	struct colo_buf sec = COLO_BUF_INIT;
@@ -435,6 +518,7 @@ static Suite *suite(void)
 	tcase_add_loop_test(tc, every_codec_set_many_rounds, 0, (int)NSETS);
 	tcase_add_test(tc, output_does_not_depend_on_threads);
 	tcase_add_test(tc, stats_count_what_was_sent);
+	tcase_add_test(tc, chunks_stream_as_encoded);
 	tcase_add_test(tc, tracked_uffd_wp);
 	tcase_add_test(tc, tracked_mprotect);
 	tcase_add_test(tc, tracked_manual);

@@ -167,6 +167,7 @@ struct job {
 struct chunk {
 	struct colo_buf buf;
 	struct colo_ram_enc_stats stats;
+	atomic_bool ready;            /* buf holds the job's records (release) */
 };
 
 struct colo_ram_encoder {
@@ -181,6 +182,10 @@ struct colo_ram_encoder {
 	struct job job;
 	struct chunk *chunks;
 	size_t nchunk_slots;
+	size_t prepared;              /* chunks colo_ram_encode_prepare() reset */
+	bool fresh;                   /* ... and no colo_ram_encode() since */
+	void (*on_chunk)(void *ud);
+	void *on_chunk_ud;
 };
 
 static void encode_chunk(struct colo_ram_encoder *enc, size_t c)
@@ -221,6 +226,57 @@ static void encode_chunk(struct colo_ram_encoder *enc, size_t c)
 			colo_ram_put_encoded(&w, sh->name, off, e.kind, out, e.len, &err);
 		ch->stats.pages[e.kind]++;
 	}
+	atomic_store_explicit(&ch->ready, true, memory_order_release);
+	if (enc->on_chunk)
+		enc->on_chunk(enc->on_chunk_ud);
+}
+
+/* Room for n chunks, none of them ready (the caller's thread owns them). */
+static int chunk_slots(struct colo_ram_encoder *enc, size_t n)
+{
+	if (n > enc->nchunk_slots) {
+		struct chunk *c = realloc(enc->chunks, n * sizeof(*c));
+
+		if (!c)
+			return -1;
+		for (size_t i = enc->nchunk_slots; i < n; i++)
+			memset(&c[i], 0, sizeof(c[i]));
+		enc->chunks = c;
+		enc->nchunk_slots = n;
+	}
+	for (size_t i = 0; i < n; i++)
+		atomic_store_explicit(&enc->chunks[i].ready, false, memory_order_relaxed);
+	return 0;
+}
+
+size_t colo_ram_encode_prepare(struct colo_ram_encoder *enc, size_t npages)
+{
+	size_t n = (npages + COLO_RAM_ENC_CHUNK - 1) / COLO_RAM_ENC_CHUNK;
+
+	enc->prepared = chunk_slots(enc, n) == 0 ? n : 0;
+	enc->fresh = enc->prepared > 0;
+	return enc->prepared;
+}
+
+void colo_ram_encoder_on_chunk(struct colo_ram_encoder *enc, void (*fn)(void *ud), void *ud)
+{
+	enc->on_chunk = fn;
+	enc->on_chunk_ud = ud;
+}
+
+bool colo_ram_encoder_chunk(const struct colo_ram_encoder *enc, size_t k, const uint8_t **data,
+			    size_t *len)
+{
+	const struct chunk *ch;
+
+	if (k >= enc->prepared)
+		return false;
+	ch = &enc->chunks[k];
+	if (!atomic_load_explicit(&ch->ready, memory_order_acquire))
+		return false;
+	*data = ch->buf.data;
+	*len = ch->buf.len;
+	return true;
 }
 
 static void work(struct colo_ram_encoder *enc)
@@ -348,16 +404,14 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
 					    ", page %" PRIu32 ") has no shadow", i,
 					    ref->block, ref->page);
 	}
-	if (nchunks > enc->nchunk_slots) {
-		struct chunk *c = realloc(enc->chunks, nchunks * sizeof(*c));
-
-		if (!c)
+	/* Prepared for this job: the sender may be reading ready chunks, so
+	 * neither move nor reset them. */
+	if (!enc->fresh || enc->prepared != nchunks) {
+		enc->prepared = 0;
+		if (chunk_slots(enc, nchunks) != 0)
 			return colo_err_set(err, ENOMEM, "out of memory");
-		for (size_t i = enc->nchunk_slots; i < nchunks; i++)
-			memset(&c[i], 0, sizeof(c[i]));
-		enc->chunks = c;
-		enc->nchunk_slots = nchunks;
 	}
+	enc->fresh = false;
 	enc->job.st = st;
 	enc->job.shadows = shadows;
 	enc->job.allowed = allowed;

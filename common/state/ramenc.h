@@ -107,6 +107,23 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
 		    struct colo_buf *out, struct colo_ram_enc_stats *stats,
 		    struct colo_err *err);
 
+/*
+ * Sending the records while they are encoded.  Before colo_ram_encode()
+ * runs (on another thread), the thread that will send calls
+ * colo_ram_encode_prepare() with the number of staged pages: it returns
+ * the job's number of chunks, none of them ready.  While colo_ram_encode()
+ * runs, fn(ud) (colo_ram_encoder_on_chunk, NULL: none) is called from the
+ * thread that finished each chunk, and colo_ram_encoder_chunk() gives a
+ * chunk's records once it is ready (false before).  The chunks, in order,
+ * are exactly what colo_ram_encode() appends to out; each stays valid and
+ * unchanged until the next colo_ram_encode_prepare() or colo_ram_encode().
+ * Returns 0 chunks (and nothing ready) when out of memory: encode as usual.
+ */
+size_t colo_ram_encode_prepare(struct colo_ram_encoder *enc, size_t npages);
+void colo_ram_encoder_on_chunk(struct colo_ram_encoder *enc, void (*fn)(void *ud), void *ud);
+bool colo_ram_encoder_chunk(const struct colo_ram_encoder *enc, size_t k, const uint8_t **data,
+			    size_t *len);
+
 /* ---- secondary: records into memory ---- */
 
 struct colo_ram_target {

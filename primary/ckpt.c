@@ -585,8 +585,11 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 		return;
 	}
 	/* On a worker: what is encoded goes out once the REPLY is in, while
-	 * the rest is encoded (so the secondary decodes meanwhile). */
-	if (!c->full)
+	 * the rest is encoded (so the secondary decodes meanwhile).  Not in
+	 * compare mode: its INPUT frames go out whenever the guest ran, and
+	 * the secondary takes them between checkpoints only, so a checkpoint
+	 * must be one write there. */
+	if (!c->full && !p->cmp.on)
 		c->nchunks = colo_ram_encode_prepare(p->enc, p->stage.n);
 	if (uv_queue_work(n->loop, &c->work, encode_work, encode_done) != 0) {
 		c->refs--;

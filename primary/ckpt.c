@@ -4,13 +4,15 @@
  * A checkpoint (struct ckpt) is staged with the guest paused (a big copy
  * on a libuv worker, so that the loop goes on meanwhile; the guest is
  * paused and resumed on the loop), encoded on a libuv worker thread (which
- * drives the encoder's own threads), and written with one write of several
- * buffers:
+ * drives the encoder's own threads), and written:
  *   VMSTATE_SEND, RAM END section header, records, EOS + footer, EOF,
  *   VMSTATE_SIZE n, device stream (device FULL sections, colo/checkpoint, EOF)
- * The full sync goes the same way with a migration's framing instead.  A
- * ckpt is reference-counted: the engine, the worker and the write each
- * hold it, so a connection that drops mid-way frees nothing in use.  Which
+ * Once the REPLY is in, the header and each chunk of records go out as the
+ * encoder finishes them (streaming, below), the rest when the last is
+ * done; a small checkpoint, one in compare mode, and the full sync (with a
+ * migration's framing instead) go in one write once encoded.  A ckpt is
+ * reference-counted: the engine, the worker and each write hold it, so a
+ * connection that drops mid-way frees nothing in use.  Which
  * step it is at is the engine's checkpoint phase (primary_int.h).
  *
  * The checkpoint clock is here too: a timerfd, not a libuv timer, because

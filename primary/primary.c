@@ -33,9 +33,9 @@ static const char *const state_names[P_STATES] = {
 };
 
 static const char *const phase_names[CK_PHASES] = {
-	[CK_IDLE] = "idle", [CK_STAGING] = "staging", [CK_ENCODING] = "encoding", [CK_REPLIED] = "replied",
-	[CK_ENCODED] = "encoded", [CK_SENT] = "sent", [CK_RECEIVED] = "received",
-	[CK_ABANDONED] = "abandoned",
+	[CK_IDLE] = "idle", [CK_STAGING] = "staging", [CK_ENCODING] = "encoding",
+	[CK_REPLIED] = "replied", [CK_ENCODED] = "encoded", [CK_SENT] = "sent",
+	[CK_RECEIVED] = "received", [CK_ABANDONED] = "abandoned",
 };
 
 #define B(s) (1u << (s))

@@ -647,8 +647,10 @@ static void record_committed(struct colo_primary *p, struct ckpt *c)
 		};
 		struct iovec dev = { c->dev.data, c->dev.len };
 
-		colo_recorder_checkpoint(n->rec, c->seq, n->generation, c->wall_ns, ram, 3,
-					 &dev, 1);
+		/* The staged pages are the state it leads to (those equal to
+		 * their shadow too): the recorder need not decode the records. */
+		colo_recorder_checkpoint_decoded(n->rec, c->seq, n->generation, c->wall_ns, ram,
+						 3, &dev, 1, &p->stage, p->blocks, p->nblocks);
 	}
 }
 

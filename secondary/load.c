@@ -23,6 +23,7 @@
 
 #include "colo.pb-c.h"
 #include "colomsg.h"
+#include "image.h"
 #include "log.h"
 #include "pagecodec.h"
 #include "record.h"
@@ -66,16 +67,31 @@ static int on_page(void *ud, const struct colo_ram_page *p, struct colo_err *err
 	struct colo_secondary *s = ud;
 	struct colo_ram_block *b = s->map[p->block_index];
 	uint8_t *dst;
+	uint32_t bi;
+	int r;
 
 	if (s->state == S_SYNC) {
 		s->sync_pages++;
 		return colo_ram_page_apply(p, b->host, colo_page_codecs, err);
 	}
-	dst = ram_cache_slot(&s->cache, ram_cache_block_index(&s->cache, b),
-			     (uint32_t)(p->offset / PAGE), err);
+	bi = ram_cache_block_index(&s->cache, b);
+	dst = ram_cache_slot(&s->cache, bi, (uint32_t)(p->offset / PAGE), err);
 	if (!dst)
 		return -err->code;
-	return colo_ram_page_apply_to(p, dst, colo_page_codecs, err);
+	r = colo_ram_page_apply_to(p, dst, colo_page_codecs, err);
+	/* A page that costs the recorder a whole decode is copied while it is
+	 * in the CPU's cache. */
+	if (r == 0 && s->rec_tee && !s->rec_pages_off && colo_image_worth_giving(p->kind)) {
+		struct colo_err e2;
+
+		colo_err_clear(&e2);
+		if (colo_ram_stage_add(&s->rec_pages, bi, (uint32_t)(p->offset / PAGE), dst,
+				       &e2) != 0) {
+			s->rec_pages_off = true;
+			colo_ram_stage_reset(&s->rec_pages);
+		}
+	}
+	return r;
 }
 
 /* ---- stream reader ops (sync and checkpoint RAM streams) ---- */
@@ -141,6 +157,7 @@ void secondary_load_reset(struct colo_secondary *s)
 	ram_cache_discard(&s->cache);
 	s->rec_tee = false;
 	colo_buf_reset(&s->rec_in);
+	colo_ram_stage_reset(&s->rec_pages);
 	colo_buf_reset(&s->dev);
 }
 
@@ -155,6 +172,7 @@ int secondary_load_init(struct colo_secondary *s, struct colo_err *err)
 		return colo_err_set(err, ENOMEM, "out of memory");
 	colo_buf_init(&s->dev);
 	colo_buf_init(&s->rec_in);
+	colo_ram_stage_init(&s->rec_pages);
 	r = ram_cache_init(&s->cache, s->blocks, s->nblocks, err);
 	if (r)
 		return r;
@@ -169,6 +187,7 @@ void secondary_load_free(struct colo_secondary *s)
 	free(s->map);
 	ram_cache_free(&s->cache);
 	colo_buf_free(&s->rec_in);
+	colo_ram_stage_free(&s->rec_pages);
 	for (size_t i = 0; s->backup && i < s->n->sv.ndevs; i++)
 		colo_buf_free(&s->backup[i]);
 	free(s->backup);
@@ -266,6 +285,8 @@ void secondary_ckpt_begin(struct colo_secondary *s)
 	s->ckpt_decode_ns = 0;
 	s->rec_tee = s->n->rec != NULL && !colo_recorder_wants_keyframe(s->n->rec);
 	colo_buf_reset(&s->rec_in);
+	colo_ram_stage_reset(&s->rec_pages);
+	s->rec_pages_off = false;
 	XXH3_64bits_reset(s->hash);
 	colo_stream_reader_restart(s->reader, COLO_SR_NO_HEADER | COLO_SR_NO_VMDESC |
 				   COLO_SR_TRAILING_OK);
@@ -379,11 +400,17 @@ static void record_committed(struct colo_secondary *s, const struct colo_ckpt_in
 		struct iovec ram = { s->rec_in.data, s->rec_in.len };
 		struct iovec dev = { s->dev.data, s->dev.len };
 
-		colo_recorder_checkpoint(n->rec, info->seq, n->generation, info->time_ns, &ram, 1,
-					 &dev, 1);
+		if (s->rec_pages_off)
+			colo_recorder_checkpoint(n->rec, info->seq, n->generation, info->time_ns,
+						 &ram, 1, &dev, 1);
+		else
+			colo_recorder_checkpoint_decoded(n->rec, info->seq, n->generation,
+							 info->time_ns, &ram, 1, &dev, 1,
+							 &s->rec_pages, s->blocks, s->nblocks);
 	}
 	s->rec_tee = false;
 	colo_buf_reset(&s->rec_in);
+	colo_ram_stage_reset(&s->rec_pages);
 }
 
 /* Load the device stream into the guest's devices; the info section out. */

@@ -35,6 +35,7 @@
 #include "hello.h"
 #include "node.h"
 #include "primary.h"
+#include "ramenc.h"
 #include "ramfmt.h"
 #include "repl.h"
 #include "secondary.h"
@@ -121,6 +122,10 @@ struct colo_secondary {
 	uint64_t ckpt_decode_ns;       /* this checkpoint's time in the decoder */
 	bool rec_tee;                    /* keep what arrives for the recording */
 	struct colo_buf rec_in;
+	/* and the pages as decoded, so that the recorder need not decode them
+	 * again (rec_pages_off: out of memory for them, this checkpoint) */
+	struct colo_ram_stage rec_pages;
+	bool rec_pages_off;
 	struct ram_cache cache;
 	XXH3_state_t *hash;
 	uint64_t dev_len;

@@ -559,6 +559,189 @@ START_TEST(demo_checkpoints)
 }
 END_TEST
 
+/* A given page with every byte flipped: what only a copy of it gives. */
+static void flip_all(const struct colo_ram_stage *st, uint8_t *out)
+{
+	for (size_t i = 0; i < st->n * PAGE; i++)
+		out[i] = (uint8_t)~st->pages[i];
+}
+
+/* Pages where a and b differ. */
+static uint64_t pages_differ(const struct colo_image *a, const struct colo_image *b)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < a->nblocks; i++)
+		for (uint64_t pg = 0; pg < a->blocks[i].length / PAGE; pg++)
+			n += memcmp(a->blocks[i].data + pg * PAGE, b->blocks[i].data + pg * PAGE,
+				    PAGE) != 0;
+	return n;
+}
+
+/*
+ * The recorder's way: the primary's staged pages given, the records of
+ * LZ4 pages take them instead of being decoded, the others are decoded.
+ * Each checkpoint is applied four ways to copies of the same image:
+ * decoded; given; given with every byte flipped (only the records that
+ * took a given page differ from the decoded image, and exactly the LZ4
+ * ones do); given in reverse order (the first LZ4 record finds its page
+ * last, the rest find none and are decoded: one page differs).
+ */
+START_TEST(demo_checkpoints_given)
+{
+	struct colo_buf ram = COLO_BUF_INIT, dev = COLO_BUF_INIT, s = COLO_BUF_INIT;
+	struct colo_rng rng = { 7 };
+	struct colo_image img, given, flipped, rev, fresh;
+	struct colo_ram_encoder *enc;
+	struct colo_ram_shadow shadow;
+	struct colo_ram_stage st;
+	struct colo_ram_enc_stats stats;
+	struct colo_demo d;
+	struct colo_err err;
+	uint64_t lz4_seen = 0;
+
+	colo_err_clear(&err);
+	colo_image_init(&img);
+	colo_image_init(&fresh);
+	colo_ram_stage_init(&st);
+	ck_assert_int_eq(colo_ram_encoder_new(2, &enc, &err), 0);
+	ck_assert_int_eq(colo_demo_init(&d, DEMO_RAM, 11, &err), 0);
+	ck_assert_int_eq(colo_ram_shadow_init(&shadow, COLO_DEMO_RAM, DEMO_RAM, &err), 0);
+	primary_sync(&d.sv, enc, &shadow, &s);
+	load_ok(&img, &s);
+	for (uint64_t seq = 1; seq <= 24; seq++) {
+		uint32_t allowed = round_kinds[seq % (sizeof(round_kinds) / sizeof(round_kinds[0]))];
+		const char *names[] = { d.sv.blocks[0].info.name };
+		struct colo_image_given g = { NULL, NULL, 0, names, 1 };
+		struct colo_stage_ref *rrefs;
+		uint8_t *bytes;
+		uint64_t lz4;
+
+		demo_mutate_ram(&d, &rng, &st);
+		demo_mutate_devices(&d, &rng);
+		build_ckpt(&d.sv, enc, &st, &shadow, allowed, seq, &ram, &dev, &stats);
+		ck_assert_int_eq(colo_image_copy(&given, &img, &err), 0);
+		ck_assert_int_eq(colo_image_copy(&flipped, &img, &err), 0);
+		ck_assert_int_eq(colo_image_copy(&rev, &img, &err), 0);
+		apply_ok(&img, &ram, &dev);
+		image_of(&d.sv, &fresh);
+		same(&img, &fresh, "decoded");
+		lz4 = img.pages[COLO_PAGE_LZ4];
+		lz4_seen += lz4;
+
+		g.data = st.pages;
+		g.refs = st.refs;
+		g.n = st.n;
+		ck_assert_msg(colo_image_apply_given(&given, ram.data, ram.len, dev.data, dev.len,
+						     NULL, &g, &err) == 0, "%s", err.msg);
+		same(&given, &fresh, "given the staged pages");
+		for (int k = 0; k < COLO_PAGE_KINDS; k++)
+			ck_assert_uint_eq(given.pages[k], img.pages[k]);
+
+		bytes = malloc(st.n * PAGE + 1);
+		rrefs = malloc((st.n + 1) * sizeof(*rrefs));
+		ck_assert(bytes && rrefs);
+		flip_all(&st, bytes);
+		g.data = bytes;
+		ck_assert_msg(colo_image_apply_given(&flipped, ram.data, ram.len, dev.data,
+						     dev.len, NULL, &g, &err) == 0, "%s", err.msg);
+		ck_assert_uint_eq(pages_differ(&flipped, &img), lz4);
+
+		for (size_t i = 0; i < st.n; i++) {
+			rrefs[i] = st.refs[st.n - 1 - i];
+			memcpy(bytes + i * PAGE, st.pages + (st.n - 1 - i) * PAGE, PAGE);
+			for (size_t k = 0; k < PAGE; k++)
+				bytes[i * PAGE + k] = (uint8_t)~bytes[i * PAGE + k];
+		}
+		g.refs = rrefs;
+		ck_assert_msg(colo_image_apply_given(&rev, ram.data, ram.len, dev.data, dev.len,
+						     NULL, &g, &err) == 0, "%s", err.msg);
+		ck_assert_uint_eq(pages_differ(&rev, &img), lz4 ? 1 : 0);
+
+		free(bytes);
+		free(rrefs);
+		colo_image_free(&given);
+		colo_image_free(&flipped);
+		colo_image_free(&rev);
+	}
+	ck_assert_uint_gt(lz4_seen, 0);
+	colo_demo_free(&d);
+	colo_image_free(&img);
+	colo_image_free(&fresh);
+	colo_ram_shadow_free(&shadow);
+	colo_ram_stage_free(&st);
+	colo_ram_encoder_free(enc);
+	colo_buf_free(&ram);
+	colo_buf_free(&dev);
+	colo_buf_free(&s);
+}
+END_TEST
+
+/* A page given outside the image's blocks: refused, nothing changed. */
+START_TEST(given_pages_checked)
+{
+	struct colo_buf ram = COLO_BUF_INIT, dev = COLO_BUF_INIT, s = COLO_BUF_INIT;
+	struct colo_rng rng = { 9 };
+	struct colo_image img, before;
+	struct colo_ram_encoder *enc;
+	struct colo_ram_shadow shadow;
+	struct colo_ram_stage st;
+	struct colo_ram_enc_stats stats;
+	struct colo_stage_ref bad;
+	struct colo_demo d;
+	struct colo_err err, why;
+	const char *other[] = { "not-ram" };
+
+	colo_err_clear(&err);
+	colo_image_init(&img);
+	colo_ram_stage_init(&st);
+	ck_assert_int_eq(colo_ram_encoder_new(1, &enc, &err), 0);
+	ck_assert_int_eq(colo_demo_init(&d, DEMO_RAM, 12, &err), 0);
+	ck_assert_int_eq(colo_ram_shadow_init(&shadow, COLO_DEMO_RAM, DEMO_RAM, &err), 0);
+	primary_sync(&d.sv, enc, &shadow, &s);
+	load_ok(&img, &s);
+	demo_mutate_ram(&d, &rng, &st);
+	build_ckpt(&d.sv, enc, &st, &shadow, COLO_PAGE_KINDS_ALL, 1, &ram, &dev, &stats);
+	ck_assert_uint_gt(st.n, 0);
+	ck_assert_int_eq(colo_image_copy(&before, &img, &err), 0);
+	{
+		const char *names[] = { d.sv.blocks[0].info.name };
+		struct colo_image_given g = { st.pages, st.refs, st.n, other, 1 };
+
+		ck_assert_int_eq(colo_image_apply_given(&img, ram.data, ram.len, dev.data,
+							dev.len, NULL, &g, &err), -EINVAL);
+		ck_assert_str_eq(err.msg, "decoded page 0: block 0 (not-ram) is not a block "
+				 "of the image");
+		g.names = names;
+		bad = (struct colo_stage_ref){ 0, DEMO_RAM / PAGE };
+		g.refs = &bad;
+		g.n = 1;
+		colo_err_clear(&err);
+		ck_assert_int_eq(colo_image_apply_given(&img, ram.data, ram.len, dev.data,
+							dev.len, NULL, &g, &err), -EINVAL);
+		ck_assert_msg(strstr(err.msg, "decoded page 0: page ") &&
+			      strstr(err.msg, " is past the end of block "), "%s", err.msg);
+		bad.block = 1;
+		colo_err_clear(&err);
+		ck_assert_int_eq(colo_image_apply_given(&img, ram.data, ram.len, dev.data,
+							dev.len, NULL, &g, &err), -EINVAL);
+		ck_assert_str_eq(err.msg, "decoded page 0: block 1 (no such block) is not a "
+				 "block of the image");
+	}
+	colo_err_clear(&why);
+	ck_assert_msg(colo_image_compare(&img, &before, &why) == 0, "%s", why.msg);
+	colo_image_free(&before);
+	colo_demo_free(&d);
+	colo_image_free(&img);
+	colo_ram_shadow_free(&shadow);
+	colo_ram_stage_free(&st);
+	colo_ram_encoder_free(enc);
+	colo_buf_free(&ram);
+	colo_buf_free(&dev);
+	colo_buf_free(&s);
+}
+END_TEST
+
 /* ---- memtouch: a real guest, manual dirty tracking ---- */
 
 struct rig {
@@ -1072,6 +1255,8 @@ static Suite *image_suite(void)
 	tcase_add_loop_test(tc, demo_round_trip, 0, 3);
 	tcase_add_test(tc, copy_is_deep);
 	tcase_add_loop_test(tc, demo_checkpoints, 0, 2);
+	tcase_add_test(tc, demo_checkpoints_given);
+	tcase_add_test(tc, given_pages_checked);
 	tcase_add_test(tc, memtouch_round_trip_and_checkpoints);
 	tcase_add_test(tc, full_stream_lies);
 	tcase_add_test(tc, full_stream_truncated_everywhere);

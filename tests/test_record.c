@@ -22,12 +22,15 @@
 #include <errno.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <xxhash.h>
 
 #include "ctl.h"
 #include "image.h"
 #include "pair.h"
+#include "ram.h"
+#include "ramenc.h"
 #include "record.h"
 #include "testutil.h"
 
@@ -45,6 +48,11 @@ struct hashes {
 	int n;
 };
 
+/* memtouch's writes: 64 random bytes (DELTA records, mostly), or whole
+ * pages in sequence (LZ4 records: the recorders copy the pages the nodes
+ * decoded instead of decoding them again). */
+static const char *mt_pattern = "random", *mt_bytes = "64";
+
 static void start_pair_bytes(struct pair *pr, const char *rec_a_flag, const char *rec_b_flag,
 			     const char *keyframe_every, const char *max_ckpt,
 			     const char *max_bytes)
@@ -60,6 +68,7 @@ static void start_pair_bytes(struct pair *pr, const char *rec_a_flag, const char
 		   "--record-max-bytes", max_bytes, NULL);
 	proc_start(&pr->a, pair_bin("colo-primary"), "a", "--guest", "memtouch",
 		   "--peer", listen, "--ram-mb", "8", "--memtouch-rate", "5000",
+		   "--memtouch-pattern", mt_pattern, "--memtouch-bytes", mt_bytes,
 		   "--checkpoint-interval-ms", "60000", "--record", rec_a_flag ? pr->rec_a : "",
 		   "--keyframe-every", keyframe_every, "--record-max-checkpoints", max_ckpt, NULL);
 	if (!wait_for(cond_protected, &pr->a, 20000)) {
@@ -155,6 +164,9 @@ static void record_ctl(struct proc *p, bool start, const char *dir, bool want_ok
 	record_ctl_err(p, start, dir, want_ok ? NULL : "");
 }
 
+/* LZ4 page records in the checkpoints (not keyframes) check_recording saw. */
+static uint64_t lz4_records;
+
 /* Every checkpoint in h must rebuild from dir to the hash b reported. */
 static int check_recording(const char *dir, const struct hashes *h, size_t *entries,
 			   size_t *keyframes)
@@ -185,8 +197,12 @@ static int check_recording(const char *dir, const struct hashes *h, size_t *entr
 	}
 	*entries = rec->n;
 	*keyframes = 0;
-	for (size_t i = 0; i < rec->n; i++)
+	lz4_records = 0;
+	for (size_t i = 0; i < rec->n; i++) {
 		*keyframes += rec->e[i].keyframe;
+		if (!rec->e[i].keyframe)
+			lz4_records += rec->e[i].pages[COLO_PAGE_LZ4];
+	}
 	colo_recording_close(rec);
 	return found;
 }
@@ -199,17 +215,27 @@ START_TEST(both_nodes_record_what_the_secondary_committed)
 	size_t n, keys;
 	uint64_t last;
 
+	if (_i == 1) {
+		mt_pattern = "sequential";
+		mt_bytes = "4096";
+	}
 	start_pair(&pr, "a", "b", "3", "0");
 	take(&pr, &h, 8);
+	mt_pattern = "random";
+	mt_bytes = "64";
 	stop_pair(&pr);
 	last = h.seq[h.n - 1];
 	ck_assert_int_eq(check_recording(pr.rec_b, &h, &n, &keys), 8);
 	/* the sync (0), then every checkpoint: a keyframe at the sync and every third */
 	ck_assert_uint_eq(n, last + 1);
 	ck_assert_uint_eq(keys, 1 + last / 3);
+	if (_i == 1)
+		ck_assert_uint_gt(lz4_records, 0);
 	ck_assert_int_eq(check_recording(pr.rec_a, &h, &n, &keys), 8);
 	ck_assert_uint_eq(n, last + 1);
 	ck_assert_uint_eq(keys, 1 + last / 3);
+	if (_i == 1)
+		ck_assert_uint_gt(lz4_records, 0);
 }
 END_TEST
 
@@ -427,14 +453,68 @@ START_TEST(a_full_disk_stops_recording_not_replication)
 }
 END_TEST
 
+/*
+ * The pages a node hands over with a checkpoint are taken, not copied:
+ * the node's stage comes back empty, and once the recorder is done with
+ * them (here: dropped, no keyframe yet) their memory comes back at the
+ * next hand-over, so a node that stages every checkpoint reuses it.
+ */
+START_TEST(decoded_pages_are_taken_and_given_back)
+{
+	struct colo_record_cfg cfg = { 0 };
+	struct colo_recorder *r;
+	struct colo_recorder_stats st;
+	struct colo_ram_stage pages;
+	struct colo_ram_block blk = { .name = "ram" }, *blocks[1] = { &blk };
+	struct iovec v = { (void *)"x", 1 };
+	struct colo_err err;
+	uint8_t page[4096] = { 1 };
+	uint8_t *first;
+	char dir[300];
+
+	snprintf(dir, sizeof(dir), "%s/rec-taken", pair_dir());
+	cfg.dir = dir;
+	cfg.keyframe_every = 10;
+	cfg.queue_max = 64 << 20;
+	colo_err_clear(&err);
+	ck_assert_msg(colo_recorder_start(&cfg, &r, &err) == 0, "%s", err.msg);
+	colo_ram_stage_init(&pages);
+	for (uint32_t i = 0; i < 300; i++)
+		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, i, page, &err), 0);
+	first = pages.pages;
+	colo_recorder_checkpoint_decoded(r, 1, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+	/* taken: nothing to give back yet */
+	ck_assert_uint_eq(pages.n, 0);
+	ck_assert_uint_eq(pages.cap, 0);
+	ck_assert_ptr_null(pages.pages);
+	for (int i = 0; i < 500; i++) {
+		colo_recorder_stats(r, &st);
+		if (st.dropped == 1 && st.queued_bytes == 0)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(st.dropped, 1);
+	ck_assert_uint_eq(st.queued_bytes, 0);
+	ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);
+	colo_recorder_checkpoint_decoded(r, 2, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+	/* the first stage, back and empty */
+	ck_assert_ptr_eq(pages.pages, first);
+	ck_assert_uint_eq(pages.n, 0);
+	ck_assert_uint_ge(pages.cap, 300);
+	colo_recorder_stop(r);
+	colo_ram_stage_free(&pages);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("record");
 	TCase *tc = tcase_create("record");
 
 	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, both_nodes_record_what_the_secondary_committed);
+	tcase_add_loop_test(tc, both_nodes_record_what_the_secondary_committed, 0, 2);
 	tcase_add_test(tc, recording_starts_at_run_time);
+	tcase_add_test(tc, decoded_pages_are_taken_and_given_back);
 	tcase_add_test(tc, retention_keeps_the_newest_reachable);
 	tcase_add_test(tc, retention_by_bytes);
 	tcase_add_test(tc, a_killed_recorder_leaves_a_readable_recording);

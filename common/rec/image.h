@@ -56,6 +56,7 @@
 
 #include "buf.h"
 #include "err.h"
+#include "ramenc.h"
 #include "ramfmt.h"
 #include "vmdesc.h"
 #include "vmstate.h"
@@ -159,6 +160,46 @@ int colo_image_apply(struct colo_image *img, const void *ram, size_t ram_len,
 int colo_image_apply_sized(struct colo_image *img, const void *ram, size_t ram_len,
 			   const void *dev, size_t dev_len, const struct colo_image_sizer *sz,
 			   struct colo_err *err);
+
+/*
+ * Pages of a checkpoint that a node has decoded already (the primary's
+ * staged pages, the pages the secondary decoded): refs[i] names page i of
+ * data, its block as names[refs[i].block].  They are in the order of the
+ * records they stand for; pages without a record may come in between
+ * (the primary stages pages equal to their base, and sends none for
+ * them).
+ */
+struct colo_image_given {
+	const uint8_t *data;                 /* n pages of 4096 bytes */
+	const struct colo_stage_ref *refs;
+	size_t n;
+	const char *const *names;
+	size_t nnames;
+};
+
+/*
+ * Records worth a given page: those whose decoding writes a whole page
+ * from a few bytes (LZ4, zlib), where copying the page decoded already is
+ * cheaper.  A delta's decoding writes only what changed, a raw page's is
+ * a copy anyway, a zero page's a fill: those are decoded.
+ */
+static inline bool colo_image_worth_giving(enum colo_page_kind k)
+{
+	return k == COLO_PAGE_LZ4 || k == COLO_PAGE_COMPRESS;
+}
+
+/*
+ * colo_image_apply_sized() with pages decoded already (g may be NULL):
+ * the record of a page worth giving (above) takes the next page given
+ * for that page instead of being decoded; the records are still read and
+ * checked whole first.  The caller vouches that each page given is the
+ * page's content after the record it stands for.  If one is missing,
+ * that record and those after it are decoded.  A page given outside the
+ * image's blocks is refused before anything changes.
+ */
+int colo_image_apply_given(struct colo_image *img, const void *ram, size_t ram_len,
+			   const void *dev, size_t dev_len, const struct colo_image_sizer *sz,
+			   const struct colo_image_given *g, struct colo_err *err);
 
 /*
  * The bytes of a payload saved with version `version` of vmsd: its fields

@@ -1,6 +1,7 @@
 /*
  * image_load.c: reading streams into an image (see image.h):
- * colo_image_load_full() and colo_image_apply().
+ * colo_image_load_full() and colo_image_apply() (with pages decoded
+ * already: colo_image_apply_given()).
  *
  * A full stream is read by the stream reader with two payload handlers:
  * RAM records, decoded straight into the image's blocks, and device
@@ -64,6 +65,11 @@ struct loader {
 	const struct colo_image_sizer *sz;
 	bool checkpoint;
 	bool apply_pages;                 /* or only check them */
+	/* pages decoded already (colo_image_apply_given), or NULL */
+	const struct colo_image_given *given;
+	size_t *given_map;                /* its block index: the image's */
+	size_t given_next;                /* where to look for the next one */
+	bool given_off;                   /* one was missing: decode the rest */
 	bool have_mem_size;
 	/* a full stream's vmdesc, found from its end */
 	struct colo_vmdesc *vd;
@@ -81,6 +87,67 @@ struct loader {
 	bool have_info;
 	uint64_t info_offset;
 };
+
+/* ---- pages decoded already ---- */
+
+/* Check the pages given against the image, and map their blocks to the
+ * image's (l->given_map). */
+static int given_check(struct loader *l, const struct colo_image_given *g,
+		       struct colo_err *err)
+{
+	struct colo_image *img = l->img;
+	size_t *map;
+	int r = 0;
+
+	map = l->given_map = malloc((g->nnames ? g->nnames : 1) * sizeof(*map));
+	if (!map)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	for (size_t k = 0; k < g->nnames; k++) {
+		map[k] = SIZE_MAX;
+		for (size_t b = 0; b < img->nblocks; b++)
+			if (strcmp(img->blocks[b].name, g->names[k]) == 0)
+				map[k] = b;
+	}
+	for (size_t i = 0; i < g->n && !r; i++) {
+		uint32_t k = g->refs[i].block, pg = g->refs[i].page;
+		size_t b = k < g->nnames ? map[k] : SIZE_MAX;
+
+		if (b == SIZE_MAX)
+			r = colo_err_set(err, EINVAL, "decoded page %zu: block %" PRIu32 " (%s) "
+					 "is not a block of the image", i, k,
+					 k < g->nnames ? g->names[k] : "no such block");
+		else if ((uint64_t)pg >= img->blocks[b].length / PAGE)
+			r = colo_err_set(err, EINVAL, "decoded page %zu: page %" PRIu32 " is "
+					 "past the end of block '%s' (%" PRIu64 " pages)", i,
+					 pg, img->blocks[b].name, img->blocks[b].length / PAGE);
+	}
+	if (r == 0)
+		l->given = g;
+	return r;
+}
+
+/*
+ * The page given for this record: the next one of its page, looking on
+ * from the last one found (the pages are in the records' order; pages
+ * without a record in between are skipped).  None: NULL, and the records
+ * that follow are decoded (a page given and not found would otherwise
+ * cost a look through all of them each time).
+ */
+static const uint8_t *given_find(struct loader *l, const struct colo_ram_page *p)
+{
+	const struct colo_image_given *g = l->given;
+	uint64_t pg = p->offset / PAGE;
+
+	if (l->given_off)
+		return NULL;
+	for (size_t k = l->given_next; k < g->n; k++)
+		if (g->refs[k].page == pg && l->given_map[g->refs[k].block] == p->block_index) {
+			l->given_next = k + 1;
+			return g->data + k * PAGE;
+		}
+	l->given_off = true;
+	return NULL;
+}
 
 static int on_mem_size(void *ud, const struct colo_ram_block_info *info, size_t n,
 		       uint64_t total, struct colo_err *err)
@@ -117,12 +184,14 @@ static int on_page(void *ud, const struct colo_ram_page *p, struct colo_err *err
 {
 	struct loader *l = ud;
 	struct colo_image_block *b = &l->img->blocks[p->block_index];
+	const uint8_t *src;
 	int r;
 
 	if (!l->apply_pages)
 		return 0;
-	r = colo_ram_page_apply(p, b->data, colo_page_codecs, err);
-	if (r)
+	if (l->given && colo_image_worth_giving(p->kind) && (src = given_find(l, p)))
+		memcpy(b->data + p->offset, src, PAGE);
+	else if ((r = colo_ram_page_apply(p, b->data, colo_page_codecs, err)) != 0)
 		return r;
 	colo__image_mark_touched(b, p->offset / PAGE);
 	l->img->pages[p->kind]++;
@@ -153,6 +222,7 @@ static void loader_free(struct loader *l)
 	for (size_t k = 0; k < l->npend; k++)
 		free(l->pend[k].fresh);
 	free(l->pend);
+	free(l->given_map);
 }
 
 static int ram_payload(void *ctx, const struct colo_section_info *s,
@@ -638,6 +708,13 @@ int colo_image_apply_sized(struct colo_image *img, const void *ram, size_t ram_l
 			   const void *dev, size_t dev_len, const struct colo_image_sizer *sz,
 			   struct colo_err *err)
 {
+	return colo_image_apply_given(img, ram, ram_len, dev, dev_len, sz, NULL, err);
+}
+
+int colo_image_apply_given(struct colo_image *img, const void *ram, size_t ram_len,
+			   const void *dev, size_t dev_len, const struct colo_image_sizer *sz,
+			   const struct colo_image_given *g, struct colo_err *err)
+{
 	const uint8_t *devb = dev;
 	XXH3_state_t *h = NULL;
 	struct loader l;
@@ -647,6 +724,8 @@ int colo_image_apply_sized(struct colo_image *img, const void *ram, size_t ram_l
 
 	loader_init(&l, img, dev, dev_len, sz);
 	l.checkpoint = true;
+	if (g && g->n && (r = given_check(&l, g, err)) != 0)
+		goto out_early;
 	/* 1. The device stream, whole, before anything changes. */
 	l.pend = calloc(img->ndevs ? img->ndevs : 1, sizeof(*l.pend));
 	sent = calloc(img->ndevs ? img->ndevs : 1, sizeof(*sent));
@@ -729,6 +808,7 @@ int colo_image_apply_sized(struct colo_image *img, const void *ram, size_t ram_l
 out:
 	free(sent);
 	XXH3_freeState(h);
+out_early:
 	loader_free(&l);
 	return r ? input_error(err, r) : 0;
 }

@@ -132,6 +132,24 @@ void colo_recorder_checkpoint(struct colo_recorder *r, uint64_t seq, uint64_t ge
 			      const struct iovec *dev, int ndev);
 
 /*
+ * The same, with the pages the node has decoded already (the primary's
+ * staged pages, the secondary's decoded ones): each one's content after
+ * this checkpoint, pages->refs indexing blocks, covering every page the
+ * checkpoint carries (struct colo_image_given).  The recorder then copies
+ * them instead of decoding the records again.  It takes them rather than
+ * copying: *pages is swapped with a stage it is done with (or an empty
+ * one), so a node that stages every checkpoint reuses the same memory.
+ * *pages comes back reset (no pages) in every case.
+ */
+struct colo_ram_block;
+struct colo_ram_stage;
+void colo_recorder_checkpoint_decoded(struct colo_recorder *r, uint64_t seq,
+				      uint64_t generation, uint64_t wall_ns,
+				      const struct iovec *ram, int nram, const struct iovec *dev,
+				      int ndev, struct colo_ram_stage *pages,
+				      struct colo_ram_block *const *blocks, size_t nblocks);
+
+/*
  * True while the recorder runs and has no keyframe, written or queued:
  * the node should hand it a full stream of a committed state soon (the
  * checkpoints it is given until then are skipped).

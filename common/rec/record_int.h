@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "err.h"
 #include "image.h"
+#include "ramenc.h"
 #include "record.h"
 
 /* ---- record_index.c ---- */
@@ -62,6 +63,8 @@ struct colo_recorder {
 	struct job *head, *tail;
 	bool quit, started;
 	bool key_queued;                 /* a full stream was queued */
+	struct colo_ram_stage spare;     /* decoded pages' memory, back for the
+					    node's next hand-over */
 	struct colo_recorder_stats st;   /* under mu */
 
 	/* the thread's own */

@@ -1,9 +1,12 @@
 /*
  * recorder.c: the writer of recordings (colo_recorder_*, see record.h).
  *
- * The loop thread copies each record into a job and queues it; the
- * recorder thread takes jobs in order, moves its image forward (a full
- * stream replaces it, a checkpoint is applied to it), writes the record,
+ * The loop thread copies each record into a job and queues it, with the
+ * pages its node decoded already when it has them (taken, not copied: the
+ * recorder hands the memory of a job it is done with back at the next
+ * hand-over, `spare`); the recorder thread takes jobs in order, moves its
+ * image forward (a full stream replaces it, a checkpoint is applied to
+ * it, copying the pages given where that beats decoding), writes the record,
  * then its index entry, then applies retention (record_dir.c writes the
  * directory).  Every keyframe-every checkpoints the image is written out as
  * a keyframe starting a new segment, in place of that checkpoint's own
@@ -29,6 +32,8 @@
 
 #include "fs.h"
 #include "record_int.h"
+#include "ram.h"
+#include "ramenc.h"
 #include "savevm.h"
 
 enum { JOB_FULL, JOB_CKPT };
@@ -38,8 +43,26 @@ struct job {
 	int kind;
 	uint64_t seq, generation, wall_ns;
 	size_t len, ram_len;
+	/* a checkpoint's pages as the node decoded them (none: n == 0) */
+	struct colo_ram_stage pages;
+	char **names;                    /* their blocks' names */
+	size_t nnames;
 	uint8_t data[];
 };
+
+static size_t job_bytes(const struct job *j)
+{
+	return j->len + j->pages.n * COLO_PAGE_SIZE;
+}
+
+static void job_free(struct job *j)
+{
+	for (size_t i = 0; i < j->nnames; i++)
+		free(j->names[i]);
+	free(j->names);
+	colo_ram_stage_free(&j->pages);
+	free(j);
+}
 
 void colo__rec_log(struct colo_recorder *r, bool error, const char *fmt, ...)
 {
@@ -170,12 +193,16 @@ static void do_full(struct colo_recorder *r, struct job *j)
 
 static void do_ckpt(struct colo_recorder *r, struct job *j)
 {
+	struct colo_image_given g = {
+		j->pages.pages, j->pages.refs, j->pages.n, (const char *const *)j->names,
+		j->nnames,
+	};
 	struct colo_err err;
 	uint64_t off, sum;
 
 	colo_err_clear(&err);
-	if (colo_image_apply_sized(&r->img, j->data, j->ram_len, j->data + j->ram_len,
-				   j->len - j->ram_len, &r->sizer, &err) != 0) {
+	if (colo_image_apply_given(&r->img, j->data, j->ram_len, j->data + j->ram_len,
+				   j->len - j->ram_len, &r->sizer, &g, &err) != 0) {
 		colo__rec_fail(r, "checkpoint %" PRIu64 " does not decode: %s", j->seq, err.msg);
 		return;
 	}
@@ -220,7 +247,7 @@ static void *rec_main(void *arg)
 			r->head = j->next;
 			if (!r->head)
 				r->tail = NULL;
-			r->st.queued_bytes -= j->len;
+			r->st.queued_bytes -= job_bytes(j);
 		}
 		pthread_mutex_unlock(&r->mu);
 		if (!j)
@@ -239,7 +266,14 @@ static void *rec_main(void *arg)
 				colo__rec_retention(r);
 			publish(r);
 		}
-		free(j);
+		/* Its pages' memory goes back to the node at its next hand-over. */
+		pthread_mutex_lock(&r->mu);
+		if (j->pages.cap && !r->spare.cap) {
+			r->spare = j->pages;
+			colo_ram_stage_init(&j->pages);
+		}
+		pthread_mutex_unlock(&r->mu);
+		job_free(j);
 	}
 	if (r->seg_fd >= 0) {
 		fdatasync(r->seg_fd);
@@ -260,11 +294,49 @@ static size_t iov_len(const struct iovec *iov, int n)
 	return t;
 }
 
-/* Copy the pieces (RAM ones first) into a job and queue it. */
+/* The pages a node decoded, with the names of their blocks. */
+struct decoded {
+	struct colo_ram_stage *pages;
+	struct colo_ram_block *const *blocks;
+	size_t nblocks;
+};
+
+/* Take d's pages and their blocks' names into j; false when out of memory
+ * (j unchanged).  The caller's stage becomes the spare one, or empty. */
+static bool take_pages(struct colo_recorder *r, struct job *j, const struct decoded *d)
+{
+	j->names = calloc(d->nblocks ? d->nblocks : 1, sizeof(*j->names));
+	if (!j->names)
+		return false;
+	for (size_t i = 0; i < d->nblocks; i++) {
+		j->names[i] = strdup(d->blocks[i]->name);
+		if (!j->names[i]) {
+			j->nnames = i;
+			for (size_t k = 0; k < i; k++)
+				free(j->names[k]);
+			free(j->names);
+			j->names = NULL;
+			j->nnames = 0;
+			return false;
+		}
+	}
+	j->nnames = d->nblocks;
+	j->pages = *d->pages;
+	pthread_mutex_lock(&r->mu);
+	*d->pages = r->spare;
+	colo_ram_stage_init(&r->spare);
+	pthread_mutex_unlock(&r->mu);
+	return true;
+}
+
+/* Copy the pieces (RAM ones first) into a job and queue it, with the
+ * decoded pages if any (taken, not copied). */
 static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t gen,
-		    uint64_t wall, const struct iovec *a, int na, const struct iovec *b, int nb)
+		    uint64_t wall, const struct iovec *a, int na, const struct iovec *b, int nb,
+		    const struct decoded *d)
 {
 	size_t alen = iov_len(a, na), blen = iov_len(b, nb), at = 0;
+	size_t plen = d && d->pages ? d->pages->n * COLO_PAGE_SIZE : 0;
 	struct job *j;
 	uint64_t waiting;
 	bool running;
@@ -273,7 +345,7 @@ static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t ge
 		return;
 	pthread_mutex_lock(&r->mu);
 	running = r->st.running;
-	waiting = r->st.queued_bytes + alen + blen;
+	waiting = r->st.queued_bytes + alen + blen + plen;
 	pthread_mutex_unlock(&r->mu);
 	if (!running)
 		return;
@@ -291,7 +363,7 @@ static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t ge
 		mark_stopped(r, "out of memory queueing a checkpoint");
 		return;
 	}
-	j->next = NULL;
+	memset(j, 0, sizeof(*j));
 	j->kind = kind;
 	j->seq = seq;
 	j->generation = gen;
@@ -308,13 +380,16 @@ static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t ge
 			memcpy(j->data + at, b[i].iov_base, b[i].iov_len);
 		at += b[i].iov_len;
 	}
+	/* Without them the recorder decodes the pages itself. */
+	if (plen)
+		take_pages(r, j, d);
 	pthread_mutex_lock(&r->mu);
 	if (r->tail)
 		r->tail->next = j;
 	else
 		r->head = j;
 	r->tail = j;
-	r->st.queued_bytes += j->len;
+	r->st.queued_bytes += job_bytes(j);
 	if (kind == JOB_FULL)
 		r->key_queued = true;
 	pthread_cond_signal(&r->cv);
@@ -324,14 +399,26 @@ static void enqueue(struct colo_recorder *r, int kind, uint64_t seq, uint64_t ge
 void colo_recorder_full(struct colo_recorder *r, uint64_t seq, uint64_t generation,
 			uint64_t wall_ns, const struct iovec *iov, int n)
 {
-	enqueue(r, JOB_FULL, seq, generation, wall_ns, iov, n, NULL, 0);
+	enqueue(r, JOB_FULL, seq, generation, wall_ns, iov, n, NULL, 0, NULL);
 }
 
 void colo_recorder_checkpoint(struct colo_recorder *r, uint64_t seq, uint64_t generation,
 			      uint64_t wall_ns, const struct iovec *ram, int nram,
 			      const struct iovec *dev, int ndev)
 {
-	enqueue(r, JOB_CKPT, seq, generation, wall_ns, ram, nram, dev, ndev);
+	enqueue(r, JOB_CKPT, seq, generation, wall_ns, ram, nram, dev, ndev, NULL);
+}
+
+void colo_recorder_checkpoint_decoded(struct colo_recorder *r, uint64_t seq,
+				      uint64_t generation, uint64_t wall_ns,
+				      const struct iovec *ram, int nram, const struct iovec *dev,
+				      int ndev, struct colo_ram_stage *pages,
+				      struct colo_ram_block *const *blocks, size_t nblocks)
+{
+	struct decoded d = { pages, blocks, nblocks };
+
+	enqueue(r, JOB_CKPT, seq, generation, wall_ns, ram, nram, dev, ndev, &d);
+	colo_ram_stage_reset(pages);
 }
 
 bool colo_recorder_wants_keyframe(struct colo_recorder *r)
@@ -438,9 +525,10 @@ void colo_recorder_stop(struct colo_recorder *r)
 	while (r->head) {
 		struct job *n = r->head->next;
 
-		free(r->head);
+		job_free(r->head);
 		r->head = n;
 	}
+	colo_ram_stage_free(&r->spare);
 	if (r->seg_fd >= 0)
 		close(r->seg_fd);
 	if (r->idx_fd >= 0)

@@ -27,6 +27,8 @@ int main(int argc, char **argv)
 		if (colo_primary_start(&n, 0, &p, &err) != 0) {
 			colo_log_error("%s", err.msg);
 			colo_node_exit(&n, COLO_EXIT_SETUP);
+		} else {
+			colo_node_notify_ready(&n);       /* the guest runs */
 		}
 		uv_run(n.loop, UV_RUN_DEFAULT);
 		r = n.exit_status;

@@ -29,6 +29,8 @@ int main(int argc, char **argv)
 		if (colo_secondary_start(&n, &s, &err) != 0) {
 			colo_log_error("%s", err.msg);
 			colo_node_exit(&n, COLO_EXIT_SETUP);
+		} else {
+			colo_node_notify_ready(&n);       /* it listens */
 		}
 		uv_run(n.loop, UV_RUN_DEFAULT);
 		r = n.exit_status;

@@ -292,6 +292,7 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		return COLO_EXIT_SETUP;
 	}
 	colo__node_signals_start(n);
+	colo__node_notify_start(n);
 	n->role = role;
 	colo_log_info("%s %s: guest %s, %.1f MiB, dirty tracking: %s, control %s",
 		      prog, PACKAGE_VERSION, n->machine, (double)ram_bytes(n) / 1048576.0,
@@ -324,6 +325,7 @@ void colo_node_exit(struct colo_node *n, int status)
 		return;
 	n->stopping = true;
 	n->exit_status = status;
+	colo__node_notify_stop(n);
 	if (n->eops && n->eops->stop)
 		n->eops->stop(n->engine);
 	colo_node_release_event(n, "stop", 0);

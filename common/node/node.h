@@ -13,7 +13,8 @@
  * Where each part lives: node.c builds and stops the node, runs the guest,
  * plugs engines in and records; node_gen.c keeps the generation in
  * state-dir; node_ctl.c answers the control socket; node_signal.c handles
- * signals and watches the loop; node_hook.c (node_hook.h) runs hooks.
+ * signals and watches the loop; node_notify.c tells the service manager
+ * (systemd) how the node is; node_hook.c (node_hook.h) runs hooks.
  *
  * Everything runs on the node's loop thread.
  */
@@ -22,6 +23,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <uv.h>
 
 #include "nodecfg.h"
@@ -115,6 +118,15 @@ struct colo_node {
 		void *ud;
 	} stop_hooks[4];
 	int nstop_hooks;
+	/* the service manager (node_notify.c): on when NOTIFY_SOCKET is set */
+	bool notify_on, notify_dog_on, notify_failed;
+	int notify_fd;
+	struct sockaddr_un notify_addr;
+	socklen_t notify_addr_len;
+	uv_timer_t notify_timer, notify_dog;
+	char notify_status[400];         /* the last STATUS= sent */
+	char notify_pending[80];         /* READY=1 etc. not taken yet: again */
+	uint64_t notify_dropped;
 };
 
 /* A numeric host in 127.0.0.0/8, ::1 or ::ffff:127.x (the loopback rule). */
@@ -178,6 +190,13 @@ int colo_node_snapshot(struct colo_node *n, struct colo_buf *out, struct colo_er
 void colo_node_pause_guest(struct colo_node *n);
 void colo_node_resume_guest(struct colo_node *n);
 int colo_node_start_guest(struct colo_node *n, struct colo_err *err);
+
+/*
+ * The node serves (the primary's guest runs, the secondary listens): tell
+ * the service manager READY=1 with the node's status, when it started the
+ * node with NOTIFY_SOCKET (node_notify.c).  Again after a reload.
+ */
+void colo_node_notify_ready(struct colo_node *n);
 
 /* Stop the node: engine, control socket, signals; the loop ends. */
 void colo_node_exit(struct colo_node *n, int status);

@@ -33,8 +33,10 @@ static void on_hup(uv_signal_t *h, int sig)
 		colo_log_warn("SIGHUP: no configuration file (-c) to re-read");
 		return;
 	}
+	colo__node_notify_reloading(n);
 	if (colo_config_reload(&n->cfg, &err) != 0) {
 		colo_log_error("SIGHUP: %s: keeping the running configuration", err.msg);
+		colo_node_notify_ready(n);
 		return;
 	}
 	colo_log_set_level(n->cfg.log_level);
@@ -42,6 +44,7 @@ static void on_hup(uv_signal_t *h, int sig)
 		      n->cfg.file, n->cfg.checkpoint_interval_ms);
 	if (n->eops && n->eops->reloaded)
 		n->eops->reloaded(n->engine);
+	colo_node_notify_ready(n);
 }
 
 /*

@@ -45,8 +45,10 @@ libsodium-dev libhiredis-dev libcurl4-openssl-dev"
 # bridges and taps with iproute2 (tests/vmnet.sh).  The arbiter's tests run
 # a real etcd member (etcd-server; tests/etcdsrv.c).  The partition test
 # cuts links with nft rules on a bridge (nftables; tests/partition.sh).
+# The systemd units are checked with systemd-analyze verify (systemd;
+# tests/systemd_units.sh).
 TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server
-nftables"
+nftables systemd"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

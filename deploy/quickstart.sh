@@ -46,9 +46,10 @@ libsodium-dev libhiredis-dev libcurl4-openssl-dev"
 # a real etcd member (etcd-server; tests/etcdsrv.c).  The partition test
 # cuts links with nft rules on a bridge (nftables; tests/partition.sh).
 # The systemd units are checked with systemd-analyze verify (systemd;
-# tests/systemd_units.sh).
+# tests/systemd_units.sh), the man pages with groff and man (groff-base,
+# man-db; tests/install_docs.sh).
 TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server
-nftables systemd"
+nftables systemd groff-base man-db"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

@@ -418,6 +418,29 @@ void colo__cfg_clear_keys(struct colo_config *cfg, const struct colo__cfg_keys *
 
 /* ---- --help ---- */
 
+const char colo__cfg_intro_primary[] =
+	"Run a guest and replicate its state to colo-secondary at every\n"
+	"checkpoint, so that the secondary can take over where it stopped.\n";
+const char colo__cfg_intro_secondary[] =
+	"Hold a copy of colo-primary's guest, updated at every checkpoint, and\n"
+	"take over when the primary's heartbeats stop.\n";
+const char colo__cfg_intro_keys[] =
+	"Every option is also a key of the INI file given with -c, in the\n"
+	"[section] it is listed under.  Flags win over the file, the file over\n"
+	"the defaults.  Options marked primary: or secondary: matter to that\n"
+	"role only; both accept them, so one file can serve a pair.\n";
+const char *const colo__cfg_exit_statuses[] = {
+	"stopped cleanly",
+	"runtime failure",
+	"bad usage or configuration",
+	"setup failure: cannot listen, bind, connect or start the guest",
+	"state-dir unusable",
+	"superseded by a newer generation (fenced)",
+	"fence-command failed",
+	"the guest died (a VM's QEMU exited, hung or ended COLO)",
+	NULL,
+};
+
 #define HELP_COLUMN 32
 #define HELP_WIDTH 79
 
@@ -451,7 +474,7 @@ static void help_entry(FILE *out, const char *left, const char *text)
 	fputc('\n', out);
 }
 
-static const char *default_text(const struct colo_opt *o, enum colo_role role)
+const char *colo__cfg_default_text(const struct colo_opt *o, enum colo_role role)
 {
 	switch (o->dyn) {
 	case COLO__CFG_DYN_NAME:
@@ -477,17 +500,9 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 	colo__cfg_keys_init(&k, guests);
 
 	fprintf(out, "Usage: colo-%s [OPTIONS]\n\n", colo_role_name(role));
-	if (primary)
-		fputs("Run a guest and replicate its state to colo-secondary at every\n"
-		      "checkpoint, so that the secondary can take over where it stopped.\n",
-		      out);
-	else
-		fputs("Hold a copy of colo-primary's guest, updated at every checkpoint, and\n"
-		      "take over when the primary's heartbeats stop.\n", out);
-	fputs("Every option is also a key of the INI file given with -c, in the\n"
-	      "[section] it is listed under.  Flags win over the file, the file over\n"
-	      "the defaults.  Options marked primary: or secondary: matter to that\n"
-	      "role only; both accept them, so one file can serve a pair.\n\n", out);
+	fputs(primary ? colo__cfg_intro_primary : colo__cfg_intro_secondary, out);
+	fputs(colo__cfg_intro_keys, out);
+	fputc('\n', out);
 	help_entry(out, "-c, --config FILE", "read settings from the INI file FILE");
 	help_entry(out, "--check-config", "check the settings, say whether they are "
 		   "good and exit (0: good, 2: bad)");
@@ -508,17 +523,11 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 			snprintf(left, sizeof(left), o->bare ? "--%s[=%s]" : "--%s %s",
 				 o->key, o->meta);
 			snprintf(text, sizeof(text), "%s (default %s)", o->help,
-				 default_text(o, role));
+				 colo__cfg_default_text(o, role));
 			help_entry(out, left, text);
 		}
 	}
-	fputs("\nExit status:\n"
-	      "  0  stopped cleanly\n"
-	      "  1  runtime failure\n"
-	      "  2  bad usage or configuration\n"
-	      "  3  setup failure: cannot listen, bind, connect or start the guest\n"
-	      "  4  state-dir unusable\n"
-	      "  5  superseded by a newer generation (fenced)\n"
-	      "  6  fence-command failed\n"
-	      "  7  the guest died (a VM's QEMU exited, hung or ended COLO)\n", out);
+	fputs("\nExit status:\n", out);
+	for (int i = 0; colo__cfg_exit_statuses[i]; i++)
+		fprintf(out, "  %d  %s\n", i, colo__cfg_exit_statuses[i]);
 }

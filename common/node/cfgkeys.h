@@ -28,6 +28,7 @@
 #include "cfgopt.h"
 #include "err.h"
 #include "guest.h"
+#include "role.h"
 
 struct colo_config;
 
@@ -83,5 +84,14 @@ void colo__cfg_clear_keys(struct colo_config *cfg, const struct colo__cfg_keys *
 
 /* The check of the control key, also for its derived default. */
 bool colo__cfg_check_control(const char *v, char *why, size_t len);
+
+/* --help's words, shared with the generated documents (cfgdoc.c): what each
+ * daemon does, how keys and flags relate, the exit statuses by number
+ * (NULL-terminated); and a key's default as --help says it. */
+extern const char colo__cfg_intro_primary[];
+extern const char colo__cfg_intro_secondary[];
+extern const char colo__cfg_intro_keys[];
+extern const char *const colo__cfg_exit_statuses[];
+const char *colo__cfg_default_text(const struct colo_opt *o, enum colo_role role);
 
 #endif

@@ -140,6 +140,15 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 		       FILE *out);
 
 /*
+ * Documents made from the same table (cfgdoc.c): the example file, every
+ * key commented with its default; and the man page `page` (colo-primary,
+ * colo-secondary or colo.conf; -1 for another name) in roff.
+ */
+void colo_config_example(const struct colo_guest_ops *const *guests, FILE *out);
+int colo_config_man(const char *page, const struct colo_guest_ops *const *guests,
+		    FILE *out);
+
+/*
  * The settings block of a guest of the list cfg was loaded with (its
  * ops->settings_size bytes, filled from its keys), or NULL: a guest
  * without keys, not in the list, or a config not made by load.  Owned by

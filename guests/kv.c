@@ -504,6 +504,20 @@ static void kv_verify(struct colo_guest *g, struct colo_verify_report *r)
 		 " bytes used, store consistent", kv->meta.count, kv->meta.used);
 }
 
+/* colo-ctl stats and the metrics endpoint: clients, commands, keys, and
+ * the replies held for output commit. */
+static void kv_metrics(struct colo_guest *g,
+		       void (*put)(void *ud, const char *name, double value), void *ud)
+{
+	struct kv *kv = to_kv(g);
+
+	put(ud, "kv_keys", (double)__atomic_load_n(&kv->meta.count, __ATOMIC_RELAXED));
+	put(ud, "kv_clients", (double)atomic_load(&kv->clients));
+	put(ud, "kv_commands", (double)atomic_load(&kv->commands));
+	put(ud, "output_held_bytes", (double)atomic_load(&kv->held_bytes));
+	put(ud, "output_held_batches", (double)atomic_load(&kv->held_batches));
+}
+
 static void kv_describe(struct colo_guest *g, char *buf, size_t len)
 {
 	struct kv *kv = to_kv(g);
@@ -589,6 +603,7 @@ const struct colo_guest_ops colo_kv_ops = {
 	.stop = kv_stop,
 	.verify = kv_verify,
 	.describe = kv_describe,
+	.metrics = kv_metrics,
 	.output_epoch = kv_output_epoch,
 	.output_release = kv_output_release,
 	.output_notify = kv_output_notify,

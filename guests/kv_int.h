@@ -68,6 +68,8 @@ struct kv {
 	/* output commit */
 	_Atomic uint64_t epoch;
 	_Atomic uint64_t released;
+	_Atomic uint64_t held_bytes;     /* replies held, all connections */
+	_Atomic uint64_t held_batches;   /* the batches they came in */
 	pthread_mutex_t hook_mu;         /* want and tap, and their calls */
 	void (*want)(void *ud);
 	void *want_ud;

@@ -15,7 +15,8 @@
  * Memory: the connection owns its held chunks; a write request owns the
  * chunks it writes from the moment it is queued and frees them in its
  * callback; kv_conn_drop_held() frees what is still held when the
- * connection is freed.  c->held counts the bytes of both.
+ * connection is freed.  c->held counts the bytes of both; kv->held_bytes
+ * and kv->held_batches count them for all connections (metrics).
  *
  * Threads: the kv thread only (the watermarks it reads are atomics in
  * struct kv, raised from any thread).
@@ -58,6 +59,14 @@ static bool may_go(const struct kv_gate *g, uint64_t tag, uint64_t pos)
 	return tag <= g->released || (pos && pos <= g->matched);
 }
 
+/* Bytes held no more: the connection's count and the guest's total
+ * (metrics, read from the engine's thread). */
+static void held_less(struct kv_conn *c, size_t n)
+{
+	c->held -= n;
+	atomic_fetch_sub(&c->kv->held_bytes, n);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
 	struct wreq *w = (struct wreq *)req;
@@ -68,9 +77,10 @@ static void on_written(uv_write_t *req, int status)
 		struct kv_chunk *n = w->chunks->next;
 
 		free(w->chunks);
+		atomic_fetch_sub(&c->kv->held_batches, 1);
 		w->chunks = n;
 	}
-	c->held -= w->bytes;
+	held_less(c, w->bytes);
 	free(w);
 	if (c->closing)
 		return;
@@ -116,7 +126,7 @@ void kv_conn_flush(struct kv_conn *c, const struct kv_gate *gt)
 
 		if (put < 0)
 			return;
-		c->held -= (size_t)put;
+		held_less(c, (size_t)put);
 		if ((size_t)put < ch->len) {
 			memmove(ch->data, ch->data + put, ch->len - (size_t)put);
 			ch->len -= (size_t)put;
@@ -126,6 +136,7 @@ void kv_conn_flush(struct kv_conn *c, const struct kv_gate *gt)
 		if (!c->head)
 			c->tail = NULL;
 		free(ch);
+		atomic_fetch_sub(&c->kv->held_batches, 1);
 	}
 	first = c->head;
 	for (ch = c->head; ch && may_go(gt, ch->tag, ch->pos) && n < 64; ch = ch->next) {
@@ -155,9 +166,10 @@ void kv_conn_flush(struct kv_conn *c, const struct kv_gate *gt)
 			struct kv_chunk *nx = w->chunks->next;
 
 			free(w->chunks);
+			atomic_fetch_sub(&c->kv->held_batches, 1);
 			w->chunks = nx;
 		}
-		c->held -= bytes;
+		held_less(c, bytes);
 		free(w);
 		kv_conn_close(c);
 		return;
@@ -220,6 +232,8 @@ void kv_conn_queue(struct kv_conn *c, uint64_t tag, uint64_t pos)
 			c->head = ch;
 		c->tail = ch;
 		c->held += ch->len;
+		atomic_fetch_add(&kv->held_bytes, ch->len);
+		atomic_fetch_add(&kv->held_batches, 1);
 		if (!may_go(&gt, tag, pos))
 			ask_for_checkpoint(kv, tag);
 	}
@@ -231,7 +245,9 @@ void kv_conn_drop_held(struct kv_conn *c)
 	while (c->head) {
 		struct kv_chunk *n = c->head->next;
 
+		held_less(c, c->head->len);
 		free(c->head);
+		atomic_fetch_sub(&c->kv->held_batches, 1);
 		c->head = n;
 	}
 	c->tail = NULL;

@@ -675,8 +675,10 @@ void primary_ckpt_committed(struct colo_primary *p)
 		st->checkpoints++;
 		st->pages_sent += c->pages - c->st.unchanged;
 		st->pages_unchanged += c->st.unchanged;
-		for (int k = 0; k < COLO_PAGE_KINDS; k++)
+		for (int k = 0; k < COLO_PAGE_KINDS; k++) {
 			st->pages_by_kind[k] += c->st.pages[k];
+			st->bytes_by_kind[k] += c->st.kind_bytes[k];
+		}
 	}
 	colo_hb_set_committed(p->hb, c->seq);
 	record_committed(p, c);

@@ -36,6 +36,7 @@ _Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 && COLO_OUTPUT_COMPA
 	       "value tables follow the enums");
 
 static bool check_name(const char *v, char *why, size_t len);
+static bool check_metrics_listen(const char *v, char *why, size_t len);
 static bool check_endpoints(const char *v, char *why, size_t len);
 static bool check_cluster(const char *v, char *why, size_t len);
 
@@ -52,6 +53,10 @@ static const struct colo_opt opts[] = {
 	{ "state-dir", COLO_SEC_NODE, COLO_OPT_STR, F(state_dir),
 	  .check = colo_opt_check_nonempty, .dyn = COLO__CFG_DYN_STATE_DIR, .meta = "DIR",
 	  .help = "keeps the node's generation across restarts" },
+	{ "metrics-listen", COLO_SEC_NODE, COLO_OPT_STR, F(metrics_listen), .def = "",
+	  .check = check_metrics_listen, .meta = "ADDR", .help = "serve Prometheus "
+	  "metrics at http://ADDR/metrics, a.b.c.d:PORT or [IPv6]:PORT (unauthenticated, "
+	  "read-only); empty: none" },
 	{ "log-level", COLO_SEC_NODE, COLO_OPT_ENUM, F(log_level), .values = level_values,
 	  .def = "info", .meta = "LEVEL", .help = "error, warn, info or debug" },
 	{ "fault", COLO_SEC_NODE, COLO_OPT_STR, F(fault), .def = "", .hidden = true },
@@ -174,6 +179,14 @@ static bool is_name(const char *v)
 			  "0123456789._-");
 
 	return n > 0 && n <= 63 && !v[n] && v[0] != '.' && v[0] != '-';
+}
+
+/* metrics-listen: empty, or an address as listen takes. */
+static bool check_metrics_listen(const char *v, char *why, size_t len)
+{
+	struct colo_addr a;
+
+	return !*v || colo_opt_parse_addr(v, &a, why, len) == 0;
 }
 
 static bool check_name(const char *v, char *why, size_t len)

@@ -63,7 +63,7 @@ static void list_values(const char *const *values, char *buf, size_t len)
 		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? ", " : "", values[i]);
 }
 
-static int parse_addr(const char *v, struct colo_addr *a, char *why, size_t len)
+int colo_opt_parse_addr(const char *v, struct colo_addr *a, char *why, size_t len)
 {
 	char q[128], host[sizeof(a->host)];
 	const char *colon, *port;
@@ -296,7 +296,7 @@ int colo_opt_set(const struct colo_opt *o, void *base, const char *v, char *why,
 		*(uint64_t *)f = u;
 		return 0;
 	case COLO_OPT_ADDR:
-		return parse_addr(v, f, why, len);
+		return colo_opt_parse_addr(v, f, why, len);
 	case COLO_OPT_ENCODINGS:
 		return parse_encodings(v, f, why, len);
 	}

@@ -79,6 +79,10 @@ struct colo_addr {
 	uint16_t port;
 };
 
+/* Parse a.b.c.d:PORT or [IPv6]:PORT (numbers only) into a; -EINVAL with
+ * why naming what is wrong. */
+int colo_opt_parse_addr(const char *v, struct colo_addr *a, char *why, size_t len);
+
 /*
  * Set the field of o in the struct at base from the text v.  Returns 0;
  * -EINVAL with why set to "'VALUE' is not ..." (without the key); or

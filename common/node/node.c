@@ -280,6 +280,10 @@ int colo_node_init(struct colo_node *n, const char *prog, enum colo_role role,
 		colo_log_error("%s", err.msg);
 		return COLO_EXIT_SETUP;
 	}
+	if (colo__node_metrics_start(n, &err) != 0) {
+		colo_log_error("%s", err.msg);
+		return COLO_EXIT_SETUP;
+	}
 	if (n->cfg.record && n->cfg.record[0] &&
 	    colo_node_record_start(n, n->cfg.record, &err) != 0) {
 		colo_log_error("%s", err.msg);
@@ -338,6 +342,7 @@ void colo_node_exit(struct colo_node *n, int status)
 		n->guest_running = false;
 	}
 	colo__node_ctl_stop(n);
+	colo__node_metrics_stop(n);
 	colo_node_record_stop(n);
 	colo__node_signals_stop(n);
 	colo__node_security_stop(n);

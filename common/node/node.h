@@ -14,7 +14,8 @@
  * plugs engines in and records; node_gen.c keeps the generation in
  * state-dir; node_ctl.c answers the control socket; node_signal.c handles
  * signals and watches the loop; node_notify.c tells the service manager
- * (systemd) how the node is; node_hook.c (node_hook.h) runs hooks.
+ * (systemd) how the node is; metrics.c serves its figures to Prometheus;
+ * node_hook.c (node_hook.h) runs hooks.
  *
  * Everything runs on the node's loop thread.
  */
@@ -118,6 +119,7 @@ struct colo_node {
 		void *ud;
 	} stop_hooks[4];
 	int nstop_hooks;
+	struct colo_metrics *metrics;    /* metrics-listen's server (metrics.c) */
 	/* the service manager (node_notify.c): on when NOTIFY_SOCKET is set */
 	bool notify_on, notify_dog_on, notify_failed;
 	int notify_fd;
@@ -197,6 +199,12 @@ int colo_node_start_guest(struct colo_node *n, struct colo_err *err);
  * node with NOTIFY_SOCKET (node_notify.c).  Again after a reload.
  */
 void colo_node_notify_ready(struct colo_node *n);
+
+/*
+ * The node's figures in Prometheus' text format (metrics.c; what
+ * metrics-listen serves at /metrics), appended to out.
+ */
+void colo_node_metrics_text(struct colo_node *n, struct colo_buf *out);
 
 /* Stop the node: engine, control socket, signals; the loop ends. */
 void colo_node_exit(struct colo_node *n, int status);

@@ -25,6 +25,10 @@ void colo__node_security_fini(struct colo_node *n);
 void colo__node_signals_start(struct colo_node *n);
 void colo__node_signals_stop(struct colo_node *n);
 
+/* metrics.c: serve metrics-listen (nothing when empty); stop. */
+int colo__node_metrics_start(struct colo_node *n, struct colo_err *err);
+void colo__node_metrics_stop(struct colo_node *n);
+
 /* node_notify.c: the service manager's notifications (NOTIFY_SOCKET): the
  * status and watchdog timers; RELOADING=1; STOPPING=1 and the timers' end. */
 void colo__node_notify_start(struct colo_node *n);

@@ -59,6 +59,7 @@ struct colo_config {
 	char *name;                 /* default: "primary" / "secondary" */
 	char *control;              /* default: /run/colo/<name>.sock, or
 				       $XDG_RUNTIME_DIR/colo/<name>.sock when not root */
+	char *metrics_listen;       /* "": no metrics endpoint */
 	char *state_dir;            /* default: /var/lib/colo, or
 				       ~/.local/state/colo when not root */
 	enum colo_log_level log_level;          /* log-level: error|warn|info|debug */

@@ -30,16 +30,28 @@ void colo_stats_init(struct colo_stats *s)
 	memset(s, 0, sizeof(*s));
 }
 
+/* 100 µs to 10 s, 1-2.5-5 steps: a checkpoint phase is 10 µs (resume) to
+ * seconds (a big sync's round trip). */
+const uint32_t colo_stats_bucket_us[COLO_STATS_BUCKETS - 1] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000,
+};
+
 void colo_stats_phase(struct colo_stats *s, enum colo_phase p, uint64_t ns)
 {
 	struct colo_phase_ring *r = &s->phases[p];
 	uint64_t us = ns / 1000;
+	int b = 0;
 
 	r->us[r->next] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
 	r->next = (r->next + 1) % COLO_STATS_SAMPLES;
 	if (r->n < COLO_STATS_SAMPLES)
 		r->n++;
 	r->total++;
+	r->sum_us += us;
+	while (b < COLO_STATS_BUCKETS - 1 && us > colo_stats_bucket_us[b])
+		b++;
+	r->buckets[b]++;
 }
 
 static int cmp_u32(const void *a, const void *b)

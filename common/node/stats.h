@@ -50,6 +50,11 @@ enum colo_ckpt_cause {
 const char *colo_ckpt_cause_name(enum colo_ckpt_cause c);
 
 #define COLO_STATS_SAMPLES 1000
+/* Phase histograms: cumulative counts of samples at or under each bound
+ * (µs), since the node started, for the metrics endpoint; the last bucket
+ * is everything. */
+#define COLO_STATS_BUCKETS 17
+extern const uint32_t colo_stats_bucket_us[COLO_STATS_BUCKETS - 1];
 #define COLO_STATS_RATE_WINDOW 64
 
 const char *colo_phase_name(enum colo_phase p);
@@ -59,6 +64,8 @@ struct colo_phase_ring {
 	uint32_t n;                 /* samples held (<= COLO_STATS_SAMPLES) */
 	uint32_t next;
 	uint64_t total;             /* samples ever recorded */
+	uint64_t sum_us;            /* of them all */
+	uint64_t buckets[COLO_STATS_BUCKETS];   /* samples <= bound (not cumulative) */
 };
 
 struct colo_stats {
@@ -70,6 +77,7 @@ struct colo_stats {
 	/* counters */
 	uint64_t checkpoints, checkpoints_failed;
 	uint64_t pages_sent, pages_unchanged, pages_by_kind[16];
+	uint64_t bytes_by_kind[16];      /* record bytes of the pages sent, by kind */
 	uint64_t bytes_sent, bytes_received;
 	uint64_t loop_stalls;            /* callbacks longer than a heartbeat interval */
 	uint64_t loop_busy_max_ns;       /* the longest busy stretch of the loop */

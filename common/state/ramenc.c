@@ -218,6 +218,8 @@ static void encode_chunk(struct colo_ram_encoder *enc, size_t c)
 		}
 		if (!sh->valid)
 			memcpy(base, page, PAGE);
+		size_t at = ch->buf.len;
+
 		if (e.kind == COLO_PAGE_ZERO)
 			colo_ram_put_zero(&w, sh->name, off, e.fill);
 		else if (e.kind == COLO_PAGE_RAW)
@@ -225,6 +227,7 @@ static void encode_chunk(struct colo_ram_encoder *enc, size_t c)
 		else
 			colo_ram_put_encoded(&w, sh->name, off, e.kind, out, e.len, &err);
 		ch->stats.pages[e.kind]++;
+		ch->stats.kind_bytes[e.kind] += ch->buf.len - at;
 	}
 	atomic_store_explicit(&ch->ready, true, memory_order_release);
 	if (enc->on_chunk)
@@ -441,8 +444,10 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
 			failed = true;
 		colo_buf_put(out, ch->buf.data, ch->buf.len);
 		if (stats) {
-			for (int k = 0; k < COLO_PAGE_KINDS; k++)
+			for (int k = 0; k < COLO_PAGE_KINDS; k++) {
 				stats->pages[k] += ch->stats.pages[k];
+				stats->kind_bytes[k] += ch->stats.kind_bytes[k];
+			}
 			stats->unchanged += ch->stats.unchanged;
 			stats->bytes += ch->buf.len;
 		}

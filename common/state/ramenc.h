@@ -81,6 +81,7 @@ void colo_ram_shadow_free(struct colo_ram_shadow *sh);
 
 struct colo_ram_enc_stats {
 	uint64_t pages[COLO_PAGE_KINDS];  /* sent, by kind */
+	uint64_t kind_bytes[COLO_PAGE_KINDS];  /* record bytes, by kind */
 	uint64_t unchanged;               /* staged but equal to the base */
 	uint64_t bytes;                   /* record bytes produced */
 };

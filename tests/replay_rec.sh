@@ -3,6 +3,7 @@
 # secondary recording; the test writes two batches of keys with a
 # checkpoint after each (NA, NB), then:
 #   - extract NA: the RAM image hashes as the secondary reported at NA;
+#   - export NA: a plain stream (no ENABLE_COLO, zero and whole pages);
 #   - serve NA: GET answers the values written before NA, not those after;
 #   - diff NA NB: pages of the kv block changed, and NA NA: none;
 #   - verify: clean; then a flipped byte, a truncated and a deleted segment
@@ -92,6 +93,21 @@ if "$bin/colo-replay" extract "$work/rec" "$NA" -o "$work/x" --json >"$work/x.js
 	ok "extract $NA: ram/kv.bin is 16 MiB and hashes as the secondary's committed RAM"
 else
 	not_ok "extract $NA matches the secondary" "$(cat "$work/x.json" "$work/x/devices.json" 2>&1)"
+fi
+
+# export NA: a plain stream of the same state, without colo's extensions
+if "$bin/colo-replay" export "$work/rec" "$NA" -o "$work/na.mig" >"$work/export.txt" 2>&1 &&
+   "$bin/colo-replay" dump "$work/na.mig" >"$work/na.dump" 2>&1 &&
+   grep -q "^configuration  machine 'colo-kv-" "$work/na.dump" &&
+   ! grep -q "ENABLE_COLO" "$work/na.dump" &&
+   grep -q "^summary .* 0 commands; 4096 pages (\([0-9]* zero, \)\?[0-9]* page)" "$work/na.dump" &&
+   grep -q "VMDESCRIPTION" "$work/na.dump" &&
+   grep -q "written to $work/na.mig: .* bytes, a plain migration stream of colo-kv-" \
+	"$work/export.txt"; then
+	ok "export $NA: a plain stream, no ENABLE_COLO, 4096 zero and whole pages, a vmdesc"
+else
+	not_ok "export $NA is a plain stream" "$(cat "$work/export.txt")" \
+		"$(grep -E '^(configuration|summary)|COLO|VMDESC' "$work/na.dump")"
 fi
 
 # serve NA: old values, no b: keys

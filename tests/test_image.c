@@ -403,6 +403,45 @@ START_TEST(copy_is_deep)
 }
 END_TEST
 
+/*
+ * colo_image_save_plain(): the same state, as a plain stream: QEMU's page
+ * kinds only (zero and raw pages), and the configuration followed at once
+ * by RAM's START, where colo's full stream has COMMAND ENABLE_COLO.
+ */
+START_TEST(plain_stream_is_the_same_state)
+{
+	struct colo_buf plain = COLO_BUF_INIT, full = COLO_BUF_INIT;
+	struct colo_image a, b;
+	struct colo_demo d;
+	struct colo_err err;
+	size_t after;
+
+	colo_err_clear(&err);
+	colo_image_init(&a);
+	colo_image_init(&b);
+	ck_assert_int_eq(colo_demo_init(&d, DEMO_RAM, 13, &err), 0);
+	image_of(&d.sv, &a);
+	ck_assert_msg(colo_image_save_plain(&a, &plain, &err) == 0, "%s", err.msg);
+	ck_assert_msg(colo_image_save_full(&a, &full, &err) == 0, "%s", err.msg);
+	load_ok(&b, &plain);
+	same(&a, &b, "through a plain stream");
+	ck_assert_uint_gt(b.pages[COLO_PAGE_ZERO] + b.pages[COLO_PAGE_RAW], 0);
+	ck_assert_uint_eq(b.pages[COLO_PAGE_ZERO] + b.pages[COLO_PAGE_RAW], DEMO_RAM / PAGE);
+	ck_assert_ptr_nonnull(b.vmdesc_json);
+	/* header (8), configuration: type, be32 length, the name */
+	after = 8 + 1 + 4 + strlen(a.config);
+	ck_assert_uint_gt(plain.len, after);
+	ck_assert_uint_eq(plain.data[8], COLO_SEC_CONFIGURATION);
+	ck_assert_uint_eq(plain.data[after], COLO_SEC_START);
+	ck_assert_uint_eq(full.data[after], COLO_SEC_COMMAND);
+	colo_image_free(&a);
+	colo_image_free(&b);
+	colo_demo_free(&d);
+	colo_buf_free(&plain);
+	colo_buf_free(&full);
+}
+END_TEST
+
 /* Change the demo's devices without changing their payload sizes. */
 static void demo_mutate_devices(struct colo_demo *d, struct colo_rng *rng)
 {
@@ -1254,6 +1293,7 @@ static Suite *image_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, demo_round_trip, 0, 3);
 	tcase_add_test(tc, copy_is_deep);
+	tcase_add_test(tc, plain_stream_is_the_same_state);
 	tcase_add_loop_test(tc, demo_checkpoints, 0, 2);
 	tcase_add_test(tc, demo_checkpoints_given);
 	tcase_add_test(tc, given_pages_checked);

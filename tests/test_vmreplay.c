@@ -438,6 +438,105 @@ END_TEST
 
 /* ---- a real VM ---- */
 
+/*
+ * colo-replay export REC N -o FILE, then QEMU with the VM's arguments,
+ * -S and -incoming 'exec:cat FILE': loaded (paused), N's instruction
+ * pointer, and the low RAM equal to `low` (what serve showed).  colo-replay
+ * dump reads the file as a plain QEMU stream: QEMU's machine, no
+ * ENABLE_COLO, QEMU's page kinds only, QEMU's description after the EOF.
+ */
+static void export_loads_in_qemu(const char *rec, uint64_t n, uint64_t want_ip,
+				 const uint8_t *low, size_t low_len)
+{
+	char file[300], qmp[300], log[300], incoming[340], pm[300], *out, *path;
+	const char *argv[32];
+	struct colo_qmp q;
+	struct colo_err err;
+	json_t *dump, *ret;
+	const json_t *kinds, *sum, *items;
+	const char *st;
+	uint8_t *got;
+	size_t glen;
+	int i = 0;
+
+	snprintf(file, sizeof(file), "%s/n.mig", pair_dir());
+	ck_assert_msg(run(&out, "'%s' export '%s' %" PRIu64 " -o '%s'", pair_bin("colo-replay"),
+			  rec, n, file) == 0, "%s", out);
+	ck_assert_msg(strstr(out, "a plain migration stream of pc-i440fx") &&
+		      strstr(out, "(vmdesc: the recording's newest sync's)") &&
+		      strstr(out, "-incoming 'exec:cat "), "%s", out);
+	free(out);
+	dump = run_json("dump", "", file);
+	sum = json_object_get(dump, "summary");
+	items = json_object_get(dump, "items");
+	ck_assert_msg(strncmp(json_string_value(json_object_get(json_object_get(dump,
+			      "configuration"), "name")) ?: "", "pc-i440fx", 9) == 0,
+		      "configuration");
+	ck_assert_int_eq(json_integer_value(json_object_get(sum, "commands")), 0);
+	kinds = json_object_get(sum, "pages");
+	ck_assert_msg(json_object_size(kinds) >= 1 && json_object_size(kinds) ==
+		      (size_t)(json_object_get(kinds, "zero") != NULL) +
+		      (size_t)(json_object_get(kinds, "page") != NULL),
+		      "page kinds of the export");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(items,
+			 json_array_size(items) - 1), "kind")) ?: "", "vmdesc");
+	json_decref(dump);
+
+	snprintf(qmp, sizeof(qmp), "%s/x.qmp", pair_dir());
+	snprintf(log, sizeof(log), "%s/x.log", pair_dir());
+	snprintf(incoming, sizeof(incoming), "exec:cat '%s'", file);
+	argv[i++] = QEMU;
+	argv[i++] = "-machine";
+	argv[i++] = "pc";
+	argv[i++] = "-m";
+	argv[i++] = "32M";
+	argv[i++] = "-nodefaults";
+	argv[i++] = "-display";
+	argv[i++] = "none";
+	argv[i++] = "-accel";
+	argv[i++] = "kvm";
+	argv[i++] = "-S";
+	argv[i++] = "-qmp";
+	{
+		static char spec[340];
+
+		snprintf(spec, sizeof(spec), "unix:%s,server=on,wait=off", qmp);
+		argv[i++] = spec;
+	}
+	argv[i++] = "-incoming";
+	argv[i++] = incoming;
+	argv[i] = NULL;
+	colo_qmp_init(&q);
+	colo_err_clear(&err);
+	path = colo_qmp_find_program(QEMU);
+	ck_assert_ptr_nonnull(path);
+	ck_assert_msg(colo_qmp_start(&q, path, argv, log, &err) == 0, "%s", err.msg);
+	free(path);
+	ck_assert_msg(colo_qmp_connect(&q, qmp, 10000, &err) == 0, "%s", err.msg);
+	for (int t = 0;; t++) {
+		ret = qmp_do(&q, "query-status", NULL);
+		st = json_string_value(json_object_get(ret, "status"));
+		if (st && strcmp(st, "inmigrate") != 0)
+			break;
+		json_decref(ret);
+		ck_assert_msg(t < 3000, "QEMU still loading the export");
+		usleep(10000);
+	}
+	ck_assert_msg(strcmp(st, "paused") == 0, "QEMU on the export: status %s (log %s)", st,
+		      log);
+	json_decref(ret);
+	ck_assert_uint_eq(qemu_ip(&q), want_ip);
+	snprintf(pm, sizeof(pm), "%s/xpm.bin", pair_dir());
+	json_decref(qmp_do(&q, "pmemsave", json_pack("{s:i,s:i,s:s}", "val", 0, "size",
+						     (int)low_len, "filename", pm)));
+	got = colo_test_read_file(pm, &glen);
+	ck_assert_msg(got && glen == low_len && memcmp(got, low, low_len) == 0,
+		      "QEMU's RAM from the export is not the checkpoint's");
+	free(got);
+	ck_assert_int_eq(colo_qmp_stop(&q, 10000), 0);
+	colo_qmp_free(&q);
+}
+
 START_TEST(a_vm_recording_lists_shows_diffs_and_serves)
 {
 	char rec[300], ex[300], pm[300], ramf[320], *out;
@@ -560,9 +659,13 @@ START_TEST(a_vm_recording_lists_shows_diffs_and_serves)
 		nonzero = a[i] != 0;
 	ck_assert_msg(nonzero, "the low RAM is all zero: nothing compared");
 	ck_assert_msg(memcmp(a, b, alen) == 0, "QEMU's RAM is not the checkpoint's");
-	free(a);
 	free(b);
 	serve_stop(&s);
+
+	/* export N: a plain stream that QEMU's own -incoming loads, to the
+	 * same CPU and RAM as serve's */
+	export_loads_in_qemu(rec, n, want_ip, a, alen);
+	free(a);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
  *   colo-replay show [--json] DIR N
  *   colo-replay diff [--json] DIR N M
  *   colo-replay extract [--json] DIR N -o OUT
+ *   colo-replay export [--json] DIR N -o FILE
  *   colo-replay serve DIR N [--listen ADDR | --port P]
  *   colo-replay dump [--json] FILE
  *   colo-replay sample [--ram-mb N] [--seed S] FILE
@@ -60,6 +61,11 @@ static const char usage_text[] =
 "  extract [--json] DIR N -o OUT\n"
 "      Write OUT/ram/<block>.bin (one file per RAM block) and\n"
 "      OUT/devices.json (devices' fields, blocks and their files).\n"
+"  export [--json] DIR N -o FILE\n"
+"      Write the state at N as a plain migration stream, without colo's\n"
+"      extensions (no ENABLE_COLO; zero and whole pages), vmdesc included.\n"
+"      A VM's is QEMU's own: qemu-system-x86_64 <its arguments> -incoming\n"
+"      'exec:cat FILE' loads it.\n"
 "  verify [--json] DIR\n"
 "      Read every record, check its checksum, rebuild every checkpoint and\n"
 "      decode its devices; the first failure names the checkpoint, segment\n"
@@ -354,6 +360,7 @@ static int cmd_list_verify(const char *cmd, int argc, char **argv)
 static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 {
 	bool diff = strcmp(cmd, "diff") == 0, extract = strcmp(cmd, "extract") == 0;
+	bool export = strcmp(cmd, "export") == 0;
 	struct colo_recording *rec;
 	struct colo_err err;
 	uint64_t n, m = 0;
@@ -361,13 +368,17 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 	struct args a;
 	int r;
 
-	if ((r = parse_args(cmd, ARG_JSON | (extract ? ARG_OUT : 0), argc, argv, &a)) != 0)
+	if ((r = parse_args(cmd, ARG_JSON | (extract || export ? ARG_OUT : 0), argc, argv,
+			    &a)) != 0)
 		return r == 1 ? 0 : r;
 	if (a.npos != (diff ? 3 : 2))
 		return usage_error("%s", diff ? "diff needs DIR, N and M" :
-				   extract ? "extract needs DIR and N" : "show needs DIR and N");
+				   extract ? "extract needs DIR and N" :
+				   export ? "export needs DIR and N" : "show needs DIR and N");
 	if (extract && !a.out)
 		return usage_error("%s", "extract needs -o OUT");
+	if (export && !a.out)
+		return usage_error("%s", "export needs -o FILE");
 	if ((r = parse_seq(cmd, a.pos[1], &n)) != 0 ||
 	    (diff && (r = parse_seq(cmd, a.pos[2], &m)) != 0))
 		return r;
@@ -378,6 +389,8 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 		r = colo_replay_diff(rec, n, m, &doc, &err);
 	else if (extract)
 		r = colo_replay_extract(rec, n, a.out, &doc, &err);
+	else if (export)
+		r = colo_replay_export(rec, n, a.out, &doc, &err);
 	else
 		r = colo_replay_show(rec, n, &doc, &err);
 	colo_recording_close(rec);
@@ -391,6 +404,8 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 		colo_replay_diff_text(doc, stdout);
 	else if (extract)
 		colo_replay_extract_text(doc, a.out, stdout);
+	else if (export)
+		colo_replay_export_text(doc, stdout);
 	else
 		colo_replay_show_text(doc, stdout);
 	json_decref(doc);
@@ -695,7 +710,7 @@ int main(int argc, char **argv)
 	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "verify") == 0)
 		return cmd_list_verify(cmd, argc - 1, argv + 1);
 	if (strcmp(cmd, "show") == 0 || strcmp(cmd, "diff") == 0 ||
-	    strcmp(cmd, "extract") == 0)
+	    strcmp(cmd, "extract") == 0 || strcmp(cmd, "export") == 0)
 		return cmd_show_diff_extract(cmd, argc - 1, argv + 1);
 	if (strcmp(cmd, "serve") == 0)
 		return cmd_serve(argc - 1, argv + 1);

@@ -1,6 +1,6 @@
 /*
  * replay.h: `colo-replay` on recordings (DESIGN.md §7, docs/replay.md):
- * list, show, diff, extract and verify, and serve for a VM.
+ * list, show, diff, extract, export and verify, and serve for a VM.
  *
  * Each command reads a recording opened with colo_recording_open() and
  * builds one JSON document, printed as is with --json or as text by its
@@ -59,6 +59,17 @@ void colo_replay_diff_text(const struct json_t *doc, FILE *out);
 int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 			const char *outdir, struct json_t **doc, struct colo_err *err);
 void colo_replay_extract_text(const struct json_t *doc, const char *outdir, FILE *out);
+
+/*
+ * Write the state at checkpoint seq to path as a plain migration stream
+ * (replay_export.c): a VM's as QEMU's own, which QEMU's -incoming loads;
+ * another guest's without colo's extensions.  *doc: {"seq", "generation",
+ * "wall_ns", "time", "recording", "file", "kind" ("vm" or "guest"),
+ * "config", "vmdesc" (whose), "bytes"}.  path is replaced whole.
+ */
+int colo_replay_export(const struct colo_recording *rec, uint64_t seq, const char *path,
+		       struct json_t **doc, struct colo_err *err);
+void colo_replay_export_text(const struct json_t *doc, FILE *out);
 
 /*
  * Read every record (checksums), rebuild every checkpoint segment by

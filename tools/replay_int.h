@@ -169,6 +169,16 @@ int replay_vm_parse(const struct colo_image_device *d, struct replay_vm *vm,
 		    struct colo_err *err);
 void replay_vm_free(struct replay_vm *vm);
 
+/*
+ * The plain migration stream QEMU loads for a VM's state (replay_serve.c):
+ * header, configuration with QEMU's machine name, RAM under QEMU's id of
+ * its RAM section (zero and raw pages), the VM's device sections, and
+ * vmdesc (QEMU's description; NULL: an empty one) after the EOF.
+ */
+int replay_vm_stream(const struct colo_image *img, const struct replay_vm *vm,
+		     const uint8_t *vmdesc, size_t vmdesc_len, struct colo_buf *out,
+		     struct colo_err *err);
+
 /* qemu/vm's own fields as a decoded tree (the blob is shown apart). */
 json_t *replay_vm_fields(const struct replay_vm *vm);
 

@@ -8,7 +8,7 @@
  * machine); RAM START (MEM_SIZE of every block), the pages, END, under
  * QEMU's own id of its RAM section; QEMU's device sections as the
  * checkpoint had them (qemu/vm's blob, which ends in EOF); an empty
- * VMDESCRIPTION.  QEMU runs
+ * VMDESCRIPTION (replay_vm_stream(), which export uses too).  QEMU runs
  * with the VM's arguments as the recording node had them (meta.json's
  * qemu-binary and vm-args), then -snapshot (nothing it does reaches a
  * disk image the live VM may be using), -S, a gdbstub, -incoming defer
@@ -43,9 +43,9 @@
 #define LOAD_MS 60000
 #define EMPTY_VMDESC "{\"page_size\": 4096, \"devices\": []}"
 
-/* The stream QEMU loads: the image's RAM and the VM's device sections. */
-static int vm_stream(const struct colo_image *img, const struct replay_vm *vm,
-		     struct colo_buf *out, struct colo_err *err)
+int replay_vm_stream(const struct colo_image *img, const struct replay_vm *vm,
+		     const uint8_t *vmdesc, size_t vmdesc_len, struct colo_buf *out,
+		     struct colo_err *err)
 {
 	struct colo_ram_block_info *infos = calloc(img->nblocks ? img->nblocks : 1,
 						   sizeof(*infos));
@@ -75,8 +75,11 @@ static int vm_stream(const struct colo_image *img, const struct replay_vm *vm,
 	if (r == 0)
 		colo_buf_put(out, vm->blob, vm->blob_len);     /* ends in EOF */
 	/* QEMU reads a VMDESCRIPTION after the EOF (and only warns without
-	 * one): an empty one will do, it describes nothing QEMU needs. */
-	if (r == 0)
+	 * one): without QEMU's own, an empty one will do, it describes
+	 * nothing QEMU needs. */
+	if (r == 0 && vmdesc && vmdesc_len)
+		r = colo_sw_vmdesc_raw(&w, (const char *)vmdesc, vmdesc_len, err);
+	else if (r == 0)
 		r = colo_sw_vmdesc_raw(&w, EMPTY_VMDESC, sizeof(EMPTY_VMDESC) - 1, err);
 	if (r == 0 && !colo_buf_ok(out))
 		r = colo_err_set(err, ENOMEM, "out of memory");
@@ -243,7 +246,7 @@ int colo_replay_serve_vm(const struct colo_recording *rec, uint64_t seq, uint16_
 		r = replay_vm_parse(d, &vm, err);
 	if (r == 0) {
 		snprintf(s->machine, sizeof(s->machine), "%s", vm.machine);
-		r = vm_stream(&img, &vm, &stream, err);
+		r = replay_vm_stream(&img, &vm, NULL, 0, &stream, err);
 	}
 	/* Its bytes are in the stream now: the memory is better left to QEMU. */
 	colo_image_free(&img);

@@ -148,8 +148,8 @@ static int save_ram(const struct colo_image *img, struct colo_stream_writer *w,
 	return r;
 }
 
-int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *out,
-			       uint32_t kinds, struct colo_err *err)
+static int save_full(const struct colo_image *img, struct colo_buf *out, uint32_t kinds,
+		     bool colo, struct colo_err *err)
 {
 	struct colo_stream_writer w;
 	struct colo_stream_config c;
@@ -169,7 +169,8 @@ int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *ou
 		    (r = colo_sw_configuration(&w, &c, err)))
 			goto out;
 	}
-	colo_sw_enable_colo(&w);
+	if (colo)
+		colo_sw_enable_colo(&w);
 	if (img->nblocks && (r = save_ram(img, &w, ram_id, kinds, err)))
 		goto out;
 	for (size_t i = 0; i < img->ndevs; i++) {
@@ -189,6 +190,18 @@ int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *ou
 out:
 	colo_sw_free(&w);
 	return r;
+}
+
+int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *out,
+			       uint32_t kinds, struct colo_err *err)
+{
+	return save_full(img, out, kinds, true, err);
+}
+
+int colo_image_save_plain(const struct colo_image *img, struct colo_buf *out,
+			  struct colo_err *err)
+{
+	return save_full(img, out, COLO_PAGE_KINDS_QEMU, false, err);
 }
 
 int colo_image_save_full(const struct colo_image *img, struct colo_buf *out,

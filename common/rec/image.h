@@ -230,6 +230,13 @@ int colo_image_save_full(const struct colo_image *img, struct colo_buf *out,
  */
 int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *out,
 			       uint32_t kinds, struct colo_err *err);
+/*
+ * A plain migration stream of the image, as QEMU writes one: QEMU's page
+ * kinds only (zero and raw pages) and no COMMAND ENABLE_COLO; otherwise as
+ * colo_image_save_full().  colo-replay export.
+ */
+int colo_image_save_plain(const struct colo_image *img, struct colo_buf *out,
+			  struct colo_err *err);
 
 /* Deep copy (dst is initialised by the call). */
 int colo_image_copy(struct colo_image *dst, const struct colo_image *src,

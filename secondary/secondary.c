@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "colo.pb-c.h"
 #include "colomsg.h"
@@ -59,6 +60,36 @@ static const unsigned state_next[S_STATES] = {
 	[S_PROMOTED] = 0,
 };
 
+/*
+ * A full sync's progress, once a second while it lasts, for an operator
+ * watching on a terminal (a log read later has the sync's start and end):
+ * how much of the guest's RAM has arrived, how fast, how long still.
+ */
+static void on_sync_progress(uv_timer_t *t)
+{
+	struct colo_secondary *s = t->data;
+	uint64_t total = 0, done = s->sync_pages * COLO_PAGE_SIZE, now = colo_now_ns();
+	double secs = (double)(now - s->sync_t0_ns) / 1e9;
+	/* The rate of the last second: the primary encodes before it sends. */
+	double rate = secs > 0 && done > s->sync_done ? (double)(done - s->sync_done) / secs : 0;
+
+	for (size_t b = 0; b < s->nblocks; b++)
+		total += s->blocks[b]->length;
+	if (done > total)
+		done = total;
+	if (rate > 0)
+		colo_log_info("full sync from %s: %.0f%% of the RAM (%.1f of %.1f MiB), %.0f MB/s, "
+			      "ETA %.0f s", s->primary_node, total ? 100.0 * (double)done /
+			      (double)total : 100.0, (double)done / 1048576, (double)total / 1048576,
+			      rate / 1e6, (double)(total - done) / rate);
+	else
+		colo_log_info("full sync from %s: %.0f%% of the RAM (%.1f of %.1f MiB), waiting "
+			      "for more", s->primary_node, total ? 100.0 * (double)done /
+			      (double)total : 100.0, (double)done / 1048576, (double)total / 1048576);
+	s->sync_t0_ns = now;
+	s->sync_done = done;
+}
+
 void secondary_to(struct colo_secondary *s, enum secondary_state to)
 {
 	assert(state_next[s->state] & B(to));
@@ -66,6 +97,14 @@ void secondary_to(struct colo_secondary *s, enum secondary_state to)
 	assert(!(CONNECTED & B(to)) == !s->conn);
 	if (s->state != to)
 		colo_log_debug("state %s -> %s", state_names[s->state], state_names[to]);
+	if (to == S_SYNC && s->state != S_SYNC && s->progress_on) {
+		s->sync_t0_ns = colo_now_ns();
+		s->sync_done = 0;
+		uv_timer_start(&s->sync_progress, on_sync_progress, SYNC_PROGRESS_MS,
+			       SYNC_PROGRESS_MS);
+	} else if (to != S_SYNC && s->progress_on) {
+		uv_timer_stop(&s->sync_progress);
+	}
 	s->state = to;
 }
 
@@ -687,6 +726,10 @@ static void eng_stop(void *eng)
 	uv_close((uv_handle_t *)&s->listener, NULL);
 	uv_close((uv_handle_t *)&s->handshake, NULL);
 	uv_close((uv_handle_t *)&s->arb_timer, NULL);
+	if (s->progress_on) {
+		s->progress_on = false;
+		uv_close((uv_handle_t *)&s->sync_progress, NULL);
+	}
 	colo_hello_auth_wipe(&s->auth);
 	colo_session_wipe(&s->session);
 	colo_hb_stop(s->hb);
@@ -769,6 +812,12 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 	uv_tcp_init(n->loop, &s->listener);
 	s->listener.data = s;
 	r = uv_tcp_bind(&s->listener, (struct sockaddr *)&ss, 0);
+	/* Sync progress only for an operator watching (not a journal). */
+	if (r == 0 && isatty(STDERR_FILENO)) {
+		uv_timer_init(n->loop, &s->sync_progress);
+		s->sync_progress.data = s;
+		s->progress_on = true;
+	}
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&s->listener, 8, on_connection);
 	if (r) {
@@ -776,6 +825,10 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 			     n->cfg.listen.port, uv_strerror(r));
 		uv_close((uv_handle_t *)&s->listener, NULL);
 		uv_close((uv_handle_t *)&s->handshake, NULL);
+		if (s->progress_on) {
+			s->progress_on = false;
+			uv_close((uv_handle_t *)&s->sync_progress, NULL);
+		}
 		colo_hb_stop(s->hb);
 		s->hb = NULL;
 		r = -err->code;

@@ -41,6 +41,8 @@
 #include "secondary.h"
 #include "stream.h"
 
+#define SYNC_PROGRESS_MS 1000
+
 /*
  * The engine's state: the connection from the primary and the checkpoint
  * it is receiving, in one.  What the connection carries next follows
@@ -144,6 +146,10 @@ struct colo_secondary {
 	struct colo_session session;
 	bool authed;                     /* checkpoints carry tags */
 	uv_timer_t handshake;            /* a primary that does not finish it goes */
+	/* a full sync's progress, logged each second when stderr is a terminal */
+	uv_timer_t sync_progress;
+	bool progress_on;                /* stderr is a terminal: the timer exists */
+	uint64_t sync_t0_ns, sync_done;  /* at the last progress line */
 	struct {
 		char node[256];
 		uint64_t generation, sync_seq;

@@ -39,10 +39,12 @@ echo "1..44"
 if [ $? -eq 0 ] && grep -q '^  dump \[--json\] FILE' "$tmp/help" &&
    grep -q '^  sample \[--ram-mb N\] \[--seed S\] FILE' "$tmp/help" &&
    grep -q '^  list \[--json\] DIR' "$tmp/help" &&
-   grep -q '^  show \[--json\] DIR N' "$tmp/help" &&
-   grep -q '^  diff \[--json\] DIR N M' "$tmp/help" &&
-   grep -q '^  extract \[--json\] DIR N -o OUT' "$tmp/help" &&
-   grep -q '^  verify \[--json\] DIR' "$tmp/help" &&
+   grep -q '^  show \[--json\] \[-q\] DIR N' "$tmp/help" &&
+   grep -q '^  diff \[--json\] \[-q\] DIR N M' "$tmp/help" &&
+   grep -q '^  extract \[--json\] \[-q\] DIR N -o OUT' "$tmp/help" &&
+   grep -q '^  export \[--json\] \[-q\] DIR N -o FILE' "$tmp/help" &&
+   grep -q '^  verify \[--json\] \[-q\] DIR' "$tmp/help" &&
+   grep -q '^  -q, --quiet' "$tmp/help" &&
    grep -q '^  serve DIR N \[--listen ADDR\]' "$tmp/help" &&
    grep -q 'Exit status: 0 success; 1' "$tmp/help"; then
 	ok "--help lists the commands and exit statuses"

@@ -4,6 +4,7 @@
 # checkpoint after each (NA, NB), then:
 #   - extract NA: the RAM image hashes as the secondary reported at NA;
 #   - export NA: a plain stream (no ENABLE_COLO, zero and whole pages);
+#     a progress line on a terminal, none with -q or on a pipe;
 #   - serve NA: GET answers the values written before NA, not those after;
 #   - diff NA NB: pages of the kv block changed, and NA NA: none;
 #   - verify: clean; then a flipped byte, a truncated and a deleted segment
@@ -108,6 +109,31 @@ if "$bin/colo-replay" export "$work/rec" "$NA" -o "$work/na.mig" >"$work/export.
 else
 	not_ok "export $NA is a plain stream" "$(cat "$work/export.txt")" \
 		"$(grep -E '^(configuration|summary)|COLO|VMDESC' "$work/na.dump")"
+fi
+
+# Progress: on a terminal (script gives the command one), a line that
+# says what, how far, how fast and how long still; not on a pipe, not -q.
+if command -v script >/dev/null; then
+	script -qec "'$bin/colo-replay' export '$work/rec' $NA -o '$work/na2.mig'" /dev/null \
+		>"$work/tty.txt" 2>&1
+	script -qec "'$bin/colo-replay' verify '$work/rec'" /dev/null >"$work/tty2.txt" 2>&1
+	script -qec "'$bin/colo-replay' export -q '$work/rec' $NA -o '$work/na3.mig'" /dev/null \
+		>"$work/ttyq.txt" 2>&1
+	"$bin/colo-replay" export "$work/rec" "$NA" -o "$work/na4.mig" >"$work/pipe.txt" 2>&1
+	if grep -q 'rebuilding checkpoint: *[0-9]*%  [0-9.]* [KMG]*i*B of [0-9.]* [KMG]*i*B' \
+		"$work/tty.txt" &&
+	   grep -q 'writing the file: 100%  [0-9.]* [KMG]*i*B of [0-9.]* [KMG]*i*B' "$work/tty.txt" &&
+	   grep -q 'verifying: 100%' "$work/tty2.txt" &&
+	   ! grep -q '%' "$work/ttyq.txt" && ! grep -q '%' "$work/pipe.txt" &&
+	   cmp -s "$work/na.mig" "$work/na2.mig" && cmp -s "$work/na.mig" "$work/na4.mig"; then
+		ok "progress on a terminal (rebuilding, writing, verifying); none with -q or on a pipe"
+	else
+		not_ok "progress on a terminal only" "$(cat -v "$work/tty.txt")" \
+			"$(cat -v "$work/tty2.txt" | tail -c 400)" "$(cat -v "$work/ttyq.txt")" \
+			"$(cat "$work/pipe.txt")"
+	fi
+else
+	ok "progress on a terminal # SKIP no script (bsdutils)"
 fi
 
 # serve NA: old values, no b: keys

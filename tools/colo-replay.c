@@ -2,11 +2,12 @@
  * colo-replay: look inside recordings (DESIGN.md §7, docs/replay.md) and
  * savevm streams.
  *
- *   colo-replay list|verify [--json] DIR
- *   colo-replay show [--json] DIR N
- *   colo-replay diff [--json] DIR N M
- *   colo-replay extract [--json] DIR N -o OUT
- *   colo-replay export [--json] DIR N -o FILE
+ *   colo-replay list [--json] DIR
+ *   colo-replay verify [--json] [-q] DIR
+ *   colo-replay show [--json] [-q] DIR N
+ *   colo-replay diff [--json] [-q] DIR N M
+ *   colo-replay extract [--json] [-q] DIR N -o OUT
+ *   colo-replay export [--json] [-q] DIR N -o FILE
  *   colo-replay serve DIR N [--listen ADDR | --port P]
  *   colo-replay dump [--json] FILE
  *   colo-replay sample [--ram-mb N] [--seed S] FILE
@@ -26,9 +27,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "demo.h"
+#include "progress.h"
 #include "dump.h"
 #include "guest.h"
 #include "kv.h"
@@ -51,22 +54,22 @@ static const char usage_text[] =
 "  list [--json] DIR\n"
 "      One line per recorded checkpoint: sequence number, generation, time,\n"
 "      record (K marks keyframes), bytes, pages by encoding.\n"
-"  show [--json] DIR N\n"
+"  show [--json] [-q] DIR N\n"
 "      The state at checkpoint N: every device's fields decoded through the\n"
 "      vmdesc (a VM's: QEMU's device sections through QEMU's own), and each\n"
 "      RAM block's XXH3-64 and pages changed in N.\n"
-"  diff [--json] DIR N M\n"
+"  diff [--json] [-q] DIR N M\n"
 "      Device fields that differ between N and M (a VM's: QEMU's too), and\n"
 "      the pages that differ in each RAM block (merged ranges of offsets).\n"
-"  extract [--json] DIR N -o OUT\n"
+"  extract [--json] [-q] DIR N -o OUT\n"
 "      Write OUT/ram/<block>.bin (one file per RAM block) and\n"
 "      OUT/devices.json (devices' fields, blocks and their files).\n"
-"  export [--json] DIR N -o FILE\n"
+"  export [--json] [-q] DIR N -o FILE\n"
 "      Write the state at N as a plain migration stream, without colo's\n"
 "      extensions (no ENABLE_COLO; zero and whole pages), vmdesc included.\n"
 "      A VM's is QEMU's own: qemu-system-x86_64 <its arguments> -incoming\n"
 "      'exec:cat FILE' loads it.\n"
-"  verify [--json] DIR\n"
+"  verify [--json] [-q] DIR\n"
 "      Read every record, check its checksum, rebuild every checkpoint and\n"
 "      decode its devices; the first failure names the checkpoint, segment\n"
 "      and offset.\n"
@@ -92,6 +95,9 @@ static const char usage_text[] =
 "      --seed S     seed of its contents (default 1, at least 1)\n"
 "\n"
 "  --json   print the same as one JSON document\n"
+"  -q, --quiet\n"
+"           no progress line (shown on stderr when it is a terminal, for\n"
+"           rebuilding a checkpoint, verifying, and writing files)\n"
 "\n"
 "Options:\n"
 "  -h, --help      show this help\n"
@@ -230,6 +236,7 @@ enum {
 	ARG_OUT = 1u << 1,
 	ARG_LISTEN = 1u << 2,
 	ARG_PORT = 1u << 3,
+	ARG_QUIET = 1u << 4,
 };
 
 struct args {
@@ -237,6 +244,7 @@ struct args {
 	const char *out;                 /* -o OUT */
 	const char *listen;              /* --listen ADDR */
 	const char *port;                /* --port P */
+	bool quiet;                      /* -q: no progress line */
 	char **pos;                      /* the operands */
 	int npos;
 };
@@ -253,15 +261,17 @@ static int parse_args(const char *cmd, unsigned allow, int argc, char **argv,
 		{ "out", required_argument, NULL, 'o' },
 		{ "listen", required_argument, NULL, 'l' },
 		{ "port", required_argument, NULL, 'p' },
+		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
 	memset(a, 0, sizeof(*a));
-	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ho:q", opts, NULL)) != -1) {
 		unsigned need = c == 'j' ? ARG_JSON : c == 'o' ? ARG_OUT :
-				c == 'l' ? ARG_LISTEN : c == 'p' ? ARG_PORT : 0;
+				c == 'l' ? ARG_LISTEN : c == 'p' ? ARG_PORT :
+				c == 'q' ? ARG_QUIET : 0;
 
 		if (c == 'h') {
 			fputs(usage_text, stdout);
@@ -274,6 +284,8 @@ static int parse_args(const char *cmd, unsigned allow, int argc, char **argv,
 		}
 		if (c == 'j')
 			a->json = true;
+		else if (c == 'q')
+			a->quiet = true;
 		else if (c == 'o')
 			a->out = optarg;
 		else if (c == 'p')
@@ -294,6 +306,17 @@ static int parse_seq(const char *cmd, const char *s, uint64_t *seq)
 		cmd, s);
 	fputs("Try 'colo-replay --help'.\n", stderr);
 	return EXIT_USAGE;
+}
+
+/* A progress line on stderr for rec's long calls, when stderr is a
+ * terminal and not -q (pinned: the one phase to show, NULL: every one). */
+static void show_progress(struct colo_recording *rec, struct colo_progress *p, bool quiet,
+			  const char *pinned)
+{
+	colo_progress_init(p, !quiet && isatty(STDERR_FILENO), stderr);
+	p->pinned = pinned;
+	rec->progress = colo_progress_cb;
+	rec->progress_ud = p;
 }
 
 static int open_recording(const char *dir, struct colo_recording **rec)
@@ -325,20 +348,23 @@ static void print_json(const json_t *doc)
 static int cmd_list_verify(const char *cmd, int argc, char **argv)
 {
 	bool verify = strcmp(cmd, "verify") == 0;
+	struct colo_progress prog;
 	struct colo_recording *rec;
 	struct colo_err err;
 	struct args a;
 	json_t *doc = NULL;
 	int r;
 
-	if ((r = parse_args(cmd, ARG_JSON, argc, argv, &a)) != 0)
+	if ((r = parse_args(cmd, ARG_JSON | (verify ? ARG_QUIET : 0), argc, argv, &a)) != 0)
 		return r == 1 ? 0 : r;
 	if (a.npos != 1)
 		return usage_error("%s needs exactly one DIR", cmd);
 	if ((r = open_recording(a.pos[0], &rec)) != 0)
 		return r;
+	show_progress(rec, &prog, a.quiet, verify ? "verifying" : NULL);
 	colo_err_clear(&err);
 	r = verify ? colo_replay_verify(rec, &doc, &err) : colo_replay_list(rec, &doc, &err);
+	colo_progress_end(&prog);
 	if (doc) {
 		if (a.json)
 			print_json(doc);
@@ -361,6 +387,7 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 {
 	bool diff = strcmp(cmd, "diff") == 0, extract = strcmp(cmd, "extract") == 0;
 	bool export = strcmp(cmd, "export") == 0;
+	struct colo_progress prog;
 	struct colo_recording *rec;
 	struct colo_err err;
 	uint64_t n, m = 0;
@@ -368,8 +395,8 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 	struct args a;
 	int r;
 
-	if ((r = parse_args(cmd, ARG_JSON | (extract || export ? ARG_OUT : 0), argc, argv,
-			    &a)) != 0)
+	if ((r = parse_args(cmd, ARG_JSON | ARG_QUIET | (extract || export ? ARG_OUT : 0), argc,
+			    argv, &a)) != 0)
 		return r == 1 ? 0 : r;
 	if (a.npos != (diff ? 3 : 2))
 		return usage_error("%s", diff ? "diff needs DIR, N and M" :
@@ -384,6 +411,7 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 		return r;
 	if ((r = open_recording(a.pos[0], &rec)) != 0)
 		return r;
+	show_progress(rec, &prog, a.quiet, NULL);
 	colo_err_clear(&err);
 	if (diff)
 		r = colo_replay_diff(rec, n, m, &doc, &err);
@@ -393,6 +421,7 @@ static int cmd_show_diff_extract(const char *cmd, int argc, char **argv)
 		r = colo_replay_export(rec, n, a.out, &doc, &err);
 	else
 		r = colo_replay_show(rec, n, &doc, &err);
+	colo_progress_end(&prog);
 	colo_recording_close(rec);
 	if (r != 0) {
 		fprintf(stderr, "colo-replay: %s: %s\n", a.pos[0], err.msg);

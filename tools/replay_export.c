@@ -69,11 +69,14 @@ static int vm_vmdesc(const struct colo_recording *rec, const struct replay_vm *v
 	return 0;
 }
 
-static int write_whole(const char *path, const struct colo_buf *b, struct colo_err *err)
+/* path, whole: written under a temporary name, synced and renamed;
+ * progress (if any) says "writing FILE" every 16 MiB. */
+static int write_whole(const struct colo_recording *rec, const char *path,
+		       const struct colo_buf *b, struct colo_err *err)
 {
 	size_t plen = strlen(path);
 	char *tmp = malloc(plen + 16);
-	int fd, e;
+	int fd, e = 0;
 
 	if (!tmp)
 		return colo_err_set(err, ENOMEM, "out of memory");
@@ -84,7 +87,13 @@ static int write_whole(const char *path, const struct colo_buf *b, struct colo_e
 		free(tmp);
 		return colo_err_set(err, e, "%s: cannot create: %s", path, strerror(e));
 	}
-	e = -colo_write_all(fd, b->data, b->len);
+	for (size_t at = 0, piece = 16u << 20; e == 0 && at < b->len; at += piece) {
+		size_t n = b->len - at < piece ? b->len - at : piece;
+
+		e = -colo_write_all(fd, b->data + at, n);
+		if (rec->progress)
+			rec->progress(rec->progress_ud, "writing the file", at + n, b->len);
+	}
 	if (e == 0 && fchmod(fd, 0644) != 0)
 		e = errno;
 	if (e == 0 && fsync(fd) != 0)
@@ -146,7 +155,7 @@ int colo_replay_export(const struct colo_recording *rec, uint64_t seq, const cha
 	}
 	colo_image_free(&img);
 	if (r == 0)
-		r = write_whole(path, &out, err);
+		r = write_whole(rec, path, &out, err);
 	json_object_set_new(o, "bytes", json_integer((json_int_t)out.len));
 	colo_buf_free(&out);
 	if (r) {

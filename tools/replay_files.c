@@ -62,7 +62,10 @@ static int make_dir(const char *path, struct colo_err *err)
 }
 
 /* The block's bytes; zero pages are left as holes. */
-static int write_block(const char *path, const struct colo_image_block *b,
+/* Write b to path; progress (if any) says "writing blocks", from `base`
+ * of `total` bytes, every 64 MiB. */
+static int write_block(const struct colo_recording *rec, const char *path,
+		       const struct colo_image_block *b, uint64_t base, uint64_t total,
 		       struct colo_err *err)
 {
 	static const uint8_t zero[COLO_PAGE_SIZE];
@@ -74,6 +77,8 @@ static int write_block(const char *path, const struct colo_image_block *b,
 		const uint8_t *p = b->data + off;
 		size_t done = 0;
 
+		if (rec->progress && off % (64u << 20) == 0)
+			rec->progress(rec->progress_ud, "writing blocks", base + off, total);
 		if (memcmp(p, zero, COLO_PAGE_SIZE) == 0)
 			continue;
 		while (done < COLO_PAGE_SIZE) {
@@ -124,6 +129,7 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 	struct colo_image img;
 	struct replay_vmdesc vc;
 	json_t *d = json_object(), *devs = json_array(), *blocks = json_array();
+	uint64_t ram_done = 0, ram_total = 0;
 	char *path = NULL;
 	int rc;
 
@@ -154,6 +160,8 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 		rc = path ? make_dir(path, err) : colo_err_set(err, ENOMEM, "out of memory");
 		free(path);
 	}
+	for (size_t i = 0; i < img.nblocks; i++)
+		ram_total += img.blocks[i].length;
 	for (size_t i = 0; rc == 0 && i < img.nblocks; i++) {
 		const struct colo_image_block *b = &img.blocks[i];
 		json_t *o = json_object(), *taken = json_object();
@@ -170,9 +178,13 @@ int colo_replay_extract(const struct colo_recording *rec, uint64_t seq,
 		json_object_set_new(o, "file", json_string(file));
 		json_array_append_new(blocks, o);
 		path = colo_path_join(outdir, file);
-		rc = path ? write_block(path, b, err) : colo_err_set(err, ENOMEM, "out of memory");
+		rc = path ? write_block(rec, path, b, ram_done, ram_total, err) :
+			    colo_err_set(err, ENOMEM, "out of memory");
 		free(path);
+		ram_done += b->length;
 	}
+	if (rc == 0 && rec->progress)
+		rec->progress(rec->progress_ud, "writing blocks", ram_done, ram_total);
 	if (rc == 0) {
 		path = colo_path_join(outdir, "devices.json");
 		rc = path ? write_json(path, d, err) : colo_err_set(err, ENOMEM, "out of memory");
@@ -288,10 +300,13 @@ int colo_replay_verify(const struct colo_recording *rec, json_t **doc,
 	uint64_t bytes = 0, keys = 0, segs = 0;
 	size_t at = SIZE_MAX, done = 0;
 	char buf[COLO_ERR_MAX + 64];
+	uint64_t total = 0;
 	int rc = 0;
 
 	colo_image_init(&img);
 	replay_vmdesc_init(&vc, rec);
+	for (size_t i = 0; i < rec->n; i++)
+		total += rec->e[i].length;
 	for (size_t i = 0; i < rec->n && rc == 0; i++) {
 		const struct colo_rec_entry *x = &rec->e[i];
 
@@ -312,6 +327,8 @@ int colo_replay_verify(const struct colo_recording *rec, json_t **doc,
 		at = i;
 		done++;
 		bytes += x->length;
+		if (rec->progress)
+			rec->progress(rec->progress_ud, "verifying", bytes, total);
 		keys += x->keyframe;
 		segs += i == 0 || x->segment != rec->e[i - 1].segment;
 	}

@@ -111,10 +111,18 @@ int replay_step(const struct colo_recording *rec, size_t i, struct colo_image *i
 int replay_state_at(const struct colo_recording *rec, size_t at, struct colo_image *img,
 		    struct colo_err *err)
 {
+	uint64_t total = 0, done = 0;
+
 	colo_image_init(img);
 	for (size_t i = rec->e[at].key; i <= at; i++)
+		total += rec->e[i].length;
+	for (size_t i = rec->e[at].key; i <= at; i++) {
 		if (replay_step(rec, i, img, err) != 0)
 			return -err->code;
+		done += rec->e[i].length;
+		if (rec->progress)
+			rec->progress(rec->progress_ud, "rebuilding checkpoint", done, total);
+	}
 	return 0;
 }
 

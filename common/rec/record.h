@@ -197,6 +197,11 @@ struct colo_recording {
 	char *dir;
 	struct colo_rec_entry *e;        /* in index order */
 	size_t n;
+	/* Progress of long calls, for a caller that shows it (NULL: none;
+	 * set after open): colo_recording_state() says "rebuilding
+	 * checkpoint" with the record bytes read so far of those it needs. */
+	void (*progress)(void *ud, const char *what, uint64_t done, uint64_t total);
+	void *progress_ud;
 	/* What opening found and skipped (reported by list and verify). */
 	uint64_t torn_bytes;             /* a torn index tail */
 	size_t unreachable;              /* entries whose bytes are missing */

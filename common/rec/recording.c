@@ -342,6 +342,7 @@ int colo_recording_state(const struct colo_recording *rec, const struct colo_rec
 			 struct colo_image *img, struct colo_err *err)
 {
 	size_t at = (size_t)(e - rec->e);
+	uint64_t total = 0, done = 0;
 	uint8_t *data;
 	size_t len;
 	int r;
@@ -350,6 +351,8 @@ int colo_recording_state(const struct colo_recording *rec, const struct colo_rec
 	if (at >= rec->n || e->key > at)
 		return colo_err_set(err, EINVAL, "checkpoint %" PRIu64 " is not in the recording",
 				    e->seq);
+	for (size_t i = e->key; i <= at; i++)
+		total += rec->e[i].length;
 	for (size_t i = e->key; i <= at; i++) {
 		const struct colo_rec_entry *x = &rec->e[i];
 
@@ -358,6 +361,9 @@ int colo_recording_state(const struct colo_recording *rec, const struct colo_rec
 			return r;
 		r = colo_recording_step(x, img, data, len, err);
 		free(data);
+		done += x->length;
+		if (rec->progress)
+			rec->progress(rec->progress_ud, "rebuilding checkpoint", done, total);
 		if (r) {
 			if (strncmp(err->msg, "checkpoint ", 11) != 0)   /* read says it */
 				colo_err_prefix(err, "checkpoint %" PRIu64 " (" COLO_REC_SEG_FMT

@@ -48,9 +48,10 @@ libsodium-dev libhiredis-dev libcurl4-openssl-dev"
 # The systemd units are checked with systemd-analyze verify (systemd;
 # tests/systemd_units.sh), the man pages with groff and man (groff-base,
 # man-db; tests/install_docs.sh), the metrics endpoint with curl and
-# promtool (prometheus; tests/metrics.sh).
+# promtool (prometheus; tests/metrics.sh), the Pacemaker agent with
+# ocf-tester (resource-agents; tests/ocf_agent.sh).
 TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server
-nftables systemd groff-base man-db curl prometheus"
+nftables systemd groff-base man-db curl prometheus resource-agents"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

@@ -109,25 +109,27 @@ sysconfdir=$(prefix=$prefix; eval echo "$(sed -n 's/^sysconfdir = //p' "$b/Makef
 mandir=$(prefix=$prefix; datarootdir=$(eval echo "$(sed -n 's/^datarootdir = //p' "$b/Makefile")"); \
 	eval echo "$(sed -n 's/^mandir = //p' "$b/Makefile")")
 unitdir=$(prefix=$prefix; eval echo "$(sed -n 's/^systemdsystemunitdir = //p' "$b/Makefile")")
+ocfdir=$(prefix=$prefix; eval echo "$(sed -n 's/^ocfdir = //p' "$b/Makefile")")
 want="$prefix/bin/colo-primary $prefix/bin/colo-secondary $prefix/bin/colo-ctl
 $prefix/bin/colo-replay $sysconfdir/colo/colo.conf.example
 $unitdir/colo-primary@.service $unitdir/colo-secondary@.service
 $mandir/man8/colo-primary.8 $mandir/man8/colo-secondary.8 $mandir/man8/colo-ctl.8
-$mandir/man1/colo-replay.1 $mandir/man5/colo.conf.5"
+$mandir/man1/colo-replay.1 $mandir/man5/colo.conf.5 $ocfdir/resource.d/colo/colo"
 absent=""
 for f in $want; do
 	[ -f "$tmp/root$f" ] || absent="$absent $f"
 done
 if [ $st -eq 0 ] && [ -z "$absent" ]; then
-	ok "make install puts programs, units, example and pages in place"
+	ok "make install puts programs, units, agent, example and pages in place"
 else
-	not_ok "make install puts programs, units, example and pages in place" "exit $st" \
+	not_ok "make install puts programs, units, agent, example and pages in place" "exit $st" \
 		"missing:$absent" "$(cat "$tmp/out")" "$(cd "$tmp/root" && find . -type f | head -40)"
 fi
 if cmp -s "$tmp/root$sysconfdir/colo/colo.conf.example" "$ex" &&
-   ! grep -rq '@[a-z]*@' "$tmp/root$unitdir"; then
-	ok "the installed example and units are the built ones"
+   ! grep -rq '@[a-zA-Z]*@' "$tmp/root$unitdir" "$tmp/root$ocfdir" &&
+   [ -x "$tmp/root$ocfdir/resource.d/colo/colo" ]; then
+	ok "the installed example, units and agent are the built ones"
 else
-	not_ok "the installed example and units are the built ones"
+	not_ok "the installed example, units and agent are the built ones"
 fi
 [ $fails -eq 0 ]

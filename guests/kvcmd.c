@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -878,20 +877,6 @@ enum {
 	S_REPLICATION = 32, S_CLUSTER = 64, S_KEYSPACE = 128, S_ALL = 255,
 };
 
-static void addf(struct colo_buf *b, const char *fmt, ...) COLO_PRINTF(2, 3);
-
-static void addf(struct colo_buf *b, const char *fmt, ...)
-{
-	char line[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		colo_buf_put(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
 
 /* Redis's bytesToHuman(). */
 static void human(char *s, size_t n, uint64_t v)
@@ -922,7 +907,7 @@ static bool section(struct colo_buf *b, int want, int bit, int *sections, const 
 		return false;
 	if ((*sections)++)
 		colo_buf_put(b, "\r\n", 2);
-	addf(b, "# %s\r\n", title);
+	colo_buf_printf(b, "# %s\r\n", title);
 	return true;
 }
 
@@ -951,44 +936,44 @@ static int cmd_info(struct exec *x)
 	human(h1, sizeof(h1), used);
 	human(h2, sizeof(h2), c->maxmemory);
 	if (section(&b, want, S_SERVER, &sections, "Server")) {
-		addf(&b, "redis_version:%s\r\n", REDIS_VERSION);
-		addf(&b, "redis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\n");
-		addf(&b, "redis_mode:standalone\r\narch_bits:64\r\n");
-		addf(&b, "tcp_port:%u\r\n", (unsigned)c->tcp_port);
-		addf(&b, "uptime_in_seconds:%llu\r\n", (unsigned long long)c->uptime_s);
-		addf(&b, "uptime_in_days:%llu\r\n", (unsigned long long)(c->uptime_s / 86400));
-		addf(&b, "config_file:\r\n");
+		colo_buf_printf(&b, "redis_version:%s\r\n", REDIS_VERSION);
+		colo_buf_printf(&b, "redis_git_sha1:00000000\r\nredis_git_dirty:0\r\nredis_build_id:0\r\n");
+		colo_buf_printf(&b, "redis_mode:standalone\r\narch_bits:64\r\n");
+		colo_buf_printf(&b, "tcp_port:%u\r\n", (unsigned)c->tcp_port);
+		colo_buf_printf(&b, "uptime_in_seconds:%llu\r\n", (unsigned long long)c->uptime_s);
+		colo_buf_printf(&b, "uptime_in_days:%llu\r\n", (unsigned long long)(c->uptime_s / 86400));
+		colo_buf_printf(&b, "config_file:\r\n");
 	}
 	if (section(&b, want, S_CLIENTS, &sections, "Clients")) {
-		addf(&b, "connected_clients:%llu\r\n", (unsigned long long)c->connected_clients);
-		addf(&b, "blocked_clients:0\r\n");
+		colo_buf_printf(&b, "connected_clients:%llu\r\n", (unsigned long long)c->connected_clients);
+		colo_buf_printf(&b, "blocked_clients:0\r\n");
 	}
 	if (section(&b, want, S_MEMORY, &sections, "Memory")) {
-		addf(&b, "used_memory:%llu\r\nused_memory_human:%s\r\n",
+		colo_buf_printf(&b, "used_memory:%llu\r\nused_memory_human:%s\r\n",
 		     (unsigned long long)used, h1);
-		addf(&b, "maxmemory:%llu\r\nmaxmemory_human:%s\r\n",
+		colo_buf_printf(&b, "maxmemory:%llu\r\nmaxmemory_human:%s\r\n",
 		     (unsigned long long)c->maxmemory, h2);
-		addf(&b, "maxmemory_policy:noeviction\r\n");
+		colo_buf_printf(&b, "maxmemory_policy:noeviction\r\n");
 	}
 	if (section(&b, want, S_PERSISTENCE, &sections, "Persistence")) {
-		addf(&b, "loading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n");
-		addf(&b, "aof_enabled:0\r\naof_rewrite_in_progress:0\r\n");
+		colo_buf_printf(&b, "loading:0\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n");
+		colo_buf_printf(&b, "aof_enabled:0\r\naof_rewrite_in_progress:0\r\n");
 	}
 	if (section(&b, want, S_STATS, &sections, "Stats")) {
-		addf(&b, "total_connections_received:%llu\r\n",
+		colo_buf_printf(&b, "total_connections_received:%llu\r\n",
 		     (unsigned long long)c->total_connections);
-		addf(&b, "total_commands_processed:%llu\r\n",
+		colo_buf_printf(&b, "total_commands_processed:%llu\r\n",
 		     (unsigned long long)c->commands_processed);
 	}
 	if (section(&b, want, S_REPLICATION, &sections, "Replication")) {
-		addf(&b, "role:%s\r\nconnected_slaves:0\r\n", c->role ? c->role : "master");
+		colo_buf_printf(&b, "role:%s\r\nconnected_slaves:0\r\n", c->role ? c->role : "master");
 	}
 	if (section(&b, want, S_CLUSTER, &sections, "Cluster")) {
-		addf(&b, "cluster_enabled:0\r\n");
+		colo_buf_printf(&b, "cluster_enabled:0\r\n");
 	}
 	if (section(&b, want, S_KEYSPACE, &sections, "Keyspace")) {
 		if (keys)
-			addf(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n", (unsigned long long)keys);
+			colo_buf_printf(&b, "db0:keys=%llu,expires=0,avg_ttl=0\r\n", (unsigned long long)keys);
 	}
 	if (b.failed)
 		x->out->failed = true;

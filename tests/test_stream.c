@@ -385,6 +385,29 @@ static void random_stream(struct colo_buf *out, uint64_t seed)
 
 /* ---- writer: exact bytes ---- */
 
+/* colo_buf_printf: printf's text, no NUL, appended; long lines whole. */
+START_TEST(buf_printf_appends_text)
+{
+	struct colo_buf b = COLO_BUF_INIT;
+	char big[3000];
+
+	colo_buf_put(&b, "x", 1);
+	colo_buf_printf(&b, "%s=%d;", "a", 42);
+	ck_assert_uint_eq(b.len, 6);
+	ck_assert_int_eq(memcmp(b.data, "xa=42;", 6), 0);
+	memset(big, 'y', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	colo_buf_printf(&b, "%s.", big);
+	ck_assert_uint_eq(b.len, 6 + sizeof(big));
+	ck_assert_uint_eq(b.data[b.len - 1], '.');
+	ck_assert_uint_eq(b.data[6], 'y');
+	colo_buf_printf(&b, "%s", "");
+	ck_assert_uint_eq(b.len, 6 + sizeof(big));
+	ck_assert(colo_buf_ok(&b));
+	colo_buf_free(&b);
+}
+END_TEST
+
 START_TEST(writer_exact_bytes)
 {
 	static const uint8_t want[] = {
@@ -734,6 +757,7 @@ static Suite *suite(void)
 	TCase *tc = tcase_create("stream");
 
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, buf_printf_appends_text);
 	tcase_add_test(tc, writer_exact_bytes);
 	tcase_add_test(tc, writer_vmdesc_trailer);
 	tcase_add_test(tc, reader_reports_every_item);

@@ -63,10 +63,26 @@ static const char *plain_default(const struct colo_opt *o)
 	return !o->dyn && o->def ? o->def : "";
 }
 
+static void example_key(void *ud, const struct colo_opt *o, bool first)
+{
+	FILE *out = ud;
+	char text[1024], def[512];
+
+	if (first)
+		fprintf(out, "\n[%s]\n", colo_opt_section_names[o->section]);
+	both_defaults(o, def, sizeof(def));
+	snprintf(text, sizeof(text), "%s (default %s)", o->help, def);
+	fputc('\n', out);
+	comment(out, text);
+	if (*plain_default(o))
+		fprintf(out, "#%s = %s\n", o->key, plain_default(o));
+	else
+		fprintf(out, "#%s =\n", o->key);
+}
+
 void colo_config_example(const struct colo_guest_ops *const *guests, FILE *out)
 {
 	struct colo__cfg_keys k;
-	char text[1024], def[512];
 
 	colo__cfg_keys_init(&k, guests);
 	fputs("# colo.conf.example: every key colo-primary and colo-secondary read,\n"
@@ -77,27 +93,7 @@ void colo_config_example(const struct colo_guest_ops *const *guests, FILE *out)
 	      "# (--key value) wins over the file.  Keys marked primary: or\n"
 	      "# secondary: matter to that role only, so one file can serve a pair.\n",
 	      out);
-	for (int s = 0; s < COLO_SEC_COUNT; s++) {
-		bool head = false;
-
-		for (size_t i = 0; i < k.n; i++) {
-			const struct colo_opt *o = colo__cfg_key(&k, i, NULL);
-
-			if (o->section != (enum colo_opt_section)s || o->hidden)
-				continue;
-			if (!head)
-				fprintf(out, "\n[%s]\n", colo_opt_section_names[s]);
-			head = true;
-			both_defaults(o, def, sizeof(def));
-			snprintf(text, sizeof(text), "%s (default %s)", o->help, def);
-			fputc('\n', out);
-			comment(out, text);
-			if (*plain_default(o))
-				fprintf(out, "#%s = %s\n", o->key, plain_default(o));
-			else
-				fprintf(out, "#%s =\n", o->key);
-		}
-	}
+	colo__cfg_each_shown(&k, example_key, out);
 }
 
 /* Text for roff: backslashes, hyphens, and a leading dot or quote escaped. */
@@ -131,49 +127,47 @@ static void roff_para(FILE *out, const char *t)
 	fputc('\n', out);
 }
 
+struct man {
+	FILE *out;
+	bool as_flags;                   /* --key META, else key = META */
+	enum colo_role role;             /* the defaults of (as_flags) */
+};
+
+static void man_key(void *ud, const struct colo_opt *o, bool first)
+{
+	const struct man *m = ud;
+	FILE *out = m->out;
+	char def[512];
+
+	if (first)
+		fprintf(out, ".SS [%s]\n", colo_opt_section_names[o->section]);
+	fputs(".TP\n\\fB", out);
+	if (m->as_flags) {
+		roff(out, "--");
+		roff(out, o->key);
+		fputs(o->bare ? "\\fR[=\\fI" : "\\fR \\fI", out);
+		roff(out, o->meta);
+		fputs(o->bare ? "\\fR]\n" : "\\fR\n", out);
+		snprintf(def, sizeof(def), "%s", colo__cfg_default_text(o, m->role));
+	} else {
+		roff(out, o->key);
+		fputs("\\fR = \\fI", out);
+		roff(out, o->meta);
+		fputs("\\fR\n", out);
+		both_defaults(o, def, sizeof(def));
+	}
+	roff(out, o->help);
+	fputs(" (default ", out);
+	roff(out, def);
+	fputs(").\n", out);
+}
+
 static void man_keys(FILE *out, const struct colo__cfg_keys *k, bool as_flags,
 		     enum colo_role role)
 {
-	char def[512];
+	struct man m = { out, as_flags, role };
 
-	for (int s = 0; s < COLO_SEC_COUNT; s++) {
-		bool head = false;
-
-		for (size_t i = 0; i < k->n; i++) {
-			const struct colo_opt *o = colo__cfg_key(k, i, NULL);
-
-			if (o->section != (enum colo_opt_section)s || o->hidden)
-				continue;
-			if (!head) {
-				fputs(".SS ", out);
-				fprintf(out, "[%s]\n", colo_opt_section_names[s]);
-			}
-			head = true;
-			fputs(".TP\n", out);
-			if (as_flags) {
-				fputs("\\fB", out);
-				roff(out, "--");
-				roff(out, o->key);
-				fputs(o->bare ? "\\fR[=\\fI" : "\\fR \\fI", out);
-				roff(out, o->meta);
-				fputs(o->bare ? "\\fR]\n" : "\\fR\n", out);
-			} else {
-				fputs("\\fB", out);
-				roff(out, o->key);
-				fputs("\\fR = \\fI", out);
-				roff(out, o->meta);
-				fputs("\\fR\n", out);
-			}
-			roff(out, o->help);
-			if (as_flags)
-				snprintf(def, sizeof(def), "%s", colo__cfg_default_text(o, role));
-			else
-				both_defaults(o, def, sizeof(def));
-			fputs(" (default ", out);
-			roff(out, def);
-			fputs(").\n", out);
-		}
-	}
+	colo__cfg_each_shown(k, man_key, &m);
 }
 
 static void man_head(FILE *out, const char *title, int section, const char *name,

@@ -503,12 +503,48 @@ const char *colo__cfg_default_text(const struct colo_opt *o, enum colo_role role
 	return o->def && *o->def ? o->def : "none";
 }
 
+void colo__cfg_each_shown(const struct colo__cfg_keys *k,
+			  void (*fn)(void *ud, const struct colo_opt *o, bool first), void *ud)
+{
+	for (int s = 0; s < COLO_SEC_COUNT; s++) {
+		bool first = true;
+
+		for (size_t i = 0; i < k->n; i++) {
+			const struct colo_opt *o = colo__cfg_key(k, i, NULL);
+
+			if (o->section != (enum colo_opt_section)s || o->hidden)
+				continue;
+			fn(ud, o, first);
+			first = false;
+		}
+	}
+}
+
+struct usage {
+	FILE *out;
+	enum colo_role role;
+};
+
+static void usage_key(void *ud, const struct colo_opt *o, bool first)
+{
+	struct usage *u = ud;
+	char left[64], text[512];
+
+	/* a section only some guests have is left out without them */
+	if (first)
+		fprintf(u->out, "\n[%s]\n", colo_opt_section_names[o->section]);
+	snprintf(left, sizeof(left), o->bare ? "--%s[=%s]" : "--%s %s", o->key, o->meta);
+	snprintf(text, sizeof(text), "%s (default %s)", o->help,
+		 colo__cfg_default_text(o, u->role));
+	help_entry(u->out, left, text);
+}
+
 void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *guests,
 		       FILE *out)
 {
 	bool primary = role == COLO_ROLE_PRIMARY;
-	char left[64], text[512];
 	struct colo__cfg_keys k;
+	struct usage u;
 
 	colo__cfg_keys_init(&k, guests);
 
@@ -521,25 +557,9 @@ void colo_config_usage(enum colo_role role, const struct colo_guest_ops *const *
 		   "good and exit (0: good, 2: bad)");
 	help_entry(out, "-h, --help", "print this help and exit");
 	help_entry(out, "-V, --version", "print the version and exit");
-	for (int s = 0; s < COLO_SEC_COUNT; s++) {
-		bool head = false;
-
-		for (size_t i = 0; i < k.n; i++) {
-			const struct colo_opt *o = colo__cfg_key(&k, i, NULL);
-
-			if (o->section != (enum colo_opt_section)s || o->hidden)
-				continue;
-			/* a section only some guests have is left out without them */
-			if (!head)
-				fprintf(out, "\n[%s]\n", colo_opt_section_names[s]);
-			head = true;
-			snprintf(left, sizeof(left), o->bare ? "--%s[=%s]" : "--%s %s",
-				 o->key, o->meta);
-			snprintf(text, sizeof(text), "%s (default %s)", o->help,
-				 colo__cfg_default_text(o, role));
-			help_entry(out, left, text);
-		}
-	}
+	u.out = out;
+	u.role = role;
+	colo__cfg_each_shown(&k, usage_key, &u);
 	fputs("\nExit status:\n", out);
 	for (int i = 0; colo__cfg_exit_statuses[i]; i++)
 		fprintf(out, "  %d  %s\n", i, colo__cfg_exit_statuses[i]);

@@ -93,5 +93,9 @@ extern const char colo__cfg_intro_secondary[];
 extern const char colo__cfg_intro_keys[];
 extern const char *const colo__cfg_exit_statuses[];
 const char *colo__cfg_default_text(const struct colo_opt *o, enum colo_role role);
+/* fn(ud, o, first) for each key --help shows, a section at a time in the
+ * sections' order; first: the first key of its section. */
+void colo__cfg_each_shown(const struct colo__cfg_keys *k,
+			  void (*fn)(void *ud, const struct colo_opt *o, bool first), void *ud);
 
 #endif

@@ -16,7 +16,6 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,35 +55,21 @@ struct colo_metrics {
 
 /* ---- the text ---- */
 
-static void put(struct colo_buf *b, const char *fmt, ...) COLO_PRINTF(2, 3);
-static void put(struct colo_buf *b, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		colo_buf_put(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-}
-
 static void head(struct colo_buf *b, const char *name, const char *type, const char *help)
 {
-	put(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	colo_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void counter(struct colo_buf *b, const char *name, const char *help, uint64_t v)
 {
 	head(b, name, "counter", help);
-	put(b, "%s %" PRIu64 "\n", name, v);
+	colo_buf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
 static void gauge(struct colo_buf *b, const char *name, const char *help, double v)
 {
 	head(b, name, "gauge", help);
-	put(b, "%s %.17g\n", name, v);
+	colo_buf_printf(b, "%s %.17g\n", name, v);
 }
 
 /* A label value: backslash, quote and newline escaped. */
@@ -117,14 +102,14 @@ static void phases(struct colo_buf *b, const struct colo_stats *st)
 
 		for (int k = 0; k < COLO_STATS_BUCKETS - 1; k++) {
 			cum += r->buckets[k];
-			put(b, "colo_checkpoint_phase_seconds_bucket{phase=\"%s\",le=\"%g\"} %"
+			colo_buf_printf(b, "colo_checkpoint_phase_seconds_bucket{phase=\"%s\",le=\"%g\"} %"
 			    PRIu64 "\n", name, colo_stats_bucket_us[k] / 1e6, cum);
 		}
-		put(b, "colo_checkpoint_phase_seconds_bucket{phase=\"%s\",le=\"+Inf\"} %" PRIu64
+		colo_buf_printf(b, "colo_checkpoint_phase_seconds_bucket{phase=\"%s\",le=\"+Inf\"} %" PRIu64
 		    "\n", name, r->total);
-		put(b, "colo_checkpoint_phase_seconds_sum{phase=\"%s\"} %.6f\n", name,
+		colo_buf_printf(b, "colo_checkpoint_phase_seconds_sum{phase=\"%s\"} %.6f\n", name,
 		    r->sum_us / 1e6);
-		put(b, "colo_checkpoint_phase_seconds_count{phase=\"%s\"} %" PRIu64 "\n", name,
+		colo_buf_printf(b, "colo_checkpoint_phase_seconds_count{phase=\"%s\"} %" PRIu64 "\n", name,
 		    r->total);
 	}
 }
@@ -144,7 +129,7 @@ static void guest_put(void *ud, const char *name, double value)
 		clean[i] = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
 			   (name[i] >= '0' && name[i] <= '9') ? name[i] : '_';
 	clean[i] = '\0';
-	put(g->b, "# HELP colo_guest_%s The guest's own figure %s (colo-ctl stats).\n"
+	colo_buf_printf(g->b, "# HELP colo_guest_%s The guest's own figure %s (colo-ctl stats).\n"
 	    "# TYPE colo_guest_%s gauge\ncolo_guest_%s %.17g\n", clean, clean, clean, clean,
 	    value);
 }
@@ -161,13 +146,13 @@ void colo_node_metrics_text(struct colo_node *n, struct colo_buf *b)
 		n->eops->status(n->engine, state, sizeof(state), peer, sizeof(peer), pstate,
 				sizeof(pstate), &last, enc, sizeof(enc));
 	head(b, "colo_build_info", "gauge", "This node's program and version.");
-	put(b, "colo_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
+	colo_buf_printf(b, "colo_build_info{version=\"%s\"} 1\n", PACKAGE_VERSION);
 	head(b, "colo_role", "gauge", "1 for the role this node has now.");
-	put(b, "colo_role{role=\"primary\"} %d\ncolo_role{role=\"secondary\"} %d\n",
+	colo_buf_printf(b, "colo_role{role=\"primary\"} %d\ncolo_role{role=\"secondary\"} %d\n",
 	    n->role == COLO_ROLE_PRIMARY, n->role != COLO_ROLE_PRIMARY);
 	head(b, "colo_state", "gauge", "1 for the state this node's engine is in now.");
 	label_value(state, lv, sizeof(lv));
-	put(b, "colo_state{state=\"%s\"} 1\n", lv);
+	colo_buf_printf(b, "colo_state{state=\"%s\"} 1\n", lv);
 	gauge(b, "colo_generation", "The node's generation (grows at each takeover).",
 	      (double)n->generation);
 	gauge(b, "colo_last_committed_checkpoint", "Sequence number of the last checkpoint "
@@ -177,17 +162,17 @@ void colo_node_metrics_text(struct colo_node *n, struct colo_buf *b)
 		st->checkpoints_failed);
 	head(b, "colo_checkpoints_started_total", "counter", "Checkpoints started, by why.");
 	for (int c = 0; c < COLO_CAUSES; c++)
-		put(b, "colo_checkpoints_started_total{cause=\"%s\"} %" PRIu64 "\n",
+		colo_buf_printf(b, "colo_checkpoints_started_total{cause=\"%s\"} %" PRIu64 "\n",
 		    colo_ckpt_cause_name((enum colo_ckpt_cause)c), st->by_cause[c]);
 	phases(b, st);
 	head(b, "colo_pages_sent_total", "counter", "Dirty pages sent, by encoding.");
 	for (int k = 0; k < COLO_PAGE_KINDS; k++)
-		put(b, "colo_pages_sent_total{encoding=\"%s\"} %" PRIu64 "\n",
+		colo_buf_printf(b, "colo_pages_sent_total{encoding=\"%s\"} %" PRIu64 "\n",
 		    colo_page_kind_name((enum colo_page_kind)k), st->pages_by_kind[k]);
 	head(b, "colo_page_bytes_sent_total", "counter", "Bytes of the page records sent, by "
 	     "encoding.");
 	for (int k = 0; k < COLO_PAGE_KINDS; k++)
-		put(b, "colo_page_bytes_sent_total{encoding=\"%s\"} %" PRIu64 "\n",
+		colo_buf_printf(b, "colo_page_bytes_sent_total{encoding=\"%s\"} %" PRIu64 "\n",
 		    colo_page_kind_name((enum colo_page_kind)k), st->bytes_by_kind[k]);
 	counter(b, "colo_pages_unchanged_total", "Dirty pages found equal to what the "
 		"secondary holds, not sent.", st->pages_unchanged);
@@ -220,12 +205,12 @@ void colo_node_metrics_text(struct colo_node *n, struct colo_buf *b)
 	head(b, "colo_recording", "gauge", "1 for the recording's state: off, running or "
 	     "stopped (by an error; colo-ctl status says which).");
 	if (!n->rec) {
-		put(b, "colo_recording{state=\"off\"} 1\n");
+		colo_buf_printf(b, "colo_recording{state=\"off\"} 1\n");
 	} else {
 		struct colo_recorder_stats rs;
 
 		colo_recorder_stats(n->rec, &rs);
-		put(b, "colo_recording{state=\"%s\"} 1\n", rs.running ? "running" : "stopped");
+		colo_buf_printf(b, "colo_recording{state=\"%s\"} 1\n", rs.running ? "running" : "stopped");
 		counter(b, "colo_recorded_checkpoints_total", "Checkpoints recorded.",
 			rs.checkpoints);
 		gauge(b, "colo_recording_bytes", "Bytes of the recording directory.",

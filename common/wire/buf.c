@@ -1,6 +1,8 @@
 /* buf.c: see buf.h. */
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,4 +133,25 @@ void colo_buf_patch_be32(struct colo_buf *b, size_t at, uint32_t v)
 {
 	if (!b->failed && at + 4 <= b->len)
 		colo_store_be32(b->data + at, v);
+}
+
+void colo_buf_printf(struct colo_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	uint8_t *p;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n <= 0)
+		return;
+	/* One byte more for vsnprintf's NUL, which len leaves out. */
+	p = colo_buf_append(b, (size_t)n + 1);
+	if (!p)
+		return;
+	va_start(ap, fmt);
+	vsnprintf((char *)p, (size_t)n + 1, fmt, ap);
+	va_end(ap);
+	b->len--;
 }

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "err.h"
+
 struct colo_buf {
 	uint8_t *data;
 	size_t len;
@@ -40,6 +42,8 @@ void colo_buf_put_be16(struct colo_buf *b, uint16_t v);
 void colo_buf_put_be32(struct colo_buf *b, uint32_t v);
 void colo_buf_put_be64(struct colo_buf *b, uint64_t v);
 void colo_buf_fill(struct colo_buf *b, uint8_t byte, size_t n);
+/* Text, as printf would write it (no terminating NUL). */
+void colo_buf_printf(struct colo_buf *b, const char *fmt, ...) COLO_PRINTF(2, 3);
 
 /* Overwrite 4 bytes at `at` (a length written after its payload). */
 void colo_buf_patch_be32(struct colo_buf *b, size_t at, uint32_t v);

@@ -169,11 +169,13 @@ if [ "$c404" = 404 ] && [ "$c405" = 405 ] && [ "$c400" = 400 ] && [ "$c431" = 43
 else
 	not_ok "404, 405, 400, 431" "got $c404 $c405 $c400 $c431"
 fi
-if kill -0 "$pid_a" 2>/dev/null &&
-   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ma/metrics")" = 200 ]; then
-	ok "the node serves on after them"
+curl -s -o "$work/a2.txt" "http://127.0.0.1:$ma/metrics"
+refused=$(value "$work/a2.txt" 'colo_metrics_requests_total{result="refused"}')
+answered=$(value "$work/a2.txt" 'colo_metrics_requests_total{result="answered"}')
+if kill -0 "$pid_a" 2>/dev/null && [ "${refused:-0}" -eq 4 ] && [ "${answered:-0}" -ge 1 ]; then
+	ok "the node serves on after them, and counts them: $refused refused, $answered answered"
 else
-	not_ok "the node serves on after them"
+	not_ok "the node serves on after them and counts them" "refused $refused answered $answered"
 fi
 
 # A bad metrics-listen: refused at start, one line saying why.

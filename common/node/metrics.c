@@ -9,7 +9,8 @@
  * METRICS_REQUEST_MAX bytes; at most METRICS_CONNS_MAX connections at a
  * time (more are closed at once).  What is not a GET of /metrics gets a
  * status and a one-line reason: 400 (not HTTP), 404 (another path), 405
- * (another method), 431 (too long).  Nothing it hears changes the node.
+ * (another method, HEAD included), 431 (too long), 408 (too slow).
+ * Nothing it hears changes the node.
  * Loop thread only.
  */
 #include "config.h"
@@ -218,6 +219,13 @@ void colo_node_metrics_text(struct colo_node *n, struct colo_buf *b)
 		gauge(b, "colo_recording_queued_bytes", "Bytes waiting for the recorder.",
 		      (double)rs.queued_bytes);
 	}
+	if (n->metrics) {
+		head(b, "colo_metrics_requests_total", "counter", "Requests to this endpoint, "
+		     "answered (this one counts once answered) or refused.");
+		colo_buf_printf(b, "colo_metrics_requests_total{result=\"answered\"} %" PRIu64 "\n"
+				"colo_metrics_requests_total{result=\"refused\"} %" PRIu64 "\n",
+				n->metrics->served, n->metrics->refused);
+	}
 	if (n->gops->metrics && n->guest)
 		n->gops->metrics(n->guest, guest_put, &gp);
 }
@@ -308,9 +316,9 @@ static void handle(struct mconn *c)
 		return;
 	}
 	*sp1 = *sp2 = '\0';
-	if (strcmp(c->req, "GET") != 0 && strcmp(c->req, "HEAD") != 0) {
+	if (strcmp(c->req, "GET") != 0) {
 		refuse(c, 405, "Method Not Allowed", "only GET /metrics is served",
-		       "Allow: GET, HEAD\r\n");
+		       "Allow: GET\r\n");
 		return;
 	}
 	if (strcmp(sp1 + 1, "/metrics") != 0 && strncmp(sp1 + 1, "/metrics?", 9) != 0) {
@@ -325,9 +333,8 @@ static void handle(struct mconn *c)
 		return;
 	}
 	c->m->served++;
-	respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8",
-		strcmp(c->req, "HEAD") == 0 ? "" : (const char *)body.data,
-		strcmp(c->req, "HEAD") == 0 ? 0 : body.len, NULL);
+	respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
+		NULL);
 	colo_buf_free(&body);
 }
 

@@ -49,9 +49,10 @@ libsodium-dev libhiredis-dev libcurl4-openssl-dev"
 # tests/systemd_units.sh), the man pages with groff and man (groff-base,
 # man-db; tests/install_docs.sh), the metrics endpoint with curl and
 # promtool (prometheus; tests/metrics.sh), the Pacemaker agent with
-# ocf-tester (resource-agents; tests/ocf_agent.sh).
+# ocf-tester (resource-agents, and libxml2-utils for its xmllint;
+# tests/ocf_agent.sh).
 TEST_PKGS="qemu-system-x86 redis-tools iputils-arping libhiredis-dev iproute2 etcd-server
-nftables systemd groff-base man-db curl prometheus resource-agents"
+nftables systemd groff-base man-db curl prometheus resource-agents libxml2-utils"
 DEMO_PKGS="redis-tools"
 FUZZ_PKGS="clang libclang-rt-14-dev"
 # What deploy/vm/make-testvm.sh runs besides apt and dpkg (binutils comes

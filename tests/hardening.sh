@@ -7,7 +7,9 @@
 # hidden, and both daemons run with no_new_privs (setpriv).  A kv pair must
 # get protected, acknowledge a write, and the secondary must take over after
 # the primary is killed and answer it.  That the confinement holds is
-# checked too: a write to /etc fails in there.  TAP.  Skipped when not root
+# checked too: a write to /etc fails in there.  The scratch directory and
+# a copy of the programs live in /dev/shm: the build tree may be under
+# /tmp, which the namespace covers.  TAP.  Skipped when not root
 # or without unshare, setpriv or redis-cli.
 set -u
 : "${top_builddir:=.}"
@@ -16,8 +18,9 @@ for t in unshare setpriv redis-cli; do
 done
 [ "$(id -u)" -eq 0 ] || { echo "1..0 # SKIP not root (mount namespaces)"; exit 0; }
 bin=$(cd "$top_builddir" && pwd)
-# Not under /tmp: the namespace puts an empty /tmp over it.
-work=$(mktemp -d "$bin/hardening-XXXXXX")
+# Not under /tmp or /var/tmp, which the namespace covers with empty ones
+# (the build tree may be there): /dev/shm, which PrivateTmp leaves alone.
+work=$(mktemp -d /dev/shm/colo-hardening-XXXXXX) || exit 1
 # The daemons started in the namespace, by pid, should the inner script
 # have stopped half-way.
 cleanup() {
@@ -25,6 +28,10 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# The programs go with it: the build tree may be under /tmp too.
+mkdir "$work/bin"
+cp "$bin/colo-primary" "$bin/colo-secondary" "$bin/colo-ctl" "$work/bin/" || exit 1
+bin=$work/bin
 . "${top_srcdir:-.}/tests/ports.sh"
 rep=$(free_port)
 kv=$(free_port)

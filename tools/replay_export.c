@@ -13,20 +13,17 @@
  * colo writes a full stream, less the COLO parts, which colo-replay dump
  * (and colo_image_load_full) read.
  *
- * FILE is written whole under a temporary name and renamed, so that a
- * reader never sees half of one.
+ * FILE is written whole under a temporary name (FILE.tmp) and renamed,
+ * so that a reader never sees half of one.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "dump.h"
 #include "fs.h"
@@ -69,46 +66,22 @@ static int vm_vmdesc(const struct colo_recording *rec, const struct replay_vm *v
 	return 0;
 }
 
-/* path, whole: written under a temporary name, synced and renamed;
- * progress (if any) says "writing FILE" every 16 MiB. */
+/* colo_replace_file()'s progress, as the recording's. */
+static void write_progress(void *ud, size_t done, size_t total)
+{
+	const struct colo_recording *rec = ud;
+
+	rec->progress(rec->progress_ud, "writing the file", done, total);
+}
+
+/* path, whole: written under a temporary name, synced and renamed. */
 static int write_whole(const struct colo_recording *rec, const char *path,
 		       const struct colo_buf *b, struct colo_err *err)
 {
-	size_t plen = strlen(path);
-	char *tmp = malloc(plen + 16);
-	int fd, e = 0;
+	int e = -colo_replace_file(path, b->data, b->len, 0644,
+				   rec->progress ? write_progress : NULL, (void *)rec);
 
-	if (!tmp)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	snprintf(tmp, plen + 16, "%s.tmp-XXXXXX", path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0) {
-		e = errno;
-		free(tmp);
-		return colo_err_set(err, e, "%s: cannot create: %s", path, strerror(e));
-	}
-	for (size_t at = 0, piece = 16u << 20; e == 0 && at < b->len; at += piece) {
-		size_t n = b->len - at < piece ? b->len - at : piece;
-
-		e = -colo_write_all(fd, b->data + at, n);
-		if (rec->progress)
-			rec->progress(rec->progress_ud, "writing the file", at + n, b->len);
-	}
-	if (e == 0 && fchmod(fd, 0644) != 0)
-		e = errno;
-	if (e == 0 && fsync(fd) != 0)
-		e = errno;
-	if (close(fd) != 0 && e == 0)
-		e = errno;
-	if (e == 0 && rename(tmp, path) != 0)
-		e = errno;
-	if (e) {
-		unlink(tmp);
-		free(tmp);
-		return colo_err_set(err, e, "%s: cannot write: %s", path, strerror(e));
-	}
-	free(tmp);
-	return 0;
+	return e ? colo_err_set(err, e, "%s: cannot write: %s", path, strerror(e)) : 0;
 }
 
 int colo_replay_export(const struct colo_recording *rec, uint64_t seq, const char *path,

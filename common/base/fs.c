@@ -133,3 +133,37 @@ int colo_read_file(const char *path, uint8_t **data, size_t *len)
 	*data = buf;
 	return 0;
 }
+
+int colo_replace_file(const char *path, const void *data, size_t len, mode_t mode,
+		      void (*progress)(void *ud, size_t done, size_t total), void *ud)
+{
+	const size_t piece = 16u << 20;
+	size_t plen = strlen(path);
+	char *tmp = malloc(plen + 5);
+	int fd, e = 0;
+
+	if (!tmp)
+		return -ENOMEM;
+	memcpy(tmp, path, plen);
+	memcpy(tmp + plen, ".tmp", 5);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		e = -errno;
+	for (size_t at = 0; e == 0 && at < len; at += piece) {
+		size_t n = len - at < piece ? len - at : piece;
+
+		e = colo_write_all(fd, (const uint8_t *)data + at, n);
+		if (e == 0 && progress)
+			progress(ud, at + n, len);
+	}
+	if (e == 0 && fdatasync(fd) != 0)
+		e = -errno;
+	if (fd >= 0 && close(fd) != 0 && e == 0)
+		e = -errno;
+	if (e == 0 && rename(tmp, path) != 0)
+		e = -errno;
+	if (e)
+		unlink(tmp);
+	free(tmp);
+	return e;
+}

@@ -40,4 +40,13 @@ size_t colo_pread_all(int fd, void *buf, size_t len, uint64_t off);
 /* A whole file, malloc'd (*len may be 0); 0 or a negative errno. */
 int colo_read_file(const char *path, uint8_t **data, size_t *len);
 
+/*
+ * path replaced by data, whole or not at all: written to path.tmp (mode),
+ * synced, renamed over path; path.tmp is removed on failure.  progress
+ * (may be NULL) is told the bytes written after each 16 MiB.  0 or a
+ * negative errno.
+ */
+int colo_replace_file(const char *path, const void *data, size_t len, mode_t mode,
+		      void (*progress)(void *ud, size_t done, size_t total), void *ud);
+
 #endif

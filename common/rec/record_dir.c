@@ -196,32 +196,13 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 /* DIR/name replaced by data whole: written to a temporary file, synced, renamed. */
 static int replace_file(const char *dir, const char *name, const void *data, size_t len)
 {
-	char tmpname[64];
-	char *path = colo_path_join(dir, name), *tmp;
-	int fd, e = 0;
+	char *path = colo_path_join(dir, name);
+	int e;
 
-	snprintf(tmpname, sizeof(tmpname), "%s.tmp", name);
-	tmp = colo_path_join(dir, tmpname);
-	if (!path || !tmp) {
-		free(path);
-		free(tmp);
+	if (!path)
 		return -ENOMEM;
-	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
-		e = -errno;
-	if (e == 0)
-		e = colo_write_all(fd, data, len);
-	if (e == 0 && fdatasync(fd) != 0)
-		e = -errno;
-	if (fd >= 0 && close(fd) != 0 && e == 0)
-		e = -errno;
-	if (e == 0 && rename(tmp, path) != 0)
-		e = -errno;
-	if (e)
-		unlink(tmp);
+	e = colo_replace_file(path, data, len, 0600, NULL, NULL);
 	free(path);
-	free(tmp);
 	return e;
 }
 

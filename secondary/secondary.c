@@ -90,6 +90,27 @@ static void on_sync_progress(uv_timer_t *t)
 	s->sync_done = done;
 }
 
+/* The progress period: SYNC_PROGRESS_MS, or COLO_SYNC_PROGRESS_MS when it
+ * holds a number of milliseconds from 10 to 60000 (anything else is
+ * ignored, with a warning). */
+static uint64_t progress_period(void)
+{
+	const char *env = getenv("COLO_SYNC_PROGRESS_MS");
+	char *end;
+	unsigned long v;
+
+	if (!env)
+		return SYNC_PROGRESS_MS;
+	errno = 0;
+	v = strtoul(env, &end, 10);
+	if (errno || end == env || *end || v < 10 || v > 60000) {
+		colo_log_warn("COLO_SYNC_PROGRESS_MS='%s' is not a number of milliseconds from "
+			      "10 to 60000: progress every %d ms", env, SYNC_PROGRESS_MS);
+		return SYNC_PROGRESS_MS;
+	}
+	return v;
+}
+
 void secondary_to(struct colo_secondary *s, enum secondary_state to)
 {
 	assert(state_next[s->state] & B(to));
@@ -100,8 +121,8 @@ void secondary_to(struct colo_secondary *s, enum secondary_state to)
 	if (to == S_SYNC && s->state != S_SYNC && s->progress_on) {
 		s->sync_t0_ns = colo_now_ns();
 		s->sync_done = 0;
-		uv_timer_start(&s->sync_progress, on_sync_progress, SYNC_PROGRESS_MS,
-			       SYNC_PROGRESS_MS);
+		uv_timer_start(&s->sync_progress, on_sync_progress, s->progress_ms,
+			       s->progress_ms);
 	} else if (to != S_SYNC && s->progress_on) {
 		uv_timer_stop(&s->sync_progress);
 	}
@@ -817,6 +838,7 @@ int colo_secondary_start(struct colo_node *n, struct colo_secondary **out,
 		uv_timer_init(n->loop, &s->sync_progress);
 		s->sync_progress.data = s;
 		s->progress_on = true;
+		s->progress_ms = progress_period();
 	}
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&s->listener, 8, on_connection);

@@ -41,6 +41,8 @@
 #include "secondary.h"
 #include "stream.h"
 
+/* A full sync's progress period; COLO_SYNC_PROGRESS_MS (10 to 60000)
+ * changes it, for a test whose sync may end within a second. */
 #define SYNC_PROGRESS_MS 1000
 
 /*
@@ -149,6 +151,7 @@ struct colo_secondary {
 	/* a full sync's progress, logged each second when stderr is a terminal */
 	uv_timer_t sync_progress;
 	bool progress_on;                /* stderr is a terminal: the timer exists */
+	uint64_t progress_ms;            /* its period */
 	uint64_t sync_t0_ns, sync_done;  /* at the last progress line */
 	struct {
 		char node[256];

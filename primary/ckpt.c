@@ -7,10 +7,11 @@
  * drives the encoder's own threads), and written:
  *   VMSTATE_SEND, RAM END section header, records, EOS + footer, EOF,
  *   VMSTATE_SIZE n, device stream (device FULL sections, colo/checkpoint, EOF)
- * Once the REPLY is in, the header and each chunk of records go out as the
- * encoder finishes them (streaming, below), the rest when the last is
- * done; a small checkpoint, one in compare mode, and the full sync (with a
- * migration's framing instead) go in one write once encoded.  A ckpt is
+ * The header and each chunk of records go out as the encoder finishes
+ * them (streaming, below), right after the REQUEST (in compare mode once
+ * the REPLY is in), the rest when the last is done; a small checkpoint,
+ * one in compare mode, and the full sync (with a migration's framing
+ * instead) go in one write once encoded.  A ckpt is
  * reference-counted: the engine, the worker and each write hold it, so a
  * connection that drops mid-way frees nothing in use.  Which
  * step it is at is the engine's checkpoint phase (primary_int.h).
@@ -158,7 +159,7 @@ static void encode_done(uv_work_t *w, int status)
 	(void)status;
 	if (worker_back(p, c, "encoding failed")) {
 		colo_stats_phase(&p->n->stats, COLO_PHASE_ENCODE, colo_now_ns() - c->t_staged);
-		if (p->phase == CK_ENCODING && !c->full)
+		if (p->phase == CK_ENCODING && !c->full && !primary_eager(p))
 			primary_ckpt_to(p, CK_ENCODED);     /* the REPLY is not here yet */
 		else
 			primary_ckpt_send(p);
@@ -355,7 +356,8 @@ void primary_on_chunk_async(uv_async_t *a)
 {
 	struct colo_primary *p = a->data;
 
-	if (p->cur && p->cur->streaming && p->phase == CK_REPLIED)
+	if (p->cur && p->cur->streaming &&
+	    (p->phase == CK_REPLIED || (p->phase == CK_ENCODING && primary_eager(p))))
 		stream_ready(p, p->cur);
 }
 
@@ -426,6 +428,18 @@ void primary_ckpt_send(struct colo_primary *p)
 }
 
 /* ---- taking a checkpoint ---- */
+
+/*
+ * The secondary reads what follows a CHECKPOINT_REQUEST in order, and the
+ * REPLY only says it has read the REQUEST: waiting for it cost a loopback
+ * round trip and two wake-ups per checkpoint, the latency every held reply
+ * waits in output-mode buffer.  In compare mode the REPLY also says the
+ * secondary's own guest has stopped taking input (docs/compare.md).
+ */
+bool primary_eager(const struct colo_primary *p)
+{
+	return !p->cmp.on;
+}
 
 void primary_sync_start(struct colo_primary *p)
 {
@@ -577,7 +591,7 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 	primary_ckpt_to(p, CK_ENCODING);
 	c->refs++;
 	c->nchunks = c->streamed = 0;
-	c->streaming = false;
+	c->streaming = c->replied = false;
 	if (!c->full && p->stage.n <= INLINE_ENCODE_PAGES) {
 		/* A few pages encode faster here than the two thread hops take
 		 * (worker, then back to this loop): this is the latency a client
@@ -598,7 +612,11 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 		primary_ckpt_to(p, CK_IDLE);
 		ckpt_release(p);
 		primary_go_degraded(p, "cannot queue the encoding");
+		return;
 	}
+	/* Eager: the head now, each chunk as it is encoded. */
+	if (c->nchunks && primary_eager(p))
+		primary_ckpt_stream(p);
 }
 
 /* ---- acknowledgements ---- */
@@ -606,6 +624,12 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 void primary_ckpt_received(struct colo_primary *p)
 {
 	struct ckpt *c = p->cur;
+
+	if (!c->full && !c->replied) {
+		colo_repl_protocol_error(p->conn, "VMSTATE_RECEIVED for checkpoint %" PRIu64
+					 " before its CHECKPOINT_REPLY", c->seq);
+		return;
+	}
 
 	primary_ckpt_to(p, CK_RECEIVED);
 	/* From the last byte written, or from the write if the answer beat

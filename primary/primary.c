@@ -278,6 +278,19 @@ static void on_ready(struct colo_primary *p)
 
 static void on_reply(struct colo_primary *p)
 {
+	if (p->phase == CK_SENT) {
+		/* Sent eagerly, before the REPLY: noted, for RECEIVED. */
+		if (!primary_eager(p) || p->cur->replied) {
+			colo_repl_protocol_error(p->conn, "unexpected CHECKPOINT_REPLY (%u) while "
+						 "protected, checkpoint sent%s",
+						 COLO_MSG_CHECKPOINT_REPLY, p->cur->replied ?
+						 " and already answered" : "");
+			return;
+		}
+		p->cur->replied = true;
+		return;
+	}
+	p->cur->replied = true;
 	if (p->phase == CK_ENCODING) {
 		primary_ckpt_to(p, CK_REPLIED);       /* the rest once encoded */
 		primary_ckpt_stream(p);
@@ -299,8 +312,8 @@ static const struct {
 	void (*fn)(struct colo_primary *p);
 } on_msg[COLO_MSG_COUNT] = {
 	[COLO_MSG_CHECKPOINT_READY] = { P_SYNC, B(CK_SENT), on_ready },
-	[COLO_MSG_CHECKPOINT_REPLY] = { P_PROTECTED, B(CK_ENCODING) | B(CK_ENCODED),
-					on_reply },
+	[COLO_MSG_CHECKPOINT_REPLY] = { P_PROTECTED, B(CK_ENCODING) | B(CK_ENCODED) |
+					B(CK_SENT), on_reply },
 	[COLO_MSG_VMSTATE_RECEIVED] = { P_PROTECTED, B(CK_SENT), primary_ckpt_received },
 	[COLO_MSG_VMSTATE_LOADED] = { P_PROTECTED, B(CK_RECEIVED), on_loaded },
 };

@@ -73,7 +73,8 @@ enum primary_state {
  *   IDLE      -> ENCODING     staged (REQUEST sent unless a sync)
  *   ENCODING  -> REPLIED      CHECKPOINT_REPLY came first
  *   ENCODING  -> ENCODED      the encoding finished first
- *   ENCODING  -> SENT         a sync, encoded: no REPLY for a sync
+ *   ENCODING  -> SENT         a sync, encoded: no REPLY for a sync; or a
+ *                             checkpoint sent eagerly (below), encoded
  *   REPLIED, ENCODED -> SENT  the other half came: it is written
  *   SENT      -> RECEIVED     VMSTATE_RECEIVED: held output released
  *   RECEIVED  -> IDLE         VMSTATE_LOADED: committed
@@ -84,6 +85,14 @@ enum primary_state {
  *                             lost while a worker still encodes: nothing
  *                             new starts until it returns
  *   ABANDONED -> IDLE         the worker returned
+ *
+ * Sent eagerly (every output mode but compare, primary_eager()): the
+ * records follow the REQUEST without waiting for the REPLY, chunk by chunk
+ * as they are encoded, so the phase goes ENCODING -> SENT and the REPLY,
+ * which the secondary sends on reading the REQUEST, comes in ENCODING
+ * (-> REPLIED) or SENT (the checkpoint notes it); VMSTATE_RECEIVED before
+ * it is a protocol error.  In compare mode the secondary's guest runs
+ * until the REQUEST: the records wait for its REPLY (docs/protocol.md).
  */
 enum ckpt_phase {
 	CK_IDLE,         /* no checkpoint in flight */
@@ -136,6 +145,7 @@ struct ckpt {
 	size_t nchunks;              /* the job's chunks (0: not streamed) */
 	size_t streamed;             /* chunks handed to the socket */
 	bool streaming;              /* head sent: the rest follows */
+	bool replied;                /* CHECKPOINT_REPLY came */
 	uv_work_t stage;             /* the staging copy, when on a worker */
 	uv_work_t work;              /* encoding */
 };
@@ -243,6 +253,8 @@ void primary_cmp_lost(struct colo_primary *p);
 void primary_cmp_tell(struct colo_primary *p);
 
 /* ckpt.c */
+/* Checkpoints go without waiting for the REPLY (all modes but compare). */
+bool primary_eager(const struct colo_primary *p);
 void primary_ckpt_start(struct colo_primary *p, bool full);
 /* The full sync, once the guest is ready (guest.h); else when it says so. */
 void primary_sync_start(struct colo_primary *p);

@@ -18,6 +18,11 @@
  * that page: the attack works); with a key the tag does not check and the
  * checkpoint is refused, the committed state kept.
  *
+ * Checkpoints go eagerly (docs/protocol.md): with the secondary's
+ * CHECKPOINT_REPLY held back by the proxy, the primary's VMSTATE_SEND
+ * still comes, and the checkpoint commits once the answers go through; a
+ * VMSTATE_RECEIVED that comes before the REPLY is refused.
+ *
  * Compare mode (docs/compare.md) adds two frames; a kv pair in that mode,
  * with no client, gets an INPUT that is too short or no unit, or an
  * OUTPUT for a unit never sent or of the wrong size, and refuses each.
@@ -37,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -56,6 +62,10 @@ enum inject {
 	P_LOADED_UNASKED,       /* primary, protected: VMSTATE_LOADED with none in flight */
 	SPLICE,                 /* relay all, but alter a page of the first checkpoint
 				   that has one and recompute its checksum */
+	HOLD_REPLY,             /* relay all, but hold what the secondary says after
+				   READY until the primary's VMSTATE_SEND went by */
+	P_RECEIVED_NO_REPLY,    /* primary, a checkpoint sent: VMSTATE_RECEIVED with
+				   no CHECKPOINT_REPLY before it */
 	/* output-mode compare, a kv pair */
 	S_INPUT_SHORT,          /* secondary, protected: an INPUT of 8 bytes */
 	S_INPUT_NO_UNIT,        /* secondary: an INPUT whose unit is not kv's */
@@ -83,6 +93,17 @@ struct proxy {
 	size_t proof_left;          /* keyed: its proof after its Hello */
 	bool hello_seen, ready_seen, reply_seen;
 	bool asked;                 /* our CHECKPOINT_REQUEST went */
+	/* what the primary said since READY: its first 8 bytes, and when it
+	 * last said anything */
+	uint8_t pa[8];
+	size_t pa_len;
+	uint64_t pa_last_ms;
+	/* HOLD_REPLY: the secondary's bytes held; its verdict */
+	uint8_t *held;
+	size_t held_len;
+	uint64_t hold_since_ms;
+	bool gave_up;               /* ... and passed them on after 3 s */
+	atomic_bool sent_unanswered; /* VMSTATE_SEND came with the REPLY held */
 	/* the RAM section's id, from the sync's START section */
 	uint8_t ps_tail[8];
 	int64_t ram_id;
@@ -121,6 +142,65 @@ static bool send_msg(int fd, uint32_t m)
 
 	colo_store_be32(b, m);
 	return write_all(fd, b, 4);
+}
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Since READY the primary said `1, 3` (REQUEST, VMSTATE_SEND), be32 each. */
+static bool primary_sent_checkpoint(const struct proxy *px)
+{
+	return px->pa_len == 8 && colo_load_be32(px->pa) == COLO_MSG_CHECKPOINT_REQUEST &&
+	       colo_load_be32(px->pa + 4) == COLO_MSG_VMSTATE_SEND;
+}
+
+/* Follow the primary's side after READY: its first 8 bytes, and when. */
+static void follow_primary_ready(struct proxy *px, const uint8_t *p, size_t n)
+{
+	if (!px->ready_seen || n == 0)
+		return;
+	for (size_t i = 0; i < n && px->pa_len < sizeof(px->pa); i++) {
+		px->pa[px->pa_len++] = p[i];
+		/* HOLD_REPLY: its VMSTATE_SEND, and the proxy has passed on
+		 * nothing the secondary said since READY (held, or not said
+		 * yet). */
+		if (px->pa_len == sizeof(px->pa) && !px->gave_up &&
+		    primary_sent_checkpoint(px))
+			atomic_store(&px->sent_unanswered, true);
+	}
+	px->pa_last_ms = mono_ms();
+}
+
+/* HOLD_REPLY: the secondary's bytes after READY wait until the primary's
+ * VMSTATE_SEND came (or 3 s went by: then the test fails, but ends). */
+static void hold_relay(struct proxy *px, const uint8_t *p, size_t n, int pfd)
+{
+	if (n) {
+		uint8_t *m = realloc(px->held, px->held_len + n);
+
+		if (!m)
+			abort();
+		px->held = m;
+		memcpy(px->held + px->held_len, p, n);
+		px->held_len += n;
+		if (!px->hold_since_ms)
+			px->hold_since_ms = mono_ms();
+	}
+	if (!px->held_len)
+		return;
+	if (!primary_sent_checkpoint(px)) {
+		if (mono_ms() - px->hold_since_ms < 3000)
+			return;
+		px->gave_up = true;
+	}
+	write_all(pfd, px->held, px->held_len);
+	px->held_len = 0;
+	px->hold_since_ms = 0;
 }
 
 /* Follow the secondary's side: a framed Hello (keyed: and its proof), then
@@ -251,7 +331,14 @@ static bool inject(struct proxy *px, int pfd, int sfd)
 		colo_store_be32(b + 12, 7);          /* unit 7 */
 		write_all(pfd, b, px->mode == P_OUTPUT_LONG ? 40 : 32);
 		return true;
+	case P_RECEIVED_NO_REPLY:
+		/* Once the checkpoint is out whole (its bytes stopped coming). */
+		if (!primary_sent_checkpoint(px) || mono_ms() - px->pa_last_ms < 300)
+			return false;
+		send_msg(pfd, COLO_MSG_VMSTATE_RECEIVED);
+		return true;
 	case SPLICE:
+	case HOLD_REPLY:
 		break;
 	}
 	return false;
@@ -470,6 +557,7 @@ static void *proxy_main(void *arg)
 			n = read(pfd, buf, sizeof(buf));
 			if (n <= 0)
 				break;
+			follow_primary_ready(px, buf, (size_t)n);
 			if (px->mode == SPLICE && px->ready_seen) {
 				/* The sync went whole before READY could come. */
 				splice_relay(px, buf, (size_t)n, sfd);
@@ -479,15 +567,22 @@ static void *proxy_main(void *arg)
 			}
 		}
 		if (pl[1].revents) {
+			bool held = px->mode == HOLD_REPLY && px->ready_seen;
+
 			n = read(sfd, buf, sizeof(buf));
 			if (n <= 0)
 				break;
-			if (!blocked)
+			if (held)
+				hold_relay(px, buf, (size_t)n, pfd);
+			else if (!blocked)
 				write_all(pfd, buf, (size_t)n);
 			follow_secondary(px, buf, (size_t)n);
+		} else if (px->mode == HOLD_REPLY) {
+			hold_relay(px, NULL, 0, pfd);
 		}
 		/* From the moment on, nothing more is relayed either way. */
-		if (px->mode != SPLICE && !atomic_load(&px->injected)) {
+		if (px->mode != SPLICE && px->mode != HOLD_REPLY &&
+		    !atomic_load(&px->injected)) {
 			bool moment = px->mode == P_REPLY_IN_SYNC ? px->hello_seen :
 				      px->ready_seen;
 
@@ -543,6 +638,7 @@ static void proxy_stop(struct proxy *px)
 	if (px->lfd >= 0)
 		close(px->lfd);
 	free(px->pb);
+	free(px->held);
 }
 
 /*
@@ -863,6 +959,59 @@ START_TEST(primary_refuses_an_output_of_the_wrong_size)
 }
 END_TEST
 
+/* ---- eager checkpoints ---- */
+
+/* The REPLY held back: the checkpoint comes anyway, and commits once the
+ * answers go through. */
+START_TEST(primary_sends_without_waiting_for_the_reply)
+{
+	struct proc a, b;
+	struct proxy px;
+	Colo__ControlResponse *r;
+	uint64_t last = 0;
+
+	start_through(&a, &b, &px, HOLD_REPLY, NULL);
+	expect_state(&b, "protected");
+	expect_state(&a, "protected");
+	r = ctl(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0, NULL, 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_msg(r->ok, "%s", r->error);
+	colo__control_response__free_unpacked(r, NULL);
+	ck_assert_msg(atomic_load(&px.sent_unanswered), "no VMSTATE_SEND while the REPLY "
+		      "was held (the primary's first bytes: %zu)", px.pa_len);
+	ck_assert(ctl_status(&b, NULL, NULL, 0, &last, NULL));
+	ck_assert_uint_ge(last, 1);
+	ck_assert_msg(!proc_log_has(&a, "protocol error"), "the primary refused something");
+	ck_assert_int_eq(proc_stop(&a), 0);
+	ck_assert_int_eq(proc_stop(&b), 0);
+	proxy_stop(&px);
+}
+END_TEST
+
+/* VMSTATE_RECEIVED before the REPLY: refused, the guest runs on. */
+START_TEST(primary_refuses_received_before_reply)
+{
+	struct proc a, b;
+	struct proxy px;
+	Colo__ControlResponse *r;
+
+	start_through(&a, &b, &px, P_RECEIVED_NO_REPLY, NULL);
+	expect_state(&a, "protected");
+	r = ctl(&a, COLO__CONTROL_REQUEST__CMD_CHECKPOINT, 0, NULL, 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_msg(!r->ok, "a checkpoint committed with no answer from the secondary");
+	colo__control_response__free_unpacked(r, NULL);
+	expect_log(&a, "protocol error from b (127.0.0.1:");
+	expect_log(&a, "VMSTATE_RECEIVED for checkpoint 1 before its CHECKPOINT_REPLY");
+	expect_log(&a, "lost secondary b (protocol error): running unprotected");
+	expect_state(&a, "degraded");
+	ck_assert_msg(!proc_wait(&a, 0), "the primary died");
+	ck_assert_int_eq(proc_stop(&a), 0);
+	proc_stop(&b);
+	proxy_stop(&px);
+}
+END_TEST
+
 /* ---- the splice ---- */
 
 /*
@@ -979,6 +1128,11 @@ static Suite *suite(void)
 	tcase_add_test(tc, keyed_secondary_refuses_a_lying_device_size);
 	tcase_add_test(tc, keyed_primary_refuses_reply_during_sync);
 	tcase_add_test(tc, keyed_primary_refuses_loaded_with_nothing_in_flight);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("eager checkpoints");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, primary_sends_without_waiting_for_the_reply);
+	tcase_add_test(tc, primary_refuses_received_before_reply);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("splice");
 	tcase_set_timeout(tc, 60);

@@ -66,6 +66,10 @@ static void ckpt_release(struct colo_primary *p)
 
 void primary_ckpt_abandon(struct colo_primary *p)
 {
+	if (p->prev) {
+		ckpt_unref(p->prev);
+		p->prev = NULL;
+	}
 	if (!p->cur)
 		return;
 	/* A worker that still stages or encodes keeps the pipeline until it
@@ -179,6 +183,7 @@ static void on_ckpt_written(void *ud, int status)
 		colo_stats_phase(&p->n->stats, COLO_PHASE_SEND, c->t_sent - c->t_ready);
 		if (!c->full)
 			primary_fault_at(&p->fault, F_SENT, c->seq);
+		primary_ckpt_pipeline(p);
 	}
 	ckpt_unref(c);
 }
@@ -512,6 +517,7 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	c->seq = p->next_seq++;
 	colo_err_clear(&err);
 	colo_ram_stage_reset(&p->stage);
+	p->stage_seq = c->seq;
 
 	/* The guest waits from here ... */
 	c->t0 = colo_now_ns();
@@ -621,6 +627,18 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 
 /* ---- acknowledgements ---- */
 
+/* VMSTATE_RECEIVED for c: the secondary will commit it before any
+ * promotion, so the replies that waited for it may go. */
+static void ckpt_acked(struct colo_primary *p, struct ckpt *c)
+{
+	/* From the last byte written, or from the write if the answer beat
+	 * the write's completion to this loop. */
+	colo_stats_phase(&p->n->stats, COLO_PHASE_ACK, colo_now_ns() -
+			 (c->t_sent > c->t_ready ? c->t_sent : c->t_ready));
+	primary_out_release(p, c->seq);
+	primary_fault_at(&p->fault, F_RECEIVED, c->seq);
+}
+
 void primary_ckpt_received(struct colo_primary *p)
 {
 	struct ckpt *c = p->cur;
@@ -630,16 +648,8 @@ void primary_ckpt_received(struct colo_primary *p)
 					 " before its CHECKPOINT_REPLY", c->seq);
 		return;
 	}
-
 	primary_ckpt_to(p, CK_RECEIVED);
-	/* From the last byte written, or from the write if the answer beat
-	 * the write's completion to this loop. */
-	colo_stats_phase(&p->n->stats, COLO_PHASE_ACK, colo_now_ns() -
-			 (c->t_sent > c->t_ready ? c->t_sent : c->t_ready));
-	/* The secondary will commit it before any promotion: the replies that
-	 * waited for it may go. */
-	primary_out_release(p, c->seq);
-	primary_fault_at(&p->fault, F_RECEIVED, c->seq);
+	ckpt_acked(p, c);
 }
 
 /*
@@ -672,24 +682,28 @@ static void record_committed(struct colo_primary *p, struct ckpt *c)
 		struct iovec dev = { c->dev.data, c->dev.len };
 
 		/* The staged pages are the state it leads to (those equal to
-		 * their shadow too): the recorder need not decode the records. */
-		colo_recorder_checkpoint_decoded(n->rec, c->seq, n->generation, c->wall_ns, ram,
-						 3, &dev, 1, &p->stage, p->blocks, p->nblocks);
+		 * their shadow too): the recorder need not decode the records.
+		 * Unless the next checkpoint (pipelined) has staged since. */
+		if (p->stage_seq == c->seq)
+			colo_recorder_checkpoint_decoded(n->rec, c->seq, n->generation,
+							 c->wall_ns, ram, 3, &dev, 1, &p->stage,
+							 p->blocks, p->nblocks);
+		else
+			colo_recorder_checkpoint(n->rec, c->seq, n->generation, c->wall_ns, ram,
+						 3, &dev, 1);
 	}
 }
 
-/* VMSTATE_LOADED (a checkpoint) or CHECKPOINT_READY (the sync). */
-void primary_ckpt_committed(struct colo_primary *p)
+/* VMSTATE_LOADED (a checkpoint) or CHECKPOINT_READY (the sync) for c. */
+static void ckpt_done(struct colo_primary *p, struct ckpt *c)
 {
-	struct ckpt *c = p->cur;
 	struct colo_stats *st = &p->n->stats;
 	uint64_t now = colo_now_ns();
 	char msg[64];
-	bool full = c->full;
 
 	p->last_committed = c->seq;
 	p->last_done_ns = now;
-	if (full) {
+	if (c->full) {
 		/* Nothing was held for the sync but what the guest said meanwhile. */
 		primary_out_release(p, c->seq);
 	} else {
@@ -706,11 +720,54 @@ void primary_ckpt_committed(struct colo_primary *p)
 	}
 	colo_hb_set_committed(p->hb, c->seq);
 	record_committed(p, c);
+	if (!c->full) {
+		snprintf(msg, sizeof(msg), "checkpoint %" PRIu64 " committed", c->seq);
+		primary_answer_waiting(p, true, c->seq, msg);
+	}
+}
+
+void primary_ckpt_committed(struct colo_primary *p)
+{
+	ckpt_done(p, p->cur);
 	primary_ckpt_to(p, CK_IDLE);
 	ckpt_release(p);
-	if (!full) {
-		snprintf(msg, sizeof(msg), "checkpoint %" PRIu64 " committed", p->last_committed);
-		primary_answer_waiting(p, true, msg);
+}
+
+void primary_ckpt_pipeline(struct colo_primary *p)
+{
+	struct ckpt *c = p->cur;
+
+	if (!c || c->full || p->prev || p->phase != CK_SENT || !c->t_sent || !c->replied ||
+	    !primary_eager(p) || p->state != P_PROTECTED)
+		return;
+	/* The engine's reference goes with it. */
+	p->prev = c;
+	p->prev_received = false;
+	p->cur = NULL;
+	primary_ckpt_to(p, CK_IDLE);
+	p->n->stats.pipelined++;
+	primary_schedule(p);
+}
+
+void primary_prev_message(struct colo_primary *p, uint32_t m)
+{
+	struct ckpt *c = p->prev;
+
+	if (m == COLO_MSG_VMSTATE_RECEIVED && !p->prev_received) {
+		p->prev_received = true;
+		ckpt_acked(p, c);
+	} else if (m == COLO_MSG_VMSTATE_LOADED && p->prev_received) {
+		p->prev = NULL;
+		ckpt_done(p, c);
+		ckpt_unref(c);
+		/* The next may have been sent whole meanwhile: it waits here now. */
+		primary_ckpt_pipeline(p);
+		primary_schedule(p);
+	} else {
+		colo_repl_protocol_error(p->conn, "unexpected %s (%u) while checkpoint %" PRIu64
+					 " waits for its %s", colo_msg_name(m), m, c->seq,
+					 p->prev_received ? "VMSTATE_LOADED" :
+					 "VMSTATE_RECEIVED");
 	}
 }
 

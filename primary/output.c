@@ -102,12 +102,19 @@ void primary_want_from_guest(void *ud)
 
 /* ---- answering colo-ctl checkpoint requests ---- */
 
-void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg)
+void primary_answer_waiting(struct colo_primary *p, bool ok, uint64_t upto,
+			    const char *msg)
 {
-	while (p->waiting) {
-		struct pending *w = p->waiting;
+	struct pending **pw = &p->waiting;
 
-		p->waiting = w->next;
+	while (*pw) {
+		struct pending *w = *pw;
+
+		if (w->seq > upto) {
+			pw = &w->next;
+			continue;
+		}
+		*pw = w->next;
 		colo_node_reply_checkpoint(w->ctl, ok, msg);
 		free(w);
 	}

@@ -108,7 +108,7 @@ void primary_go_degraded(struct colo_primary *p, const char *why)
 	colo_hello_auth_wipe(&p->auth);
 	colo_session_wipe(&p->session);
 	p->authed = false;
-	primary_answer_waiting(p, false, "not protected: the secondary was lost");
+	primary_answer_waiting(p, false, UINT64_MAX, "not protected: the secondary was lost");
 	if (p->n->arb) {
 		/* Held output goes once the arbiter lets this node serve alone
 		 * (its secondary can no longer take over); until then it waits. */
@@ -288,6 +288,7 @@ static void on_reply(struct colo_primary *p)
 			return;
 		}
 		p->cur->replied = true;
+		primary_ckpt_pipeline(p);
 		return;
 	}
 	p->cur->replied = true;
@@ -338,6 +339,10 @@ static void rx_messages(struct colo_primary *p)
 			continue;
 		}
 		colo_repl_consume(c, 4);
+		if (p->prev) {
+			primary_prev_message(p, m);
+			continue;
+		}
 		if (m >= COLO_MSG_COUNT || !on_msg[m].fn || on_msg[m].state != p->state ||
 		    !(on_msg[m].phases & B(p->phase))) {
 			colo_repl_protocol_error(c, "unexpected %s (%u) while %s, checkpoint %s",
@@ -547,6 +552,7 @@ static int eng_checkpoint(void *eng, struct colo_ctl_pending *ctl, struct colo_e
 	if (!w)
 		return colo_err_set(err, ENOMEM, "out of memory");
 	w->ctl = ctl;
+	w->seq = p->next_seq;        /* the first to start from now on */
 	w->next = p->waiting;
 	p->waiting = w;
 	primary_want(p, COLO_CAUSE_REQUEST);
@@ -584,7 +590,7 @@ static void eng_stop(void *eng)
 	if (atomic_exchange(&p->chunk_async_on, false))
 		uv_close((uv_handle_t *)&p->chunk_async, NULL);
 	primary_cmp_stop(p);
-	primary_answer_waiting(p, false, "the node is stopping");
+	primary_answer_waiting(p, false, UINT64_MAX, "the node is stopping");
 	colo_repl_close(p->conn);
 	p->conn = NULL;
 	primary_ckpt_abandon(p);

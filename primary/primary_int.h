@@ -64,7 +64,8 @@ enum primary_state {
 };
 
 /*
- * Where the checkpoint in flight is (DESIGN.md §4: at most one).  It is
+ * Where the checkpoint in flight is (DESIGN.md §4: at most one being
+ * staged, encoded or sent; see `prev` for the one before it).  It is
  * staged with the guest paused; then two things happen in either order:
  * its pages are encoded (on a worker) and, unless it is the full sync, the
  * secondary answers CHECKPOINT_REQUEST with CHECKPOINT_REPLY.  When both
@@ -93,6 +94,14 @@ enum primary_state {
  * (-> REPLIED) or SENT (the checkpoint notes it); VMSTATE_RECEIVED before
  * it is a protocol error.  In compare mode the secondary's guest runs
  * until the REQUEST: the records wait for its REPLY (docs/protocol.md).
+ *
+ * Pipelined (eager only): once a checkpoint is SENT, its last byte taken
+ * by the socket and its REPLY in, it moves to `prev`, where it waits for
+ * VMSTATE_RECEIVED and VMSTATE_LOADED, and the phase goes back to IDLE:
+ * the next checkpoint may start (the clock says when) without waiting for
+ * the secondary's decode and commit.  The secondary takes them in order,
+ * so while `prev` is there it is what the next messages are about; at most
+ * one waits there.
  */
 enum ckpt_phase {
 	CK_IDLE,         /* no checkpoint in flight */
@@ -182,6 +191,7 @@ struct primary_cmp {
 
 struct pending {
 	struct colo_ctl_pending *ctl;
+	uint64_t seq;                /* answered once this one commits */
 	struct pending *next;
 };
 
@@ -190,6 +200,9 @@ struct colo_primary {
 	enum primary_state state;
 	enum ckpt_phase phase;
 	struct ckpt *cur;            /* in flight: set from ENCODING to RECEIVED */
+	struct ckpt *prev;           /* pipelined: sent whole, its REPLY in; RECEIVED
+					and LOADED awaited */
+	bool prev_received;          /* ... and RECEIVED in */
 	struct colo_repl_conn *conn;
 	uv_timer_t reconnect;
 	int tick_fd;                 /* timerfd: the next checkpoint's start */
@@ -209,6 +222,7 @@ struct colo_primary {
 	size_t nblocks;
 	struct colo_ram_shadow *shadows;
 	struct colo_ram_stage stage;
+	uint64_t stage_seq;          /* the checkpoint whose pages stage holds */
 	struct colo_ram_encoder *enc;
 	uint64_t next_seq;
 	uint64_t last_committed;
@@ -235,7 +249,10 @@ bool primary_buffering(const struct colo_primary *p);
 void primary_out_epoch(struct colo_primary *p, uint64_t seq);
 void primary_out_release(struct colo_primary *p, uint64_t seq);
 void primary_alone_round(struct colo_primary *p);
-void primary_answer_waiting(struct colo_primary *p, bool ok, const char *msg);
+/* Answer the colo-ctl requests that checkpoint `upto` satisfies (all of
+ * them with UINT64_MAX). */
+void primary_answer_waiting(struct colo_primary *p, bool ok, uint64_t upto,
+			    const char *msg);
 void primary_want(struct colo_primary *p, enum colo_ckpt_cause why);
 void primary_on_want_async(uv_async_t *a);
 void primary_want_from_guest(void *ud);
@@ -266,6 +283,10 @@ void primary_on_chunk_async(uv_async_t *a);
 void primary_on_chunk(void *ud);
 void primary_ckpt_received(struct colo_primary *p);
 void primary_ckpt_committed(struct colo_primary *p);
+/* cur, sent whole and answered, moves to prev if it may (pipelined). */
+void primary_ckpt_pipeline(struct colo_primary *p);
+/* A message from the secondary while prev waits: its RECEIVED or LOADED. */
+void primary_prev_message(struct colo_primary *p, uint32_t m);
 void primary_ckpt_abandon(struct colo_primary *p);
 int primary_clock_init(struct colo_primary *p, struct colo_err *err);
 void primary_clock_start(struct colo_primary *p);

@@ -96,8 +96,8 @@ bool ctl_refusals(const struct proc *p, uint64_t *peers_refused,
 /* Status: the peer it names (a secondary: its primary's node). */
 bool ctl_peer(const struct proc *p, char *peer, size_t len);
 /* One figure of colo-ctl stats: checkpoints, compared, matched, mismatches,
- * compare_dropped, loop_busy_max_us, loop_cpu_max_us, or cause:NAME (checkpoints by cause); 0
- * if absent. */
+ * compare_dropped, loop_busy_max_us, loop_cpu_max_us, pipelined, or
+ * cause:NAME (checkpoints by cause); 0 if absent. */
 bool ctl_stat(const struct proc *p, const char *name, uint64_t *value);
 /* Verify: "NAME XXH3" of its first RAM block (a secondary: committed RAM)
  * and the checkpoint that RAM holds. */

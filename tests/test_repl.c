@@ -21,7 +21,9 @@
  * Checkpoints go eagerly (docs/protocol.md): with the secondary's
  * CHECKPOINT_REPLY held back by the proxy, the primary's VMSTATE_SEND
  * still comes, and the checkpoint commits once the answers go through; a
- * VMSTATE_RECEIVED that comes before the REPLY is refused.
+ * VMSTATE_RECEIVED that comes before the REPLY is refused.  Pipelined:
+ * with the secondary's acknowledgement of a checkpoint held back, the
+ * primary's next checkpoint comes, and both commit in order.
  *
  * Compare mode (docs/compare.md) adds two frames; a kv pair in that mode,
  * with no client, gets an INPUT that is too short or no unit, or an
@@ -66,6 +68,9 @@ enum inject {
 				   READY until the primary's VMSTATE_SEND went by */
 	P_RECEIVED_NO_REPLY,    /* primary, a checkpoint sent: VMSTATE_RECEIVED with
 				   no CHECKPOINT_REPLY before it */
+	PIPELINE,               /* relay all, but hold what the secondary says after
+				   its first REPLY until the primary's second
+				   REQUEST went by */
 	/* output-mode compare, a kv pair */
 	S_INPUT_SHORT,          /* secondary, protected: an INPUT of 8 bytes */
 	S_INPUT_NO_UNIT,        /* secondary: an INPUT whose unit is not kv's */
@@ -104,6 +109,11 @@ struct proxy {
 	uint64_t hold_since_ms;
 	bool gave_up;               /* ... and passed them on after 3 s */
 	atomic_bool sent_unanswered; /* VMSTATE_SEND came with the REPLY held */
+	/* PIPELINE: the secondary's bytes since READY, the primary's REQUESTs
+	 * counted (its stream parsed from READY on, in pb), and the verdict */
+	size_t s_after;
+	unsigned requests;
+	atomic_bool second_unacked;  /* a second REQUEST with the first unacknowledged */
 	/* the RAM section's id, from the sync's START section */
 	uint8_t ps_tail[8];
 	int64_t ram_id;
@@ -193,10 +203,12 @@ static void hold_relay(struct proxy *px, const uint8_t *p, size_t n, int pfd)
 	}
 	if (!px->held_len)
 		return;
-	if (!primary_sent_checkpoint(px)) {
+	if (!(px->mode == PIPELINE ? px->requests >= 2 : primary_sent_checkpoint(px))) {
 		if (mono_ms() - px->hold_since_ms < 3000)
 			return;
 		px->gave_up = true;
+	} else if (px->mode == PIPELINE && !px->gave_up) {
+		atomic_store(&px->second_unacked, true);
 	}
 	write_all(pfd, px->held, px->held_len);
 	px->held_len = 0;
@@ -339,6 +351,7 @@ static bool inject(struct proxy *px, int pfd, int sfd)
 		return true;
 	case SPLICE:
 	case HOLD_REPLY:
+	case PIPELINE:
 		break;
 	}
 	return false;
@@ -511,6 +524,60 @@ static void splice_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
 	}
 }
 
+/* PIPELINE: the primary's bytes since READY go on at once; a copy is
+ * parsed (be32 messages, checkpoints whole) to count its REQUESTs. */
+static void count_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
+{
+	write_all(sfd, p, n);
+	if (px->passthrough)
+		return;
+	if (px->pb_len + n > px->pb_cap) {
+		px->pb_cap = (px->pb_len + n) * 2;
+		px->pb = realloc(px->pb, px->pb_cap);
+		if (!px->pb)
+			abort();
+	}
+	memcpy(px->pb + px->pb_len, p, n);
+	px->pb_len += n;
+	while (px->pb_len >= 4 && !px->passthrough) {
+		uint32_t m = colo_load_be32(px->pb);
+		struct ckpt_layout l;
+		size_t len = 4;
+
+		if (m == COLO_MSG_VMSTATE_SEND) {
+			int r = ckpt_parse(px->pb, px->pb_len, px->keyed, &l);
+
+			if (r == 0)
+				return;
+			if (r < 0) {
+				px->passthrough = true;
+				return;
+			}
+			len = l.total;
+		} else if (m == COLO_MSG_CHECKPOINT_REQUEST) {
+			px->requests++;
+		} else {
+			px->passthrough = true;
+			return;
+		}
+		memmove(px->pb, px->pb + len, px->pb_len - len);
+		px->pb_len -= len;
+	}
+}
+
+/* PIPELINE: of the secondary's bytes since READY, its first REPLY goes on;
+ * the rest waits for the primary's second REQUEST (or 3 s). */
+static void pipeline_relay(struct proxy *px, const uint8_t *p, size_t n, int pfd)
+{
+	size_t first = px->s_after < 4 ? 4 - px->s_after : 0;
+
+	if (first > n)
+		first = n;
+	write_all(pfd, p, first);
+	px->s_after += n;
+	hold_relay(px, p + first, n - first, pfd);
+}
+
 /* One primary only: a reconnect is closed at once. */
 static void turn_away(int lfd)
 {
@@ -561,6 +628,8 @@ static void *proxy_main(void *arg)
 			if (px->mode == SPLICE && px->ready_seen) {
 				/* The sync went whole before READY could come. */
 				splice_relay(px, buf, (size_t)n, sfd);
+			} else if (px->mode == PIPELINE && px->ready_seen) {
+				count_relay(px, buf, (size_t)n, sfd);
 			} else if (!blocked) {
 				follow_primary(px, buf, (size_t)n);
 				write_all(sfd, buf, (size_t)n);
@@ -568,20 +637,23 @@ static void *proxy_main(void *arg)
 		}
 		if (pl[1].revents) {
 			bool held = px->mode == HOLD_REPLY && px->ready_seen;
+			bool piped = px->mode == PIPELINE && px->ready_seen;
 
 			n = read(sfd, buf, sizeof(buf));
 			if (n <= 0)
 				break;
 			if (held)
 				hold_relay(px, buf, (size_t)n, pfd);
+			else if (piped)
+				pipeline_relay(px, buf, (size_t)n, pfd);
 			else if (!blocked)
 				write_all(pfd, buf, (size_t)n);
 			follow_secondary(px, buf, (size_t)n);
-		} else if (px->mode == HOLD_REPLY) {
+		} else if (px->mode == HOLD_REPLY || px->mode == PIPELINE) {
 			hold_relay(px, NULL, 0, pfd);
 		}
 		/* From the moment on, nothing more is relayed either way. */
-		if (px->mode != SPLICE && px->mode != HOLD_REPLY &&
+		if (px->mode != SPLICE && px->mode != HOLD_REPLY && px->mode != PIPELINE &&
 		    !atomic_load(&px->injected)) {
 			bool moment = px->mode == P_REPLY_IN_SYNC ? px->hello_seen :
 				      px->ready_seen;
@@ -671,7 +743,7 @@ static void start_through(struct proc *a, struct proc *b, struct proxy *px,
 		args[n++] = "--psk-file";
 		args[n++] = key;
 	}
-	if (mode == SPLICE) {
+	if (mode == SPLICE || mode == PIPELINE) {
 		args[n++] = "--encodings";
 		args[n++] = "raw";
 		args[n++] = "--memtouch-rate";
@@ -693,7 +765,7 @@ static void start_through(struct proc *a, struct proc *b, struct proxy *px,
 	args[n++] = "--peer";
 	args[n++] = peer;
 	args[n++] = "--checkpoint-interval-ms";
-	args[n++] = "60000";
+	args[n++] = mode == PIPELINE ? "20" : "60000";
 	args[n] = NULL;
 	proc_startv(a, pair_bin("colo-primary"), "a", args);
 }
@@ -1012,6 +1084,32 @@ START_TEST(primary_refuses_received_before_reply)
 }
 END_TEST
 
+/* The acknowledgement of a checkpoint held back: the next checkpoint
+ * comes meanwhile (pipelined), and both commit, in order. */
+START_TEST(primary_pipelines_checkpoints)
+{
+	struct proc a, b;
+	struct proxy px;
+	struct wait_arg w;
+	uint64_t pipelined = 0;
+
+	start_through(&a, &b, &px, PIPELINE, NULL);
+	expect_state(&b, "protected");
+	expect_state(&a, "protected");
+	w = (struct wait_arg){ &b, 5, NULL };
+	ck_assert_msg(wait_for(cond_committed, &w, 20000), "checkpoint 5 not committed");
+	ck_assert_msg(atomic_load(&px.second_unacked), "no second REQUEST while the first "
+		      "checkpoint waited for its acknowledgement (%u seen)", px.requests);
+	ck_assert_msg(!proc_log_has(&a, "protocol error") && !proc_log_has(&b, "protocol error"),
+		      "a protocol error");
+	ck_assert(ctl_stat(&a, "pipelined", &pipelined));
+	ck_assert_uint_ge(pipelined, 1);
+	ck_assert_int_eq(proc_stop(&a), 0);
+	ck_assert_int_eq(proc_stop(&b), 0);
+	proxy_stop(&px);
+}
+END_TEST
+
 /* ---- the splice ---- */
 
 /*
@@ -1133,6 +1231,7 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, primary_sends_without_waiting_for_the_reply);
 	tcase_add_test(tc, primary_refuses_received_before_reply);
+	tcase_add_test(tc, primary_pipelines_checkpoints);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("splice");
 	tcase_set_timeout(tc, 60);

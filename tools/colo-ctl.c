@@ -195,6 +195,7 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "loop_busy_over_10ms", json_u64(st->loop_busy_over_10ms));
 	json_object_set_new(o, "loop_cpu_max_us", json_u64(st->loop_cpu_max_us));
 	json_object_set_new(o, "loop_cpu_over_10ms", json_u64(st->loop_cpu_over_10ms));
+	json_object_set_new(o, "pipelined", json_u64(st->pipelined));
 	json_object_set_new(o, "loop_stalls", json_u64(st->loop_stalls));
 	json_object_set_new(o, "checkpoint_pages_max", json_u64(st->checkpoint_pages_max));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
@@ -373,6 +374,7 @@ static void print_stats(const Colo__Stats *st)
 	kv("pages unchanged", "%" PRIu64, st->pages_unchanged);
 	kv("bytes sent", "%" PRIu64, st->bytes_sent);
 	kv("bytes received", "%" PRIu64, st->bytes_received);
+	kv("pipelined", "%" PRIu64, st->pipelined);
 	kv("full syncs", "%" PRIu64, st->full_syncs);
 	kv("failovers", "%" PRIu64, st->failovers);
 	kv("heartbeats sent", "%" PRIu64, st->heartbeats_sent);

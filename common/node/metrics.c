@@ -183,6 +183,8 @@ void colo_node_metrics_text(struct colo_node *n, struct colo_buf *b)
 		"connection.", st->bytes_sent);
 	counter(b, "colo_replication_received_bytes_total", "Bytes received on the "
 		"replication connection.", st->bytes_received);
+	counter(b, "colo_checkpoints_pipelined_total", "Checkpoints that left the next one "
+		"free to start while they awaited their acknowledgement.", st->pipelined);
 	counter(b, "colo_full_syncs_total", "Full syncs.", st->full_syncs);
 	counter(b, "colo_failovers_total", "Takeovers by this node.", st->failovers);
 	counter(b, "colo_heartbeats_sent_total", "Heartbeats sent.", st->heartbeats_sent);

@@ -86,6 +86,8 @@ struct colo_stats {
 	uint64_t loop_cpu_over_10ms;     /* turns that used over 10 ms of CPU */
 	uint64_t ckpt_pages_max;         /* the largest checkpoint, in pages */
 	uint64_t full_syncs, failovers;
+	uint64_t pipelined;              /* checkpoints started while the one
+					    before awaited its acknowledgement */
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
 	uint64_t peers_refused;          /* replication peers that failed authentication */
 	uint64_t by_cause[COLO_CAUSES];  /* checkpoints started, by why */

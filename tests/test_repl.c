@@ -483,14 +483,9 @@ static void splice(struct proxy *px, uint8_t *b, const struct ckpt_layout *l)
 	atomic_store(&px->spliced, true);
 }
 
-/* The primary's bytes since READY: relayed one message or checkpoint at a
- * time, the first checkpoint with a page altered. */
-static void splice_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
+/* The primary's bytes kept to be parsed (SPLICE, PIPELINE). */
+static void pb_append(struct proxy *px, const uint8_t *p, size_t n)
 {
-	if (px->passthrough) {
-		write_all(sfd, p, n);
-		return;
-	}
 	if (px->pb_len + n > px->pb_cap) {
 		px->pb_cap = (px->pb_len + n) * 2;
 		px->pb = realloc(px->pb, px->pb_cap);
@@ -499,6 +494,17 @@ static void splice_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
 	}
 	memcpy(px->pb + px->pb_len, p, n);
 	px->pb_len += n;
+}
+
+/* The primary's bytes since READY: relayed one message or checkpoint at a
+ * time, the first checkpoint with a page altered. */
+static void splice_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
+{
+	if (px->passthrough) {
+		write_all(sfd, p, n);
+		return;
+	}
+	pb_append(px, p, n);
 	while (px->pb_len >= 4 && !px->passthrough) {
 		struct ckpt_layout l;
 		size_t len = 4;
@@ -531,14 +537,7 @@ static void count_relay(struct proxy *px, const uint8_t *p, size_t n, int sfd)
 	write_all(sfd, p, n);
 	if (px->passthrough)
 		return;
-	if (px->pb_len + n > px->pb_cap) {
-		px->pb_cap = (px->pb_len + n) * 2;
-		px->pb = realloc(px->pb, px->pb_cap);
-		if (!px->pb)
-			abort();
-	}
-	memcpy(px->pb + px->pb_len, p, n);
-	px->pb_len += n;
+	pb_append(px, p, n);
 	while (px->pb_len >= 4 && !px->passthrough) {
 		uint32_t m = colo_load_be32(px->pb);
 		struct ckpt_layout l;

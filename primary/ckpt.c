@@ -683,7 +683,8 @@ static void record_committed(struct colo_primary *p, struct ckpt *c)
 
 		/* The staged pages are the state it leads to (those equal to
 		 * their shadow too): the recorder need not decode the records.
-		 * Unless the next checkpoint (pipelined) has staged since. */
+		 * Unless the next checkpoint (pipelined before the recording
+		 * started) has staged since. */
 		if (p->stage_seq == c->seq)
 			colo_recorder_checkpoint_decoded(n->rec, c->seq, n->generation,
 							 c->wall_ns, ram, 3, &dev, 1, &p->stage,
@@ -737,8 +738,11 @@ void primary_ckpt_pipeline(struct colo_primary *p)
 {
 	struct ckpt *c = p->cur;
 
+	/* Not while this node records: the next checkpoint's staging would
+	 * take the pages the recorder is handed at commit, and it would
+	 * decode every checkpoint again instead (record_committed). */
 	if (!c || c->full || p->prev || p->phase != CK_SENT || !c->t_sent || !c->replied ||
-	    !primary_eager(p) || p->state != P_PROTECTED)
+	    !primary_eager(p) || p->state != P_PROTECTED || p->n->rec)
 		return;
 	/* The engine's reference goes with it. */
 	p->prev = c;

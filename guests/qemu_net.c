@@ -748,7 +748,9 @@ bool qemu_net_sync_ready(struct qemu_net *n)
 	bool ready;
 
 	pthread_mutex_lock(&n->lock);
-	ready = n->epoch != 0 || n->unheld_open + n->unheld_closed == 0;
+	/* (the engine set the sync's epoch before asking: what is said from
+	 * then on is held, and counts here no more) */
+	ready = n->unheld_open + n->unheld_closed == 0;
 	if (!ready && !n->prehold) {
 		/* Hold from now on, and have QEMU close the epoch those went out
 		 * in: once it is in the mirror, so is all that was said. */

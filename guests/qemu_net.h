@@ -98,9 +98,13 @@ void qemu_net_release(struct qemu_net *n, uint64_t seq);
 /*
  * May a full sync be staged now?  Not while frames sent at once (epoch 0)
  * come from a QEMU epoch that is not in the mirror yet: a secondary synced
- * without it could take over and roll back what a client saw.  Then frames
- * are held from this call on, QEMU is asked for a checkpoint (kick), and
- * the answer is yes once that checkpoint is in the mirror (qemu_net_tag).
+ * without it could take over and roll back what a client saw.  Then QEMU
+ * is asked for a checkpoint (kick), and the answer is yes once that
+ * checkpoint is in the mirror (qemu_net_tag).  The engine sets the sync's
+ * epoch before it asks (when it holds output at all), so that nothing said
+ * from then on goes out before the sync and the checkpoint after it hold
+ * it: frames tagged OPEN while the epoch is 0 are released at once, by the
+ * "everything" that epoch 0 comes with.
  */
 bool qemu_net_sync_ready(struct qemu_net *n);
 

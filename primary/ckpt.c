@@ -446,10 +446,22 @@ bool primary_eager(const struct colo_primary *p)
 	return !p->cmp.on;
 }
 
+/*
+ * A guest whose state reaches the engine late (a VM: QEMU's checkpoints
+ * land in its RAM while it runs on) could say something after ready() said
+ * yes and before the sync paused it, from a state the sync lacks: out at
+ * once (epoch 0), it is lost should this node die before the next
+ * checkpoint commits.  So while buffering, what it says from the first ask
+ * on carries the sync's epoch, as primary_ckpt_start() would set it; ready()
+ * waits until what went out at once is in its RAM.  (With an arbiter the
+ * epoch is never 0 here; the sync's number is next_seq in either case.)
+ */
 void primary_sync_start(struct colo_primary *p)
 {
 	const struct colo_guest_ops *g = p->n->gops;
 
+	if (g->ready && primary_buffering(p) && !p->n->arb)
+		primary_out_epoch(p, p->next_seq + 1);
 	if (g->ready && !g->ready(p->n->guest)) {
 		if (!p->sync_waiting)
 			colo_log_info("the full sync waits for the guest's first state");

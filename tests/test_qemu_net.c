@@ -815,7 +815,11 @@ END_TEST
 /*
  * A full sync may not be staged while frames sent at once come from a QEMU
  * epoch the mirror does not hold yet: the sync waits for QEMU's next
- * checkpoint (asked for at once), and what the VM sends meanwhile is held.
+ * checkpoint (asked for at once).  The calls are the engine's, in its
+ * order: epoch 0 comes with "everything released"; before it asks, the
+ * engine sets the sync's epoch (4 is the sync, 5 the checkpoint after it),
+ * and what the VM sends from then on waits for checkpoint 5, even when the
+ * answer is yes at once.
  */
 START_TEST(a_sync_waits_for_the_epoch_of_what_was_sent)
 {
@@ -825,53 +829,71 @@ START_TEST(a_sync_waits_for_the_epoch_of_what_was_sent)
 	open_env(&e, NULL, true);
 	atomic_store(&kicks_seen, 0);
 	qemu_net_set_kick(e.n, on_kick, &kicks_seen);
-	/* nothing said yet: a sync may start */
+	qemu_net_epoch(e.n, 0);
+	qemu_net_release(e.n, UINT64_MAX);
+
+	/* nothing said yet: a sync may start at once, and what is said from
+	 * its epoch on waits for the checkpoint after it */
+	qemu_net_epoch(e.n, 5);
 	ck_assert(qemu_net_sync_ready(e.n));
 	kicks_are(&e, 0, "nothing sent");
+	vm_sends(&e, 1, 1);
+	WAIT_STAT(&e, held_frames, 1);
+	barrier(&e);
+	outside_gets_nothing(&e, "said after a yes, before the sync was staged");
+	kicks_are(&e, 1, "a frame held for the checkpoint after the sync");
+	qemu_checkpoint(&e, 5);
+	qemu_net_release(e.n, 4);
+	barrier(&e);
+	outside_gets_nothing(&e, "the sync (4) committed, its next checkpoint not");
+	qemu_net_release(e.n, 5);
+	outside_gets(&e, 1, 1);
+	WAIT_STAT(&e, out_frames, 1);
+	qemu_net_vm_running(e.n);
 
-	/* sent at once in QEMU's open epoch: not yet */
-	vm_sends(&e, 1, 2);
-	outside_gets(&e, 1, 2);
-	WAIT_STAT(&e, out_frames, 2);
+	/* unprotected (the secondary lost): sent at once in QEMU's open epoch */
+	qemu_net_epoch(e.n, 0);
+	qemu_net_release(e.n, UINT64_MAX);
+	vm_sends(&e, 2, 3);
+	outside_gets(&e, 2, 3);
+	WAIT_STAT(&e, out_frames, 3);
+	/* a new secondary: not yet, QEMU is asked for its checkpoint once */
+	qemu_net_epoch(e.n, 9);
 	ck_assert(!qemu_net_sync_ready(e.n));
-	kicks_are(&e, 1, "a sync waits");
+	kicks_are(&e, 2, "a sync waits");
 	ck_assert(!qemu_net_sync_ready(e.n));
-	kicks_are(&e, 1, "asked again: no second checkpoint asked for");
-	/* from now on held, though the epoch is still 0 */
-	vm_sends(&e, 3, 3);
+	kicks_are(&e, 2, "asked again: no second checkpoint asked for");
+	vm_sends(&e, 4, 4);
 	WAIT_STAT(&e, held_frames, 1);
 	barrier(&e);
 	outside_gets_nothing(&e, "held while the sync waits");
 
-	/* QEMU stopped: the epoch of 1-3 closes, and is not in the mirror yet */
+	/* QEMU stopped: the epoch of 2-4 closes, and is not in the mirror yet */
 	qemu_net_vm_stopping(e.n);
 	qemu_net_close_epoch(e.n);
 	ck_assert(!qemu_net_sync_ready(e.n));
-	/* in the mirror: frame 3 goes (the sync will hold its effect), and the
-	 * sync may start */
-	qemu_net_tag(e.n, 0);
-	outside_gets(&e, 3, 3);
-	WAIT_STAT(&e, out_frames, 3);
+	/* in the mirror (with the sync's next epoch, 9): the sync may start */
+	qemu_net_tag(e.n, 9);
 	ck_assert(qemu_net_sync_ready(e.n));
 	qemu_net_vm_running(e.n);
-
-	/* until the sync is staged (epoch 5), frames stay held */
-	vm_sends(&e, 4, 4);
-	WAIT_STAT(&e, held_frames, 1);
-	qemu_net_epoch(e.n, 5);
-	qemu_checkpoint(&e, 5);
-	qemu_net_release(e.n, 5);
-	outside_gets(&e, 4, 4);
-	WAIT_STAT(&e, out_frames, 4);
+	vm_sends(&e, 5, 5);
+	WAIT_STAT(&e, held_frames, 2);
+	qemu_net_release(e.n, 8);
+	barrier(&e);
+	outside_gets_nothing(&e, "the sync (8) committed");
+	qemu_checkpoint(&e, 9);
+	qemu_net_release(e.n, 9);
+	outside_gets(&e, 4, 5);
+	WAIT_STAT(&e, out_frames, 5);
 	ck_assert_uint_eq(stats(&e).dropped, 0);
 	qemu_net_vm_running(e.n);
 
-	/* unprotected again (the secondary gone): frames at once */
+	/* unprotected again: frames at once */
 	qemu_net_epoch(e.n, 0);
 	qemu_net_release(e.n, UINT64_MAX);
-	vm_sends(&e, 5, 5);
-	outside_gets(&e, 5, 5);
-	WAIT_STAT(&e, out_frames, 5);
+	vm_sends(&e, 6, 6);
+	outside_gets(&e, 6, 6);
+	WAIT_STAT(&e, out_frames, 6);
 	free_env(&e);
 }
 END_TEST

@@ -25,13 +25,17 @@
  *   thread ends after its current command (at most MS), then FILE is
  *   written (through FILE.tmp and a rename):
  *       prefix W
- *       client C acked_sets S acked_incr V reconnects R errors E inflight_i I inflight_incr K
+ *       client C acked_sets S acked_incr V reconnects R errors E inflight_i I inflight_incr K rolled_back B jumped J
  *       ...
  *       total clients N sets A incrs B reconnects R errors E inflight U seconds T
  *   S is the highest i acknowledged, V the highest INCR value acknowledged,
  *   I "0" or the comma-separated i's in flight at a failure, K the INCRs in
  *   flight at a failure since the last acknowledged one (the counter may be
- *   up to V + K); A and B count acknowledged SETs and INCRs.  On stdout: a
+ *   up to V + K); B the acknowledged INCRs that the server forgot while the
+ *   writer wrote (an INCR answered with a value at or below the last one
+ *   acknowledged: the counter went back), J the INCRs nobody sent that it
+ *   counted (an answer above the last by more than the ones in flight + 1);
+ *   A and B count acknowledged SETs and INCRs.  On stdout: a
  *   line per lost connection and per error (what came back), one summary
  *   line at the end and, with --verbose, progress every second.
  *
@@ -39,10 +43,10 @@
  *   pipelined) and prints one line:
  *       acknowledged N, lost L, extra X, reconnects R
  *   N: acknowledged SETs.  L: acknowledged SETs whose key is missing or
- *   wrong, plus counters below their acknowledged value.  X: writes nobody
- *   made: the key after the last i sent, or one in flight holding another
- *   value, or a counter above V + K (keys further on are not read).  R: the
- *   writer's reconnects.  Each loss or extra is described on stderr (the
+ *   wrong, plus counters below their acknowledged value, plus every B.
+ *   X: writes nobody made: the key after the last i sent, or one in flight
+ *   holding another value, or a counter above V + K (keys further on are
+ *   not read), plus every J.  R: the writer's reconnects.  Each loss or extra is described on stderr (the
  *   first 10 of each).
  *
  * Exit status: write: 0 FILE written; 2 usage, no connection at the start,
@@ -102,6 +106,8 @@ struct client {
 	uint64_t *inflight;          /* SETs in flight at a failure, rising */
 	size_t n_inflight, cap_inflight;
 	uint64_t errors;
+	uint64_t rolled_back;        /* acknowledged INCRs the counter lost */
+	uint64_t jumped;             /* INCRs it counted that nobody sent */
 	bool no_memory;
 	atomic_uint_fast64_t sets, incrs, reconnects;
 };
@@ -260,10 +266,17 @@ static void *client_main(void *arg)
 		if (r->type != REDIS_REPLY_INTEGER) {
 			note_error(cl, "INCR", r, "not an integer");
 		} else {
-			/* One more than the last, or more by the ones in flight. */
-			if (r->integer <= cl->last_incr ||
-			    (uint64_t)(r->integer - cl->last_incr) > cl->incr_open + 1)
+			/* One more than the last, or more by the ones in flight:
+			 * at or below it, acknowledged INCRs were undone (a
+			 * rollback past what a client was told). */
+			if (r->integer <= cl->last_incr) {
+				cl->rolled_back += (uint64_t)(cl->last_incr - r->integer + 1);
+				note_error(cl, "INCR", r, "rolled back");
+			} else if ((uint64_t)(r->integer - cl->last_incr) > cl->incr_open + 1) {
+				cl->jumped += (uint64_t)(r->integer - cl->last_incr) -
+					      (cl->incr_open + 1);
 				note_error(cl, "INCR", r, "out of step");
+			}
 			cl->last_incr = r->integer;
 			if (r->integer > cl->acked_incr)
 				cl->acked_incr = r->integer;
@@ -344,7 +357,8 @@ static void write_file(const struct opts *o, struct client *cls, double secs)
 			fputc('0', f);
 		for (size_t k = 0; k < cl->n_inflight; k++)
 			fprintf(f, "%s%" PRIu64, k ? "," : "", cl->inflight[k]);
-		fprintf(f, " inflight_incr %" PRIu64 "\n", cl->incr_open);
+		fprintf(f, " inflight_incr %" PRIu64 " rolled_back %" PRIu64 " jumped %" PRIu64
+			"\n", cl->incr_open, cl->rolled_back, cl->jumped);
 		errors += cl->errors;
 		inflight += cl->n_inflight + cl->incr_open;
 	}
@@ -442,7 +456,7 @@ static int run_write(const struct opts *o)
 
 struct record {
 	int id;
-	uint64_t acked_set, reconnects, incr_open;
+	uint64_t acked_set, reconnects, incr_open, rolled_back, jumped;
 	long long acked_incr;
 	uint64_t *inflight;          /* rising, as written */
 	size_t n_inflight;
@@ -489,14 +503,14 @@ static bool parse_inflight(char *s, struct record *rec)
 /* One "client ..." line into rec; false if it is not one. */
 static bool parse_client(char *line, struct record *rec)
 {
-	char *tok[16], *save, *t;
+	char *tok[18], *save, *t;
 	int n = 0;
 	uint64_t v;
 	unsigned seen = 0;
 
-	for (t = strtok_r(line, " \n", &save); t && n < 16; t = strtok_r(NULL, " \n", &save))
+	for (t = strtok_r(line, " \n", &save); t && n < 18; t = strtok_r(NULL, " \n", &save))
 		tok[n++] = t;
-	if (n != 14 || strcmp(tok[0], "client") != 0 || !parse_u64(tok[1], &v) ||
+	if (n != 18 || t || strcmp(tok[0], "client") != 0 || !parse_u64(tok[1], &v) ||
 	    v >= MAX_CLIENTS)
 		return false;
 	rec->id = (int)v;
@@ -521,10 +535,14 @@ static bool parse_client(char *line, struct record *rec)
 			seen |= 1u << 4;
 		else if (strcmp(name, "inflight_incr") == 0)
 			rec->incr_open = v, seen |= 1u << 5;
+		else if (strcmp(name, "rolled_back") == 0)
+			rec->rolled_back = v, seen |= 1u << 6;
+		else if (strcmp(name, "jumped") == 0)
+			rec->jumped = v, seen |= 1u << 7;
 		else
 			return false;
 	}
-	return seen == 0x3f;
+	return seen == 0xff;
 }
 
 /* FILE's records; prefix gets its prefix (64 bytes). */
@@ -680,6 +698,20 @@ static void check_client(redisContext *c, const char *prefix, const struct recor
 				" in flight\n", prefix, rec->id, v, rec->acked_incr, rec->incr_open);
 	}
 	freeReplyObject(r);
+	/* What the writer saw go back or jump while it wrote: a counter that
+	 * went on counting hides it by the end. */
+	if (rec->rolled_back) {
+		if (t->lost < SHOW)
+			fprintf(stderr, "lost: %s:%d:n went back while written: %" PRIu64
+				" acknowledged INCRs undone\n", prefix, rec->id, rec->rolled_back);
+		t->lost += rec->rolled_back;
+	}
+	if (rec->jumped) {
+		if (t->extra < SHOW)
+			fprintf(stderr, "extra: %s:%d:n counted %" PRIu64 " INCRs nobody sent "
+				"while written\n", prefix, rec->id, rec->jumped);
+		t->extra += rec->jumped;
+	}
 	t->reconnects += rec->reconnects;
 }
 

@@ -40,7 +40,13 @@
  * its effect and is held until that checkpoint is acknowledged:
  *   output_epoch(g, S)    replies made from now on carry S; 0 = send them
  *                         at once (no secondary, or output-mode none).
- *                         Called while the guest is paused (or not started).
+ *                         Called while the guest is paused (or not started),
+ *                         but for a number set ahead while it runs: an
+ *                         arbiter's round (primary/output.c), and a guest
+ *                         with ready() when its sync is asked for
+ *                         (primary_sync_start): S is then the checkpoint
+ *                         after the sync (what the guest says from then on
+ *                         is in the sync or in a later checkpoint).
  *   output_release(g, S)  every held reply with a tag <= S may go out;
  *                         UINT64_MAX releases everything.
  *   output_notify(g, fn)  fn(ud) is called, from any thread, when a reply

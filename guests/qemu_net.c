@@ -192,11 +192,15 @@ static int tap_up(struct qemu_net *n, struct colo_err *err)
 }
 
 /*
- * The tap's own MAC starts with 0xfe.  A Linux bridge takes the lowest MAC
- * of its ports as its own: a tap with a random lower one made the host's
- * bridge change address when colo's tap joined or left, and peers that had
- * the old one in their ARP caches lost the host for minutes (measured: a
- * replication connect hung 135 s).  No frame is ever sent from this MAC.
+ * The tap's own MAC starts with fe:ff:ff.  A Linux bridge takes the lowest
+ * MAC of its ports as its own: a tap with a random lower one made the
+ * host's bridge change address when colo's tap joined or left, and peers
+ * that had the old one in their ARP caches lost the host for minutes
+ * (measured: a replication connect hung 135 s).  0xfe alone was not enough:
+ * a random locally administered MAC (a veth's) starts with 0xfe once in 64,
+ * and then the next byte decided (tests/vm_net_pair.sh: a primary's connect
+ * to its new secondary hung 67 s, four times in a run).  No frame is ever
+ * sent from this MAC.
  */
 static void tap_high_mac(struct qemu_net *n)
 {
@@ -207,10 +211,11 @@ static void tap_high_mac(struct qemu_net *n)
 		return;
 	memset(&ifr, 0, sizeof(ifr));
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", n->tap);
-	if (ioctl(s, SIOCGIFHWADDR, &ifr) == 0 && (uint8_t)ifr.ifr_hwaddr.sa_data[0] != 0xfe) {
-		ifr.ifr_hwaddr.sa_data[0] = (char)0xfe;
+	if (ioctl(s, SIOCGIFHWADDR, &ifr) == 0 &&
+	    memcmp(ifr.ifr_hwaddr.sa_data, "\xfe\xff\xff", 3) != 0) {
+		memcpy(ifr.ifr_hwaddr.sa_data, "\xfe\xff\xff", 3);
 		if (ioctl(s, SIOCSIFHWADDR, &ifr) != 0)
-			colo_log_warn("vm-tap %s: cannot give it a MAC starting with fe (%s): a "
+			colo_log_warn("vm-tap %s: cannot give it a MAC starting with fe:ff:ff (%s): a "
 				      "bridge it joins may change address", n->tap, strerror(errno));
 	}
 	close(s);

@@ -14,7 +14,9 @@
 #   rounds moves both); "vs alone" divides the medians.  With SECURITY=yes
 #   two more buffer-mode pairs run in the same rounds: "auth" (a psk-file:
 #   authenticated Hello, tagged checkpoints, signed heartbeats) and
-#   "encrypt" (the same and encrypt = yes).
+#   "encrypt" (the same and encrypt = yes).  With MANUAL=yes one more:
+#   "manual", buffer mode with dirty-tracking manual on both nodes (the
+#   store marks what it writes; no page-table walk at each checkpoint).
 #
 # Environment: N (requests per test, default 100000), C (clients, 50),
 # P (pipeline, 1), TESTS (ping,set,get,incr,mset), KV_RAM_MB (64, the nodes' default),
@@ -38,6 +40,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/colo-kvbench-XXXXXX")
 pids=""
 MODES="none buffer compare"
 [ "${SECURITY:-no}" != yes ] || MODES="$MODES auth encrypt"
+[ "${MANUAL:-no}" != yes ] || MODES="$MODES manual"
 
 die() { printf 'kv.sh: %s\n' "$*" >&2; exit 1; }
 
@@ -157,6 +160,7 @@ for mode in $MODES; do
 	case $mode in
 	auth) sec="--psk-file $work/psk" out=buffer ;;
 	encrypt) sec="--psk-file $work/psk --encrypt yes" out=buffer ;;
+	manual) sec="--dirty-tracking manual" out=buffer ;;
 	*) sec="" out=$mode ;;
 	esac
 	bout=buffer
@@ -194,6 +198,9 @@ while [ $r -le "$ROUNDS" ]; do
 	r=$((r + 1))
 done
 "$bdir/colo-ctl" -s "$work/a-buffer.sock" status >"$work/status-buffer.txt"
+case " $MODES " in
+*" manual "*) "$bdir/colo-ctl" -s "$work/a-manual.sock" status >"$work/status-manual.txt" ;;
+esac
 "$bdir/colo-ctl" -s "$work/a-compare.sock" stats >"$work/stats-compare.txt"
 for mode in $MODES; do
 	"$bdir/colo-ctl" -s "$work/a-$mode.sock" status --json | grep -q '"state": "protected"' ||
@@ -231,6 +238,7 @@ BEGIN {
 	label["redis"] = "redis-server"; label["alone"] = "kv alone"
 	label["none"] = "kv, none"; label["buffer"] = "kv, buffer"
 	label["auth"] = "kv, buf+auth"; label["encrypt"] = "kv, buf+enc"
+	label["manual"] = "kv, buf+manual"
 	label["compare"] = "kv, compare"
 	printf "\nmedians of %d rounds\n", rounds
 	printf "%-22s %-13s %12s %9s %9s %9s %9s %9s %9s\n", "test", "target", "requests/s",
@@ -269,3 +277,9 @@ grep -E '^ *(checkpoints|interval|output|request|mismatch|timeout|uncompared|uni
 echo
 echo "checkpoints under output-mode buffer (primary's colo-ctl status):"
 grep -E '^(phase|last committed|pause|sync|copy|resume|encode|send|ack|round-trip) ' "$work/status-buffer.txt" || true
+if [ -f "$work/status-manual.txt" ]; then
+	echo
+	echo "checkpoints under output-mode buffer, dirty-tracking manual:"
+	grep -E '^(phase|last committed|pause|sync|copy|resume|encode|send|ack|round-trip) ' \
+		"$work/status-manual.txt" || true
+fi

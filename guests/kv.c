@@ -349,10 +349,6 @@ static int kv_create(const struct colo_config *cfg, struct colo_guest **out,
 	struct kv *kv;
 
 	*out = NULL;
-	if (cfg->dirty_tracking == COLO_DIRTY_MANUAL)
-		return colo_err_set(err, EINVAL, "kv: dirty-tracking manual is not supported "
-				    "(the store writes anywhere in its RAM): use auto, uffd-wp "
-				    "or mprotect");
 	kv = calloc(1, sizeof(*kv));
 	if (!kv)
 		return colo_err_set(err, ENOMEM, "kv: out of memory");
@@ -390,11 +386,25 @@ static int kv_attach(struct colo_guest *g, struct colo_ram *ram, struct colo_sav
 		return r;
 	}
 	kv->block = b;
+	kv->manual = colo_ram_tracking(ram) == COLO_DIRTY_MANUAL;
 	/* An empty database; on a secondary the sync replaces it. */
 	r = colo_kv_format(&kv->store, b->host, b->length, &kv->meta, kv->seed, err);
 	if (r)
 		colo_err_prefix(err, "kv");
+	else
+		kv_track(kv);
 	return r;
+}
+
+static void mark_block(void *ud, uint64_t off, uint64_t len)
+{
+	colo_ram_mark_dirty(ud, off, len);
+}
+
+void kv_track(struct kv *kv)
+{
+	if (kv->manual)
+		colo_kv_track(&kv->store, mark_block, kv->block);
 }
 
 static int kv_start(struct colo_guest *g, struct colo_err *err)
@@ -412,6 +422,7 @@ static int kv_start(struct colo_guest *g, struct colo_err *err)
 		colo_err_prefix(err, "kv: the database in RAM");
 		return r;
 	}
+	kv_track(kv);
 	memset(&kv->addr, 0, sizeof(kv->addr));
 	if (uv_ip4_addr(kv->listen_host, kv->listen_port, (struct sockaddr_in *)&kv->addr) != 0 &&
 	    uv_ip6_addr(kv->listen_host, kv->listen_port, (struct sockaddr_in6 *)&kv->addr) != 0)

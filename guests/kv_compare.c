@@ -285,6 +285,7 @@ int kv_compare_run(struct colo_guest *g, const uint8_t *data, size_t len,
 		colo_err_prefix(err, "kv: the database in RAM");
 		return r;
 	}
+	kv_track(kv);
 	memset(&ctx, 0, sizeof(ctx));
 	ctx.kv = &kv->store;
 	ctx.client = &u.cli;

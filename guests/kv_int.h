@@ -38,6 +38,7 @@ struct kv {
 	struct colo_ram_block *block;
 	struct colo_kv_meta meta;
 	struct colo_kvstore store;
+	bool manual;                  /* dirty-tracking manual: the store marks */
 	bool started;
 
 	/* the kv thread, or the engine's loop (embed): then host is that loop
@@ -97,6 +98,9 @@ static inline struct kv *kv_of(struct colo_guest *g)
 
 /* Wake the kv thread (it flushes what may go now), if it runs. */
 void kv_wake(struct kv *kv);
+/* After the store was formatted or opened: with dirty-tracking manual,
+ * what it writes is marked in the block. */
+void kv_track(struct kv *kv);
 /* Flush what may go now on the calling thread if that is ours (embed, not
  * in our loop's turn, not paused): 0; else -1, and nothing happened. */
 int kv_flush_here(struct kv *kv);

@@ -88,17 +88,33 @@ static inline uint64_t ld(const struct colo_kvstore *kv, uint64_t off)
 	return v;
 }
 
+/* Every write of the region goes through wrote() (colo_kv_track). */
+static inline void wrote(struct colo_kvstore *kv, uint64_t off, uint64_t n)
+{
+	if (kv->mark && n)
+		kv->mark(kv->mark_ud, off, n);
+}
+
 static inline void st(struct colo_kvstore *kv, uint64_t off, uint64_t v)
 {
 	memcpy(kv->base + off, &v, sizeof(v));
+	wrote(kv, off, sizeof(v));
+}
+
+static inline void zero(struct colo_kvstore *kv, uint64_t off, uint64_t n)
+{
+	memset(kv->base + off, 0, n);
+	wrote(kv, off, n);
 }
 
 /* memmove that accepts NULL when n is 0 and skips bytes already there
  * (APPEND in place passes the old value as its own first part). */
 static inline void put_bytes(struct colo_kvstore *kv, uint64_t off, const void *p, uint64_t n)
 {
-	if (n && kv->base + off != (const uint8_t *)p)
+	if (n && kv->base + off != (const uint8_t *)p) {
 		memmove(kv->base + off, p, n);
+		wrote(kv, off, n);
+	}
 }
 
 static inline uint64_t blk_size(unsigned c)
@@ -321,7 +337,7 @@ static void maybe_grow(struct colo_kvstore *kv)
 	nsize = size * 2;
 	if (!(nt = blk_alloc(kv, class_for(nsize * 8))))
 		return;
-	memset(kv->base + nt, 0, nsize * 8);
+	zero(kv, nt, nsize * 8);
 	for (uint64_t b = 0; b < size; b++) {
 		uint64_t cur = ld(kv, m->table_off + b * 8);
 		struct ent e;
@@ -385,27 +401,36 @@ static int put(struct colo_kvstore *kv, const void *key, size_t klen, uint64_t h
 
 /* ---- the API ---- */
 
+/* An empty store in the region kv names (size checked by the caller). */
+static void format_region(struct colo_kvstore *kv, uint64_t seed)
+{
+	struct colo_kv_meta *meta = kv->m;
+	uint64_t t;
+
+	memset(meta, 0, sizeof(*meta));
+	meta->region_size = kv->size;
+	meta->seed = seed;
+	meta->heap_top = KV_HEAP;
+	zero(kv, 0, KV_HEAP);
+	put_bytes(kv, 0, KV_MAGIC, 8);
+	t = blk_alloc(kv, class_for(TABLE_INIT * 8));
+	zero(kv, t, TABLE_INIT * 8);
+	meta->table_off = t;
+	meta->table_size = TABLE_INIT;
+}
+
 int colo_kv_format(struct colo_kvstore *kv, void *base, uint64_t size,
 		   struct colo_kv_meta *meta, uint64_t seed, struct colo_err *err)
 {
-	uint64_t t;
-
 	if (size < COLO_KV_MIN_REGION)
 		return colo_err_set(err, EINVAL, "kv: region of %" PRIu64 " bytes is smaller "
 				    "than the minimum %u", size, COLO_KV_MIN_REGION);
-	memset(meta, 0, sizeof(*meta));
-	meta->region_size = size;
-	meta->seed = seed;
-	meta->heap_top = KV_HEAP;
 	kv->base = base;
 	kv->size = size;
 	kv->m = meta;
-	memset(kv->base, 0, KV_HEAP);
-	memcpy(kv->base, KV_MAGIC, 8);
-	t = blk_alloc(kv, class_for(TABLE_INIT * 8));
-	memset(kv->base + t, 0, TABLE_INIT * 8);
-	meta->table_off = t;
-	meta->table_size = TABLE_INIT;
+	kv->mark = NULL;
+	kv->mark_ud = NULL;
+	format_region(kv, seed);
 	return 0;
 }
 
@@ -462,7 +487,16 @@ int colo_kv_open(struct colo_kvstore *kv, void *base, uint64_t size,
 	kv->base = base;
 	kv->size = size;
 	kv->m = meta;
+	kv->mark = NULL;
+	kv->mark_ud = NULL;
 	return 0;
+}
+
+void colo_kv_track(struct colo_kvstore *kv, void (*fn)(void *ud, uint64_t off,
+							uint64_t len), void *ud)
+{
+	kv->mark = fn;
+	kv->mark_ud = ud;
 }
 
 int colo_kv_get(struct colo_kvstore *kv, const void *key, size_t klen,
@@ -591,12 +625,10 @@ uint64_t colo_kv_count(const struct colo_kvstore *kv)
 
 void colo_kv_flush(struct colo_kvstore *kv)
 {
-	struct colo_err err;
 	uint64_t writes = kv->m->writes;
 
-	colo_err_clear(&err);
-	/* Cannot fail: the size was accepted when the store was made. */
-	colo_kv_format(kv, kv->base, kv->size, kv->m, kv->m->seed, &err);
+	/* The size was accepted when the store was made. */
+	format_region(kv, kv->m->seed);
 	kv->m->writes = writes + 1;
 }
 

@@ -57,9 +57,13 @@ struct colo_kvstore {
 	uint8_t *base;                   /* the region */
 	uint64_t size;
 	struct colo_kv_meta *m;          /* the device state (caller's memory) */
+	/* colo_kv_track(); NULL: nobody is told */
+	void (*mark)(void *ud, uint64_t off, uint64_t len);
+	void *mark_ud;
 };
 
-/* Build an empty store in region [base, base+size) (zeroed or not). */
+/* Build an empty store in region [base, base+size) (zeroed or not).
+ * Format and open leave no mark hook set. */
 int colo_kv_format(struct colo_kvstore *kv, void *base, uint64_t size,
 		   struct colo_kv_meta *meta, uint64_t seed, struct colo_err *err);
 /*
@@ -69,6 +73,14 @@ int colo_kv_format(struct colo_kvstore *kv, void *base, uint64_t size,
  */
 int colo_kv_open(struct colo_kvstore *kv, void *base, uint64_t size,
 		 struct colo_kv_meta *meta, struct colo_err *err);
+/*
+ * From now on every byte range of the region a call writes is handed to
+ * fn(ud, offset, length) before the call returns (a guest tracking its own
+ * dirty pages, dirty-tracking manual); fn NULL stops it.  Nothing but the
+ * calls of this file writes the region.
+ */
+void colo_kv_track(struct colo_kvstore *kv, void (*fn)(void *ud, uint64_t off,
+							uint64_t len), void *ud);
 
 /* 1 and the value (pointer into the region) if the key exists, else 0. */
 int colo_kv_get(struct colo_kvstore *kv, const void *key, size_t klen,

@@ -494,21 +494,6 @@ START_TEST(garbage_is_reported)
 }
 END_TEST
 
-START_TEST(manual_tracking_is_refused)
-{
-	struct colo_config cfg;
-	struct colo_guest *g = NULL;
-	struct colo_err err;
-
-	memset(&cfg, 0, sizeof(cfg));
-	cfg.ram_mb = 4;
-	cfg.dirty_tracking = COLO_DIRTY_MANUAL;
-	colo_err_clear(&err);
-	ck_assert_int_ne(colo_kv_ops.create(&cfg, &g, &err), 0);
-	ck_assert_str_eq(err.msg, "kv: dirty-tracking manual is not supported (the store "
-			 "writes anywhere in its RAM): use auto, uffd-wp or mprotect");
-}
-END_TEST
 
 int main(void)
 {
@@ -524,7 +509,6 @@ int main(void)
 	tcase_add_test(tc, busy_address_is_waited_for);
 	tcase_add_test(tc, embedded_runs_on_the_host_loop);
 	tcase_add_test(tc, garbage_is_reported);
-	tcase_add_test(tc, manual_tracking_is_refused);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);
 }

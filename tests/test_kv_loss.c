@@ -11,7 +11,8 @@
  * written may appear.
  *
  * `make check` runs 10 trials (COLO_LOSS_TRIALS to change it; `make
- * check-long` runs 100).  A last test shows the checker is not blind: with
+ * check-long` runs 100), every other one with dirty-tracking manual (the
+ * store marks what it writes) instead of the kernel's tracking.  A last test shows the checker is not blind: with
  * output-mode none and checkpoints far apart, the same kill loses writes
  * and the checker says so.  The same trials run in output-mode compare
  * (docs/compare.md), also with a client that sends a command whose reply
@@ -271,6 +272,7 @@ struct trial {
 	uint32_t kill_after_ms;      /* for a random kill */
 	bool nondet;                 /* compare: client 0 sends COLOTEST.NONDET */
 	uint64_t mismatches;         /* out: the primary's, just before the kill */
+	const char *tracking;        /* dirty-tracking on both nodes; NULL: auto */
 };
 
 static bool cond_all_connected(void *ud)
@@ -303,11 +305,13 @@ static int run_trial(struct trial *t, uint64_t *acked_out)
 	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "kv", "--guest-listen", b_kv,
 		   "--listen", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300",
 		   "--output-mode", strcmp(t->output_mode, "compare") == 0 ? "compare" :
-		   "buffer", NULL);
+		   "buffer", "--dirty-tracking", t->tracking ? t->tracking : "auto", NULL);
 	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "kv", "--guest-listen", a_kv,
 		   "--peer", listen, "--ram-mb", "16", "--heartbeat-timeout-ms", "300",
 		   "--checkpoint-interval-ms", t->interval_ms, "--output-mode", t->output_mode,
-		   "--fault", fault, NULL);
+		   "--fault", fault, "--dirty-tracking", t->tracking ? t->tracking : "auto", NULL);
+	if (t->tracking)
+		fprintf(stderr, "# dirty-tracking %s on both nodes\n", t->tracking);
 	unsetenv("COLO_KV_TEST_NONDET");
 	if (!wait_for(cond_protected, &a, 20000) || !wait_for(cond_protected, &b, 20000)) {
 		proc_dump_log(&a);
@@ -381,10 +385,13 @@ static const char *const phases[] = {
 START_TEST(no_acknowledged_write_is_lost)
 {
 	struct colo_rng rng = { colo_test_seed_random("no_acknowledged_write_is_lost") };
-	struct trial t = { NULL, "buffer", "50", 0, false, 0 };
+	struct trial t = { NULL, "buffer", "50", 0, false, 0, NULL };
 	char fault[64];
 	uint64_t acked;
 
+	/* every other trial with the store marking its own writes */
+	if (_i % 2 == 1)
+		t.tracking = "manual";
 	/* trial i: a random kill, or the primary dies at a phase of a checkpoint */
 	if (_i % (NPHASES + 1) != 0) {
 		snprintf(fault, sizeof(fault), "abort-at=%s,after=%" PRIu64,
@@ -408,10 +415,12 @@ END_TEST
 START_TEST(compare_no_acknowledged_write_is_lost)
 {
 	struct colo_rng rng = { colo_test_seed_random("compare_no_acknowledged_write_is_lost") };
-	struct trial t = { NULL, "compare", "1000", 0, _i % 2 == 1, 0 };
+	struct trial t = { NULL, "compare", "1000", 0, _i % 2 == 1, 0, NULL };
 	char fault[64];
 	uint64_t acked;
 
+	if (_i / 2 % 2 == 1)
+		t.tracking = "manual";
 	if (_i % (NPHASES + 1) != 0) {
 		snprintf(fault, sizeof(fault), "abort-at=%s,after=%" PRIu64,
 			 phases[_i % (NPHASES + 1) - 1], 2 + colo_rng_below(&rng, 3));
@@ -428,7 +437,7 @@ END_TEST
  * checkpoints, while nothing acknowledged is lost. */
 START_TEST(compare_mismatches_lose_nothing)
 {
-	struct trial t = { NULL, "compare", "20000", 1500, true, 0 };
+	struct trial t = { NULL, "compare", "20000", 1500, true, 0, NULL };
 	uint64_t acked;
 
 	ck_assert_int_eq(run_trial(&t, &acked), 0);
@@ -472,7 +481,7 @@ END_TEST
  * made after the last checkpoint are gone, and it says so. */
 START_TEST(checker_sees_loss_without_output_commit)
 {
-	struct trial t = { NULL, "none", "60000", 500, false, 0 };
+	struct trial t = { NULL, "none", "60000", 500, false, 0, NULL };
 	uint64_t acked;
 
 	ck_assert_int_gt(run_trial(&t, &acked), 0);

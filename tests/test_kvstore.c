@@ -1448,6 +1448,93 @@ START_TEST(flush_keeps_the_seed)
 }
 END_TEST
 
+/* ---- colo_kv_track: every write of the region is handed over ---- */
+
+struct marks {
+	uint8_t *mask;               /* a byte per region byte: 1 once marked */
+	uint64_t size, calls;
+	bool out_of_range;
+};
+
+static void on_mark(void *ud, uint64_t off, uint64_t len)
+{
+	struct marks *mk = ud;
+
+	mk->calls++;
+	if (off > mk->size || len > mk->size - off) {
+		mk->out_of_range = true;
+		return;
+	}
+	memset(mk->mask + off, 1, len);
+}
+
+/* Every byte that differs from `before` was marked; then start afresh. */
+static void all_changes_marked(struct store *s, uint8_t *before, struct marks *mk,
+			       const char *what, uint64_t step)
+{
+	ck_assert_msg(!mk->out_of_range, "%s (step %" PRIu64 "): a mark outside the region",
+		      what, step);
+	uint64_t i = 0;
+
+	while (i < s->size && (before[i] == s->mem[i] || mk->mask[i]))
+		i++;
+	ck_assert_msg(i == s->size, "%s (step %" PRIu64 "): byte %" PRIu64 " changed (0x%02x "
+		      "to 0x%02x) and was not marked", what, step, i, before[i], s->mem[i]);
+	memcpy(before, s->mem, s->size);
+	memset(mk->mask, 0, s->size);
+}
+
+START_TEST(every_write_is_marked)
+{
+	struct colo_rng rng = { colo_test_seed_random("every_write_is_marked") };
+	struct store s;
+	struct marks mk = { 0 };
+	struct colo_err err;
+	uint8_t *before, val[700];
+	uint64_t steps = scaled(3000), nl;
+	int64_t out;
+
+	store_init(&s, 256u << 10, 7);
+	mk.size = s.size;
+	mk.mask = calloc(1, s.size);
+	before = malloc(s.size);
+	ck_assert(mk.mask && before);
+	memcpy(before, s.mem, s.size);
+	colo_kv_track(&s.kv, on_mark, &mk);
+	for (uint64_t i = 0; i < steps; i++) {
+		char key[32];
+		size_t kl = (size_t)snprintf(key, sizeof(key), "k%u",
+					     (unsigned)colo_rng_below(&rng, 600));
+		size_t vl = (size_t)colo_rng_below(&rng, sizeof(val));
+		unsigned op = (unsigned)colo_rng_below(&rng, 100);
+
+		colo_rng_fill(&rng, val, vl);
+		if (op < 45)
+			(void)colo_kv_set(&s.kv, key, kl, val, vl, (int)colo_rng_below(&rng, 3));
+		else if (op < 60)
+			(void)colo_kv_del(&s.kv, key, kl);
+		else if (op < 75)
+			(void)colo_kv_append(&s.kv, key, kl, val, vl % 40, &nl);
+		else if (op < 99)
+			(void)colo_kv_incrby(&s.kv, "ctr", 3, (int64_t)vl - 300, &out);
+		else
+			colo_kv_flush(&s.kv);
+		all_changes_marked(&s, before, &mk, "a command", i);
+	}
+	ck_assert_uint_gt(mk.calls, steps);
+	check_ok(&s.kv);
+	/* format and open leave no hook: nothing is told any more */
+	mk.calls = 0;
+	colo_err_clear(&err);
+	ck_assert_int_eq(colo_kv_open(&s.kv, s.mem, s.size, &s.m, &err), 0);
+	(void)colo_kv_set(&s.kv, "after", 5, "x", 1, 0);
+	ck_assert_uint_eq(mk.calls, 0);
+	free(before);
+	free(mk.mask);
+	store_free(&s);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("kvstore");
@@ -1469,6 +1556,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, corrupted_region_never_crashes);
 	tcase_add_test(tc, meta_vmstate_round_trip);
 	tcase_add_test(tc, flush_keeps_the_seed);
+	tcase_add_test(tc, every_write_is_marked);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -522,6 +522,30 @@ static void qemu_checkpoint(struct env *e, uint64_t seq)
 	qemu_net_tag(e->n, seq);
 }
 
+/* QEMU's checkpoint tags the held frames from..to (the last `to` counted
+ * out) with seq: seq - 1 acknowledged lets none go, seq all of them. */
+static void go_with(struct env *e, uint64_t seq, unsigned from, unsigned to, const char *what)
+{
+	qemu_checkpoint(e, seq);
+	qemu_net_release(e->n, seq - 1);
+	barrier(e);
+	outside_gets_nothing(e, what);
+	qemu_net_release(e->n, seq);
+	outside_gets(e, from, to);
+	WAIT_STAT(e, out_frames, to);
+}
+
+/* Unprotected (epoch 0, everything released, as the engine says it):
+ * frames from..to, the last `to` counted out, pass at once. */
+static void unprotected_sends(struct env *e, unsigned from, unsigned to)
+{
+	qemu_net_epoch(e->n, 0);
+	qemu_net_release(e->n, UINT64_MAX);
+	vm_sends(e, from, to);
+	outside_gets(e, from, to);
+	WAIT_STAT(e, out_frames, to);
+}
+
 /* ---- frames from the VM ---- */
 
 START_TEST(frames_from_the_vm_wait_for_their_checkpoint)
@@ -649,23 +673,13 @@ START_TEST(epoch_zero_sends_at_once_and_everything_releases_all)
 
 	/* Unprotected again, then protected from 12 on: held again, and not
 	 * by "everything" released before. */
-	qemu_net_epoch(e.n, 0);
-	qemu_net_release(e.n, UINT64_MAX);
-	vm_sends(&e, 8, 8);
-	outside_gets(&e, 8, 8);
-	WAIT_STAT(&e, out_frames, 8);
+	unprotected_sends(&e, 8, 8);
 	qemu_net_epoch(e.n, 12);
 	vm_sends(&e, 9, 10);
 	WAIT_STAT(&e, held_frames, 2);
 	barrier(&e);
 	outside_gets_nothing(&e, "epoch 12 after everything was released");
-	qemu_checkpoint(&e, 12);
-	qemu_net_release(e.n, 11);
-	barrier(&e);
-	outside_gets_nothing(&e, "tagged 12, 11 released");
-	qemu_net_release(e.n, 12);
-	outside_gets(&e, 9, 10);
-	WAIT_STAT(&e, out_frames, 10);
+	go_with(&e, 12, 9, 10, "tagged 12, 11 released");
 	st = stats(&e);
 	ck_assert_uint_eq(st.held_frames, 0);
 	ck_assert_uint_eq(st.out_bytes, bytes_of(1, 10));
@@ -842,21 +856,11 @@ START_TEST(a_sync_waits_for_the_epoch_of_what_was_sent)
 	barrier(&e);
 	outside_gets_nothing(&e, "said after a yes, before the sync was staged");
 	kicks_are(&e, 1, "a frame held for the checkpoint after the sync");
-	qemu_checkpoint(&e, 5);
-	qemu_net_release(e.n, 4);
-	barrier(&e);
-	outside_gets_nothing(&e, "the sync (4) committed, its next checkpoint not");
-	qemu_net_release(e.n, 5);
-	outside_gets(&e, 1, 1);
-	WAIT_STAT(&e, out_frames, 1);
+	go_with(&e, 5, 1, 1, "the sync (4) committed, its next checkpoint not");
 	qemu_net_vm_running(e.n);
 
 	/* unprotected (the secondary lost): sent at once in QEMU's open epoch */
-	qemu_net_epoch(e.n, 0);
-	qemu_net_release(e.n, UINT64_MAX);
-	vm_sends(&e, 2, 3);
-	outside_gets(&e, 2, 3);
-	WAIT_STAT(&e, out_frames, 3);
+	unprotected_sends(&e, 2, 3);
 	/* a new secondary: not yet, QEMU is asked for its checkpoint once */
 	qemu_net_epoch(e.n, 9);
 	ck_assert(!qemu_net_sync_ready(e.n));
@@ -889,11 +893,7 @@ START_TEST(a_sync_waits_for_the_epoch_of_what_was_sent)
 	qemu_net_vm_running(e.n);
 
 	/* unprotected again: frames at once */
-	qemu_net_epoch(e.n, 0);
-	qemu_net_release(e.n, UINT64_MAX);
-	vm_sends(&e, 6, 6);
-	outside_gets(&e, 6, 6);
-	WAIT_STAT(&e, out_frames, 6);
+	unprotected_sends(&e, 6, 6);
 	free_env(&e);
 }
 END_TEST

@@ -75,7 +75,7 @@ struct qemu_net {
 	bool vm_stopped;              /* QEMU stopped it for a checkpoint */
 	bool in_ckpt;                 /* between REQUEST and LOADED: no kicks */
 	bool kicked;                  /* asked for a checkpoint this epoch */
-	bool prehold;                 /* epoch 0, but a sync is coming: hold */
+	bool prehold;                 /* a sync waits: asked QEMU once, uncounted */
 	uint64_t unheld_open;         /* sent at once in QEMU's open epoch ... */
 	uint64_t unheld_closed;       /* ... and in the closed one not yet applied */
 	uint64_t epoch, released;
@@ -737,8 +737,11 @@ void qemu_net_vm_running(struct qemu_net *n)
 void qemu_net_epoch(struct qemu_net *n, uint64_t seq)
 {
 	pthread_mutex_lock(&n->lock);
+	/* The engine names the sync's epoch at every ask: the same again
+	 * keeps the sync's wait (one kick for it). */
+	if (seq != n->epoch)
+		n->prehold = false;
 	n->epoch = seq;
-	n->prehold = false;
 	/* "Everything released" covered the epochs before this one only. */
 	if (seq && n->released == UINT64_MAX)
 		n->released = seq - 1;
@@ -757,8 +760,10 @@ bool qemu_net_sync_ready(struct qemu_net *n)
 	 * then on is held, and counts here no more) */
 	ready = n->unheld_open + n->unheld_closed == 0;
 	if (!ready && !n->prehold) {
-		/* Hold from now on, and have QEMU close the epoch those went out
-		 * in: once it is in the mirror, so is all that was said. */
+		/* Have QEMU close the epoch those went out in: once it is in
+		 * the mirror, so is all that was said.  What is said from now
+		 * on no longer counts here (held under the sync's epoch, or,
+		 * under output-mode none, never held at all). */
 		n->prehold = true;
 		if (!n->in_ckpt) {
 			kick = n->kick;

@@ -12,9 +12,10 @@
  *
  * `make check` runs 10 trials (COLO_LOSS_TRIALS to change it; `make
  * check-long` runs 100), every other one with dirty-tracking manual (the
- * store marks what it writes) instead of the kernel's tracking.  A last test shows the checker is not blind: with
- * output-mode none and checkpoints far apart, the same kill loses writes
- * and the checker says so.  The same trials run in output-mode compare
+ * store marks what it writes) instead of the kernel's tracking.  A last
+ * test shows the checker is not blind: with output-mode none and
+ * checkpoints far apart, the same kill loses writes and the checker says
+ * so.  The same trials run in output-mode compare
  * (docs/compare.md), also with a client that sends a command whose reply
  * differs between the nodes (COLOTEST.NONDET, a test-only kv hook), so
  * that mismatch checkpoints happen under the kills.  Another freezes the secondary: a reply is held

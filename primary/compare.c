@@ -206,6 +206,7 @@ void primary_cmp_drain(struct colo_primary *p)
 	struct cmp_frame *list, *f, *keep = NULL, **tail = &keep;
 	struct cmp_write *w;
 	unsigned n = 0;
+	int r;
 	uint64_t now = colo_now_ns();
 	bool send = p->state == P_PROTECTED && p->conn;
 
@@ -264,7 +265,10 @@ void primary_cmp_drain(struct colo_primary *p)
 	w->n = 0;
 	for (f = keep; f; f = f->next)
 		w->bufs[w->n++] = uv_buf_init((char *)f->frame, (unsigned)f->len);
-	if (colo_repl_write(p->conn, w->bufs, w->n, on_written, w) != 0)
+	r = colo_repl_write_now(p->conn, w->bufs, w->n, on_written, w);
+	if (r != 0)
+		on_written(w, r < 0 ? r : 0);      /* all went at once, or none will */
+	if (r < 0)
 		primary_go_degraded(p, "cannot send compare frames");
 }
 

@@ -422,6 +422,80 @@ START_TEST(large_writes_and_sends_in_order)
 }
 END_TEST
 
+/*
+ * colo_repl_write_now() and colo_repl_send() write what the socket takes at
+ * once.  A small write is all gone on return (1, done never called); one of
+ * more than the socket holds is cut where the socket stopped, in the middle
+ * of one of its buffers, and the rest waits in libuv (0, done once, later);
+ * a send behind it waits behind it; a send of more than the socket holds
+ * goes partly at once and partly later.  Every byte arrives, in order.
+ * Sealed, write_now is colo_repl_write: 0 and done later, every time.
+ */
+static void writes_at_once(bool sealed)
+{
+	const size_t big = 48 * 1024 * 1024 + 4321;
+	uint8_t *p = random_bytes(big, 4);
+	struct done_count d1 = { 0, 1 }, d2 = { 0, 1 };
+	struct colo_buf want;
+	uv_buf_t bufs[12];
+	size_t at = 0;
+	unsigned i;
+
+	colo_buf_init(&want);
+	if (sealed)
+		seal_both();
+	bufs[0] = uv_buf_init((char *)p, 10);
+	bufs[1] = uv_buf_init((char *)p + 10, 0);
+	bufs[2] = uv_buf_init((char *)p + 10, 90);
+	ck_assert_int_eq(colo_repl_write_now(F.a.c, bufs, 3, on_done, &d1), sealed ? 0 : 1);
+	colo_buf_put(&want, p, 100);
+	wait_got(&F.b, want.len);
+	/* Eleven buffers of odd sizes, more than the function keeps on its
+	 * stack, so that the cut falls inside one and the rest is an array
+	 * of its own. */
+	for (i = 0; i < 11; i++) {
+		size_t len = i < 10 ? big / 11 - 977 * i : big - at;
+
+		bufs[i] = uv_buf_init((char *)p + at, (unsigned)len);
+		at += len;
+	}
+	ck_assert_uint_eq(at, big);
+	ck_assert_int_eq(colo_repl_write_now(F.a.c, bufs, 11, on_done, &d2), 0);
+	colo_buf_put(&want, p, big);
+	ck_assert_int_eq(colo_repl_send(F.a.c, "after", 5), 0);
+	colo_buf_put(&want, "after", 5);
+	ck_assert_int_eq(colo_repl_send(F.b.c, p + 1, big - 1), 0);
+	ck_assert_int_eq(d2.calls, 0);
+
+	wait_got(&F.b, want.len);
+	wait_got(&F.a, big - 1);
+	run_until(done_called, &d2, "the big write's done");
+	ck_assert_uint_eq(F.b.got.len, want.len);
+	ck_assert_msg(memcmp(F.b.got.data, want.data, want.len) == 0, "b got other bytes");
+	ck_assert_uint_eq(F.a.got.len, big - 1);
+	ck_assert_msg(memcmp(F.a.got.data, p + 1, big - 1) == 0, "a got other bytes");
+	/* Once more round the loop: a late or second done() would come now. */
+	ck_assert_int_eq(colo_repl_send_msg(F.a.c, 9), 0);
+	wait_got(&F.b, want.len + 4);
+	ck_assert_int_eq(d1.calls, sealed ? 1 : 0);
+	ck_assert_int_eq(d2.calls, 1);
+	ck_assert_int_eq(d2.status, 0);
+	free(p);
+	colo_buf_free(&want);
+}
+
+START_TEST(writes_what_the_socket_takes_at_once)
+{
+	writes_at_once(false);
+}
+END_TEST
+
+START_TEST(writes_at_once_sealed_wait_for_done)
+{
+	writes_at_once(true);
+}
+END_TEST
+
 /* try_write seals and queues all of it, behind what was queued. */
 START_TEST(try_write_takes_everything_sealed)
 {
@@ -867,6 +941,8 @@ int main(void)
 	tcase_add_test(tc, small_messages_both_ways);
 	tcase_add_test(tc, large_writes_and_sends_in_order);
 	tcase_add_test(tc, try_write_takes_everything_sealed);
+	tcase_add_test(tc, writes_what_the_socket_takes_at_once);
+	tcase_add_test(tc, writes_at_once_sealed_wait_for_done);
 	tcase_add_test(tc, seal_in_read_callback_with_sealed_bytes_behind);
 	tcase_add_test(tc, seal_outside_read_callback_with_bytes_in_rx);
 	tcase_add_test(tc, last_sealed_words_before_close_arrive);

@@ -334,6 +334,22 @@ static void on_written(uv_write_t *req, int status)
 	free(w);
 }
 
+/*
+ * What the socket takes at once, without a request (nothing while one
+ * waits: libuv keeps the order).  A uv_write that completes at once still
+ * costs a system call at the loop's next turn: draining, libuv stops
+ * watching the socket for writable, which changes its poll set.  For a
+ * stream of small writes, one a turn (compare mode's units and digests),
+ * that was one epoll_ctl for every write.  An error here is left for
+ * uv_write to find again and report as it always does.
+ */
+static size_t write_at_once(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n)
+{
+	int r = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+
+	return r > 0 ? (size_t)r : 0;
+}
+
 int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 		    void (*done)(void *ud, int status), void *ud)
 {
@@ -355,10 +371,45 @@ int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 	return r;
 }
 
+int colo_repl_write_now(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
+			void (*done)(void *ud, int status), void *ud)
+{
+	uv_buf_t few[8], *rest = few;
+	size_t total = 0, k;
+	unsigned i;
+	int r;
+
+	if (!c || !c->owner)
+		return UV_ENOTCONN;
+	if (c->seal)
+		return colo_repl_write(c, bufs, n, done, ud);
+	for (i = 0; i < n; i++)
+		total += bufs[i].len;
+	k = write_at_once(c, bufs, n);
+	if (k == total)
+		return 1;
+	/* The rest: uv_write copies the array, not the bytes. */
+	for (i = 0; k >= bufs[i].len; i++)
+		k -= bufs[i].len;
+	if (n - i > sizeof(few) / sizeof(few[0])) {
+		rest = malloc((n - i) * sizeof(*rest));
+		if (!rest)
+			return UV_ENOMEM;
+	}
+	memcpy(rest, bufs + i, (n - i) * sizeof(*rest));
+	rest[0].base += k;
+	rest[0].len -= k;
+	r = colo_repl_write(c, rest, n - i, done, ud);
+	if (rest != few)
+		free(rest);
+	return r;
+}
+
 int colo_repl_send(struct colo_repl_conn *c, const void *data, size_t len)
 {
 	struct write_req *w;
 	uv_buf_t b;
+	size_t k;
 	int r;
 
 	if (!c || !c->owner)
@@ -367,6 +418,12 @@ int colo_repl_send(struct colo_repl_conn *c, const void *data, size_t len)
 		b = uv_buf_init((char *)data, (unsigned)len);
 		return colo__seal_write(c->seal, &b, 1, true, false, NULL, NULL);
 	}
+	b = uv_buf_init((char *)data, (unsigned)len);
+	k = write_at_once(c, &b, 1);
+	if (k == len)
+		return 0;
+	data = (const uint8_t *)data + k;
+	len -= k;
 	w = calloc(1, sizeof(*w) + len);
 	if (!w)
 		return UV_ENOMEM;

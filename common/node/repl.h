@@ -120,6 +120,15 @@ int colo_repl_send_msg(struct colo_repl_conn *c, uint32_t msg);
 int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 		    void (*done)(void *ud, int status), void *ud);
 /*
+ * The same, but what the socket takes at once is written here: returns 1
+ * when all of it went (done is not called and bufs are free at once), 0
+ * when the rest waits for done, or an error.  For many small writes: it
+ * saves the loop a system call per write (repl.c, write_at_once).  Sealed,
+ * it is colo_repl_write().
+ */
+int colo_repl_write_now(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
+			void (*done)(void *ud, int status), void *ud);
+/*
  * As much of data as the socket takes now (uv_try_write): for fault tests.
  * Sealed, it seals all of data at once (up to INT_MAX bytes) and hands it
  * to libuv behind what is queued, returning its length: the socket takes

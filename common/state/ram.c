@@ -236,6 +236,7 @@ static void block_free(struct ram_block *b)
 	if (b->map)
 		munmap(b->map, b->maplen);
 	free(b->written);
+	free(b->carried);
 	free(b->pub.dirty);
 	free(b);
 }
@@ -244,6 +245,7 @@ void colo_ram_free(struct colo_ram *ram)
 {
 	if (!ram)
 		return;
+	colo__ram_protector_stop(ram);
 	for (size_t i = 0; i < ram->nblocks; i++)
 		block_free(ram->blocks[i]);
 	free(ram->blocks);
@@ -403,6 +405,7 @@ static int block_add(struct colo_ram *ram, const char *name, size_t namelen, uin
 	struct ram_block *b;
 	int ret;
 
+	colo__ram_protector_wait(ram);        /* it walks ram->blocks */
 	if (ram->nblocks == ram->cap) {
 		size_t cap = ram->cap ? ram->cap * 2 : 4;
 		struct ram_block **v = realloc(ram->blocks, cap * sizeof(*v));
@@ -424,7 +427,8 @@ static int block_add(struct colo_ram *ram, const char *name, size_t namelen, uin
 	b->nwords = words_for(b->pub.npages);
 	b->pub.dirty = calloc(b->nwords, sizeof(uint64_t));
 	b->written = calloc(b->nwords, sizeof(*b->written));
-	if (!b->pub.dirty || !b->written) {
+	b->carried = calloc(b->nwords, sizeof(uint64_t));
+	if (!b->pub.dirty || !b->written || !b->carried) {
 		block_free(b);
 		return colo_err_set(err, ENOMEM, "RAM block \"%s\": out of memory "
 				    "for its bitmaps", name);
@@ -515,8 +519,10 @@ int colo_ram_start(struct colo_ram *ram, struct colo_err *err)
 {
 	int ret = 0;
 
-	if (ram->mode == COLO_DIRTY_MPROTECT)
+	if (ram->mode == COLO_DIRTY_MPROTECT) {
+		colo__ram_protector_wait(ram);
 		colo__ram_harvest_enter(&ram->sync);
+	}
 	for (size_t i = 0; i < ram->nblocks && ret == 0; i++) {
 		struct ram_block *b = ram->blocks[i];
 
@@ -524,6 +530,7 @@ int colo_ram_start(struct colo_ram *ram, struct colo_err *err)
 		 * page is dirty below anyway. */
 		for (size_t w = 0; w < b->nwords; w++)
 			atomic_store(&b->written[w], 0);
+		memset(b->carried, 0, b->nwords * sizeof(uint64_t));
 		if (ram->mode == COLO_DIRTY_UFFD_WP) {
 			ret = colo__ram_uffd_start(ram, b, err);
 		} else if (ram->mode == COLO_DIRTY_MPROTECT &&
@@ -564,6 +571,7 @@ int colo_ram_block_unshare(struct colo_ram_block *pub, struct colo_err *err)
 	if (!b->shared)
 		return colo_err_set(err, EINVAL, "RAM block \"%s\": unshare: not a shared "
 				    "block", pub->name);
+	colo__ram_protector_wait(ram);        /* it may be protecting this block */
 	if (ram->started && ram->mode == COLO_DIRTY_MPROTECT)
 		prot = PROT_READ;
 	if (mmap(pub->host, pub->length, prot,
@@ -576,8 +584,11 @@ int colo_ram_block_unshare(struct colo_ram_block *pub, struct colo_err *err)
 				    (unsigned long long)pub->length, strerror(e));
 	}
 	b->shared = false;
+	/* All of it is new and read-only (or not tracked yet): no note of
+	 * the old mapping's pages counts. */
 	for (size_t w = 0; w < b->nwords; w++)
 		atomic_store(&b->written[w], 0);
+	memset(b->carried, 0, b->nwords * sizeof(uint64_t));
 	ret = block_track(ram, b, err);
 	if (ret == 0 && ram->started && ram->mode == COLO_DIRTY_UFFD_WP)
 		ret = colo__ram_uffd_start(ram, b, err);
@@ -615,8 +626,12 @@ int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *er
 		*ndirty = 0;
 	if (!ram->started)
 		return colo_err_set(err, EINVAL, "harvest: dirty tracking not started");
-	if (ram->mode == COLO_DIRTY_MPROTECT)
+	if (ram->mode == COLO_DIRTY_MPROTECT) {
+		/* The last harvest's pages are read-only again first (see
+		 * colo__ram_mprotect_harvest()). */
+		colo__ram_protector_wait(ram);
 		colo__ram_harvest_enter(&ram->sync);
+	}
 	for (size_t i = 0; i < ram->nblocks && ret == 0; i++) {
 		struct ram_block *b = ram->blocks[i];
 
@@ -625,15 +640,18 @@ int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *er
 			ret = colo__ram_uffd_harvest(ram, b, &added, err);
 			break;
 		case COLO_DIRTY_MPROTECT:
-			ret = colo__ram_mprotect_harvest(b, &added, err);
+			colo__ram_mprotect_harvest(b, &added);
 			break;
 		default:
 			added += colo__ram_take_written(b);
 			break;
 		}
 	}
-	if (ram->mode == COLO_DIRTY_MPROTECT)
+	if (ram->mode == COLO_DIRTY_MPROTECT) {
 		colo__ram_harvest_leave(&ram->sync);
+		ret = colo__ram_protector_error(ram, err);
+		colo__ram_protector_kick(ram);
+	}
 	if (ndirty)
 		*ndirty = added;
 	return ret;

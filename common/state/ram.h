@@ -21,7 +21,9 @@
  *             that returns the written pages and protects them again
  *             (Linux >= 6.7).
  *   mprotect  pages are read-only after a harvest; the first write faults,
- *             a SIGSEGV handler marks the page and makes it writable.
+ *             a SIGSEGV handler marks the page and makes it writable.  A
+ *             thread of the colo_ram's own protects the pages a harvest
+ *             reported again while the guest runs, not in the harvest.
  *   manual    the guest calls colo_ram_mark_dirty() for what it writes.
  *   auto      probes at start and takes the first that works, in the order
  *             above, and says which and why (colo_ram_tracking_reason(),
@@ -34,7 +36,9 @@
  * (uffd-wp and manual use "or the next" for writes racing the harvest;
  * mprotect always reports a write in the first harvest that returns after
  * it.)  Pages may be reported that were not written (false positives),
- * never the reverse.  colo_ram_mark_dirty() works in every mode (e.g. for
+ * never the reverse.  mprotect reports every page of a harvest once more in
+ * the next one: a write to it before the thread protected it again leaves
+ * no trace.  colo_ram_mark_dirty() works in every mode (e.g. for
  * memory the guest changes by other means than CPU writes).
  *
  * Shared blocks are tracked as anonymous ones, by every backend; what is
@@ -55,7 +59,10 @@
  * and an mprotect (several microseconds), and each isolated writable page
  * splits the block's mapping.  When the process runs out of mappings
  * (vm.max_map_count), the handler opens the whole block and that round
- * reports all of it; the next harvest protects it in one piece again.
+ * (and, carried, the next) reports all of it; the thread then protects it
+ * in one piece again.  Re-protecting scattered pages costs the kernel about
+ * 2 us each (merging mappings): the thread does it while the guest runs,
+ * and the next harvest waits for it only if it is not done by then.
  *
  * Threads: guest threads may write block memory at any time, including
  * during a harvest (in mprotect mode a write that faults during a harvest

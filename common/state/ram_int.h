@@ -20,6 +20,7 @@
 #ifndef COLO_RAM_INT_H
 #define COLO_RAM_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -52,12 +53,30 @@ struct ram_sync {
 struct ram_block {
 	struct colo_ram_block pub;
 	_Atomic uint64_t *written;  /* noticed since the last harvest */
+	uint64_t *carried;          /* mprotect: the last harvest's writable pages */
 	size_t nwords;
 	uint8_t *map;               /* the mapping: guard page, block, guard page */
 	size_t maplen;
 	bool shared;                /* the block is a MAP_SHARED mapping of a file */
 	struct ram_sync *sync;
 	int slot;                   /* index in ram_slots, -1 if none */
+};
+
+/*
+ * mprotect: the thread that protects the last harvest's pages again while
+ * the guest runs (ram_mprotect.c, "Protecting again").  busy from a
+ * harvest's kick until those pages are protected; everything that reads or
+ * changes the blocks or their `carried` bitmaps waits for it to clear.
+ */
+struct ram_protector {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool started;               /* th runs */
+	bool busy;
+	bool quit;
+	int err;                    /* a protection failed: errno, for the next harvest */
+	const struct ram_block *err_block;
 };
 
 struct colo_ram {
@@ -73,6 +92,7 @@ struct colo_ram {
 	bool wp_unpopulated;
 	struct page_region *vec;
 	struct ram_sync sync;
+	struct ram_protector prot;
 };
 
 /* ---- ram.c ---- */
@@ -122,6 +142,16 @@ int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t wh
 /* The harvest side of struct ram_sync's critical section. */
 void colo__ram_harvest_enter(struct ram_sync *s);
 void colo__ram_harvest_leave(struct ram_sync *s);
-int colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added, struct colo_err *err);
+/* Report `written` and `carried`; the taken notes become `carried`. */
+void colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added);
+/* Wait until the protector is idle (at once when it never ran). */
+void colo__ram_protector_wait(struct colo_ram *ram);
+/* Protect every block's `carried` pages again, on the protector (inline
+ * when it cannot start); after a harvest. */
+void colo__ram_protector_kick(struct colo_ram *ram);
+/* The error a protection left, once: 0 or -errno with err set. */
+int colo__ram_protector_error(struct colo_ram *ram, struct colo_err *err);
+/* End the protector (colo_ram_free). */
+void colo__ram_protector_stop(struct colo_ram *ram);
 
 #endif

@@ -2,7 +2,8 @@
  * ram_mprotect.c: the mprotect dirty-page backend (see ram.h): block pages
  * are read-only after a harvest, the first write faults, and a SIGSEGV
  * handler notes the page in the block's `written` bitmap and makes it
- * writable; a harvest takes the notes and protects those pages again.
+ * writable; a harvest takes the notes, and a thread of the colo_ram's own
+ * (the protector) protects those pages again while the guest runs.
  *
  * Process-wide state: a fixed table of registered blocks that the handler
  * reads without locks, the handler's user count and the action it
@@ -13,8 +14,9 @@
  *
  * Threads: the handler runs on whichever guest thread faulted; harvests
  * and start exclude it through struct ram_sync (the argument is at
- * colo__ram_mprotect_harvest()).  The rest is called from the control
- * thread.
+ * colo__ram_mprotect_harvest()).  The protector only protects, between a
+ * harvest and the next call from the control thread, which waits for it.
+ * The rest is called from the control thread.
  */
 #include "config.h"
 
@@ -341,39 +343,70 @@ int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t wh
 /* ---- harvest ---- */
 
 /*
- * mprotect.  Invariant, outside the critical sections of harvests and
- * handlers: a writable page of a started block has its `written` bit set.
- *   - start (colo_ram_start() in ram.c) protects every page, inside a
- *     harvest-side section;
+ * mprotect.  A harvest does not protect the pages it reports: re-protecting
+ * scattered pages is the kernel's work of merging the block's mappings
+ * again, about 2 us per isolated page (17 ms for 10k), and it would all be
+ * in the guest's pause.  Instead the pages a harvest took stay writable and
+ * `carried`: the protector thread protects them while the guest runs, and
+ * the next harvest reports them once more, since a write to one before its
+ * protection leaves no trace.  That costs a staging copy of those pages at
+ * the next checkpoint, which the encoder then drops as unchanged when they
+ * were not written (ramenc.c).
+ *
+ * Invariant, outside the critical sections of harvests and handlers: a
+ * writable page of a started block has its `written` or its `carried` bit
+ * set.
+ *   - start (colo_ram_start() in ram.c) waits for the protector, clears
+ *     `carried` and protects every page, inside a harvest-side section;
  *   - the handler sets the bit, THEN makes the page writable, both inside
  *     its section;
- *   - the harvest exchanges each word with 0 FIRST, ORs it into dirty,
- *     THEN protects those pages again, all inside its section.
- * So a write W to page p either lands outside any harvest: p's bit is set
- * and stays set until a harvest takes it, which is the first harvest to
- * start after W, and it reports p.  Or W lands during harvest H: p was
- * writable when H began (no handler runs during H), so its bit was set,
- * and H takes it, reports p and protects p again; W landed before that
- * protection, i.e. before H returned.  Either way W is reported by the
- * first harvest that returns after W completes.
+ *   - a harvest waits for the protector to be done with the last harvest's
+ *     pages (so those are read-only now unless a handler opened one and set
+ *     its bit), then, inside its section, exchanges each `written` word
+ *     with 0, reports it together with `carried`, and makes the taken word
+ *     the new `carried`;
+ *   - the protector only takes write access away (a page it protects after
+ *     a handler opened it faults once more, and the handler sets the bit it
+ *     already has); where it cannot, it sets the pages' `written` bits
+ *     first.
+ * So a write W to page p either faults, and the handler sets p's bit before
+ * W lands; or p is writable, and its `written` bit is set (reported by the
+ * first harvest to take it: that one starts after the bit was set) or its
+ * `carried` bit is (reported by the next harvest, which starts after W).
+ * Either way W is reported by the first harvest that returns after W
+ * completes, as before the protection moved off the harvest.
  *
- * Exchange first, protect after: a write between the two lands on a page
- * this harvest reports, before it returns.  The other order loses writes:
- * protect p, a write faults and the handler notes p and opens it, the
- * exchange takes that note, and p stays writable with no bit set, so no
- * later write to it would ever be seen.
- *
- * The sections are needed because the handler's two steps are not atomic
- * either: without them a harvest could take the bit between the handler's
- * OR and its mprotect(READ|WRITE), protect the (still read-only) page and
- * return; the handler would then open the page with no bit set, and again
- * every later write to it would be lost.  Handlers wait (sched_yield)
- * while a harvest runs; a harvest waits only for handlers already inside,
- * whose section is one atomic OR and one mprotect, so neither blocks the
- * other for long and neither waits on anything else.  (The guest is meant
- * to be paused during a harvest anyway; the wait only matters when it is
- * not.)
+ * The sections are needed because the handler's two steps are not atomic:
+ * without them a harvest could take the bit between the handler's OR and
+ * its mprotect(READ|WRITE), the protector protect the (still read-only)
+ * page, and the handler then open it with neither bit set: every later
+ * write to it would be lost.  Handlers wait (sched_yield) while a harvest
+ * runs; a harvest waits only for handlers already inside, whose section is
+ * one atomic OR and one mprotect.  The protector needs no section: it
+ * never clears a bit.
  */
+void colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added)
+{
+	for (size_t w = 0; w < b->nwords; w++) {
+		uint64_t bits = 0, report;
+
+		if (atomic_load_explicit(&b->written[w], memory_order_relaxed))
+			bits = atomic_exchange(&b->written[w], 0);
+		report = bits | b->carried[w];
+		*added += (uint64_t)__builtin_popcountll(report & ~b->pub.dirty[w]);
+		b->pub.dirty[w] |= report;
+		b->carried[w] = bits;
+	}
+}
+
+/* ---- protecting again ----
+ *
+ * protect_all() runs on the protector between a harvest's kick and the
+ * wait that ends every harvest, start, add, unshare or free, so it has the
+ * blocks and their `carried` bitmaps to itself; `err` is handed over by
+ * the same mutex (the waiter reads it after seeing busy cleared).
+ */
+
 struct prot_runs {
 	struct ram_block *b;
 	uint64_t start, len;        /* the run being extended */
@@ -402,18 +435,14 @@ static void runs_add(struct prot_runs *r, uint64_t page, uint64_t len)
 	r->len = len;
 }
 
-int colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added, struct colo_err *err)
+/* One block's carried pages, by runs; 0 or an errno. */
+static int protect_block(struct ram_block *b)
 {
 	struct prot_runs r = { .b = b };
 
 	for (size_t w = 0; w < b->nwords; w++) {
-		uint64_t bits;
+		uint64_t bits = b->carried[w];
 
-		if (!atomic_load_explicit(&b->written[w], memory_order_relaxed))
-			continue;
-		bits = atomic_exchange(&b->written[w], 0);
-		*added += (uint64_t)__builtin_popcountll(bits & ~b->pub.dirty[w]);
-		b->pub.dirty[w] |= bits;
 		/* Each run of ones in the word extends or starts a run. */
 		while (bits) {
 			unsigned bit = (unsigned)__builtin_ctzll(bits);
@@ -427,8 +456,8 @@ int colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added, struct colo
 	runs_flush(&r);
 	/*
 	 * Many runs (or a failed mprotect, e.g. out of VMAs): protect the
-	 * whole block in one call.  Correct because every writable page was
-	 * harvested above (the invariant); it also merges the block's VMAs.
+	 * whole block in one call.  Correct because every writable page has a
+	 * bit set (the invariant); it also merges the block's VMAs.
 	 */
 	if (r.whole && mprotect(b->pub.host, b->pub.length, PROT_READ) != 0) {
 		int e = errno;
@@ -436,8 +465,131 @@ int colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added, struct colo
 		/* Report every page again next time rather than lose one. */
 		for (size_t w = 0; w < b->nwords; w++)
 			atomic_fetch_or(&b->written[w], colo__ram_word_mask(b->pub.npages, w));
-		return colo_err_set(err, e, "RAM block \"%s\": harvest: mprotect: %s",
-				    b->pub.name, strerror(e));
+		return e;
 	}
 	return 0;
+}
+
+/* Every block's; the first failure goes to the next harvest.  On the
+ * protector, or inline when it has no thread (never both). */
+static void protect_all(struct colo_ram *ram)
+{
+	for (size_t i = 0; i < ram->nblocks; i++) {
+		int e = protect_block(ram->blocks[i]);
+
+		if (e && !ram->prot.err) {
+			ram->prot.err = e;
+			ram->prot.err_block = ram->blocks[i];
+		}
+	}
+}
+
+static void *protector_main(void *arg)
+{
+	struct colo_ram *ram = arg;
+	struct ram_protector *pr = &ram->prot;
+
+	pthread_mutex_lock(&pr->mu);
+	for (;;) {
+		while (!pr->busy && !pr->quit)
+			pthread_cond_wait(&pr->cv, &pr->mu);
+		if (pr->quit)
+			break;
+		pthread_mutex_unlock(&pr->mu);
+		protect_all(ram);
+		pthread_mutex_lock(&pr->mu);
+		pr->busy = false;
+		pthread_cond_broadcast(&pr->cv);
+	}
+	pthread_mutex_unlock(&pr->mu);
+	return NULL;
+}
+
+/* The thread, with every signal blocked but the faults' own: the daemon's
+ * signals are for its loop thread. */
+static bool protector_start(struct colo_ram *ram)
+{
+	struct ram_protector *pr = &ram->prot;
+	sigset_t all, old;
+	int r;
+
+	if (pr->started)
+		return true;
+	if (pthread_mutex_init(&pr->mu, NULL) != 0)
+		return false;
+	if (pthread_cond_init(&pr->cv, NULL) != 0) {
+		pthread_mutex_destroy(&pr->mu);
+		return false;
+	}
+	sigfillset(&all);
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGFPE);
+	sigdelset(&all, SIGILL);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&pr->th, NULL, protector_main, ram);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		pthread_cond_destroy(&pr->cv);
+		pthread_mutex_destroy(&pr->mu);
+		return false;
+	}
+	pr->started = true;
+	return true;
+}
+
+void colo__ram_protector_kick(struct colo_ram *ram)
+{
+	struct ram_protector *pr = &ram->prot;
+
+	if (!protector_start(ram)) {
+		/* No thread: protect here, in the pause, as it used to be. */
+		protect_all(ram);
+		return;
+	}
+	pthread_mutex_lock(&pr->mu);
+	pr->busy = true;
+	pthread_cond_signal(&pr->cv);
+	pthread_mutex_unlock(&pr->mu);
+}
+
+void colo__ram_protector_wait(struct colo_ram *ram)
+{
+	struct ram_protector *pr = &ram->prot;
+
+	if (!pr->started)
+		return;
+	pthread_mutex_lock(&pr->mu);
+	while (pr->busy)
+		pthread_cond_wait(&pr->cv, &pr->mu);
+	pthread_mutex_unlock(&pr->mu);
+}
+
+int colo__ram_protector_error(struct colo_ram *ram, struct colo_err *err)
+{
+	struct ram_protector *pr = &ram->prot;
+	int e = pr->err;
+
+	if (!e)
+		return 0;
+	pr->err = 0;
+	return colo_err_set(err, e, "RAM block \"%s\": harvest: mprotect: %s "
+			    "(its pages are reported again)", pr->err_block->pub.name,
+			    strerror(e));
+}
+
+void colo__ram_protector_stop(struct colo_ram *ram)
+{
+	struct ram_protector *pr = &ram->prot;
+
+	if (!pr->started)
+		return;
+	pthread_mutex_lock(&pr->mu);
+	pr->quit = true;
+	pthread_cond_broadcast(&pr->cv);
+	pthread_mutex_unlock(&pr->mu);
+	pthread_join(pr->th, NULL);
+	pthread_cond_destroy(&pr->cv);
+	pthread_mutex_destroy(&pr->mu);
+	pr->started = false;
 }

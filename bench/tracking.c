@@ -268,6 +268,7 @@ static void pause_mprotect_moving(json_t *jm, struct colo_ram_stage *st, uint8_t
 			exit(1);
 		}
 		t = bench_now() - t;
+		colo_ram_rearm(ram);    /* the guest resumes */
 		if (r == 0)
 			continue;       /* the first round has no last round's pages */
 		if (st->n < dirty || st->n > 2 * dirty) {
@@ -355,6 +356,7 @@ void bench_pause(json_t *out)
 			colo_ram_harvest(ram, &n, &err);
 			colo_ram_stage_collect(&st, &b, 1, &err);
 			t = bench_now() - t;
+			colo_ram_rearm(ram);    /* the guest resumes */
 			if (st.n != dirty) {
 				fprintf(stderr, "colo-bench: staged %zu of %llu pages\n", st.n,
 					(unsigned long long)dirty);

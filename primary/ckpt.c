@@ -497,7 +497,8 @@ static void stage_done(uv_work_t *w, int status)
 	if (c == p->cur && !c->full)
 		primary_fault_at(&p->fault, F_STAGED, c->seq);
 	colo_node_resume_guest(n);
-	/* ... to here. */
+	/* ... to here.  The harvested pages are staged: track them again. */
+	colo_ram_rearm(n->ram);
 	c->t_staged = colo_now_ns();
 	c->pages = p->stage.n;
 	colo_stats_phase(&n->stats, COLO_PHASE_COPY, t3 - c->t_harvested);

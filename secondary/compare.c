@@ -195,6 +195,7 @@ void secondary_cmp_committed(struct colo_secondary *s)
 			colo_ram_block_clear_dirty(bl);
 		}
 	}
+	colo_ram_rearm(s->n->ram);
 }
 
 /*

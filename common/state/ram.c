@@ -245,6 +245,7 @@ void colo_ram_free(struct colo_ram *ram)
 {
 	if (!ram)
 		return;
+	ram->prot.pending = false;            /* nothing to protect any more */
 	colo__ram_protector_stop(ram);
 	for (size_t i = 0; i < ram->nblocks; i++)
 		block_free(ram->blocks[i]);
@@ -620,6 +621,7 @@ uint64_t colo__ram_take_written(struct ram_block *b)
 int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *err)
 {
 	uint64_t added = 0;
+	bool carried = false;
 	int ret = 0;
 
 	if (ndirty)
@@ -640,7 +642,7 @@ int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *er
 			ret = colo__ram_uffd_harvest(ram, b, &added, err);
 			break;
 		case COLO_DIRTY_MPROTECT:
-			colo__ram_mprotect_harvest(b, &added);
+			carried |= colo__ram_mprotect_harvest(b, &added);
 			break;
 		default:
 			added += colo__ram_take_written(b);
@@ -650,11 +652,19 @@ int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *er
 	if (ram->mode == COLO_DIRTY_MPROTECT) {
 		colo__ram_harvest_leave(&ram->sync);
 		ret = colo__ram_protector_error(ram, err);
-		colo__ram_protector_kick(ram);
+		ram->prot.pending = carried;      /* for colo_ram_rearm() */
 	}
 	if (ndirty)
 		*ndirty = added;
 	return ret;
+}
+
+void colo_ram_rearm(struct colo_ram *ram)
+{
+	if (ram->mode == COLO_DIRTY_MPROTECT && ram->prot.pending) {
+		ram->prot.pending = false;
+		colo__ram_protector_kick(ram);
+	}
 }
 
 /* ---- bitmaps, public ---- */

@@ -61,8 +61,9 @@
  * (vm.max_map_count), the handler opens the whole block and that round
  * (and, carried, the next) reports all of it; the thread then protects it
  * in one piece again.  Re-protecting scattered pages costs the kernel about
- * 2 us each (merging mappings): the thread does it while the guest runs,
- * and the next harvest waits for it only if it is not done by then.
+ * 2 us each (merging mappings): the thread does it while the guest runs
+ * (colo_ram_rearm()), and the next harvest waits for it only if it is not
+ * done by then.
  *
  * Threads: guest threads may write block memory at any time, including
  * during a harvest (in mprotect mode a write that faults during a harvest
@@ -189,6 +190,16 @@ int colo_ram_start(struct colo_ram *ram, struct colo_err *err);
  * already set in dirty).  -EINVAL before colo_ram_start().
  */
 int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *err);
+
+/*
+ * The pages the last harvest reported are copied (or need not be): in
+ * mprotect mode a thread protects them again from now on, while the guest
+ * runs; before, it would slow the copy (every protection change flushes
+ * the TLBs of the threads that read them).  Optional: without it the next
+ * harvest (or start, add, unshare) protects them first, in its pause.
+ * Nothing in the other modes.
+ */
+void colo_ram_rearm(struct colo_ram *ram);
 
 /*
  * Mark [offset, offset + len) of a block as written (manual mode; any mode),

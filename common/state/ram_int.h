@@ -73,6 +73,7 @@ struct ram_protector {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool started;               /* th runs */
+	bool pending;               /* a harvest's pages wait for colo_ram_rearm */
 	bool busy;
 	bool quit;
 	int err;                    /* a protection failed: errno, for the next harvest */
@@ -142,12 +143,14 @@ int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t wh
 /* The harvest side of struct ram_sync's critical section. */
 void colo__ram_harvest_enter(struct ram_sync *s);
 void colo__ram_harvest_leave(struct ram_sync *s);
-/* Report `written` and `carried`; the taken notes become `carried`. */
-void colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added);
-/* Wait until the protector is idle (at once when it never ran). */
+/* Report `written` and `carried`; the taken notes become `carried`.
+ * Whether any did (else there is nothing to protect again). */
+bool colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added);
+/* Wait until the last harvest's pages are protected again (kicking the
+ * protector first if colo_ram_rearm() was not called). */
 void colo__ram_protector_wait(struct colo_ram *ram);
 /* Protect every block's `carried` pages again, on the protector (inline
- * when it cannot start); after a harvest. */
+ * when it cannot start). */
 void colo__ram_protector_kick(struct colo_ram *ram);
 /* The error a protection left, once: 0 or -errno with err set. */
 int colo__ram_protector_error(struct colo_ram *ram, struct colo_err *err);

@@ -385,8 +385,10 @@ int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t wh
  * one atomic OR and one mprotect.  The protector needs no section: it
  * never clears a bit.
  */
-void colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added)
+bool colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added)
 {
+	uint64_t any = 0;
+
 	for (size_t w = 0; w < b->nwords; w++) {
 		uint64_t bits = 0, report;
 
@@ -396,13 +398,17 @@ void colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added)
 		*added += (uint64_t)__builtin_popcountll(report & ~b->pub.dirty[w]);
 		b->pub.dirty[w] |= report;
 		b->carried[w] = bits;
+		any |= bits;
 	}
+	return any != 0;
 }
 
 /* ---- protecting again ----
  *
- * protect_all() runs on the protector between a harvest's kick and the
- * wait that ends every harvest, start, add, unshare or free, so it has the
+ * A harvest leaves its pages pending; colo_ram_rearm() (the caller has
+ * copied them) or else the next wait hands them to the protector.
+ * protect_all() runs on it between that kick and the wait that comes
+ * first in every harvest, start, add, unshare or free, so it has the
  * blocks and their `carried` bitmaps to itself; `err` is handed over by
  * the same mutex (the waiter reads it after seeing busy cleared).
  */
@@ -557,6 +563,10 @@ void colo__ram_protector_wait(struct colo_ram *ram)
 {
 	struct ram_protector *pr = &ram->prot;
 
+	if (pr->pending) {
+		pr->pending = false;
+		colo__ram_protector_kick(ram);
+	}
 	if (!pr->started)
 		return;
 	pthread_mutex_lock(&pr->mu);

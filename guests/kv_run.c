@@ -17,13 +17,13 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
 
 #include "kv_int.h"
+#include "thread.h"
 
 /* ---- the run gate ---- */
 
@@ -206,7 +206,6 @@ static void hosted_stop(struct kv *kv)
 /* Our loop is set up and listening: run it, here or on a thread. */
 int kv_run_start(struct kv *kv, struct colo_err *err)
 {
-	sigset_t all, old;
 	int r;
 
 	atomic_store(&kv->stop_req, false);
@@ -226,21 +225,12 @@ int kv_run_start(struct kv *kv, struct colo_err *err)
 		}
 		return 0;
 	}
-	/* The daemon's signals are for its loop thread; SIGSEGV stays open for
-	 * the mprotect tracker. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	/* Before the thread: a release or match meanwhile is pending on the
 	 * handle when its loop first runs. */
 	pthread_mutex_lock(&kv->wake_mu);
 	kv->wake_ok = true;
 	pthread_mutex_unlock(&kv->wake_mu);
-	r = pthread_create(&kv->th, NULL, kv_main, kv);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	r = colo_thread_start(&kv->th, kv_main, kv);
 	if (r) {
 		pthread_mutex_lock(&kv->wake_mu);
 		kv->wake_ok = false;

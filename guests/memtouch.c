@@ -33,7 +33,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -45,6 +44,7 @@
 
 #include "cfgopt.h"
 #include "clock.h"
+#include "thread.h"
 #include "nodecfg.h"
 #include "guest.h"
 #include "memtouch.h"
@@ -498,7 +498,6 @@ static void mt_stop(struct colo_guest *g)
 static int mt_start(struct colo_guest *g, struct colo_err *err)
 {
 	struct memtouch *m = to_mt(g);
-	sigset_t all, old;
 	int r;
 
 	if (!m->block)
@@ -526,12 +525,6 @@ static int mt_start(struct colo_guest *g, struct colo_err *err)
 	for (uint32_t t = 0; t < m->run.threads; t++)
 		m->rate_total += m->st.writes[t];
 	/* The daemon's signals go to its loop thread, never to a writer. */
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);   /* the mprotect tracker's faults */
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (uint32_t i = 0; i < m->run.threads; i++) {
 		struct mt_thread *th = &m->th[i];
 		char name[24];     /* at most 15 used: "memtouch/63" */
@@ -539,9 +532,8 @@ static int mt_start(struct colo_guest *g, struct colo_err *err)
 		th->t = i;
 		th->m = m;
 		atomic_init(&th->state, TH_RUNNING);
-		r = pthread_create(&th->tid, NULL, mt_main, th);
+		r = colo_thread_start(&th->tid, mt_main, th);
 		if (r) {
-			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			mt_stop(g);
 			return colo_err_set(err, r, "memtouch: cannot start thread %" PRIu32
 					    ": %s", i, strerror(r));
@@ -550,7 +542,6 @@ static int mt_start(struct colo_guest *g, struct colo_err *err)
 		snprintf(name, sizeof(name), "memtouch/%" PRIu32, i);
 		pthread_setname_np(th->tid, name);
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return 0;
 }
 

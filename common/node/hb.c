@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +12,7 @@
 #include <sodium.h>
 
 #include "clock.h"
+#include "thread.h"
 #include "colo.pb-c.h"
 #include "hb.h"
 #include "log.h"
@@ -455,15 +455,7 @@ int colo_hb_start(uv_loop_t *loop, const struct colo_addr *bind,
 	if (r == 0)
 		r = uv_fileno((const uv_handle_t *)&hb->udp, &hb->fd);
 	if (r == 0) {
-		sigset_t all, old;
-
-		/* the daemon's signals are for its loop thread */
-		sigfillset(&all);
-		sigdelset(&all, SIGSEGV);
-		sigdelset(&all, SIGBUS);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		r = -pthread_create(&hb->tx, NULL, tx_main, hb);
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		r = -colo_thread_start(&hb->tx, tx_main, hb);
 		hb->tx_started = r == 0;
 	}
 	if (r == 0)

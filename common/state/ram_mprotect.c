@@ -33,6 +33,7 @@
 
 #include "ram.h"
 #include "ram_int.h"
+#include "thread.h"
 
 /* The handler reads these from signal context: they must be lock-free
  * (64-bit words are checked at run time by the mprotect probe). */
@@ -511,13 +512,9 @@ static void *protector_main(void *arg)
 	return NULL;
 }
 
-/* The thread, with every signal blocked but the faults' own: the daemon's
- * signals are for its loop thread. */
 static bool protector_start(struct colo_ram *ram)
 {
 	struct ram_protector *pr = &ram->prot;
-	sigset_t all, old;
-	int r;
 
 	if (pr->started)
 		return true;
@@ -527,15 +524,7 @@ static bool protector_start(struct colo_ram *ram)
 		pthread_mutex_destroy(&pr->mu);
 		return false;
 	}
-	sigfillset(&all);
-	sigdelset(&all, SIGSEGV);
-	sigdelset(&all, SIGBUS);
-	sigdelset(&all, SIGFPE);
-	sigdelset(&all, SIGILL);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	r = pthread_create(&pr->th, NULL, protector_main, ram);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (r != 0) {
+	if (colo_thread_start(&pr->th, protector_main, ram) != 0) {
 		pthread_cond_destroy(&pr->cv);
 		pthread_mutex_destroy(&pr->mu);
 		return false;

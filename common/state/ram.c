@@ -601,19 +601,30 @@ int colo_ram_block_unshare(struct colo_ram_block *pub, struct colo_err *err)
 
 /* ---- harvest ---- */
 
-/* Move `written` into `dirty`; returns the pages new to `dirty`. */
-uint64_t colo__ram_take_written(struct ram_block *b)
+/*
+ * Move `written` into `dirty`; returns the pages new to `dirty`.  With
+ * `carry` (mprotect's `carried`, see colo__ram_mprotect_harvest()) what it
+ * holds is reported too, and what was taken replaces it; *took is set when
+ * anything was.
+ */
+uint64_t colo__ram_take_written(struct ram_block *b, uint64_t *carry, bool *took)
 {
 	uint64_t added = 0;
 
 	for (size_t w = 0; w < b->nwords; w++) {
-		uint64_t bits;
+		uint64_t bits = 0, report;
 
-		if (!atomic_load_explicit(&b->written[w], memory_order_relaxed))
+		if (atomic_load_explicit(&b->written[w], memory_order_relaxed))
+			bits = atomic_exchange(&b->written[w], 0);
+		report = carry ? bits | carry[w] : bits;
+		if (!report)
 			continue;
-		bits = atomic_exchange(&b->written[w], 0);
-		added += (uint64_t)__builtin_popcountll(bits & ~b->pub.dirty[w]);
-		b->pub.dirty[w] |= bits;
+		added += (uint64_t)__builtin_popcountll(report & ~b->pub.dirty[w]);
+		b->pub.dirty[w] |= report;
+		if (carry) {
+			carry[w] = bits;
+			*took |= bits != 0;
+		}
 	}
 	return added;
 }
@@ -645,7 +656,7 @@ int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *er
 			carried |= colo__ram_mprotect_harvest(b, &added);
 			break;
 		default:
-			added += colo__ram_take_written(b);
+			added += colo__ram_take_written(b, NULL, NULL);
 			break;
 		}
 	}

@@ -109,8 +109,10 @@ int colo__ram_why_errno(char *why, size_t whylen, const char *what);
 uint64_t colo__ram_word_mask(uint64_t npages, size_t w);
 /* OR pages [first, first + n) into `bm`; returns how many were not set. */
 uint64_t colo__ram_bitmap_set_range(uint64_t *bm, uint64_t first, uint64_t n);
-/* Move `written` into `dirty`; returns the pages new to `dirty`. */
-uint64_t colo__ram_take_written(struct ram_block *b);
+/* Move `written` into `dirty`; returns the pages new to `dirty`.  carry
+ * (mprotect's `carried`): reported too, then replaced by what was taken;
+ * *took set when anything was.  NULL, NULL otherwise. */
+uint64_t colo__ram_take_written(struct ram_block *b, uint64_t *carry, bool *took);
 
 /* ---- ram_uffd.c ---- */
 

@@ -388,20 +388,10 @@ int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t wh
  */
 bool colo__ram_mprotect_harvest(struct ram_block *b, uint64_t *added)
 {
-	uint64_t any = 0;
+	bool took = false;
 
-	for (size_t w = 0; w < b->nwords; w++) {
-		uint64_t bits = 0, report;
-
-		if (atomic_load_explicit(&b->written[w], memory_order_relaxed))
-			bits = atomic_exchange(&b->written[w], 0);
-		report = bits | b->carried[w];
-		*added += (uint64_t)__builtin_popcountll(report & ~b->pub.dirty[w]);
-		b->pub.dirty[w] |= report;
-		b->carried[w] = bits;
-		any |= bits;
-	}
-	return any != 0;
+	*added += colo__ram_take_written(b, b->carried, &took);
+	return took;
 }
 
 /* ---- protecting again ----

@@ -405,6 +405,6 @@ int colo__ram_uffd_harvest(struct colo_ram *ram, struct ram_block *b, uint64_t *
 					    b->pub.name, (unsigned long long)(at - host));
 		at = walk_end;
 	}
-	*added += colo__ram_take_written(b);
+	*added += colo__ram_take_written(b, NULL, NULL);
 	return 0;
 }

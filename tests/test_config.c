@@ -494,7 +494,8 @@ START_TEST(bad_enums)
 		 "--log-level", "INFO", NULL);
 	load_err("output-mode: 'fast' is not one of buffer, none, compare", S,
 		 "--output-mode", "fast", NULL);
-	load_err("dirty-tracking: 'uffd' is not one of auto, uffd-wp, mprotect, manual", S,
+	load_err("dirty-tracking: 'uffd' is not one of auto, uffd-wp, mprotect, manual, "
+		 "soft-dirty", S,
 		 "--dirty-tracking", "uffd", NULL);
 	load_err("memtouch-pattern: 'zigzag' is not one of sequential, random, hotset", S,
 		 "--memtouch-pattern", "zigzag", NULL);

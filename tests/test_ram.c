@@ -58,9 +58,9 @@
 
 /* Loop tests run once per backend, in this order. */
 static const enum colo_dirty_mode backends[] = {
-	COLO_DIRTY_UFFD_WP, COLO_DIRTY_MPROTECT, COLO_DIRTY_MANUAL,
+	COLO_DIRTY_UFFD_WP, COLO_DIRTY_MPROTECT, COLO_DIRTY_MANUAL, COLO_DIRTY_SOFT_DIRTY,
 };
-#define NBACKENDS 3
+#define NBACKENDS 4
 
 static bool under_valgrind(void)
 {
@@ -69,9 +69,16 @@ static bool under_valgrind(void)
 	return p && strstr(p, "vgpreload");
 }
 
+/* Fewer under valgrind, and under emulation (COLO_TEST_SLOW=N: N times
+ * fewer; tests/vm_softdirty.sh runs this under TCG). */
 static unsigned scaled(unsigned n)
 {
-	return under_valgrind() ? (n + 9) / 10 : n;
+	const char *slow = getenv("COLO_TEST_SLOW");
+	unsigned d = under_valgrind() ? 10 : 1;
+
+	if (slow && atoi(slow) > 1)
+		d *= (unsigned)atoi(slow);
+	return (n + d - 1) / d;
 }
 
 static void diag(const char *fmt, ...) COLO_PRINTF(1, 2);
@@ -92,7 +99,25 @@ static void reset_probe(void)
 {
 	colo_ram_probe_fail(COLO_DIRTY_UFFD_WP, false);
 	colo_ram_probe_fail(COLO_DIRTY_MPROTECT, false);
+	colo_ram_probe_fail(COLO_DIRTY_SOFT_DIRTY, false);
 	unsetenv("COLO_DIRTY_PROBE_FAIL");
+}
+
+/* Does soft-dirty work on this kernel?  (It does not where the kernel was
+ * built without CONFIG_MEM_SOFT_DIRTY: tests/vm_softdirty.sh runs these
+ * tests under one that has it.)  `why` gets the reason when not. */
+static bool have_soft_dirty(char *why, size_t len)
+{
+	struct colo_ram *ram;
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	if (colo_ram_new(COLO_DIRTY_SOFT_DIRTY, &ram, &err) != 0) {
+		snprintf(why, len, "%s", err.msg);
+		return false;
+	}
+	colo_ram_free(ram);
+	return true;
 }
 
 /*
@@ -117,20 +142,21 @@ static void skip_mprotect(const char *test)
 		colo_test_skip("%s [mprotect]: " NO_MPROTECT_WHY, test);
 }
 
-/* A colo_ram tracked by `m`; the test is a TAP skip if uffd-wp is
- * unavailable here, or for mprotect under valgrind. */
+/* A colo_ram tracked by `m`; the test is a TAP skip if uffd-wp or
+ * soft-dirty is unavailable here, or for mprotect (and soft-dirty, whose
+ * fence faults) under valgrind. */
 static struct colo_ram *ram_new(enum colo_dirty_mode m, const char *test)
 {
 	struct colo_ram *ram = NULL;
 	struct colo_err err;
 	int ret;
 
-	if (m == COLO_DIRTY_MPROTECT)
+	if (m == COLO_DIRTY_MPROTECT || m == COLO_DIRTY_SOFT_DIRTY)
 		skip_mprotect(test);
 	colo_err_clear(&err);
 	ret = colo_ram_new(m, &ram, &err);
-	if (ret < 0 && m == COLO_DIRTY_UFFD_WP)
-		colo_test_skip("%s [uffd-wp]: %s", test, err.msg);
+	if (ret < 0 && (m == COLO_DIRTY_UFFD_WP || m == COLO_DIRTY_SOFT_DIRTY))
+		colo_test_skip("%s [%s]: %s", test, colo_dirty_mode_name(m), err.msg);
 	ck_assert_msg(ret == 0, "colo_ram_new(%s): %s", colo_dirty_mode_name(m), err.msg);
 	if (m != COLO_DIRTY_AUTO)
 		ck_assert_int_eq(colo_ram_tracking(ram), m);
@@ -305,11 +331,13 @@ START_TEST(mode_names)
 {
 	enum colo_dirty_mode m;
 
-	for (int i = COLO_DIRTY_AUTO; i <= COLO_DIRTY_MANUAL; i++) {
+	for (int i = COLO_DIRTY_AUTO; i <= COLO_DIRTY_SOFT_DIRTY; i++) {
 		ck_assert_int_eq(colo_dirty_mode_parse(colo_dirty_mode_name(i), &m), 0);
 		ck_assert_int_eq(m, i);
 	}
 	ck_assert_str_eq(colo_dirty_mode_name(COLO_DIRTY_UFFD_WP), "uffd-wp");
+	ck_assert_str_eq(colo_dirty_mode_name(COLO_DIRTY_SOFT_DIRTY), "soft-dirty");
+	ck_assert_str_eq(colo_dirty_mode_name(COLO_DIRTY_SOFT_DIRTY + 1), "?");
 	ck_assert_int_eq(colo_dirty_mode_parse("uffd", &m), -EINVAL);
 	ck_assert_int_eq(colo_dirty_mode_parse("", &m), -EINVAL);
 	ck_assert_int_eq(colo_dirty_mode_parse("MPROTECT", &m), -EINVAL);
@@ -712,7 +740,10 @@ START_TEST(writes_racing_harvest)
 {
 	enum colo_dirty_mode mode = backends[_i];
 	struct colo_ram *ram = ram_new(mode, "writes_racing_harvest");
-	unsigned writes = scaled(mode == COLO_DIRTY_MPROTECT ? 15000 : 40000);
+	/* Fewer where each write can take a fault (mprotect, or a
+	 * soft-dirty fence). */
+	unsigned writes = scaled(mode == COLO_DIRTY_MPROTECT ||
+				 mode == COLO_DIRTY_SOFT_DIRTY ? 15000 : 40000);
 	uint8_t **hist = NULL;       /* hist[n]: pages harvest n+1 reported */
 	size_t nhist = 0, caphist = 0, words = 0, wordsof[3];
 	uint8_t *shadow[3];
@@ -726,10 +757,15 @@ START_TEST(writes_racing_harvest)
 	race.ram = ram;
 	race.bl[0] = add(ram, "a", 3 * 1024 * 1024);
 	/* b is a shared mapping of a memfd, whose descriptor goes at once:
-	 * the mapping stays. */
-	fd = memfd_new("colo-test-race", 0);
-	race.bl[1] = add_fd(ram, "b", 1024 * 1024 + 5 * PAGE, fd);
-	close(fd);
+	 * the mapping stays (anonymous with soft-dirty, which cannot track
+	 * shared blocks). */
+	if (mode == COLO_DIRTY_SOFT_DIRTY) {
+		race.bl[1] = add(ram, "b", 1024 * 1024 + 5 * PAGE);
+	} else {
+		fd = memfd_new("colo-test-race", 0);
+		race.bl[1] = add_fd(ram, "b", 1024 * 1024 + 5 * PAGE, fd);
+		close(fd);
+	}
 	race.bl[2] = add(ram, "c", 2 * 1024 * 1024);
 	start(ram);
 	harvest(ram);
@@ -962,10 +998,18 @@ START_TEST(kernel_writes)
 	start_clean(ram);
 	ck_assert_int_eq(pipe(fds), 0);
 	ck_assert_int_eq(write(fds[1], "hello", 5), 5);
-	if (mode == COLO_DIRTY_UFFD_WP) {
+	if (mode == COLO_DIRTY_UFFD_WP || mode == COLO_DIRTY_SOFT_DIRTY) {
 		ck_assert_int_eq(read(fds[0], b->host + 3 * PAGE + 10, 5), 5);
 		ck_assert_uint_eq(harvest(ram), 1);
 		ck_assert(colo_ram_page_dirty(b, 3));
+		/* Once more, on a page written before that harvest. */
+		b->host[5 * PAGE] = 1;
+		ck_assert_uint_eq(harvest(ram), 1);
+		clear_all(ram);
+		ck_assert_int_eq(write(fds[1], "again", 5), 5);
+		ck_assert_int_eq(read(fds[0], b->host + 5 * PAGE + 10, 5), 5);
+		ck_assert_uint_eq(harvest(ram), 1);
+		ck_assert(colo_ram_page_dirty(b, 5));
 	} else {
 		errno = 0;
 		ck_assert_int_eq(read(fds[0], b->host + 3 * PAGE + 10, 5), -1);
@@ -983,7 +1027,8 @@ START_TEST(auto_picks_best)
 {
 	struct colo_ram *ram, *probe;
 	struct colo_err err;
-	bool uffd;
+	char why_sd[sizeof(((struct colo_err *)0)->msg)];
+	bool uffd, sd;
 
 	skip_mprotect("auto_picks_best");   /* uffd-wp is missing there: auto probes mprotect */
 	colo_err_clear(&err);
@@ -992,14 +1037,23 @@ START_TEST(auto_picks_best)
 		colo_ram_free(probe);
 	else
 		diag("uffd-wp unavailable here: %s", err.msg);
+	sd = have_soft_dirty(why_sd, sizeof(why_sd));
+	if (!sd)
+		diag("%s", why_sd);
 	ram = ram_new(COLO_DIRTY_AUTO, "auto");
-	ck_assert_int_eq(colo_ram_tracking(ram), uffd ? COLO_DIRTY_UFFD_WP : COLO_DIRTY_MPROTECT);
+	ck_assert_int_eq(colo_ram_tracking(ram), uffd ? COLO_DIRTY_UFFD_WP :
+			 sd ? COLO_DIRTY_SOFT_DIRTY : COLO_DIRTY_MPROTECT);
 	if (uffd)
 		ck_assert_str_eq(colo_ram_tracking_reason(ram),
 				 "uffd-wp: userfaultfd async write-protect with PAGEMAP_SCAN works");
+	else if (sd)
+		ck_assert_msg(strncmp(colo_ram_tracking_reason(ram),
+				      "soft-dirty: uffd-wp unavailable (", 33) == 0,
+			      "%s", colo_ram_tracking_reason(ram));
 	else
 		ck_assert_msg(strncmp(colo_ram_tracking_reason(ram),
-				      "mprotect: uffd-wp unavailable (", 31) == 0,
+				      "mprotect: uffd-wp unavailable (", 31) == 0 &&
+			      strstr(colo_ram_tracking_reason(ram), "; soft-dirty unavailable ("),
 			      "%s", colo_ram_tracking_reason(ram));
 	diag("auto: %s", colo_ram_tracking_reason(ram));
 	colo_ram_free(ram);
@@ -1016,11 +1070,14 @@ START_TEST(auto_falls_back_forced)
 	const char *why;
 
 	colo_ram_probe_fail(COLO_DIRTY_UFFD_WP, true);
+	colo_ram_probe_fail(COLO_DIRTY_SOFT_DIRTY, true);
 	if (!no_mprotect_faults()) {
 		ram = ram_new(COLO_DIRTY_AUTO, "auto");
 		ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MPROTECT);
 		ck_assert_str_eq(colo_ram_tracking_reason(ram), "mprotect: uffd-wp "
-				 "unavailable (forced to fail by colo_ram_probe_fail())");
+				 "unavailable (forced to fail by colo_ram_probe_fail()); "
+				 "soft-dirty unavailable (forced to fail by "
+				 "colo_ram_probe_fail())");
 		colo_ram_free(ram);
 	}
 
@@ -1029,6 +1086,7 @@ START_TEST(auto_falls_back_forced)
 	ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MANUAL);
 	why = colo_ram_tracking_reason(ram);
 	ck_assert_msg(strncmp(why, "manual: uffd-wp unavailable (forced", 35) == 0 &&
+		      strstr(why, "; soft-dirty unavailable (forced") &&
 		      strstr(why, "; mprotect unavailable (forced"), "%s", why);
 	colo_ram_free(ram);
 
@@ -1046,16 +1104,18 @@ START_TEST(auto_falls_back_env)
 	struct colo_ram *ram;
 	const char *why;
 
-	setenv("COLO_DIRTY_PROBE_FAIL", "uffd-wp", 1);
+	setenv("COLO_DIRTY_PROBE_FAIL", "uffd-wp,soft-dirty", 1);
 	if (!no_mprotect_faults()) {
 		ram = ram_new(COLO_DIRTY_AUTO, "auto");
 		ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MPROTECT);
 		ck_assert_str_eq(colo_ram_tracking_reason(ram), "mprotect: uffd-wp "
-				 "unavailable (forced to fail by COLO_DIRTY_PROBE_FAIL)");
+				 "unavailable (forced to fail by COLO_DIRTY_PROBE_FAIL); "
+				 "soft-dirty unavailable (forced to fail by "
+				 "COLO_DIRTY_PROBE_FAIL)");
 		colo_ram_free(ram);
 	}
 
-	setenv("COLO_DIRTY_PROBE_FAIL", "uffd-wp,mprotect", 1);
+	setenv("COLO_DIRTY_PROBE_FAIL", "uffd-wp,soft-dirty,mprotect", 1);
 	ram = ram_new(COLO_DIRTY_AUTO, "auto");
 	ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MANUAL);
 	why = colo_ram_tracking_reason(ram);
@@ -1092,6 +1152,11 @@ START_TEST(explicit_backend_forced_fails)
 	ck_assert_int_lt(colo_ram_new(COLO_DIRTY_MPROTECT, &ram, &err), 0);
 	ck_assert_str_eq(err.msg, "dirty tracking mprotect unavailable: forced to fail by "
 			 "COLO_DIRTY_PROBE_FAIL");
+	setenv("COLO_DIRTY_PROBE_FAIL", "soft-dirty", 1);
+	colo_err_clear(&err);
+	ck_assert_int_lt(colo_ram_new(COLO_DIRTY_SOFT_DIRTY, &ram, &err), 0);
+	ck_assert_str_eq(err.msg, "dirty tracking soft-dirty unavailable: forced to fail by "
+			 "COLO_DIRTY_PROBE_FAIL (try dirty-tracking=auto)");
 	/* manual cannot fail */
 	colo_err_clear(&err);
 	setenv("COLO_DIRTY_PROBE_FAIL", "uffd-wp,mprotect,manual", 1);
@@ -1109,13 +1174,17 @@ enum fault_kind {
 	FAULT_NULL,             /* nothing mapped there */
 	FAULT_SENT,             /* kill(getpid(), SIGSEGV): not a fault */
 	FAULT_EXEC,             /* a call into a block's (non-executable) page */
+	FAULT_SD_READONLY,      /* a soft-dirty block someone else made read-only */
 	FAULT_COUNT,
 };
 
 static const char *const fault_names[] = {
 	"guard page", "read-only mapping", "unmapped address", "sent SIGSEGV",
-	"instruction fetch from a block",
+	"instruction fetch from a block", "soft-dirty block made read-only by hand",
 };
+
+/* child_fault's exit status when soft-dirty is unavailable. */
+#define CHILD_NO_SOFT_DIRTY 93
 
 static volatile uintptr_t fault_expect;
 
@@ -1132,9 +1201,12 @@ static void on_segv_plain(int sig)
 	_exit(sig == SIGSEGV ? 43 : 44);
 }
 
-/* In a child: track a block with mprotect, check that works, then fault. */
+/* In a child: track a block with mprotect (soft-dirty for
+ * FAULT_SD_READONLY), check that works, then fault. */
 static void child_fault(enum fault_kind kind)
 {
+	enum colo_dirty_mode mode = kind == FAULT_SD_READONLY ? COLO_DIRTY_SOFT_DIRTY :
+		COLO_DIRTY_MPROTECT;
 	struct colo_ram_block *b;
 	struct colo_ram *ram;
 	struct colo_err err;
@@ -1144,7 +1216,11 @@ static void child_fault(enum fault_kind kind)
 
 	colo_err_clear(&err);
 	ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (ro == MAP_FAILED || colo_ram_new(COLO_DIRTY_MPROTECT, &ram, &err) ||
+	if (mode == COLO_DIRTY_SOFT_DIRTY && colo_ram_new(mode, &ram, &err) != 0)
+		_exit(CHILD_NO_SOFT_DIRTY);
+	if (mode == COLO_DIRTY_SOFT_DIRTY)
+		colo_ram_free(ram);
+	if (ro == MAP_FAILED || colo_ram_new(mode, &ram, &err) ||
 	    colo_ram_add_block(ram, "a", 3 * PAGE, &b, &err) || colo_ram_start(ram, &err))
 		_exit(90);
 	colo_ram_block_clear_dirty(b);
@@ -1181,6 +1257,15 @@ static void child_fault(enum fault_kind kind)
 		fn();
 		break;
 	}
+	case FAULT_SD_READONLY:
+		/* Not a fence's: retried once, then passed on. */
+		target = (uintptr_t)b->host + PAGE + 9;
+		fault_expect = target;
+		if (mprotect(b->host, b->length, PROT_READ) != 0)
+			_exit(94);
+		alarm(10);
+		*(volatile uint8_t *)target = 1;
+		break;
 	default:
 		break;
 	}
@@ -1229,6 +1314,14 @@ static int run_fault_child(enum fault_kind kind, int prev, char *errbuf, size_t 
 	return status;
 }
 
+/* The soft-dirty case where this kernel has no soft-dirty: a TAP skip. */
+static void skip_no_soft_dirty(enum fault_kind kind, int st)
+{
+	if (kind == FAULT_SD_READONLY && WIFEXITED(st) &&
+	    WEXITSTATUS(st) == CHILD_NO_SOFT_DIRTY)
+		colo_test_skip("%s: soft-dirty is unavailable here", fault_names[kind]);
+}
+
 static void skip_exec_case(enum fault_kind kind)
 {
 #if !defined(__x86_64__)
@@ -1249,6 +1342,7 @@ START_TEST(foreign_fault_default_kills)
 	skip_mprotect("foreign_fault_default_kills");
 	skip_exec_case(kind);
 	st = run_fault_child(kind, 1, err, sizeof(err));
+	skip_no_soft_dirty(kind, st);
 	ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV,
 		      "%s: child %s %d, stderr: %s", fault_names[kind],
 		      WIFSIGNALED(st) ? "killed by signal" : "exited with",
@@ -1268,6 +1362,7 @@ START_TEST(foreign_fault_chains)
 	skip_mprotect("foreign_fault_chains");
 	skip_exec_case(kind);
 	st = run_fault_child(kind, prev, err, sizeof(err));
+	skip_no_soft_dirty(kind, st);
 	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == (prev == 2 ? 42 : 43),
 		      "%s, previous %s: child %s %d, stderr: %s", fault_names[kind],
 		      prev == 2 ? "SA_SIGINFO handler" : "sa_handler",
@@ -2149,14 +2244,18 @@ START_TEST(shared_backend_forced_fails)
 	ck_assert_ptr_null(b);
 	snprintf(want, sizeof(want), "RAM block \"pc.ram\": dirty tracking %s cannot track "
 		 "a shared mapping of this file: forced to fail by COLO_DIRTY_PROBE_FAIL%s",
-		 name, mode == COLO_DIRTY_UFFD_WP ? " (try dirty-tracking=mprotect)" : "");
+		 name, mode == COLO_DIRTY_UFFD_WP || mode == COLO_DIRTY_SOFT_DIRTY ?
+		 " (try dirty-tracking=mprotect)" : "");
 	ck_assert_str_eq(err.msg, want);
 	ck_assert_uint_eq(colo_ram_nblocks(ram), 0);
 	ck_assert_int_eq(count_maps("colo-test-forced"), 0);
 	add(ram, "anon", PAGE);                 /* anonymous blocks are not affected */
 	unsetenv("COLO_DIRTY_PROBE_FAIL");
-	add_fd(ram, "pc.ram", 4 * PAGE, fd);
-	ck_assert_int_eq(count_maps("colo-test-forced"), 1);
+	/* (soft-dirty cannot track shared blocks anyway: softdirty_shared) */
+	if (mode != COLO_DIRTY_SOFT_DIRTY) {
+		add_fd(ram, "pc.ram", 4 * PAGE, fd);
+		ck_assert_int_eq(count_maps("colo-test-forced"), 1);
+	}
 	colo_ram_free(ram);
 	ck_assert_int_eq(count_maps("colo-test-forced"), 0);
 	close(fd);
@@ -2203,6 +2302,115 @@ START_TEST(shared_free_unmaps)
 }
 END_TEST
 
+/* ---- soft-dirty ---- */
+
+/*
+ * Two colo_ram in soft-dirty mode in one process: clear_refs clears the
+ * bits of both at every harvest of either, and neither may lose a write.
+ * Harvests alternate which one goes first.
+ */
+START_TEST(softdirty_two_rams)
+{
+	struct colo_ram *a = ram_new(COLO_DIRTY_SOFT_DIRTY, "softdirty_two_rams");
+	struct colo_ram *b = ram_new(COLO_DIRTY_SOFT_DIRTY, "softdirty_two_rams");
+	struct colo_ram_block *ba = add(a, "a", 64 * PAGE);
+	struct colo_ram_block *bb = add(b, "b", 64 * PAGE);
+
+	start(a);
+	start(b);
+	clear_all(a);
+	clear_all(b);
+	for (unsigned r = 0; r < 64; r++) {
+		uint64_t pa = r, pb = (r * 7 + 3) % 64, na, nb;
+
+		ba->host[pa * PAGE] = (uint8_t)(r + 1);
+		bb->host[pb * PAGE + 100] = (uint8_t)(r + 1);
+		if (r % 2) {
+			na = harvest(a);
+			nb = harvest(b);
+		} else {
+			nb = harvest(b);
+			na = harvest(a);
+		}
+		ck_assert_msg(na == 1 && colo_ram_page_dirty(ba, pa),
+			      "round %u: a reported %llu pages, page %llu %s", r,
+			      (unsigned long long)na, (unsigned long long)pa,
+			      colo_ram_page_dirty(ba, pa) ? "among them" : "missing");
+		ck_assert_msg(nb == 1 && colo_ram_page_dirty(bb, pb),
+			      "round %u: b reported %llu pages, page %llu %s", r,
+			      (unsigned long long)nb, (unsigned long long)pb,
+			      colo_ram_page_dirty(bb, pb) ? "among them" : "missing");
+		clear_all(a);
+		clear_all(b);
+	}
+	ck_assert_uint_eq(harvest(b), 0);
+	ck_assert_uint_eq(harvest(a), 0);
+	colo_ram_free(a);
+	ck_assert_uint_eq(harvest(b), 0);
+	bb->host[5 * PAGE] = 9;
+	ck_assert_uint_eq(harvest(b), 1);
+	colo_ram_free(b);
+}
+END_TEST
+
+/*
+ * Shared blocks: a file page's soft-dirty bit does not survive the kernel
+ * unmapping the page (reclaim), so the add fails saying so.  With auto,
+ * a colo_ram that chose soft-dirty goes over to mprotect instead, says
+ * why, and tracks both blocks.
+ */
+START_TEST(softdirty_shared)
+{
+	struct colo_ram *ram = ram_new(COLO_DIRTY_SOFT_DIRTY, "softdirty_shared");
+	int fd = memfd_new("colo-test-sd", 0);
+	struct colo_ram_block *b, *anon;
+	struct colo_err err;
+	const char *why;
+	uint64_t n;
+	int ret;
+
+	colo_err_clear(&err);
+	ret = colo_ram_add_block_fd(ram, "pc.ram", 4 * PAGE, fd, &b, &err);
+	colo_ram_free(ram);
+	if (ret == 0) {
+		diag("this kernel keeps a shared page's soft-dirty bit through reclaim");
+		close(fd);
+		return;
+	}
+	ck_assert_int_eq(ret, -ENOTSUP);
+	ck_assert_str_eq(err.msg, "RAM block \"pc.ram\": dirty tracking soft-dirty cannot "
+			 "track a shared mapping of this file: a write was not reported once "
+			 "the kernel had unmapped the page (as reclaim does) (try "
+			 "dirty-tracking=mprotect)");
+	ck_assert_int_eq(count_maps("colo-test-sd"), 0);
+
+	ram = ram_new(COLO_DIRTY_AUTO, "softdirty_shared");
+	if (colo_ram_tracking(ram) != COLO_DIRTY_SOFT_DIRTY) {
+		diag("auto picks %s here", colo_dirty_mode_name(colo_ram_tracking(ram)));
+		colo_ram_free(ram);
+		close(fd);
+		return;
+	}
+	anon = add(ram, "anon", 8 * PAGE);
+	b = add_fd(ram, "pc.ram", 4 * PAGE, fd);
+	ck_assert_int_eq(colo_ram_tracking(ram), COLO_DIRTY_MPROTECT);
+	why = colo_ram_tracking_reason(ram);
+	ck_assert_msg(strncmp(why, "mprotect: soft-dirty cannot track the shared block "
+			      "\"pc.ram\" (a write was not reported once", 87) == 0 &&
+		      strstr(why, "); was soft-dirty: uffd-wp unavailable ("), "%s", why);
+	diag("auto: %s", why);
+	start(ram);
+	clear_all(ram);
+	anon->host[2 * PAGE] = 1;
+	b->host[PAGE + 1] = 1;
+	n = harvest(ram);
+	ck_assert_msg(n == 2 && colo_ram_page_dirty(anon, 2) && colo_ram_page_dirty(b, 1),
+		      "%llu pages reported", (unsigned long long)n);
+	colo_ram_free(ram);
+	close(fd);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("ram");
@@ -2228,14 +2436,21 @@ static Suite *suite(void)
 		if (backends[k] == COLO_DIRTY_MPROTECT)
 			tcase_add_test(tc, mprotect_out_of_vmas);
 		tcase_add_loop_test(tc, free_releases_everything, k, k + 1);
+		if (backends[k] != COLO_DIRTY_MANUAL)
+			tcase_add_loop_test(tc, shared_backend_forced_fails, k, k + 1);
+		if (backends[k] == COLO_DIRTY_SOFT_DIRTY) {
+			/* It cannot track shared blocks (softdirty_shared). */
+			tcase_add_test(tc, softdirty_two_rams);
+			tcase_add_test(tc, softdirty_shared);
+			suite_add_tcase(s, tc);
+			continue;
+		}
 		/* Blocks backed by a shared file. */
 		tcase_add_loop_test(tc, shared_content, k, k + 1);
 		tcase_add_loop_test(tc, shared_keeps_content, k, k + 1);
 		tcase_add_loop_test(tc, shared_dirty_tracking, k, k + 1);
-		if (backends[k] != COLO_DIRTY_MANUAL) {
+		if (backends[k] != COLO_DIRTY_MANUAL)
 			tcase_add_loop_test(tc, shared_kernel_writes, k, k + 1);
-			tcase_add_loop_test(tc, shared_backend_forced_fails, k, k + 1);
-		}
 		if (backends[k] == COLO_DIRTY_UFFD_WP)
 			tcase_add_test(tc, unshared_kernel_writes);
 		tcase_add_loop_test(tc, shared_unshare, k, k + 1);

@@ -25,14 +25,16 @@ static const char *const level_values[] = { "error", "warn", "info", "debug", NU
 static const char *const output_values[] = { "buffer", "none", "compare", NULL };
 static const char *const no_yes[] = { "no", "yes", NULL };
 static const char *const arbiter_values[] = { "none", "etcd", NULL };
-static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", NULL };
+static const char *const dirty_values[] = { "auto", "uffd-wp", "mprotect", "manual", "soft-dirty",
+					    NULL };
 
 /* The table writes enums through an int: they must be int-sized. */
 _Static_assert(sizeof(enum colo_log_level) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum colo_output_mode) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum colo_dirty_mode) == sizeof(int), "enum size");
 _Static_assert(COLO_ARBITER_ETCD == 1, "arbiter_values follows the enum");
-_Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 && COLO_OUTPUT_COMPARE == 2 && COLO_DIRTY_MANUAL == 3,
+_Static_assert(COLO_LOG_DEBUG == 3 && COLO_OUTPUT_NONE == 1 && COLO_OUTPUT_COMPARE == 2 && COLO_DIRTY_MANUAL == 3 &&
+	       COLO_DIRTY_SOFT_DIRTY == 4,
 	       "value tables follow the enums");
 
 static bool check_name(const char *v, char *why, size_t len);
@@ -91,7 +93,8 @@ static const struct colo_opt opts[] = {
 	  .help = "primary: threads encoding pages, 1 to 64, 0 = one per CPU" },
 	{ "dirty-tracking", COLO_SEC_REPLICATION, COLO_OPT_ENUM, F(dirty_tracking),
 	  .values = dirty_values, .def = "auto", .meta = "MODE",
-	  .help = "how guest writes are found: auto, uffd-wp, mprotect or manual" },
+	  .help = "how guest writes are found: auto, uffd-wp, soft-dirty, mprotect or "
+		  "manual" },
 	/* [heartbeat] */
 	{ "heartbeat-interval-ms", COLO_SEC_HEARTBEAT, COLO_OPT_UINT,
 	  F(heartbeat_interval_ms), 1, 10000, .def = "50", .meta = "MS",

@@ -2,8 +2,8 @@
  * ram.c: guest RAM blocks and the backend-independent half of dirty-page
  * tracking (see ram.h): mode names, the probe order, block set-up
  * (anonymous or a shared file's pages, and unsharing those), the bitmaps,
- * and the dispatch of start and harvest to ram_uffd.c and ram_mprotect.c
- * (what they share: ram_int.h).
+ * and the dispatch of start and harvest to ram_uffd.c, ram_softdirty.c and
+ * ram_mprotect.c (what they share: ram_int.h).
  *
  * Every block has two bitmaps: `dirty` (public, owned by the control
  * thread) and `written` (private, atomic words).  `written` collects what
@@ -13,8 +13,9 @@
  * record in the page tables and PAGEMAP_SCAN hands it over.
  *
  * Why each backend never misses a write is argued next to its harvest:
- * colo__ram_uffd_harvest() in ram_uffd.c, colo__ram_mprotect_harvest()
- * (with ram_segv_fault()) in ram_mprotect.c.
+ * colo__ram_uffd_harvest() in ram_uffd.c, colo__ram_sd_collect() in
+ * ram_softdirty.c, colo__ram_mprotect_harvest() (with ram_segv_fault()) in
+ * ram_mprotect.c.
  *
  * Threads: colo_ram_mark_dirty() only ORs into `written`, from any thread;
  * the rest is called from the control thread.  The only process-wide state
@@ -41,7 +42,7 @@
 /* A block name's buffer, its terminating NUL included. */
 #define RAM_NAME_SIZE sizeof(((struct colo_ram_block *)NULL)->name)
 
-static atomic_bool ram_fail_forced[4];  /* colo_ram_probe_fail() */
+static atomic_bool ram_fail_forced[5];  /* colo_ram_probe_fail() */
 
 /* ---- names ---- */
 
@@ -50,6 +51,7 @@ static const char *const mode_names[] = {
 	[COLO_DIRTY_UFFD_WP] = "uffd-wp",
 	[COLO_DIRTY_MPROTECT] = "mprotect",
 	[COLO_DIRTY_MANUAL] = "manual",
+	[COLO_DIRTY_SOFT_DIRTY] = "soft-dirty",
 };
 
 const char *colo_dirty_mode_name(enum colo_dirty_mode m)
@@ -72,7 +74,7 @@ int colo_dirty_mode_parse(const char *s, enum colo_dirty_mode *m)
 
 void colo_ram_probe_fail(enum colo_dirty_mode m, bool fail)
 {
-	if ((unsigned)m < 4)
+	if ((unsigned)m < sizeof(ram_fail_forced) / sizeof(ram_fail_forced[0]))
 		atomic_store(&ram_fail_forced[m], fail);
 }
 
@@ -167,17 +169,17 @@ int colo__ram_why_errno(char *why, size_t whylen, const char *what)
 
 int colo_ram_new(enum colo_dirty_mode mode, struct colo_ram **out, struct colo_err *err)
 {
-	char why_uffd[200] = "", why_mp[200] = "";
+	char why_uffd[200] = "", why_sd[200] = "", why_mp[200] = "";
 	struct colo_ram *ram;
 	int ret = 0;
 
 	*out = NULL;
-	if ((unsigned)mode > COLO_DIRTY_MANUAL)
+	if ((unsigned)mode > COLO_DIRTY_SOFT_DIRTY)
 		return colo_err_set(err, EINVAL, "dirty tracking: unknown mode %d", (int)mode);
 	ram = calloc(1, sizeof(*ram));
 	if (!ram)
 		return colo_err_set(err, ENOMEM, "dirty tracking: out of memory");
-	ram->uffd = ram->pagemap = -1;
+	ram->uffd = ram->pagemap = ram->clear_refs = -1;
 
 	switch (mode) {
 	case COLO_DIRTY_AUTO:
@@ -185,16 +187,22 @@ int colo_ram_new(enum colo_dirty_mode mode, struct colo_ram **out, struct colo_e
 			ram->mode = COLO_DIRTY_UFFD_WP;
 			snprintf(ram->reason, sizeof(ram->reason),
 				 "uffd-wp: userfaultfd async write-protect with PAGEMAP_SCAN works");
+		} else if (colo__ram_sd_probe(ram, why_sd, sizeof(why_sd)) == 0) {
+			ram->mode = COLO_DIRTY_SOFT_DIRTY;
+			snprintf(ram->reason, sizeof(ram->reason),
+				 "soft-dirty: uffd-wp unavailable (%s)", why_uffd);
 		} else if (colo__ram_mprotect_probe(ram, why_mp, sizeof(why_mp)) == 0) {
 			ram->mode = COLO_DIRTY_MPROTECT;
 			snprintf(ram->reason, sizeof(ram->reason),
-				 "mprotect: uffd-wp unavailable (%s)", why_uffd);
+				 "mprotect: uffd-wp unavailable (%s); soft-dirty unavailable (%s)",
+				 why_uffd, why_sd);
 		} else {
 			ram->mode = COLO_DIRTY_MANUAL;
 			snprintf(ram->reason, sizeof(ram->reason),
-				 "manual: uffd-wp unavailable (%s); mprotect unavailable (%s)",
-				 why_uffd, why_mp);
+				 "manual: uffd-wp unavailable (%s); soft-dirty unavailable (%s); "
+				 "mprotect unavailable (%s)", why_uffd, why_sd, why_mp);
 		}
+		ram->auto_picked = true;
 		break;
 	case COLO_DIRTY_UFFD_WP:
 		ret = colo__ram_uffd_probe(ram, why_uffd, sizeof(why_uffd));
@@ -206,6 +214,12 @@ int colo_ram_new(enum colo_dirty_mode mode, struct colo_ram **out, struct colo_e
 		ret = colo__ram_mprotect_probe(ram, why_mp, sizeof(why_mp));
 		if (ret < 0)
 			colo_err_set(err, -ret, "dirty tracking mprotect unavailable: %s", why_mp);
+		break;
+	case COLO_DIRTY_SOFT_DIRTY:
+		ret = colo__ram_sd_probe(ram, why_sd, sizeof(why_sd));
+		if (ret < 0)
+			colo_err_set(err, -ret, "dirty tracking soft-dirty unavailable: %s "
+				     "(try dirty-tracking=auto)", why_sd);
 		break;
 	case COLO_DIRTY_MANUAL:
 		break;
@@ -254,7 +268,10 @@ void colo_ram_free(struct colo_ram *ram)
 		close(ram->uffd);
 	if (ram->pagemap >= 0)
 		close(ram->pagemap);
+	if (ram->clear_refs >= 0)
+		close(ram->clear_refs);
 	free(ram->vec);
+	free(ram->pmbuf);
 	if (ram->segv_user)
 		colo__ram_segv_unref();
 	free(ram);
@@ -356,13 +373,35 @@ static int block_map(struct ram_block *b, int fd, struct colo_err *err)
 }
 
 /*
+ * auto chose soft-dirty, and the shared block `b` cannot be tracked by it:
+ * the colo_ram goes over to mprotect, which can (it is tried next).  Only
+ * before colo_ram_start() (blocks are added before it), so nothing was
+ * tracked yet: every block is in the handler's table already and becomes
+ * an mprotect block, read-only from start on.  The handler reference the
+ * soft-dirty probe took serves mprotect as well.
+ */
+static void auto_to_mprotect(struct colo_ram *ram, struct ram_block *b, const char *why)
+{
+	char was[sizeof(ram->reason)];
+
+	colo__ram_slots_lock();
+	for (size_t i = 0; i < ram->nblocks; i++)
+		atomic_store(&ram->blocks[i]->sd, false);
+	atomic_store(&b->sd, false);
+	ram->mode = COLO_DIRTY_MPROTECT;
+	colo__ram_slots_unlock();
+	snprintf(was, sizeof(was), "%s", ram->reason);
+	snprintf(ram->reason, sizeof(ram->reason), "mprotect: soft-dirty cannot track "
+		 "the shared block \"%.64s\" (%.150s); was %.200s", b->pub.name, why, was);
+}
+
+/*
  * Set up the tracking of a block's memory as it is now (new, or just
  * replaced by colo_ram_block_unshare): not yet protected, which
  * colo_ram_start() does.  A shared block is really tried first.
  */
 static int block_track(struct colo_ram *ram, struct ram_block *b, struct colo_err *err)
 {
-	const char *mode = colo_dirty_mode_name(ram->mode);
 	char why[200] = "";
 	int ret = 0;
 
@@ -379,17 +418,28 @@ static int block_track(struct colo_ram *ram, struct ram_block *b, struct colo_er
 		if (ret == 0 && b->shared)
 			ret = colo__ram_uffd_shared_selftest(ram, b, why, sizeof(why));
 	}
-	if (ret == 0 && ram->mode == COLO_DIRTY_MPROTECT && b->slot < 0 &&
-	    colo__ram_slot_add(b) < 0)
-		return colo_err_set(err, ENOSPC, "RAM block \"%s\": more than %d blocks "
-				    "tracked by mprotect in this process", b->pub.name,
-				    RAM_MAX_SLOTS);
+	if (ram->mode == COLO_DIRTY_MPROTECT || ram->mode == COLO_DIRTY_SOFT_DIRTY) {
+		/* Published to the handler by the slot's release store. */
+		atomic_store(&b->sd, ram->mode == COLO_DIRTY_SOFT_DIRTY);
+		if (b->slot < 0 && colo__ram_slot_add(b) < 0)
+			return colo_err_set(err, ENOSPC, "RAM block \"%s\": more than %d "
+					    "blocks tracked by %s in this process", b->pub.name,
+					    RAM_MAX_SLOTS, colo_dirty_mode_name(ram->mode));
+	}
+	if (ret == 0 && ram->mode == COLO_DIRTY_SOFT_DIRTY && b->shared)
+		ret = colo__ram_sd_shared_selftest(ram, b, why, sizeof(why));
+	if (ret < 0 && ram->mode == COLO_DIRTY_SOFT_DIRTY && b->shared && ram->auto_picked) {
+		auto_to_mprotect(ram, b, why);
+		ret = colo__ram_shared_forced(ram->mode, why, sizeof(why)) ? -ENOTSUP : 0;
+	}
 	if (ret == 0 && ram->mode == COLO_DIRTY_MPROTECT && b->shared)
 		ret = colo__ram_mprotect_shared_selftest(b, why, sizeof(why));
 	if (ret < 0 && b->shared)
 		return colo_err_set(err, -ret, "RAM block \"%s\": dirty tracking %s cannot "
 				    "track a shared mapping of this file: %s%s", b->pub.name,
-				    mode, why, ram->mode == COLO_DIRTY_UFFD_WP ?
+				    colo_dirty_mode_name(ram->mode), why,
+				    ram->mode == COLO_DIRTY_UFFD_WP ||
+				    ram->mode == COLO_DIRTY_SOFT_DIRTY ?
 				    " (try dirty-tracking=mprotect)" : "");
 	if (ret < 0)
 		return colo_err_set(err, -ret, "RAM block \"%s\": %s", b->pub.name, why);
@@ -524,6 +574,9 @@ int colo_ram_start(struct colo_ram *ram, struct colo_err *err)
 		colo__ram_protector_wait(ram);
 		colo__ram_harvest_enter(&ram->sync);
 	}
+	/* soft-dirty: clear the bits (noting other colo_ram's first). */
+	if (ram->mode == COLO_DIRTY_SOFT_DIRTY)
+		ret = colo__ram_sd_collect(ram, err);
 	for (size_t i = 0; i < ram->nblocks && ret == 0; i++) {
 		struct ram_block *b = ram->blocks[i];
 
@@ -568,6 +621,7 @@ int colo_ram_block_unshare(struct colo_ram_block *pub, struct colo_err *err)
 	struct ram_block *b = (struct ram_block *)pub;
 	struct colo_ram *ram = pub->ram;
 	int prot = PROT_READ | PROT_WRITE, ret, e;
+	void *p;
 
 	if (!b->shared)
 		return colo_err_set(err, EINVAL, "RAM block \"%s\": unshare: not a shared "
@@ -575,8 +629,12 @@ int colo_ram_block_unshare(struct colo_ram_block *pub, struct colo_err *err)
 	colo__ram_protector_wait(ram);        /* it may be protecting this block */
 	if (ram->started && ram->mode == COLO_DIRTY_MPROTECT)
 		prot = PROT_READ;
-	if (mmap(pub->host, pub->length, prot,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == MAP_FAILED) {
+	/* soft-dirty: not between a collection's fence and its end. */
+	colo__ram_slots_lock();
+	p = mmap(pub->host, pub->length, prot,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	colo__ram_slots_unlock();
+	if (p == MAP_FAILED) {
 		/* MAP_FIXED may have unmapped the old pages before failing:
 		 * from here the block must not be touched, only freed. */
 		e = errno;
@@ -645,6 +703,10 @@ int colo_ram_harvest(struct colo_ram *ram, uint64_t *ndirty, struct colo_err *er
 		colo__ram_protector_wait(ram);
 		colo__ram_harvest_enter(&ram->sync);
 	}
+	/* soft-dirty: the kernel's bits into `written`, which the default
+	 * case below takes. */
+	if (ram->mode == COLO_DIRTY_SOFT_DIRTY)
+		ret = colo__ram_sd_collect(ram, err);
 	for (size_t i = 0; i < ram->nblocks && ret == 0; i++) {
 		struct ram_block *b = ram->blocks[i];
 

@@ -20,13 +20,18 @@
  *             space; a harvest is one PAGEMAP_SCAN ioctl on /proc/self/pagemap
  *             that returns the written pages and protects them again
  *             (Linux >= 6.7).
+ *   soft-dirty the kernel's soft-dirty bits (CONFIG_MEM_SOFT_DIRTY, e.g.
+ *             Debian's kernels): a harvest reads the blocks' bits from
+ *             /proc/self/pagemap and clears them with /proc/self/clear_refs;
+ *             a first write after it takes a fault the kernel resolves
+ *             itself.  For kernels without PAGEMAP_SCAN (Linux < 6.7).
  *   mprotect  pages are read-only after a harvest; the first write faults,
  *             a SIGSEGV handler marks the page and makes it writable.  A
  *             thread of the colo_ram's own protects the pages a harvest
  *             reported again while the guest runs, not in the harvest.
  *   manual    the guest calls colo_ram_mark_dirty() for what it writes.
  *   auto      probes at start and takes the first that works, in the order
- *             above, and says which and why (colo_ram_tracking_reason(),
+ *             above (uffd-wp, soft-dirty, mprotect, manual), and says which and why (colo_ram_tracking_reason(),
  *             e.g. "mprotect: uffd-wp unavailable (PAGEMAP_SCAN: Invalid
  *             argument)").  The probes really try: a write to a protected
  *             test page must be reported.
@@ -34,8 +39,8 @@
  * Contract: a write that completes before colo_ram_harvest() returns is
  * reported by that harvest or the next one; no written page is ever missed.
  * (uffd-wp and manual use "or the next" for writes racing the harvest;
- * mprotect always reports a write in the first harvest that returns after
- * it.)  Pages may be reported that were not written (false positives),
+ * mprotect and soft-dirty always report a write in the first harvest that
+ * returns after it.)  Pages may be reported that were not written (false positives),
  * never the reverse.  mprotect reports every page of a harvest once more in
  * the next one: a write to it before the thread protected it again leaves
  * no trace.  colo_ram_mark_dirty() works in every mode (e.g. for
@@ -49,8 +54,23 @@
  * shared mapping of a file on this kernel (it is really tried on the
  * block when it is added) fails the add with a message that says so.
  *
+ * soft-dirty and shared blocks: a file page's soft-dirty bit is lost when
+ * the kernel unmaps the page (reclaim), so the add tries that and fails
+ * where it is lost (every kernel to date); with auto, the colo_ram then
+ * goes over to mprotect (before colo_ram_start(), so nothing was tracked
+ * yet) and says so in colo_ram_tracking_reason().
+ *
+ * soft-dirty and the process: clear_refs clears the bits of the whole
+ * process, so every harvest of any colo_ram in this mode first notes the
+ * bits of all of them (in the process), and while it reads and clears them
+ * every such block is read-only for a moment (the "fence"): a write that
+ * faults then waits in the SIGSEGV handler for the harvest to end.  Other
+ * memory of the process pays one minor fault per page first written after
+ * each harvest.
+ *
  * Writes by the kernel (read(2) or recv(2) into block memory): uffd-wp
- * tracks them.  With mprotect such a system call fails with EFAULT on a
+ * and soft-dirty track them (soft-dirty: such a system call made while a
+ * harvest's fence is up fails with EFAULT, as with mprotect).  With mprotect such a system call fails with EFAULT on a
  * protected page (no signal is involved): read into a buffer and copy, or
  * use manual marking.  In manual mode the guest marks what it wrote after
  * writing it.
@@ -92,9 +112,11 @@ enum colo_dirty_mode {
 	COLO_DIRTY_UFFD_WP,
 	COLO_DIRTY_MPROTECT,
 	COLO_DIRTY_MANUAL,
+	COLO_DIRTY_SOFT_DIRTY,
 };
 
-/* "auto", "uffd-wp", "mprotect", "manual"; parse returns -EINVAL otherwise. */
+/* "auto", "uffd-wp", "mprotect", "manual", "soft-dirty"; parse returns
+ * -EINVAL otherwise. */
 const char *colo_dirty_mode_name(enum colo_dirty_mode m);
 int colo_dirty_mode_parse(const char *s, enum colo_dirty_mode *m);
 

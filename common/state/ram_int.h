@@ -3,12 +3,15 @@
  *
  * ram.c holds the public API and what every backend uses (bitmaps, the
  * probe forcing, block set-up); ram_uffd.c the uffd-wp backend;
- * ram_mprotect.c the mprotect backend and its SIGSEGV handler.
+ * ram_mprotect.c the mprotect backend, the SIGSEGV handler and the table
+ * of blocks it knows; ram_softdirty.c the soft-dirty backend (which uses
+ * that handler and table for its fence).
  *
  * Ownership: a struct colo_ram owns its blocks (struct ram_block: the
  * mapping, `written` and `pub.dirty`; never the descriptor of a shared
- * block's file, which its caller keeps), its userfaultfd and pagemap
- * descriptors, the PAGEMAP_SCAN output vector and, when `segv_user` is
+ * block's file, which its caller keeps), its userfaultfd, pagemap and
+ * clear_refs descriptors, the PAGEMAP_SCAN output vector, the soft-dirty
+ * read buffer and, when `segv_user` is
  * set, one reference on the SIGSEGV handler.  Each block's `sync` points
  * at its colo_ram's.
  *
@@ -60,6 +63,9 @@ struct ram_block {
 	bool shared;                /* the block is a MAP_SHARED mapping of a file */
 	struct ram_sync *sync;
 	int slot;                   /* index in ram_slots, -1 if none */
+	/* soft-dirty: the handler's faults here are the fence's; changed
+	 * under the slot lock only */
+	atomic_bool sd;
 };
 
 /*
@@ -88,8 +94,11 @@ struct colo_ram {
 	size_t cap;
 	bool started;
 	bool segv_user;             /* holds a reference on the handler */
+	bool auto_picked;           /* mode chosen by the auto probe */
 	int uffd;
 	int pagemap;
+	int clear_refs;             /* soft-dirty: /proc/self/clear_refs */
+	uint64_t *pmbuf;            /* soft-dirty: pagemap entries read at once */
 	bool wp_unpopulated;
 	struct page_region *vec;
 	struct ram_sync sync;
@@ -134,11 +143,19 @@ int colo__ram_uffd_harvest(struct colo_ram *ram, struct ram_block *b, uint64_t *
 /* ---- ram_mprotect.c ---- */
 
 int colo__ram_mprotect_probe(struct colo_ram *ram, char *why, size_t whylen);
-/* Drop the reference colo__ram_mprotect_probe() took on the handler. */
+/* Install the SIGSEGV handler or take one more reference on it (-errno,
+ * `why` set), and drop one (the probes take it, colo_ram_free drops it). */
+int colo__ram_segv_ref(char *why, size_t whylen);
 void colo__ram_segv_unref(void);
 /* Make a block known to the SIGSEGV handler (-ENOSPC: table full), or not. */
 int colo__ram_slot_add(struct ram_block *b);
 void colo__ram_slot_del(struct ram_block *b);
+/* The table under its lock, for soft-dirty's walk over every block of the
+ * process: no slot is added or removed between lock and unlock. */
+void colo__ram_slots_lock(void);
+void colo__ram_slots_unlock(void);
+size_t colo__ram_slots_used(void);
+struct ram_block *colo__ram_slot_at(size_t i);
 /* The same for mprotect: a write fault on page 0 of a shared block in its
  * slot must reach the handler; its content is left as it was. */
 int colo__ram_mprotect_shared_selftest(struct ram_block *b, char *why, size_t whylen);
@@ -158,5 +175,21 @@ void colo__ram_protector_kick(struct colo_ram *ram);
 int colo__ram_protector_error(struct colo_ram *ram, struct colo_err *err);
 /* End the protector (colo_ram_free). */
 void colo__ram_protector_stop(struct colo_ram *ram);
+
+/* ---- ram_softdirty.c ---- */
+
+int colo__ram_sd_probe(struct colo_ram *ram, char *why, size_t whylen);
+/* The buffer for ram->pmbuf; NULL when out of memory. */
+uint64_t *colo__ram_sd_buf_new(void);
+/* A shared block (in its slot, marked sd): is a write still reported once
+ * the kernel unmapped the page?  Its content is left as it was. */
+int colo__ram_sd_shared_selftest(struct colo_ram *ram, struct ram_block *b,
+				 char *why, size_t whylen);
+/* Note every soft-dirty block's bits in its `written` (every colo_ram of
+ * the process) and clear them, fenced (ram_softdirty.c, "Harvest"). */
+int colo__ram_sd_collect(struct colo_ram *ram, struct colo_err *err);
+/* The SIGSEGV handler's part: a write fault on soft-dirty block memory.
+ * True when the write may be retried. */
+bool colo__ram_sd_fault(uintptr_t addr);
 
 #endif

@@ -6,7 +6,8 @@
  * (the protector) protects those pages again while the guest runs.
  *
  * Process-wide state: a fixed table of registered blocks that the handler
- * reads without locks, the handler's user count and the action it
+ * reads without locks (soft-dirty's blocks are in it too: their faults
+ * go to ram_softdirty.c), the handler's user count and the action it
  * replaced.  Registration and the user count are serialised by ram_lock;
  * the handler never takes it.  Each colo_ram in this mode holds one
  * reference on the handler (taken by the probe, dropped by colo_ram_free),
@@ -180,9 +181,13 @@ static void ram_segv(int sig, siginfo_t *si, void *uctx)
 	int saved = errno;
 
 	if (si->si_code == SEGV_ACCERR && fault_is_write(uctx)) {
-		struct ram_block *b = slot_lookup((uintptr_t)si->si_addr);
+		uintptr_t addr = (uintptr_t)si->si_addr;
+		struct ram_block *b = slot_lookup(addr);
 
-		if (b && ram_segv_fault(b, (uintptr_t)si->si_addr)) {
+		/* A soft-dirty block is read-only only while a harvest's
+		 * fence is up (ram_softdirty.c). */
+		if (b && (atomic_load(&b->sd) ? colo__ram_sd_fault(addr)
+					      : ram_segv_fault(b, addr))) {
 			errno = saved;
 			return;
 		}
@@ -191,7 +196,7 @@ static void ram_segv(int sig, siginfo_t *si, void *uctx)
 	ram_segv_chain(sig, si, uctx);
 }
 
-static int segv_ref(char *why, size_t whylen)
+int colo__ram_segv_ref(char *why, size_t whylen)
 {
 	struct sigaction sa, cur;
 	int ret = 0;
@@ -267,6 +272,26 @@ void colo__ram_slot_del(struct ram_block *b)
 	b->slot = -1;
 }
 
+void colo__ram_slots_lock(void)
+{
+	pthread_mutex_lock(&ram_lock);
+}
+
+void colo__ram_slots_unlock(void)
+{
+	pthread_mutex_unlock(&ram_lock);
+}
+
+size_t colo__ram_slots_used(void)
+{
+	return atomic_load(&ram_nslots);
+}
+
+struct ram_block *colo__ram_slot_at(size_t i)
+{
+	return i < RAM_MAX_SLOTS ? atomic_load(&ram_slots[i]) : NULL;
+}
+
 /* ---- probe ---- */
 
 /*
@@ -297,7 +322,7 @@ int colo__ram_mprotect_probe(struct colo_ram *ram, char *why, size_t whylen)
 	b.nwords = 1;
 	b.sync = &ram->sync;
 	b.slot = -1;
-	ret = segv_ref(why, whylen);
+	ret = colo__ram_segv_ref(why, whylen);
 	if (ret == 0) {
 		ret = colo__ram_slot_add(&b);
 		if (ret < 0) {

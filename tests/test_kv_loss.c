@@ -13,7 +13,8 @@
  * `make check` runs 10 trials (COLO_LOSS_TRIALS to change it; `make
  * check-long` runs 100), one in three with dirty-tracking manual (the
  * store marks what it writes) and one in three with mprotect instead of
- * the best the kernel has (uffd-wp where it works).  A last
+ * the best the kernel has (uffd-wp where it works; tests/vm_softdirty.sh
+ * runs these under Debian's kernel, where it is soft-dirty).  A last
  * test shows the checker is not blind: with output-mode none and
  * checkpoints far apart, the same kill loses writes and the checker says
  * so.  The same trials run in output-mode compare
@@ -320,6 +321,22 @@ static int run_trial(struct trial *t, uint64_t *acked_out)
 		proc_dump_log(&b);
 		ck_abort_msg("the pair did not get protected");
 	}
+	/* What the primary tracks with, as its start line says (with auto:
+	 * what it chose, and why). */
+	{
+		size_t len = 0;
+		char *logtext = (char *)colo_test_read_file(a.log, &len);
+		char *at;
+
+		if (logtext)
+			logtext[len] = '\0';
+		at = logtext ? strstr(logtext, "dirty tracking: ") : NULL;
+
+		if (at)
+			fprintf(stderr, "# primary: %.*s\n", (int)strcspn(at, ",\n"), at);
+		free(logtext);
+	}
+
 	memset(cls, 0, sizeof(cls));
 	for (int i = 0; i < CLIENTS; i++) {
 		cls[i].id = i;

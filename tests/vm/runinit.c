@@ -4,7 +4,8 @@
  * under QEMU).  Linked statically: the initramfs holds it, the program and
  * the shared libraries the program loads, nothing else.
  *
- * Mounts /proc, /sys, /dev and a tmpfs on /tmp, then runs the program named
+ * Mounts /proc, /sys, /dev and a tmpfs on /tmp and /dev/shm, brings up
+ * the loopback interface, then runs the program named
  * by colo.run=PATH on the kernel command line once per name in
  * colo.cases=A,B,... with CK_RUN_CASE set to it (once without, if there is
  * no colo.cases), with the arguments in colo.args=A,B,... and
@@ -19,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
@@ -80,6 +84,24 @@ static void run(const char *prog, const char *ck_case)
 	fflush(stdout);
 }
 
+/* Loopback up, for programs that talk to themselves over TCP or UDP. */
+static void loopback_up(void)
+{
+	struct ifreq ifr;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return;
+	memset(&ifr, 0, sizeof(ifr));
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP;
+		if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+			printf("colo-vmrun: lo up: %s\n", strerror(errno));
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	const char *prog, *cases;
@@ -97,6 +119,7 @@ int main(void)
 	mkdir("/dev/shm", 01777);
 	mount("tmpfs", "/dev/shm", "tmpfs", 0, NULL);
 	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
+	loopback_up();
 	setenv("PATH", "/bin", 1);
 	setenv("TMPDIR", "/tmp", 1);
 	f = fopen("/proc/cmdline", "r");
@@ -132,10 +155,12 @@ int main(void)
 		char progbuf[1024], list[1024];
 
 		static char argbuf[1024];
-		const char *a = param("colo.args=");
+		const char *a;
 		size_t n = 1;
 
+		/* param() returns its own buffer: copied before the next. */
 		snprintf(progbuf, sizeof(progbuf), "%s", prog);
+		a = param("colo.args=");
 		if (a) {
 			snprintf(argbuf, sizeof(argbuf), "%s", a);
 			for (char *t = strtok(argbuf, ","); t && n < 63; t = strtok(NULL, ","))

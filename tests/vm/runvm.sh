@@ -4,11 +4,13 @@
 # program's output and runinit's "colo-vmrun:" lines (tests/vm/runinit.c).
 # For what this machine's kernel cannot show, e.g. soft-dirty bits.
 #
-#   tests/vm/runvm.sh [-c CASES] [-e NAME=VALUE]... [-t SECONDS] RUNINIT PROG [ARG...]
+#   tests/vm/runvm.sh [-c CASES] [-e NAME=VALUE]... [-f FILE]... [-t SECONDS]
+#                     RUNINIT PROG [ARG...]
 #
 # RUNINIT is the built tests/vm/runinit.  The initramfs holds it as /init,
 # PROG as /bin/PROG's name, and the shared libraries PROG loads (as ldd
-# lists them).  CASES (a,b,c) runs PROG once per name with CK_RUN_CASE set
+# lists them); each -f FILE goes in at its own absolute path, with the
+# libraries it loads (for programs that PROG starts).  CASES (a,b,c) runs PROG once per name with CK_RUN_CASE set
 # to it; each -e puts NAME=VALUE in its environment; ARGs reach it as they
 # are (no spaces or commas: they travel on the kernel command line).  The
 # VM has 2 virtual CPUs and 2 GiB; it is killed after SECONDS (default
@@ -19,13 +21,16 @@ set -u
 prog=runvm
 cases=""
 env=""
+files=""
 limit=900
-while getopts c:e:t: o; do
+while getopts c:e:f:t: o; do
 	case $o in
 	c) cases=$OPTARG ;;
 	e) env="$env colo.env.$OPTARG" ;;
+	f) files="$files $OPTARG" ;;
 	t) limit=$OPTARG ;;
-	*) echo "usage: $0 [-c CASES] [-e NAME=VALUE]... [-t SECONDS] RUNINIT PROG [ARG...]" >&2
+	*) echo "usage: $0 [-c CASES] [-e NAME=VALUE]... [-f FILE]... [-t SECONDS]" \
+		"RUNINIT PROG [ARG...]" >&2
 	   exit 1 ;;
 	esac
 done
@@ -49,8 +54,8 @@ kernel=$cache/vmlinux
 	echo "$prog: no Debian kernel in $cache (deploy/quickstart.sh vm-image puts it there)" >&2
 	exit 77
 }
-for f in "$init" "$exe"; do
-	[ -x "$f" ] || { echo "$prog: $f is not built" >&2; exit 1; }
+for f in "$init" "$exe" $files; do
+	[ -f "$f" ] || { echo "$prog: $f is not built" >&2; exit 1; }
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/colo-runvm-XXXXXX") || exit 1
@@ -69,7 +74,12 @@ root=$tmp/root
 name=${exe##*/}
 mkdir -p "$root/bin"
 cp "$init" "$root/init" && cp "$exe" "$root/bin/$name" || exit 1
-for lib in $(ldd "$exe" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'); do
+for f in $files; do
+	case $f in /*) ;; *) echo "$prog: -f $f: an absolute path is needed" >&2; exit 1 ;; esac
+	mkdir -p "$root$(dirname "$f")" && cp "$f" "$root$f" || exit 1
+done
+for lib in $(for f in "$exe" $files; do ldd "$f" 2>/dev/null; done |
+	     awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }' | sort -u); do
 	mkdir -p "$root$(dirname "$lib")" && cp -L "$lib" "$root$lib" || {
 		echo "$prog: cannot copy $lib into the initramfs" >&2
 		exit 1

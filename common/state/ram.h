@@ -86,14 +86,15 @@
  * done by then.
  *
  * Threads: guest threads may write block memory at any time, including
- * during a harvest (in mprotect mode a write that faults during a harvest
- * waits for it to end).  Harvest, start, add/free are called from one
- * control thread; colo_ram_mark_dirty() is safe from any thread.  The
- * mprotect backend installs one process-wide SIGSEGV handler while any
- * colo_ram in that mode exists (at most 1024 blocks in all), and puts the
- * previous action back when the last one is freed; faults that are not
- * writes to its blocks go to the action that was there before (by
- * default: the process dies as it would have).
+ * during a harvest (in mprotect and soft-dirty modes a write that faults
+ * during a harvest waits for it to end).  Harvest, start, add/free are
+ * called from one control thread; colo_ram_mark_dirty() is safe from any
+ * thread.  The mprotect and soft-dirty backends install one process-wide
+ * SIGSEGV handler while any colo_ram in those modes exists (at most 1024
+ * blocks in all; a write to a soft-dirty block only waits there while a
+ * harvest's fence is up), and put the previous action back when the last
+ * one is freed; faults that are not writes to its blocks go to the action
+ * that was there before (by default: the process dies as it would have).
  */
 #ifndef COLO_RAM_H
 #define COLO_RAM_H

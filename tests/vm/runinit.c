@@ -4,7 +4,7 @@
  * under QEMU).  Linked statically: the initramfs holds it, the program and
  * the shared libraries the program loads, nothing else.
  *
- * Mounts /proc, /sys, /dev and a tmpfs on /tmp and /dev/shm, brings up
+ * Mounts /proc, /sys, /dev and a tmpfs on /dev/shm, brings up
  * the loopback interface, then runs the program named
  * by colo.run=PATH on the kernel command line once per name in
  * colo.cases=A,B,... with CK_RUN_CASE set to it (once without, if there is
@@ -118,7 +118,8 @@ int main(void)
 	mount("devtmpfs", "/dev", "devtmpfs", 0, NULL);
 	mkdir("/dev/shm", 01777);
 	mount("tmpfs", "/dev/shm", "tmpfs", 0, NULL);
-	mount("tmpfs", "/tmp", "tmpfs", 0, NULL);
+	/* /tmp stays on the initramfs's own (writable) root: files packed
+	 * under /tmp, such as a build tree there, remain visible. */
 	loopback_up();
 	setenv("PATH", "/bin", 1);
 	setenv("TMPDIR", "/tmp", 1);

@@ -21,14 +21,13 @@ set -u
 : "${top_srcdir:=.}" "${top_builddir:=.}"
 skip() { echo "1..0 # SKIP $*"; exit 0; }
 
-cache=${COLO_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/colo/testvm}
-command -v qemu-system-x86_64 >/dev/null ||
-	skip "qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
-command -v cpio >/dev/null || skip "cpio is not installed (apt-get install cpio)"
-kernel=$cache/vmlinux
-[ -f "$kernel" ] || kernel=$cache/vmlinuz
-[ -f "$kernel" ] ||
-	skip "no Debian kernel in $cache (deploy/quickstart.sh vm-image or deploy/vm/make-testvm.sh puts it there)"
+# runvm.sh says whether it can run here (QEMU, cpio, the kernel), and why not.
+why=$(sh "$top_srcdir/tests/vm/runvm.sh" -n 2>&1)
+case $? in
+0) ;;
+77) skip "${why#runvm: }" ;;
+*) echo "Bail out! tests/vm/runvm.sh -n: $why"; exit 1 ;;
+esac
 
 init=$top_builddir/tests/vm/runinit
 prog=$top_builddir/tests/test_ram

@@ -6,6 +6,7 @@
 #
 #   tests/vm/runvm.sh [-c CASES] [-e NAME=VALUE]... [-f FILE]... [-t SECONDS]
 #                     RUNINIT PROG [ARG...]
+#   tests/vm/runvm.sh -n      can it run here?  0, or 77 and the reason
 #
 # RUNINIT is the built tests/vm/runinit.  The initramfs holds it as /init,
 # PROG as /bin/PROG's name, and the shared libraries PROG loads (as ldd
@@ -23,8 +24,10 @@ cases=""
 env=""
 files=""
 limit=900
-while getopts c:e:f:t: o; do
+check=0
+while getopts c:e:f:nt: o; do
 	case $o in
+	n) check=1 ;;
 	c) cases=$OPTARG ;;
 	e) env="$env colo.env.$OPTARG" ;;
 	f) files="$files $OPTARG" ;;
@@ -35,12 +38,6 @@ while getopts c:e:f:t: o; do
 	esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 2 ] || { echo "$prog: RUNINIT and PROG are needed (see the top of $0)" >&2; exit 1; }
-init=$1
-exe=$2
-shift 2
-args=$(printf '%s,' "$@")
-args=${args%,}
 
 cache=${COLO_VM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/colo/testvm}
 command -v qemu-system-x86_64 >/dev/null || {
@@ -54,6 +51,13 @@ kernel=$cache/vmlinux
 	echo "$prog: no Debian kernel in $cache (deploy/quickstart.sh vm-image puts it there)" >&2
 	exit 77
 }
+[ $check -eq 0 ] || exit 0
+[ $# -ge 2 ] || { echo "$prog: RUNINIT and PROG are needed (see the top of $0)" >&2; exit 1; }
+init=$1
+exe=$2
+shift 2
+args=$(printf '%s,' "$@")
+args=${args%,}
 for f in "$init" "$exe" $files; do
 	[ -f "$f" ] || { echo "$prog: $f is not built" >&2; exit 1; }
 done

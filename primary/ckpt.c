@@ -790,6 +790,17 @@ void primary_prev_message(struct colo_primary *p, uint32_t m)
 
 /* ---- the checkpoint clock ---- */
 
+/*
+ * A start due now goes through an idle handle: it runs at the next turn of
+ * the loop, with no system call.  A later one arms the timerfd, and only
+ * when that moves its expiry earlier: a tick that fires before the start
+ * it was armed for is due finds so and re-arms (on_tick).  Under output
+ * mode buffer a start is due as soon as the one before is written, so
+ * with a timerfd armed for each that was two or three timerfd_settime
+ * calls per checkpoint, each a costly interrupt enable on a paravirtual
+ * host (docs/BENCHMARKS.md).
+ */
+
 static void tick_at(struct colo_primary *p, uint64_t when_ns)
 {
 	struct itimerspec its;
@@ -799,6 +810,7 @@ static void tick_at(struct colo_primary *p, uint64_t when_ns)
 	memset(&its, 0, sizeof(its));
 	its.it_value = colo_mono_timespec(when_ns ? when_ns : 1);
 	timerfd_settime(p->tick_fd, TFD_TIMER_ABSTIME, &its, NULL);
+	p->tick_armed_ns = when_ns ? when_ns : 1;
 }
 
 void primary_clock_stop(struct colo_primary *p)
@@ -806,8 +818,44 @@ void primary_clock_stop(struct colo_primary *p)
 	struct itimerspec its;
 
 	memset(&its, 0, sizeof(its));
-	if (p->tick_fd >= 0)
+	if (p->tick_fd >= 0 && p->tick_armed_ns)
 		timerfd_settime(p->tick_fd, 0, &its, NULL);
+	p->tick_armed_ns = 0;
+	if (p->kick_on)
+		uv_idle_stop(&p->kick);
+}
+
+/* When the next checkpoint may start, if one may (state and phase). */
+static bool next_start(struct colo_primary *p, uint64_t *at)
+{
+	const struct colo_config *cfg = &p->n->cfg;
+	uint64_t earliest;
+
+	if (p->state != P_PROTECTED || p->phase != CK_IDLE)
+		return false;
+	/* A guest that drives its checkpoints asks for each (guest.h). */
+	if (p->n->gops->drives_checkpoints && !p->want_now)
+		return false;
+	/* min-interval-ms spaces starts (DESIGN.md, group commit). */
+	earliest = p->last_start_ns + (uint64_t)cfg->min_interval_ms * 1000000ull;
+	*at = p->want_now ? earliest :
+	      p->last_start_ns + (uint64_t)cfg->checkpoint_interval_ms * 1000000ull;
+	if (*at < earliest)
+		*at = earliest;
+	return true;
+}
+
+/* Start the next checkpoint if it is due, else arm the clock for it. */
+static void start_or_arm(struct colo_primary *p)
+{
+	uint64_t at;
+
+	if (!next_start(p, &at))
+		return;
+	if (at <= colo_now_ns())
+		primary_ckpt_start(p, false);
+	else if (!p->tick_armed_ns || at < p->tick_armed_ns)
+		tick_at(p, at);
 }
 
 static void on_tick(uv_poll_t *h, int status, int events)
@@ -819,8 +867,16 @@ static void on_tick(uv_poll_t *h, int status, int events)
 	(void)events;
 	if (read(p->tick_fd, &fired, sizeof(fired)) != (ssize_t)sizeof(fired))
 		return;                /* re-armed or stopped since: not due */
-	if (p->state == P_PROTECTED && p->phase == CK_IDLE)
-		primary_ckpt_start(p, false);
+	p->tick_armed_ns = 0;
+	start_or_arm(p);
+}
+
+static void on_kick(uv_idle_t *h)
+{
+	struct colo_primary *p = h->data;
+
+	uv_idle_stop(h);
+	start_or_arm(p);
 }
 
 int primary_clock_init(struct colo_primary *p, struct colo_err *err)
@@ -838,6 +894,9 @@ void primary_clock_start(struct colo_primary *p)
 	p->tick.data = p;
 	p->tick_on = true;
 	uv_poll_start(&p->tick, UV_READABLE, on_tick);
+	uv_idle_init(p->n->loop, &p->kick);
+	p->kick.data = p;
+	p->kick_on = true;
 }
 
 void primary_clock_close(struct colo_primary *p)
@@ -847,26 +906,28 @@ void primary_clock_close(struct colo_primary *p)
 		p->tick_on = false;
 		uv_close((uv_handle_t *)&p->tick, NULL);
 	}
+	if (p->kick_on) {
+		p->kick_on = false;
+		uv_close((uv_handle_t *)&p->kick, NULL);
+	}
 }
 
-/* Arm the clock for the next checkpoint, if one may start. */
+/* Arm the clock for the next checkpoint, if one may start: one due now
+ * starts at the next turn of the loop (the caller may be deep in the
+ * pipeline's callbacks). */
 void primary_schedule(struct colo_primary *p)
 {
-	const struct colo_config *cfg = &p->n->cfg;
-	uint64_t now = colo_now_ns(), next, earliest;
+	uint64_t at;
 
-	if (p->state != P_PROTECTED || p->phase != CK_IDLE)
-		return;
-	/* A guest that drives its checkpoints asks for each (guest.h). */
-	if (p->n->gops->drives_checkpoints && !p->want_now) {
-		primary_clock_stop(p);
+	if (!next_start(p, &at)) {
+		if (p->state == P_PROTECTED && p->phase == CK_IDLE)
+			primary_clock_stop(p);
 		return;
 	}
-	/* min-interval-ms spaces starts (DESIGN.md, group commit). */
-	earliest = p->last_start_ns + (uint64_t)cfg->min_interval_ms * 1000000ull;
-	next = p->want_now ? earliest :
-	       p->last_start_ns + (uint64_t)cfg->checkpoint_interval_ms * 1000000ull;
-	if (next < earliest)
-		next = earliest;
-	tick_at(p, next > now ? next : now);
+	if (at <= colo_now_ns()) {
+		if (p->kick_on)
+			uv_idle_start(&p->kick, on_kick);
+	} else if (!p->tick_armed_ns || at < p->tick_armed_ns) {
+		tick_at(p, at);
+	}
 }

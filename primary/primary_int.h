@@ -208,6 +208,9 @@ struct colo_primary {
 	int tick_fd;                 /* timerfd: the next checkpoint's start */
 	uv_poll_t tick;
 	bool tick_on;
+	uint64_t tick_armed_ns;      /* what tick_fd is armed for; 0: not armed */
+	uv_idle_t kick;              /* a start due now, at the next turn */
+	bool kick_on;
 	struct sockaddr_storage peer;
 	uint64_t last_unreachable_log_ns;
 	/* agreed with the secondary */

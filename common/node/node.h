@@ -98,7 +98,8 @@ struct colo_node {
 	/* Loop watchdog: time spent in callbacks per loop iteration. */
 	uv_prepare_t stall_prepare;
 	uint64_t stall_from_ns, stall_idle_ns, stall_logged_ns;
-	uint64_t stall_cpu_ns;           /* the loop thread's CPU time at the last turn */
+	uint64_t stall_cpu_ns;           /* the loop thread's CPU time, read ... */
+	uint64_t stall_cpu_at_ns;        /* ... then (at most 1 ms before a turn) */
 	enum colo_role role;           /* of the engine running now */
 	int exit_status;
 	bool stopping;
@@ -146,9 +147,10 @@ static inline uint32_t colo_node_stall_ms(const struct colo_node *n)
 
 /*
  * Has the loop thread used `budget_ns` of CPU in this turn of the loop
- * already (since the loop last got ready to poll)?  A long job on the loop
- * asks between slices and yields when it has.  Never true where the loop
- * watchdog is not running (no turns are counted).
+ * already (since the loop last got ready to poll, or up to a millisecond
+ * before: node_signal.c reads the clock at most once a millisecond)?  A
+ * long job on the loop asks between slices and yields when it has.  Never
+ * true where the loop watchdog is not running (no turns are counted).
  */
 bool colo_node_turn_spent(const struct colo_node *n, uint64_t budget_ns);
 

@@ -55,13 +55,20 @@ static void on_hup(uv_signal_t *h, int sig)
  * iteration, just before the poll; the iteration's busy time is the time
  * since the last one minus what the loop spent idle in the poll.  Its CPU
  * time (the loop thread's own) tells work on the loop from waiting for a
- * CPU the host gave to others.
+ * CPU the host gave to others.  Reading that clock is a system call (1-2
+ * us on a paravirtual host, as much as a short turn's work), so it is read
+ * at most once a millisecond: a turn that ran for longer always gets a
+ * reading at its end, and one taken at most 1 ms before its start, so its
+ * CPU time counts at most 1 ms of the turns before it.
  */
+#define STALL_CPU_EVERY_NS 1000000ull
+
 static void on_stall_prepare(uv_prepare_t *h)
 {
 	struct colo_node *n = h->data;
 	uint64_t now = colo_now_ns(), idle = uv_metrics_idle_time(n->loop), busy;
-	uint64_t cpu = colo_thread_cpu_ns();
+	bool read_cpu = now - n->stall_cpu_at_ns >= STALL_CPU_EVERY_NS;
+	uint64_t cpu = read_cpu ? colo_thread_cpu_ns() : n->stall_cpu_ns;
 
 	if (n->stall_from_ns) {
 		uint64_t used = cpu - n->stall_cpu_ns;
@@ -89,7 +96,10 @@ static void on_stall_prepare(uv_prepare_t *h)
 	}
 	n->stall_from_ns = now;
 	n->stall_idle_ns = idle;
-	n->stall_cpu_ns = cpu;
+	if (read_cpu) {
+		n->stall_cpu_ns = cpu;
+		n->stall_cpu_at_ns = now;
+	}
 }
 
 bool colo_node_turn_spent(const struct colo_node *n, uint64_t budget_ns)

@@ -3,8 +3,9 @@
  *
  * Threads.  The engine's loop thread calls the ops; the service runs on
  * the kv thread (its own uv loop: listener, connections, a wake-up async),
- * or, embedded (compare mode on a primary), on the engine's loop thread
- * itself (kv_run.c says how; "the kv thread" below is then that thread).
+ * or, embedded (on a primary, in every output mode), on the engine's loop
+ * thread itself (kv_run.c says how; "the kv thread" below is then that
+ * thread).
  * The two meet in three places:
  *   - the run gate (mu, cv, paused, busy): the kv thread runs commands only
  *     inside a section it enters when not paused; pause() waits for the

@@ -413,15 +413,7 @@ int primary_cmp_init(struct colo_primary *p, struct colo_err *err)
 		return colo_err_set(err, r, "compare: %s", strerror(r));
 	c->on = true;
 	p->n->gops->compare_tap(p->n->guest, on_unit, p);
-	/* Every reply waits on a trip from the guest through this loop and
-	 * back: a guest that can run on the loop saves two thread hand-offs a
-	 * trip.  One already running (promoted here) keeps its threads. */
-	if (p->n->gops->embed && !p->n->guest_running) {
-		r = p->n->gops->embed(p->n->guest, p->n->loop, err);
-		if (r)
-			return r;
-		c->embedded = true;
-	}
+	c->embedded = p->guest_embedded;
 	return 0;
 }
 

@@ -704,6 +704,18 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 		primary_out_epoch(p, 0);
 		primary_out_release(p, UINT64_MAX);
 	}
+	/* Every reply waits on a checkpoint (buffer) or a comparison
+	 * (compare) that this loop drives: a guest that can run on the loop
+	 * saves the thread hand-offs of each (the want, the pause, the
+	 * release), which on a small or busy host cost more than the thread
+	 * gives (docs/kv.md, "Threads and the pause").  One already running
+	 * (promoted here) keeps its threads. */
+	if (n->gops->embed && n->guest && !n->guest_running) {
+		r = n->gops->embed(n->guest, n->loop, err);
+		if (r)
+			goto fail;
+		p->guest_embedded = true;
+	}
 	r = primary_cmp_init(p, err);
 	if (r)
 		goto fail;

@@ -237,6 +237,7 @@ struct colo_primary {
 	bool want_async_on;
 	uv_async_t chunk_async;      /* an encoder thread finished a chunk */
 	atomic_bool chunk_async_on;
+	bool guest_embedded;         /* the guest runs on this loop (embed) */
 	struct primary_fault_cfg fault;
 	bool passing;                /* output passes at once (release log: open) */
 	bool alone_waits;            /* arbiter, no secondary: output may be held */

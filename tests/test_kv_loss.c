@@ -29,6 +29,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -585,6 +586,93 @@ START_TEST(held_output_is_released_when_the_secondary_is_lost)
 }
 END_TEST
 
+/* Does process pid have a thread named name (/proc/PID/task/T/comm)? */
+static bool has_thread(pid_t pid, const char *name)
+{
+	char path[64], comm[64];
+	struct dirent *e;
+	bool found = false;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		char tpath[400];
+		FILE *f;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(tpath, sizeof(tpath), "%s/%s/comm", path, e->d_name);
+		f = fopen(tpath, "r");
+		if (!f)
+			continue;
+		if (fgets(comm, sizeof(comm), f)) {
+			comm[strcspn(comm, "\n")] = '\0';
+			found = strcmp(comm, name) == 0;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return found;
+}
+
+/*
+ * Where the service runs (docs/kv.md, "Threads and the pause"): on a
+ * primary, on the primary's own loop thread in buffer mode too, so the
+ * process has no kv thread, and replies still wait for their checkpoint
+ * and come.  So does a secondary promoted to primary in buffer mode (its
+ * guest starts at the promotion), serving what the first one committed.
+ */
+START_TEST(primary_runs_the_service_on_its_loop)
+{
+	struct proc a, b;
+	redisContext *c;
+	redisReply *r;
+	char listen[32], a_kv[32], b_kv[32], why[200];
+	uint16_t a_port = pair_free_port(), b_port = pair_free_port();
+	Colo__ControlResponse *resp;
+	uint64_t before = 0, after = 0;
+
+	snprintf(listen, sizeof(listen), "127.0.0.1:%u", pair_free_port());
+	snprintf(a_kv, sizeof(a_kv), "127.0.0.1:%u", a_port);
+	snprintf(b_kv, sizeof(b_kv), "127.0.0.1:%u", b_port);
+	proc_start(&b, pair_bin("colo-secondary"), "b", "--guest", "kv", "--guest-listen", b_kv,
+		   "--listen", listen, "--ram-mb", "16", NULL);
+	proc_start(&a, pair_bin("colo-primary"), "a", "--guest", "kv", "--guest-listen", a_kv,
+		   "--peer", listen, "--ram-mb", "16", "--output-mode", "buffer", NULL);
+	ck_assert(wait_for(cond_protected, &a, 20000));
+	ck_assert_msg(!has_thread(a.pid, "guest-kv"), "the primary runs kv on a thread of "
+		      "its own");
+	ck_assert(ctl_status(&a, NULL, NULL, 0, &before, NULL));
+	c = kv_connect(a_port, why, sizeof(why));
+	ck_assert_msg(c, "%s", why);
+	r = kv_call(c, "SET %s %s", "k", "v1");
+	ck_assert_str_eq(text(r), "OK");
+	freeReplyObject(r);
+	/* The reply waited for a checkpoint that holds it. */
+	ck_assert(ctl_status(&a, NULL, NULL, 0, &after, NULL));
+	ck_assert_uint_gt(after, before);
+	redisFree(c);
+
+	resp = ctl(&b, COLO__CONTROL_REQUEST__CMD_FAILOVER, 0, why, sizeof(why));
+	ck_assert_msg(resp, "%s", why);
+	colo__control_response__free_unpacked(resp, NULL);
+	ck_assert(wait_for(cond_primary, &b, 20000));
+	ck_assert(proc_stop(&a) >= 0);
+	c = kv_connect(b_port, why, sizeof(why));
+	ck_assert_msg(c, "%s", why);
+	r = kv_call(c, "GET %s", "k");
+	ck_assert_str_eq(text(r), "v1");
+	freeReplyObject(r);
+	redisFree(c);
+	ck_assert_msg(!has_thread(b.pid, "guest-kv"), "the promoted secondary runs kv on a "
+		      "thread of its own");
+	ck_assert_int_eq(proc_stop(&b), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("kv_loss");
@@ -599,6 +687,7 @@ int main(void)
 	tcase_add_test(tc, compare_needs_both_nodes);
 	tcase_add_test(tc, checker_sees_loss_without_output_commit);
 	tcase_add_test(tc, held_output_is_released_when_the_secondary_is_lost);
+	tcase_add_test(tc, primary_runs_the_service_on_its_loop);
 	suite_add_tcase(s, tc);
 	return colo_test_main(s);
 }

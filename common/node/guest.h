@@ -26,7 +26,8 @@
  * own threads between start and stop, and pause() returns only once they
  * are all parked.  A guest with embed() can run on the engine's loop
  * instead, where thread hand-offs would cost more than the thread gives
- * (compare mode: every reply waits on a round trip through the engine):
+ * (a primary embeds such a guest in every output mode: each reply waits
+ * on a checkpoint or a comparison driven from the loop; docs/kv.md):
  *   embed(g, loop)        before start: run on loop, no thread of its own.
  *                         Everything it does then happens on the loop
  *                         thread (so output_notify's and compare_tap's fns

@@ -3,8 +3,9 @@
  *
  * A checkpoint (struct ckpt) is staged with the guest paused (a big copy
  * on a libuv worker, so that the loop goes on meanwhile; the guest is
- * paused and resumed on the loop), encoded on a libuv worker thread (which
- * drives the encoder's own threads), and written:
+ * paused and resumed on the loop), encoded on the encoder's own threads
+ * (the loop hands them the job and hears of its end through chunk_async;
+ * a few pages are encoded on the loop), and written:
  *   VMSTATE_SEND, RAM END section header, records, EOS + footer, EOF,
  *   VMSTATE_SIZE n, device stream (device FULL sections, colo/checkpoint, EOF)
  * The header and each chunk of records go out as the encoder finishes
@@ -142,25 +143,11 @@ static bool worker_back(struct colo_primary *p, struct ckpt *c, const char *fail
 	return true;
 }
 
-/* ---- encoding, on a worker thread ---- */
+/* ---- encoding, on the encoder's threads ---- */
 
-static void encode_work(uv_work_t *w)
+/* c's encoding ended (enc_rc and enc_err say how); its reference goes. */
+static void encode_ended(struct colo_primary *p, struct ckpt *c)
 {
-	struct ckpt *c = w->data;
-	struct colo_primary *p = c->p;
-
-	/* The loop leaves stage, shadows and encoder alone in this phase. */
-	colo_err_clear(&c->enc_err);
-	c->enc_rc = colo_ram_encode(p->enc, &p->stage, p->shadows, p->nblocks,
-				    c->allowed, &c->ram, &c->st, &c->enc_err);
-}
-
-static void encode_done(uv_work_t *w, int status)
-{
-	struct ckpt *c = w->data;
-	struct colo_primary *p = c->p;
-
-	(void)status;
 	if (worker_back(p, c, "encoding failed")) {
 		colo_stats_phase(&p->n->stats, COLO_PHASE_ENCODE, colo_now_ns() - c->t_staged);
 		if (p->phase == CK_ENCODING && !c->full && !primary_eager(p))
@@ -357,13 +344,38 @@ void primary_on_chunk(void *ud)
 		uv_async_send(&p->chunk_async);
 }
 
+/* The encoder's threads finished the job (on the last one of them). */
+void primary_on_encoded(void *ud)
+{
+	struct colo_primary *p = ud;
+
+	atomic_store(&p->encoded, true);
+	if (atomic_load(&p->chunk_async_on))
+		uv_async_send(&p->chunk_async);
+}
+
 void primary_on_chunk_async(uv_async_t *a)
 {
 	struct colo_primary *p = a->data;
+	struct ckpt *c = p->encoding;
 
 	if (p->cur && p->cur->streaming &&
 	    (p->phase == CK_REPLIED || (p->phase == CK_ENCODING && primary_eager(p))))
 		stream_ready(p, p->cur);
+	if (c && atomic_exchange(&p->encoded, false)) {
+		p->encoding = NULL;
+		colo_err_clear(&c->enc_err);
+		c->enc_rc = colo_ram_encode_finish(p->enc, &c->ram, &c->st, &c->enc_err);
+		encode_ended(p, c);
+	}
+}
+
+void primary_ckpt_encoder_gone(struct colo_primary *p)
+{
+	if (p->encoding) {
+		ckpt_unref(p->encoding);
+		p->encoding = NULL;
+	}
 }
 
 /* Encoded, and (unless the sync) REPLY in: put it on the wire (what a
@@ -575,7 +587,7 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	}
 	p->cur = c;
 	primary_ckpt_to(p, CK_STAGING);
-	c->stage.data = c->work.data = c;
+	c->stage.data = c;
 	c->refs++;
 	for (size_t b = 0; b < p->nblocks && dirty <= INLINE_STAGE_PAGES; b++)
 		dirty += colo_ram_block_count_dirty(p->blocks[b]);
@@ -593,8 +605,6 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 /* Staged and resumed: ask the secondary, and encode. */
 static void encode_start(struct colo_primary *p, struct ckpt *c)
 {
-	struct colo_node *n = p->n;
-
 	if (c->full) {
 		/* The secondary holds nothing yet: every page goes without a base. */
 		for (size_t b = 0; b < p->nblocks; b++)
@@ -611,12 +621,14 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 	c->refs++;
 	c->nchunks = c->streamed = 0;
 	c->streaming = c->replied = false;
+	colo_err_clear(&c->enc_err);
 	if (!c->full && p->stage.n <= INLINE_ENCODE_PAGES) {
 		/* A few pages encode faster here than the two thread hops take
-		 * (worker, then back to this loop): this is the latency a client
-		 * waits for under output-mode buffer. */
-		encode_work(&c->work);
-		encode_done(&c->work, 0);
+		 * (to an encoder thread and back to this loop): this is the
+		 * latency a client waits for under output-mode buffer. */
+		c->enc_rc = colo_ram_encode(p->enc, &p->stage, p->shadows, p->nblocks,
+					    c->allowed, &c->ram, &c->st, &c->enc_err);
+		encode_ended(p, c);
 		return;
 	}
 	/* On a worker: what is encoded goes out once the REPLY is in, while
@@ -626,13 +638,15 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 	 * must be one write there. */
 	if (!c->full && !p->cmp.on)
 		c->nchunks = colo_ram_encode_prepare(p->enc, p->stage.n);
-	if (uv_queue_work(n->loop, &c->work, encode_work, encode_done) != 0) {
-		c->refs--;
-		primary_ckpt_to(p, CK_IDLE);
-		ckpt_release(p);
-		primary_go_degraded(p, "cannot queue the encoding");
+	atomic_store(&p->encoded, false);
+	c->enc_rc = colo_ram_encode_start(p->enc, &p->stage, p->shadows, p->nblocks,
+					  c->allowed, &c->enc_err);
+	if (c->enc_rc) {
+		c->nchunks = 0;
+		encode_ended(p, c);
 		return;
 	}
+	p->encoding = c;
 	/* Eager: the head now, each chunk as it is encoded. */
 	if (c->nchunks && primary_eager(p))
 		primary_ckpt_stream(p);

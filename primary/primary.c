@@ -586,7 +586,8 @@ static void eng_stop(void *eng)
 		uv_close((uv_handle_t *)&p->want_async, NULL);
 	}
 	/* An encoder thread still at work may find it closed: it then sends
-	 * nothing (primary_on_chunk), and p outlives the loop's work. */
+	 * nothing (primary_on_chunk, primary_on_encoded), and
+	 * colo_primary_free() joins it before anything it uses goes. */
 	if (atomic_exchange(&p->chunk_async_on, false))
 		uv_close((uv_handle_t *)&p->chunk_async, NULL);
 	primary_cmp_stop(p);
@@ -735,6 +736,7 @@ int colo_primary_start(struct colo_node *n, uint64_t first_seq, struct colo_prim
 	p->chunk_async.data = p;
 	atomic_store(&p->chunk_async_on, true);
 	colo_ram_encoder_on_chunk(p->enc, primary_on_chunk, p);
+	colo_ram_encoder_on_done(p->enc, primary_on_encoded, p);
 	if (n->gops->output_notify && n->guest)
 		n->gops->output_notify(n->guest, primary_want_from_guest, p);
 	primary_cmp_start(p);
@@ -762,6 +764,10 @@ void colo_primary_free(struct colo_primary *p)
 {
 	if (!p)
 		return;
+	/* First: a job under way works on the stage and the shadows. */
+	colo_ram_encoder_free(p->enc);
+	p->enc = NULL;
+	primary_ckpt_encoder_gone(p);
 	for (size_t b = 0; p->shadows && b < p->nblocks; b++)
 		colo_ram_shadow_free(&p->shadows[b]);
 	free(p->shadows);
@@ -769,7 +775,6 @@ void colo_primary_free(struct colo_primary *p)
 	primary_cmp_stop(p);
 	primary_cmp_free(p);
 	colo_ram_stage_free(&p->stage);
-	colo_ram_encoder_free(p->enc);
 	if (p->hb)
 		colo_hb_stop(p->hb);
 	if (p->tick_fd >= 0)

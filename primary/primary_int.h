@@ -14,9 +14,12 @@
  * and asserted.  A message from the secondary that its state does not
  * expect is the peer's error: refused with a protocol error.
  *
- * Everything runs on the node's loop thread, except encode_work() (ckpt.c)
- * on a libuv worker, which owns the stage, the shadows and the encoder
- * while the checkpoint phase is CK_ENCODING, CK_REPLIED or CK_ABANDONED.
+ * Everything runs on the node's loop thread, except the staging copy of a
+ * big checkpoint (stage_work(), ckpt.c, on a libuv worker, the guest
+ * paused) and the encoding, on the encoder's own threads, which own the
+ * stage, the shadows and the encoder from colo_ram_encode_start() until
+ * the loop has taken their end (p->encoding: phase CK_ENCODING, CK_REPLIED
+ * or CK_ABANDONED).
  */
 #ifndef COLO_PRIMARY_INT_H
 #define COLO_PRIMARY_INT_H
@@ -156,7 +159,6 @@ struct ckpt {
 	bool streaming;              /* head sent: the rest follows */
 	bool replied;                /* CHECKPOINT_REPLY came */
 	uv_work_t stage;             /* the staging copy, when on a worker */
-	uv_work_t work;              /* encoding */
 };
 
 /* A colo-ctl checkpoint request, answered once a checkpoint committed. */
@@ -235,8 +237,11 @@ struct colo_primary {
 	struct pending *waiting;     /* colo-ctl checkpoint requests */
 	uv_async_t want_async;       /* the guest's output waits (any thread) */
 	bool want_async_on;
-	uv_async_t chunk_async;      /* an encoder thread finished a chunk */
+	uv_async_t chunk_async;      /* an encoder thread finished a chunk,
+					or the encoding */
 	atomic_bool chunk_async_on;
+	struct ckpt *encoding;       /* the encoder's threads work for it */
+	atomic_bool encoded;         /* ... and are done (chunk_async) */
 	bool guest_embedded;         /* the guest runs on this loop (embed) */
 	struct primary_fault_cfg fault;
 	bool passing;                /* output passes at once (release log: open) */
@@ -285,10 +290,13 @@ void primary_ckpt_stream(struct colo_primary *p);
 /* chunk_async's callback, and the encoder's (any thread). */
 void primary_on_chunk_async(uv_async_t *a);
 void primary_on_chunk(void *ud);
+void primary_on_encoded(void *ud);
 void primary_ckpt_received(struct colo_primary *p);
 void primary_ckpt_committed(struct colo_primary *p);
 /* cur, sent whole and answered, moves to prev if it may (pipelined). */
 void primary_ckpt_pipeline(struct colo_primary *p);
+/* The encoder's threads are gone (joined): let go of what they worked for. */
+void primary_ckpt_encoder_gone(struct colo_primary *p);
 /* A message from the secondary while prev waits: its RECEIVED or LOADED. */
 void primary_prev_message(struct colo_primary *p, uint32_t m);
 void primary_ckpt_abandon(struct colo_primary *p);

@@ -42,7 +42,35 @@ struct world {
 	uint32_t allowed;
 	struct colo_rng rng;
 	int round;
+	bool async;                    /* colo_ram_encode_start, not _encode */
+	atomic_uint done_calls;        /* its on_done */
 };
+
+static void on_done(void *ud)
+{
+	atomic_fetch_add(&((struct world *)ud)->done_calls, 1);
+}
+
+/* Encode w's stage into out as colo_ram_encode does, one way or the other. */
+static int encode(struct world *w, struct colo_buf *out, struct colo_ram_enc_stats *st,
+		  struct colo_err *err)
+{
+	unsigned calls = atomic_load(&w->done_calls);
+	int r;
+
+	if (!w->async)
+		return colo_ram_encode(w->enc, &w->stage, w->shadow, NBLK, w->allowed, out,
+				       st, err);
+	colo_ram_encoder_on_done(w->enc, on_done, w);
+	r = colo_ram_encode_start(w->enc, &w->stage, w->shadow, NBLK, w->allowed, err);
+	if (r)
+		return r;
+	while (atomic_load(&w->done_calls) == calls)
+		sched_yield();
+	/* Once per job. */
+	ck_assert_uint_eq(atomic_load(&w->done_calls), calls + 1);
+	return colo_ram_encode_finish(w->enc, out, st, err);
+}
 
 static uint8_t *map(uint64_t len)
 {
@@ -193,8 +221,7 @@ static void checkpoint(struct world *w, struct colo_buf *sec, struct colo_ram_en
 	} else {
 		colo_sw_section_begin(&sw, COLO_SEC_END, 1, NULL, 0, 0, &err);
 	}
-	ck_assert_int_eq(colo_ram_encode(w->enc, &w->stage, w->shadow, NBLK, w->allowed,
-					 sec, st, &err), 0);
+	ck_assert_msg(encode(w, sec, st, &err) == 0, "%s", err.msg);
 	colo_ram_put_eos(&rw);
 	colo_sw_section_end(&sw);
 	colo_sw_eof(&sw);
@@ -235,12 +262,14 @@ static const uint32_t codec_sets[] = {
 };
 #define NSETS (sizeof(codec_sets) / sizeof(codec_sets[0]))
 
-static void run_rounds(uint32_t allowed, unsigned threads, int rounds, uint64_t seed)
+static void run_rounds(uint32_t allowed, unsigned threads, int rounds, uint64_t seed,
+		       bool async)
 {
 	struct colo_buf sec = COLO_BUF_INIT;
 	struct world w;
 
 	world_init(&w, allowed, threads, seed);
+	w.async = async;
 	/* The guest had contents before protection started. */
 	for (int b = 0; b < NBLK; b++) {
 		colo_rng_fill(&w.rng, w.src[b].host, sizes[b] / 2);
@@ -258,7 +287,98 @@ static void run_rounds(uint32_t allowed, unsigned threads, int rounds, uint64_t 
 
 START_TEST(every_codec_set_many_rounds)
 {
-	run_rounds(codec_sets[_i], 3, 25, COLO_TEST_SEED(1000 + (uint64_t)_i));
+	run_rounds(codec_sets[_i], 3, 25, COLO_TEST_SEED(1000 + (uint64_t)_i), false);
+}
+END_TEST
+
+/*
+ * Without waiting (colo_ram_encode_start, on_done, colo_ram_encode_finish),
+ * job after job on 1 to 4 threads, the secondary's copy equals the guest
+ * after every round: a worker that wakes late for one job never takes a
+ * chunk of the next.
+ */
+START_TEST(async_jobs_back_to_back)
+{
+	run_rounds(codec_sets[0], 1 + (unsigned)_i, 40, COLO_TEST_SEED(2000 + (uint64_t)_i),
+		   true);
+}
+END_TEST
+
+/* The same bytes, encoded either way. */
+START_TEST(async_output_is_the_same)
+{
+	struct colo_buf sec[2] = { COLO_BUF_INIT, COLO_BUF_INIT };
+
+	for (int a = 0; a < 2; a++) {
+		struct world w;
+
+		world_init(&w, codec_sets[0], 3, 77);
+		w.async = a == 1;
+		for (int b = 0; b < NBLK; b++) {
+			colo_rng_fill(&w.rng, w.src[b].host, sizes[b]);
+			mark(&w.src[b], 0, sizes[b]);
+		}
+		for (int i = 0; i < 6; i++) {
+			if (i)
+				guest_writes(&w);
+			checkpoint(&w, &sec[a], NULL);
+		}
+		assert_same(&w);
+		world_free(&w);
+	}
+	ck_assert_uint_eq(sec[1].len, sec[0].len);
+	ck_assert_mem_eq(sec[1].data, sec[0].data, sec[0].len);
+	colo_buf_free(&sec[0]);
+	colo_buf_free(&sec[1]);
+}
+END_TEST
+
+/* Nothing staged: on_done at once, and no records. */
+START_TEST(async_empty_job)
+{
+	struct colo_buf out = COLO_BUF_INIT;
+	struct colo_ram_enc_stats st;
+	struct colo_err err;
+	struct world w;
+
+	world_init(&w, codec_sets[0], 2, 5);
+	colo_err_clear(&err);
+	memset(&st, 0, sizeof(st));
+	colo_ram_stage_reset(&w.stage);
+	colo_ram_encoder_on_done(w.enc, on_done, &w);
+	ck_assert_int_eq(colo_ram_encode_start(w.enc, &w.stage, w.shadow, NBLK, w.allowed,
+					       &err), 0);
+	ck_assert_uint_eq(atomic_load(&w.done_calls), 1);
+	ck_assert_int_eq(colo_ram_encode_finish(w.enc, &out, &st, &err), 0);
+	ck_assert_uint_eq(out.len, 0);
+	ck_assert_uint_eq(st.bytes, 0);
+	colo_buf_free(&out);
+	world_free(&w);
+}
+END_TEST
+
+/* Freed while a job is under way: the job ends first (on_done ran), so
+ * what it works on may go right after. */
+START_TEST(async_free_waits_for_the_job)
+{
+	struct colo_err err;
+	struct world w;
+
+	world_init(&w, codec_sets[0], 2, 9);
+	colo_err_clear(&err);
+	for (int b = 0; b < NBLK; b++) {
+		colo_rng_fill(&w.rng, w.src[b].host, sizes[b]);
+		mark(&w.src[b], 0, sizes[b]);
+	}
+	colo_ram_stage_reset(&w.stage);
+	ck_assert_int_eq(colo_ram_stage_collect(&w.stage, w.srcp, NBLK, &err), 0);
+	colo_ram_encoder_on_done(w.enc, on_done, &w);
+	ck_assert_int_eq(colo_ram_encode_start(w.enc, &w.stage, w.shadow, NBLK, w.allowed,
+					       &err), 0);
+	colo_ram_encoder_free(w.enc);
+	w.enc = NULL;
+	ck_assert_uint_eq(atomic_load(&w.done_calls), 1);
+	world_free(&w);
 }
 END_TEST
 
@@ -517,6 +637,10 @@ static Suite *suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, every_codec_set_many_rounds, 0, (int)NSETS);
 	tcase_add_test(tc, output_does_not_depend_on_threads);
+	tcase_add_loop_test(tc, async_jobs_back_to_back, 0, 4);
+	tcase_add_test(tc, async_output_is_the_same);
+	tcase_add_test(tc, async_empty_job);
+	tcase_add_test(tc, async_free_waits_for_the_job);
 	tcase_add_test(tc, stats_count_what_was_sent);
 	tcase_add_test(tc, chunks_stream_as_encoded);
 	tcase_add_test(tc, tracked_uffd_wp);

@@ -3,11 +3,11 @@
  * ramenc.h).
  *
  * The worker pool is a generation counter under a mutex: a job bumps the
- * generation and wakes the workers; everyone (the caller included) takes
- * chunk numbers from an atomic counter until none are left; the last one
- * out signals the caller.  Each chunk writes its records into its own
- * buffer, reused from job to job, and the caller appends the buffers in
- * chunk order.
+ * generation and wakes the workers; everyone (a synchronous caller
+ * included) takes chunk numbers from an atomic counter until none are
+ * left; whoever finishes the last chunk ends the job (below, "encoder").
+ * Each chunk writes its records into its own buffer, reused from job to
+ * job, and the caller appends the buffers in chunk order.
  */
 #include "config.h"
 
@@ -156,12 +156,23 @@ void colo_ram_shadow_free(struct colo_ram_shadow *sh)
 
 /* ---- encoder ---- */
 
+/*
+ * A job is numbered (gen).  Its chunk numbers come from one 64-bit counter
+ * whose upper half is the job's number, so a worker that took a snapshot
+ * of an older job and runs late can never take a chunk of the next: its
+ * compare-and-swap fails and it goes back to sleep.  Whoever finishes the
+ * job's last chunk (ndone) ends the job: the shadows it touched become
+ * valid, then a synchronous caller is woken (finished) or the asynchronous
+ * one's done callback runs.  So a new job may start as soon as the last
+ * one ended, without waiting for every worker to notice.
+ */
 struct job {
 	const struct colo_ram_stage *st;
 	struct colo_ram_shadow *shadows;
 	uint32_t allowed;
 	size_t nchunks;
-	atomic_size_t next;
+	uint32_t gen;
+	bool async;
 };
 
 struct chunk {
@@ -174,23 +185,27 @@ struct colo_ram_encoder {
 	unsigned threads;
 	pthread_t *workers;
 	pthread_mutex_t mu;
-	pthread_cond_t go;
-	pthread_cond_t done;
-	uint64_t gen;
-	unsigned busy;                /* workers still on the current job */
+	pthread_cond_t go;            /* a job (gen moved) or stop */
+	pthread_cond_t finished;      /* finished_gen moved */
+	uint32_t gen;                 /* the current job's number */
+	uint32_t finished_gen;        /* the last job that ended */
 	bool stop;
-	struct job job;
+	struct job job;               /* the current job (under mu) */
+	atomic_uint_fast64_t next;    /* gen << 32 | the next chunk to take */
+	atomic_size_t ndone;          /* chunks of the current job done */
+	size_t async_pages, async_chunks;  /* the last colo_ram_encode_start() */
 	struct chunk *chunks;
 	size_t nchunk_slots;
 	size_t prepared;              /* chunks colo_ram_encode_prepare() reset */
-	bool fresh;                   /* ... and no colo_ram_encode() since */
+	bool fresh;                   /* ... and no job since */
 	void (*on_chunk)(void *ud);
 	void *on_chunk_ud;
+	void (*on_done)(void *ud);
+	void *on_done_ud;
 };
 
-static void encode_chunk(struct colo_ram_encoder *enc, size_t c)
+static void encode_chunk(struct colo_ram_encoder *enc, const struct job *j, size_t c)
 {
-	const struct job *j = &enc->job;
 	const struct colo_ram_stage *st = j->st;
 	struct chunk *ch = &enc->chunks[c];
 	size_t first = c * COLO_RAM_ENC_CHUNK;
@@ -234,6 +249,142 @@ static void encode_chunk(struct colo_ram_encoder *enc, size_t c)
 		enc->on_chunk(enc->on_chunk_ud);
 }
 
+/* The job's last chunk is done (this thread did it). */
+static void job_end(struct colo_ram_encoder *enc, const struct job *j)
+{
+	/* A full sync leaves every shadow it touched valid. */
+	for (size_t i = 0; i < j->st->n; i++)
+		j->shadows[j->st->refs[i].block].valid = true;
+	if (j->async) {
+		/* The caller may start the next job from the callback on. */
+		if (enc->on_done)
+			enc->on_done(enc->on_done_ud);
+		return;
+	}
+	pthread_mutex_lock(&enc->mu);
+	enc->finished_gen = j->gen;
+	pthread_cond_broadcast(&enc->finished);
+	pthread_mutex_unlock(&enc->mu);
+}
+
+/* Take chunks of job j until none is left (or j is not current). */
+static void work(struct colo_ram_encoder *enc, const struct job *j)
+{
+	for (;;) {
+		uint_fast64_t v = atomic_load(&enc->next);
+		size_t c;
+
+		do {
+			if ((uint32_t)(v >> 32) != j->gen || (v & 0xffffffffu) >= j->nchunks)
+				return;
+		} while (!atomic_compare_exchange_weak(&enc->next, &v, v + 1));
+		c = (size_t)(v & 0xffffffffu);
+		encode_chunk(enc, j, c);
+		if (atomic_fetch_add(&enc->ndone, 1) + 1 == j->nchunks)
+			job_end(enc, j);
+	}
+}
+
+static void *worker(void *arg)
+{
+	struct colo_ram_encoder *enc = arg;
+	uint32_t seen = 0;
+
+	pthread_setname_np(pthread_self(), "colo-encoder");
+	pthread_mutex_lock(&enc->mu);
+	for (;;) {
+		struct job j;
+
+		while (!enc->stop && enc->gen == seen)
+			pthread_cond_wait(&enc->go, &enc->mu);
+		/* Stopping: a job still pending is done first. */
+		if (enc->gen == seen)
+			break;
+		seen = enc->gen;
+		j = enc->job;
+		pthread_mutex_unlock(&enc->mu);
+		work(enc, &j);
+		pthread_mutex_lock(&enc->mu);
+	}
+	pthread_mutex_unlock(&enc->mu);
+	return NULL;
+}
+
+unsigned colo_ram_encoder_default_threads(void)
+{
+	cpu_set_t set;
+	int n = 0;
+
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n < 1)
+		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > COLO_RAM_ENC_THREADS_MAX ? COLO_RAM_ENC_THREADS_MAX : (unsigned)n;
+}
+
+int colo_ram_encoder_new(unsigned threads, struct colo_ram_encoder **out,
+			 struct colo_err *err)
+{
+	struct colo_ram_encoder *enc;
+
+	*out = NULL;
+	if (threads == 0 || threads > COLO_RAM_ENC_THREADS_MAX)
+		return colo_err_set(err, EINVAL, "encode-threads must be 1 to %d, not %u",
+				    COLO_RAM_ENC_THREADS_MAX, threads);
+	enc = calloc(1, sizeof(*enc));
+	if (!enc)
+		return colo_err_set(err, ENOMEM, "out of memory");
+	pthread_mutex_init(&enc->mu, NULL);
+	pthread_cond_init(&enc->go, NULL);
+	pthread_cond_init(&enc->finished, NULL);
+	enc->workers = calloc(threads, sizeof(*enc->workers));
+	if (!enc->workers) {
+		colo_ram_encoder_free(enc);
+		return colo_err_set(err, ENOMEM, "out of memory");
+	}
+	for (unsigned t = 0; t < threads; t++) {
+		int r = pthread_create(&enc->workers[t], NULL, worker, enc);
+
+		if (r) {
+			colo_ram_encoder_free(enc);
+			return colo_err_set(err, r, "cannot start encode thread %u: %s", t,
+					    strerror(r));
+		}
+		enc->threads = t + 1;
+	}
+	*out = enc;
+	return 0;
+}
+
+void colo_ram_encoder_free(struct colo_ram_encoder *enc)
+{
+	if (!enc)
+		return;
+	/* The workers finish a job under way first: its caller's data must
+	 * outlive this call. */
+	pthread_mutex_lock(&enc->mu);
+	enc->stop = true;
+	pthread_cond_broadcast(&enc->go);
+	pthread_mutex_unlock(&enc->mu);
+	for (unsigned t = 0; enc->workers && t < enc->threads; t++)
+		pthread_join(enc->workers[t], NULL);
+	for (size_t c = 0; c < enc->nchunk_slots; c++)
+		colo_buf_free(&enc->chunks[c].buf);
+	free(enc->chunks);
+	free(enc->workers);
+	pthread_mutex_destroy(&enc->mu);
+	pthread_cond_destroy(&enc->go);
+	pthread_cond_destroy(&enc->finished);
+	free(enc);
+}
+
+unsigned colo_ram_encoder_threads(const struct colo_ram_encoder *enc)
+{
+	return enc->threads;
+}
+
 /* Room for n chunks, none of them ready (the caller's thread owns them). */
 static int chunk_slots(struct colo_ram_encoder *enc, size_t n)
 {
@@ -267,6 +418,12 @@ void colo_ram_encoder_on_chunk(struct colo_ram_encoder *enc, void (*fn)(void *ud
 	enc->on_chunk_ud = ud;
 }
 
+void colo_ram_encoder_on_done(struct colo_ram_encoder *enc, void (*fn)(void *ud), void *ud)
+{
+	enc->on_done = fn;
+	enc->on_done_ud = ud;
+}
+
 bool colo_ram_encoder_chunk(const struct colo_ram_encoder *enc, size_t k, const uint8_t **data,
 			    size_t *len)
 {
@@ -282,121 +439,12 @@ bool colo_ram_encoder_chunk(const struct colo_ram_encoder *enc, size_t k, const 
 	return true;
 }
 
-static void work(struct colo_ram_encoder *enc)
-{
-	for (;;) {
-		size_t c = atomic_fetch_add(&enc->job.next, 1);
-
-		if (c >= enc->job.nchunks)
-			return;
-		encode_chunk(enc, c);
-	}
-}
-
-static void *worker(void *arg)
-{
-	struct colo_ram_encoder *enc = arg;
-	uint64_t seen = 0;
-
-	pthread_setname_np(pthread_self(), "colo-encoder");
-	pthread_mutex_lock(&enc->mu);
-	for (;;) {
-		while (!enc->stop && enc->gen == seen)
-			pthread_cond_wait(&enc->go, &enc->mu);
-		if (enc->stop)
-			break;
-		seen = enc->gen;
-		pthread_mutex_unlock(&enc->mu);
-		work(enc);
-		pthread_mutex_lock(&enc->mu);
-		if (--enc->busy == 0)
-			pthread_cond_signal(&enc->done);
-	}
-	pthread_mutex_unlock(&enc->mu);
-	return NULL;
-}
-
-unsigned colo_ram_encoder_default_threads(void)
-{
-	cpu_set_t set;
-	int n = 0;
-
-	if (sched_getaffinity(0, sizeof(set), &set) == 0)
-		n = CPU_COUNT(&set);
-	if (n < 1)
-		n = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (n < 1)
-		n = 1;
-	return n > COLO_RAM_ENC_THREADS_MAX ? COLO_RAM_ENC_THREADS_MAX : (unsigned)n;
-}
-
-int colo_ram_encoder_new(unsigned threads, struct colo_ram_encoder **out,
-			 struct colo_err *err)
-{
-	struct colo_ram_encoder *enc;
-
-	*out = NULL;
-	if (threads == 0 || threads > COLO_RAM_ENC_THREADS_MAX)
-		return colo_err_set(err, EINVAL, "encode-threads must be 1 to %d, not %u",
-				    COLO_RAM_ENC_THREADS_MAX, threads);
-	enc = calloc(1, sizeof(*enc));
-	if (!enc)
-		return colo_err_set(err, ENOMEM, "out of memory");
-	enc->threads = threads;
-	pthread_mutex_init(&enc->mu, NULL);
-	pthread_cond_init(&enc->go, NULL);
-	pthread_cond_init(&enc->done, NULL);
-	enc->workers = calloc(threads, sizeof(*enc->workers));
-	if (!enc->workers) {
-		colo_ram_encoder_free(enc);
-		return colo_err_set(err, ENOMEM, "out of memory");
-	}
-	for (unsigned t = 1; t < threads; t++) {
-		int r = pthread_create(&enc->workers[t], NULL, worker, enc);
-
-		if (r) {
-			enc->threads = t;
-			colo_ram_encoder_free(enc);
-			return colo_err_set(err, r, "cannot start encode thread %u: %s", t,
-					    strerror(r));
-		}
-	}
-	*out = enc;
-	return 0;
-}
-
-void colo_ram_encoder_free(struct colo_ram_encoder *enc)
-{
-	if (!enc)
-		return;
-	pthread_mutex_lock(&enc->mu);
-	enc->stop = true;
-	pthread_cond_broadcast(&enc->go);
-	pthread_mutex_unlock(&enc->mu);
-	for (unsigned t = 1; enc->workers && t < enc->threads; t++)
-		pthread_join(enc->workers[t], NULL);
-	for (size_t c = 0; c < enc->nchunk_slots; c++)
-		colo_buf_free(&enc->chunks[c].buf);
-	free(enc->chunks);
-	free(enc->workers);
-	pthread_mutex_destroy(&enc->mu);
-	pthread_cond_destroy(&enc->go);
-	pthread_cond_destroy(&enc->done);
-	free(enc);
-}
-
-unsigned colo_ram_encoder_threads(const struct colo_ram_encoder *enc)
-{
-	return enc->threads;
-}
-
-int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
-		    struct colo_ram_shadow *shadows, size_t nshadows, uint32_t allowed,
-		    struct colo_buf *out, struct colo_ram_enc_stats *stats,
-		    struct colo_err *err)
+/* Check the stage against the shadows, and room for its chunks. */
+static int job_setup(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
+		     const struct colo_ram_shadow *shadows, size_t nshadows,
+		     struct colo_err *err)
 {
 	size_t nchunks = (st->n + COLO_RAM_ENC_CHUNK - 1) / COLO_RAM_ENC_CHUNK;
-	bool failed = false;
 
 	for (size_t i = 0; i < st->n; i++) {
 		const struct colo_stage_ref *ref = &st->refs[i];
@@ -415,28 +463,37 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
 			return colo_err_set(err, ENOMEM, "out of memory");
 	}
 	enc->fresh = false;
-	enc->job.st = st;
-	enc->job.shadows = shadows;
-	enc->job.allowed = allowed;
-	enc->job.nchunks = nchunks;
-	atomic_store(&enc->job.next, 0);
-	if (enc->threads > 1 && nchunks > 1) {
-		pthread_mutex_lock(&enc->mu);
-		enc->busy = enc->threads - 1;
-		enc->gen++;
-		pthread_cond_broadcast(&enc->go);
-		pthread_mutex_unlock(&enc->mu);
-		work(enc);
-		pthread_mutex_lock(&enc->mu);
-		while (enc->busy)
-			pthread_cond_wait(&enc->done, &enc->mu);
-		pthread_mutex_unlock(&enc->mu);
-	} else {
-		work(enc);
-	}
-	/* A full sync leaves every shadow it touched valid. */
-	for (size_t i = 0; i < st->n; i++)
-		shadows[st->refs[i].block].valid = true;
+	return 0;
+}
+
+/* Publish the job: the workers may take its chunks from here. */
+static struct job job_publish(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
+			      struct colo_ram_shadow *shadows, uint32_t allowed, bool async)
+{
+	struct job j;
+
+	pthread_mutex_lock(&enc->mu);
+	j.st = st;
+	j.shadows = shadows;
+	j.allowed = allowed;
+	j.nchunks = (st->n + COLO_RAM_ENC_CHUNK - 1) / COLO_RAM_ENC_CHUNK;
+	j.gen = ++enc->gen;
+	j.async = async;
+	enc->job = j;
+	atomic_store(&enc->ndone, 0);
+	atomic_store(&enc->next, (uint_fast64_t)j.gen << 32);
+	pthread_cond_broadcast(&enc->go);
+	pthread_mutex_unlock(&enc->mu);
+	return j;
+}
+
+/* Append the chunks' records to out and their figures to stats. */
+static int job_collect(struct colo_ram_encoder *enc, size_t npages, size_t nchunks,
+		       struct colo_buf *out, struct colo_ram_enc_stats *stats,
+		       struct colo_err *err)
+{
+	bool failed = false;
+
 	for (size_t c = 0; c < nchunks; c++) {
 		struct chunk *ch = &enc->chunks[c];
 
@@ -453,8 +510,55 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
 		}
 	}
 	if (failed || !colo_buf_ok(out))
-		return colo_err_set(err, ENOMEM, "out of memory encoding %zu pages", st->n);
+		return colo_err_set(err, ENOMEM, "out of memory encoding %zu pages", npages);
 	return 0;
+}
+
+int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
+		    struct colo_ram_shadow *shadows, size_t nshadows, uint32_t allowed,
+		    struct colo_buf *out, struct colo_ram_enc_stats *stats,
+		    struct colo_err *err)
+{
+	struct job j;
+	int r = job_setup(enc, st, shadows, nshadows, err);
+
+	if (r)
+		return r;
+	if (st->n == 0)
+		return 0;
+	j = job_publish(enc, st, shadows, allowed, false);
+	/* This thread works too; then it waits for chunks others still do. */
+	work(enc, &j);
+	pthread_mutex_lock(&enc->mu);
+	while (enc->finished_gen != j.gen)
+		pthread_cond_wait(&enc->finished, &enc->mu);
+	pthread_mutex_unlock(&enc->mu);
+	return job_collect(enc, st->n, j.nchunks, out, stats, err);
+}
+
+int colo_ram_encode_start(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
+			  struct colo_ram_shadow *shadows, size_t nshadows, uint32_t allowed,
+			  struct colo_err *err)
+{
+	int r = job_setup(enc, st, shadows, nshadows, err);
+
+	if (r)
+		return r;
+	enc->async_pages = st->n;
+	enc->async_chunks = (st->n + COLO_RAM_ENC_CHUNK - 1) / COLO_RAM_ENC_CHUNK;
+	if (st->n == 0) {
+		if (enc->on_done)
+			enc->on_done(enc->on_done_ud);
+		return 0;
+	}
+	job_publish(enc, st, shadows, allowed, true);
+	return 0;
+}
+
+int colo_ram_encode_finish(struct colo_ram_encoder *enc, struct colo_buf *out,
+			   struct colo_ram_enc_stats *stats, struct colo_err *err)
+{
+	return job_collect(enc, enc->async_pages, enc->async_chunks, out, stats, err);
 }
 
 /* ---- applier ---- */

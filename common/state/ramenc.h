@@ -17,7 +17,7 @@
  * Secondary side: struct colo_ram_applier is a RAM section handler that
  * decodes records into named blocks of memory through the page codecs.
  *
- * Threads: an encoder owns its worker threads (threads - 1 of them: the
+ * Threads: an encoder owns `threads` worker threads (a synchronous
  * caller works too) and is driven from one thread.  Each shadow page is
  * touched by the one worker that encodes it.
  */
@@ -109,15 +109,31 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
 		    struct colo_err *err);
 
 /*
+ * The same without waiting: colo_ram_encode_start() hands the job to the
+ * workers and returns; fn(ud) (colo_ram_encoder_on_done) is called on the
+ * worker that finished the last chunk, after on_chunk's call for it (or
+ * here, at once, when nothing is staged), and the driving thread then
+ * calls colo_ram_encode_finish() for the records and figures.  Until then
+ * it leaves st, the shadows and the encoder alone, but may read ready
+ * chunks (below).  colo_ram_encoder_free() waits for a job under way.
+ */
+int colo_ram_encode_start(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
+			  struct colo_ram_shadow *shadows, size_t nshadows, uint32_t allowed,
+			  struct colo_err *err);
+void colo_ram_encoder_on_done(struct colo_ram_encoder *enc, void (*fn)(void *ud), void *ud);
+int colo_ram_encode_finish(struct colo_ram_encoder *enc, struct colo_buf *out,
+			   struct colo_ram_enc_stats *stats, struct colo_err *err);
+
+/*
  * Sending the records while they are encoded.  Before colo_ram_encode()
- * runs (on another thread), the thread that will send calls
- * colo_ram_encode_prepare() with the number of staged pages: it returns
- * the job's number of chunks, none of them ready.  While colo_ram_encode()
- * runs, fn(ud) (colo_ram_encoder_on_chunk, NULL: none) is called from the
- * thread that finished each chunk, and colo_ram_encoder_chunk() gives a
- * chunk's records once it is ready (false before).  The chunks, in order,
- * are exactly what colo_ram_encode() appends to out; each stays valid and
- * unchanged until the next colo_ram_encode_prepare() or colo_ram_encode().
+ * runs (on another thread) or colo_ram_encode_start(), the thread that
+ * will send calls colo_ram_encode_prepare() with the number of staged
+ * pages: it returns the job's number of chunks, none of them ready.  While
+ * the job runs, fn(ud) (colo_ram_encoder_on_chunk, NULL: none) is called
+ * from the thread that finished each chunk, and colo_ram_encoder_chunk()
+ * gives a chunk's records once it is ready (false before).  The chunks, in
+ * order, are exactly what the job appends to out; each stays valid and
+ * unchanged until the next colo_ram_encode_prepare() or job.
  * Returns 0 chunks (and nothing ready) when out of memory: encode as usual.
  */
 size_t colo_ram_encode_prepare(struct colo_ram_encoder *enc, size_t npages);

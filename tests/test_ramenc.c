@@ -285,6 +285,22 @@ static void run_rounds(uint32_t allowed, unsigned threads, int rounds, uint64_t 
 	world_free(&w);
 }
 
+/* Every page written, then six checkpoints with writes between; the last
+ * checkpoint's section in sec, and the copy equal to the guest. */
+static void six_rounds(struct world *w, struct colo_buf *sec)
+{
+	for (int b = 0; b < NBLK; b++) {
+		colo_rng_fill(&w->rng, w->src[b].host, sizes[b]);
+		mark(&w->src[b], 0, sizes[b]);
+	}
+	for (int i = 0; i < 6; i++) {
+		if (i)
+			guest_writes(w);
+		checkpoint(w, sec, NULL);
+	}
+	assert_same(w);
+}
+
 START_TEST(every_codec_set_many_rounds)
 {
 	run_rounds(codec_sets[_i], 3, 25, COLO_TEST_SEED(1000 + (uint64_t)_i), false);
@@ -314,16 +330,7 @@ START_TEST(async_output_is_the_same)
 
 		world_init(&w, codec_sets[0], 3, 77);
 		w.async = a == 1;
-		for (int b = 0; b < NBLK; b++) {
-			colo_rng_fill(&w.rng, w.src[b].host, sizes[b]);
-			mark(&w.src[b], 0, sizes[b]);
-		}
-		for (int i = 0; i < 6; i++) {
-			if (i)
-				guest_writes(&w);
-			checkpoint(&w, &sec[a], NULL);
-		}
-		assert_same(&w);
+		six_rounds(&w, &sec[a]);
 		world_free(&w);
 	}
 	ck_assert_uint_eq(sec[1].len, sec[0].len);
@@ -391,16 +398,7 @@ START_TEST(output_does_not_depend_on_threads)
 		struct world w;
 
 		world_init(&w, codec_sets[0], threads, 42);
-		for (int b = 0; b < NBLK; b++) {
-			colo_rng_fill(&w.rng, w.src[b].host, sizes[b]);
-			mark(&w.src[b], 0, sizes[b]);
-		}
-		for (int i = 0; i < 6; i++) {
-			if (i)
-				guest_writes(&w);
-			checkpoint(&w, &sec, NULL);
-		}
-		assert_same(&w);
+		six_rounds(&w, &sec);
 		if (threads == 1) {
 			colo_buf_reset(&ref);
 			colo_buf_put(&ref, sec.data, sec.len);

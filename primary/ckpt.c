@@ -631,11 +631,11 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 		encode_ended(p, c);
 		return;
 	}
-	/* On a worker: what is encoded goes out once the REPLY is in, while
-	 * the rest is encoded (so the secondary decodes meanwhile).  Not in
-	 * compare mode: its INPUT frames go out whenever the guest ran, and
-	 * the secondary takes them between checkpoints only, so a checkpoint
-	 * must be one write there. */
+	/* On the encoder's threads: what is encoded goes out once the REPLY
+	 * is in, while the rest is encoded (so the secondary decodes
+	 * meanwhile).  Not in compare mode: its INPUT frames go out whenever
+	 * the guest ran, and the secondary takes them between checkpoints
+	 * only, so a checkpoint must be one write there. */
 	if (!c->full && !p->cmp.on)
 		c->nchunks = colo_ram_encode_prepare(p->enc, p->stage.n);
 	atomic_store(&p->encoded, false);

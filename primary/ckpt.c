@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "arbiter.h"
 #include "clock.h"
 #include "colomsg.h"
 #include "log.h"
@@ -654,16 +655,58 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 
 /* ---- acknowledgements ---- */
 
+/*
+ * May the replies c holds go now?  Without an arbiter, yes: the secondary
+ * acknowledged c.  With one, the secondary may have taken over since it
+ * sent the acknowledgment, and this node must release nothing once the
+ * new primary may serve (docs/arbiter.md).  A new primary serves no
+ * sooner than the old lease's TTL, or one heartbeat timeout, after it won,
+ * and it won after its last acknowledgment, which it sent after c began:
+ * so an acknowledgment read within three quarters of the lesser of the
+ * two since c began is early enough.  A later one (this node was frozen,
+ * or its loop stalled) counts only while this node's lease is valid by its
+ * own clock; else the release waits for the arbiter (the gate, or the
+ * superseded exit).  With etcd out of reach, acknowledgments that come in
+ * time still release: the secondary cannot take over without etcd.
+ */
+static bool release_in_time(struct colo_primary *p, const struct ckpt *c)
+{
+	const struct colo_config *cfg = &p->n->cfg;
+	uint64_t bound_ms = cfg->lease_ttl_ms < cfg->heartbeat_timeout_ms ?
+			    cfg->lease_ttl_ms : cfg->heartbeat_timeout_ms;
+
+	return !p->n->arb || colo_now_ns() - c->t0 < bound_ms * 750000ull ||
+	       colo_arbiter_lease_valid(p->n->arb);
+}
+
 /* VMSTATE_RECEIVED for c: the secondary will commit it before any
- * promotion, so the replies that waited for it may go. */
+ * promotion, so the replies that waited for it may go (if in time). */
 static void ckpt_acked(struct colo_primary *p, struct ckpt *c)
 {
 	/* From the last byte written, or from the write if the answer beat
 	 * the write's completion to this loop. */
 	colo_stats_phase(&p->n->stats, COLO_PHASE_ACK, colo_now_ns() -
 			 (c->t_sent > c->t_ready ? c->t_sent : c->t_ready));
-	primary_out_release(p, c->seq);
+	if (release_in_time(p, c)) {
+		primary_out_release(p, c->seq);
+		p->release_late = 0;
+	} else {
+		colo_log_warn("checkpoint %" PRIu64 " acknowledged %.0f ms after it began and "
+			      "this node's lease is not valid by its clock: its replies wait "
+			      "for the arbiter", c->seq, (double)(colo_now_ns() - c->t0) / 1e6);
+		p->release_late = c->seq;
+	}
 	primary_fault_at(&p->fault, F_RECEIVED, c->seq);
+}
+
+void primary_release_late(struct colo_primary *p)
+{
+	if (p->release_late && colo_arbiter_lease_valid(p->n->arb)) {
+		colo_log_info("arbiter: lease valid again: checkpoint %" PRIu64 "'s replies go",
+			      p->release_late);
+		primary_out_release(p, p->release_late);
+		p->release_late = 0;
+	}
 }
 
 void primary_ckpt_received(struct colo_primary *p)

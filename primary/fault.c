@@ -3,6 +3,8 @@
  * a hidden option): the primary kills itself with SIGKILL at a named point
  * of a checkpoint, as a crash would, with no cleanup and no last words on
  * the wire.  tests/test_pair and tests/test_kv_loss kill it at every point.
+ * `stop-at=PHASE` stops it instead (SIGSTOP, once), as a freeze would:
+ * tests/test_arbiter wakes it after its secondary took over.
  * Loop thread only.
  */
 #include "config.h"
@@ -32,33 +34,48 @@ int primary_fault_parse(struct primary_fault_cfg *f, const char *spec, struct co
 
 	f->at = F_NONE;
 	f->after = 5;
+	f->stop = false;
 	if (!spec || !*spec)
 		return 0;
 	snprintf(buf, sizeof(buf), "%s", spec);
 	for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-		if (strncmp(tok, "abort-at=", 9) == 0) {
+		if (strncmp(tok, "abort-at=", 9) == 0 || strncmp(tok, "stop-at=", 8) == 0) {
+			const char *phase = strchr(tok, '=') + 1;
+
+			f->stop = tok[0] == 's';
 			for (size_t i = 1; i < NFAULTS; i++)
-				if (strcmp(tok + 9, fault_names[i]) == 0)
+				if (strcmp(phase, fault_names[i]) == 0)
 					f->at = (enum primary_fault)i;
 			if (f->at == F_NONE)
 				return colo_err_set(err, EINVAL, "fault: unknown phase '%s'",
-						    tok + 9);
+						    phase);
 		} else if (strncmp(tok, "after=", 6) == 0) {
 			f->after = strtoull(tok + 6, NULL, 10);
 		} else {
 			return colo_err_set(err, EINVAL, "fault: cannot parse '%s'", tok);
 		}
 	}
-	colo_log_warn("fault injection armed: abort at %s after checkpoint %" PRIu64,
-		      fault_names[f->at], f->after);
+	colo_log_warn("fault injection armed: %s at %s after checkpoint %" PRIu64,
+		      f->stop ? "stop" : "abort", fault_names[f->at], f->after);
 	return 0;
 }
 
 void primary_fault_at(const struct primary_fault_cfg *f, enum primary_fault where,
 		      uint64_t seq)
 {
+	static bool stopped;
+
 	if (f->at != where || (where != F_SYNC && seq < f->after))
 		return;
+	if (f->stop) {
+		if (stopped)
+			return;
+		stopped = true;
+		colo_log_warn("fault injection: stopping this process at %s (checkpoint %"
+			      PRIu64 ")", fault_names[where], seq);
+		kill(getpid(), SIGSTOP);
+		return;
+	}
 	colo_log_warn("fault injection: killing this process at %s (checkpoint %" PRIu64
 		      ")", fault_names[where], seq);
 	kill(getpid(), SIGKILL);

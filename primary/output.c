@@ -30,18 +30,24 @@ void primary_out_epoch(struct colo_primary *p, uint64_t seq)
 	}
 }
 
-/* Let the guest's replies up to seq go; the release log says why (what). */
+/*
+ * Let the guest's replies up to seq go; the release log says why (what).
+ * The line is written first: a guest on this loop (embed) writes its
+ * replies inside output_release, and the log must not date a release
+ * later than the replies it let go (a node frozen in between would log
+ * it only once woken, docs/arbiter.md).
+ */
 static void out_release(struct colo_primary *p, uint64_t seq, const char *what)
 {
-	if (p->n->gops->output_release && p->n->guest)
-		p->n->gops->output_release(p->n->guest, seq);
-	primary_cmp_released(p, seq);
 	if (seq != UINT64_MAX)
 		colo_node_release_event(p->n, what, seq);
 	else if (!p->passing) {
 		p->passing = true;
 		colo_node_release_event(p->n, "open", 0);
 	}
+	if (p->n->gops->output_release && p->n->guest)
+		p->n->gops->output_release(p->n->guest, seq);
+	primary_cmp_released(p, seq);
 }
 
 void primary_out_release(struct colo_primary *p, uint64_t seq)

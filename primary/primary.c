@@ -474,6 +474,7 @@ static void on_peer_dead(void *ud)
 
 static void on_arb_gate(void *ud)
 {
+	primary_release_late(ud);
 	primary_alone_round(ud);
 }
 

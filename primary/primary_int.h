@@ -127,6 +127,7 @@ enum primary_fault {
 struct primary_fault_cfg {
 	enum primary_fault at;
 	uint64_t after;              /* from this checkpoint on */
+	bool stop;                   /* stop-at: SIGSTOP once instead of SIGKILL */
 };
 
 /* One checkpoint, or the full sync (full). */
@@ -246,6 +247,7 @@ struct colo_primary {
 	struct primary_fault_cfg fault;
 	bool passing;                /* output passes at once (release log: open) */
 	bool alone_waits;            /* arbiter, no secondary: output may be held */
+	uint64_t release_late;       /* acknowledged late, held for the arbiter */
 	enum colo_ckpt_cause want_cause;  /* why want_now was set */
 	struct primary_cmp cmp;
 };
@@ -295,6 +297,9 @@ void primary_ckpt_received(struct colo_primary *p);
 void primary_ckpt_committed(struct colo_primary *p);
 /* cur, sent whole and answered, moves to prev if it may (pipelined). */
 void primary_ckpt_pipeline(struct colo_primary *p);
+/* The arbiter's gate: replies of a checkpoint acknowledged late go if
+ * this node's lease is valid by its clock now. */
+void primary_release_late(struct colo_primary *p);
 /* The encoder's threads are gone (joined): let go of what they worked for. */
 void primary_ckpt_encoder_gone(struct colo_primary *p);
 /* A message from the secondary while prev waits: its RECEIVED or LOADED. */

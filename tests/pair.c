@@ -321,6 +321,29 @@ bool cond_log(void *ud)
 	return proc_log_has(w->p, w->text);
 }
 
+/* Is the process stopped (state T in /proc/PID/stat)? */
+static bool is_stopped(pid_t pid)
+{
+	char path[64], buf[256], *p;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
+}
+
+bool cond_stopped(void *proc)
+{
+	return is_stopped(((struct proc *)proc)->pid);
+}
+
 bool cond_exited(void *ud)
 {
 	return proc_wait(ud, 0);

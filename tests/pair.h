@@ -74,6 +74,7 @@ bool cond_primary(void *proc);              /* role primary */
 bool cond_committed(void *wait_arg);        /* last_committed >= n */
 bool cond_log(void *wait_arg);              /* log has text */
 bool cond_exited(void *proc);
+bool cond_stopped(void *proc);              /* stopped (SIGSTOP) */
 
 /* ---- additions for the authentication tests (issue 11) ---- */
 

@@ -448,6 +448,46 @@ START_TEST(frozen_primary_never_serves_beside_the_new_one)
 END_TEST
 
 /*
+ * The same freeze, but at the worst moment: right after a checkpoint went
+ * out (--fault stop-at=sent), so that the secondary's acknowledgment of it
+ * waits in the frozen primary's socket while the secondary takes over and
+ * serves.  Woken, the old primary reads an acknowledgment its lease no
+ * longer covers: it must not release on it (it says so), and stops (exit
+ * 5).  Before the rule it released there, after the new primary's first
+ * release.
+ */
+START_TEST(frozen_with_an_acknowledgment_in_flight)
+{
+	static const char *const fault[] = { "--fault", "stop-at=sent,after=40", NULL };
+	struct node a = { 0 }, b = { 0 };
+	uint64_t a_first, a_last, b_first, b_last, t0;
+	char key[32];
+
+	need_etcd();
+	ports(&a, &b);
+	start(&b, "colo-secondary", "b", &a, NULL);
+	start(&a, "colo-primary", "a", &b, fault);
+	ck_assert_msg(proc_wait_state(&a.p, "protected", 20000), "a not protected");
+	ck_assert(kv_set(a.kv, "before", "1", 5000));
+	ck_assert_msg(wait_for(cond_stopped, &a.p, 20000), "a did not stop at the fault");
+	t0 = colo_wall_ns();
+	ck_assert_msg(wait_for(cond_primary, &b.p, 15000), "b did not take over");
+	for (int i = 0; i < 5; i++) {
+		snprintf(key, sizeof(key), "b%d", i);
+		ck_assert(kv_set(b.kv, key, "2", 5000));
+	}
+	proc_signal(&a.p, SIGCONT);
+	ck_assert_msg(proc_wait(&a.p, 15000), "the old primary kept running");
+	ck_assert_int_eq(a.p.exit_status, 5);
+	ck_assert(release_span(b.rel, t0, &b_first, &b_last));
+	if (release_span(a.rel, 0, &a_first, &a_last))
+		ck_assert_msg(a_last < b_first, "a released at %" PRIu64 ", after b's first "
+			      "release at %" PRIu64, a_last, b_first);
+	stop_all(NULL, &b);
+}
+END_TEST
+
+/*
  * A primary alone (its secondary gone) serves while its lease is valid;
  * with etcd silent it stops releasing before the lease could have ended
  * in etcd, and serves again once etcd answers.
@@ -620,6 +660,7 @@ static Suite *suite(void)
 	tcase_add_test(t, clean_stop_gives_the_lease_back);
 	tcase_add_test(t, takes_over_through_the_key);
 	tcase_add_test(t, frozen_primary_never_serves_beside_the_new_one);
+	tcase_add_test(t, frozen_with_an_acknowledgment_in_flight);
 	tcase_add_test(t, alone_primary_fences_itself);
 	tcase_add_test(t, secondary_never_promotes_without_the_key);
 	tcase_add_test(t, manual_failover_through_the_key);

@@ -511,28 +511,6 @@ START_TEST(checker_sees_loss_without_output_commit)
 }
 END_TEST
 
-/* Is the process stopped (state T in /proc/PID/stat)? */
-static bool is_stopped(pid_t pid)
-{
-	char path[64], buf[256], *p;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return false;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' && (p[2] == 'T' || p[2] == 't');
-}
-
-static bool cond_stopped(void *proc)
-{
-	return is_stopped(((struct proc *)proc)->pid);
-}
 
 /*
  * Output commit when the secondary goes away: with the secondary frozen

@@ -113,9 +113,14 @@ static bool can_serve_alone(const struct colo_arbiter *a, uint64_t now)
 	       now < a->valid_until_ns;
 }
 
+static bool lease_valid(const struct colo_arbiter *a, uint64_t now)
+{
+	return a->state == A_HOLD && now < a->valid_until_ns;
+}
+
 static void tell_gate(struct colo_arbiter *a)
 {
-	if (a->cb.gate && can_serve_alone(a, colo_now_ns()))
+	if (a->cb.gate && lease_valid(a, colo_now_ns()))
 		a->cb.gate(a->ud);
 }
 
@@ -607,6 +612,11 @@ void colo_arbiter_set_secondary(struct colo_arbiter *a, const char *name)
 bool colo_arbiter_may_serve_alone(const struct colo_arbiter *a)
 {
 	return a && can_serve_alone(a, colo_now_ns());
+}
+
+bool colo_arbiter_lease_valid(const struct colo_arbiter *a)
+{
+	return a && lease_valid(a, colo_now_ns());
 }
 
 int colo_arbiter_take(struct colo_arbiter *a, const char *from, colo_arbiter_take_cb done,

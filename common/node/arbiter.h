@@ -43,7 +43,8 @@ struct colo_arbiter;
 
 /* What the engine leading now is told. */
 struct colo_arbiter_cb {
-	/* colo_arbiter_may_serve_alone() may have become true: release what waits. */
+	/* colo_arbiter_may_serve_alone() or colo_arbiter_lease_valid() may have
+	 * become true: release what waits. */
 	void (*gate)(void *ud);
 	/* Another node holds the cluster (a newer generation): stop serving. */
 	void (*superseded)(void *ud, const char *why);
@@ -59,6 +60,9 @@ void colo_arbiter_lead(struct colo_arbiter *a, const struct colo_arbiter_cb *cb,
 /* Primary: who may take over from now on: a secondary's name, "" for none. */
 void colo_arbiter_set_secondary(struct colo_arbiter *a, const char *name);
 bool colo_arbiter_may_serve_alone(const struct colo_arbiter *a);
+/* Primary: holds the leader key, and its lease is valid by its own clock
+ * (gate() is called when this may have become true). */
+bool colo_arbiter_lease_valid(const struct colo_arbiter *a);
 
 /*
  * Secondary: take the cluster over from `from` (the primary's name, for

@@ -689,7 +689,6 @@ static void ckpt_acked(struct colo_primary *p, struct ckpt *c)
 			 (c->t_sent > c->t_ready ? c->t_sent : c->t_ready));
 	if (release_in_time(p, c)) {
 		primary_out_release(p, c->seq);
-		p->release_late = 0;
 	} else {
 		colo_log_warn("checkpoint %" PRIu64 " acknowledged %.0f ms after it began and "
 			      "this node's lease is not valid by its clock: its replies wait "
@@ -705,7 +704,6 @@ void primary_release_late(struct colo_primary *p)
 		colo_log_info("arbiter: lease valid again: checkpoint %" PRIu64 "'s replies go",
 			      p->release_late);
 		primary_out_release(p, p->release_late);
-		p->release_late = 0;
 	}
 }
 

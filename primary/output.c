@@ -48,6 +48,8 @@ static void out_release(struct colo_primary *p, uint64_t seq, const char *what)
 	if (p->n->gops->output_release && p->n->guest)
 		p->n->gops->output_release(p->n->guest, seq);
 	primary_cmp_released(p, seq);
+	if (seq >= p->release_late)
+		p->release_late = 0;         /* what waited for the arbiter is out */
 }
 
 void primary_out_release(struct colo_primary *p, uint64_t seq)

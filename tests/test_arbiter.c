@@ -407,10 +407,37 @@ END_TEST
  * stops (exit 5), and none of its releases comes after the new primary's
  * first.
  */
+/*
+ * a frozen since t0: b takes over and serves `writes` SETs; a, woken,
+ * stops (exit 5), and none of its releases (it must have some when
+ * a_released) comes after b's first since t0.
+ */
+static void takeover_then_wake(struct node *a, struct node *b, int writes, uint64_t t0,
+			       bool a_released)
+{
+	uint64_t a_first, a_last, b_first, b_last;
+	char key[32];
+
+	ck_assert_msg(wait_for(cond_primary, &b->p, 15000), "b did not take over");
+	for (int i = 0; i < writes; i++) {
+		snprintf(key, sizeof(key), "b%d", i);
+		ck_assert(kv_set(b->kv, key, "2", 5000));
+	}
+	proc_signal(&a->p, SIGCONT);
+	ck_assert_msg(proc_wait(&a->p, 15000), "the old primary kept running");
+	ck_assert_int_eq(a->p.exit_status, 5);
+	ck_assert(release_span(b->rel, t0, &b_first, &b_last));
+	if (release_span(a->rel, 0, &a_first, &a_last))
+		ck_assert_msg(a_last < b_first, "a released at %" PRIu64 ", after b's first "
+			      "release at %" PRIu64, a_last, b_first);
+	else
+		ck_assert_msg(!a_released, "a released nothing");
+}
+
 START_TEST(frozen_primary_never_serves_beside_the_new_one)
 {
 	struct node a = { 0 }, b = { 0 };
-	uint64_t a_first, a_last, b_first, b_last, t0;
+	uint64_t t0;
 	int acked = 0;
 	char key[32];
 
@@ -424,18 +451,7 @@ START_TEST(frozen_primary_never_serves_beside_the_new_one)
 	ck_assert_int_eq(acked, 20);
 	t0 = colo_wall_ns();
 	proc_signal(&a.p, SIGSTOP);
-	ck_assert_msg(wait_for(cond_primary, &b.p, 15000), "b did not take over");
-	for (int i = 0; i < 20; i++) {
-		snprintf(key, sizeof(key), "b%d", i);
-		ck_assert(kv_set(b.kv, key, "2", 5000));
-	}
-	proc_signal(&a.p, SIGCONT);
-	ck_assert_msg(proc_wait(&a.p, 15000), "the old primary kept running");
-	ck_assert_int_eq(a.p.exit_status, 5);
-	ck_assert(release_span(a.rel, 0, &a_first, &a_last));
-	ck_assert(release_span(b.rel, t0, &b_first, &b_last));
-	ck_assert_msg(a_last < b_first, "a released at %" PRIu64 ", after b's first release "
-		      "at %" PRIu64, a_last, b_first);
+	takeover_then_wake(&a, &b, 20, t0, true);
 	for (int i = 0; i < 20; i++) {
 		char v[16];
 
@@ -460,8 +476,7 @@ START_TEST(frozen_with_an_acknowledgment_in_flight)
 {
 	static const char *const fault[] = { "--fault", "stop-at=sent,after=40", NULL };
 	struct node a = { 0 }, b = { 0 };
-	uint64_t a_first, a_last, b_first, b_last, t0;
-	char key[32];
+	uint64_t t0;
 
 	need_etcd();
 	ports(&a, &b);
@@ -471,18 +486,7 @@ START_TEST(frozen_with_an_acknowledgment_in_flight)
 	ck_assert(kv_set(a.kv, "before", "1", 5000));
 	ck_assert_msg(wait_for(cond_stopped, &a.p, 20000), "a did not stop at the fault");
 	t0 = colo_wall_ns();
-	ck_assert_msg(wait_for(cond_primary, &b.p, 15000), "b did not take over");
-	for (int i = 0; i < 5; i++) {
-		snprintf(key, sizeof(key), "b%d", i);
-		ck_assert(kv_set(b.kv, key, "2", 5000));
-	}
-	proc_signal(&a.p, SIGCONT);
-	ck_assert_msg(proc_wait(&a.p, 15000), "the old primary kept running");
-	ck_assert_int_eq(a.p.exit_status, 5);
-	ck_assert(release_span(b.rel, t0, &b_first, &b_last));
-	if (release_span(a.rel, 0, &a_first, &a_last))
-		ck_assert_msg(a_last < b_first, "a released at %" PRIu64 ", after b's first "
-			      "release at %" PRIu64, a_last, b_first);
+	takeover_then_wake(&a, &b, 5, t0, false);
 	stop_all(NULL, &b);
 }
 END_TEST

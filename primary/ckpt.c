@@ -54,6 +54,7 @@ static void ckpt_unref(struct ckpt *c)
 	colo_buf_free(&c->mid);
 	colo_buf_free(&c->dev);
 	colo_buf_free(&c->snap);
+	XXH3_freeState(c->sum);
 	free(c);
 }
 
@@ -223,30 +224,47 @@ static void frame_ram(struct colo_primary *p, struct ckpt *c)
 	colo_sw_free(&w);
 }
 
+/*
+ * The checksum of a checkpoint covers everything from the RAM END section
+ * through its EOF, then the devices; a sync's tag covers all its bytes.
+ * Head and records come first: hashed where the records were gathered, on
+ * an encoder thread when they are many (the first checkpoint after a sync
+ * of a big guest can be hundreds of MiB, too long for the loop).
+ */
+static void ckpt_sum_begin(struct ckpt *c)
+{
+	size_t skip = c->full ? 0 : 4;   /* a checkpoint's: after VMSTATE_SEND */
+
+	if (!c->sum)
+		return;
+	XXH3_64bits_reset(c->sum);
+	XXH3_64bits_update(c->sum, c->head.data + skip, c->head.len - skip);
+	XXH3_64bits_update(c->sum, c->ram.data, c->ram.len);
+}
+
+/* ... and the rest, on the loop: `mid` (its first mid_len bytes), devices. */
+static uint64_t ckpt_sum_end(struct ckpt *c, size_t mid_len)
+{
+	XXH3_64bits_update(c->sum, c->mid.data, mid_len);
+	XXH3_64bits_update(c->sum, c->dev.data, c->dev.len);
+	return XXH3_64bits_digest(c->sum);
+}
+
 /* Append colo/checkpoint (with the checksum) and EOF to a checkpoint's devices. */
 static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err *err)
 {
 	struct colo_stream_writer w;
 	struct colo_ckpt_info info;
-	XXH3_state_t *h = XXH3_createState();
-	size_t mid_hashed = c->mid.len;
 	int r;
 
-	if (!h)
+	if (!c->sum)
 		return colo_err_set(err, ENOMEM, "out of memory");
-	/* Everything from the RAM END section through its EOF, then devices. */
-	XXH3_64bits_reset(h);
-	XXH3_64bits_update(h, c->head.data + 4, c->head.len - 4);
-	XXH3_64bits_update(h, c->ram.data, c->ram.len);
-	XXH3_64bits_update(h, c->mid.data, mid_hashed);
-	XXH3_64bits_update(h, c->dev.data, c->dev.len);
 	memset(&info, 0, sizeof(info));
 	info.generation = p->n->generation;
 	info.seq = c->seq;
 	info.time_ns = c->wall_ns;
 	info.pages = c->pages;
-	info.checksum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
+	info.checksum = ckpt_sum_end(c, c->mid.len);
 	/* An authenticated session tags the checksum: a spliced stream fails. */
 	if (p->authed)
 		colo_ckpt_tag(p->session.ckpt, 'C', info.generation, info.seq, info.checksum,
@@ -261,22 +279,6 @@ static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err 
 	colo_buf_put_be32(&c->mid, COLO_MSG_VMSTATE_SIZE);
 	colo_buf_put_be64(&c->mid, c->dev.len);
 	return 0;
-}
-
-/* The XXH3 of every byte of a full sync, for its tag. */
-static uint64_t sync_checksum(const uv_buf_t *bufs, unsigned n)
-{
-	XXH3_state_t *h = XXH3_createState();
-	uint64_t sum;
-
-	if (!h)
-		return 0;           /* then the tag does not check: a refused sync */
-	XXH3_64bits_reset(h);
-	for (unsigned i = 0; i < n; i++)
-		XXH3_64bits_update(h, bufs[i].base, bufs[i].len);
-	sum = XXH3_64bits_digest(h);
-	XXH3_freeState(h);
-	return sum;
 }
 
 /* ---- streaming: records out as the encoder threads finish them ---- */
@@ -327,8 +329,7 @@ void primary_ckpt_stream(struct colo_primary *p)
 
 	if (!c || c->full || !c->nchunks || c->streaming)
 		return;
-	frame_ram(p, c);
-	if (!colo_buf_ok(&c->head) || !colo_buf_ok(&c->mid)) {
+	if (!colo_buf_ok(&c->head)) {
 		primary_go_degraded(p, "out of memory building a checkpoint");
 		return;
 	}
@@ -345,11 +346,21 @@ void primary_on_chunk(void *ud)
 		uv_async_send(&p->chunk_async);
 }
 
-/* The encoder's threads finished the job (on the last one of them). */
+/*
+ * The encoder's threads finished the job (on the last one of them): the
+ * records into one buffer and the checksum over them, here and not on the
+ * loop.  The loop leaves c's records, figures and checksum alone until it
+ * sees `encoded`.
+ */
 void primary_on_encoded(void *ud)
 {
 	struct colo_primary *p = ud;
+	struct ckpt *c = p->encoding;
 
+	colo_err_clear(&c->enc_err);
+	c->enc_rc = colo_ram_encode_finish(p->enc, &c->ram, &c->st, &c->enc_err);
+	if (c->enc_rc == 0)
+		ckpt_sum_begin(c);
 	atomic_store(&p->encoded, true);
 	if (atomic_load(&p->chunk_async_on))
 		uv_async_send(&p->chunk_async);
@@ -365,8 +376,6 @@ void primary_on_chunk_async(uv_async_t *a)
 		stream_ready(p, p->cur);
 	if (c && atomic_exchange(&p->encoded, false)) {
 		p->encoding = NULL;
-		colo_err_clear(&c->enc_err);
-		c->enc_rc = colo_ram_encode_finish(p->enc, &c->ram, &c->st, &c->enc_err);
 		encode_ended(p, c);
 	}
 }
@@ -400,8 +409,6 @@ void primary_ckpt_send(struct colo_primary *p)
 			return;
 		}
 		first = 2;
-	} else {
-		frame_ram(p, c);
 	}
 	if (!c->full && seal_devices(p, c, &err)) {
 		colo_log_error("checkpoint %" PRIu64 ": %s", c->seq, err.msg);
@@ -409,7 +416,7 @@ void primary_ckpt_send(struct colo_primary *p)
 		return;
 	}
 	if (!colo_buf_ok(&c->head) || !colo_buf_ok(&c->ram) || !colo_buf_ok(&c->mid) ||
-	    !colo_buf_ok(&c->dev)) {
+	    !colo_buf_ok(&c->dev) || (p->authed && !c->sum)) {
 		primary_go_degraded(p, "out of memory building a checkpoint");
 		return;
 	}
@@ -428,7 +435,7 @@ void primary_ckpt_send(struct colo_primary *p)
 	if (p->authed) {
 		if (c->full)
 			colo_ckpt_tag(p->session.ckpt, 'S', p->n->generation, c->seq,
-				      sync_checksum(bufs, 4), c->tag);
+				      ckpt_sum_end(c, c->mid.len), c->tag);
 		bufs[nbufs++] = uv_buf_init((char *)c->tag, sizeof(c->tag));
 	}
 	if (primary_fault_mid_send(&p->fault, c->full, c->seq))
@@ -595,8 +602,9 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 	/* A big copy goes to a worker, so that this loop (the control socket,
 	 * the replication connection, an embedded guest's clients once it
 	 * resumes) does not stall on it; a small one is faster here than the
-	 * two thread hops. */
-	if (dirty > INLINE_STAGE_PAGES &&
+	 * two thread hops.  The sync's always goes: pages the guest never
+	 * touched cost a page fault each to read. */
+	if ((full || dirty > INLINE_STAGE_PAGES) &&
 	    uv_queue_work(n->loop, &c->stage, stage_work, stage_done) == 0)
 		return;
 	stage_work(&c->stage);
@@ -606,6 +614,10 @@ void primary_ckpt_start(struct colo_primary *p, bool full)
 /* Staged and resumed: ask the secondary, and encode. */
 static void encode_start(struct colo_primary *p, struct ckpt *c)
 {
+	struct colo_err err;
+	int r;
+
+	colo_err_clear(&err);
 	if (c->full) {
 		/* The secondary holds nothing yet: every page goes without a base. */
 		for (size_t b = 0; b < p->nblocks; b++)
@@ -623,12 +635,19 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 	c->nchunks = c->streamed = 0;
 	c->streaming = c->replied = false;
 	colo_err_clear(&c->enc_err);
+	/* Framed before the encoding starts: the thread that ends it hashes
+	 * the head. */
+	frame_ram(p, c);
+	if ((!c->full || p->authed) && !c->sum)
+		c->sum = XXH3_createState();
 	if (!c->full && p->stage.n <= INLINE_ENCODE_PAGES) {
 		/* A few pages encode faster here than the two thread hops take
 		 * (to an encoder thread and back to this loop): this is the
 		 * latency a client waits for under output-mode buffer. */
 		c->enc_rc = colo_ram_encode(p->enc, &p->stage, p->shadows, p->nblocks,
 					    c->allowed, &c->ram, &c->st, &c->enc_err);
+		if (c->enc_rc == 0)
+			ckpt_sum_begin(c);
 		encode_ended(p, c);
 		return;
 	}
@@ -640,14 +659,19 @@ static void encode_start(struct colo_primary *p, struct ckpt *c)
 	if (!c->full && !p->cmp.on)
 		c->nchunks = colo_ram_encode_prepare(p->enc, p->stage.n);
 	atomic_store(&p->encoded, false);
-	c->enc_rc = colo_ram_encode_start(p->enc, &p->stage, p->shadows, p->nblocks,
-					  c->allowed, &c->enc_err);
-	if (c->enc_rc) {
+	/* From here the thread that ends the job owns c's records and figures
+	 * (primary_on_encoded), until the loop sees `encoded`. */
+	p->encoding = c;
+	r = colo_ram_encode_start(p->enc, &p->stage, p->shadows, p->nblocks, c->allowed,
+				  &err);
+	if (r) {
+		p->encoding = NULL;
+		c->enc_rc = r;
+		c->enc_err = err;
 		c->nchunks = 0;
 		encode_ended(p, c);
 		return;
 	}
-	p->encoding = c;
 	/* Eager: the head now, each chunk as it is encoded. */
 	if (c->nchunks && primary_eager(p))
 		primary_ckpt_stream(p);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <uv.h>
+#include <xxhash.h>
 
 #include "buf.h"
 #include "ctl.h"
@@ -150,6 +151,10 @@ struct ckpt {
 	struct colo_buf dev;         /* device stream */
 	struct colo_buf snap;        /* a recording's first keyframe, taken paused */
 	struct colo_ram_enc_stats st;
+	/* The checksum, begun over head and records where they were gathered
+	 * (an encoder thread), finished over the rest on the loop; NULL for a
+	 * sync that needs none. */
+	XXH3_state_t *sum;
 	uint32_t allowed;            /* encodings, fixed when it was staged */
 	int enc_rc;                  /* of the staging copy, then of encoding */
 	struct colo_err enc_err;

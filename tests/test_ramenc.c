@@ -44,11 +44,21 @@ struct world {
 	int round;
 	bool async;                    /* colo_ram_encode_start, not _encode */
 	atomic_uint done_calls;        /* its on_done */
+	/* Where on_done gathers the job (as the primary does), else NULL. */
+	struct colo_buf *done_out;
+	struct colo_ram_enc_stats *done_stats;
+	int done_rc;
+	struct colo_err done_err;
 };
 
 static void on_done(void *ud)
 {
-	atomic_fetch_add(&((struct world *)ud)->done_calls, 1);
+	struct world *w = ud;
+
+	if (w->done_out)
+		w->done_rc = colo_ram_encode_finish(w->enc, w->done_out, w->done_stats,
+						    &w->done_err);
+	atomic_fetch_add(&w->done_calls, 1);
 }
 
 /* Encode w's stage into out as colo_ram_encode does, one way or the other. */
@@ -62,6 +72,10 @@ static int encode(struct world *w, struct colo_buf *out, struct colo_ram_enc_sta
 		return colo_ram_encode(w->enc, &w->stage, w->shadow, NBLK, w->allowed, out,
 				       st, err);
 	colo_ram_encoder_on_done(w->enc, on_done, w);
+	/* Every other job is gathered on the worker that ended it. */
+	w->done_out = calls % 2 ? out : NULL;
+	w->done_stats = st;
+	w->done_rc = -1;
 	r = colo_ram_encode_start(w->enc, &w->stage, w->shadow, NBLK, w->allowed, err);
 	if (r)
 		return r;
@@ -69,6 +83,10 @@ static int encode(struct world *w, struct colo_buf *out, struct colo_ram_enc_sta
 		sched_yield();
 	/* Once per job. */
 	ck_assert_uint_eq(atomic_load(&w->done_calls), calls + 1);
+	if (w->done_out) {
+		*err = w->done_err;
+		return w->done_rc;
+	}
 	return colo_ram_encode_finish(w->enc, out, st, err);
 }
 
@@ -627,6 +645,75 @@ START_TEST(refuses_bad_jobs)
 }
 END_TEST
 
+/* How many of the n pages at p are resident (mincore). */
+static size_t resident(const uint8_t *p, size_t n)
+{
+	unsigned char vec[1024];
+	size_t k = 0;
+
+	ck_assert_uint_le(n, sizeof(vec));
+	ck_assert_int_eq(mincore((void *)p, n * PAGE, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		k += vec[i] & 1;
+	return k;
+}
+
+/*
+ * The stage maps its pages before the copy writes them, a MiB at a time
+ * (one call, instead of a page fault per page): after each reserve the
+ * pages asked for, rounded up to 256 and within the mapping, are resident
+ * and the rest are not; growing keeps the pages staged.
+ */
+START_TEST(stage_maps_its_pages_before_the_copy)
+{
+	struct colo_ram_stage st;
+	struct colo_err err;
+	uint8_t page[PAGE];
+	bool kernel = false;
+
+#ifdef MADV_POPULATE_WRITE
+	{
+		uint8_t *probe = map(PAGE);
+
+		kernel = madvise(probe, PAGE, MADV_POPULATE_WRITE) == 0;
+		munmap(probe, PAGE);
+	}
+#endif
+	colo_err_clear(&err);
+	colo_ram_stage_init(&st);
+	ck_assert_int_eq(colo_ram_stage_reserve(&st, 300, &err), 0);
+	ck_assert_uint_eq(st.cap, 512);
+	ck_assert_uint_eq(st.populated, 512);
+	if (kernel)
+		ck_assert_uint_eq(resident(st.pages, 512), 512);
+	for (uint32_t i = 0; i < 300; i++) {
+		memset(page, (int)i, PAGE);
+		ck_assert_int_eq(colo_ram_stage_add(&st, 0, i, page, &err), 0);
+	}
+	ck_assert_uint_eq(st.populated, 512);
+	/* Past the mapping: a new one, mapped up to 768 of its 1024. */
+	ck_assert_int_eq(colo_ram_stage_reserve(&st, 600, &err), 0);
+	ck_assert_uint_eq(st.cap, 1024);
+	ck_assert_uint_eq(st.populated, 768);
+	if (kernel) {
+		ck_assert_uint_eq(resident(st.pages, 768), 768);
+		ck_assert_uint_eq(resident(st.pages + 768 * PAGE, 256), 0);
+	}
+	ck_assert_uint_eq(st.n, 300);
+	for (uint32_t i = 0; i < 300; i++) {
+		memset(page, (int)i, PAGE);
+		ck_assert_mem_eq(st.pages + (size_t)i * PAGE, page, PAGE);
+		ck_assert_uint_eq(st.refs[i].page, i);
+	}
+	/* Within the mapping, the next MiB when asked for. */
+	ck_assert_int_eq(colo_ram_stage_reserve(&st, 769, &err), 0);
+	ck_assert_uint_eq(st.populated, 1024);
+	colo_ram_stage_free(&st);
+	ck_assert_ptr_null(st.pages);
+	ck_assert_uint_eq(st.populated, 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("ramenc");
@@ -645,6 +732,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, tracked_mprotect);
 	tcase_add_test(tc, tracked_manual);
 	tcase_add_test(tc, refuses_bad_jobs);
+	tcase_add_test(tc, stage_maps_its_pages_before_the_copy);
 	suite_add_tcase(s, tc);
 	return s;
 }

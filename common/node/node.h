@@ -146,11 +146,11 @@ static inline uint32_t colo_node_stall_ms(const struct colo_node *n)
 }
 
 /*
- * Has the loop thread used `budget_ns` of CPU in this turn of the loop
- * already (since the loop last got ready to poll, or up to a millisecond
- * before: node_signal.c reads the clock at most once a millisecond)?  A
- * long job on the loop asks between slices and yields when it has.  Never
- * true where the loop watchdog is not running (no turns are counted).
+ * Has this turn of the loop run for `budget_ns` already (wall time since
+ * the loop last got ready to poll, less the time it waited in the poll)?
+ * A long job on the loop asks between slices and yields when it has; the
+ * check is cheap (no system call).  Never true where the loop watchdog is
+ * not running (no turns are counted).
  */
 bool colo_node_turn_spent(const struct colo_node *n, uint64_t budget_ns);
 

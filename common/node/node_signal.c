@@ -102,10 +102,17 @@ static void on_stall_prepare(uv_prepare_t *h)
 	}
 }
 
+/* Wall time, not CPU time: its clock is read without a system call, so a
+ * caller may ask after every small step; and it bounds the CPU time too. */
 bool colo_node_turn_spent(const struct colo_node *n, uint64_t budget_ns)
 {
-	return n->signals_on && n->stall_from_ns &&
-	       colo_thread_cpu_ns() - n->stall_cpu_ns > budget_ns;
+	uint64_t ran, idle;
+
+	if (!n->signals_on || !n->stall_from_ns)
+		return false;
+	ran = colo_now_ns() - n->stall_from_ns;
+	idle = uv_metrics_idle_time(n->loop) - n->stall_idle_ns;
+	return ran > idle && ran - idle > budget_ns;
 }
 
 void colo__node_signals_start(struct colo_node *n)

@@ -45,34 +45,63 @@ void colo_ram_stage_reset(struct colo_ram_stage *st)
 	st->n = 0;
 }
 
+/*
+ * Map pages [populated, n) of the stage, in steps of 1 MiB, before they are
+ * written: the kernel then maps them in one call instead of one page fault
+ * each, 14-19 us apiece on some paravirtual hosts (a 4 MiB first copy
+ * took 25 ms there).  A kernel without MADV_POPULATE_WRITE (before 5.14)
+ * takes the faults as before.
+ */
+#define STAGE_POPULATE_STEP 256
+
+static void stage_populate(struct colo_ram_stage *st, size_t n)
+{
+	size_t upto = (n + STAGE_POPULATE_STEP - 1) / STAGE_POPULATE_STEP * STAGE_POPULATE_STEP;
+
+	if (n <= st->populated)
+		return;
+	if (upto > st->cap)
+		upto = st->cap;
+#ifdef MADV_POPULATE_WRITE
+	(void)madvise(st->pages + st->populated * PAGE, (upto - st->populated) * PAGE,
+		      MADV_POPULATE_WRITE);
+#endif
+	st->populated = upto;
+}
+
 int colo_ram_stage_reserve(struct colo_ram_stage *st, size_t n, struct colo_err *err)
 {
 	size_t cap = st->cap ? st->cap : 256;
 	struct colo_stage_ref *refs;
-	uint8_t *pages;
+	uint8_t *pages, *old = st->pages;
+	size_t old_cap = st->cap;
 
-	if (n <= st->cap)
+	if (n > st->cap) {
+		while (cap < n)
+			cap *= 2;
+		/* mmap: page-aligned, and untouched pages cost nothing. */
+		pages = mmap(NULL, cap * PAGE, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		refs = realloc(st->refs, cap * sizeof(*refs));
+		if (pages == MAP_FAILED || !refs) {
+			if (pages != MAP_FAILED)
+				munmap(pages, cap * PAGE);
+			if (refs)
+				st->refs = refs;
+			return colo_err_set(err, ENOMEM, "cannot stage %zu pages", cap);
+		}
+		st->pages = pages;
+		st->refs = refs;
+		st->cap = cap;
+		st->populated = 0;
+		stage_populate(st, n);
+		if (old) {
+			memcpy(st->pages, old, st->n * PAGE);
+			munmap(old, old_cap * PAGE);
+		}
 		return 0;
-	while (cap < n)
-		cap *= 2;
-	/* mmap: page-aligned, and untouched pages cost nothing. */
-	pages = mmap(NULL, cap * PAGE, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	refs = realloc(st->refs, cap * sizeof(*refs));
-	if (pages == MAP_FAILED || !refs) {
-		if (pages != MAP_FAILED)
-			munmap(pages, cap * PAGE);
-		if (refs)
-			st->refs = refs;
-		return colo_err_set(err, ENOMEM, "cannot stage %zu pages", cap);
 	}
-	if (st->pages) {
-		memcpy(pages, st->pages, st->n * PAGE);
-		munmap(st->pages, st->cap * PAGE);
-	}
-	st->pages = pages;
-	st->refs = refs;
-	st->cap = cap;
+	stage_populate(st, n);
 	return 0;
 }
 

@@ -49,6 +49,7 @@ struct colo_ram_stage {
 	struct colo_stage_ref *refs;
 	size_t n;
 	size_t cap;
+	size_t populated;             /* pages of `pages` known to be mapped */
 };
 
 void colo_ram_stage_init(struct colo_ram_stage *st);
@@ -112,10 +113,13 @@ int colo_ram_encode(struct colo_ram_encoder *enc, const struct colo_ram_stage *s
  * The same without waiting: colo_ram_encode_start() hands the job to the
  * workers and returns; fn(ud) (colo_ram_encoder_on_done) is called on the
  * worker that finished the last chunk, after on_chunk's call for it (or
- * here, at once, when nothing is staged), and the driving thread then
- * calls colo_ram_encode_finish() for the records and figures.  Until then
- * it leaves st, the shadows and the encoder alone, but may read ready
- * chunks (below).  colo_ram_encoder_free() waits for a job under way.
+ * here, at once, when nothing is staged), and colo_ram_encode_finish()
+ * then gives the records and figures: from fn itself (on that worker, so
+ * that a big job's records are gathered off the driving thread), or from
+ * the driving thread once fn has told it.  Until then the driving thread
+ * leaves st, the shadows and the encoder alone, but may read ready chunks
+ * (below).  colo_ram_encoder_free() waits for a job under way, fn
+ * included.
  */
 int colo_ram_encode_start(struct colo_ram_encoder *enc, const struct colo_ram_stage *st,
 			  struct colo_ram_shadow *shadows, size_t nshadows, uint32_t allowed,

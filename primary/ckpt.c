@@ -283,10 +283,23 @@ static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err 
 
 /* ---- streaming: records out as the encoder threads finish them ---- */
 
+static bool stream_ready(struct colo_primary *p, struct ckpt *c);
+
+/* A part is written: the stream goes on if it held back for this turn, and
+ * the rest of the checkpoint follows once the last chunk is out. */
 static void on_part_written(void *ud, int status)
 {
-	(void)status;                /* a failed write also fails the read */
-	ckpt_unref(ud);
+	struct ckpt *c = ud;
+	struct colo_primary *p = c->p;
+
+	c->parts_out--;
+	/* A failed write also fails the read: the engine hears of it there. */
+	if (status == 0 && c == p->cur && c->stream_held && stream_ready(p, c) &&
+	    c == p->cur && c->send_rest && c->streamed == c->nchunks) {
+		c->send_rest = false;
+		primary_ckpt_send(p);
+	}
+	ckpt_unref(c);
 }
 
 /* One more piece of the checkpoint on the wire; false: the pair is lost. */
@@ -304,18 +317,33 @@ static bool send_part(struct colo_primary *p, struct ckpt *c, const void *data, 
 		primary_go_degraded(p, uv_strerror(r));
 		return false;
 	}
+	c->parts_out++;
 	p->n->stats.bytes_sent += len;
 	return true;
 }
 
-/* Every chunk that is ready, in order, behind those sent. */
+/*
+ * Every chunk that is ready, in order, behind those sent; false: the pair
+ * is lost.  The socket takes all a write gives it (on loopback, with the
+ * secondary reading as fast, the first checkpoint after a big guest's
+ * sync was 8 MiB in one turn of the loop, 5 ms of copying): once this
+ * turn has run STREAM_TURN_NS, the rest waits for a part still on its way
+ * to be written (stream_held), at a later turn.
+ */
+#define STREAM_TURN_NS 2000000ull
+
 static bool stream_ready(struct colo_primary *p, struct ckpt *c)
 {
 	const uint8_t *data;
 	size_t len;
 
+	c->stream_held = false;
 	while (c->streamed < c->nchunks &&
 	       colo_ram_encoder_chunk(p->enc, c->streamed, &data, &len)) {
+		if (c->parts_out && colo_node_turn_spent(p->n, STREAM_TURN_NS)) {
+			c->stream_held = true;
+			return true;
+		}
 		if (!send_part(p, c, data, len))
 			return false;
 		c->streamed++;
@@ -398,12 +426,17 @@ void primary_ckpt_send(struct colo_primary *p)
 	unsigned nbufs = 4, first = 0;
 	int r;
 
-	primary_ckpt_to(p, CK_SENT);
+	if (p->phase != CK_SENT)             /* again: after a held stream */
+		primary_ckpt_to(p, CK_SENT);
 	colo_err_clear(&err);
 	if (c->streaming) {
 		/* Head and records are out (all are ready now): the rest. */
 		if (!stream_ready(p, c))
 			return;
+		if (c->stream_held) {
+			c->send_rest = true;     /* once they are (on_part_written) */
+			return;
+		}
 		if (c->streamed != c->nchunks) {
 			primary_go_degraded(p, "a chunk of the checkpoint was not encoded");
 			return;

@@ -163,6 +163,9 @@ struct ckpt {
 	size_t nchunks;              /* the job's chunks (0: not streamed) */
 	size_t streamed;             /* chunks handed to the socket */
 	bool streaming;              /* head sent: the rest follows */
+	bool stream_held;            /* ready chunks wait for a later turn */
+	bool send_rest;              /* encoded: the tail goes once they are out */
+	unsigned parts_out;          /* parts handed to the socket, not written */
 	bool replied;                /* CHECKPOINT_REPLY came */
 	uv_work_t stage;             /* the staging copy, when on a worker */
 };

@@ -89,15 +89,22 @@ uint8_t *ram_cache_slot(struct ram_cache *c, uint32_t b, uint32_t pg, struct col
  * The checkpoint is over and used n slots.  Slots above what it and the
  * next one are likely to need (twice n, at least 1024) go back to the
  * kernel: one big checkpoint (the first after a sync, say) must not keep
- * the secondary's memory up for good.  The mapping stays.
+ * the secondary's memory up for good.  The mapping stays.  At most
+ * TRIM_STEP slots a commit, from the top: giving back the 55k slots the
+ * first checkpoint of a 256 MiB guest had left took one commit 92 ms of
+ * the loop on a paravirtual host; the next commits give back the rest.
  */
+#define TRIM_STEP 2048
+
 static void trim(struct ram_cache *c, size_t n)
 {
 	size_t keep = n * 2 > 1024 ? n * 2 : 1024;
 
 	if (c->touched > keep) {
-		madvise(c->pages + keep * PAGE, (c->touched - keep) * PAGE, MADV_DONTNEED);
-		c->touched = keep;
+		size_t from = c->touched - keep > TRIM_STEP ? c->touched - TRIM_STEP : keep;
+
+		madvise(c->pages + from * PAGE, (c->touched - from) * PAGE, MADV_DONTNEED);
+		c->touched = from;
 	}
 }
 

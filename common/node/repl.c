@@ -317,20 +317,41 @@ int colo_repl_accept(uv_stream_t *server, const struct colo_repl_ops *ops, void 
 
 /* ---- writing ---- */
 
+struct write_group;
+
 struct write_req {
 	uv_write_t req;
 	void (*done)(void *ud, int status);
 	void *ud;
+	struct write_group *group;   /* a piece of a big write, or NULL */
 	uint8_t data[];              /* the copy colo_repl_send() made */
+};
+
+/* A big write's pieces: done once the last of them is written. */
+struct write_group {
+	unsigned pending;
+	int status;                  /* the first error */
+	void (*done)(void *ud, int status);
+	void *ud;
 };
 
 static void on_written(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
+	struct write_group *g = w->group;
 
 	/* A failed write also fails the read: the owner hears of it there. */
-	if (w->done)
+	if (g) {
+		if (status && !g->status)
+			g->status = status;
+		if (--g->pending == 0) {
+			if (g->done)
+				g->done(g->ud, g->status);
+			free(g);
+		}
+	} else if (w->done) {
 		w->done(w->ud, status);
+	}
 	free(w);
 }
 
@@ -350,16 +371,81 @@ static size_t write_at_once(struct colo_repl_conn *c, const uv_buf_t *bufs, unsi
 	return r > 0 ? (size_t)r : 0;
 }
 
+/*
+ * A big write goes as pieces of at most WRITE_SLICE bytes, a request each.
+ * The kernel copies whatever a write gives it that the socket takes: on
+ * loopback, with the peer reading as fast, one writev of a sync took many
+ * MiB, 5 ms and more of one turn of the loop.  libuv writes a request per
+ * turn once the socket has filled, so a turn copies a piece at most.
+ */
+#define WRITE_SLICE (1u << 20)
+#define WRITE_SLICE_BUFS 8
+
+static int write_pieces(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
+			void (*done)(void *ud, int status), void *ud)
+{
+	struct write_group *g = calloc(1, sizeof(*g));
+	size_t off = 0;
+	unsigned i = 0;
+
+	if (!g)
+		return UV_ENOMEM;
+	g->done = done;
+	g->ud = ud;
+	g->pending = 1;              /* this call's, until every piece is queued */
+	while (i < n) {
+		uv_buf_t piece[WRITE_SLICE_BUFS];
+		size_t room = WRITE_SLICE;
+		unsigned k = 0;
+		struct write_req *w;
+		int r;
+
+		while (i < n && room && k < WRITE_SLICE_BUFS) {
+			size_t take = bufs[i].len - off < room ? bufs[i].len - off : room;
+
+			piece[k++] = uv_buf_init(bufs[i].base + off, (unsigned)take);
+			room -= take;
+			off += take;
+			if (off == bufs[i].len) {
+				i++;
+				off = 0;
+			}
+		}
+		w = calloc(1, sizeof(*w));
+		r = w ? uv_write(&w->req, (uv_stream_t *)&c->tcp, piece, k, on_written) :
+			UV_ENOMEM;
+		if (r) {
+			free(w);
+			if (g->pending == 1) {
+				free(g);             /* nothing queued: the caller's error */
+				return r;
+			}
+			g->status = r;       /* the rest never goes: done says so */
+			break;
+		}
+		w->group = g;
+		g->pending++;
+	}
+	/* Callbacks come at a later turn, never from uv_write itself. */
+	g->pending--;
+	return 0;
+}
+
 int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 		    void (*done)(void *ud, int status), void *ud)
 {
 	struct write_req *w;
+	size_t total = 0;
 	int r;
 
 	if (!c || !c->owner)
 		return UV_ENOTCONN;
 	if (c->seal)
 		return colo__seal_write(c->seal, bufs, n, false, false, done, ud);
+	for (unsigned i = 0; i < n; i++)
+		total += bufs[i].len;
+	if (total > WRITE_SLICE)
+		return write_pieces(c, bufs, n, done, ud);
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return UV_ENOMEM;

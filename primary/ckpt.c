@@ -340,8 +340,10 @@ static bool stream_ready(struct colo_primary *p, struct ckpt *c)
 	c->stream_held = false;
 	while (c->streamed < c->nchunks &&
 	       colo_ram_encoder_chunk(p->enc, c->streamed, &data, &len)) {
-		if (c->parts_out && colo_node_turn_spent(p->n, STREAM_TURN_NS)) {
+		if (c->parts_out && (p->fault.hold_stream ||
+				     colo_node_turn_spent(p->n, STREAM_TURN_NS))) {
 			c->stream_held = true;
+			p->n->stats.streams_held++;
 			return true;
 		}
 		if (!send_part(p, c, data, len))

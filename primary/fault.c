@@ -5,6 +5,9 @@
  * the wire.  tests/test_pair and tests/test_kv_loss kill it at every point.
  * `stop-at=PHASE` stops it instead (SIGSTOP, once), as a freeze would:
  * tests/test_arbiter wakes it after its secondary took over.
+ * `hold-stream` makes every checkpoint's stream hold back after each part,
+ * as a loop's turn that ran long does (ckpt.c, stream_ready): each chunk
+ * and the tail then go at a later turn, from a part's write callback.
  * Loop thread only.
  */
 #include "config.h"
@@ -35,6 +38,7 @@ int primary_fault_parse(struct primary_fault_cfg *f, const char *spec, struct co
 	f->at = F_NONE;
 	f->after = 5;
 	f->stop = false;
+	f->hold_stream = false;
 	if (!spec || !*spec)
 		return 0;
 	snprintf(buf, sizeof(buf), "%s", spec);
@@ -51,12 +55,17 @@ int primary_fault_parse(struct primary_fault_cfg *f, const char *spec, struct co
 						    phase);
 		} else if (strncmp(tok, "after=", 6) == 0) {
 			f->after = strtoull(tok + 6, NULL, 10);
+		} else if (strcmp(tok, "hold-stream") == 0) {
+			f->hold_stream = true;
 		} else {
 			return colo_err_set(err, EINVAL, "fault: cannot parse '%s'", tok);
 		}
 	}
-	colo_log_warn("fault injection armed: %s at %s after checkpoint %" PRIu64,
-		      f->stop ? "stop" : "abort", fault_names[f->at], f->after);
+	if (f->at != F_NONE)
+		colo_log_warn("fault injection armed: %s at %s after checkpoint %" PRIu64,
+			      f->stop ? "stop" : "abort", fault_names[f->at], f->after);
+	if (f->hold_stream)
+		colo_log_warn("fault injection armed: every stream holds back after each part");
 	return 0;
 }
 

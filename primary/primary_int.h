@@ -129,6 +129,7 @@ struct primary_fault_cfg {
 	enum primary_fault at;
 	uint64_t after;              /* from this checkpoint on */
 	bool stop;                   /* stop-at: SIGSTOP once instead of SIGKILL */
+	bool hold_stream;            /* hold-stream: after every part */
 };
 
 /* One checkpoint, or the full sync (full). */

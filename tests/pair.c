@@ -484,6 +484,8 @@ bool ctl_stat(const struct proc *p, const char *name, uint64_t *value)
 		*value = st->loop_cpu_max_us;
 	else if (strcmp(name, "pipelined") == 0)
 		*value = st->pipelined;
+	else if (strcmp(name, "streams_held") == 0)
+		*value = st->streams_held;
 	else if (strncmp(name, "cause:", 6) == 0) {
 		for (size_t i = 0; i < st->n_checkpoints_by_cause; i++)
 			if (strcmp(st->checkpoints_by_cause[i]->key, name + 6) == 0)

@@ -97,7 +97,8 @@ bool ctl_refusals(const struct proc *p, uint64_t *peers_refused,
 /* Status: the peer it names (a secondary: its primary's node). */
 bool ctl_peer(const struct proc *p, char *peer, size_t len);
 /* One figure of colo-ctl stats: checkpoints, compared, matched, mismatches,
- * compare_dropped, loop_busy_max_us, loop_cpu_max_us, pipelined, or
+ * compare_dropped, loop_busy_max_us, loop_cpu_max_us, pipelined,
+ * streams_held, or
  * cause:NAME (checkpoints by cause); 0 if absent. */
 bool ctl_stat(const struct proc *p, const char *name, uint64_t *value);
 /* Verify: "NAME XXH3" of its first RAM block (a secondary: committed RAM)

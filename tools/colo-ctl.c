@@ -196,6 +196,7 @@ static json_t *stats_json(const Colo__Stats *st)
 	json_object_set_new(o, "loop_cpu_max_us", json_u64(st->loop_cpu_max_us));
 	json_object_set_new(o, "loop_cpu_over_10ms", json_u64(st->loop_cpu_over_10ms));
 	json_object_set_new(o, "pipelined", json_u64(st->pipelined));
+	json_object_set_new(o, "streams_held", json_u64(st->streams_held));
 	json_object_set_new(o, "loop_stalls", json_u64(st->loop_stalls));
 	json_object_set_new(o, "checkpoint_pages_max", json_u64(st->checkpoint_pages_max));
 	json_object_set_new(o, "phases", phases_json(st->phases, st->n_phases));
@@ -387,6 +388,8 @@ static void print_stats(const Colo__Stats *st)
 	kv("loop cpu max", "%.1f ms", (double)st->loop_cpu_max_us / 1000.0);
 	kv("loop cpu > 10 ms", "%" PRIu64, st->loop_cpu_over_10ms);
 	kv("loop stalls", "%" PRIu64, st->loop_stalls);
+	kv("pipelined checkpoints", "%" PRIu64, st->pipelined);
+	kv("streams held a turn", "%" PRIu64, st->streams_held);
 	print_phases(st->phases, st->n_phases);
 	for (size_t i = 0; i < st->n_guest; i++) {
 		char key[80];

@@ -185,6 +185,8 @@ void colo_node_metrics_text(struct colo_node *n, struct colo_buf *b)
 		"replication connection.", st->bytes_received);
 	counter(b, "colo_checkpoints_pipelined_total", "Checkpoints that left the next one "
 		"free to start while they awaited their acknowledgement.", st->pipelined);
+	counter(b, "colo_checkpoint_streams_held_total", "Times a checkpoint's stream "
+		"waited for a later turn of the event loop.", st->streams_held);
 	counter(b, "colo_full_syncs_total", "Full syncs.", st->full_syncs);
 	counter(b, "colo_failovers_total", "Takeovers by this node.", st->failovers);
 	counter(b, "colo_heartbeats_sent_total", "Heartbeats sent.", st->heartbeats_sent);

@@ -169,6 +169,7 @@ static void ctl_stats(struct colo_node *n, struct colo_ctl_pending *p)
 	st.loop_cpu_max_us = n->stats.loop_cpu_max_ns / 1000;
 	st.loop_cpu_over_10ms = n->stats.loop_cpu_over_10ms;
 	st.pipelined = n->stats.pipelined;
+	st.streams_held = n->stats.streams_held;
 	st.loop_stalls = n->stats.loop_stalls;
 	st.checkpoint_pages_max = n->stats.ckpt_pages_max;
 	for (int k = 0; k < COLO_CAUSES; k++) {

@@ -88,6 +88,7 @@ struct colo_stats {
 	uint64_t full_syncs, failovers;
 	uint64_t pipelined;              /* checkpoints started while the one
 					    before awaited its acknowledgement */
+	uint64_t streams_held;           /* a stream waited for a later turn */
 	uint64_t heartbeats_sent, heartbeats_received, heartbeats_refused;
 	uint64_t peers_refused;          /* replication peers that failed authentication */
 	uint64_t by_cause[COLO_CAUSES];  /* checkpoints started, by why */

@@ -11,7 +11,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "cache.h"
 #include "ram.h"
@@ -110,18 +109,6 @@ START_TEST(in_place_commit_discard_swap)
 }
 END_TEST
 
-/* How many of the n slots from slot `from` are resident (mincore). */
-static size_t resident_slots(const struct ram_cache *c, size_t from, size_t n)
-{
-	unsigned char vec[NPAGES];
-	size_t k = 0;
-
-	ck_assert_int_eq(mincore(c->pages + from * PAGE, n * PAGE, vec), 0);
-	for (size_t i = 0; i < n; i++)
-		k += vec[i] & 1;
-	return k;
-}
-
 /* After a big checkpoint, the slots small ones do not need go back to the
  * kernel, 2048 from the top at each (one commit giving back a big one's
  * all at once held the loop for 92 ms); a big one after that still works. */
@@ -135,7 +122,7 @@ START_TEST(trimmed_slots_still_work)
 	write_checkpoint(&r, 0x01);
 	ram_cache_discard(&r.c);
 	ck_assert_uint_eq(r.c.touched, NPAGES / 2);
-	ck_assert_uint_eq(resident_slots(&r.c, 0, NPAGES / 2), NPAGES / 2);
+	ck_assert_uint_eq(colo_test_resident(r.c.pages, NPAGES / 2), NPAGES / 2);
 	for (int k = 0; k < 2; k++) {
 		for (uint32_t pg = 0; pg < 10; pg++)
 			ram_cache_slot(&r.c, 0, pg, &err)[7] ^= 0x40;
@@ -145,8 +132,9 @@ START_TEST(trimmed_slots_still_work)
 			ck_assert_uint_eq(r.c.touched, NPAGES / 2 - 2048);
 	}
 	ck_assert_uint_eq(r.c.touched, 1024);
-	ck_assert_uint_eq(resident_slots(&r.c, 1024, NPAGES / 2 - 1024), 0);
-	ck_assert_uint_eq(resident_slots(&r.c, 0, 1024), 1024);
+	ck_assert_uint_eq(colo_test_resident(r.c.pages + 1024 * PAGE,
+					     NPAGES / 2 - 1024), 0);
+	ck_assert_uint_eq(colo_test_resident(r.c.pages, 1024), 1024);
 	write_checkpoint(&r, 0x02);
 	ram_cache_discard(&r.c);
 	ck_assert(block_is_committed(&r));

@@ -645,19 +645,6 @@ START_TEST(refuses_bad_jobs)
 }
 END_TEST
 
-/* How many of the n pages at p are resident (mincore). */
-static size_t resident(const uint8_t *p, size_t n)
-{
-	unsigned char vec[1024];
-	size_t k = 0;
-
-	ck_assert_uint_le(n, sizeof(vec));
-	ck_assert_int_eq(mincore((void *)p, n * PAGE, vec), 0);
-	for (size_t i = 0; i < n; i++)
-		k += vec[i] & 1;
-	return k;
-}
-
 /*
  * The stage maps its pages before the copy writes them, a MiB at a time
  * (one call, instead of a page fault per page): after each reserve the
@@ -685,7 +672,7 @@ START_TEST(stage_maps_its_pages_before_the_copy)
 	ck_assert_uint_eq(st.cap, 512);
 	ck_assert_uint_eq(st.populated, 512);
 	if (kernel)
-		ck_assert_uint_eq(resident(st.pages, 512), 512);
+		ck_assert_uint_eq(colo_test_resident(st.pages, 512), 512);
 	for (uint32_t i = 0; i < 300; i++) {
 		memset(page, (int)i, PAGE);
 		ck_assert_int_eq(colo_ram_stage_add(&st, 0, i, page, &err), 0);
@@ -696,8 +683,8 @@ START_TEST(stage_maps_its_pages_before_the_copy)
 	ck_assert_uint_eq(st.cap, 1024);
 	ck_assert_uint_eq(st.populated, 768);
 	if (kernel) {
-		ck_assert_uint_eq(resident(st.pages, 768), 768);
-		ck_assert_uint_eq(resident(st.pages + 768 * PAGE, 256), 0);
+		ck_assert_uint_eq(colo_test_resident(st.pages, 768), 768);
+		ck_assert_uint_eq(colo_test_resident(st.pages + 768 * PAGE, 256), 0);
 	}
 	ck_assert_uint_eq(st.n, 300);
 	for (uint32_t i = 0; i < 300; i++) {

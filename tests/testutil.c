@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,6 +188,19 @@ int colo_test_write_file(const char *path, const void *data, size_t len)
 		return -1;
 	}
 	return fclose(f) == 0 ? 0 : -1;
+}
+
+size_t colo_test_resident(const void *p, size_t npages)
+{
+	unsigned char *vec = malloc(npages ? npages : 1);
+	size_t k = 0;
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore((void *)p, npages * 4096, vec), 0);
+	for (size_t i = 0; i < npages; i++)
+		k += vec[i] & 1;
+	free(vec);
+	return k;
 }
 
 char *colo_test_tmpdir(void)

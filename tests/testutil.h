@@ -72,6 +72,9 @@ size_t colo_pieces_next(void *pieces);
 uint8_t *colo_test_read_file(const char *path, size_t *len);
 int colo_test_write_file(const char *path, const void *data, size_t len);
 
+/* How many of the npages pages from p (page-aligned) are resident (mincore). */
+size_t colo_test_resident(const void *p, size_t npages);
+
 /* A fresh directory under $TMPDIR (or /tmp); the caller removes it. */
 char *colo_test_tmpdir(void);
 void colo_test_rmdir(char *dir);

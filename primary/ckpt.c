@@ -242,10 +242,11 @@ static void ckpt_sum_begin(struct ckpt *c)
 	XXH3_64bits_update(c->sum, c->ram.data, c->ram.len);
 }
 
-/* ... and the rest, on the loop: `mid` (its first mid_len bytes), devices. */
-static uint64_t ckpt_sum_end(struct ckpt *c, size_t mid_len)
+/* ... and the rest, on the loop: the footer (`mid`, before VMSTATE_SIZE
+ * joins it), the devices. */
+static uint64_t ckpt_sum_end(struct ckpt *c)
 {
-	XXH3_64bits_update(c->sum, c->mid.data, mid_len);
+	XXH3_64bits_update(c->sum, c->mid.data, c->mid.len);
 	XXH3_64bits_update(c->sum, c->dev.data, c->dev.len);
 	return XXH3_64bits_digest(c->sum);
 }
@@ -264,7 +265,7 @@ static int seal_devices(struct colo_primary *p, struct ckpt *c, struct colo_err 
 	info.seq = c->seq;
 	info.time_ns = c->wall_ns;
 	info.pages = c->pages;
-	info.checksum = ckpt_sum_end(c, c->mid.len);
+	info.checksum = ckpt_sum_end(c);
 	/* An authenticated session tags the checksum: a spliced stream fails. */
 	if (p->authed)
 		colo_ckpt_tag(p->session.ckpt, 'C', info.generation, info.seq, info.checksum,
@@ -470,7 +471,7 @@ void primary_ckpt_send(struct colo_primary *p)
 	if (p->authed) {
 		if (c->full)
 			colo_ckpt_tag(p->session.ckpt, 'S', p->n->generation, c->seq,
-				      ckpt_sum_end(c, c->mid.len), c->tag);
+				      ckpt_sum_end(c), c->tag);
 		bufs[nbufs++] = uv_buf_init((char *)c->tag, sizeof(c->tag));
 	}
 	if (primary_fault_mid_send(&p->fault, c->full, c->seq))

@@ -360,11 +360,12 @@ START_TEST(small_messages_both_ways)
 END_TEST
 
 /*
- * Several MiB through colo_repl_write (many chunks, more than the window),
- * between sends and writes, both ways at once: every byte, in order, and
- * each done() once, after the call returned.
+ * Several MiB through colo_repl_write (many chunks, more than the window;
+ * plain, 1 MiB pieces, one of them across three buffers), between sends
+ * and writes, both ways at once: every byte, in order, and each done()
+ * once, after the call returned.
  */
-START_TEST(large_writes_and_sends_in_order)
+static void large_writes(bool sealed)
 {
 	const size_t big = 6 * 1024 * 1024 + 12345, other = 3 * 1024 * 1024 + 7;
 	uint8_t *p = random_bytes(big, 1), *q = random_bytes(other, 2);
@@ -373,7 +374,8 @@ START_TEST(large_writes_and_sends_in_order)
 	uv_buf_t bufs[4];
 
 	colo_buf_init(&want);
-	seal_both();
+	if (sealed)
+		seal_both();
 	ck_assert_int_eq(colo_repl_send(F.a.c, "before", 6), 0);
 	colo_buf_put(&want, "before", 6);
 	/* A write of several buffers, one of them empty. */
@@ -419,6 +421,17 @@ START_TEST(large_writes_and_sends_in_order)
 	free(p);
 	free(q);
 	colo_buf_free(&want);
+}
+
+START_TEST(large_writes_and_sends_in_order)
+{
+	large_writes(true);
+}
+END_TEST
+
+START_TEST(large_writes_and_sends_in_order_plain)
+{
+	large_writes(false);
 }
 END_TEST
 
@@ -618,15 +631,17 @@ START_TEST(seal_twice_is_refused)
 }
 END_TEST
 
-/* Closed with a sealed write half sent: done() once, with an error. */
-START_TEST(close_calls_done_once_with_an_error)
+/* Closed with a write half sent (sealed: a window of batches; plain: its
+ * 1 MiB pieces): done() once, with an error. */
+static void close_mid_write(bool sealed)
 {
 	const size_t big = 8 * 1024 * 1024;
 	uint8_t *p = random_bytes(big, 5);
 	struct done_count d = { 0, 0 }, d2 = { 0, 0 };
 	uv_buf_t b = uv_buf_init((char *)p, (unsigned)big);
 
-	seal_both();
+	if (sealed)
+		seal_both();
 	/* Closed at once: a window of batches sits in libuv, the rest queued. */
 	ck_assert_int_eq(colo_repl_write(F.a.c, &b, 1, on_done, &d), 0);
 	ck_assert_int_eq(colo_repl_write(F.a.c, &b, 1, on_done, &d2), 0);
@@ -641,6 +656,17 @@ START_TEST(close_calls_done_once_with_an_error)
 	ck_assert_int_eq(colo_repl_write(F.a.c, &b, 1, on_done, &d), UV_ENOTCONN);
 	ck_assert_int_eq(d.calls, 1);
 	free(p);
+}
+
+START_TEST(close_calls_done_once_with_an_error)
+{
+	close_mid_write(true);
+}
+END_TEST
+
+START_TEST(close_calls_done_once_with_an_error_plain)
+{
+	close_mid_write(false);
 }
 END_TEST
 
@@ -940,6 +966,7 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, small_messages_both_ways);
 	tcase_add_test(tc, large_writes_and_sends_in_order);
+	tcase_add_test(tc, large_writes_and_sends_in_order_plain);
 	tcase_add_test(tc, try_write_takes_everything_sealed);
 	tcase_add_test(tc, writes_what_the_socket_takes_at_once);
 	tcase_add_test(tc, writes_at_once_sealed_wait_for_done);
@@ -948,6 +975,7 @@ int main(void)
 	tcase_add_test(tc, last_sealed_words_before_close_arrive);
 	tcase_add_test(tc, seal_twice_is_refused);
 	tcase_add_test(tc, close_calls_done_once_with_an_error);
+	tcase_add_test(tc, close_calls_done_once_with_an_error_plain);
 	tcase_add_test(tc, wrong_key_is_a_protocol_error);
 	tcase_add_test(tc, flipped_byte_is_a_protocol_error);
 	tcase_add_test(tc, cut_chunk_is_a_protocol_error);

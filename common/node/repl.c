@@ -451,7 +451,12 @@ int colo_repl_write(struct colo_repl_conn *c, const uv_buf_t *bufs, unsigned n,
 		return UV_ENOMEM;
 	w->done = done;
 	w->ud = ud;
-	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_written);
+	/* Nothing to send still completes in its turn (libuv wants a buffer). */
+	if (n == 0)
+		r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &(uv_buf_t){ .base = NULL },
+			     1, on_written);
+	else
+		r = uv_write(&w->req, (uv_stream_t *)&c->tcp, bufs, n, on_written);
 	if (r)
 		free(w);
 	return r;

@@ -71,37 +71,36 @@ static void stage_populate(struct colo_ram_stage *st, size_t n)
 
 int colo_ram_stage_reserve(struct colo_ram_stage *st, size_t n, struct colo_err *err)
 {
-	size_t cap = st->cap ? st->cap : 256;
+	size_t cap = st->cap ? st->cap : 256, old_cap = st->cap;
 	struct colo_stage_ref *refs;
 	uint8_t *pages, *old = st->pages;
-	size_t old_cap = st->cap;
 
-	if (n > st->cap) {
-		while (cap < n)
-			cap *= 2;
-		/* mmap: page-aligned, and untouched pages cost nothing. */
-		pages = mmap(NULL, cap * PAGE, PROT_READ | PROT_WRITE,
-			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		refs = realloc(st->refs, cap * sizeof(*refs));
-		if (pages == MAP_FAILED || !refs) {
-			if (pages != MAP_FAILED)
-				munmap(pages, cap * PAGE);
-			if (refs)
-				st->refs = refs;
-			return colo_err_set(err, ENOMEM, "cannot stage %zu pages", cap);
-		}
-		st->pages = pages;
-		st->refs = refs;
-		st->cap = cap;
-		st->populated = 0;
+	if (n <= st->cap) {
 		stage_populate(st, n);
-		if (old) {
-			memcpy(st->pages, old, st->n * PAGE);
-			munmap(old, old_cap * PAGE);
-		}
 		return 0;
 	}
-	stage_populate(st, n);
+	while (cap < n)
+		cap *= 2;
+	/* mmap: page-aligned, and untouched pages cost nothing. */
+	pages = mmap(NULL, cap * PAGE, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	refs = realloc(st->refs, cap * sizeof(*refs));
+	if (pages == MAP_FAILED || !refs) {
+		if (pages != MAP_FAILED)
+			munmap(pages, cap * PAGE);
+		if (refs)
+			st->refs = refs;
+		return colo_err_set(err, ENOMEM, "cannot stage %zu pages", cap);
+	}
+	st->pages = pages;
+	st->refs = refs;
+	st->cap = cap;
+	st->populated = 0;
+	stage_populate(st, n);       /* mapped before the pages so far are copied */
+	if (old) {
+		memcpy(st->pages, old, st->n * PAGE);
+		munmap(old, old_cap * PAGE);
+	}
 	return 0;
 }
 

@@ -598,6 +598,103 @@ START_TEST(demo_checkpoints)
 }
 END_TEST
 
+/* A memo's save is colo_image_save_full()'s output, byte for byte. */
+static void memo_same(const struct colo_image *img, struct colo_image_memo *m,
+		      struct colo_buf *full, const char *what)
+{
+	const struct colo_buf *k;
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	save_ok(img, full);
+	ck_assert_msg(colo_image_memo_save(img, m, &err) == 0, "%s", err.msg);
+	k = &m->out[m->cur];
+	ck_assert_msg(k->len == full->len && memcmp(k->data, full->data, k->len) == 0,
+		      "%s: the memo's keyframe (%zu bytes) is not the full save (%zu bytes)",
+		      what, k->len, full->len);
+}
+
+/*
+ * The recorder's keyframes: a memo noted after every load and apply saves
+ * exactly what a full save gives, though it encodes only the pages changed
+ * since its last save; an apply it was not told of, or a load, makes it
+ * encode every page again.  A page changed behind its back (not by an
+ * apply) keeps its old bytes in the keyframe: the memo's bytes are used.
+ */
+START_TEST(memo_keyframes_are_full_saves)
+{
+	struct colo_buf ram = COLO_BUF_INIT, dev = COLO_BUF_INIT, s = COLO_BUF_INIT;
+	struct colo_buf full = COLO_BUF_INIT;
+	struct colo_rng rng = { 7 };
+	struct colo_image img;
+	struct colo_image_memo m;
+	struct colo_ram_encoder *enc;
+	struct colo_ram_shadow shadow;
+	struct colo_ram_stage st;
+	struct colo_ram_enc_stats stats;
+	struct colo_demo d;
+	struct colo_err err;
+	const struct colo_buf *k;
+	uint8_t *pg;
+	uint64_t lz4 = 0;
+
+	colo_err_clear(&err);
+	colo_image_init(&img);
+	colo_image_memo_init(&m);
+	colo_ram_stage_init(&st);
+	ck_assert_int_eq(colo_ram_encoder_new(2, &enc, &err), 0);
+	ck_assert_int_eq(colo_demo_init(&d, DEMO_RAM, 11, &err), 0);
+	ck_assert_int_eq(colo_ram_shadow_init(&shadow, COLO_DEMO_RAM, DEMO_RAM, &err), 0);
+	primary_sync(&d.sv, enc, &shadow, &s);
+	load_ok(&img, &s);
+	colo_image_memo_note(&m, &img);
+	memo_same(&img, &m, &full, "after the sync");
+	for (uint64_t seq = 1; seq <= 60; seq++) {
+		demo_mutate_ram(&d, &rng, &st);
+		demo_mutate_devices(&d, &rng);
+		build_ckpt(&d.sv, enc, &st, &shadow, COLO_PAGE_KINDS_ALL, seq, &ram, &dev, &stats);
+		apply_ok(&img, &ram, &dev);
+		if (seq != 33)          /* one apply the memo is not told of */
+			colo_image_memo_note(&m, &img);
+		if (seq % 5 == 0)
+			memo_same(&img, &m, &full, "after checkpoints");
+		if (seq == 40) {
+			/* a load: a whole new state */
+			save_ok(&img, &s);
+			load_ok(&img, &s);
+			colo_image_memo_note(&m, &img);
+		}
+	}
+	memo_same(&img, &m, &full, "at the end");
+	/* An LZ4 page of the last keyframe, changed behind the memo's back. */
+	for (uint64_t i = 0; i < img.blocks[0].length / PAGE; i++) {
+		pg = img.blocks[0].data + i * PAGE;
+		if (!colo_page_is_zero(pg) && colo_lz4_encode(pg, (uint8_t[PAGE]){ 0 },
+							       PAGE - 3) > 0) {
+			lz4++;
+			memset(pg + 7, 0x3c, 64);
+			break;
+		}
+	}
+	ck_assert_uint_eq(lz4, 1);
+	save_ok(&img, &full);
+	ck_assert_int_eq(colo_image_memo_save(&img, &m, &err), 0);
+	k = &m.out[m.cur];
+	ck_assert(k->len != full.len || memcmp(k->data, full.data, full.len) != 0);
+
+	colo_demo_free(&d);
+	colo_image_free(&img);
+	colo_image_memo_free(&m);
+	colo_ram_shadow_free(&shadow);
+	colo_ram_stage_free(&st);
+	colo_ram_encoder_free(enc);
+	colo_buf_free(&ram);
+	colo_buf_free(&dev);
+	colo_buf_free(&s);
+	colo_buf_free(&full);
+}
+END_TEST
+
 /* A given page with every byte flipped: what only a copy of it gives. */
 static void flip_all(const struct colo_ram_stage *st, uint8_t *out)
 {
@@ -1296,6 +1393,7 @@ static Suite *image_suite(void)
 	tcase_add_test(tc, plain_stream_is_the_same_state);
 	tcase_add_loop_test(tc, demo_checkpoints, 0, 2);
 	tcase_add_test(tc, demo_checkpoints_given);
+	tcase_add_test(tc, memo_keyframes_are_full_saves);
 	tcase_add_test(tc, given_pages_checked);
 	tcase_add_test(tc, memtouch_round_trip_and_checkpoints);
 	tcase_add_test(tc, full_stream_lies);

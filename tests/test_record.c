@@ -501,8 +501,32 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 	ck_assert_ptr_eq(pages.pages, first);
 	ck_assert_uint_eq(pages.n, 0);
 	ck_assert_uint_ge(pages.cap, 300);
-	colo_recorder_stop(r);
+
+	/* Checkpoints handed over faster than the recorder takes them (it
+	 * takes them in batches): each stage comes back, not just one. */
 	colo_ram_stage_free(&pages);
+	for (uint64_t seq = 3; seq < 3 + 6; seq++) {
+		colo_ram_stage_init(&pages);
+		for (uint32_t i = 0; i < 4; i++)
+			ck_assert_int_eq(colo_ram_stage_add(&pages, 0, i, page, &err), 0);
+		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+		colo_ram_stage_free(&pages);
+	}
+	for (int i = 0; i < 500; i++) {
+		colo_recorder_stats(r, &st);
+		if (st.dropped == 8 && st.queued_bytes == 0)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(st.dropped, 8);
+	for (uint64_t seq = 9; seq < 9 + 6; seq++) {
+		colo_ram_stage_init(&pages);
+		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);
+		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+		ck_assert_msg(pages.cap > 0, "hand-over %" PRIu64 " got no stage back", seq - 8);
+		colo_ram_stage_free(&pages);
+	}
+	colo_recorder_stop(r);
 }
 END_TEST
 

@@ -126,7 +126,8 @@ uint64_t colo_image_block_hash(const struct colo_image_block *b)
 /* ---- writing ---- */
 
 static int save_ram(const struct colo_image *img, struct colo_stream_writer *w,
-		    uint32_t id, uint32_t kinds, struct colo_err *err)
+		    uint32_t id, uint32_t kinds, struct colo_ram_memo *memo,
+		    struct colo_err *err)
 {
 	struct colo_ram_block_info *infos = calloc(img->nblocks, sizeof(*infos));
 	const uint8_t **hosts = calloc(img->nblocks, sizeof(*hosts));
@@ -142,14 +143,14 @@ static int save_ram(const struct colo_image *img, struct colo_stream_writer *w,
 		infos[i].length = img->blocks[i].length;
 		hosts[i] = img->blocks[i].data;
 	}
-	r = colo_savevm_write_ram(w, id, infos, hosts, img->nblocks, kinds, err);
+	r = colo_savevm_write_ram_memo(w, id, infos, hosts, img->nblocks, kinds, memo, err);
 	free(infos);
 	free(hosts);
 	return r;
 }
 
 static int save_full(const struct colo_image *img, struct colo_buf *out, uint32_t kinds,
-		     bool colo, struct colo_err *err)
+		     bool colo, struct colo_ram_memo *memo, struct colo_err *err)
 {
 	struct colo_stream_writer w;
 	struct colo_stream_config c;
@@ -171,7 +172,7 @@ static int save_full(const struct colo_image *img, struct colo_buf *out, uint32_
 	}
 	if (colo)
 		colo_sw_enable_colo(&w);
-	if (img->nblocks && (r = save_ram(img, &w, ram_id, kinds, err)))
+	if (img->nblocks && (r = save_ram(img, &w, ram_id, kinds, memo, err)))
 		goto out;
 	for (size_t i = 0; i < img->ndevs; i++) {
 		const struct colo_image_device *d = &img->devs[i];
@@ -195,21 +196,133 @@ out:
 int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *out,
 			       uint32_t kinds, struct colo_err *err)
 {
-	return save_full(img, out, kinds, true, err);
+	return save_full(img, out, kinds, true, NULL, err);
 }
 
 int colo_image_save_plain(const struct colo_image *img, struct colo_buf *out,
 			  struct colo_err *err)
 {
-	return save_full(img, out, COLO_PAGE_KINDS_QEMU, false, err);
+	return save_full(img, out, COLO_PAGE_KINDS_QEMU, false, NULL, err);
 }
+
+#define FULL_KINDS (COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO) | COLO_PAGE_KIND_BIT(COLO_PAGE_RAW) | \
+		    COLO_PAGE_KIND_BIT(COLO_PAGE_LZ4))
 
 int colo_image_save_full(const struct colo_image *img, struct colo_buf *out,
 			 struct colo_err *err)
 {
-	return colo_image_save_full_kinds(img, out, COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO) |
-					  COLO_PAGE_KIND_BIT(COLO_PAGE_RAW) |
-					  COLO_PAGE_KIND_BIT(COLO_PAGE_LZ4), err);
+	return colo_image_save_full_kinds(img, out, FULL_KINDS, err);
+}
+
+/* ---- keyframes that encode only what changed ---- */
+
+void colo_image_memo_init(struct colo_image_memo *m)
+{
+	memset(m, 0, sizeof(*m));
+	colo_buf_init(&m->out[0]);
+	colo_buf_init(&m->out[1]);
+}
+
+static void memo_forget_layout(struct colo_image_memo *m)
+{
+	for (size_t i = 0; i < m->nblocks; i++)
+		free(m->changed[i]);
+	free(m->changed);
+	free(m->lengths);
+	free(m->ent);
+	m->changed = NULL;
+	m->lengths = NULL;
+	m->ent = NULL;
+	m->nblocks = 0;
+	m->valid = false;
+}
+
+void colo_image_memo_free(struct colo_image_memo *m)
+{
+	memo_forget_layout(m);
+	colo_buf_free(&m->out[0]);
+	colo_buf_free(&m->out[1]);
+	memset(m, 0, sizeof(*m));
+}
+
+/* The memo sized for img's blocks; false when out of memory (it is empty). */
+static bool memo_fit(struct colo_image_memo *m, const struct colo_image *img)
+{
+	uint64_t pages = 0;
+	bool same = m->nblocks == img->nblocks && m->ent;
+
+	for (size_t i = 0; same && i < img->nblocks; i++)
+		same = m->lengths[i] == img->blocks[i].length;
+	if (same)
+		return true;
+	memo_forget_layout(m);
+	for (size_t i = 0; i < img->nblocks; i++)
+		pages += img->blocks[i].length / PAGE;
+	m->ent = calloc(pages ? (size_t)pages : 1, sizeof(*m->ent));
+	m->changed = calloc(img->nblocks ? img->nblocks : 1, sizeof(*m->changed));
+	m->lengths = calloc(img->nblocks ? img->nblocks : 1, sizeof(*m->lengths));
+	if (!m->ent || !m->changed || !m->lengths) {
+		memo_forget_layout(m);
+		return false;
+	}
+	for (size_t i = 0; i < img->nblocks; i++) {
+		m->changed[i] = calloc(colo__image_bitmap_words(img->blocks[i].length),
+				       sizeof(uint64_t));
+		if (!m->changed[i]) {
+			m->nblocks = i;
+			memo_forget_layout(m);
+			return false;
+		}
+		m->lengths[i] = img->blocks[i].length;
+		m->nblocks = i + 1;
+	}
+	return true;
+}
+
+void colo_image_memo_note(struct colo_image_memo *m, const struct colo_image *img)
+{
+	bool follows = !img->loaded && img->serial == m->serial + 1;
+
+	m->serial = img->serial;
+	if (!memo_fit(m, img) || !follows) {
+		m->valid = false;
+		return;
+	}
+	for (size_t i = 0; i < img->nblocks; i++) {
+		const struct colo_image_block *b = &img->blocks[i];
+		size_t words = colo__image_bitmap_words(b->length);
+
+		for (size_t k = 0; k < words; k++)
+			m->changed[i][k] |= b->touched[k];
+	}
+}
+
+int colo_image_memo_save(const struct colo_image *img, struct colo_image_memo *m,
+			 struct colo_err *err)
+{
+	struct colo_buf *out = &m->out[m->cur ^ 1];
+	struct colo_ram_memo rm;
+	int r;
+
+	if (!memo_fit(m, img))
+		return colo_err_set(err, ENOMEM, "out of memory");
+	if (img->serial != m->serial)
+		m->valid = false;       /* a change that was not noted */
+	rm.prev = m->valid ? m->out[m->cur].data : NULL;
+	rm.ent = m->ent;
+	rm.changed = (const uint64_t *const *)m->changed;
+	colo_buf_reset(out);
+	m->valid = false;               /* the entries move to out as it is written */
+	r = save_full(img, out, FULL_KINDS, true, &rm, err);
+	if (r)
+		return r;
+	m->cur ^= 1;
+	m->serial = img->serial;
+	m->valid = true;
+	for (size_t i = 0; i < m->nblocks; i++)
+		memset(m->changed[i], 0,
+		       colo__image_bitmap_words(m->lengths[i]) * sizeof(uint64_t));
+	return 0;
 }
 
 /* ---- copies and comparisons ---- */
@@ -220,6 +333,7 @@ int colo_image_copy(struct colo_image *dst, const struct colo_image *src,
 	int r = 0;
 
 	colo_image_init(dst);
+	dst->loaded = true;             /* a state no memo has seen */
 	memcpy(dst->config, src->config, sizeof(dst->config));
 	dst->ram_section_id = src->ram_section_id;
 	dst->ckpt = src->ckpt;

@@ -107,6 +107,10 @@ struct colo_image {
 	 * sections: indexes into devs. */
 	size_t *sent;
 	size_t nsent;
+	/* One more with every load and apply; loaded: the last was a load
+	 * (a whole new state).  For struct colo_image_memo. */
+	uint64_t serial;
+	bool loaded;
 };
 
 /*
@@ -237,6 +241,35 @@ int colo_image_save_full_kinds(const struct colo_image *img, struct colo_buf *ou
  */
 int colo_image_save_plain(const struct colo_image *img, struct colo_buf *out,
 			  struct colo_err *err);
+
+/*
+ * Keyframes of an image that moves on between them (the recorder's): the
+ * last full stream saved, and what colo_savevm_write_ram_memo() needs to
+ * save the next without encoding again the pages that have not changed
+ * since.  colo_image_memo_note() after every load and every apply of the
+ * image; a load, an apply not noted or new blocks make the next save
+ * encode every page.  A save's output is the same, byte for byte, as
+ * colo_image_save_full()'s.  Memory: two full streams, a word per page
+ * and a bit per page.
+ */
+struct colo_image_memo {
+	struct colo_buf out[2];          /* out[cur]: the last save */
+	int cur;
+	bool valid;                      /* ent describes out[cur] */
+	uint64_t serial;                 /* the image's, at the last note or save */
+	uint64_t *ent;                   /* per page (struct colo_ram_memo) */
+	uint64_t **changed;              /* per block: pages changed since out[cur] */
+	uint64_t *lengths;               /* of the blocks ent and changed are for */
+	size_t nblocks;
+};
+
+void colo_image_memo_init(struct colo_image_memo *m);
+void colo_image_memo_free(struct colo_image_memo *m);
+/* The pages the image's last load or apply wrote. */
+void colo_image_memo_note(struct colo_image_memo *m, const struct colo_image *img);
+/* colo_image_save_full() of img into m->out[m->cur] (after the call). */
+int colo_image_memo_save(const struct colo_image *img, struct colo_image_memo *m,
+			 struct colo_err *err);
 
 /* Deep copy (dst is initialised by the call). */
 int colo_image_copy(struct colo_image *dst, const struct colo_image *src,

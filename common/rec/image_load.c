@@ -506,6 +506,8 @@ int colo_image_load_full_sized(struct colo_image *img, const void *stream, size_
 	for (size_t i = 0; i < tmp.ndevs; i++)
 		tmp.sent[i] = i;
 	tmp.nsent = tmp.ndevs;
+	tmp.serial = img->serial + 1;
+	tmp.loaded = true;
 	colo_image_free(img);
 	*img = tmp;
 	colo_image_init(&tmp);
@@ -768,6 +770,8 @@ int colo_image_apply_given(struct colo_image *img, const void *ram, size_t ram_l
 		goto out;
 	}
 	/* 4. Now change the image: pages, then devices. */
+	img->serial++;
+	img->loaded = false;
 	for (size_t i = 0; i < img->nblocks; i++)
 		memset(img->blocks[i].touched, 0,
 		       colo__image_bitmap_words(img->blocks[i].length) * sizeof(uint64_t));

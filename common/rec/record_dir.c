@@ -56,6 +56,8 @@ int colo__rec_new_segment(struct colo_recorder *r)
 	struct seginfo *ns;
 	char *path;
 
+	if (colo__rec_flush(r) != 0)
+		return -1;
 	if (r->seg_fd >= 0) {
 		fdatasync(r->seg_fd);
 		close(r->seg_fd);
@@ -85,20 +87,68 @@ int colo__rec_new_segment(struct colo_recorder *r)
 	return 0;
 }
 
+static void seg_name(const struct colo_recorder *r, char *name, size_t size)
+{
+	snprintf(name, size, COLO_REC_SEG_FMT, r->segs[r->nsegs - 1].no);
+}
+
+int colo__rec_flush(struct colo_recorder *r)
+{
+	char name[32];
+	int e;
+
+	if (r->failed)
+		return -1;
+	if (!colo_buf_ok(&r->wrec) || !colo_buf_ok(&r->widx)) {
+		colo__rec_fail(r, "out of memory");
+		return -1;
+	}
+	if (r->wrec.len && (e = colo_write_all(r->seg_fd, r->wrec.data, r->wrec.len)) != 0) {
+		seg_name(r, name, sizeof(name));
+		colo__rec_fail(r, "%s: %s", name, strerror(-e));
+		return -1;
+	}
+	if (r->widx.len && (e = colo_write_all(r->idx_fd, r->widx.data, r->widx.len)) != 0) {
+		colo__rec_fail(r, "%s/" COLO_REC_INDEX ": %s", r->dir, strerror(-e));
+		return -1;
+	}
+	colo_buf_reset(&r->wrec);
+	colo_buf_reset(&r->widx);
+	pthread_mutex_lock(&r->mu);
+	r->st.checkpoints += r->batch_ck;
+	r->st.keyframes += r->batch_key;
+	if (r->batch_ck) {
+		r->st.have_keyframe = true;
+		r->st.last_seq = r->batch_seq;
+	}
+	r->st.bytes = colo__rec_total_bytes(r);
+	pthread_mutex_unlock(&r->mu);
+	r->batch_ck = r->batch_key = 0;
+	return 0;
+}
+
 /* Append the record to the current segment; its offset in *off. */
 int colo__rec_put_record(struct colo_recorder *r, const void *a, size_t alen,
 			 const void *b, size_t blen, uint64_t *off)
 {
 	struct seginfo *s = &r->segs[r->nsegs - 1];
-	int e;
+	char name[32];
+	int e = 0;
 
 	*off = s->bytes;
-	if ((e = colo_write_all(r->seg_fd, a, alen)) != 0 ||
-	    (blen && (e = colo_write_all(r->seg_fd, b, blen)) != 0)) {
-		char name[32];
-
-		snprintf(name, sizeof(name), COLO_REC_SEG_FMT, s->no);
-		colo__rec_fail(r, "%s: %s", name, strerror(-e));
+	if (alen + blen < COLO_REC_BATCH_BYTES) {
+		if (r->wrec.len + alen + blen > COLO_REC_BATCH_BYTES && colo__rec_flush(r))
+			return -1;
+		colo_buf_put(&r->wrec, a, alen);
+		if (blen)
+			colo_buf_put(&r->wrec, b, blen);
+	} else if (colo__rec_flush(r) ||
+		   (e = colo_write_all(r->seg_fd, a, alen)) != 0 ||
+		   (blen && (e = colo_write_all(r->seg_fd, b, blen)) != 0)) {
+		if (e) {
+			seg_name(r, name, sizeof(name));
+			colo__rec_fail(r, "%s: %s", name, strerror(-e));
+		}
 		return -1;
 	}
 	s->bytes += alen + blen;
@@ -116,7 +166,6 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 	struct seginfo *s = &r->segs[r->nsegs - 1];
 	size_t np = 0, nd = 0, plen;
 	uint8_t *buf;
-	int e;
 
 	snprintf(seg, sizeof(seg), COLO_REC_SEG_FMT, s->no);
 	pb.seq = seq;
@@ -181,12 +230,8 @@ int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uin
 		colo__rec_fail(r, "out of memory");
 		return -1;
 	}
-	e = colo_write_all(r->idx_fd, buf, plen + 4);
+	colo_buf_put(&r->widx, buf, plen + 4);
 	free(buf);
-	if (e) {
-		colo__rec_fail(r, "%s/" COLO_REC_INDEX ": %s", r->dir, strerror(-e));
-		return -1;
-	}
 	r->idx_size += plen + 4;
 	s->entries++;
 	s->index_bytes += plen + 4;
@@ -316,11 +361,19 @@ out:
 	return e;
 }
 
+static bool over_limits(const struct colo_recorder *r)
+{
+	return !r->failed && r->nsegs > 1 &&
+	       ((r->cfg.max_bytes && colo__rec_total_bytes(r) > r->cfg.max_bytes) ||
+		(r->cfg.max_checkpoints && total_entries(r) > r->cfg.max_checkpoints));
+}
+
 void colo__rec_retention(struct colo_recorder *r)
 {
-	while (!r->failed && r->nsegs > 1 &&
-	       ((r->cfg.max_bytes && colo__rec_total_bytes(r) > r->cfg.max_bytes) ||
-		(r->cfg.max_checkpoints && total_entries(r) > r->cfg.max_checkpoints)))
+	/* Dropping a segment rewrites the index from the file: the batch first. */
+	if (!over_limits(r) || colo__rec_flush(r) != 0)
+		return;
+	while (over_limits(r))
 		if (drop_oldest(r) != 0)
 			return;
 }

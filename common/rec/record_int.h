@@ -38,6 +38,14 @@ int colo__rec_parse_index(const uint8_t *data, size_t len, struct colo_rec_entry
 
 /* ---- the recorder (recorder.c, record_dir.c) ---- */
 
+/* Stages kept for the node's hand-overs: enough for the checkpoints of a batch. */
+#define COLO_REC_SPARES 16
+/* The recorder waits this long after a wake-up so that it takes checkpoints
+ * in batches: a wake-up, a write to the segment and one to the index each. */
+#define COLO_REC_BATCH_NS (4 * 1000 * 1000)
+/* Records up to this size wait in the batch; bigger ones are written at once. */
+#define COLO_REC_BATCH_BYTES (1u << 20)
+
 struct job;
 
 /* A device the node registered: what the recorder walks its payloads with. */
@@ -63,8 +71,9 @@ struct colo_recorder {
 	struct job *head, *tail;
 	bool quit, started;
 	bool key_queued;                 /* a full stream was queued */
-	struct colo_ram_stage spare;     /* decoded pages' memory, back for the
-					    node's next hand-over */
+	/* decoded pages' memory, back for the node's next hand-overs */
+	struct colo_ram_stage spare[COLO_REC_SPARES];
+	size_t nspare;
 	struct colo_recorder_stats st;   /* under mu */
 
 	/* the thread's own */
@@ -78,7 +87,12 @@ struct colo_recorder {
 	uint64_t since_key;
 	struct colo_image img;
 	bool have_img, failed;
-	struct colo_buf kbuf;
+	struct colo_buf kbuf;            /* sync-devices */
+	/* A batch's records and index entries, written at its end (records
+	 * first), and what it recorded, published then (colo__rec_flush()). */
+	struct colo_buf wrec, widx;
+	uint64_t batch_ck, batch_key, batch_seq;
+	struct colo_image_memo memo;     /* keyframes: the last, and its pages */
 	struct rec_dev *devs;            /* copied from cfg.sv at start */
 	size_t ndevs;
 	struct colo_image_sizer sizer;   /* walks payloads with devs */
@@ -97,12 +111,16 @@ int colo__rec_write_meta(struct colo_recorder *r, struct colo_err *err);
 
 /*
  * record_dir.c, on the recorder thread; -1 after colo__rec_fail().  A new
- * segment becomes the current one; a record is appended to it (a, then b;
- * its offset in *off), then its index entry, which names the devices and
- * page kinds of r->img (all devices for a keyframe, the touched ones
- * otherwise).
+ * segment becomes the current one (the batch written first); a record is
+ * appended to it (a, then b; its offset in *off), then its index entry,
+ * which names the devices and page kinds of r->img (all devices for a
+ * keyframe, the touched ones otherwise).  Both wait in the batch, but for
+ * a record of COLO_REC_BATCH_BYTES or more, written at once after it.
  */
 int colo__rec_new_segment(struct colo_recorder *r);
+/* Write the batch (records, then their entries) and publish what it
+ * recorded; -1 when the writes failed (recording stopped). */
+int colo__rec_flush(struct colo_recorder *r);
 int colo__rec_put_record(struct colo_recorder *r, const void *a, size_t alen,
 			 const void *b, size_t blen, uint64_t *off);
 int colo__rec_put_entry(struct colo_recorder *r, uint64_t seq, uint64_t gen, uint64_t wall,

@@ -3,18 +3,20 @@
  *
  * The loop thread copies each record into a job and queues it, with the
  * pages its node decoded already when it has them (taken, not copied: the
- * recorder hands the memory of a job it is done with back at the next
- * hand-over, `spare`); the recorder thread takes jobs in order, moves its
- * image forward (a full stream replaces it, a checkpoint is applied to
- * it, copying the pages given where that beats decoding), writes the record,
- * then its index entry, then applies retention (record_dir.c writes the
- * directory).  Every keyframe-every checkpoints the image is written out as
- * a keyframe starting a new segment, in place of that checkpoint's own
- * bytes.  Device payloads are sized by walking them with the descriptions
- * the node registered (copied at start), so a device's payload may change
- * size; each index entry says how big each one was.  The queue and the
- * published stats are under the recorder's mutex; the rest belongs to its
- * thread.
+ * recorder hands the memory of jobs it is done with back at the next
+ * hand-overs, `spare`); the recorder thread takes the jobs queued in
+ * batches, and for each in order moves its image forward (a full stream
+ * replaces it, a checkpoint is applied to it, copying the pages given where
+ * that beats decoding) and adds the record, then its index entry, to the
+ * batch, which is written at its end (then retention, record_dir.c).
+ * Every keyframe-every checkpoints the image is written out as a keyframe
+ * starting a new segment, in place of that checkpoint's own bytes; only
+ * the pages changed since the last keyframe are encoded again (struct
+ * colo_image_memo).  Device payloads are sized by walking them with the
+ * descriptions the node registered (copied at start), so a device's
+ * payload may change size; each index entry says how big each one was.
+ * The queue and the published stats are under the recorder's mutex; the
+ * rest belongs to its thread.
  */
 #include "config.h"
 
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -112,24 +115,12 @@ void colo__rec_fail(struct colo_recorder *r, const char *fmt, ...)
 	r->seg_fd = -1;
 }
 
-static void publish(struct colo_recorder *r)
-{
-	uint64_t bytes = colo__rec_total_bytes(r);
-
-	pthread_mutex_lock(&r->mu);
-	r->st.bytes = bytes;
-	pthread_mutex_unlock(&r->mu);
-}
-
+/* A checkpoint recorded in this batch (published by colo__rec_flush()). */
 static void counted(struct colo_recorder *r, uint64_t seq, bool key)
 {
-	pthread_mutex_lock(&r->mu);
-	r->st.checkpoints++;
-	if (key)
-		r->st.keyframes++;
-	r->st.have_keyframe = true;
-	r->st.last_seq = seq;
-	pthread_mutex_unlock(&r->mu);
+	r->batch_ck++;
+	r->batch_key += key;
+	r->batch_seq = seq;
 }
 
 /* The image's sizer: the registered description of the device, if any. */
@@ -182,6 +173,7 @@ static void do_full(struct colo_recorder *r, struct job *j)
 		return;
 	}
 	r->have_img = true;
+	colo_image_memo_note(&r->memo, &r->img);
 	r->since_key = 0;
 	if (colo__rec_put_sync(r) || colo__rec_new_segment(r) ||
 	    colo__rec_put_record(r, j->data, j->len, NULL, 0, &off) ||
@@ -206,19 +198,22 @@ static void do_ckpt(struct colo_recorder *r, struct job *j)
 		colo__rec_fail(r, "checkpoint %" PRIu64 " does not decode: %s", j->seq, err.msg);
 		return;
 	}
+	colo_image_memo_note(&r->memo, &r->img);
 	if (++r->since_key >= r->cfg.keyframe_every) {
-		/* This checkpoint is written as the state it leads to. */
-		colo_buf_reset(&r->kbuf);
-		if (colo_image_save_full(&r->img, &r->kbuf, &err) != 0) {
+		const struct colo_buf *k;
+
+		/* This checkpoint is written as the state it leads to: only the
+		 * pages changed since the last keyframe are encoded again. */
+		if (colo_image_memo_save(&r->img, &r->memo, &err) != 0) {
 			colo__rec_fail(r, "keyframe at checkpoint %" PRIu64 ": %s", j->seq, err.msg);
 			return;
 		}
+		k = &r->memo.out[r->memo.cur];
 		r->since_key = 0;
 		if (colo__rec_new_segment(r) ||
-		    colo__rec_put_record(r, r->kbuf.data, r->kbuf.len, NULL, 0, &off) ||
-		    colo__rec_put_entry(r, j->seq, j->generation, j->wall_ns, off,
-					r->kbuf.len, 0,
-					XXH3_64bits(r->kbuf.data, r->kbuf.len), true))
+		    colo__rec_put_record(r, k->data, k->len, NULL, 0, &off) ||
+		    colo__rec_put_entry(r, j->seq, j->generation, j->wall_ns, off, k->len, 0,
+					XXH3_64bits(k->data, k->len), true))
 			return;
 		counted(r, j->seq, true);
 		return;
@@ -231,49 +226,72 @@ static void do_ckpt(struct colo_recorder *r, struct job *j)
 	counted(r, j->seq, false);
 }
 
+/* One job on the recorder thread; its pages' memory is kept for the node. */
+static void run_job(struct colo_recorder *r, struct job *j)
+{
+	if (!r->failed) {
+		if (j->kind == JOB_FULL)
+			do_full(r, j);
+		else if (r->have_img)
+			do_ckpt(r, j);
+		else {
+			pthread_mutex_lock(&r->mu);
+			r->st.dropped++;
+			pthread_mutex_unlock(&r->mu);
+		}
+		if (!r->failed)
+			colo__rec_retention(r);
+	}
+	pthread_mutex_lock(&r->mu);
+	r->st.queued_bytes -= job_bytes(j);
+	if (j->pages.cap && r->nspare < COLO_REC_SPARES) {
+		r->spare[r->nspare++] = j->pages;
+		colo_ram_stage_init(&j->pages);
+	}
+	pthread_mutex_unlock(&r->mu);
+	job_free(j);
+}
+
+/*
+ * Jobs are taken in batches: after a wake-up the thread lets the node queue
+ * for COLO_REC_BATCH_NS (unless it is stopping), then runs every job queued
+ * and writes them together.  At hundreds of checkpoints a second this
+ * wakes it, and the node's signal reaches a waiting thread, a few hundred
+ * times less, and writes each file once a batch instead of once a
+ * checkpoint.
+ */
 static void *rec_main(void *arg)
 {
 	struct colo_recorder *r = arg;
 
 	pthread_setname_np(pthread_self(), "colo-recorder");
 	for (;;) {
-		struct job *j;
+		struct job *batch;
+		bool quit;
 
 		pthread_mutex_lock(&r->mu);
 		while (!r->head && !r->quit)
 			pthread_cond_wait(&r->cv, &r->mu);
-		j = r->head;
-		if (j) {
-			r->head = j->next;
-			if (!r->head)
-				r->tail = NULL;
-			r->st.queued_bytes -= job_bytes(j);
-		}
+		quit = r->quit;
 		pthread_mutex_unlock(&r->mu);
-		if (!j)
-			break;
-		if (!r->failed) {
-			if (j->kind == JOB_FULL)
-				do_full(r, j);
-			else if (r->have_img)
-				do_ckpt(r, j);
-			else {
-				pthread_mutex_lock(&r->mu);
-				r->st.dropped++;
-				pthread_mutex_unlock(&r->mu);
-			}
-			if (!r->failed)
-				colo__rec_retention(r);
-			publish(r);
+		if (!quit) {
+			struct timespec ts = { 0, COLO_REC_BATCH_NS };
+
+			nanosleep(&ts, NULL);
 		}
-		/* Its pages' memory goes back to the node at its next hand-over. */
 		pthread_mutex_lock(&r->mu);
-		if (j->pages.cap && !r->spare.cap) {
-			r->spare = j->pages;
-			colo_ram_stage_init(&j->pages);
-		}
+		batch = r->head;
+		r->head = r->tail = NULL;
 		pthread_mutex_unlock(&r->mu);
-		job_free(j);
+		if (!batch)
+			break;
+		while (batch) {
+			struct job *j = batch;
+
+			batch = j->next;
+			run_job(r, j);
+		}
+		colo__rec_flush(r);
 	}
 	if (r->seg_fd >= 0) {
 		fdatasync(r->seg_fd);
@@ -322,9 +340,10 @@ static bool take_pages(struct colo_recorder *r, struct job *j, const struct deco
 	}
 	j->nnames = d->nblocks;
 	j->pages = *d->pages;
+	colo_ram_stage_init(d->pages);
 	pthread_mutex_lock(&r->mu);
-	*d->pages = r->spare;
-	colo_ram_stage_init(&r->spare);
+	if (r->nspare)
+		*d->pages = r->spare[--r->nspare];
 	pthread_mutex_unlock(&r->mu);
 	return true;
 }
@@ -470,6 +489,9 @@ int colo_recorder_start(const struct colo_record_cfg *cfg, struct colo_recorder 
 	r->idx_fd = r->seg_fd = r->lock_fd = -1;
 	colo_image_init(&r->img);
 	colo_buf_init(&r->kbuf);
+	colo_buf_init(&r->wrec);
+	colo_buf_init(&r->widx);
+	colo_image_memo_init(&r->memo);
 	pthread_mutex_init(&r->mu, NULL);
 	pthread_cond_init(&r->cv, NULL);
 	r->cfg.dir = r->dir;
@@ -528,7 +550,8 @@ void colo_recorder_stop(struct colo_recorder *r)
 		job_free(r->head);
 		r->head = n;
 	}
-	colo_ram_stage_free(&r->spare);
+	for (size_t i = 0; i < r->nspare; i++)
+		colo_ram_stage_free(&r->spare[i]);
 	if (r->seg_fd >= 0)
 		close(r->seg_fd);
 	if (r->idx_fd >= 0)
@@ -537,6 +560,9 @@ void colo_recorder_stop(struct colo_recorder *r)
 		close(r->lock_fd);              /* releases the flock */
 	colo_image_free(&r->img);
 	colo_buf_free(&r->kbuf);
+	colo_buf_free(&r->wrec);
+	colo_buf_free(&r->widx);
+	colo_image_memo_free(&r->memo);
 	pthread_cond_destroy(&r->cv);
 	pthread_mutex_destroy(&r->mu);
 	free(r->segs);

@@ -99,13 +99,72 @@ int colo_savevm_add_device(struct colo_savevm *sv, const char *idstr,
 	return 0;
 }
 
-int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
-			  const struct colo_ram_block_info *blocks, const uint8_t *const *hosts,
-			  size_t n, uint32_t kinds, struct colo_err *err)
+/*
+ * A memo entry: the offset of an LZ4 page's bytes in its output (bits 63..16),
+ * its kind (15..13) and its LZ4 length (12..0, at most COLO_PAGE_SIZE - 3).
+ */
+#define MEMO_ENT(off, kind, len) (((uint64_t)(off) << 16) | ((uint64_t)(kind) << 13) | (len))
+#define MEMO_OFF(e) ((size_t)((e) >> 16))
+#define MEMO_KIND(e) ((enum colo_page_kind)(((e) >> 13) & 7))
+#define MEMO_LEN(e) ((size_t)((e) & 0x1fff))
+
+/* One page as a full save writes it: its record, and its memo entry in *ent. */
+static int put_page(struct colo_ram_writer *rw, const char *block, uint64_t off,
+		    const uint8_t *page, uint32_t kinds, uint64_t *ent, struct colo_err *err)
+{
+	uint8_t enc[COLO_PAGE_SIZE];
+	size_t len = 0;
+	int r;
+
+	if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO)) && colo_page_is_zero(page)) {
+		colo_ram_put_zero(rw, block, off, 0);
+		*ent = MEMO_ENT(0, COLO_PAGE_ZERO, 0);
+	} else if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_LZ4)) &&
+		   /* be16 length + data must beat 4096 bytes */
+		   (len = colo_lz4_encode(page, enc, COLO_PAGE_SIZE - 3)) > 0) {
+		r = colo_ram_put_encoded(rw, block, off, COLO_PAGE_LZ4, enc, len, err);
+		if (r)
+			return r;
+		*ent = MEMO_ENT(rw->out->len - len, COLO_PAGE_LZ4, len);
+	} else {
+		colo_ram_put_raw(rw, block, off, page);
+		*ent = MEMO_ENT(0, COLO_PAGE_RAW, 0);
+	}
+	return 0;
+}
+
+/* A page unchanged since the memo's output, written as it was there. */
+static int put_memo_page(struct colo_ram_writer *rw, const char *block, uint64_t off,
+			 const uint8_t *page, const uint8_t *prev, uint64_t *ent,
+			 struct colo_err *err)
+{
+	size_t len = MEMO_LEN(*ent);
+	int r;
+
+	switch (MEMO_KIND(*ent)) {
+	case COLO_PAGE_ZERO:
+		colo_ram_put_zero(rw, block, off, 0);
+		return 0;
+	case COLO_PAGE_LZ4:
+		r = colo_ram_put_encoded(rw, block, off, COLO_PAGE_LZ4, prev + MEMO_OFF(*ent),
+					 len, err);
+		if (r == 0)
+			*ent = MEMO_ENT(rw->out->len - len, COLO_PAGE_LZ4, len);
+		return r;
+	default:
+		colo_ram_put_raw(rw, block, off, page);
+		return 0;
+	}
+}
+
+int colo_savevm_write_ram_memo(struct colo_stream_writer *w, uint32_t section_id,
+			       const struct colo_ram_block_info *blocks,
+			       const uint8_t *const *hosts, size_t n, uint32_t kinds,
+			       struct colo_ram_memo *memo, struct colo_err *err)
 {
 	struct colo_ram_writer rw;
-	uint8_t enc[COLO_PAGE_SIZE];
 	uint32_t in_part = 0;
+	uint64_t at = 0, scratch;
 	int r;
 
 	colo_ram_writer_init(&rw, w->out);
@@ -117,26 +176,22 @@ int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
 	colo_ram_put_eos(&rw);
 	colo_sw_section_end(w);
 	for (size_t i = 0; i < n; i++) {
-		for (uint64_t off = 0; off < blocks[i].length; off += COLO_PAGE_SIZE) {
+		for (uint64_t off = 0; off < blocks[i].length; off += COLO_PAGE_SIZE, at++) {
 			const uint8_t *page = hosts[i] + off;
-			size_t len = 0;
+			uint64_t pg = off / COLO_PAGE_SIZE;
+			uint64_t *ent = memo ? &memo->ent[at] : &scratch;
 
 			if (in_part == 0) {
 				colo_sw_section_begin(w, COLO_SEC_PART, section_id, NULL, 0, 0, err);
 				colo_ram_writer_section(&rw);
 			}
-			if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_ZERO)) && colo_page_is_zero(page)) {
-				colo_ram_put_zero(&rw, blocks[i].name, off, 0);
-			} else if ((kinds & COLO_PAGE_KIND_BIT(COLO_PAGE_LZ4)) &&
-				   /* be16 length + data must beat 4096 bytes */
-				   (len = colo_lz4_encode(page, enc, COLO_PAGE_SIZE - 3)) > 0) {
-				r = colo_ram_put_encoded(&rw, blocks[i].name, off, COLO_PAGE_LZ4,
-							 enc, len, err);
-				if (r)
-					return r;
-			} else {
-				colo_ram_put_raw(&rw, blocks[i].name, off, page);
-			}
+			if (memo && memo->prev && !((memo->changed[i][pg / 64] >> (pg % 64)) & 1))
+				r = put_memo_page(&rw, blocks[i].name, off, page, memo->prev, ent,
+						  err);
+			else
+				r = put_page(&rw, blocks[i].name, off, page, kinds, ent, err);
+			if (r)
+				return r;
 			if (++in_part == COLO_SAVEVM_PART_PAGES) {
 				colo_ram_put_eos(&rw);
 				colo_sw_section_end(w);
@@ -152,6 +207,13 @@ int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
 	colo_ram_put_eos(&rw);
 	colo_sw_section_end(w);
 	return 0;
+}
+
+int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
+			  const struct colo_ram_block_info *blocks, const uint8_t *const *hosts,
+			  size_t n, uint32_t kinds, struct colo_err *err)
+{
+	return colo_savevm_write_ram_memo(w, section_id, blocks, hosts, n, kinds, NULL, err);
 }
 
 static int save_ram(struct colo_savevm *sv, struct colo_stream_writer *w,

@@ -84,6 +84,31 @@ int colo_savevm_write_ram(struct colo_stream_writer *w, uint32_t section_id,
 			  const struct colo_ram_block_info *blocks, const uint8_t *const *hosts,
 			  size_t n, uint32_t kinds, struct colo_err *err);
 
+/*
+ * What a writer of repeated full saves of the same blocks keeps so that a
+ * page unchanged since its last save is not encoded again (the recorder's
+ * keyframes): one entry per page of all blocks in order, saying how the
+ * page was written last time and, for an LZ4 page, where its compressed
+ * bytes are in that output.  A page whose bit is set in changed[block], or
+ * every page when prev is NULL, is encoded from its bytes; any other is
+ * written as its entry says (LZ4 bytes copied from prev, a zero page as a
+ * zero record, a raw page from its bytes).  Every entry is then rewritten
+ * for this output, whose bytes the caller keeps as the next prev.  The
+ * output is the same, byte for byte, as without a memo, as long as the
+ * pages not marked changed are the ones saved last time.
+ */
+struct colo_ram_memo {
+	const uint8_t *prev;                 /* the last output; NULL: none */
+	uint64_t *ent;                       /* one per page, all blocks */
+	const uint64_t *const *changed;      /* per block, a bit per page */
+};
+
+/* colo_savevm_write_ram() with a memo (may be NULL: the same call). */
+int colo_savevm_write_ram_memo(struct colo_stream_writer *w, uint32_t section_id,
+			       const struct colo_ram_block_info *blocks,
+			       const uint8_t *const *hosts, size_t n, uint32_t kinds,
+			       struct colo_ram_memo *memo, struct colo_err *err);
+
 int colo_savevm_save(struct colo_savevm *sv, struct colo_buf *out, unsigned flags,
 		     struct colo_err *err);
 

@@ -598,6 +598,38 @@ START_TEST(demo_checkpoints)
 }
 END_TEST
 
+/* A demo guest as a primary replicates it: its encoder, the shadow of what
+ * it sent, a stage for the pages written; img is loaded from its sync. */
+struct demo_primary {
+	struct colo_demo d;
+	struct colo_ram_encoder *enc;
+	struct colo_ram_shadow shadow;
+	struct colo_ram_stage st;
+};
+
+static void demo_primary_start(struct demo_primary *p, uint64_t seed, struct colo_image *img,
+			       struct colo_buf *s)
+{
+	struct colo_err err;
+
+	colo_err_clear(&err);
+	colo_image_init(img);
+	colo_ram_stage_init(&p->st);
+	ck_assert_int_eq(colo_ram_encoder_new(2, &p->enc, &err), 0);
+	ck_assert_int_eq(colo_demo_init(&p->d, DEMO_RAM, seed, &err), 0);
+	ck_assert_int_eq(colo_ram_shadow_init(&p->shadow, COLO_DEMO_RAM, DEMO_RAM, &err), 0);
+	primary_sync(&p->d.sv, p->enc, &p->shadow, s);
+	load_ok(img, s);
+}
+
+static void demo_primary_free(struct demo_primary *p)
+{
+	colo_demo_free(&p->d);
+	colo_ram_shadow_free(&p->shadow);
+	colo_ram_stage_free(&p->st);
+	colo_ram_encoder_free(p->enc);
+}
+
 /* A memo's save is colo_image_save_full()'s output, byte for byte. */
 static void memo_same(const struct colo_image *img, struct colo_image_memo *m,
 		      struct colo_buf *full, const char *what)
@@ -628,31 +660,23 @@ START_TEST(memo_keyframes_are_full_saves)
 	struct colo_rng rng = { 7 };
 	struct colo_image img;
 	struct colo_image_memo m;
-	struct colo_ram_encoder *enc;
-	struct colo_ram_shadow shadow;
-	struct colo_ram_stage st;
 	struct colo_ram_enc_stats stats;
-	struct colo_demo d;
+	struct demo_primary p;
 	struct colo_err err;
 	const struct colo_buf *k;
 	uint8_t *pg;
 	uint64_t lz4 = 0;
 
 	colo_err_clear(&err);
-	colo_image_init(&img);
 	colo_image_memo_init(&m);
-	colo_ram_stage_init(&st);
-	ck_assert_int_eq(colo_ram_encoder_new(2, &enc, &err), 0);
-	ck_assert_int_eq(colo_demo_init(&d, DEMO_RAM, 11, &err), 0);
-	ck_assert_int_eq(colo_ram_shadow_init(&shadow, COLO_DEMO_RAM, DEMO_RAM, &err), 0);
-	primary_sync(&d.sv, enc, &shadow, &s);
-	load_ok(&img, &s);
+	demo_primary_start(&p, 11, &img, &s);
 	colo_image_memo_note(&m, &img);
 	memo_same(&img, &m, &full, "after the sync");
 	for (uint64_t seq = 1; seq <= 60; seq++) {
-		demo_mutate_ram(&d, &rng, &st);
-		demo_mutate_devices(&d, &rng);
-		build_ckpt(&d.sv, enc, &st, &shadow, COLO_PAGE_KINDS_ALL, seq, &ram, &dev, &stats);
+		demo_mutate_ram(&p.d, &rng, &p.st);
+		demo_mutate_devices(&p.d, &rng);
+		build_ckpt(&p.d.sv, p.enc, &p.st, &p.shadow, COLO_PAGE_KINDS_ALL, seq, &ram, &dev,
+			   &stats);
 		apply_ok(&img, &ram, &dev);
 		if (seq != 33)          /* one apply the memo is not told of */
 			colo_image_memo_note(&m, &img);
@@ -682,12 +706,9 @@ START_TEST(memo_keyframes_are_full_saves)
 	k = &m.out[m.cur];
 	ck_assert(k->len != full.len || memcmp(k->data, full.data, full.len) != 0);
 
-	colo_demo_free(&d);
+	demo_primary_free(&p);
 	colo_image_free(&img);
 	colo_image_memo_free(&m);
-	colo_ram_shadow_free(&shadow);
-	colo_ram_stage_free(&st);
-	colo_ram_encoder_free(enc);
 	colo_buf_free(&ram);
 	colo_buf_free(&dev);
 	colo_buf_free(&s);
@@ -728,64 +749,55 @@ START_TEST(demo_checkpoints_given)
 	struct colo_buf ram = COLO_BUF_INIT, dev = COLO_BUF_INIT, s = COLO_BUF_INIT;
 	struct colo_rng rng = { 7 };
 	struct colo_image img, given, flipped, rev, fresh;
-	struct colo_ram_encoder *enc;
-	struct colo_ram_shadow shadow;
-	struct colo_ram_stage st;
 	struct colo_ram_enc_stats stats;
-	struct colo_demo d;
+	struct demo_primary p;
 	struct colo_err err;
 	uint64_t lz4_seen = 0;
 
 	colo_err_clear(&err);
-	colo_image_init(&img);
 	colo_image_init(&fresh);
-	colo_ram_stage_init(&st);
-	ck_assert_int_eq(colo_ram_encoder_new(2, &enc, &err), 0);
-	ck_assert_int_eq(colo_demo_init(&d, DEMO_RAM, 11, &err), 0);
-	ck_assert_int_eq(colo_ram_shadow_init(&shadow, COLO_DEMO_RAM, DEMO_RAM, &err), 0);
-	primary_sync(&d.sv, enc, &shadow, &s);
-	load_ok(&img, &s);
+	demo_primary_start(&p, 11, &img, &s);
 	for (uint64_t seq = 1; seq <= 24; seq++) {
 		uint32_t allowed = round_kinds[seq % (sizeof(round_kinds) / sizeof(round_kinds[0]))];
-		const char *names[] = { d.sv.blocks[0].info.name };
+		const char *names[] = { p.d.sv.blocks[0].info.name };
 		struct colo_image_given g = { NULL, NULL, 0, names, 1 };
 		struct colo_stage_ref *rrefs;
 		uint8_t *bytes;
 		uint64_t lz4;
 
-		demo_mutate_ram(&d, &rng, &st);
-		demo_mutate_devices(&d, &rng);
-		build_ckpt(&d.sv, enc, &st, &shadow, allowed, seq, &ram, &dev, &stats);
+		demo_mutate_ram(&p.d, &rng, &p.st);
+		demo_mutate_devices(&p.d, &rng);
+		build_ckpt(&p.d.sv, p.enc, &p.st, &p.shadow, allowed, seq, &ram, &dev, &stats);
 		ck_assert_int_eq(colo_image_copy(&given, &img, &err), 0);
 		ck_assert_int_eq(colo_image_copy(&flipped, &img, &err), 0);
 		ck_assert_int_eq(colo_image_copy(&rev, &img, &err), 0);
 		apply_ok(&img, &ram, &dev);
-		image_of(&d.sv, &fresh);
+		image_of(&p.d.sv, &fresh);
 		same(&img, &fresh, "decoded");
 		lz4 = img.pages[COLO_PAGE_LZ4];
 		lz4_seen += lz4;
 
-		g.data = st.pages;
-		g.refs = st.refs;
-		g.n = st.n;
+		g.data = p.st.pages;
+		g.refs = p.st.refs;
+		g.n = p.st.n;
 		ck_assert_msg(colo_image_apply_given(&given, ram.data, ram.len, dev.data, dev.len,
 						     NULL, &g, &err) == 0, "%s", err.msg);
 		same(&given, &fresh, "given the staged pages");
 		for (int k = 0; k < COLO_PAGE_KINDS; k++)
 			ck_assert_uint_eq(given.pages[k], img.pages[k]);
 
-		bytes = malloc(st.n * PAGE + 1);
-		rrefs = malloc((st.n + 1) * sizeof(*rrefs));
+		bytes = malloc(p.st.n * PAGE + 1);
+		rrefs = malloc((p.st.n + 1) * sizeof(*rrefs));
 		ck_assert(bytes && rrefs);
-		flip_all(&st, bytes);
+		flip_all(&p.st, bytes);
 		g.data = bytes;
 		ck_assert_msg(colo_image_apply_given(&flipped, ram.data, ram.len, dev.data,
 						     dev.len, NULL, &g, &err) == 0, "%s", err.msg);
 		ck_assert_uint_eq(pages_differ(&flipped, &img), lz4);
 
-		for (size_t i = 0; i < st.n; i++) {
-			rrefs[i] = st.refs[st.n - 1 - i];
-			memcpy(bytes + i * PAGE, st.pages + (st.n - 1 - i) * PAGE, PAGE);
+		for (size_t i = 0; i < p.st.n; i++) {
+			rrefs[i] = p.st.refs[p.st.n - 1 - i];
+			memcpy(bytes + i * PAGE, p.st.pages + (p.st.n - 1 - i) * PAGE, PAGE);
 			for (size_t k = 0; k < PAGE; k++)
 				bytes[i * PAGE + k] = (uint8_t)~bytes[i * PAGE + k];
 		}
@@ -801,12 +813,9 @@ START_TEST(demo_checkpoints_given)
 		colo_image_free(&rev);
 	}
 	ck_assert_uint_gt(lz4_seen, 0);
-	colo_demo_free(&d);
+	demo_primary_free(&p);
 	colo_image_free(&img);
 	colo_image_free(&fresh);
-	colo_ram_shadow_free(&shadow);
-	colo_ram_stage_free(&st);
-	colo_ram_encoder_free(enc);
 	colo_buf_free(&ram);
 	colo_buf_free(&dev);
 	colo_buf_free(&s);

@@ -453,6 +453,22 @@ START_TEST(a_full_disk_stops_recording_not_replication)
 }
 END_TEST
 
+/* Wait (5 s at most) until the recorder has dropped n checkpoints and
+ * has nothing queued. */
+static void wait_dropped(struct colo_recorder *r, uint64_t n)
+{
+	struct colo_recorder_stats st;
+
+	for (int i = 0; i < 500; i++) {
+		colo_recorder_stats(r, &st);
+		if (st.dropped == n && st.queued_bytes == 0)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_eq(st.dropped, n);
+	ck_assert_uint_eq(st.queued_bytes, 0);
+}
+
 /*
  * The pages a node hands over with a checkpoint are taken, not copied:
  * the node's stage comes back empty, and once the recorder is done with
@@ -463,7 +479,6 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 {
 	struct colo_record_cfg cfg = { 0 };
 	struct colo_recorder *r;
-	struct colo_recorder_stats st;
 	struct colo_ram_stage pages;
 	struct colo_ram_block blk = { .name = "ram" }, *blocks[1] = { &blk };
 	struct iovec v = { (void *)"x", 1 };
@@ -487,14 +502,7 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 	ck_assert_uint_eq(pages.n, 0);
 	ck_assert_uint_eq(pages.cap, 0);
 	ck_assert_ptr_null(pages.pages);
-	for (int i = 0; i < 500; i++) {
-		colo_recorder_stats(r, &st);
-		if (st.dropped == 1 && st.queued_bytes == 0)
-			break;
-		usleep(10000);
-	}
-	ck_assert_uint_eq(st.dropped, 1);
-	ck_assert_uint_eq(st.queued_bytes, 0);
+	wait_dropped(r, 1);
 	ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);
 	colo_recorder_checkpoint_decoded(r, 2, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
 	/* the first stage, back and empty */
@@ -512,13 +520,7 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
 		colo_ram_stage_free(&pages);
 	}
-	for (int i = 0; i < 500; i++) {
-		colo_recorder_stats(r, &st);
-		if (st.dropped == 8 && st.queued_bytes == 0)
-			break;
-		usleep(10000);
-	}
-	ck_assert_uint_eq(st.dropped, 8);
+	wait_dropped(r, 8);
 	for (uint64_t seq = 9; seq < 9 + 6; seq++) {
 		colo_ram_stage_init(&pages);
 		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);

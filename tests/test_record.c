@@ -485,6 +485,7 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 	struct colo_err err;
 	uint8_t page[4096] = { 1 };
 	uint8_t *first;
+	unsigned got_big = 0;
 	char dir[300];
 
 	snprintf(dir, sizeof(dir), "%s/rec-taken", pair_dir());
@@ -528,6 +529,25 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 		ck_assert_msg(pages.cap > 0, "hand-over %" PRIu64 " got no stage back", seq - 8);
 		colo_ram_stage_free(&pages);
 	}
+
+	/* Big stages are not hoarded: past the first, the recorder frees them. */
+	wait_dropped(r, 14);
+	for (uint64_t seq = 15; seq < 15 + 8; seq++) {
+		colo_ram_stage_init(&pages);
+		for (uint32_t i = 0; i < 300; i++)
+			ck_assert_int_eq(colo_ram_stage_add(&pages, 0, i, page, &err), 0);
+		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+		colo_ram_stage_free(&pages);
+	}
+	wait_dropped(r, 22);
+	for (uint64_t seq = 23; seq < 23 + 3; seq++) {
+		colo_ram_stage_init(&pages);
+		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);
+		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+		got_big += pages.cap >= 300;
+		colo_ram_stage_free(&pages);
+	}
+	ck_assert_uint_le(got_big, 1);
 	colo_recorder_stop(r);
 }
 END_TEST

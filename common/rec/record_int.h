@@ -38,8 +38,11 @@ int colo__rec_parse_index(const uint8_t *data, size_t len, struct colo_rec_entry
 
 /* ---- the recorder (recorder.c, record_dir.c) ---- */
 
-/* Stages kept for the node's hand-overs: enough for the checkpoints of a batch. */
+/* Stages kept for the node's hand-overs: enough for the checkpoints of a
+ * batch.  Past the first, only small ones (up to COLO_REC_SPARE_PAGES), so
+ * that a burst of big checkpoints does not leave their memory held here. */
 #define COLO_REC_SPARES 16
+#define COLO_REC_SPARE_PAGES 256
 /* The recorder waits this long after a wake-up so that it takes checkpoints
  * in batches: a wake-up, a write to the segment and one to the index each. */
 #define COLO_REC_BATCH_NS (4 * 1000 * 1000)

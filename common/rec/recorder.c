@@ -244,7 +244,8 @@ static void run_job(struct colo_recorder *r, struct job *j)
 	}
 	pthread_mutex_lock(&r->mu);
 	r->st.queued_bytes -= job_bytes(j);
-	if (j->pages.cap && r->nspare < COLO_REC_SPARES) {
+	if (j->pages.cap && (r->nspare == 0 || (r->nspare < COLO_REC_SPARES &&
+						j->pages.cap <= COLO_REC_SPARE_PAGES))) {
 		r->spare[r->nspare++] = j->pages;
 		colo_ram_stage_init(&j->pages);
 	}

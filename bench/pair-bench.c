@@ -801,8 +801,10 @@ static void bench_replay_cost(void)
 		NULL);
 	if (!d_wait_state(&a, "protected", -1, 120))
 		die("the 1 GiB pair did not get protected");
-	while (d_last_committed(&b) < 230)
-		sleep_s(0.1);
+	for (double end = now_s() + 120; d_last_committed(&b) < 230; sleep_s(0.1))
+		if (d_wait(&a, 0) || now_s() > end)
+			die("the 1 GiB pair did not reach checkpoint 230 (the primary %s)",
+			    d_wait(&a, 0) ? "stopped" : "still runs, after 120 s");
 	d_stop(&a);
 	d_stop(&b);
 	colo_err_clear(&err);

@@ -133,22 +133,20 @@ int colo__rec_put_record(struct colo_recorder *r, const void *a, size_t alen,
 {
 	struct seginfo *s = &r->segs[r->nsegs - 1];
 	char name[32];
-	int e = 0;
+	int e;
 
 	*off = s->bytes;
+	/* What the batch has no room for comes after it. */
+	if (r->wrec.len + alen + blen > COLO_REC_BATCH_BYTES && colo__rec_flush(r))
+		return -1;
 	if (alen + blen < COLO_REC_BATCH_BYTES) {
-		if (r->wrec.len + alen + blen > COLO_REC_BATCH_BYTES && colo__rec_flush(r))
-			return -1;
 		colo_buf_put(&r->wrec, a, alen);
 		if (blen)
 			colo_buf_put(&r->wrec, b, blen);
-	} else if (colo__rec_flush(r) ||
-		   (e = colo_write_all(r->seg_fd, a, alen)) != 0 ||
+	} else if ((e = colo_write_all(r->seg_fd, a, alen)) != 0 ||
 		   (blen && (e = colo_write_all(r->seg_fd, b, blen)) != 0)) {
-		if (e) {
-			seg_name(r, name, sizeof(name));
-			colo__rec_fail(r, "%s: %s", name, strerror(-e));
-		}
+		seg_name(r, name, sizeof(name));
+		colo__rec_fail(r, "%s: %s", name, strerror(-e));
 		return -1;
 	}
 	s->bytes += alen + blen;

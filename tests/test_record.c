@@ -469,6 +469,27 @@ static void wait_dropped(struct colo_recorder *r, uint64_t n)
 	ck_assert_uint_eq(st.queued_bytes, 0);
 }
 
+/* Hand the recorder checkpoint seq with a fresh stage of npages pages;
+ * the capacity of the stage that came back (0: none). */
+static size_t hand_over(struct colo_recorder *r, uint64_t seq, uint32_t npages)
+{
+	static const uint8_t page[4096] = { 1 };
+	struct colo_ram_block blk = { .name = "ram" }, *blocks[1] = { &blk };
+	struct iovec v = { (void *)"x", 1 };
+	struct colo_ram_stage pages;
+	struct colo_err err;
+	size_t cap;
+
+	colo_err_clear(&err);
+	colo_ram_stage_init(&pages);
+	for (uint32_t i = 0; i < npages; i++)
+		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, i, page, &err), 0);
+	colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
+	cap = pages.cap;
+	colo_ram_stage_free(&pages);
+	return cap;
+}
+
 /*
  * The pages a node hands over with a checkpoint are taken, not copied:
  * the node's stage comes back empty, and once the recorder is done with
@@ -514,39 +535,20 @@ START_TEST(decoded_pages_are_taken_and_given_back)
 	/* Checkpoints handed over faster than the recorder takes them (it
 	 * takes them in batches): each stage comes back, not just one. */
 	colo_ram_stage_free(&pages);
-	for (uint64_t seq = 3; seq < 3 + 6; seq++) {
-		colo_ram_stage_init(&pages);
-		for (uint32_t i = 0; i < 4; i++)
-			ck_assert_int_eq(colo_ram_stage_add(&pages, 0, i, page, &err), 0);
-		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
-		colo_ram_stage_free(&pages);
-	}
+	for (uint64_t seq = 3; seq < 3 + 6; seq++)
+		hand_over(r, seq, 4);
 	wait_dropped(r, 8);
-	for (uint64_t seq = 9; seq < 9 + 6; seq++) {
-		colo_ram_stage_init(&pages);
-		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);
-		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
-		ck_assert_msg(pages.cap > 0, "hand-over %" PRIu64 " got no stage back", seq - 8);
-		colo_ram_stage_free(&pages);
-	}
+	for (uint64_t seq = 9; seq < 9 + 6; seq++)
+		ck_assert_msg(hand_over(r, seq, 1) > 0, "hand-over %" PRIu64 " got no stage back",
+			      seq - 8);
 
 	/* Big stages are not hoarded: past the first, the recorder frees them. */
 	wait_dropped(r, 14);
-	for (uint64_t seq = 15; seq < 15 + 8; seq++) {
-		colo_ram_stage_init(&pages);
-		for (uint32_t i = 0; i < 300; i++)
-			ck_assert_int_eq(colo_ram_stage_add(&pages, 0, i, page, &err), 0);
-		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
-		colo_ram_stage_free(&pages);
-	}
+	for (uint64_t seq = 15; seq < 15 + 8; seq++)
+		hand_over(r, seq, 300);
 	wait_dropped(r, 22);
-	for (uint64_t seq = 23; seq < 23 + 3; seq++) {
-		colo_ram_stage_init(&pages);
-		ck_assert_int_eq(colo_ram_stage_add(&pages, 0, 0, page, &err), 0);
-		colo_recorder_checkpoint_decoded(r, seq, 1, 0, &v, 1, &v, 1, &pages, blocks, 1);
-		got_big += pages.cap >= 300;
-		colo_ram_stage_free(&pages);
-	}
+	for (uint64_t seq = 23; seq < 23 + 3; seq++)
+		got_big += hand_over(r, seq, 1) >= 300;
 	ck_assert_uint_le(got_big, 1);
 	colo_recorder_stop(r);
 }
